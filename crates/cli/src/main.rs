@@ -1,0 +1,2 @@
+//! The chronus binary (being written).
+fn main() {}

@@ -1,0 +1,3 @@
+//! Chronus DSP (being written).
+#![deny(unsafe_code)]
+pub mod spec;

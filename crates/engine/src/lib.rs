@@ -1,0 +1,2 @@
+//! Chronus engine (being written).
+pub mod command;

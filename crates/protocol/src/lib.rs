@@ -1,0 +1,1 @@
+//! Chronus protocol (being written).

@@ -1,0 +1,1 @@
+//! Chronus supervisor (being written).
