@@ -1,0 +1,803 @@
+//! Decoding: one UDP datagram → validated requests, or `/fail` reasons.
+//!
+//! The rule (STYLE.md's scsynth lesson): decode fully, validate every argument against the
+//! address's declared signature, and only then act. A datagram that is not OSC at all is a
+//! [`PacketError`] (no address, so no reply is possible); a message that is OSC but wrong
+//! is a [`Fail`] with a reason. A bundle is all or nothing: if any message in it fails,
+//! every message in it fails, so a bundle is never half-applied.
+
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime};
+
+use chronus_engine::command::Command;
+
+use crate::args::{check_arg, clip, Value};
+use crate::table::{Action, AddressTable};
+
+/// What a validated message asks the server to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Request {
+    /// An engine command: stamped by the output clock and applied by every worker.
+    Engine(Command),
+    /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
+    Sync(i32),
+    /// `/status`: answer `/status.reply`.
+    Status,
+    /// `/metrics`: answer `/metrics.reply`.
+    Metrics,
+    /// `/version`: answer `/version.reply`.
+    Version,
+    /// `/quit`: answer `/done /quit` and stop.
+    Quit,
+    /// Fault injection (only in a table built with `fault_injection`).
+    Debug(DebugRequest),
+}
+
+/// A fault-injection request; `slot` is the worker's slot, `None` meaning the active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugRequest {
+    /// Make a worker abort.
+    Crash {
+        /// Slot whose worker crashes; `None` = the active slot.
+        slot: Option<u8>,
+    },
+    /// Make a worker stop making progress.
+    Hang {
+        /// Slot whose worker hangs; `None` = the active slot.
+        slot: Option<u8>,
+    },
+    /// Add busy delay to every block a worker renders.
+    Slow {
+        /// Extra time per block, in microseconds (0..=1_000_000).
+        micros: u32,
+        /// Slot whose worker slows down; `None` = the active slot.
+        slot: Option<u8>,
+    },
+}
+
+/// When a request should take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// As soon as possible (a bare message, or a bundle timetagged "immediately", `(0, 1)`).
+    Now,
+    /// At this OSC time (from the innermost enclosing bundle with a real timetag).
+    At(OscTime),
+}
+
+/// A validated request, the address it came from, and when it should take effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// What to do.
+    pub request: Request,
+    /// The address it was sent to (for logs and replies).
+    pub address: String,
+    /// When it should take effect.
+    pub time: When,
+}
+
+/// A refused message: the server answers `/fail <address> <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Fail {
+    /// The address the message was sent to (clipped if absurdly long).
+    pub address: String,
+    /// What went wrong, with which input, and what to do; starts with the address.
+    pub reason: String,
+}
+
+impl Fail {
+    /// The encoded `/fail <address> <reason>` reply for this failure.
+    pub fn to_reply(&self) -> Vec<u8> {
+        crate::reply::fail(&self.address, &self.reason)
+    }
+}
+
+/// Why a datagram is not OSC at all. No address can be answered, so the server counts and
+/// logs these instead of replying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    /// The datagram had no bytes.
+    #[error("empty datagram")]
+    Empty,
+    /// The bytes do not decode as an OSC message or bundle.
+    #[error("not an OSC packet: {0}")]
+    Malformed(String),
+    /// An OSC packet decoded, but bytes were left after it (a truncated or padded bundle).
+    #[error("{0} bytes left after the end of the OSC packet")]
+    TrailingBytes(usize),
+    /// Bundles nested deeper than [`MAX_BUNDLE_DEPTH`].
+    #[error("bundles nested more than {MAX_BUNDLE_DEPTH} deep")]
+    TooDeep,
+}
+
+/// Deepest bundle nesting accepted. The OSC decoder recurses once per level, so a crafted
+/// datagram of thousands of nested bundles could otherwise exhaust the stack.
+pub const MAX_BUNDLE_DEPTH: usize = 16;
+
+/// The OSC timetag meaning "immediately".
+const IMMEDIATELY: OscTime = OscTime {
+    seconds: 0,
+    fractional: 1,
+};
+
+/// Checks one message against the table: known address, right argument count, every
+/// argument of the declared type and in range. Nothing is acted upon here.
+///
+/// # Errors
+/// A [`Fail`] for an unknown address (with a "did you mean …?" suggestion when one is
+/// close), a wrong argument count (naming the expected signature), or the first argument
+/// that does not pass [`check_arg`].
+pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Request, Fail> {
+    let address = clip(&msg.addr);
+    let fail = |reason: String| Fail {
+        address: address.clone(),
+        reason,
+    };
+    let Some(entry) = table.lookup(&msg.addr) else {
+        let hint = match table.suggest(&msg.addr) {
+            Some(known) => format!("did you mean {known}?"),
+            None => "`chronus send --list` shows every address".to_string(),
+        };
+        return Err(fail(format!("unknown address {address} ({hint})")));
+    };
+    let (required, max, got) = (entry.required_args(), entry.args.len(), msg.args.len());
+    if got < required || got > max {
+        let expected = match (required, max) {
+            (0, 0) => "no arguments".to_string(),
+            (1, 1) => format!("1 argument {}", entry.signature()),
+            (r, m) if r == m => format!("{r} arguments {}", entry.signature()),
+            (r, m) => format!("{r} to {m} arguments {}", entry.signature()),
+        };
+        return Err(fail(format!("{address}: expected {expected}, got {got}")));
+    }
+    let values = entry
+        .args
+        .iter()
+        .zip(&msg.args)
+        .enumerate()
+        .map(|(i, (spec, arg))| check_arg(&address, i + 1, spec, arg))
+        .collect::<Result<Vec<Value>, String>>()
+        .map_err(fail)?;
+    request_for(entry.action, &values).ok_or_else(|| {
+        fail(format!(
+            "{address}: internal error: table and action disagree"
+        ))
+    })
+}
+
+/// Turns checked values into the request an action stands for. `None` only if the table's
+/// declared arguments and its action disagree (a bug, reported rather than panicked on).
+fn request_for(action: Action, values: &[Value]) -> Option<Request> {
+    let number = |i: usize| match values.get(i) {
+        Some(Value::Number(v)) => Some(*v),
+        _ => None,
+    };
+    let int = |i: usize| match values.get(i) {
+        Some(Value::Int(v)) => Some(Some(*v)),
+        None => Some(None),
+        _ => None,
+    };
+    let slot = |i: usize| -> Option<Option<u8>> {
+        match int(i)? {
+            Some(v) => u8::try_from(v).ok().map(Some),
+            None => Some(None),
+        }
+    };
+    Some(match action {
+        Action::SetParam { node, param } => Request::Engine(Command::SetParam {
+            node,
+            param,
+            value: number(0)?,
+        }),
+        Action::Gate { node } => match values.first() {
+            Some(Value::Gate(on)) => Request::Engine(Command::Gate { node, on: *on }),
+            _ => return None,
+        },
+        Action::EngineGain => Request::Engine(Command::EngineGain(number(0)?)),
+        Action::TestTone => Request::Engine(Command::TestTone),
+        Action::Status => Request::Status,
+        Action::Metrics => Request::Metrics,
+        Action::Sync => Request::Sync(i32::try_from(int(0)??).ok()?),
+        Action::Version => Request::Version,
+        Action::Quit => Request::Quit,
+        Action::DebugCrash => Request::Debug(DebugRequest::Crash { slot: slot(0)? }),
+        Action::DebugHang => Request::Debug(DebugRequest::Hang { slot: slot(0)? }),
+        Action::DebugSlow => Request::Debug(DebugRequest::Slow {
+            micros: u32::try_from(int(0)??).ok()?,
+            slot: slot(1)?,
+        }),
+    })
+}
+
+/// Decodes one UDP datagram into one result per message.
+///
+/// Bundles are flattened in order; a message's time is that of its innermost bundle with
+/// a real timetag (an inner "immediately" inherits the enclosing bundle's time), and an
+/// inner bundle may not be timetagged earlier than its enclosing one. A bundle is
+/// validated completely before anything in it may be acted upon: if any message in it
+/// fails (or its timetags are inconsistent), every message in it is a [`Fail`] whose
+/// reason says which one broke the bundle.
+///
+/// # Errors
+/// [`PacketError`] when the datagram is not OSC at all: empty, undecodable, followed by
+/// stray bytes, or nested more than [`MAX_BUNDLE_DEPTH`] bundles deep. Never panics.
+pub fn decode_packet(
+    table: &AddressTable,
+    bytes: &[u8],
+) -> Result<Vec<Result<Decoded, Fail>>, PacketError> {
+    if bytes.is_empty() {
+        return Err(PacketError::Empty);
+    }
+    check_depth(bytes, 0)?;
+    let (rest, packet) =
+        rosc::decoder::decode_udp(bytes).map_err(|e| PacketError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PacketError::TrailingBytes(rest.len()));
+    }
+    match packet {
+        OscPacket::Message(msg) => Ok(vec![decode_one(table, msg, When::Now)]),
+        OscPacket::Bundle(bundle) => Ok(decode_bundle(table, bundle)),
+    }
+}
+
+fn decode_one(table: &AddressTable, msg: OscMessage, time: When) -> Result<Decoded, Fail> {
+    validate_message(table, &msg).map(|request| Decoded {
+        request,
+        address: msg.addr,
+        time,
+    })
+}
+
+fn decode_bundle(table: &AddressTable, bundle: OscBundle) -> Vec<Result<Decoded, Fail>> {
+    let mut messages = Vec::new();
+    let mut time_error = None;
+    flatten(bundle, When::Now, &mut messages, &mut time_error);
+    let results: Vec<Result<Decoded, Fail>> = messages
+        .into_iter()
+        .map(|(msg, time)| decode_one(table, msg, time))
+        .collect();
+    let culprit = time_error.or_else(|| {
+        results.iter().enumerate().find_map(|(i, result)| {
+            result.as_ref().err().map(|fail| {
+                format!(
+                    "message {} ({}) failed: {}",
+                    i + 1,
+                    fail.address,
+                    fail.reason
+                )
+            })
+        })
+    });
+    let Some(culprit) = culprit else {
+        return results;
+    };
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(decoded) => {
+                let address = clip(&decoded.address);
+                Err(Fail {
+                    reason: format!(
+                        "{address}: not applied: the bundle was refused because {culprit}"
+                    ),
+                    address,
+                })
+            }
+            Err(fail) => Err(Fail {
+                reason: format!("{}; the whole bundle was refused", fail.reason),
+                address: fail.address,
+            }),
+        })
+        .collect()
+}
+
+/// Flattens `bundle` (enclosed in a bundle whose effective time is `outer`) into
+/// `(message, time)` pairs, recording the first timetag inconsistency in `time_error`.
+fn flatten(
+    bundle: OscBundle,
+    outer: When,
+    out: &mut Vec<(OscMessage, When)>,
+    time_error: &mut Option<String>,
+) {
+    let time = match (bundle.timetag, outer) {
+        (IMMEDIATELY, outer) => outer,
+        (inner, When::At(outer_time)) if inner < outer_time => {
+            time_error.get_or_insert_with(|| {
+                format!(
+                    "a nested bundle's timetag {} is earlier than its enclosing bundle's {}",
+                    show_time(inner),
+                    show_time(outer_time)
+                )
+            });
+            When::At(outer_time)
+        }
+        (inner, _) => When::At(inner),
+    };
+    for packet in bundle.content {
+        match packet {
+            OscPacket::Message(msg) => out.push((msg, time)),
+            OscPacket::Bundle(inner) => flatten(inner, time, out, time_error),
+        }
+    }
+}
+
+/// An OSC time as seconds since 1900 (never panics, unlike converting to `SystemTime`).
+fn show_time(time: OscTime) -> String {
+    let seconds = f64::from(time.seconds) + f64::from(time.fractional) / 4_294_967_296.0;
+    format!("{seconds:.6}")
+}
+
+/// Walks the bundle structure (without decoding) to refuse nesting deeper than
+/// [`MAX_BUNDLE_DEPTH`] before the recursive decoder sees it.
+fn check_depth(bytes: &[u8], depth: usize) -> Result<(), PacketError> {
+    if !bytes.starts_with(b"#bundle\0") {
+        return Ok(());
+    }
+    if depth >= MAX_BUNDLE_DEPTH {
+        return Err(PacketError::TooDeep);
+    }
+    let mut rest = bytes.get(16..).unwrap_or_default();
+    while let Some((size, tail)) = rest.split_first_chunk::<4>() {
+        let size = u32::from_be_bytes(*size) as usize;
+        let Some(element) = tail.get(..size) else {
+            break;
+        };
+        check_depth(element, depth + 1)?;
+        rest = &tail[size..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::tests::table;
+    use proptest::prelude::*;
+    use rosc::OscType;
+
+    fn message(addr: &str, args: Vec<OscType>) -> OscMessage {
+        OscMessage {
+            addr: addr.to_string(),
+            args,
+        }
+    }
+
+    fn encode(packet: OscPacket) -> Vec<u8> {
+        rosc::encoder::encode(&packet).unwrap()
+    }
+
+    fn msg_bytes(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+        encode(OscPacket::Message(message(addr, args)))
+    }
+
+    fn bundle(seconds: u32, content: Vec<OscPacket>) -> OscBundle {
+        OscBundle {
+            timetag: OscTime {
+                seconds,
+                fractional: if seconds == 0 { 1 } else { 0 },
+            },
+            content,
+        }
+    }
+
+    fn at(seconds: u32) -> When {
+        When::At(OscTime {
+            seconds,
+            fractional: 0,
+        })
+    }
+
+    fn freq(value: f32) -> OscPacket {
+        OscPacket::Message(message("/mod/sine/freq", vec![OscType::Float(value)]))
+    }
+
+    fn one(bytes: &[u8]) -> Result<Decoded, Fail> {
+        let mut results = decode_packet(&table(), bytes).unwrap();
+        assert_eq!(results.len(), 1);
+        results.pop().unwrap()
+    }
+
+    #[test]
+    fn a_plain_message_decodes_to_a_request_now() {
+        let decoded = one(&msg_bytes("/mod/sine/freq", vec![OscType::Int(440)])).unwrap();
+        assert_eq!(
+            decoded,
+            Decoded {
+                request: Request::Engine(Command::SetParam {
+                    node: 0,
+                    param: 0,
+                    value: 440.0
+                }),
+                address: "/mod/sine/freq".to_string(),
+                time: When::Now,
+            }
+        );
+    }
+
+    #[test]
+    fn every_fixed_address_decodes() {
+        let t = table();
+        let cases = [
+            (message("/status", vec![]), Request::Status),
+            (message("/metrics", vec![]), Request::Metrics),
+            (message("/version", vec![]), Request::Version),
+            (message("/quit", vec![]), Request::Quit),
+            (message("/test", vec![]), Request::Engine(Command::TestTone)),
+            (
+                message("/engine/gain", vec![OscType::Double(0.5)]),
+                Request::Engine(Command::EngineGain(0.5)),
+            ),
+            (message("/sync", vec![OscType::Int(-7)]), Request::Sync(-7)),
+            (
+                message("/gate/env", vec![OscType::Bool(true)]),
+                Request::Engine(Command::Gate { node: 1, on: true }),
+            ),
+            (
+                message("/gate/env", vec![OscType::Bool(false)]),
+                Request::Engine(Command::Gate { node: 1, on: false }),
+            ),
+            (
+                message("/debug/crash", vec![]),
+                Request::Debug(DebugRequest::Crash { slot: None }),
+            ),
+            (
+                message("/debug/hang", vec![OscType::Int(1)]),
+                Request::Debug(DebugRequest::Hang { slot: Some(1) }),
+            ),
+            (
+                message("/debug/slow", vec![OscType::Int(2000)]),
+                Request::Debug(DebugRequest::Slow {
+                    micros: 2000,
+                    slot: None,
+                }),
+            ),
+            (
+                message(
+                    "/debug/slow",
+                    vec![OscType::Long(1_000_000), OscType::Float(0.0)],
+                ),
+                Request::Debug(DebugRequest::Slow {
+                    micros: 1_000_000,
+                    slot: Some(0),
+                }),
+            ),
+        ];
+        for (msg, expected) in cases {
+            assert_eq!(validate_message(&t, &msg), Ok(expected), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_addresses_get_a_suggestion() {
+        let fail = one(&msg_bytes("/mod/sine/frq", vec![OscType::Int(1)])).unwrap_err();
+        assert_eq!(fail.address, "/mod/sine/frq");
+        assert_eq!(
+            fail.reason,
+            "unknown address /mod/sine/frq (did you mean /mod/sine/freq?)"
+        );
+        let fail = one(&msg_bytes("/nothing/like/it/at/all", vec![])).unwrap_err();
+        assert!(
+            fail.reason.contains("chronus send --list"),
+            "{}",
+            fail.reason
+        );
+    }
+
+    #[test]
+    fn debug_addresses_are_unknown_without_fault_injection() {
+        let t = AddressTable::new(&[], false);
+        let fail = validate_message(&t, &message("/debug/crash", vec![])).unwrap_err();
+        assert!(
+            fail.reason.starts_with("unknown address"),
+            "{}",
+            fail.reason
+        );
+    }
+
+    #[test]
+    fn wrong_argument_counts_name_the_signature() {
+        let t = table();
+        let reason = |msg| validate_message(&t, &msg).unwrap_err().reason;
+        assert_eq!(
+            reason(message("/mod/sine/freq", vec![])),
+            "/mod/sine/freq: expected 1 argument <freq>, got 0"
+        );
+        assert_eq!(
+            reason(message(
+                "/mod/sine/freq",
+                vec![OscType::Int(1), OscType::Int(2)]
+            )),
+            "/mod/sine/freq: expected 1 argument <freq>, got 2"
+        );
+        assert_eq!(
+            reason(message("/status", vec![OscType::Int(1)])),
+            "/status: expected no arguments, got 1"
+        );
+        assert_eq!(
+            reason(message("/debug/slow", vec![])),
+            "/debug/slow: expected 1 to 2 arguments <micros> [slot], got 0"
+        );
+    }
+
+    #[test]
+    fn malformed_arguments_fail_with_a_reason() {
+        let t = table();
+        let reason = |args| {
+            validate_message(&t, &message("/mod/sine/freq", args))
+                .unwrap_err()
+                .reason
+        };
+        assert_eq!(
+            reason(vec![OscType::String("abc".into())]),
+            "/mod/sine/freq: argument 1 (freq) must be a number in Hz, got string \"abc\""
+        );
+        assert!(reason(vec![OscType::Float(f32::NAN)]).contains("NaN"));
+        assert!(reason(vec![OscType::Float(f32::INFINITY)]).contains("inf"));
+        assert!(reason(vec![OscType::Double(f64::NEG_INFINITY)]).contains("-inf"));
+        assert!(reason(vec![OscType::Blob(vec![0; 8])]).contains("blob"));
+        assert_eq!(
+            reason(vec![OscType::Int(30000)]),
+            "/mod/sine/freq: 30000 Hz is out of range 0.01..20000 Hz"
+        );
+        assert_eq!(
+            reason(vec![OscType::Float(0.001)]),
+            "/mod/sine/freq: 0.001 Hz is out of range 0.01..20000 Hz"
+        );
+        let gate = validate_message(&t, &message("/gate/env", vec![OscType::Int(2)]));
+        assert!(gate.unwrap_err().reason.contains("must be 0 or 1"));
+        let slot = validate_message(&t, &message("/debug/crash", vec![OscType::Int(2)]));
+        assert!(slot.unwrap_err().reason.contains("out of range 0..1"));
+        let sync = validate_message(&t, &message("/sync", vec![OscType::Long(1 << 40)]));
+        assert!(sync.unwrap_err().reason.contains("out of range"));
+    }
+
+    #[test]
+    fn every_number_type_is_accepted() {
+        for arg in [
+            OscType::Int(440),
+            OscType::Long(440),
+            OscType::Float(440.0),
+            OscType::Double(440.0),
+        ] {
+            let decoded = one(&msg_bytes("/mod/sine/freq", vec![arg])).unwrap();
+            assert_eq!(
+                decoded.request,
+                Request::Engine(Command::SetParam {
+                    node: 0,
+                    param: 0,
+                    value: 440.0
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bundles_carry_their_timetag() {
+        let bytes = encode(OscPacket::Bundle(bundle(
+            3_900_000_000,
+            vec![freq(100.0), freq(200.0)],
+        )));
+        let results = decode_packet(&table(), &bytes).unwrap();
+        assert_eq!(results.len(), 2);
+        for result in results {
+            assert_eq!(result.unwrap().time, at(3_900_000_000));
+        }
+        let immediate = encode(OscPacket::Bundle(bundle(0, vec![freq(100.0)])));
+        let results = decode_packet(&table(), &immediate).unwrap();
+        assert_eq!(results[0].as_ref().unwrap().time, When::Now);
+    }
+
+    #[test]
+    fn nested_bundles_use_the_innermost_time() {
+        let bytes = encode(OscPacket::Bundle(bundle(
+            100,
+            vec![
+                freq(1.0),
+                OscPacket::Bundle(bundle(200, vec![freq(2.0)])),
+                OscPacket::Bundle(bundle(0, vec![freq(3.0)])),
+            ],
+        )));
+        let times: Vec<When> = decode_packet(&table(), &bytes)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().time)
+            .collect();
+        assert_eq!(times, vec![at(100), at(200), at(100)]);
+    }
+
+    #[test]
+    fn nested_bundle_earlier_than_outer_fails_whole_bundle() {
+        let bytes = encode(OscPacket::Bundle(bundle(
+            200,
+            vec![freq(1.0), OscPacket::Bundle(bundle(100, vec![freq(2.0)]))],
+        )));
+        let results = decode_packet(&table(), &bytes).unwrap();
+        assert_eq!(results.len(), 2);
+        for result in results {
+            let fail = result.unwrap_err();
+            assert!(fail.reason.contains("earlier than"), "{}", fail.reason);
+        }
+    }
+
+    #[test]
+    fn a_bundle_with_one_bad_message_is_refused_entirely() {
+        let bytes = encode(OscPacket::Bundle(bundle(
+            0,
+            vec![
+                freq(100.0),
+                OscPacket::Message(message("/mod/sine/amp", vec![OscType::Float(2.0)])),
+                OscPacket::Message(message("/test", vec![])),
+            ],
+        )));
+        let results = decode_packet(&table(), &bytes).unwrap();
+        assert_eq!(results.len(), 3);
+        let fails: Vec<Fail> = results.into_iter().map(Result::unwrap_err).collect();
+        assert_eq!(fails[0].address, "/mod/sine/freq");
+        assert!(fails[0]
+            .reason
+            .contains("the bundle was refused because message 2 (/mod/sine/amp) failed"));
+        assert!(fails[1]
+            .reason
+            .starts_with("/mod/sine/amp: 2 is out of range 0..1"));
+        assert!(fails[1].reason.ends_with("the whole bundle was refused"));
+        assert_eq!(fails[2].address, "/test");
+    }
+
+    #[test]
+    fn empty_bundle_decodes_to_nothing() {
+        let bytes = encode(OscPacket::Bundle(bundle(0, vec![])));
+        assert_eq!(decode_packet(&table(), &bytes), Ok(vec![]));
+    }
+
+    #[test]
+    fn garbage_is_a_packet_error() {
+        let t = table();
+        assert_eq!(decode_packet(&t, b""), Err(PacketError::Empty));
+        assert!(matches!(
+            decode_packet(&t, b"\x00\x00\x00\x00"),
+            Err(PacketError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_packet(&t, b"hello world"),
+            Err(PacketError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_packet(&t, &[0xff; 64]),
+            Err(PacketError::Malformed(_))
+        ));
+        // scsynth reads a leading zero byte as a numbered command; we refuse it.
+        let mut numbered = msg_bytes("/quit", vec![]);
+        numbered[0] = 0;
+        assert!(decode_packet(&t, &numbered).is_err());
+    }
+
+    #[test]
+    fn truncated_packets_are_refused() {
+        let t = table();
+        let full = msg_bytes("/mod/sine/freq", vec![OscType::Float(440.0)]);
+        for len in 1..full.len() {
+            assert!(
+                decode_packet(&t, &full[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
+        }
+        let bundle_bytes = encode(OscPacket::Bundle(bundle(0, vec![freq(1.0), freq(2.0)])));
+        // Cutting exactly after the first element leaves a complete, shorter bundle.
+        let boundary = 16 + 4 + full.len();
+        for len in (17..bundle_bytes.len()).filter(|&len| len != boundary) {
+            assert!(
+                decode_packet(&t, &bundle_bytes[..len]).is_err(),
+                "bundle prefix of {len} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = msg_bytes("/status", vec![]);
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(
+            decode_packet(&table(), &bytes),
+            Err(PacketError::TrailingBytes(4))
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        // Build thousands of nested bundles by hand: far deeper than the limit.
+        let mut bytes = msg_bytes("/status", vec![]);
+        for _ in 0..3000 {
+            let mut outer = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+            outer.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&bytes);
+            bytes = outer;
+        }
+        assert_eq!(decode_packet(&table(), &bytes), Err(PacketError::TooDeep));
+        let ok = encode(OscPacket::Bundle(bundle(
+            0,
+            vec![OscPacket::Bundle(bundle(0, vec![freq(5.0)]))],
+        )));
+        assert_eq!(decode_packet(&table(), &ok).unwrap().len(), 1);
+    }
+
+    fn valid_packets() -> Vec<Vec<u8>> {
+        vec![
+            msg_bytes("/mod/sine/freq", vec![OscType::Float(440.0)]),
+            msg_bytes("/debug/slow", vec![OscType::Int(10), OscType::Int(1)]),
+            msg_bytes("/gate/env", vec![OscType::Bool(true)]),
+            encode(OscPacket::Bundle(bundle(
+                5,
+                vec![
+                    freq(3.0),
+                    OscPacket::Bundle(bundle(6, vec![freq(4.0)])),
+                    OscPacket::Message(message(
+                        "/x",
+                        vec![
+                            OscType::String("s".into()),
+                            OscType::Blob(vec![1, 2, 3]),
+                            OscType::Array(rosc::OscArray {
+                                content: vec![OscType::Int(1)],
+                            }),
+                        ],
+                    )),
+                ],
+            ))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_packet(&table(), &bytes);
+        }
+
+        #[test]
+        fn random_bundle_like_bytes_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..256)
+        ) {
+            let mut bytes = b"#bundle\0".to_vec();
+            bytes.extend_from_slice(&tail);
+            let _ = decode_packet(&table(), &bytes);
+        }
+
+        #[test]
+        fn mutated_valid_packets_never_panic(
+            which in 0usize..4,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..8),
+        ) {
+            let mut bytes = valid_packets()[which].clone();
+            for (position, byte, op) in edits {
+                if bytes.is_empty() {
+                    bytes.push(byte);
+                    continue;
+                }
+                let i = position % bytes.len();
+                match op {
+                    0 => bytes[i] = byte,
+                    1 => bytes.truncate(i),
+                    2 => bytes.insert(i, byte),
+                    _ => { bytes.remove(i); }
+                }
+            }
+            let _ = decode_packet(&table(), &bytes);
+        }
+
+        #[test]
+        fn arbitrary_messages_validate_without_panicking(
+            addr in prop_oneof![
+                Just("/mod/sine/freq".to_string()),
+                Just("/gate/env".to_string()),
+                Just("/debug/slow".to_string()),
+                Just("/sync".to_string()),
+                "/[a-z/]{0,20}",
+            ],
+            ints in proptest::collection::vec(any::<i64>(), 0..3),
+            float in any::<f64>(),
+        ) {
+            let mut args: Vec<OscType> = ints.into_iter().map(OscType::Long).collect();
+            args.push(OscType::Double(float));
+            let _ = validate_message(&table(), &message(&addr, args.clone()));
+            args.pop();
+            let _ = validate_message(&table(), &message(&addr, args));
+        }
+    }
+}

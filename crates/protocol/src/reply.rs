@@ -1,0 +1,379 @@
+//! Replies: encoders for what the server answers, and the client-side decoder that
+//! `chronus send` and `chronus status` use to read them.
+//!
+//! Layouts follow scsynth so existing clients understand them: `/fail <address> <reason>`,
+//! `/done <address>`, `/synced <id>`, `/status.reply ,iiiiiffdd`, `/version.reply`.
+
+use rosc::{OscMessage, OscPacket, OscType};
+
+/// Address of the failure reply.
+pub const FAIL: &str = "/fail";
+/// Address of the completion reply.
+pub const DONE: &str = "/done";
+/// Address of the `/sync` barrier reply.
+pub const SYNCED: &str = "/synced";
+/// Address of the `/status` reply.
+pub const STATUS_REPLY: &str = "/status.reply";
+/// Address of the `/metrics` reply.
+pub const METRICS_REPLY: &str = "/metrics.reply";
+/// Address of the `/version` reply.
+pub const VERSION_REPLY: &str = "/version.reply";
+
+/// The status report, in scsynth's `/status.reply` layout (`,iiiiiffdd`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatusReply {
+    /// Module instances in the patch (scsynth: unit generators).
+    pub modules: i32,
+    /// Voices currently sounding (scsynth: synths).
+    pub voices: i32,
+    /// Groups (Chronus has one).
+    pub groups: i32,
+    /// Patches loaded (scsynth: synth definitions).
+    pub patches: i32,
+    /// Average worker load, percent of the block period.
+    pub avg_load: f32,
+    /// Peak worker load, percent of the block period.
+    pub peak_load: f32,
+    /// Sample rate the server was asked for.
+    pub nominal_sample_rate: f64,
+    /// Sample rate the output actually runs at, as measured.
+    pub actual_sample_rate: f64,
+}
+
+/// The version report, in scsynth's `/version.reply` layout
+/// (program, major, minor, patch string, branch, commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionReply {
+    /// Program name ("chronus").
+    pub program: String,
+    /// Major version.
+    pub major: i32,
+    /// Minor version.
+    pub minor: i32,
+    /// Patch version as scsynth writes it, e.g. ".0".
+    pub patch: String,
+    /// Source branch, or empty if unknown.
+    pub branch: String,
+    /// Commit hash, or empty if unknown.
+    pub commit: String,
+}
+
+impl VersionReply {
+    /// The version of this build, from Cargo's package version (branch and commit empty).
+    pub fn this_build() -> VersionReply {
+        let parse = |s: &str| s.parse().unwrap_or(0);
+        VersionReply {
+            program: "chronus".to_string(),
+            major: parse(env!("CARGO_PKG_VERSION_MAJOR")),
+            minor: parse(env!("CARGO_PKG_VERSION_MINOR")),
+            patch: format!(".{}", env!("CARGO_PKG_VERSION_PATCH")),
+            branch: String::new(),
+            commit: String::new(),
+        }
+    }
+}
+
+/// A reply as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `/synced <id>`.
+    Synced(i32),
+    /// `/fail <address> <reason>`.
+    Fail {
+        /// Address of the refused message.
+        address: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// `/done <address>`.
+    Done(String),
+    /// `/status.reply`.
+    Status(StatusReply),
+    /// `/metrics.reply` name/value pairs, in the order sent.
+    Metrics(Vec<(String, f64)>),
+    /// `/version.reply`.
+    Version(VersionReply),
+    /// Any other message (shown raw by `chronus send`).
+    Other(OscMessage),
+}
+
+/// Why a reply datagram could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// The bytes are not an OSC message.
+    #[error("reply is not an OSC message: {0}")]
+    NotOsc(String),
+    /// A known reply address with arguments that do not fit its layout.
+    #[error("malformed {address} reply: {reason}")]
+    Malformed {
+        /// The reply's address.
+        address: String,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    let packet = OscPacket::Message(OscMessage {
+        addr: addr.to_string(),
+        args,
+    });
+    let mut bytes = Vec::new();
+    // Writing into a Vec cannot fail (its error type is Infallible).
+    match rosc::encoder::encode_into(&packet, &mut bytes) {
+        Ok(_) => bytes,
+        Err(never) => match never {},
+    }
+}
+
+/// `/fail <address> <reason>` (`,ss`): the answer to every refused message.
+pub fn fail(address: &str, reason: &str) -> Vec<u8> {
+    encode(FAIL, vec![address.into(), reason.into()])
+}
+
+/// `/done <address>` (`,s`): the answer to a completed command such as `/quit`.
+pub fn done(address: &str) -> Vec<u8> {
+    encode(DONE, vec![address.into()])
+}
+
+/// `/synced <id>` (`,i`): the answer to `/sync <id>`.
+pub fn synced(id: i32) -> Vec<u8> {
+    encode(SYNCED, vec![OscType::Int(id)])
+}
+
+/// `/status.reply` with exactly the types `,iiiiiffdd`, as scsynth sends it: unused (1),
+/// modules, voices, groups, patches, average load %, peak load %, nominal and actual rate.
+pub fn status_reply(status: &StatusReply) -> Vec<u8> {
+    encode(
+        STATUS_REPLY,
+        vec![
+            OscType::Int(1),
+            OscType::Int(status.modules),
+            OscType::Int(status.voices),
+            OscType::Int(status.groups),
+            OscType::Int(status.patches),
+            OscType::Float(status.avg_load),
+            OscType::Float(status.peak_load),
+            OscType::Double(status.nominal_sample_rate),
+            OscType::Double(status.actual_sample_rate),
+        ],
+    )
+}
+
+/// `/metrics.reply` with alternating string name / double value arguments.
+pub fn metrics_reply(metrics: &[(String, f64)]) -> Vec<u8> {
+    let args = metrics
+        .iter()
+        .flat_map(|(name, value)| [OscType::String(name.clone()), OscType::Double(*value)])
+        .collect();
+    encode(METRICS_REPLY, args)
+}
+
+/// `/version.reply` (`,siisss`): program, major, minor, patch, branch, commit.
+pub fn version_reply(version: &VersionReply) -> Vec<u8> {
+    encode(
+        VERSION_REPLY,
+        vec![
+            version.program.as_str().into(),
+            OscType::Int(version.major),
+            OscType::Int(version.minor),
+            version.patch.as_str().into(),
+            version.branch.as_str().into(),
+            version.commit.as_str().into(),
+        ],
+    )
+}
+
+/// Reads one reply datagram (client side: `chronus send`, `chronus status`).
+///
+/// Numbers are read leniently (any OSC number type), so replies from scsynth-compatible
+/// servers that send other number types still parse.
+///
+/// # Errors
+/// [`ReplyError::NotOsc`] if the bytes are not a single OSC message;
+/// [`ReplyError::Malformed`] if a known reply address carries arguments that do not fit.
+pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
+    let (rest, packet) =
+        rosc::decoder::decode_udp(bytes).map_err(|e| ReplyError::NotOsc(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(ReplyError::NotOsc(format!(
+            "{} bytes left after the message",
+            rest.len()
+        )));
+    }
+    let OscPacket::Message(msg) = packet else {
+        return Err(ReplyError::NotOsc(
+            "got a bundle, expected a message".into(),
+        ));
+    };
+    let malformed = |reason: &str| ReplyError::Malformed {
+        address: msg.addr.clone(),
+        reason: reason.to_string(),
+    };
+    let args = &msg.args;
+    let string = |i: usize| match args.get(i) {
+        Some(OscType::String(s)) => Ok(s.clone()),
+        _ => Err(malformed(&format!("argument {} must be a string", i + 1))),
+    };
+    let number = |i: usize| match args.get(i) {
+        Some(OscType::Int(v)) => Ok(f64::from(*v)),
+        Some(OscType::Long(v)) => Ok(*v as f64),
+        Some(OscType::Float(v)) => Ok(f64::from(*v)),
+        Some(OscType::Double(v)) => Ok(*v),
+        _ => Err(malformed(&format!("argument {} must be a number", i + 1))),
+    };
+    let int = |i: usize| match args.get(i) {
+        Some(OscType::Int(v)) => Ok(*v),
+        _ => Err(malformed(&format!("argument {} must be an int", i + 1))),
+    };
+    let reply = match msg.addr.as_str() {
+        SYNCED => Reply::Synced(int(0)?),
+        FAIL => Reply::Fail {
+            address: string(0)?,
+            // scsynth sometimes sends /fail with only the command name.
+            reason: string(1).unwrap_or_default(),
+        },
+        DONE => Reply::Done(string(0)?),
+        STATUS_REPLY => {
+            if args.len() < 9 {
+                return Err(malformed("expected 9 arguments (,iiiiiffdd)"));
+            }
+            Reply::Status(StatusReply {
+                modules: number(1)? as i32,
+                voices: number(2)? as i32,
+                groups: number(3)? as i32,
+                patches: number(4)? as i32,
+                avg_load: number(5)? as f32,
+                peak_load: number(6)? as f32,
+                nominal_sample_rate: number(7)?,
+                actual_sample_rate: number(8)?,
+            })
+        }
+        METRICS_REPLY => {
+            if args.len() % 2 != 0 {
+                return Err(malformed("expected name/value pairs"));
+            }
+            let mut metrics = Vec::with_capacity(args.len() / 2);
+            for i in (0..args.len()).step_by(2) {
+                metrics.push((string(i)?, number(i + 1)?));
+            }
+            Reply::Metrics(metrics)
+        }
+        VERSION_REPLY => Reply::Version(VersionReply {
+            program: string(0)?,
+            major: number(1)? as i32,
+            minor: number(2)? as i32,
+            patch: string(3)?,
+            branch: string(4).unwrap_or_default(),
+            commit: string(5).unwrap_or_default(),
+        }),
+        _ => Reply::Other(msg),
+    };
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OSC type tag string of an encoded message.
+    fn type_tags(bytes: &[u8]) -> String {
+        let (_, packet) = rosc::decoder::decode_udp(bytes).unwrap();
+        let OscPacket::Message(msg) = packet else {
+            panic!("not a message")
+        };
+        // Re-derive the tag string from the raw bytes: after the padded address.
+        let addr_len = (msg.addr.len() / 4 + 1) * 4;
+        let tags = &bytes[addr_len..];
+        let end = tags.iter().position(|&b| b == 0).unwrap();
+        String::from_utf8(tags[..end].to_vec()).unwrap()
+    }
+
+    fn status() -> StatusReply {
+        StatusReply {
+            modules: 12,
+            voices: 3,
+            groups: 1,
+            patches: 1,
+            avg_load: 12.5,
+            peak_load: 40.25,
+            nominal_sample_rate: 48000.0,
+            actual_sample_rate: 47999.5,
+        }
+    }
+
+    #[test]
+    fn status_reply_has_scsynth_types() {
+        let bytes = status_reply(&status());
+        assert_eq!(type_tags(&bytes), ",iiiiiffdd");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Status(status())));
+    }
+
+    #[test]
+    fn fail_done_synced_round_trip() {
+        let bytes = fail("/mod/x", "bad value");
+        assert_eq!(type_tags(&bytes), ",ss");
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::Fail {
+                address: "/mod/x".into(),
+                reason: "bad value".into()
+            })
+        );
+        let bytes = done("/quit");
+        assert_eq!(type_tags(&bytes), ",s");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Done("/quit".into())));
+        let bytes = synced(-5);
+        assert_eq!(type_tags(&bytes), ",i");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Synced(-5)));
+    }
+
+    #[test]
+    fn metrics_reply_alternates_names_and_doubles() {
+        let metrics = vec![
+            ("crash_count".to_string(), 2.0),
+            ("failover_p99_ms".to_string(), 0.125),
+        ];
+        let bytes = metrics_reply(&metrics);
+        assert_eq!(type_tags(&bytes), ",sdsd");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Metrics(metrics)));
+        assert_eq!(parse_reply(&metrics_reply(&[])), Ok(Reply::Metrics(vec![])));
+    }
+
+    #[test]
+    fn version_reply_round_trips() {
+        let version = VersionReply::this_build();
+        assert_eq!(version.program, "chronus");
+        assert!(version.patch.starts_with('.'));
+        let bytes = version_reply(&version);
+        assert_eq!(type_tags(&bytes), ",siisss");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Version(version)));
+    }
+
+    #[test]
+    fn other_and_malformed_replies() {
+        let other = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: "/n_go".into(),
+            args: vec![OscType::Int(1)],
+        }))
+        .unwrap();
+        assert!(matches!(parse_reply(&other), Ok(Reply::Other(_))));
+        let bad = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: "/synced".into(),
+            args: vec![OscType::String("x".into())],
+        }))
+        .unwrap();
+        assert!(matches!(
+            parse_reply(&bad),
+            Err(ReplyError::Malformed { .. })
+        ));
+        let short_status = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: "/status.reply".into(),
+            args: vec![OscType::Int(1)],
+        }))
+        .unwrap();
+        assert!(parse_reply(&short_status).is_err());
+        assert!(matches!(parse_reply(b""), Err(ReplyError::NotOsc(_))));
+        assert!(matches!(parse_reply(b"junk"), Err(ReplyError::NotOsc(_))));
+    }
+}
