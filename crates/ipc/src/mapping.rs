@@ -11,6 +11,9 @@
 //! (mixed-size atomic access to the same bytes is not something Rust defines);
 //! `slot.rs` and `snapshot.rs` document which region uses which width.
 //!
+//! Mappings are made with `MAP_POPULATE`, so the pages are faulted in up
+//! front and not on the first touch from a real-time thread.
+//!
 //! Segments created here are sealed against shrinking and growing
 //! (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`), so a peer holding the fd can
 //! not `ftruncate` it under our feet and turn a read into a `SIGBUS`.
@@ -67,15 +70,22 @@ impl SharedMapping {
     }
 
     /// Maps an existing segment (for instance an inherited memfd) with the
-    /// length the file has now.
-    pub(crate) fn open(fd: OwnedFd) -> io::Result<Self> {
+    /// length the file has now, which must not exceed `max_len` (so a bogus fd
+    /// cannot make us map and populate an absurd amount of memory).
+    pub(crate) fn open(fd: OwnedFd, max_len: usize) -> io::Result<Self> {
         let stat = fs::fstat(&fd)?;
-        let len = usize::try_from(stat.st_size).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("shared segment has an invalid size {}", stat.st_size),
-            )
-        })?;
+        let len = usize::try_from(stat.st_size)
+            .ok()
+            .filter(|&l| l <= max_len)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "shared segment size {} is negative or above the maximum {max_len}",
+                        stat.st_size
+                    ),
+                )
+            })?;
         check_len(len)?;
         Self::map(fd, len)
     }
@@ -160,7 +170,7 @@ mod tests {
     fn create_is_zeroed_and_shared_between_two_mappings() {
         let a = SharedMapping::create("chronus-test-map", 4096).unwrap();
         assert!(a.words().iter().all(|w| w.load(Ordering::Relaxed) == 0));
-        let b = SharedMapping::open(rustix::io::dup(a.fd()).unwrap()).unwrap();
+        let b = SharedMapping::open(rustix::io::dup(a.fd()).unwrap(), 4096).unwrap();
         assert_eq!(b.len(), 4096);
         a.words()[7].store(0xdead_beef, Ordering::Release);
         assert_eq!(b.words()[7].load(Ordering::Acquire), 0xdead_beef);
@@ -180,7 +190,9 @@ mod tests {
         assert!(SharedMapping::create("chronus-test-len", 0).is_err());
         assert!(SharedMapping::create("chronus-test-len", 12).is_err());
         let fd = fs::memfd_create("chronus-test-empty", MemfdFlags::CLOEXEC).unwrap();
-        assert!(SharedMapping::open(fd).is_err());
+        assert!(SharedMapping::open(fd, 4096).is_err());
+        let a = SharedMapping::create("chronus-test-max", 8192).unwrap();
+        assert!(SharedMapping::open(rustix::io::dup(a.fd()).unwrap(), 4096).is_err());
     }
 
     #[test]

@@ -288,12 +288,19 @@ impl Slot {
     ///
     /// # Errors
     /// [`IpcError::Map`] if the fd cannot be mapped (not a file, size not a
-    /// multiple of 8, ...); [`IpcError::TooSmall`] if it cannot even hold a
+    /// multiple of 8 or larger than the largest valid slot, ...); [`IpcError::TooSmall`] if it cannot even hold a
     /// header; [`IpcError::BadMagic`], [`IpcError::BadVersion`],
     /// [`IpcError::BadLayout`] or [`IpcError::SizeMismatch`] if the header
     /// does not describe this very segment.
     pub fn attach(fd: OwnedFd) -> Result<Slot, IpcError> {
-        let map = SharedMapping::open(fd).map_err(|source| IpcError::Map { source })?;
+        let largest = SlotLayout {
+            block_frames: MAX_BLOCK_FRAMES,
+            channels: MAX_CHANNELS,
+            audio_capacity: MAX_AUDIO_BLOCKS,
+            command_capacity: MAX_COMMANDS,
+        };
+        let map = SharedMapping::open(fd, largest.byte_len())
+            .map_err(|source| IpcError::Map { source })?;
         if map.len() < HEADER_BYTES {
             return Err(IpcError::TooSmall {
                 what: "slot",
@@ -884,7 +891,7 @@ mod tests {
     fn attach_refuses_wrong_sizes() {
         use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
         // Empty and tiny files.
-        for len in [0u64, 8, 512] {
+        for len in [0u64, 8, 512, 12_345, 1 << 31] {
             let fd = memfd_create("chronus-test-small", MemfdFlags::CLOEXEC).unwrap();
             ftruncate(&fd, len).unwrap();
             assert!(Slot::attach(fd).is_err(), "len {len}");
@@ -893,7 +900,7 @@ mod tests {
         let s = slot();
         let fd = memfd_create("chronus-test-long", MemfdFlags::CLOEXEC).unwrap();
         ftruncate(&fd, (s.layout().byte_len() + 4096) as u64).unwrap();
-        let bigger = SharedMapping::open(rustix::io::dup(&fd).unwrap()).unwrap();
+        let bigger = SharedMapping::open(rustix::io::dup(&fd).unwrap(), usize::MAX).unwrap();
         for (dst, src) in bigger.words()[..HEADER_BYTES / 8]
             .iter()
             .zip(&s.map.words()[..HEADER_BYTES / 8])

@@ -133,7 +133,8 @@ impl SnapshotArea {
     /// [`IpcError::TooLarge`] or [`IpcError::SizeMismatch`] if the header does
     /// not describe this segment.
     pub fn attach(fd: OwnedFd) -> Result<Self, IpcError> {
-        let map = SharedMapping::open(fd).map_err(|source| IpcError::Map { source })?;
+        let map = SharedMapping::open(fd, byte_len_for(MAX_SNAPSHOT_BYTES))
+            .map_err(|source| IpcError::Map { source })?;
         if map.len() < HEADER_BYTES {
             return Err(IpcError::TooSmall {
                 what: "snapshot area",
