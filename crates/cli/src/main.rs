@@ -1,2 +1,84 @@
-//! The chronus binary (being written).
-fn main() {}
+//! The `chronus` binary: parses the command line and hands over to the crates.
+//!
+//! `serve` runs the server (supervisor, output, OSC); `send` and `status` are OSC clients;
+//! `render` runs the engine offline; `bench` measures failover; `worker` (hidden) is the
+//! entry point of the re-executed worker processes.
+
+mod bench;
+mod client;
+mod render;
+mod serve;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Chronus: a fault-tolerant real-time modular synthesizer server, played over OSC.
+#[derive(Parser)]
+#[command(name = "chronus", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the synth server: two worker processes in lockstep, OSC on UDP, audio out.
+    Serve(serve::ServeArgs),
+    /// Send one OSC message (typed from the address table), wait for the server's answer.
+    Send(client::SendArgs),
+    /// Show the server's metrics.
+    Status(client::StatusArgs),
+    /// Render a patch offline, as fast as possible, with the same engine.
+    Render(render::RenderArgs),
+    /// Measure failover: detection, failover and spare rebuild times over many kills.
+    Bench(bench::BenchArgs),
+    /// A worker process (started by `serve`; not for direct use).
+    #[command(hide = true)]
+    Worker(worker::WorkerCli),
+}
+
+/// The default OSC address of the server.
+pub const DEFAULT_OSC: &str = "127.0.0.1:5005";
+
+/// Parses `--osc` values.
+pub fn parse_osc(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:5005"))
+}
+
+/// Loads `--patch FILE`, or the built-in default patch.
+pub fn load_patch(path: Option<&PathBuf>) -> anyhow::Result<chronus_dsp::PatchDesc> {
+    use anyhow::Context;
+    match path {
+        None => Ok(chronus_dsp::PatchDesc::default_patch()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read patch file {}", path.display()))?;
+            chronus_dsp::PatchDesc::from_toml_str(&text)
+                .with_context(|| format!("patch file {}", path.display()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Serve(args) => serve::run(args),
+        Commands::Send(args) => client::send(args),
+        Commands::Status(args) => client::status(args),
+        Commands::Render(args) => render::run(args),
+        Commands::Bench(args) => bench::run(args),
+        Commands::Worker(args) => worker::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("chronus: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

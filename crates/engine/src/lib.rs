@@ -1,2 +1,18 @@
-//! Chronus engine (being written).
+//! Chronus engine: turns frame-stamped commands and a compiled patch into blocks of audio.
+//!
+//! - [`command`]: the commands and the fixed-size records they travel in.
+//! - [`engine`]: [`Engine`], a patch plus pending commands, rendered block by block,
+//!   snapshotted and restored as bytes.
+//! - [`worker`]: the worker process loop over one shared-memory slot.
+//!
+//! The engine renders the same samples in any process for the same patch, seed and
+//! stamped commands: that determinism is what lets two workers run in lockstep.
+#![deny(unsafe_code)]
+
 pub mod command;
+pub mod engine;
+pub mod worker;
+
+pub use command::{Command, Control, Instruction, NodeIndex, StampedCommand};
+pub use engine::{Engine, EngineConfig, EngineCounters, ReceiveError, SnapshotError, MAX_PENDING};
+pub use worker::{run_worker, StartMode, WorkerArgs, WorkerError};

@@ -1,0 +1,97 @@
+//! `chronus serve`: the synth server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chronus_supervisor::{OutputChoice, ServeConfig, Supervisor};
+
+/// Arguments of `chronus serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// UDP address to serve OSC on.
+    #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
+    osc: SocketAddr,
+    /// Where the sound goes: auto (JACK, then ALSA's default card, else null), device, null, or wav:PATH.
+    #[arg(long, default_value = "auto")]
+    output: OutputChoice,
+    /// Frames per second.
+    #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=192_000))]
+    sample_rate: u32,
+    /// Frames per block.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(16..=4096))]
+    block: u64,
+    /// Control latency in blocks: how far ahead of what is heard the workers render.
+    /// Larger values ride out scheduling noise; smaller ones answer faster.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(2..=256))]
+    depth: u64,
+    /// Seed for everything random in the patch.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Patch file (TOML); the built-in default patch when absent.
+    #[arg(long)]
+    patch: Option<PathBuf>,
+    /// Enable /debug/crash, /debug/hang and /debug/slow (for tests).
+    #[arg(long)]
+    allow_fault_injection: bool,
+    /// Write every accepted command with the frame it was stamped for.
+    #[arg(long)]
+    command_log: Option<PathBuf>,
+    /// Device buffer size in frames (default: the device's).
+    #[arg(long)]
+    device_buffer: Option<u32>,
+    /// Seconds a spare may take to start and join before it is replaced.
+    #[arg(long, default_value_t = 5.0)]
+    join_timeout: f64,
+}
+
+/// Runs the server until /quit, SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHRONUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot install signal handlers")?;
+    }
+    let patch = crate::load_patch(args.patch.as_ref())?;
+    let config = ServeConfig {
+        osc: args.osc,
+        output: args.output,
+        sample_rate: args.sample_rate,
+        block_frames: args.block as usize,
+        depth: args.depth,
+        seed: args.seed,
+        patch,
+        patch_path: args.patch.clone(),
+        allow_fault_injection: args.allow_fault_injection,
+        command_log: args.command_log,
+        worker_exe: std::env::current_exe().context("cannot find the chronus binary to start workers")?,
+        device_buffer: args.device_buffer,
+        join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.1)),
+    };
+    let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
+    let supervisor = Supervisor::start(config.clone(), stop)?;
+    let addr = supervisor.osc_addr();
+    println!(
+        "chronus: serving OSC on udp {addr}; block {} frames at {} Hz, control latency {:.1} ms; {}",
+        config.block_frames,
+        config.sample_rate,
+        block_ms * config.depth as f64,
+        match &config.patch_path {
+            Some(p) => format!("patch {}", p.display()),
+            None => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
+        }
+    );
+    println!("chronus: the gate is closed; make it sound with: chronus send --osc {addr} /gate/adsr 1");
+    supervisor.run()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,270 @@
+//! The worker process: one engine bound to one slot.
+//!
+//! A worker is the `chronus` binary re-executed as `chronus worker …` with its slot and the
+//! snapshot area handed over as inherited fds. It owns no sockets and no devices. It
+//! reads stamped commands from its slot's command ring, renders every block the horizon
+//! allows into the slot's audio ring, beats its heartbeat, and dies with its supervisor.
+//!
+//! Start-up is either *fresh* (a new stream, or a cold restart, from the patch's initial
+//! state at a given block) or *joining*: restore the snapshot the active worker wrote at
+//! a block boundary, skip ring records already contained in it, and render ahead as fast
+//! as possible until reaching the horizon; only then does it mark itself joined.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use chronus_dsp::PatchDesc;
+use chronus_ipc::{Slot, SnapshotArea, SnapshotMeta, WriteOutcome};
+
+use crate::command::{Control, Instruction};
+use crate::engine::{Engine, EngineConfig};
+
+/// How a worker gets its initial state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// From the patch's initial state, rendering `block` first.
+    Fresh {
+        /// First block to render.
+        block: u64,
+    },
+    /// From the snapshot the active worker publishes for `request`.
+    Join {
+        /// Snapshot request id to wait for.
+        request: u64,
+    },
+}
+
+/// Everything a worker process needs, parsed from its command line by the CLI.
+#[derive(Debug)]
+pub struct WorkerArgs {
+    /// The slot's shared memory.
+    pub slot_fd: OwnedFd,
+    /// The snapshot area's shared memory.
+    pub snapshot_fd: OwnedFd,
+    /// Generation of the slot binding this worker serves; older records are ignored.
+    pub generation: u32,
+    /// The patch to compile (must be the one the supervisor and the other worker use).
+    pub patch: PatchDesc,
+    /// Stream settings.
+    pub config: EngineConfig,
+    /// Fresh or joining.
+    pub start: StartMode,
+    /// The supervisor's pid; the worker exits when it is no longer its parent.
+    pub parent_pid: u32,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The slot or snapshot area could not be mapped or does not match.
+    #[error("shared memory: {0}")]
+    Ipc(#[from] chronus_ipc::IpcError),
+    /// The patch did not compile.
+    #[error("patch: {0}")]
+    Patch(#[from] chronus_dsp::PatchError),
+    /// The slot was made for another block size or channel count.
+    #[error("slot layout {found:?} does not match block {block_frames} x 2 channels")]
+    Layout {
+        /// What the slot says.
+        found: chronus_ipc::SlotLayout,
+        /// What the worker was told.
+        block_frames: usize,
+    },
+    /// The snapshot to join from never arrived.
+    #[error("no snapshot for request {0} within {1:?}")]
+    SnapshotTimeout(u64, Duration),
+    /// The snapshot arrived but does not fit this engine.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::engine::SnapshotError),
+    /// The supervisor is gone; nothing to render for.
+    #[error("supervisor (pid {0}) is gone")]
+    Orphaned(u32),
+}
+
+/// How long a joining worker waits for its snapshot before giving up (the supervisor
+/// then treats it as failed and builds another).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+/// Longest sleep while waiting for the horizon; bounds how late an orphan notices.
+const HORIZON_WAIT: Duration = Duration::from_millis(50);
+
+/// Runs a worker until its supervisor goes away. Only returns with an error.
+///
+/// # Errors
+/// See [`WorkerError`]; every variant is fatal for this worker.
+pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerError> {
+    let slot = Slot::attach(args.slot_fd)?;
+    let snapshots = SnapshotArea::attach(args.snapshot_fd)?;
+    let layout = slot.layout();
+    if layout.block_frames as usize != args.config.block_frames || layout.channels != 2 {
+        return Err(WorkerError::Layout {
+            found: layout,
+            block_frames: args.config.block_frames,
+        });
+    }
+    let generation = args.generation;
+    let start_block = match args.start {
+        StartMode::Fresh { block } => block,
+        StartMode::Join { .. } => 0,
+    };
+    let mut engine = Engine::new(&args.patch, args.config, start_block)?;
+    slot.set_worker_pid(std::process::id());
+    slot.mark_attached(generation);
+
+    if let StartMode::Join { request } = args.start {
+        let mut bytes = Vec::new();
+        let deadline = Instant::now() + SNAPSHOT_WAIT;
+        loop {
+            if let Some(SnapshotMeta { .. }) = snapshots.read(request, &mut bytes) {
+                engine.load_snapshot(&bytes)?;
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(WorkerError::SnapshotTimeout(request, SNAPSHOT_WAIT));
+            }
+            check_parent(args.parent_pid)?;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    let mut snapshot_buf = vec![0u8; engine.snapshot_len()];
+    let mut block = vec![0.0f32; args.config.block_frames * 2];
+    let mut loop_state = LoopState::default();
+    let mut joined = false;
+    let mut unwritten: Option<u64> = None;
+    loop {
+        // Read the horizon *before* draining: the output pushes every command for blocks
+        // below a horizon before it publishes that horizon, so after this load the ring
+        // holds everything that can affect the blocks we are about to render.
+        let horizon = slot.horizon();
+        drain_ring(&slot, generation, &mut engine, &mut loop_state);
+        let next = engine.next_block();
+
+        if let Some((request, at)) = loop_state.snapshot {
+            if at <= next && unwritten.is_none() {
+                let len = engine.save_snapshot(&mut snapshot_buf);
+                let meta = SnapshotMeta {
+                    request,
+                    block: next,
+                    last_seq: engine.last_seq(),
+                    len: len as u64,
+                };
+                // A failed publish (too large) leaves the joiner waiting; it times out and
+                // the supervisor sees the failure. It cannot happen with a correctly sized area.
+                let _ = snapshots.publish(meta, &snapshot_buf[..len]);
+                loop_state.snapshot = None;
+            }
+        }
+        loop_state.inject_faults(next);
+
+        // A block rendered earlier but not yet accepted by a full ring goes first.
+        if let Some(index) = unwritten {
+            match slot.write_block(index, &block) {
+                WriteOutcome::Full => {
+                    slot.wait_for_horizon(slot.horizon(), Duration::from_millis(1));
+                    check_parent(args.parent_pid)?;
+                    continue;
+                }
+                _ => unwritten = None,
+            }
+        }
+
+        if next >= horizon {
+            if !joined {
+                // Caught up with the gate: every block the output may ask for from now on
+                // will be rendered in time, like the active worker's.
+                slot.mark_joined(generation);
+                joined = true;
+            }
+            slot.beat();
+            slot.wait_for_horizon(next, HORIZON_WAIT);
+            check_parent(args.parent_pid)?;
+            continue;
+        }
+
+        let started = Instant::now();
+        engine.render_block(&mut block);
+        if loop_state.slow_micros > 0 {
+            busy_wait(Duration::from_micros(u64::from(loop_state.slow_micros)));
+        }
+        if slot.write_block(next, &block) == WriteOutcome::Full {
+            unwritten = Some(next);
+        }
+        slot.set_rendered(next + 1);
+        slot.record_render_ns(started.elapsed().as_nanos() as u64);
+        slot.beat();
+    }
+}
+
+/// Requests picked up from the ring that act at a later block.
+#[derive(Debug, Default)]
+struct LoopState {
+    snapshot: Option<(u64, u64)>,
+    crash_at: Option<u64>,
+    hang_at: Option<u64>,
+    slow_from: Option<(u64, u32)>,
+    slow_micros: u32,
+}
+
+impl LoopState {
+    fn inject_faults(&mut self, next: u64) {
+        if self.crash_at.is_some_and(|b| b <= next) {
+            // Fault injection, asked for explicitly by a server started with it enabled.
+            std::process::abort();
+        }
+        if self.hang_at.is_some_and(|b| b <= next) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        if let Some((from, micros)) = self.slow_from {
+            if from <= next {
+                self.slow_micros = micros;
+                self.slow_from = None;
+            }
+        }
+    }
+}
+
+/// Moves everything in the command ring into the engine (or the loop state).
+fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut LoopState) {
+    while let Some(record) = slot.pop_command() {
+        if record.generation != generation {
+            slot.count_rejected();
+            continue;
+        }
+        match Instruction::from_record(&record) {
+            Ok(Instruction::Stamped(stamped)) => {
+                // Already contained in the snapshot we joined from.
+                if stamped.seq <= engine.last_seq() {
+                    continue;
+                }
+                if engine.receive(stamped).is_err() {
+                    slot.count_rejected();
+                }
+            }
+            Ok(Instruction::Control(control)) => match control {
+                Control::Snapshot { request, block } => state.snapshot = Some((request, block)),
+                Control::DebugCrash { block } => state.crash_at = Some(block),
+                Control::DebugHang { block } => state.hang_at = Some(block),
+                Control::DebugSlow { block, micros } => state.slow_from = Some((block, micros)),
+            },
+            Err(_) => slot.count_rejected(),
+        }
+    }
+}
+
+fn check_parent(parent_pid: u32) -> Result<(), WorkerError> {
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if parent == parent_pid {
+        Ok(())
+    } else {
+        Err(WorkerError::Orphaned(parent_pid))
+    }
+}
+
+fn busy_wait(duration: Duration) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}

@@ -1,0 +1,68 @@
+//! Settings of a `chronus serve` run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chronus_dsp::PatchDesc;
+
+/// Where played audio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChoice {
+    /// A running JACK server, else ALSA's default device if there is a sound card, else null.
+    Auto,
+    /// The default sound device (JACK if running, else ALSA); an error if there is none.
+    Device,
+    /// Nowhere, paced in real time.
+    Null,
+    /// A 32-bit float stereo WAV file, paced in real time.
+    Wav(PathBuf),
+}
+
+impl std::str::FromStr for OutputChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(OutputChoice::Auto),
+            "device" => Ok(OutputChoice::Device),
+            "null" => Ok(OutputChoice::Null),
+            _ => match s.strip_prefix("wav:") {
+                Some(path) if !path.is_empty() => Ok(OutputChoice::Wav(PathBuf::from(path))),
+                _ => Err(format!(
+                    "unknown output '{s}': use auto, device, null or wav:PATH"
+                )),
+            },
+        }
+    }
+}
+
+/// Everything `chronus serve` needs to run.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// UDP address to serve OSC on.
+    pub osc: SocketAddr,
+    /// Where the audio goes.
+    pub output: OutputChoice,
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Frames per block.
+    pub block_frames: usize,
+    /// Control latency in blocks: how far ahead of the played block workers may render.
+    pub depth: u64,
+    /// Seed for everything random in the patch.
+    pub seed: u64,
+    /// The patch both workers run.
+    pub patch: PatchDesc,
+    /// The patch file, handed to workers (`None` = the built-in default patch).
+    pub patch_path: Option<PathBuf>,
+    /// Whether `/debug/*` fault-injection addresses exist.
+    pub allow_fault_injection: bool,
+    /// Where to log every stamped command (`@frame seq address args`).
+    pub command_log: Option<PathBuf>,
+    /// The binary to re-execute as `worker` (normally the running `chronus`).
+    pub worker_exe: PathBuf,
+    /// Device buffer size in frames (`None` = the device's default).
+    pub device_buffer: Option<u32>,
+    /// How long a spare may take to start and join before it is replaced.
+    pub join_timeout: std::time::Duration,
+}

@@ -1,0 +1,494 @@
+//! The output clock: the one place that decides which slot is heard.
+//!
+//! Once per block, [`OutputCore::render_next`] (called from the device callback or a
+//! paced thread):
+//! 1. drains the commands decoded by the OSC side and stamps each with the *horizon*,
+//!    the first block no worker may render yet, then pushes it into every bound slot's
+//!    command ring (single writer, so both workers get the same records in the same order);
+//! 2. advances the horizon to `block + depth` and publishes it in every bound slot;
+//! 3. reads block N from the active slot, or from the ready standby when the active one
+//!    does not have it or is known dead (read-side failover, DESIGN.md invariant 3), and
+//!    compares the two slots' block N bit for bit when both have it.
+//!
+//! It allocates nothing, takes no lock and never waits: everything it shares with the
+//! supervisor is an atomic or a lock-free bounded queue.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chronus_engine::{Command, Control, StampedCommand};
+use chronus_ipc::Slot;
+use crossbeam_queue::ArrayQueue;
+
+use crate::metrics::Metrics;
+
+/// Largest number of inbound items stamped in one block; the rest wait for the next block,
+/// which bounds the time the output spends per block.
+const MAX_INBOUND_PER_BLOCK: usize = 512;
+/// Marker for "no block" in the per-slot missed-block field.
+pub const NO_BLOCK: u64 = u64::MAX;
+
+/// Fault-injection requests, carried to the output so they are stamped at the horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugAction {
+    /// Abort the worker.
+    Crash,
+    /// Stop the worker making progress.
+    Hang,
+    /// Slow every block by this many microseconds.
+    Slow(u32),
+}
+
+/// What the OSC side and the supervisor hand to the output clock.
+#[derive(Debug, Clone, Copy)]
+pub enum Inbound {
+    /// A validated engine command.
+    Command {
+        /// The command.
+        command: Command,
+        /// When it was received, in ns since the output epoch (for latency metrics).
+        received_ns: u64,
+        /// Frame wanted by a timetagged bundle; `None` = as soon as possible.
+        at_frame: Option<u64>,
+    },
+    /// `/sync <id>`: answer once everything before it is stamped.
+    Sync {
+        /// Id to echo in `/synced`.
+        id: i32,
+        /// Where to send the answer.
+        reply_to: SocketAddr,
+    },
+    /// Snapshot of the active worker for a joining spare.
+    Snapshot {
+        /// Request id the joiner waits for.
+        request: u64,
+    },
+    /// Fault injection for one worker (`None` = the active one).
+    Debug {
+        /// Target slot.
+        slot: Option<usize>,
+        /// What to inject.
+        action: DebugAction,
+    },
+}
+
+/// Why the output switched slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverCause {
+    /// The supervisor had flagged the active worker dead.
+    Dead,
+    /// The active slot did not have the block when it was due.
+    MissedDeadline,
+}
+
+/// What the output tells the supervisor, through a lock-free queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice {
+    /// A command was stamped and pushed into the rings.
+    Stamped {
+        /// The stamped command.
+        stamped: StampedCommand,
+        /// When it was received (ns since epoch).
+        received_ns: u64,
+    },
+    /// Everything before this `/sync` has been stamped.
+    Synced {
+        /// Echoed id.
+        id: i32,
+        /// Requester.
+        reply_to: SocketAddr,
+    },
+    /// A snapshot request was sent to `slot` for block `block`.
+    SnapshotRequested {
+        /// Request id.
+        request: u64,
+        /// Slot asked.
+        slot: usize,
+        /// Block at which it will be taken.
+        block: u64,
+    },
+    /// The output now reads `to` instead of `from`.
+    Failover {
+        /// Slot given up.
+        from: usize,
+        /// Slot now active.
+        to: usize,
+        /// First block served from `to`.
+        block: u64,
+        /// Why.
+        cause: FailoverCause,
+    },
+    /// A ready standby did not have block `block` when it was due.
+    StandbyMissed {
+        /// The late slot.
+        slot: usize,
+        /// The block it lacked.
+        block: u64,
+    },
+    /// Neither slot had block `block`; silence was played.
+    Underrun {
+        /// The block.
+        block: u64,
+    },
+}
+
+/// One slot as the output and the supervisor share it.
+pub struct SlotLink {
+    /// The shared memory itself.
+    pub slot: Arc<Slot>,
+    /// The output pushes commands to, publishes the horizon to and consumes from this slot.
+    pub bound: AtomicBool,
+    /// The worker has joined: the output may read from and fail over to this slot.
+    pub ready: AtomicBool,
+    /// Generation of the current binding, stamped into every record.
+    pub generation: AtomicU32,
+    /// Non-zero once the supervisor detected the worker's death: ns since epoch.
+    pub dead_since_ns: AtomicU64,
+    /// Set by the output when a push into the full command ring failed.
+    pub overflowed: AtomicBool,
+    /// Set by the output to the first block the slot missed while ready, or [`NO_BLOCK`].
+    pub missed_block: AtomicU64,
+}
+
+impl SlotLink {
+    /// A link for a slot that is not bound yet.
+    pub fn new(slot: Arc<Slot>) -> SlotLink {
+        SlotLink {
+            slot,
+            bound: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            generation: AtomicU32::new(0),
+            dead_since_ns: AtomicU64::new(0),
+            overflowed: AtomicBool::new(false),
+            missed_block: AtomicU64::new(NO_BLOCK),
+        }
+    }
+}
+
+/// State shared by the output clock, the OSC thread and the supervisor loop.
+pub struct OutputShared {
+    /// The two slots.
+    pub slots: [SlotLink; 2],
+    /// Index of the slot the output reads; written only by the output.
+    pub active: AtomicUsize,
+    /// Next block the output will play (= blocks played so far).
+    pub played: AtomicU64,
+    /// Current horizon (first block no worker may render).
+    pub horizon: AtomicU64,
+    /// Instant from which all `*_ns` fields count.
+    pub epoch: Instant,
+    /// Decoded requests waiting to be stamped.
+    pub inbound: ArrayQueue<Inbound>,
+    /// What the output reports back.
+    pub notices: ArrayQueue<Notice>,
+    /// Server metrics.
+    pub metrics: Arc<Metrics>,
+    /// Frames per block.
+    pub block_frames: usize,
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Control latency in blocks.
+    pub depth: u64,
+}
+
+impl OutputShared {
+    /// Shared state for two slots, with the clock at block 0 and the horizon at `depth`.
+    pub fn new(
+        slots: [Arc<Slot>; 2],
+        metrics: Arc<Metrics>,
+        block_frames: usize,
+        sample_rate: u32,
+        depth: u64,
+    ) -> OutputShared {
+        let [a, b] = slots;
+        OutputShared {
+            slots: [SlotLink::new(a), SlotLink::new(b)],
+            active: AtomicUsize::new(0),
+            played: AtomicU64::new(0),
+            horizon: AtomicU64::new(depth),
+            epoch: Instant::now(),
+            inbound: ArrayQueue::new(8192),
+            notices: ArrayQueue::new(65_536),
+            metrics,
+            block_frames,
+            sample_rate,
+            depth,
+        }
+    }
+
+    /// Nanoseconds since [`epoch`](Self::epoch).
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Duration of one block in nanoseconds.
+    pub fn block_ns(&self) -> u64 {
+        self.block_frames as u64 * 1_000_000_000 / u64::from(self.sample_rate)
+    }
+}
+
+/// The output thread's own state. Owned by exactly one thread (or device callback).
+pub struct OutputCore {
+    shared: Arc<OutputShared>,
+    next_block: u64,
+    horizon: u64,
+    seq: u64,
+    last_frame: [f32; 2],
+    fade_in: bool,
+}
+
+impl OutputCore {
+    /// The clock at block 0. Workers may already render blocks below `depth`.
+    pub fn new(shared: Arc<OutputShared>) -> OutputCore {
+        let horizon = shared.depth;
+        for link in &shared.slots {
+            if link.bound.load(Ordering::Acquire) {
+                link.slot.publish_horizon(horizon);
+            }
+        }
+        OutputCore {
+            shared,
+            next_block: 0,
+            horizon,
+            seq: 0,
+            last_frame: [0.0; 2],
+            fade_in: false,
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<OutputShared> {
+        &self.shared
+    }
+
+    /// Plays the next block into `out` (interleaved stereo, `2 * block_frames` samples).
+    /// Never blocks, locks, allocates or panics.
+    pub fn render_next(&mut self, out: &mut [f32]) {
+        let shared = Arc::clone(&self.shared);
+        let block = self.next_block;
+        let bound = [
+            shared.slots[0].bound.load(Ordering::Acquire),
+            shared.slots[1].bound.load(Ordering::Acquire),
+        ];
+        self.stamp_inbound(&shared, bound, block);
+
+        // Workers may now render up to block + depth - 1... plus this one block of slack
+        // that the stamps above already cover.
+        self.horizon = self.horizon.max(block + shared.depth + 1);
+        shared.horizon.store(self.horizon, Ordering::Release);
+        for (link, bound) in shared.slots.iter().zip(bound) {
+            if bound {
+                link.slot.publish_horizon(self.horizon);
+            }
+        }
+
+        self.read_block(&shared, bound, block, out);
+
+        for (link, bound) in shared.slots.iter().zip(bound) {
+            if bound {
+                link.slot.release_through(block + 1);
+            }
+        }
+        self.next_block = block + 1;
+        shared.played.store(self.next_block, Ordering::Release);
+        Metrics::bump(&shared.metrics.blocks_played);
+    }
+
+    fn stamp_inbound(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {
+        let frames = shared.block_frames as u64;
+        let horizon_frame = self.horizon * frames;
+        for _ in 0..MAX_INBOUND_PER_BLOCK {
+            let Some(item) = shared.inbound.pop() else {
+                break;
+            };
+            match item {
+                Inbound::Command {
+                    command,
+                    received_ns,
+                    at_frame,
+                } => {
+                    let frame = match at_frame {
+                        Some(wanted) if wanted >= horizon_frame => wanted,
+                        Some(_) => {
+                            Metrics::bump(&shared.metrics.late_commands);
+                            horizon_frame
+                        }
+                        None => horizon_frame,
+                    };
+                    self.seq += 1;
+                    let stamped = StampedCommand {
+                        seq: self.seq,
+                        frame,
+                        command,
+                    };
+                    for (link, bound) in shared.slots.iter().zip(bound) {
+                        if bound {
+                            let record = stamped.to_record(link.generation.load(Ordering::Acquire));
+                            if !link.slot.push_command(&record) {
+                                link.overflowed.store(true, Ordering::Release);
+                                Metrics::bump(&shared.metrics.ring_overflows);
+                            }
+                        }
+                    }
+                    Metrics::bump(&shared.metrics.commands_applied);
+                    let now = shared.now_ns();
+                    let wait = frame.saturating_sub(block * frames) * 1_000_000_000
+                        / u64::from(shared.sample_rate);
+                    shared
+                        .metrics
+                        .command_latency
+                        .record_ns(now.saturating_sub(received_ns) + wait);
+                    self.notify(shared, Notice::Stamped { stamped, received_ns });
+                }
+                Inbound::Sync { id, reply_to } => self.notify(shared, Notice::Synced { id, reply_to }),
+                Inbound::Snapshot { request } => {
+                    let active = shared.active.load(Ordering::Relaxed);
+                    self.seq += 1;
+                    let control = Control::Snapshot {
+                        request,
+                        block: self.horizon,
+                    };
+                    self.push_control(shared, active, control);
+                    self.notify(
+                        shared,
+                        Notice::SnapshotRequested {
+                            request,
+                            slot: active,
+                            block: self.horizon,
+                        },
+                    );
+                }
+                Inbound::Debug { slot, action } => {
+                    let target = slot.unwrap_or_else(|| shared.active.load(Ordering::Relaxed));
+                    let at = self.horizon;
+                    self.seq += 1;
+                    let control = match action {
+                        DebugAction::Crash => Control::DebugCrash { block: at },
+                        DebugAction::Hang => Control::DebugHang { block: at },
+                        DebugAction::Slow(micros) => Control::DebugSlow { block: at, micros },
+                    };
+                    self.push_control(shared, target, control);
+                }
+            }
+        }
+    }
+
+    fn push_control(&self, shared: &OutputShared, slot: usize, control: Control) {
+        if let Some(link) = shared.slots.get(slot) {
+            if link.bound.load(Ordering::Acquire) {
+                let record = control.to_record(self.seq, link.generation.load(Ordering::Acquire));
+                if !link.slot.push_command(&record) {
+                    link.overflowed.store(true, Ordering::Release);
+                    Metrics::bump(&shared.metrics.ring_overflows);
+                }
+            }
+        }
+    }
+
+    fn notify(&self, shared: &OutputShared, notice: Notice) {
+        if shared.notices.push(notice).is_err() {
+            Metrics::bump(&shared.metrics.notices_dropped);
+        }
+    }
+
+    /// Fills `out` with block `block` from the active slot, failing over when needed.
+    fn read_block(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64, out: &mut [f32]) {
+        let active = shared.active.load(Ordering::Relaxed).min(1);
+        let other = 1 - active;
+        let active_link = &shared.slots[active];
+        let other_link = &shared.slots[other];
+        let other_ready = bound[other] && other_link.ready.load(Ordering::Acquire);
+        let dead_since = active_link.dead_since_ns.load(Ordering::Acquire);
+        let active_dead = dead_since != 0;
+
+        let got_active = !active_dead && bound[active] && active_link.slot.read_block(block, out);
+        let served = if got_active {
+            if other_ready {
+                match other_link.slot.block_equals(block, out) {
+                    Some(equal) => {
+                        Metrics::bump(&shared.metrics.lockstep_blocks_compared);
+                        if !equal {
+                            Metrics::bump(&shared.metrics.lockstep_mismatches);
+                        }
+                    }
+                    None => {
+                        if other_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
+                            other_link.missed_block.store(block, Ordering::Release);
+                            self.notify(shared, Notice::StandbyMissed { slot: other, block });
+                        }
+                    }
+                }
+            }
+            true
+        } else if other_ready && other_link.slot.read_block(block, out) {
+            shared.active.store(other, Ordering::Release);
+            let cause = if active_dead {
+                FailoverCause::Dead
+            } else {
+                if active_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
+                    active_link.missed_block.store(block, Ordering::Release);
+                }
+                FailoverCause::MissedDeadline
+            };
+            let detected = if active_dead { dead_since } else { shared.now_ns() };
+            shared
+                .metrics
+                .failover
+                .record_ns(shared.now_ns().saturating_sub(detected));
+            Metrics::bump(&shared.metrics.failover_count);
+            self.notify(
+                shared,
+                Notice::Failover {
+                    from: active,
+                    to: other,
+                    block,
+                    cause,
+                },
+            );
+            true
+        } else {
+            // A dead worker's blocks written before it died are still good.
+            bound[active] && active_link.slot.read_block(block, out)
+        };
+
+        if served {
+            sanitize(out);
+            if self.fade_in {
+                let len = (out.len() / 2).max(1) as f32;
+                for (i, frame) in out.chunks_exact_mut(2).enumerate() {
+                    let gain = i as f32 / len;
+                    frame[0] *= gain;
+                    frame[1] *= gain;
+                }
+                self.fade_in = false;
+            }
+        } else {
+            // Nothing to play: fade from the last sample to silence instead of clicking.
+            let len = (out.len() / 2).max(1) as f32;
+            for (i, frame) in out.chunks_exact_mut(2).enumerate() {
+                let gain = 1.0 - (i + 1) as f32 / len;
+                frame[0] = self.last_frame[0] * gain;
+                frame[1] = self.last_frame[1] * gain;
+            }
+            self.fade_in = true;
+            Metrics::bump(&shared.metrics.underruns);
+            self.notify(shared, Notice::Underrun { block });
+        }
+        if let [.., l, r] = out {
+            self.last_frame = [*l, *r];
+        }
+    }
+}
+
+/// Replaces anything a worker could have written that must not reach a speaker.
+fn sanitize(out: &mut [f32]) {
+    for sample in out {
+        *sample = if sample.is_finite() {
+            sample.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+    }
+}

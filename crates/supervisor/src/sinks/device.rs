@@ -1,0 +1,148 @@
+//! The device output: a real-time callback from the sound system, through `cpal`.
+//!
+//! The callback is the clock: it asks for frames, we hand out blocks from
+//! [`OutputCore::render_next`], keeping the rest of a block for the next callback when
+//! the device's buffer is not a multiple of our block. The callback allocates nothing,
+//! locks nothing and never panics.
+//!
+//! `--output auto` picks, in order: a running JACK server, ALSA's default device when the
+//! machine has a sound card, else the paced null sink. It never takes ALSA's `null` PCM
+//! for a device: it opens, but nothing paces it, so it would call back as fast as it can.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+use crate::output::OutputCore;
+
+/// Which sound system a device output uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceHost {
+    /// A running JACK server.
+    Jack,
+    /// ALSA's default device.
+    Alsa,
+}
+
+/// A running device output; dropping it stops the stream.
+pub struct DeviceOutput {
+    _stream: cpal::Stream,
+    description: String,
+}
+
+impl DeviceOutput {
+    /// What the operator should read in the log.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+}
+
+/// Whether a JACK server is running for this user (its sockets exist), checked without
+/// connecting, so that probing never starts a server and prints nothing.
+pub fn jack_server_running() -> bool {
+    let uid = rustix::process::getuid().as_raw();
+    let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".to_string());
+    [format!("/dev/shm/jack-{uid}/{server}"), format!("/tmp/jack-{uid}/{server}")]
+        .iter()
+        .any(|dir| {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("jack_"))
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Whether ALSA sees at least one sound card (so its default device is a real, clocked
+/// one rather than the unpaced `null` PCM of a machine without sound hardware).
+pub fn alsa_has_card() -> bool {
+    std::fs::read_to_string(Path::new("/proc/asound/cards"))
+        .map(|cards| cards.lines().any(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())))
+        .unwrap_or(false)
+}
+
+/// Opens the default output device of `host` at `sample_rate`, stereo f32, and starts
+/// playing from `core`.
+///
+/// # Errors
+/// When the host is unavailable, has no default output device, refuses the format, or
+/// the stream cannot be built or started. The message says which and what to try.
+pub fn start(host: DeviceHost, core: OutputCore, sample_rate: u32, buffer_frames: Option<u32>) -> anyhow::Result<DeviceOutput> {
+    let cpal_host = match host {
+        DeviceHost::Jack => {
+            if !jack_server_running() {
+                bail!("no JACK server is running (start one, e.g. `jackd -d dummy`, or use --output null)");
+            }
+            cpal::host_from_id(cpal::HostId::Jack).context("the JACK host is unavailable")?
+        }
+        DeviceHost::Alsa => {
+            if !alsa_has_card() {
+                bail!("ALSA sees no sound card (/proc/asound/cards is empty); use --output null or wav:PATH");
+            }
+            cpal::host_from_id(cpal::HostId::Alsa).context("the ALSA host is unavailable")?
+        }
+    };
+    let device = cpal_host
+        .default_output_device()
+        .ok_or_else(|| anyhow!("{host:?} has no default output device"))?;
+    let name = device.name().unwrap_or_else(|_| "unnamed device".to_string());
+    if name == "null" {
+        bail!("the default ALSA device is the unpaced 'null' PCM; use --output null instead");
+    }
+    let config = cpal::StreamConfig {
+        channels: 2,
+        sample_rate: cpal::SampleRate(sample_rate),
+        buffer_size: buffer_frames.map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
+    };
+    let block_len = core.shared().block_frames * 2;
+    let mut feeder = CallbackFeeder {
+        core,
+        block: vec![0.0; block_len],
+        used: block_len,
+    };
+    let stream = device
+        .build_output_stream(
+            &config,
+            move |data: &mut [f32], _info: &cpal::OutputCallbackInfo| feeder.fill(data),
+            |error| tracing::error!("output device: {error}"),
+            None,
+        )
+        .with_context(|| format!("cannot open {name} ({host:?}) for 2 channels of f32 at {sample_rate} Hz"))?;
+    stream.play().with_context(|| format!("cannot start {name}"))?;
+    Ok(DeviceOutput {
+        _stream: stream,
+        description: format!("{host:?} device '{name}' at {sample_rate} Hz"),
+    })
+}
+
+/// Adapts the device's buffer sizes to whole blocks.
+struct CallbackFeeder {
+    core: OutputCore,
+    block: Vec<f32>,
+    /// Samples of `block` already handed out.
+    used: usize,
+}
+
+impl CallbackFeeder {
+    fn fill(&mut self, data: &mut [f32]) {
+        let mut written = 0;
+        while written < data.len() {
+            if self.used >= self.block.len() {
+                self.core.render_next(&mut self.block);
+                self.used = 0;
+            }
+            let n = (data.len() - written).min(self.block.len() - self.used);
+            if let (Some(dst), Some(src)) = (
+                data.get_mut(written..written + n),
+                self.block.get(self.used..self.used + n),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            written += n;
+            self.used += n;
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! The supervisor loop: slots, workers, roles, and the shutdown.
+//!
+//! Each slot runs a small state machine, every transition logged:
+//!
+//! ```text
+//!   empty ─▶ starting ─▶ standby ─▶ active ─▶ dead ─▶ (rebound) joining ─▶ standby …
+//!                (fresh)       ▲                          │
+//!                              └──────────────────────────┘
+//! ```
+//!
+//! The output clock alone decides which slot is heard; this loop follows its decisions
+//! (notices) and manages processes: it detects deaths through pidfds, kills workers the
+//! output found late, rebinds their slot with a new generation and spawns a spare that
+//! joins from a snapshot of the active worker. It never renders audio.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chronus_dsp::Patch;
+use chronus_engine::{Engine, EngineConfig, StartMode};
+use chronus_ipc::{Slot, SlotLayout, SnapshotArea};
+use chronus_protocol::{reply, AddressTable};
+use rustix::event::{PollFd, PollFlags};
+
+use crate::config::{OutputChoice, ServeConfig};
+use crate::metrics::{Metrics, MetricsReport, WorkerReport};
+use crate::osc::{ControlRequest, OscServer};
+use crate::output::{FailoverCause, Inbound, Notice, OutputCore, OutputShared, NO_BLOCK};
+use crate::sinks::{self, device, Sink};
+use crate::workers::{Worker, WorkerSpec};
+
+/// The life cycle of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// No worker, not bound.
+    Empty,
+    /// A fresh worker was spawned and is rendering its first blocks.
+    Starting,
+    /// A spare was spawned and is restoring a snapshot and catching up.
+    Joining,
+    /// A joined worker, ready to take over at the next block.
+    Standby,
+    /// The worker the output reads from.
+    Active,
+    /// The worker died or was killed; the slot waits to be rebound.
+    Dead,
+}
+
+impl SlotState {
+    /// The name used in logs, metrics and `chronus status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotState::Empty => "empty",
+            SlotState::Starting => "starting",
+            SlotState::Joining => "joining",
+            SlotState::Standby => "standby",
+            SlotState::Active => "active",
+            SlotState::Dead => "dead",
+        }
+    }
+}
+
+/// Blocks the output must have played after a slot was unbound before the slot may be
+/// zeroed: the block in flight when it was unbound, plus one for good measure.
+const UNBIND_GRACE_BLOCKS: u64 = 2;
+/// How often the loop wakes when nothing happens.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+struct SlotRuntime {
+    state: SlotState,
+    worker: Option<Worker>,
+    generation: u32,
+    /// When unbound: the block the output must reach before the slot may be rebound.
+    rebind_after: Option<u64>,
+    /// The spare is a replacement (counts in `replacements` once joined).
+    replacement: bool,
+}
+
+/// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
+/// thread that must outlive every worker (it spawns them).
+pub struct Supervisor {
+    config: ServeConfig,
+    engine_config: EngineConfig,
+    shared: Arc<OutputShared>,
+    snapshots: SnapshotArea,
+    slots: [SlotRuntime; 2],
+    next_request: u64,
+    stop: Arc<AtomicBool>,
+    socket: Arc<UdpSocket>,
+    table: Arc<AddressTable>,
+    report: Arc<Mutex<MetricsReport>>,
+    control: Receiver<ControlRequest>,
+    command_log: Option<BufWriter<File>>,
+    output: Option<RunningOutput>,
+    osc_thread: Option<std::thread::JoinHandle<()>>,
+    module_count: usize,
+    started: Instant,
+    /// Who asked for `/quit`; answered once everything is stopped.
+    quit_requests: Vec<SocketAddr>,
+}
+
+enum RunningOutput {
+    Paced(std::thread::JoinHandle<anyhow::Result<()>>),
+    Device(device::DeviceOutput),
+}
+
+impl Supervisor {
+    /// Compiles the patch, creates the slots, binds the OSC socket and starts two fresh
+    /// workers; the output starts in [`run`](Self::run) as soon as one has rendered ahead.
+    ///
+    /// # Errors
+    /// A patch that does not compile, an OSC address in use, shared memory that cannot be
+    /// created, a command log that cannot be opened, workers that cannot be spawned.
+    pub fn start(config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
+        let engine_config = EngineConfig {
+            sample_rate: config.sample_rate,
+            block_frames: config.block_frames,
+            seed: config.seed,
+        };
+        // The supervisor compiles the patch too, never to render: to size the snapshot
+        // area and to build the address table from the real module instances.
+        let engine = Engine::new(&config.patch, engine_config, 0).context("the patch does not compile")?;
+        let patch: &Patch = engine.patch();
+        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..patch.node_count() as u16)
+            .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
+            .collect();
+        let table = Arc::new(AddressTable::new(&modules, config.allow_fault_injection));
+        let layout = SlotLayout::new(config.block_frames as u32, 2, (config.depth + 8) as u32, 16_384)
+            .context("invalid block size or depth")?;
+        let slots = [
+            Arc::new(Slot::create("chronus-slot-0", layout)?),
+            Arc::new(Slot::create("chronus-slot-1", layout)?),
+        ];
+        let snapshots = SnapshotArea::create("chronus-snapshot", engine.snapshot_len())?;
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(OutputShared::new(
+            slots,
+            metrics,
+            config.block_frames,
+            config.sample_rate,
+            config.depth,
+        ));
+        let socket = UdpSocket::bind(config.osc)
+            .with_context(|| format!("cannot listen for OSC on udp {} (in use? try --osc 127.0.0.1:0)", config.osc))?;
+        let command_log = match &config.command_log {
+            Some(path) => Some(BufWriter::new(
+                File::create(path).with_context(|| format!("cannot create command log {}", path.display()))?,
+            )),
+            None => None,
+        };
+        let (control_tx, control) = mpsc::channel();
+        let socket = Arc::new(socket);
+        let report = Arc::new(Mutex::new(empty_report(&shared)));
+        let server = OscServer {
+            socket: Arc::clone(&socket),
+            table: Arc::clone(&table),
+            shared: Arc::clone(&shared),
+            report: Arc::clone(&report),
+            stop: Arc::clone(&stop),
+            control: control_tx,
+            module_count: modules.len(),
+        };
+        let osc_thread = std::thread::Builder::new()
+            .name("chronus-osc".into())
+            .spawn(move || server.run())
+            .context("cannot start the OSC thread")?;
+        let fresh = || SlotRuntime {
+            state: SlotState::Empty,
+            worker: None,
+            generation: 0,
+            rebind_after: None,
+            replacement: false,
+        };
+        let mut supervisor = Supervisor {
+            config,
+            engine_config,
+            shared,
+            snapshots,
+            slots: [fresh(), fresh()],
+            next_request: 1,
+            stop,
+            socket,
+            table,
+            report,
+            control,
+            command_log,
+            output: None,
+            osc_thread: Some(osc_thread),
+            module_count: modules.len(),
+            started: Instant::now(),
+            quit_requests: Vec::new(),
+        };
+        for slot in 0..2 {
+            supervisor.bind(slot);
+            supervisor.spawn(slot, StartMode::Fresh { block: 0 })?;
+        }
+        Ok(supervisor)
+    }
+
+    /// The OSC address actually bound (useful with port 0).
+    pub fn osc_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap_or(self.config.osc)
+    }
+
+    /// The state shared with the output clock (for benchmarks and tests).
+    pub fn shared(&self) -> &Arc<OutputShared> {
+        &self.shared
+    }
+
+    /// The address table of the running patch.
+    pub fn table(&self) -> &Arc<AddressTable> {
+        &self.table
+    }
+
+    /// Pid of the worker in `slot`, if any.
+    pub fn worker_pid(&self, slot: usize) -> Option<u32> {
+        self.slots.get(slot)?.worker.as_ref().map(|w| w.pid)
+    }
+
+    /// Current state of `slot`.
+    pub fn slot_state(&self, slot: usize) -> SlotState {
+        self.slots.get(slot).map_or(SlotState::Empty, |s| s.state)
+    }
+
+    /// Runs until `/quit`, SIGINT/SIGTERM (the `stop` flag) or a fatal output error.
+    ///
+    /// # Errors
+    /// When no worker becomes ready at start-up, or the output fails.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let result = self.run_loop();
+        self.shutdown(result)
+    }
+
+    /// One pass of the loop: handle deaths, notices and slot transitions. Public so a
+    /// benchmark can drive the supervisor from its own loop; [`run`](Self::run) calls it.
+    ///
+    /// # Errors
+    /// When the output could not be started.
+    pub fn step(&mut self) -> anyhow::Result<()> {
+        self.poll_deaths();
+        self.drain_notices();
+        self.check_flags();
+        self.advance_slots()?;
+        if self.output.is_none() {
+            self.start_output_when_ready()?;
+        }
+        self.refresh_report();
+        Ok(())
+    }
+
+    fn run_loop(&mut self) -> anyhow::Result<()> {
+        while !self.stop.load(Ordering::Acquire) {
+            self.step()?;
+            if let Some(RunningOutput::Paced(handle)) = &self.output {
+                if handle.is_finished() {
+                    bail!("the output stopped unexpectedly");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to one poll interval for a worker's pidfd to become readable.
+    fn poll_deaths(&mut self) {
+        let mut fds = Vec::with_capacity(2);
+        let mut owners = Vec::with_capacity(2);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(worker) = &slot.worker {
+                fds.push(PollFd::from_borrowed_fd(worker.pidfd(), PollFlags::IN));
+                owners.push(i);
+            }
+        }
+        let timeout = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: POLL_INTERVAL.as_nanos() as i64,
+        };
+        if fds.is_empty() {
+            std::thread::sleep(POLL_INTERVAL);
+            return;
+        }
+        if rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0) == 0 {
+            return;
+        }
+        let dead: Vec<usize> = fds
+            .iter()
+            .zip(&owners)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(_, &slot)| slot)
+            .collect();
+        for slot in dead {
+            let detected = self.shared.now_ns();
+            self.shared.slots[slot].dead_since_ns.store(detected.max(1), Ordering::Release);
+            if let Some(mut worker) = self.slots[slot].worker.take() {
+                let how = worker.reap();
+                Metrics::bump(&self.shared.metrics.crash_count);
+                tracing::warn!(
+                    "slot {slot}: worker {} died ({how}) while {}",
+                    worker.pid,
+                    self.slots[slot].state.name()
+                );
+            }
+            self.transition(slot, SlotState::Dead);
+        }
+    }
+
+    fn drain_notices(&mut self) {
+        while let Some(notice) = self.shared.notices.pop() {
+            match notice {
+                Notice::Stamped { stamped, .. } => {
+                    if let Some(log) = self.command_log.as_mut() {
+                        let line = chronus_protocol::text::format_log_line(
+                            &self.table,
+                            stamped.frame,
+                            stamped.seq,
+                            &stamped.command,
+                        );
+                        let _ = writeln!(log, "{line}");
+                    }
+                }
+                Notice::Synced { id, reply_to } => {
+                    if let Some(log) = self.command_log.as_mut() {
+                        let _ = log.flush();
+                    }
+                    self.send(&reply::synced(id), reply_to);
+                }
+                Notice::SnapshotRequested { request, slot, block } => {
+                    tracing::debug!("slot {slot}: snapshot {request} requested at block {block}");
+                }
+                Notice::Failover { from, to, block, cause } => {
+                    let why = match cause {
+                        FailoverCause::Dead => "its worker died",
+                        FailoverCause::MissedDeadline => "it missed its deadline",
+                    };
+                    tracing::warn!(
+                        "output: slot {to} now active from block {block}; slot {from} dropped because {why}; failover {:.3} ms, 0 samples lost",
+                        self.shared.metrics.failover.last_ms().unwrap_or(0.0)
+                    );
+                    self.transition(to, SlotState::Active);
+                    if self.slots[from].state != SlotState::Dead {
+                        self.fail_late_worker(from, block);
+                    }
+                }
+                Notice::StandbyMissed { slot, block } => {
+                    if matches!(self.slots[slot].state, SlotState::Standby) {
+                        self.fail_late_worker(slot, block);
+                    }
+                }
+                Notice::Underrun { block } => {
+                    tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
+                }
+            }
+        }
+    }
+
+    /// A worker that did not have a block when it was due is treated as dead.
+    fn fail_late_worker(&mut self, slot: usize, block: u64) {
+        Metrics::bump(&self.shared.metrics.crash_count);
+        Metrics::bump(&self.shared.metrics.deadline_misses);
+        self.shared.slots[slot]
+            .dead_since_ns
+            .store(self.shared.now_ns().max(1), Ordering::Release);
+        if let Some(worker) = self.slots[slot].worker.take() {
+            let pid = worker.pid;
+            let how = worker.kill_and_reap();
+            tracing::warn!("slot {slot}: worker {pid} missed block {block}; killed ({how})");
+        }
+        self.transition(slot, SlotState::Dead);
+    }
+
+    /// Ring overflows mean a worker stopped draining its commands: replace it.
+    fn check_flags(&mut self) {
+        for slot in 0..2 {
+            let link = &self.shared.slots[slot];
+            if link.overflowed.load(Ordering::Acquire) && self.slots[slot].state != SlotState::Dead {
+                let block = self.shared.played.load(Ordering::Acquire);
+                self.fail_late_worker(slot, block);
+            }
+        }
+    }
+
+    fn advance_slots(&mut self) -> anyhow::Result<()> {
+        let played = self.shared.played.load(Ordering::Acquire);
+        for slot in 0..2 {
+            match self.slots[slot].state {
+                SlotState::Dead => {
+                    let other = 1 - slot;
+                    let other_state = self.slots[other].state;
+                    if self.slots[slot].rebind_after.is_none() {
+                        self.unbind(slot, played);
+                    }
+                    if self.slots[slot].rebind_after.is_some_and(|b| played < b) && self.output.is_some() {
+                        continue;
+                    }
+                    if other_state == SlotState::Active {
+                        // The usual case: join the lockstep from a snapshot of the active worker.
+                        self.bind(slot);
+                        let request = self.next_request;
+                        self.next_request += 1;
+                        self.spawn(slot, StartMode::Join { request })?;
+                        self.slots[slot].replacement = true;
+                        if self.shared.inbound.push(Inbound::Snapshot { request }).is_err() {
+                            tracing::warn!("slot {slot}: could not request a snapshot (queue full); will retry");
+                            self.fail_spare(slot, "snapshot request could not be queued");
+                        }
+                    } else if matches!(other_state, SlotState::Dead | SlotState::Joining | SlotState::Empty) {
+                        self.cold_restart(played)?;
+                        return Ok(());
+                    }
+                    // Otherwise (the other slot is a standby about to be made active, or
+                    // starting), wait for the output to settle on it.
+                }
+                SlotState::Starting | SlotState::Joining => {
+                    let runtime = &self.slots[slot];
+                    let generation = runtime.generation;
+                    let link = &self.shared.slots[slot];
+                    if link.slot.joined_generation() == generation {
+                        self.on_joined(slot);
+                    } else if runtime
+                        .worker
+                        .as_ref()
+                        .is_some_and(|w| w.spawned_at.elapsed() > self.config.join_timeout)
+                    {
+                        self.fail_spare(slot, "did not join in time");
+                    }
+                }
+                SlotState::Standby if self.shared.active.load(Ordering::Acquire) == slot && self.output.is_some() => {
+                    self.transition(slot, SlotState::Active);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_joined(&mut self, slot: usize) {
+        let link = &self.shared.slots[slot];
+        link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.ready.store(true, Ordering::Release);
+        if self.slots[slot].replacement {
+            if let Some(worker) = &self.slots[slot].worker {
+                self.shared
+                    .metrics
+                    .rebuild
+                    .record_ns(worker.spawned_at.elapsed().as_nanos() as u64);
+            }
+            Metrics::bump(&self.shared.metrics.replacements);
+            self.slots[slot].replacement = false;
+            tracing::info!(
+                "slot {slot}: spare joined the lockstep in {:.1} ms",
+                self.shared.metrics.rebuild.last_ms().unwrap_or(0.0)
+            );
+        }
+        self.transition(slot, SlotState::Standby);
+    }
+
+    fn fail_spare(&mut self, slot: usize, why: &str) {
+        if let Some(worker) = self.slots[slot].worker.take() {
+            let pid = worker.pid;
+            let how = worker.kill_and_reap();
+            tracing::warn!("slot {slot}: spare {pid} {why}; killed ({how})");
+        }
+        self.transition(slot, SlotState::Dead);
+    }
+
+    /// Both workers lost at once: start a new pair from the patch at the horizon.
+    fn cold_restart(&mut self, played: u64) -> anyhow::Result<()> {
+        Metrics::bump(&self.shared.metrics.cold_restarts);
+        tracing::error!("no live worker to join from: cold restart of both slots from the patch");
+        for slot in 0..2 {
+            if let Some(worker) = self.slots[slot].worker.take() {
+                worker.kill_and_reap();
+            }
+            if self.slots[slot].rebind_after.is_none() {
+                self.unbind(slot, played);
+            }
+        }
+        // Wait until the output no longer touches either slot.
+        let until = played + UNBIND_GRACE_BLOCKS;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.output.is_some() && self.shared.played.load(Ordering::Acquire) < until && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let start = self.shared.horizon.load(Ordering::Acquire) + 1;
+        for slot in 0..2 {
+            self.bind(slot);
+            self.spawn(slot, StartMode::Fresh { block: start })?;
+        }
+        Ok(())
+    }
+
+    /// Stops the output from touching `slot`, and notes when it may be zeroed.
+    fn unbind(&mut self, slot: usize, played: u64) {
+        let link = &self.shared.slots[slot];
+        link.ready.store(false, Ordering::Release);
+        link.bound.store(false, Ordering::Release);
+        self.slots[slot].rebind_after = Some(played + UNBIND_GRACE_BLOCKS);
+    }
+
+    /// Zeroes `slot` under a new generation and lets the output use it again.
+    fn bind(&mut self, slot: usize) {
+        let runtime = &mut self.slots[slot];
+        runtime.generation += 1;
+        runtime.rebind_after = None;
+        let link = &self.shared.slots[slot];
+        link.slot.rebind(runtime.generation);
+        link.generation.store(runtime.generation, Ordering::Release);
+        link.dead_since_ns.store(0, Ordering::Release);
+        link.overflowed.store(false, Ordering::Release);
+        link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.slot.publish_horizon(self.shared.horizon.load(Ordering::Acquire));
+        link.slot.release_through(self.shared.played.load(Ordering::Acquire));
+        link.bound.store(true, Ordering::Release);
+    }
+
+    fn spawn(&mut self, slot: usize, start: StartMode) -> anyhow::Result<()> {
+        let link = &self.shared.slots[slot];
+        let spec = WorkerSpec {
+            exe: &self.config.worker_exe,
+            slot_fd: link.slot.fd(),
+            snapshot_fd: self.snapshots.fd(),
+            generation: self.slots[slot].generation,
+            start,
+            config: self.engine_config,
+            patch_path: self.config.patch_path.as_deref(),
+        };
+        let worker = Worker::spawn(&spec)?;
+        tracing::info!(
+            "slot {slot}: worker {} spawned (generation {}, {})",
+            worker.pid,
+            self.slots[slot].generation,
+            match start {
+                StartMode::Fresh { block } => format!("fresh from block {block}"),
+                StartMode::Join { request } => format!("joining from snapshot {request}"),
+            }
+        );
+        self.slots[slot].worker = Some(worker);
+        let state = match start {
+            StartMode::Fresh { .. } => SlotState::Starting,
+            StartMode::Join { .. } => SlotState::Joining,
+        };
+        self.transition(slot, state);
+        Ok(())
+    }
+
+    fn transition(&mut self, slot: usize, to: SlotState) {
+        let from = self.slots[slot].state;
+        if from != to {
+            tracing::info!("slot {slot}: {} -> {}", from.name(), to.name());
+            self.slots[slot].state = to;
+        }
+    }
+
+    fn start_output_when_ready(&mut self) -> anyhow::Result<()> {
+        let ready = (0..2).find(|&s| self.slots[s].state == SlotState::Standby);
+        let Some(first) = ready else {
+            if self.started.elapsed() > self.config.join_timeout {
+                bail!("no worker became ready within {:?}", self.config.join_timeout);
+            }
+            return Ok(());
+        };
+        self.shared.active.store(first, Ordering::Release);
+        self.transition(first, SlotState::Active);
+        let core = OutputCore::new(Arc::clone(&self.shared));
+        let output = match &self.config.output {
+            OutputChoice::Null => self.start_paced(core, Box::new(sinks::null::NullSink))?,
+            OutputChoice::Wav(path) => {
+                let sink = sinks::wav::WavSink::create(path, self.config.sample_rate)?;
+                self.start_paced(core, Box::new(sink))?
+            }
+            OutputChoice::Device => {
+                let host = if device::jack_server_running() {
+                    device::DeviceHost::Jack
+                } else {
+                    device::DeviceHost::Alsa
+                };
+                self.start_device(host, core)?
+            }
+            OutputChoice::Auto => {
+                if device::jack_server_running() {
+                    self.start_device(device::DeviceHost::Jack, core)?
+                } else if device::alsa_has_card() {
+                    self.start_device(device::DeviceHost::Alsa, core)?
+                } else {
+                    tracing::info!("output auto: no JACK server and no ALSA sound card");
+                    self.start_paced(core, Box::new(sinks::null::NullSink))?
+                }
+            }
+        };
+        self.output = Some(output);
+        Ok(())
+    }
+
+    fn start_paced(&self, core: OutputCore, sink: Box<dyn Sink>) -> anyhow::Result<RunningOutput> {
+        tracing::info!("output: {}", sink.describe());
+        let stop = Arc::clone(&self.stop);
+        let handle = std::thread::Builder::new()
+            .name("chronus-output".into())
+            .spawn(move || sinks::run_paced(core, sink, stop))
+            .context("cannot start the output thread")?;
+        Ok(RunningOutput::Paced(handle))
+    }
+
+    fn start_device(&self, host: device::DeviceHost, core: OutputCore) -> anyhow::Result<RunningOutput> {
+        let output = device::start(host, core, self.config.sample_rate, self.config.device_buffer)?;
+        tracing::info!("output: {}", output.describe());
+        Ok(RunningOutput::Device(output))
+    }
+
+    fn refresh_report(&mut self) {
+        let report = self.build_report();
+        if let Ok(mut shared) = self.report.lock() {
+            *shared = report;
+        }
+        while let Ok(request) = self.control.try_recv() {
+            match request {
+                ControlRequest::Quit { reply_to } => self.quit_requests.push(reply_to),
+            }
+        }
+    }
+
+    /// A fresh copy of every metric.
+    pub fn build_report(&self) -> MetricsReport {
+        let mut report = empty_report(&self.shared);
+        let block_ns = self.shared.block_ns() as f64;
+        let mut loads = Vec::new();
+        let mut peak: f64 = 0.0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let (last_ns, peak_ns) = self.shared.slots[i].slot.render_stats();
+            let load = last_ns as f64 / block_ns * 100.0;
+            if slot.worker.is_some() && matches!(slot.state, SlotState::Active | SlotState::Standby) {
+                loads.push(load);
+                peak = peak.max(peak_ns as f64 / block_ns * 100.0);
+            }
+            report.workers.push(WorkerReport {
+                slot: i,
+                pid: slot.worker.as_ref().map_or(0, |w| w.pid),
+                role: slot.state.name(),
+                load_percent: load,
+            });
+        }
+        report.worker_load_percent = if loads.is_empty() { 0.0 } else { loads.iter().sum::<f64>() / loads.len() as f64 };
+        report.worker_load_peak_percent = peak;
+        report.spare_ready = self.slots.iter().any(|s| s.state == SlotState::Standby);
+        report.live_children = self.slots.iter().filter(|s| s.worker.is_some()).count() as u64;
+        report.voices_sounding = self.shared.slots[self.shared.active.load(Ordering::Relaxed).min(1)]
+            .slot
+            .voices();
+        report
+    }
+
+    fn send(&self, bytes: &[u8], to: SocketAddr) {
+        if let Err(e) = self.socket.send_to(bytes, to) {
+            tracing::debug!("reply to {to} failed: {e}");
+        }
+    }
+
+    fn shutdown(mut self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Release);
+        let output_result = match self.output.take() {
+            Some(RunningOutput::Paced(handle)) => handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread panicked"))),
+            Some(RunningOutput::Device(device)) => {
+                drop(device);
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        // Commands stamped in the last blocks.
+        self.drain_notices();
+        if let Some(mut log) = self.command_log.take() {
+            let _ = log.flush();
+        }
+        for slot in 0..2 {
+            if let Some(worker) = self.slots[slot].worker.take() {
+                worker.kill_and_reap();
+            }
+        }
+        if let Some(handle) = self.osc_thread.take() {
+            let _ = handle.join();
+        }
+        while let Ok(ControlRequest::Quit { reply_to }) = self.control.try_recv() {
+            self.quit_requests.push(reply_to);
+        }
+        for to in std::mem::take(&mut self.quit_requests) {
+            self.send(&reply::done("/quit"), to);
+        }
+        tracing::info!("stopped");
+        result.and(output_result)
+    }
+}
+
+fn empty_report(shared: &OutputShared) -> MetricsReport {
+    let m = &shared.metrics;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (open_fds, mapped_segments) = process_resources();
+    MetricsReport {
+        crash_count: get(&m.crash_count),
+        deadline_misses: get(&m.deadline_misses),
+        replacements: get(&m.replacements),
+        spare_ready: false,
+        failover_count: get(&m.failover_count),
+        underruns: get(&m.underruns),
+        commands_received: get(&m.commands_received),
+        commands_applied: get(&m.commands_applied),
+        commands_rejected: get(&m.commands_rejected),
+        late_commands: get(&m.late_commands),
+        undecodable_packets: get(&m.undecodable_packets),
+        lockstep_blocks_compared: get(&m.lockstep_blocks_compared),
+        lockstep_mismatches: get(&m.lockstep_mismatches),
+        blocks_played: get(&m.blocks_played),
+        output_late_wakeups: get(&m.output_late_wakeups),
+        ring_overflows: get(&m.ring_overflows),
+        cold_restarts: get(&m.cold_restarts),
+        failover_ms_last: m.failover.last_ms(),
+        failover_ms_p99: m.failover.quantile_ms(0.99),
+        rebuild_ms_last: m.rebuild.last_ms(),
+        rebuild_ms_p95: m.rebuild.quantile_ms(0.95),
+        command_latency_ms_p50: m.command_latency.quantile_ms(0.50),
+        command_latency_ms_p95: m.command_latency.quantile_ms(0.95),
+        command_latency_ms_p99: m.command_latency.quantile_ms(0.99),
+        control_latency_ms: shared.depth as f64 * shared.block_ns() as f64 / 1e6,
+        worker_load_percent: 0.0,
+        worker_load_peak_percent: 0.0,
+        voices_sounding: 0,
+        open_fds,
+        mapped_segments,
+        shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),
+        live_children: 0,
+        workers: Vec::new(),
+    }
+}
+
+/// Segments the supervisor maps while running: two slots and the snapshot area.
+const EXPECTED_SEGMENTS: u64 = 3;
+
+/// Open fds and mapped chronus memfd segments of this process, from /proc.
+fn process_resources() -> (u64, u64) {
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let segments = std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| {
+        let mut names: Vec<&str> = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter(|name| name.starts_with("/memfd:chronus"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len() as u64
+    });
+    (fds, segments)
+}
