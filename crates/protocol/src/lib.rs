@@ -12,6 +12,43 @@
 //! It is not for sockets, scheduling or DSP: it never sends anything and never acts on a
 //! request. It follows STYLE.md's scsynth lesson: decode fully, validate every argument
 //! against the declared signature, and only then act; bad input gets `/fail` and a reason.
+//!
+//! ```
+//! use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
+//! use chronus_engine::command::Command;
+//! use chronus_protocol::{build_message, decode_packet, AddressTable, Request};
+//!
+//! static SINE: ModuleSpec = ModuleSpec {
+//!     type_name: "sine",
+//!     doc: "sine oscillator",
+//!     inputs: &[],
+//!     outputs: &[],
+//!     params: &[ParamSpec {
+//!         name: "freq",
+//!         unit: Unit::Hertz,
+//!         min: 0.01,
+//!         max: 20000.0,
+//!         default: 440.0,
+//!         doc: "frequency",
+//!     }],
+//!     has_gate: false,
+//! };
+//! let table = AddressTable::new(&[("sine".to_string(), &SINE)], false);
+//!
+//! // Client side: type command-line strings, validated as the server would.
+//! let message = build_message(&table, "/mod/sine/freq", &["440"]).unwrap();
+//! let bytes = rosc::encoder::encode(&rosc::OscPacket::Message(message)).unwrap();
+//!
+//! // Server side: decode fully, validate, then act.
+//! let decoded = decode_packet(&table, &bytes).unwrap().remove(0).unwrap();
+//! assert_eq!(
+//!     decoded.request,
+//!     Request::Engine(Command::SetParam { node: 0, param: 0, value: 440.0 })
+//! );
+//!
+//! let refused = build_message(&table, "/mod/sine/freq", &["30000"]).unwrap_err();
+//! assert_eq!(refused.reason, "/mod/sine/freq: 30000 Hz is out of range 0.01..20000 Hz");
+//! ```
 
 pub mod args;
 pub mod decode;
