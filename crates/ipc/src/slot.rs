@@ -1082,6 +1082,48 @@ mod tests {
     }
 
     #[test]
+    fn overwritten_entries_are_never_read_torn() {
+        // A writer that frees the ring itself (as a buggy peer could) keeps
+        // overwriting the two entries while a reader copies them: every copy
+        // the reader accepts must be exactly the block it asked for.
+        const BLOCKS: u64 = 20_000;
+        let s = Arc::new(
+            Slot::create("chronus-test-tear", SlotLayout::new(256, 2, 2, 2).unwrap()).unwrap(),
+        );
+        let n = s.layout().block_len();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let s = Arc::clone(&s);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                for i in 0..BLOCKS {
+                    s.release_through(i.saturating_sub(1));
+                    assert_eq!(s.write_block(i, &block(i, n)), WriteOutcome::Written);
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let mut out = vec![0.0; n];
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        while !done.load(Ordering::Acquire) {
+            let newest = s.written().saturating_sub(1);
+            for idx in newest.saturating_sub(2)..=newest + 1 {
+                if s.read_block(idx, &mut out) {
+                    assert_eq!(out, block(idx, n), "torn copy of block {idx} accepted");
+                    accepted += 1;
+                } else {
+                    refused += 1;
+                }
+                if let Some(eq) = s.block_equals(idx, &block(idx, n)) {
+                    assert!(eq, "torn comparison of block {idx} accepted");
+                }
+            }
+        }
+        writer.join().unwrap();
+        eprintln!("tear test: {accepted} accepted, {refused} refused");
+    }
+
+    #[test]
     fn wait_for_horizon_times_out_and_wakes() {
         let s = Arc::new(slot());
         s.rebind(1);
