@@ -61,7 +61,7 @@ pub use decode::{
     decode_packet, validate_message, DebugRequest, Decoded, Fail, PacketError, Request, When,
     MAX_BUNDLE_DEPTH,
 };
-pub use reply::{parse_reply, Reply, ReplyError, StatusReply, VersionReply};
+pub use reply::{parse_reply, MetricValue, Reply, ReplyError, StatusReply, VersionReply};
 pub use table::{Action, AddressTable, ArgKind, ArgSpec, Entry};
 pub use text::{
     format_log_line, parse_command_file, parse_command_log, LoggedCommand, TextError, TimedCommand,

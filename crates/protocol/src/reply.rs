@@ -73,6 +73,60 @@ impl VersionReply {
     }
 }
 
+/// A value in `/metrics.reply`: a number (sent as an OSC double) or a text (sent as an
+/// OSC string, e.g. a worker's role).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    /// Counters, times, flags (as 0/1).
+    Number(f64),
+    /// Names such as a worker's role.
+    Text(String),
+}
+
+impl MetricValue {
+    /// The number, if this is one (clients that only chart numbers skip texts).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            MetricValue::Number(v) => Some(*v),
+            MetricValue::Text(_) => None,
+        }
+    }
+
+    fn to_osc(&self) -> OscType {
+        match self {
+            MetricValue::Number(v) => OscType::Double(*v),
+            MetricValue::Text(t) => OscType::String(t.clone()),
+        }
+    }
+}
+
+impl From<f64> for MetricValue {
+    fn from(value: f64) -> MetricValue {
+        MetricValue::Number(value)
+    }
+}
+
+impl From<&str> for MetricValue {
+    fn from(value: &str) -> MetricValue {
+        MetricValue::Text(value.to_string())
+    }
+}
+
+impl From<String> for MetricValue {
+    fn from(value: String) -> MetricValue {
+        MetricValue::Text(value)
+    }
+}
+
+impl std::fmt::Display for MetricValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricValue::Number(v) => write!(f, "{v}"),
+            MetricValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
 /// A reply as the client sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -90,7 +144,7 @@ pub enum Reply {
     /// `/status.reply`.
     Status(StatusReply),
     /// `/metrics.reply` name/value pairs, in the order sent.
-    Metrics(Vec<(String, f64)>),
+    Metrics(Vec<(String, MetricValue)>),
     /// `/version.reply`.
     Version(VersionReply),
     /// Any other message (shown raw by `chronus send`).
@@ -160,11 +214,15 @@ pub fn status_reply(status: &StatusReply) -> Vec<u8> {
     )
 }
 
-/// `/metrics.reply` with alternating string name / double value arguments.
-pub fn metrics_reply(metrics: &[(String, f64)]) -> Vec<u8> {
+/// `/metrics.reply` with alternating string name / value arguments: numbers as doubles,
+/// texts as strings. Takes `(String, f64)` or `(String, MetricValue)` pairs.
+pub fn metrics_reply<V>(metrics: &[(String, V)]) -> Vec<u8>
+where
+    V: Clone + Into<MetricValue>,
+{
     let args = metrics
         .iter()
-        .flat_map(|(name, value)| [OscType::String(name.clone()), OscType::Double(*value)])
+        .flat_map(|(name, value)| [OscType::String(name.clone()), value.clone().into().to_osc()])
         .collect();
     encode(METRICS_REPLY, args)
 }
@@ -255,7 +313,11 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
             }
             let mut metrics = Vec::with_capacity(args.len() / 2);
             for i in (0..args.len()).step_by(2) {
-                metrics.push((string(i)?, number(i + 1)?));
+                let value = match args.get(i + 1) {
+                    Some(OscType::String(t)) => MetricValue::Text(t.clone()),
+                    _ => MetricValue::Number(number(i + 1)?),
+                };
+                metrics.push((string(i)?, value));
             }
             Reply::Metrics(metrics)
         }
@@ -336,8 +398,39 @@ mod tests {
         ];
         let bytes = metrics_reply(&metrics);
         assert_eq!(type_tags(&bytes), ",sdsd");
-        assert_eq!(parse_reply(&bytes), Ok(Reply::Metrics(metrics)));
-        assert_eq!(parse_reply(&metrics_reply(&[])), Ok(Reply::Metrics(vec![])));
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::Metrics(vec![
+                ("crash_count".to_string(), MetricValue::Number(2.0)),
+                ("failover_p99_ms".to_string(), MetricValue::Number(0.125)),
+            ]))
+        );
+        let empty: &[(String, f64)] = &[];
+        assert_eq!(
+            parse_reply(&metrics_reply(empty)),
+            Ok(Reply::Metrics(vec![]))
+        );
+    }
+
+    #[test]
+    fn metrics_reply_carries_texts_as_strings() {
+        let metrics = vec![
+            ("slot.0.role".to_string(), MetricValue::from("active")),
+            ("slot.0.pid".to_string(), MetricValue::from(4121.0)),
+        ];
+        let bytes = metrics_reply(&metrics);
+        assert_eq!(type_tags(&bytes), ",sssd");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::Metrics(metrics.clone())));
+        assert_eq!(metrics[0].1.to_string(), "active");
+        assert_eq!(metrics[1].1.to_string(), "4121");
+        assert_eq!(metrics[1].1.as_f64(), Some(4121.0));
+        assert_eq!(metrics[0].1.as_f64(), None);
+        let odd = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: METRICS_REPLY.into(),
+            args: vec![OscType::String("x".into())],
+        }))
+        .unwrap();
+        assert!(parse_reply(&odd).is_err());
     }
 
     #[test]
