@@ -1,0 +1,95 @@
+//! `output`: the patch's stereo sink.
+//!
+//! It passes `left` and `right` through unchanged; the patch reads this node's outputs as
+//! the rendered stereo block. A mono chain connected only to `left` plays on both
+//! channels: the patch (which knows connectivity) feeds `right` from `left`'s source.
+
+use crate::module::Module;
+use crate::spec::{ModuleSpec, PortSpec, Rate};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Static description of the `output` type.
+pub static SPEC: ModuleSpec = ModuleSpec {
+    type_name: "output",
+    doc: "Stereo output: what reaches it is what the server plays. Exactly one per patch.",
+    inputs: &[
+        PortSpec {
+            name: "left",
+            rate: Rate::Audio,
+        },
+        PortSpec {
+            name: "right",
+            rate: Rate::Audio,
+        },
+    ],
+    outputs: &[
+        PortSpec {
+            name: "left",
+            rate: Rate::Audio,
+        },
+        PortSpec {
+            name: "right",
+            rate: Rate::Audio,
+        },
+    ],
+    params: &[],
+    has_gate: false,
+};
+
+/// The output sink; stateless.
+#[derive(Debug, Clone, Default)]
+pub struct Output;
+
+impl Output {
+    /// The (only) output sink state.
+    pub fn new() -> Self {
+        Output
+    }
+}
+
+impl Module for Output {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn set_param(&mut self, _index: usize, _value: f32) {}
+
+    fn param(&self, _index: usize) -> f32 {
+        0.0
+    }
+
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        for (out, input) in outputs.iter_mut().zip(inputs) {
+            for (o, &x) in out.iter_mut().zip(input.iter()) {
+                *o = x;
+            }
+        }
+    }
+
+    fn reset(&mut self) {}
+
+    fn state_len(&self) -> usize {
+        0
+    }
+
+    fn save_state(&self, _w: &mut StateWriter<'_>) {}
+
+    fn load_state(&mut self, _r: &mut StateReader<'_>) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_through() {
+        let mut o = Output::new();
+        let (l, r) = ([0.1f32, 0.2], [0.3f32, 0.4]);
+        let (mut ol, mut or) = ([0.0f32; 2], [0.0f32; 2]);
+        o.process(&[&l, &r], &mut [&mut ol, &mut or]);
+        assert_eq!((ol, or), (l, r));
+        assert_eq!(o.state_len(), 0);
+    }
+}

@@ -1,0 +1,704 @@
+//! Patches: a description ([`PatchDesc`]) compiled into a runnable graph ([`Patch`]).
+//!
+//! Compilation does all the checking and all the allocation: ids, types, parameters,
+//! ports, single-driver inputs, acyclicity, exactly one output; then a deterministic
+//! topological order and one preallocated buffer per output port. Rendering then walks
+//! the nodes in that order with no allocation, no locks and no panics, and guards the
+//! graph against NaN/inf with a per-module reset.
+
+mod desc;
+mod error;
+
+pub use desc::{Connection, ModuleDesc, PatchDesc};
+pub use error::PatchError;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::module::{Module, MAX_PORTS};
+use crate::modules;
+use crate::spec::ModuleSpec;
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// First four bytes of a patch snapshot ("CHRN" little-endian), so foreign bytes are
+/// refused instead of loaded.
+pub const STATE_MAGIC: u32 = u32::from_le_bytes(*b"CHRN");
+/// Snapshot format version; bump when any module's layout changes.
+pub const STATE_VERSION: u32 = 1;
+/// Bytes the patch itself writes before the modules: magic, version, fingerprint,
+/// non-finite reset counter.
+const HEADER_LEN: usize = 4 + 4 + 8 + 8;
+
+/// Where an input port reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Unconnected: the shared zero buffer.
+    Zero,
+    /// An output buffer of a node earlier in execution order.
+    Node { exec: usize, port: usize },
+}
+
+/// One module instance with its wiring and output buffers.
+struct Node {
+    id: String,
+    module: Box<dyn Module>,
+    /// One source per input port.
+    inputs: Vec<Source>,
+    /// One `max_block`-long buffer per output port.
+    outputs: Vec<Vec<f32>>,
+}
+
+/// A compiled, runnable patch.
+///
+/// Nodes are addressed by their index in the description's module list (a `u16`, as
+/// commands carry it); they run in a topological order fixed at compile time, so the
+/// same patch and the same calls always render the same bits.
+pub struct Patch {
+    sample_rate: f32,
+    max_block: usize,
+    /// Nodes in execution order.
+    nodes: Vec<Node>,
+    /// Declaration index -> execution position.
+    exec_of: Vec<usize>,
+    /// Id -> declaration index.
+    by_id: BTreeMap<String, u16>,
+    /// Execution position of the `output` node.
+    output_exec: usize,
+    /// `max_block` zeros, read by unconnected inputs.
+    zeros: Vec<f32>,
+    nonfinite_resets: u64,
+    fingerprint: u64,
+}
+
+impl std::fmt::Debug for Patch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patch")
+            .field("sample_rate", &self.sample_rate)
+            .field("max_block", &self.max_block)
+            .field(
+                "execution_order",
+                &self.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            )
+            .field("nonfinite_resets", &self.nonfinite_resets)
+            .finish()
+    }
+}
+
+/// A connection feeding one input, during compilation.
+#[derive(Clone, Copy)]
+struct Wire<'a> {
+    /// Source module (declaration index).
+    src: usize,
+    /// Source output port.
+    port: usize,
+    /// The connection's `from` as written, for error messages.
+    text: &'a str,
+}
+
+/// Per module, per input port: the wire feeding it, if any.
+type Wiring<'a> = Vec<Vec<Option<Wire<'a>>>>;
+
+/// A parsed connection endpoint: module declaration index and port index.
+struct Endpoint {
+    module: usize,
+    port: usize,
+}
+
+fn names(ports: impl IntoIterator<Item = &'static str>) -> String {
+    let v: Vec<&str> = ports.into_iter().collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// SplitMix64 step: derives an independent, reproducible seed per node from the patch seed.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a, for the structural fingerprint stored in snapshots (stable across runs and
+/// machines, unlike std's randomly keyed hasher).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= u64::from(x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+impl Patch {
+    /// Checks `desc` and builds the runnable graph, with every buffer allocated for blocks
+    /// of up to `max_block` frames. `seed` is split into one seed per node for modules with
+    /// random state. Initial parameter values apply immediately (no glide from defaults).
+    ///
+    /// # Errors
+    /// - [`PatchError::InvalidSettings`]: sample rate not finite and positive, or `max_block` 0;
+    /// - [`PatchError::TooManyModules`]: more modules than a `u16` index addresses;
+    /// - [`PatchError::InvalidId`], [`PatchError::DuplicateId`]: bad or repeated module ids;
+    /// - [`PatchError::UnknownType`]: with a "did you mean" suggestion when one is close;
+    /// - [`PatchError::TooManyPorts`]: a type with more than [`MAX_PORTS`] ports;
+    /// - [`PatchError::UnknownParam`], [`PatchError::ParamOutOfRange`]: bad initial values;
+    /// - [`PatchError::OutputCount`]: not exactly one `output` module;
+    /// - [`PatchError::UnknownModule`], [`PatchError::UnknownPort`]: bad connection endpoints;
+    /// - [`PatchError::InputConnectedTwice`]: two connections into one input;
+    /// - [`PatchError::Cycle`]: the connections loop (the modules on the loop are named).
+    pub fn compile(
+        desc: &PatchDesc,
+        sample_rate: f32,
+        max_block: usize,
+        seed: u64,
+    ) -> Result<Patch, PatchError> {
+        if !(sample_rate.is_finite() && sample_rate > 0.0) || max_block == 0 {
+            return Err(PatchError::InvalidSettings {
+                sample_rate,
+                max_block,
+            });
+        }
+        let count = desc.modules.len();
+        if count > usize::from(u16::MAX) {
+            return Err(PatchError::TooManyModules {
+                count,
+                max: usize::from(u16::MAX),
+            });
+        }
+
+        // Ids.
+        let mut by_id: BTreeMap<String, u16> = BTreeMap::new();
+        for (i, m) in desc.modules.iter().enumerate() {
+            if !valid_id(&m.id) {
+                return Err(PatchError::InvalidId { id: m.id.clone() });
+            }
+            // `count <= u16::MAX`, so the index fits.
+            let idx = u16::try_from(i).unwrap_or(u16::MAX);
+            if let Some(&first) = by_id.get(&m.id) {
+                return Err(PatchError::DuplicateId {
+                    id: m.id.clone(),
+                    first: usize::from(first),
+                    second: i,
+                });
+            }
+            by_id.insert(m.id.clone(), idx);
+        }
+
+        // Types and parameters.
+        let mut specs: Vec<&'static ModuleSpec> = Vec::with_capacity(count);
+        for m in &desc.modules {
+            let spec = modules::spec_for(&m.type_name).ok_or_else(|| PatchError::UnknownType {
+                module: m.id.clone(),
+                type_name: m.type_name.clone(),
+                suggestion: error::suggest(
+                    &m.type_name,
+                    modules::all_specs().iter().map(|s| s.type_name),
+                ),
+                known: names(modules::all_specs().iter().map(|s| s.type_name)),
+            })?;
+            for (direction, n) in [("input", spec.inputs.len()), ("output", spec.outputs.len())] {
+                if n > MAX_PORTS {
+                    return Err(PatchError::TooManyPorts {
+                        type_name: spec.type_name.to_string(),
+                        direction,
+                        count: n,
+                        max: MAX_PORTS,
+                    });
+                }
+            }
+            for (name, &value) in &m.params {
+                let Some(p) = spec.params.iter().find(|p| p.name == name) else {
+                    return Err(PatchError::UnknownParam {
+                        module: m.id.clone(),
+                        type_name: spec.type_name.to_string(),
+                        param: name.clone(),
+                        suggestion: error::suggest(name, spec.params.iter().map(|p| p.name)),
+                        valid: names(spec.params.iter().map(|p| p.name)),
+                    });
+                };
+                if !(p.min..=p.max).contains(&value) {
+                    return Err(PatchError::ParamOutOfRange {
+                        module: m.id.clone(),
+                        param: name.clone(),
+                        value,
+                        min: p.min,
+                        max: p.max,
+                        unit: p.unit.symbol(),
+                    });
+                }
+            }
+            specs.push(spec);
+        }
+
+        // Exactly one output.
+        let outputs: Vec<usize> = (0..count)
+            .filter(|&i| specs[i].type_name == modules::output::SPEC.type_name)
+            .collect();
+        let [output_decl] = outputs[..] else {
+            return Err(PatchError::OutputCount {
+                found: outputs.len(),
+                ids: outputs
+                    .iter()
+                    .map(|&i| desc.modules[i].id.clone())
+                    .collect(),
+            });
+        };
+
+        // Connections: inputs[module][port] = (source endpoint, source text).
+        let mut inputs: Wiring<'_> = specs.iter().map(|s| vec![None; s.inputs.len()]).collect();
+        for c in &desc.connections {
+            let endpoint = |text: &str, output: bool| -> Result<Endpoint, PatchError> {
+                let (module_id, port) = match text.split_once(':') {
+                    Some((m, p)) => (m, Some(p)),
+                    None => (text, None),
+                };
+                let Some(&idx) = by_id.get(module_id) else {
+                    return Err(PatchError::UnknownModule {
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                        module: module_id.to_string(),
+                        suggestion: error::suggest(
+                            module_id,
+                            desc.modules.iter().map(|m| m.id.as_str()),
+                        ),
+                    });
+                };
+                let module = usize::from(idx);
+                let spec = specs[module];
+                let (ports, direction) = if output {
+                    (spec.outputs, "output")
+                } else {
+                    (spec.inputs, "input")
+                };
+                let found = match port {
+                    Some(p) => ports.iter().position(|s| s.name == p),
+                    None => (!ports.is_empty()).then_some(0),
+                };
+                found
+                    .map(|port| Endpoint { module, port })
+                    .ok_or_else(|| PatchError::UnknownPort {
+                        module: module_id.to_string(),
+                        direction,
+                        port: port.unwrap_or("").to_string(),
+                        available: names(ports.iter().map(|p| p.name)),
+                    })
+            };
+            let from = endpoint(&c.from, true)?;
+            let to = endpoint(&c.to, false)?;
+            let slot = &mut inputs[to.module][to.port];
+            if let Some(Wire { text: first, .. }) = slot {
+                return Err(PatchError::InputConnectedTwice {
+                    module: desc.modules[to.module].id.clone(),
+                    port: specs[to.module].inputs[to.port].name.to_string(),
+                    first: first.to_string(),
+                    second: c.from.clone(),
+                });
+            }
+            *slot = Some(Wire {
+                src: from.module,
+                port: from.port,
+                text: c.from.as_str(),
+            });
+        }
+        // A mono chain into the output's left plays on both channels.
+        if let [Some(left), right @ None, ..] = &mut inputs[output_decl][..] {
+            *right = Some(*left);
+        }
+
+        // Deterministic topological order: Kahn's algorithm, always taking the ready
+        // module declared first.
+        let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
+        let mut in_degree = vec![0usize; count];
+        for (dst, ports) in inputs.iter().enumerate() {
+            for &Wire { src, .. } in ports.iter().flatten() {
+                successors[src].push(dst);
+                in_degree[dst] += 1;
+            }
+        }
+        let mut ready: BTreeSet<usize> = (0..count).filter(|&i| in_degree[i] == 0).collect();
+        let mut order: Vec<usize> = Vec::with_capacity(count);
+        while let Some(v) = ready.pop_first() {
+            order.push(v);
+            for &s in &successors[v] {
+                in_degree[s] -= 1;
+                if in_degree[s] == 0 {
+                    ready.insert(s);
+                }
+            }
+        }
+        if order.len() < count {
+            return Err(PatchError::Cycle {
+                modules: find_cycle(&in_degree, &inputs)
+                    .into_iter()
+                    .map(|i| desc.modules[i].id.clone())
+                    .collect(),
+            });
+        }
+        let mut exec_of = vec![0usize; count];
+        for (pos, &decl) in order.iter().enumerate() {
+            exec_of[decl] = pos;
+        }
+
+        // Build the nodes in execution order.
+        let mut fp = Fnv::new();
+        fp.bytes(&sample_rate.to_bits().to_le_bytes());
+        fp.u64(count as u64);
+        let mut nodes = Vec::with_capacity(count);
+        for &decl in &order {
+            let m = &desc.modules[decl];
+            let spec = specs[decl];
+            let node_seed = splitmix64(seed ^ splitmix64(decl as u64));
+            let mut module = modules::create(spec.type_name, sample_rate, max_block, node_seed)
+                .ok_or_else(|| PatchError::UnknownType {
+                    module: m.id.clone(),
+                    type_name: m.type_name.clone(),
+                    suggestion: None,
+                    known: names(modules::all_specs().iter().map(|s| s.type_name)),
+                })?;
+            for (name, &value) in &m.params {
+                if let Some(i) = spec.param_index(name) {
+                    module.set_param(i, value);
+                }
+            }
+            // Initial values are where the module starts, not something to glide to.
+            module.reset();
+            let srcs: Vec<Source> = inputs[decl]
+                .iter()
+                .map(|s| match *s {
+                    Some(Wire { src, port, .. }) => Source::Node {
+                        exec: exec_of[src],
+                        port,
+                    },
+                    None => Source::Zero,
+                })
+                .collect();
+            fp.bytes(spec.type_name.as_bytes());
+            fp.bytes(&[0xff]);
+            fp.u64(module.state_len() as u64);
+            for s in &inputs[decl] {
+                match *s {
+                    Some(Wire { src, port, .. }) => {
+                        fp.u64(src as u64 + 1);
+                        fp.u64(port as u64);
+                    }
+                    None => fp.u64(0),
+                }
+            }
+            nodes.push(Node {
+                id: m.id.clone(),
+                outputs: vec![vec![0.0; max_block]; spec.outputs.len()],
+                inputs: srcs,
+                module,
+            });
+        }
+
+        Ok(Patch {
+            sample_rate,
+            max_block,
+            nodes,
+            output_exec: exec_of[output_decl],
+            exec_of,
+            by_id,
+            zeros: vec![0.0; max_block],
+            nonfinite_resets: 0,
+            fingerprint: fp.0,
+        })
+    }
+
+    /// Sample rate the patch was compiled for.
+    pub fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+
+    /// Longest block [`Patch::process`] renders in one pass (longer requests are split).
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
+
+    /// Number of modules (nodes) in the patch.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node index of the module called `id`: its position in `desc.modules`, stable for
+    /// the life of the patch and what commands carry as a `u16`.
+    pub fn node_index(&self, id: &str) -> Option<u16> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Id of node `node`, for messages and `/status`.
+    pub fn node_id(&self, node: u16) -> Option<&str> {
+        self.node(node).map(|n| n.id.as_str())
+    }
+
+    /// Spec of node `node`'s type, so callers can resolve parameter names and ranges.
+    pub fn node_spec(&self, node: u16) -> Option<&'static ModuleSpec> {
+        self.node(node).map(|n| n.module.spec())
+    }
+
+    /// Node indices in the order they render (sources before the modules they feed).
+    pub fn execution_order(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes
+            .iter()
+            .filter_map(|n| self.by_id.get(&n.id).copied())
+    }
+
+    fn node(&self, node: u16) -> Option<&Node> {
+        self.exec_of
+            .get(usize::from(node))
+            .and_then(|&e| self.nodes.get(e))
+    }
+
+    fn node_mut(&mut self, node: u16) -> Option<&mut Node> {
+        self.exec_of
+            .get(usize::from(node))
+            .and_then(|&e| self.nodes.get_mut(e))
+    }
+
+    /// Sets parameter `param` of node `node` (clamped to its range; smoothed parameters
+    /// glide). Out-of-range node or parameter indices are ignored: the render thread
+    /// never panics on a command.
+    pub fn set_param(&mut self, node: u16, param: u16, value: f32) {
+        if let Some(n) = self.node_mut(node) {
+            if usize::from(param) < n.module.spec().params.len() {
+                n.module.set_param(usize::from(param), value);
+            }
+        }
+    }
+
+    /// Current target of parameter `param` of node `node`, or `None` for bad indices.
+    pub fn param(&self, node: u16, param: u16) -> Option<f32> {
+        let n = self.node(node)?;
+        (usize::from(param) < n.module.spec().params.len())
+            .then(|| n.module.param(usize::from(param)))
+    }
+
+    /// Opens or closes the gate of node `node` (ignored by modules without a gate and for
+    /// a bad index).
+    pub fn set_gate(&mut self, node: u16, on: bool) {
+        if let Some(n) = self.node_mut(node) {
+            n.module.set_gate(on);
+        }
+    }
+
+    /// Renders `left.len()` frames (== `right.len()`, normally 1..=max_block) of the whole
+    /// graph into `left` and `right`. Longer requests are rendered in `max_block` pieces
+    /// with the same result; if the lengths differ, frames past the shorter are zeroed.
+    /// Allocates nothing, locks nothing, never panics.
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
+        let frames = left.len().min(right.len());
+        let (left, left_extra) = left.split_at_mut(frames);
+        let (right, right_extra) = right.split_at_mut(frames);
+        left_extra.fill(0.0);
+        right_extra.fill(0.0);
+        for (l, r) in left
+            .chunks_mut(self.max_block)
+            .zip(right.chunks_mut(self.max_block))
+        {
+            let n = l.len();
+            self.render(n);
+            let out = self.nodes.get(self.output_exec).map(|n| &n.outputs[..]);
+            match out {
+                Some([ol, or, ..]) => {
+                    l.copy_from_slice(ol.get(..n).unwrap_or(&self.zeros[..0]));
+                    r.copy_from_slice(or.get(..n).unwrap_or(&self.zeros[..0]));
+                }
+                _ => {
+                    l.fill(0.0);
+                    r.fill(0.0);
+                }
+            }
+        }
+    }
+
+    /// Runs every node once for `n` (<= max_block) frames, in execution order.
+    fn render(&mut self, n: usize) {
+        for i in 0..self.nodes.len() {
+            let (done, rest) = self.nodes.split_at_mut(i);
+            let Some((node, _)) = rest.split_first_mut() else {
+                break;
+            };
+            let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
+            for (slot, src) in ins.iter_mut().zip(&node.inputs) {
+                *slot = match *src {
+                    Source::Zero => self.zeros.get(..n),
+                    Source::Node { exec, port } => done
+                        .get(exec)
+                        .and_then(|d| d.outputs.get(port))
+                        .and_then(|b| b.get(..n)),
+                }
+                .unwrap_or(&[]);
+            }
+            let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
+            let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
+            for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
+                *slot = buf.get_mut(..n).unwrap_or(&mut []);
+            }
+            let ins = ins.get(..n_in).unwrap_or(&[]);
+            let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
+            node.module.process(ins, outs);
+
+            // NaN guard: a module that produced NaN/inf is reset and its block silenced,
+            // so the bad value never reaches another module or the speakers.
+            if outs.iter().any(|o| o.iter().any(|x| !x.is_finite())) {
+                node.module.reset();
+                for o in outs.iter_mut() {
+                    o.fill(0.0);
+                }
+                self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
+            }
+        }
+    }
+
+    /// How many modules are sounding on their own account (envelopes not idle); the
+    /// "voices sounding" metric.
+    pub fn voices_sounding(&self) -> usize {
+        self.nodes.iter().filter(|n| n.module.is_sounding()).count()
+    }
+
+    /// How many times a module produced NaN/inf and was reset (its output for that block
+    /// replaced by silence). Part of the snapshot, so lockstepped workers agree on it.
+    pub fn nonfinite_resets(&self) -> u64 {
+        self.nonfinite_resets
+    }
+
+    /// Returns every module to its freshly created state, keeping parameter targets; for
+    /// recovering from a bad state without recompiling.
+    pub fn reset(&mut self) {
+        for n in &mut self.nodes {
+            n.module.reset();
+        }
+    }
+
+    /// Exact size of a snapshot of this patch: a 24-byte header (magic, version,
+    /// structural fingerprint, non-finite counter) plus every module's state. Constant for
+    /// the patch, so the snapshot area can be sized at compile time.
+    pub fn state_len(&self) -> usize {
+        HEADER_LEN
+            + self
+                .nodes
+                .iter()
+                .map(|n| n.module.state_len())
+                .sum::<usize>()
+    }
+
+    /// Writes a snapshot (modules in declaration order) into `w`; call between blocks.
+    /// Allocates nothing.
+    pub fn save_state(&self, w: &mut StateWriter<'_>) {
+        w.put_u32(STATE_MAGIC);
+        w.put_u32(STATE_VERSION);
+        w.put_u64(self.fingerprint);
+        w.put_u64(self.nonfinite_resets);
+        for &e in &self.exec_of {
+            if let Some(n) = self.nodes.get(e) {
+                n.module.save_state(w);
+            }
+        }
+    }
+
+    /// Restores a snapshot taken by [`Patch::save_state`] on a patch compiled from the same
+    /// description at the same sample rate; rendering then continues bit-identically.
+    ///
+    /// The header and length are checked before anything changes. If a module then
+    /// rejects its bytes, every module is reset (parameter targets kept) and the error
+    /// returned, so the patch is never left half-loaded.
+    ///
+    /// # Errors
+    /// [`StateError::BadMagic`], [`StateError::UnsupportedVersion`],
+    /// [`StateError::PatchMismatch`] for a snapshot of something else;
+    /// [`StateError::Truncated`] for short input; [`StateError::InvalidValue`] for a
+    /// corrupt field.
+    pub fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        let magic = r.get_u32()?;
+        if magic != STATE_MAGIC {
+            return Err(StateError::BadMagic {
+                found: magic,
+                expected: STATE_MAGIC,
+            });
+        }
+        let version = r.get_u32()?;
+        if version != STATE_VERSION {
+            return Err(StateError::UnsupportedVersion {
+                found: version,
+                supported: STATE_VERSION,
+            });
+        }
+        let found = r.get_u64()?;
+        if found != self.fingerprint {
+            return Err(StateError::PatchMismatch {
+                expected: self.fingerprint,
+                found,
+            });
+        }
+        let body = self.state_len() - HEADER_LEN + 8;
+        if r.remaining() < body {
+            return Err(StateError::Truncated {
+                offset: r.position(),
+                needed: body,
+                remaining: r.remaining(),
+            });
+        }
+        let resets = r.get_u64()?;
+        for i in 0..self.exec_of.len() {
+            let Some(n) = self.exec_of.get(i).and_then(|&e| self.nodes.get_mut(e)) else {
+                continue;
+            };
+            if let Err(e) = n.module.load_state(r) {
+                self.reset();
+                return Err(e);
+            }
+        }
+        self.nonfinite_resets = resets;
+        Ok(())
+    }
+}
+
+/// Finds one cycle among the modules Kahn's algorithm could not order (`in_degree > 0`),
+/// walking backwards from the first such module through its first unordered source.
+/// Returns the modules in signal order with the first repeated at the end.
+fn find_cycle(in_degree: &[usize], inputs: &Wiring<'_>) -> Vec<usize> {
+    let stuck = |i: usize| in_degree.get(i).is_some_and(|&d| d > 0);
+    let Some(start) = (0..in_degree.len()).find(|&i| stuck(i)) else {
+        return Vec::new();
+    };
+    let mut path = vec![start];
+    let mut v = start;
+    loop {
+        // Every stuck module has at least one stuck source; take the first declared.
+        let Some(u) = inputs
+            .get(v)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|w| w.src)
+            .filter(|&s| stuck(s))
+            .min()
+        else {
+            return path;
+        };
+        if let Some(pos) = path.iter().position(|&p| p == u) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return cycle;
+        }
+        path.push(u);
+        v = u;
+    }
+}

@@ -1,0 +1,245 @@
+//! Linear parameter ramps, so that a parameter jump never clicks.
+//!
+//! A [`Smoother`] glides from its current value to a new target in a fixed number of
+//! samples and lands on the target exactly (no exponential tail that would take forever
+//! and decay into denormals). Its whole state is four plain numbers, saved in snapshots.
+
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Default glide time for smoothed parameters: long enough to remove clicks,
+/// short enough to feel immediate.
+pub const DEFAULT_RAMP_MS: f32 = 10.0;
+
+/// A deterministic linear ramp towards a target value.
+///
+/// Used for every parameter whose jump would be audible (gains, frequencies, cutoffs).
+/// The ramp length is fixed at construction (from the sample rate), so the same calls
+/// always produce the same samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Smoother {
+    current: f32,
+    target: f32,
+    step: f32,
+    remaining: u32,
+    ramp_len: u32,
+}
+
+impl Smoother {
+    /// Bytes written by [`Smoother::save_state`], for modules summing their `state_len`.
+    pub const STATE_LEN: usize = 4 + 4 + 4 + 4;
+
+    /// A smoother settled at `value` that takes `ramp_len` samples per glide
+    /// (0 means jumps are applied immediately).
+    pub fn new(value: f32, ramp_len: u32) -> Self {
+        Smoother {
+            current: value,
+            target: value,
+            step: 0.0,
+            remaining: 0,
+            ramp_len,
+        }
+    }
+
+    /// A smoother settled at `value` whose glides take [`DEFAULT_RAMP_MS`] at `sample_rate`;
+    /// the usual constructor for module parameters.
+    pub fn with_default_ramp(value: f32, sample_rate: f32) -> Self {
+        Smoother::new(value, ramp_samples(sample_rate, DEFAULT_RAMP_MS))
+    }
+
+    /// Starts a glide from the current value to `target`, arriving exactly after the
+    /// ramp length. Setting the target it already has does nothing.
+    pub fn set_target(&mut self, target: f32) {
+        if target.to_bits() == self.target.to_bits() {
+            return;
+        }
+        self.target = target;
+        if self.ramp_len == 0 {
+            self.current = target;
+            self.step = 0.0;
+            self.remaining = 0;
+        } else {
+            self.step = (target - self.current) / self.ramp_len as f32;
+            self.remaining = self.ramp_len;
+            if !self.step.is_finite() || self.step == 0.0 {
+                // Degenerate glide (infinite distance, or too small to move): land now.
+                self.current = target;
+                self.step = 0.0;
+                self.remaining = 0;
+            }
+        }
+    }
+
+    /// Jumps to `value` with no glide; used by `reset` and for the initial value.
+    pub fn set_immediate(&mut self, value: f32) {
+        self.current = value;
+        self.target = value;
+        self.step = 0.0;
+        self.remaining = 0;
+    }
+
+    /// Ends any glide by landing on the target; used by module `reset`.
+    pub fn settle(&mut self) {
+        self.set_immediate(self.target);
+    }
+
+    /// Advances one sample and returns the new value; on the last sample of a glide the
+    /// value is exactly the target.
+    // `next` is the name the other crates code against; a Smoother is deliberately not an
+    // Iterator (it never ends, and `Option` would cost a branch per sample).
+    #[allow(clippy::should_implement_trait)]
+    #[inline]
+    pub fn next(&mut self) -> f32 {
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            if self.remaining == 0 {
+                self.current = self.target;
+            } else {
+                self.current += self.step;
+            }
+        }
+        self.current
+    }
+
+    /// The value most recently returned by [`Smoother::next`].
+    pub fn current(&self) -> f32 {
+        self.current
+    }
+
+    /// Where the glide is going: the parameter value last set.
+    pub fn target(&self) -> f32 {
+        self.target
+    }
+
+    /// True when no glide is in progress, so callers can skip per-sample work
+    /// (e.g. filter coefficient updates).
+    pub fn is_settled(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Glide length in samples (fixed at construction).
+    pub fn ramp_len(&self) -> u32 {
+        self.ramp_len
+    }
+
+    /// Writes current, target, step and remaining samples ([`Smoother::STATE_LEN`] bytes).
+    pub fn save_state(&self, w: &mut StateWriter<'_>) {
+        w.put_f32(self.current);
+        w.put_f32(self.target);
+        w.put_f32(self.step);
+        w.put_u32(self.remaining);
+    }
+
+    /// Restores what [`Smoother::save_state`] wrote; the ramp length stays this instance's.
+    ///
+    /// # Errors
+    /// [`StateError::Truncated`] if the snapshot is short.
+    pub fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        let current = r.get_f32()?;
+        let target = r.get_f32()?;
+        let step = r.get_f32()?;
+        let remaining = r.get_u32()?;
+        self.current = current;
+        self.target = target;
+        self.step = step;
+        self.remaining = remaining;
+        Ok(())
+    }
+}
+
+/// Number of samples in `ms` milliseconds at `sample_rate` (rounded, at least 1 when
+/// `ms > 0`); shared by smoothers and envelopes so they agree on time.
+pub fn ramp_samples(sample_rate: f32, ms: f32) -> u32 {
+    let n = (f64::from(sample_rate) * f64::from(ms) / 1000.0).round();
+    if n.is_nan() || n <= 0.0 {
+        0
+    } else if n >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        // In range and integral: the cast is exact.
+        n as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{StateReader, StateWriter};
+
+    #[test]
+    fn arrives_exactly_after_ramp_len() {
+        let mut s = Smoother::new(0.0, 480);
+        s.set_target(0.3);
+        let mut last = 0.0;
+        for i in 0..480 {
+            let v = s.next();
+            assert!(v >= last, "monotonic at {i}");
+            last = v;
+            if i < 479 {
+                assert!(!s.is_settled());
+            }
+        }
+        assert_eq!(last, 0.3);
+        assert!(s.is_settled());
+        assert_eq!(s.next(), 0.3);
+    }
+
+    #[test]
+    fn steps_are_even() {
+        let mut s = Smoother::new(1.0, 100);
+        s.set_target(0.0);
+        let mut prev = 1.0f32;
+        for _ in 0..100 {
+            let v = s.next();
+            assert!(((prev - v) - 0.01).abs() < 1e-5);
+            prev = v;
+        }
+        assert_eq!(prev, 0.0);
+    }
+
+    #[test]
+    fn retarget_mid_glide_starts_from_current() {
+        let mut s = Smoother::new(0.0, 10);
+        s.set_target(1.0);
+        for _ in 0..5 {
+            s.next();
+        }
+        let mid = s.current();
+        s.set_target(0.0);
+        let v = s.next();
+        assert!((mid - v - mid / 10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zero_ramp_is_immediate() {
+        let mut s = Smoother::new(0.0, 0);
+        s.set_target(5.0);
+        assert!(s.is_settled());
+        assert_eq!(s.next(), 5.0);
+    }
+
+    #[test]
+    fn ramp_samples_rounding() {
+        assert_eq!(ramp_samples(48_000.0, 10.0), 480);
+        assert_eq!(ramp_samples(44_100.0, 10.0), 441);
+        assert_eq!(ramp_samples(48_000.0, 0.0), 0);
+        assert_eq!(ramp_samples(f32::NAN, 10.0), 0);
+    }
+
+    #[test]
+    fn state_round_trip_continues_identically() {
+        let mut a = Smoother::new(0.0, 100);
+        a.set_target(2.0);
+        for _ in 0..37 {
+            a.next();
+        }
+        let mut buf = [0u8; Smoother::STATE_LEN];
+        let mut w = StateWriter::new(&mut buf);
+        a.save_state(&mut w);
+        assert_eq!(w.finish(), Ok(Smoother::STATE_LEN));
+        let mut b = Smoother::new(9.0, 100);
+        b.load_state(&mut StateReader::new(&buf)).unwrap();
+        for _ in 0..100 {
+            assert_eq!(a.next().to_bits(), b.next().to_bits());
+        }
+    }
+}
