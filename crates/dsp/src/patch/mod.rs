@@ -695,10 +695,487 @@ fn find_cycle(in_degree: &[usize], inputs: &Wiring<'_>) -> Vec<usize> {
         if let Some(pos) = path.iter().position(|&p| p == u) {
             let mut cycle: Vec<usize> = path[pos..].to_vec();
             cycle.reverse();
-            cycle.push(cycle[0]);
+            // Start at the module declared first, so the message is stable and readable.
+            if let Some(first) = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, &m)| m)
+                .map(|(i, _)| i)
+            {
+                cycle.rotate_left(first);
+            }
+            if let Some(&first) = cycle.first() {
+                cycle.push(first);
+            }
             return cycle;
         }
         path.push(u);
         v = u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SR: f32 = 48_000.0;
+
+    fn compile(desc: &PatchDesc) -> Patch {
+        Patch::compile(desc, SR, 64, 7).unwrap()
+    }
+
+    fn compile_err(desc: &PatchDesc) -> String {
+        Patch::compile(desc, SR, 64, 7).unwrap_err().to_string()
+    }
+
+    fn render(p: &mut Patch, frames: usize, block: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut l = vec![0.0; frames];
+        let mut r = vec![0.0; frames];
+        for (lc, rc) in l.chunks_mut(block).zip(r.chunks_mut(block)) {
+            p.process(lc, rc);
+        }
+        (l, r)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn playing_default() -> Patch {
+        let mut p = compile(&PatchDesc::default_patch());
+        p.set_gate(p.node_index("adsr").unwrap(), true);
+        p
+    }
+
+    #[test]
+    fn default_patch_compiles_in_chain_order_and_plays_on_both_channels() {
+        let mut p = playing_default();
+        assert_eq!(p.node_count(), 5);
+        assert_eq!(p.node_index("filter"), Some(2));
+        assert_eq!(p.node_id(2), Some("filter"));
+        assert_eq!(p.node_spec(2).unwrap().type_name, "biquad");
+        assert_eq!(p.node_id(5), None);
+        assert_eq!(p.execution_order().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let (l, r) = render(&mut p, 4800, 64);
+        assert_eq!(bits(&l), bits(&r), "mono chain on both channels");
+        let peak = l.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(peak > 0.1 && peak <= 0.5, "{peak}");
+        assert_eq!(p.voices_sounding(), 1);
+        assert_eq!(p.nonfinite_resets(), 0);
+    }
+
+    #[test]
+    fn silent_until_gate() {
+        let mut p = compile(&PatchDesc::default_patch());
+        let (l, r) = render(&mut p, 1024, 64);
+        assert!(l.iter().chain(&r).all(|&x| x == 0.0));
+        assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn execution_order_follows_signal_not_declaration() {
+        let desc = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("out", "output"),
+                ModuleDesc::new("g", "gain"),
+                ModuleDesc::new("s2", "sine"),
+                ModuleDesc::new("s1", "sine"),
+            ],
+            connections: vec![
+                Connection::new("g", "out:left"),
+                Connection::new("s1", "g"),
+                Connection::new("s2", "out:right"),
+            ],
+        };
+        let p = compile(&desc);
+        // Ready set ordered by declaration index: s2 (2) before s1 (3), then g, then out.
+        assert_eq!(p.execution_order().collect::<Vec<_>>(), vec![2, 3, 1, 0]);
+        assert_eq!(p.node_index("out"), Some(0));
+    }
+
+    #[test]
+    fn stereo_when_right_is_connected() {
+        let desc = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("a", "sine").with_param("freq", 300.0),
+                ModuleDesc::new("b", "sine").with_param("freq", 500.0),
+                ModuleDesc::new("out", "output"),
+            ],
+            connections: vec![
+                Connection::new("a", "out:left"),
+                Connection::new("b", "out:right"),
+            ],
+        };
+        let mut p = compile(&desc);
+        let (l, r) = render(&mut p, 256, 64);
+        assert_ne!(bits(&l), bits(&r));
+        // Only right connected: left stays silent (no guessing).
+        let desc = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("a", "sine"),
+                ModuleDesc::new("out", "output"),
+            ],
+            connections: vec![Connection::new("a", "out:right")],
+        };
+        let (l, r) = render(&mut compile(&desc), 256, 64);
+        assert!(l.iter().all(|&x| x == 0.0));
+        assert!(r.iter().any(|&x| x != 0.0));
+    }
+
+    #[test]
+    fn initial_params_apply_without_glide() {
+        let mut desc = PatchDesc::default_patch();
+        desc.modules[0].params.insert("freq".into(), 1000.0);
+        let p = compile(&desc);
+        assert_eq!(p.param(0, 0), Some(1000.0));
+        assert_eq!(p.param(0, 2), None);
+        assert_eq!(p.param(99, 0), None);
+        // Same result as setting the parameter and letting the glide finish long ago:
+        // the first block already runs at 1 kHz (phase increments are constant).
+        let desc2 = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("s", "sine").with_param("freq", 1000.0),
+                ModuleDesc::new("out", "output"),
+            ],
+            connections: vec![Connection::new("s", "out")],
+        };
+        let (l, _) = render(&mut compile(&desc2), 48, 48);
+        // 1 kHz at 48 kHz: period 48 samples, so sample 12 is the positive peak.
+        assert!((l[12] - 0.5).abs() < 1e-4, "{}", l[12]);
+    }
+
+    #[test]
+    fn set_param_gate_ignore_bad_indices() {
+        let mut p = playing_default();
+        p.set_param(999, 0, 1.0);
+        p.set_param(0, 999, 1.0);
+        p.set_gate(999, true);
+        p.set_param(3, 0, 5.0);
+        assert_eq!(p.param(3, 0), Some(1.0), "clamped");
+        p.set_param(3, 0, f32::NAN);
+        assert_eq!(p.param(3, 0), Some(0.8), "NaN -> default");
+        let _ = render(&mut p, 128, 64);
+    }
+
+    #[test]
+    fn determinism_same_calls_same_bits() {
+        let run = || {
+            let mut p = playing_default();
+            let mut out = Vec::new();
+            for i in 0..50u16 {
+                if i == 10 {
+                    p.set_param(0, 0, 880.0);
+                    p.set_param(2, 0, 300.0);
+                }
+                if i == 30 {
+                    p.set_gate(1, false);
+                }
+                let (l, r) = render(&mut p, 64, 64);
+                out.extend(bits(&l));
+                out.extend(bits(&r));
+            }
+            out
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn sub_block_split_is_bit_identical() {
+        let mut a = playing_default();
+        let mut b = playing_default();
+        for _ in 0..5 {
+            let (la, ra) = render(&mut a, 64, 64);
+            let mut lb = vec![0.0; 64];
+            let mut rb = vec![0.0; 64];
+            b.process(&mut lb[..20], &mut rb[..20]);
+            b.process(&mut lb[20..], &mut rb[20..]);
+            assert_eq!(bits(&la), bits(&lb));
+            assert_eq!(bits(&ra), bits(&rb));
+            a.set_param(2, 0, 500.0);
+            b.set_param(2, 0, 500.0);
+        }
+        // Longer than max_block is split internally with the same result.
+        let (la, _) = render(&mut a, 1000, 64);
+        let (lb, _) = render(&mut b, 1000, 1000);
+        assert_eq!(bits(&la), bits(&lb));
+    }
+
+    #[test]
+    fn mismatched_lengths_do_not_panic() {
+        let mut p = playing_default();
+        let mut l = vec![1.0; 10];
+        let mut r = vec![1.0; 4];
+        p.process(&mut l, &mut r);
+        assert!(l[4..].iter().all(|&x| x == 0.0));
+        p.process(&mut [], &mut []);
+    }
+
+    fn snapshot(p: &Patch) -> Vec<u8> {
+        let mut buf = vec![0u8; p.state_len()];
+        let mut w = StateWriter::new(&mut buf);
+        p.save_state(&mut w);
+        assert_eq!(w.finish(), Ok(p.state_len()));
+        buf
+    }
+
+    #[test]
+    fn snapshot_round_trip_continues_bit_identically() {
+        let mut a = playing_default();
+        a.set_param(2, 0, 400.0);
+        let _ = render(&mut a, 300, 64);
+        let buf = snapshot(&a);
+        let mut b = compile(&PatchDesc::default_patch());
+        b.load_state(&mut StateReader::new(&buf)).unwrap();
+        assert_eq!(b.param(2, 0), Some(400.0));
+        assert_eq!(b.voices_sounding(), 1);
+        let (la, _) = render(&mut a, 5000, 64);
+        let (lb, _) = render(&mut b, 5000, 64);
+        assert_eq!(bits(&la), bits(&lb));
+    }
+
+    #[test]
+    fn snapshot_errors() {
+        let a = playing_default();
+        let buf = snapshot(&a);
+        let mut b = compile(&PatchDesc::default_patch());
+        // Truncated: refused before anything changes.
+        let err = b
+            .load_state(&mut StateReader::new(&buf[..buf.len() - 1]))
+            .unwrap_err();
+        assert!(matches!(err, StateError::Truncated { .. }), "{err}");
+        assert_eq!(b.voices_sounding(), 0);
+        // Foreign bytes.
+        let mut bad = buf.clone();
+        bad[0] ^= 0xff;
+        let err = b.load_state(&mut StateReader::new(&bad)).unwrap_err();
+        assert!(matches!(err, StateError::BadMagic { .. }));
+        // Another patch's snapshot.
+        let mut other_desc = PatchDesc::default_patch();
+        other_desc.connections.pop();
+        other_desc
+            .connections
+            .push(Connection::new("filter", "out:left"));
+        let mut other = compile(&other_desc);
+        let err = other.load_state(&mut StateReader::new(&buf)).unwrap_err();
+        assert!(matches!(err, StateError::PatchMismatch { .. }), "{err}");
+        // Other sample rate.
+        let mut other = Patch::compile(&PatchDesc::default_patch(), 44_100.0, 64, 7).unwrap();
+        assert!(other.load_state(&mut StateReader::new(&buf)).is_err());
+        // A corrupt field resets the patch rather than leaving it half-loaded.
+        let mut corrupt = buf.clone();
+        // adsr stage byte: header, sine (40), adsr attack/decay/release (12) + smoother (16).
+        corrupt[HEADER_LEN + 40 + 12 + 16] = 42;
+        let err = b.load_state(&mut StateReader::new(&corrupt)).unwrap_err();
+        assert!(matches!(err, StateError::InvalidValue { .. }), "{err}");
+        assert_eq!(b.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn nonfinite_output_resets_module_and_silences_block() {
+        // sine -> out directly, so the silenced block is visible at the output.
+        let desc = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("s", "sine"),
+                ModuleDesc::new("out", "output"),
+            ],
+            connections: vec![Connection::new("s", "out")],
+        };
+        let mut p = compile(&desc);
+        let _ = render(&mut p, 640, 64);
+        let mut buf = snapshot(&p);
+        // Poison the sine's phase (first module, right after the header).
+        buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&f64::NAN.to_le_bytes());
+        p.load_state(&mut StateReader::new(&buf)).unwrap();
+        let (l, r) = render(&mut p, 64, 64);
+        assert!(l.iter().chain(&r).all(|&x| x == 0.0));
+        assert_eq!(p.nonfinite_resets(), 1);
+        // The sine was reset to phase 0 and plays again; the counter is in the snapshot.
+        let (l, _) = render(&mut p, 64, 64);
+        assert_eq!(l[0], 0.0);
+        assert!(l.iter().all(|x| x.is_finite()) && l[1] > 0.0);
+        assert_eq!(p.nonfinite_resets(), 1);
+        let buf = snapshot(&p);
+        let mut q = compile(&desc);
+        q.load_state(&mut StateReader::new(&buf)).unwrap();
+        assert_eq!(q.nonfinite_resets(), 1);
+    }
+
+    #[test]
+    fn nonfinite_in_the_middle_of_the_chain_never_reaches_the_output() {
+        let mut p = playing_default();
+        let _ = render(&mut p, 640, 64);
+        let mut buf = snapshot(&p);
+        buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
+        p.load_state(&mut StateReader::new(&buf)).unwrap();
+        let (l, r) = render(&mut p, 6400, 64);
+        assert!(l.iter().chain(&r).all(|x| x.is_finite()));
+        assert_eq!(p.nonfinite_resets(), 1);
+    }
+
+    // ---- compile errors ----
+
+    fn chain(types: &[(&str, &str)], conns: &[(&str, &str)]) -> PatchDesc {
+        PatchDesc {
+            modules: types.iter().map(|(id, t)| ModuleDesc::new(id, t)).collect(),
+            connections: conns.iter().map(|(f, t)| Connection::new(f, t)).collect(),
+        }
+    }
+
+    #[test]
+    fn error_unknown_type_suggests() {
+        let msg = compile_err(&chain(&[("osc", "sinee"), ("out", "output")], &[]));
+        assert!(msg.contains("module 'osc'"), "{msg}");
+        assert!(msg.contains("unknown type 'sinee'"), "{msg}");
+        assert!(msg.contains("did you mean 'sine'?"), "{msg}");
+        let msg = compile_err(&chain(&[("x", "reverb"), ("out", "output")], &[]));
+        assert!(!msg.contains("did you mean"), "{msg}");
+        assert!(
+            msg.contains("known types: sine, adsr, biquad, gain, output"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_duplicate_and_invalid_ids() {
+        let msg = compile_err(&chain(
+            &[("a", "sine"), ("a", "gain"), ("out", "output")],
+            &[],
+        ));
+        assert!(msg.contains("duplicate module id 'a'"), "{msg}");
+        let msg = compile_err(&chain(&[("a:b", "sine"), ("out", "output")], &[]));
+        assert!(msg.contains("invalid module id 'a:b'"), "{msg}");
+        let msg = compile_err(&chain(&[("", "sine"), ("out", "output")], &[]));
+        assert!(msg.contains("invalid module id ''"), "{msg}");
+    }
+
+    #[test]
+    fn error_unknown_param_lists_valid_ones() {
+        let mut d = PatchDesc::default_patch();
+        d.modules[2].params.insert("cutof".into(), 100.0);
+        let msg = compile_err(&d);
+        assert!(msg.contains("module 'filter' (biquad)"), "{msg}");
+        assert!(msg.contains("no parameter 'cutof'"), "{msg}");
+        assert!(msg.contains("did you mean 'cutoff'?"), "{msg}");
+        assert!(msg.contains("parameters: cutoff, q"), "{msg}");
+        let mut d = PatchDesc::default_patch();
+        d.modules[4].params.insert("gain".into(), 1.0);
+        let msg = compile_err(&d);
+        assert!(msg.contains("parameters: none"), "{msg}");
+    }
+
+    #[test]
+    fn error_param_out_of_range_gives_range() {
+        for bad in [25_000.0, 0.0, f32::NAN] {
+            let mut d = PatchDesc::default_patch();
+            d.modules[0].params.insert("freq".into(), bad);
+            let msg = compile_err(&d);
+            assert!(msg.contains("module 'sine': freq ="), "{msg}");
+            assert!(msg.contains("out of range 0.01..=20000 Hz"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn error_unknown_port_lists_ports() {
+        let mut d = PatchDesc::default_patch();
+        d.connections[2] = Connection::new("filter:out", "gain:foo");
+        let msg = compile_err(&d);
+        assert_eq!(msg, "module 'gain' has no input 'foo' (inputs: in)");
+        let mut d = PatchDesc::default_patch();
+        d.connections[0] = Connection::new("sine:sig", "adsr:in");
+        let msg = compile_err(&d);
+        assert_eq!(msg, "module 'sine' has no output 'sig' (outputs: out)");
+        // Bare name of a module without inputs.
+        let mut d = PatchDesc::default_patch();
+        d.connections.push(Connection::new("gain", "sine"));
+        let msg = compile_err(&d);
+        assert!(msg.contains("module 'sine' has no input"), "{msg}");
+        assert!(msg.contains("(inputs: none)"), "{msg}");
+    }
+
+    #[test]
+    fn error_unknown_module_in_connection() {
+        let mut d = PatchDesc::default_patch();
+        d.connections[1] = Connection::new("adsr:out", "filtr:in");
+        let msg = compile_err(&d);
+        assert!(msg.contains("unknown module 'filtr'"), "{msg}");
+        assert!(msg.contains("did you mean 'filter'?"), "{msg}");
+    }
+
+    #[test]
+    fn error_input_connected_twice() {
+        let mut d = PatchDesc::default_patch();
+        d.connections.push(Connection::new("sine", "gain:in"));
+        let msg = compile_err(&d);
+        assert!(msg.contains("input 'gain:in' is connected twice"), "{msg}");
+        assert!(
+            msg.contains("'filter:out'") && msg.contains("'sine'"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_cycle_names_the_loop() {
+        let d = chain(
+            &[
+                ("src", "sine"),
+                ("a", "gain"),
+                ("b", "biquad"),
+                ("c", "gain"),
+                ("out", "output"),
+            ],
+            &[("a", "b"), ("b", "c"), ("c", "a"), ("c", "out")],
+        );
+        let err = Patch::compile(&d, SR, 64, 0).unwrap_err();
+        assert_eq!(
+            err,
+            PatchError::Cycle {
+                modules: vec!["a".into(), "b".into(), "c".into(), "a".into()]
+            }
+        );
+        assert!(err.to_string().contains("a -> b -> c -> a"), "{err}");
+        assert!(err.to_string().contains("delay"), "{err}");
+        // A module feeding itself.
+        let d = chain(
+            &[("g", "gain"), ("out", "output")],
+            &[("g:out", "g:in"), ("g", "out")],
+        );
+        let msg = compile_err(&d);
+        assert!(msg.contains("g -> g"), "{msg}");
+    }
+
+    #[test]
+    fn error_output_count() {
+        let msg = compile_err(&chain(&[("s", "sine")], &[]));
+        assert!(
+            msg.contains("exactly one module of type 'output', found 0"),
+            "{msg}"
+        );
+        let msg = compile_err(&chain(&[("o1", "output"), ("o2", "output")], &[]));
+        assert!(msg.contains("found 2 (o1, o2)"), "{msg}");
+    }
+
+    #[test]
+    fn error_invalid_settings() {
+        let d = PatchDesc::default_patch();
+        for (sr, mb) in [(0.0, 64), (f32::NAN, 64), (-1.0, 64), (48_000.0, 0)] {
+            assert!(matches!(
+                Patch::compile(&d, sr, mb, 0),
+                Err(PatchError::InvalidSettings { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn toml_patch_compiles() {
+        let text = PatchDesc::default_patch().to_toml_string();
+        let d = PatchDesc::from_toml_str(&text).unwrap();
+        let mut a = compile(&d);
+        let mut b = compile(&PatchDesc::default_patch());
+        a.set_gate(1, true);
+        b.set_gate(1, true);
+        assert_eq!(
+            bits(&render(&mut a, 256, 64).0),
+            bits(&render(&mut b, 256, 64).0)
+        );
     }
 }
