@@ -212,6 +212,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a metric is a time, load or rate (shown with decimals) rather than a count.
+fn is_fractional(name: &str) -> bool {
+    name.contains("_ms") || name.contains("percent")
+}
+
 /// Turns `/metrics.reply` pairs into the JSON object `chronus status --json` prints:
 /// every metric by name, `null` for times not measured yet, and `workers` as a list.
 pub fn metrics_to_json(pairs: &[(String, chronus_protocol::MetricValue)]) -> serde_json::Value {
@@ -240,27 +245,10 @@ pub fn metrics_to_json(pairs: &[(String, chronus_protocol::MetricValue)]) -> ser
             object.insert(flag.into(), serde_json::json!(v != 0.0));
         }
     }
-    for integer in [
-        "crash_count",
-        "deadline_misses",
-        "replacements",
-        "failover_count",
-        "underruns",
-        "commands_received",
-        "commands_applied",
-        "commands_rejected",
-        "late_commands",
-        "undecodable_packets",
-        "lockstep_blocks_compared",
-        "lockstep_mismatches",
-        "blocks_played",
-        "live_children",
-        "open_fds",
-        "mapped_segments",
-        "shm_leaks",
-    ] {
-        if let Some(v) = object.get(integer).and_then(serde_json::Value::as_f64) {
-            object.insert(integer.into(), serde_json::json!(v as u64));
+    // Counters print as integers; times, loads and rates keep their fractions.
+    for value in object.iter_mut().filter_map(|(name, v)| (!is_fractional(name)).then_some(v)) {
+        if let Some(n) = value.as_f64().filter(|n| n.fract() == 0.0 && *n >= 0.0) {
+            *value = serde_json::json!(n as u64);
         }
     }
     for optional in ["failover_ms_last", "rebuild_ms_last"] {

@@ -191,6 +191,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         }
         slot.set_rendered(next + 1);
         slot.record_render_ns(started.elapsed().as_nanos() as u64);
+        slot.set_voices(engine.patch().voices_sounding() as u64);
         slot.beat();
     }
 }

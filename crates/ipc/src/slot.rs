@@ -41,6 +41,7 @@
 //!    552  u64    worker       rejected-record counter
 //!    576  u64    worker       render time of the last block, ns
 //!    584  u64    worker/sup.  peak render time since the last take, ns
+//!    592  u64    worker       voices sounding after the last block
 //!   1024  u64    output       command ring: command_capacity records of
 //!                             8 words (seq, generation | kind << 32, frame,
 //!                             payload[5])
@@ -108,9 +109,10 @@ const OFF_HEARTBEAT: usize = 544;
 const OFF_REJECTED: usize = 552;
 const OFF_RENDER_LAST: usize = 576;
 const OFF_RENDER_PEAK: usize = 584;
+const OFF_VOICES: usize = 592;
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 14] = [
+const BINDING_U64: [usize; 15] = [
     OFF_HORIZON,
     OFF_CMD_WRITE,
     OFF_CMD_READ,
@@ -124,6 +126,7 @@ const BINDING_U64: [usize; 14] = [
     OFF_REJECTED,
     OFF_RENDER_LAST,
     OFF_RENDER_PEAK,
+    OFF_VOICES,
     OFF_GENERATION, // stored last anyway, listed for completeness
 ];
 /// Per-binding u32 header fields, zeroed by [`Slot::rebind`].
@@ -642,6 +645,16 @@ impl Slot {
         let last = self.u64_at(OFF_RENDER_LAST).load(Ordering::Relaxed);
         let peak = self.u64_at(OFF_RENDER_PEAK).swap(0, Ordering::Relaxed);
         (last, peak)
+    }
+
+    /// Worker: how many voices (envelopes) sound after the block just rendered.
+    pub fn set_voices(&self, voices: u64) {
+        self.u64_at(OFF_VOICES).store(voices, Ordering::Relaxed);
+    }
+
+    /// Voices sounding in this slot's worker, for `/status`.
+    pub fn voices(&self) -> u64 {
+        self.u64_at(OFF_VOICES).load(Ordering::Relaxed)
     }
 
     /// Worker: counts one rejected record (stale generation or garbage).

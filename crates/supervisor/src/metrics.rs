@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use chronus_protocol::MetricValue;
 use serde::Serialize;
 
 /// A latency histogram over fixed buckets of 10 µs, up to 1 s; lock-free.
@@ -237,15 +238,6 @@ impl MetricsReport {
         }
         pairs
     }
-}
-
-/// A value in `/metrics.reply`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricValue {
-    /// Counters, times, flags (as 0/1).
-    Number(f64),
-    /// Roles.
-    Text(String),
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl OscServer {
                 }
                 Request::Status => self.send(&self.status_reply(), from),
                 Request::Metrics => self.send(&self.metrics_reply(), from),
-                Request::Version => self.send(&reply::version_reply(), from),
+                Request::Version => self.send(&reply::version_reply(&chronus_protocol::VersionReply::this_build()), from),
                 Request::Quit => {
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
@@ -151,9 +151,10 @@ impl OscServer {
         reply::status_reply(&reply::StatusReply {
             modules: self.module_count as i32,
             voices: voices as i32,
+            groups: 1,
             patches: 1,
-            avg_load_percent: avg as f32,
-            peak_load_percent: peak as f32,
+            avg_load: avg as f32,
+            peak_load: peak as f32,
             nominal_sample_rate: f64::from(self.shared.sample_rate),
             actual_sample_rate: f64::from(self.shared.sample_rate),
         })

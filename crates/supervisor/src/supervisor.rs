@@ -99,11 +99,16 @@ pub struct Supervisor {
     command_log: Option<BufWriter<File>>,
     output: Option<RunningOutput>,
     osc_thread: Option<std::thread::JoinHandle<()>>,
-    module_count: usize,
     started: Instant,
     /// Who asked for `/quit`; answered once everything is stopped.
     quit_requests: Vec<SocketAddr>,
+    /// Peak render time per slot over the current load window.
+    load_peak_ns: [u64; 2],
+    load_window_start: Instant,
 }
+
+/// Window over which the peak worker load is reported.
+const LOAD_PEAK_WINDOW: Duration = Duration::from_secs(1);
 
 enum RunningOutput {
     Paced(std::thread::JoinHandle<anyhow::Result<()>>),
@@ -192,9 +197,10 @@ impl Supervisor {
             command_log,
             output: None,
             osc_thread: Some(osc_thread),
-            module_count: modules.len(),
             started: Instant::now(),
             quit_requests: Vec::new(),
+            load_peak_ns: [0; 2],
+            load_window_start: Instant::now(),
         };
         for slot in 0..2 {
             supervisor.bind(slot);
@@ -625,17 +631,22 @@ impl Supervisor {
     }
 
     /// A fresh copy of every metric.
-    pub fn build_report(&self) -> MetricsReport {
+    pub fn build_report(&mut self) -> MetricsReport {
         let mut report = empty_report(&self.shared);
         let block_ns = self.shared.block_ns() as f64;
         let mut loads = Vec::new();
+        if self.load_window_start.elapsed() > LOAD_PEAK_WINDOW {
+            self.load_window_start = Instant::now();
+            self.load_peak_ns = [0; 2];
+        }
         let mut peak: f64 = 0.0;
         for (i, slot) in self.slots.iter().enumerate() {
-            let (last_ns, peak_ns) = self.shared.slots[i].slot.render_stats();
+            let (last_ns, peak_ns) = self.shared.slots[i].slot.take_render_stats();
+            self.load_peak_ns[i] = self.load_peak_ns[i].max(peak_ns);
             let load = last_ns as f64 / block_ns * 100.0;
             if slot.worker.is_some() && matches!(slot.state, SlotState::Active | SlotState::Standby) {
                 loads.push(load);
-                peak = peak.max(peak_ns as f64 / block_ns * 100.0);
+                peak = peak.max(self.load_peak_ns[i] as f64 / block_ns * 100.0);
             }
             report.workers.push(WorkerReport {
                 slot: i,

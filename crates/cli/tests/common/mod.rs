@@ -1,0 +1,256 @@
+//! Helpers for the end-to-end tests: start the real `chronus` binary, talk OSC to it over
+//! real UDP, and analyse the WAV files it writes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+
+/// The binary under test.
+pub fn chronus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chronus"))
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chronus-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `chronus serve`.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub socket: UdpSocket,
+}
+
+impl Server {
+    /// Starts `chronus serve --osc 127.0.0.1:0 <extra>` and waits until it listens.
+    /// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded
+    /// 2-core machine never makes a healthy worker miss a deadline.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut child = chronus()
+            .args(["serve", "--osc", "127.0.0.1:0", "--block", "64", "--depth", "24", "--join-timeout", "20"])
+            .args(extra)
+            .env("CHRONUS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("chronus serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve printed its address").unwrap();
+            if let Some(rest) = line.split("serving OSC on udp ").nth(1) {
+                break rest.split(';').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let server = Server { child, addr, socket };
+        server.wait_until(Duration::from_secs(20), |m| m.get("spare_ready") == Some(&1.0) && m.get("blocks_played").copied().unwrap_or(0.0) > 0.0);
+        server
+    }
+
+    /// Sends one message.
+    pub fn send(&self, addr: &str, args: Vec<OscType>) {
+        self.send_raw(&encode(addr, args));
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.addr).unwrap();
+    }
+
+    /// Receives the next reply, if one comes within a few seconds.
+    pub fn recv(&self) -> Option<OscMessage> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline {
+            if let Ok((len, _)) = self.socket.recv_from(&mut buf) {
+                if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends `/sync id` and waits for `/synced id`, returning every other reply on the way.
+    pub fn sync(&self, id: i32) -> Vec<OscMessage> {
+        self.send("/sync", vec![OscType::Int(id)]);
+        let mut others = Vec::new();
+        loop {
+            let m = self.recv().expect("an answer to /sync");
+            if m.addr == "/synced" && m.args == vec![OscType::Int(id)] {
+                return others;
+            }
+            others.push(m);
+        }
+    }
+
+    /// Numeric metrics and roles (`slot.N.role` as strings) from `/metrics`.
+    pub fn metrics_full(&self) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+        self.send("/metrics", vec![]);
+        loop {
+            let m = self.recv().expect("a /metrics.reply");
+            if m.addr != "/metrics.reply" {
+                continue;
+            }
+            let mut numbers = BTreeMap::new();
+            let mut texts = BTreeMap::new();
+            for pair in m.args.chunks(2) {
+                let OscType::String(name) = &pair[0] else { panic!("metric name") };
+                match &pair[1] {
+                    OscType::Double(v) => {
+                        numbers.insert(name.clone(), *v);
+                    }
+                    OscType::Float(v) => {
+                        numbers.insert(name.clone(), f64::from(*v));
+                    }
+                    OscType::Int(v) => {
+                        numbers.insert(name.clone(), f64::from(*v));
+                    }
+                    OscType::String(s) => {
+                        texts.insert(name.clone(), s.clone());
+                    }
+                    other => panic!("unexpected metric value {other:?}"),
+                }
+            }
+            return (numbers, texts);
+        }
+    }
+
+    /// Numeric metrics.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        self.metrics_full().0
+    }
+
+    /// Polls metrics until `ready` holds.
+    pub fn wait_until(&self, limit: Duration, ready: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = self.metrics();
+            if ready(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "condition not reached within {limit:?}; metrics: {m:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Pid of the worker in the active slot.
+    pub fn active_pid(&self) -> u32 {
+        let (numbers, texts) = self.metrics_full();
+        for slot in 0..2 {
+            if texts.get(&format!("slot.{slot}.role")).map(String::as_str) == Some("active") {
+                return numbers[&format!("slot.{slot}.pid")] as u32;
+            }
+        }
+        panic!("no active slot: {texts:?}");
+    }
+
+    /// Sends `/quit`, expects `/done /quit`, and waits for the process to exit 0.
+    pub fn quit(mut self) {
+        self.send("/quit", vec![]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut done = false;
+        while Instant::now() < deadline {
+            if let Some(m) = self.recv() {
+                if m.addr == "/done" && m.args == vec![OscType::String("/quit".into())] {
+                    done = true;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                assert!(done, "no /done /quit before exit");
+                return;
+            }
+        }
+        let _ = self.child.kill();
+        panic!("serve did not exit after /quit");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Encodes one OSC message.
+pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap()
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Reads a float WAV: (left channel, interleaved samples).
+pub fn read_wav(path: &Path) -> (Vec<f32>, Vec<f32>) {
+    let mut reader = hound::WavReader::open(path).expect("a readable WAV");
+    assert_eq!(reader.spec().channels, 2);
+    assert_eq!(reader.spec().sample_format, hound::SampleFormat::Float);
+    let all: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+    let left = all.chunks(2).map(|f| f[0]).collect();
+    (left, all)
+}
+
+/// Power of `signal` at `freq` (Goertzel), normalised by length.
+pub fn goertzel(signal: &[f32], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in signal {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (signal.len() as f64).powi(2)
+}
+
+/// The frequency (1 Hz steps, 50..4000 Hz) with the most energy in `window`.
+pub fn dominant_frequency(window: &[f32], rate: f64) -> f64 {
+    // Coarse scan by zero crossings, then refine with Goertzel around it.
+    let crossings = window.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    let rough = crossings as f64 / 2.0 / (window.len() as f64 / rate);
+    let lo = (rough - 40.0).max(50.0) as i64;
+    let hi = (rough + 40.0).min(4000.0) as i64;
+    (lo..=hi)
+        .map(|f| (f as f64, goertzel(window, f as f64, rate)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(f, _)| f)
+        .unwrap()
+}
+
+/// Checks the sounding part of `left` for gaps and jumps; returns where sound starts.
+pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
+    let start = left.iter().position(|x| x.abs() > 0.05).expect("some sound");
+    let body = &left[start..];
+    // No gap: a 440 Hz tone never stays at exactly zero for 32 samples.
+    let mut zeros = 0;
+    for (i, &x) in body.iter().enumerate() {
+        zeros = if x == 0.0 { zeros + 1 } else { 0 };
+        assert!(zeros < 32, "gap of silence at sample {}", start + i);
+    }
+    // No discontinuity: no step larger than the waveform itself makes.
+    for (i, w) in body.windows(2).enumerate() {
+        let step = (w[1] - w[0]).abs();
+        assert!(step <= max_step, "jump of {step} at sample {}", start + i + 1);
+    }
+    start
+}

@@ -1,0 +1,100 @@
+//! End to end: a real server, real worker processes, real UDP, a real WAV file. Kill or
+//! stop the active worker five times at random moments while a 440 Hz note plays; the
+//! WAV must have no gap and no jump, stay at 440 Hz, and equal (sample for sample) an
+//! offline render of the server's own command log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_continuous, chronus, dominant_frequency, read_wav, signal, temp_dir, Server};
+use rosc::OscType;
+
+const KILLS: usize = 5;
+
+fn play_and_fail(name: &str, kill_signal: &str) {
+    let dir = temp_dir(name);
+    let wav = dir.join("served.wav");
+    let log = dir.join("commands.log");
+    let server = Server::start(&[
+        "--output",
+        &format!("wav:{}", wav.display()),
+        "--command-log",
+        log.to_str().unwrap(),
+    ]);
+    server.send("/mod/sine/freq", vec![OscType::Int(440)]); // an int, as many clients send
+    server.send("/mod/filter/cutoff", vec![OscType::Double(3000.0)]);
+    server.send("/gate/adsr", vec![OscType::Bool(true)]);
+    assert!(server.sync(1).is_empty(), "no reply to parameter changes");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A simple deterministic random sequence of moments.
+    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    for kill in 1..=KILLS {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(150 + rng % 250));
+        // Change a parameter now and then, so lockstep is tested with commands in flight.
+        server.send("/mod/gain/gain", vec![OscType::Float(0.7 + 0.02 * kill as f32)]);
+        let pid = server.active_pid();
+        signal(pid, kill_signal);
+        server.wait_until(Duration::from_secs(30), |m| {
+            m["replacements"] == kill as f64 && m["spare_ready"] == 1.0
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = server.metrics();
+    server.quit();
+
+    assert_eq!(metrics["crash_count"], KILLS as f64, "{metrics:?}");
+    assert_eq!(metrics["replacements"], KILLS as f64, "{metrics:?}");
+    assert_eq!(metrics["failover_count"], KILLS as f64, "{metrics:?}");
+    assert_eq!(metrics["underruns"], 0.0, "{metrics:?}");
+    assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
+    assert!(metrics["lockstep_blocks_compared"] > 1000.0, "{metrics:?}");
+    if kill_signal == "STOP" {
+        assert_eq!(metrics["deadline_misses"], KILLS as f64, "{metrics:?}");
+    }
+
+    // The served audio: continuous and at 440 Hz all along.
+    let (left, interleaved) = read_wav(&wav);
+    // Max slope of the tone is about 0.0576 x its amplitude (< 0.5): 0.05 leaves room
+    // for the envelope and filter, and none for a click.
+    let start = assert_continuous(&left, 0.05);
+    let body = &left[start + 4_800..];
+    for (i, window) in body.chunks_exact(4_800).enumerate() {
+        let f = dominant_frequency(window, 48_000.0);
+        assert!((f - 440.0).abs() <= 2.0, "window {i} (at {:.2} s) is at {f} Hz", (start + 4_800 + i * 4_800) as f64 / 48_000.0);
+    }
+
+    // Lockstep proof, end to end: the served WAV equals an offline render of the log.
+    let replay = dir.join("replay.wav");
+    let seconds = left.len() as f64 / 48_000.0;
+    let status = chronus()
+        .args(["render", "--block", "64", "--seconds", &format!("{seconds}"), "--replay"])
+        .arg(&log)
+        .arg("-o")
+        .arg(&replay)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, replayed) = read_wav(&replay);
+    assert_eq!(replayed.len(), interleaved.len());
+    let first_difference = interleaved
+        .iter()
+        .zip(&replayed)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert_eq!(first_difference, None, "served and replayed audio differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigkill_of_the_active_worker_is_inaudible() {
+    play_and_fail("sigkill", "KILL");
+}
+
+#[test]
+fn sigstop_of_the_active_worker_is_inaudible() {
+    play_and_fail("sigstop", "STOP");
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Chronus needs on Debian, idempotently:
+# the ALSA and JACK development files (cpal), jackd2, liblo-tools (oscsend/oscdump),
+# sox, and the rustfmt/clippy components. Safe to run again and again.
+set -euo pipefail
+
+packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    # jackd2 asks whether to enable real-time priority; answer for it.
+    echo "jackd2 jackd/tweak_rt_limits boolean false" | $sudo debconf-set-selections 2>/dev/null || true
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+    done
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every check CI runs: formatting, clippy with warnings as
+# errors, and the whole test suite (unit, property, and end-to-end tests that start the
+# real server and real worker processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Release mode: the end-to-end tests play real-time audio on a possibly loaded machine.
+cargo test --workspace --release
