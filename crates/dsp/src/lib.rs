@@ -7,6 +7,26 @@
 //!
 //! Determinism is the contract: the same patch and the same calls produce the same bits
 //! (no hash-map iteration, no time, no threads; denormals flushed in software).
+//!
+//! ```
+//! use chronus_dsp::{Patch, PatchDesc, StateReader, StateWriter};
+//!
+//! let desc = PatchDesc::default_patch();
+//! let mut patch = Patch::compile(&desc, 48_000.0, 64, 0)?;
+//! let adsr = patch.node_index("adsr").unwrap();
+//! patch.set_gate(adsr, true);
+//! let (mut left, mut right) = ([0.0f32; 64], [0.0f32; 64]);
+//! patch.process(&mut left, &mut right);
+//!
+//! // Snapshot, and continue in a fresh patch exactly where this one is.
+//! let mut bytes = vec![0u8; patch.state_len()];
+//! let mut w = StateWriter::new(&mut bytes);
+//! patch.save_state(&mut w);
+//! w.finish()?;
+//! let mut spare = Patch::compile(&desc, 48_000.0, 64, 0)?;
+//! spare.load_state(&mut StateReader::new(&bytes))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 
 pub mod module;

@@ -513,11 +513,10 @@ impl Patch {
         {
             let n = l.len();
             self.render(n);
-            let out = self.nodes.get(self.output_exec).map(|n| &n.outputs[..]);
-            match out {
+            match self.nodes.get(self.output_exec).map(|n| &n.outputs[..]) {
                 Some([ol, or, ..]) => {
-                    l.copy_from_slice(ol.get(..n).unwrap_or(&self.zeros[..0]));
-                    r.copy_from_slice(or.get(..n).unwrap_or(&self.zeros[..0]));
+                    copy_into(l, ol);
+                    copy_into(r, or);
                 }
                 _ => {
                     l.fill(0.0);
@@ -669,6 +668,15 @@ impl Patch {
     }
 }
 
+/// Copies `src` into `dst` as far as both reach (they are the same length in practice);
+/// unlike `copy_from_slice` it cannot panic.
+#[inline]
+fn copy_into(dst: &mut [f32], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s;
+    }
+}
+
 /// Finds one cycle among the modules Kahn's algorithm could not order (`in_degree > 0`),
 /// walking backwards from the first such module through its first unordered source.
 /// Returns the modules in signal order with the first repeated at the end.
@@ -762,6 +770,12 @@ mod tests {
         assert!(peak > 0.1 && peak <= 0.5, "{peak}");
         assert_eq!(p.voices_sounding(), 1);
         assert_eq!(p.nonfinite_resets(), 0);
+    }
+
+    #[test]
+    fn patch_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Patch>();
     }
 
     #[test]
