@@ -80,7 +80,16 @@ struct SlotRuntime {
     rebind_after: Option<u64>,
     /// The spare is a replacement (counts in `replacements` once joined).
     replacement: bool,
+    /// Workers of this slot that died before becoming ready, in a row.
+    early_deaths: u32,
+    /// Back-off: no new worker for this slot before this instant.
+    respawn_not_before: Instant,
 }
+
+/// First back-off after a worker died before becoming ready; doubles each time.
+const RESPAWN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest back-off.
+const RESPAWN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
 /// thread that must outlive every worker (it spawns them).
@@ -181,6 +190,8 @@ impl Supervisor {
             generation: 0,
             rebind_after: None,
             replacement: false,
+            early_deaths: 0,
+            respawn_not_before: Instant::now(),
         };
         let mut supervisor = Supervisor {
             config,
@@ -264,7 +275,7 @@ impl Supervisor {
         while !self.stop.load(Ordering::Acquire) {
             self.step()?;
             if let Some(RunningOutput::Paced(handle)) = &self.output {
-                if handle.is_finished() {
+                if handle.is_finished() && !self.stop.load(Ordering::Acquire) {
                     bail!("the output stopped unexpectedly");
                 }
             }
@@ -403,6 +414,9 @@ impl Supervisor {
                     if self.slots[slot].rebind_after.is_some_and(|b| played < b) && self.output.is_some() {
                         continue;
                     }
+                    if Instant::now() < self.slots[slot].respawn_not_before {
+                        continue;
+                    }
                     if other_state == SlotState::Active {
                         // The usual case: join the lockstep from a snapshot of the active worker.
                         self.bind(slot);
@@ -425,7 +439,10 @@ impl Supervisor {
                     let runtime = &self.slots[slot];
                     let generation = runtime.generation;
                     let link = &self.shared.slots[slot];
-                    if link.slot.joined_generation() == generation {
+                    // Joined, and holding the block the output plays next: from the
+                    // block it restored at, it is in lockstep with the active worker.
+                    let played = self.shared.played.load(Ordering::Acquire);
+                    if link.slot.joined_generation() == generation && link.slot.has_block(played) {
                         self.on_joined(slot);
                     } else if runtime
                         .worker
@@ -556,6 +573,18 @@ impl Supervisor {
 
     fn transition(&mut self, slot: usize, to: SlotState) {
         let from = self.slots[slot].state;
+        let runtime = &mut self.slots[slot];
+        match (from, to) {
+            (SlotState::Starting | SlotState::Joining, SlotState::Dead) => {
+                // Died before it was ever ready: back off, so a worker that cannot start
+                // does not turn into a respawn storm.
+                let backoff = RESPAWN_BACKOFF.saturating_mul(1 << runtime.early_deaths.min(6));
+                runtime.early_deaths += 1;
+                runtime.respawn_not_before = Instant::now() + backoff.min(RESPAWN_BACKOFF_MAX);
+            }
+            (_, SlotState::Standby | SlotState::Active) => runtime.early_deaths = 0,
+            _ => {}
+        }
         if from != to {
             tracing::info!("slot {slot}: {} -> {}", from.name(), to.name());
             self.slots[slot].state = to;
