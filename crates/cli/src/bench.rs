@@ -99,7 +99,8 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             (SlotState::Active, SlotState::Standby) | (SlotState::Standby, SlotState::Active)
         )
     };
-    step_until(&mut server, Duration::from_secs(10), |s| ready(s)).context("server did not start")?;
+    step_until(&mut server, Duration::from_secs(10), |s| ready(s))
+        .context("server did not start")?;
 
     // 1. Command latency over real UDP.
     let sender = std::thread::spawn({
@@ -120,12 +121,15 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     while !sender.is_finished() {
         server.step()?;
     }
-    sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
     step_until(&mut server, Duration::from_secs(2), |s| {
         s.shared().metrics.commands_applied.load(Ordering::Relaxed) >= args.commands as u64
     })?;
     let metrics = Arc::clone(&server.shared().metrics);
-    let latency = [0.5, 0.95, 0.99].map(|q| metrics.command_latency.quantile_ms(q).unwrap_or(f64::NAN));
+    let latency =
+        [0.5, 0.95, 0.99].map(|q| metrics.command_latency.quantile_ms(q).unwrap_or(f64::NAN));
 
     // 2. Kills at random moments.
     let mut detection = Vec::new();
@@ -133,7 +137,8 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut rebuild = Vec::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..args.kills {
-        step_until(&mut server, Duration::from_secs(10), |s| ready(s)).context("spare did not become ready")?;
+        step_until(&mut server, Duration::from_secs(10), |s| ready(s))
+            .context("spare did not become ready")?;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -154,7 +159,10 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             rustix::process::Signal::KILL,
         )?;
         step_until(&mut server, Duration::from_secs(5), |s| {
-            s.shared().slots[active].dead_since_ns.load(Ordering::Acquire) != 0
+            s.shared().slots[active]
+                .dead_since_ns
+                .load(Ordering::Acquire)
+                != 0
                 || s.slot_state(active) != SlotState::Active
         })?;
         let detected = shared.slots[active].dead_since_ns.load(Ordering::Acquire);
@@ -181,7 +189,10 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         args.depth as f64 * args.block as f64 / 48.0,
         args.kills
     );
-    println!("| {:<34} | {:>5} | {:>9} | {:>9} | {:>9} | {:>9} |", "what (ms)", "n", "p50", "p95", "p99", "max");
+    println!(
+        "| {:<34} | {:>5} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "what (ms)", "n", "p50", "p95", "p99", "max"
+    );
     println!("|{}|", "-".repeat(92));
     row("worker death detection", detection);
     row("failover (detection -> served)", failover);
@@ -201,7 +212,11 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn step_until(server: &mut Supervisor, limit: Duration, mut done: impl FnMut(&Supervisor) -> bool) -> anyhow::Result<()> {
+fn step_until(
+    server: &mut Supervisor,
+    limit: Duration,
+    mut done: impl FnMut(&Supervisor) -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while !done(server) {
         if Instant::now() > deadline {

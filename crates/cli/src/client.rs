@@ -68,14 +68,22 @@ fn encode(message: OscMessage) -> Vec<u8> {
 }
 
 fn socket_for(server: SocketAddr, timeout: Duration) -> anyhow::Result<UdpSocket> {
-    let local = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
     let socket = UdpSocket::bind(local).context("cannot open a UDP socket")?;
     socket.set_read_timeout(Some(timeout.min(Duration::from_millis(100))))?;
     Ok(socket)
 }
 
 /// Receives replies until `done` says stop or `timeout` passes.
-fn receive_until(socket: &UdpSocket, timeout: Duration, mut done: impl FnMut(Reply) -> Option<ExitCode>) -> ExitCode {
+fn receive_until(
+    socket: &UdpSocket,
+    timeout: Duration,
+    mut done: impl FnMut(Reply) -> Option<ExitCode>,
+) -> ExitCode {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65_536];
     while Instant::now() < deadline {
@@ -91,7 +99,10 @@ fn receive_until(socket: &UdpSocket, timeout: Duration, mut done: impl FnMut(Rep
             Err(e) => eprintln!("chronus: unreadable reply: {e}"),
         }
     }
-    eprintln!("chronus: no answer within {:.1} s (is `chronus serve` running?)", timeout.as_secs_f64());
+    eprintln!(
+        "chronus: no answer within {:.1} s (is `chronus serve` running?)",
+        timeout.as_secs_f64()
+    );
     ExitCode::FAILURE
 }
 
@@ -157,7 +168,10 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             None
         }
         Reply::Version(v) => {
-            println!("/version.reply {} {}.{}{}", v.program, v.major, v.minor, v.patch);
+            println!(
+                "/version.reply {} {}.{}{}",
+                v.program, v.major, v.minor, v.patch
+            );
             None
         }
         Reply::Other(message) => {
@@ -246,7 +260,10 @@ pub fn metrics_to_json(pairs: &[(String, chronus_protocol::MetricValue)]) -> ser
         }
     }
     // Counters print as integers; times, loads and rates keep their fractions.
-    for value in object.iter_mut().filter_map(|(name, v)| (!is_fractional(name)).then_some(v)) {
+    for value in object
+        .iter_mut()
+        .filter_map(|(name, v)| (!is_fractional(name)).then_some(v))
+    {
         if let Some(n) = value.as_f64().filter(|n| n.fract() == 0.0 && *n >= 0.0) {
             *value = serde_json::json!(n as u64);
         }

@@ -41,10 +41,16 @@ pub struct RenderArgs {
 /// Renders and writes the WAV.
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
-        bail!("--seconds must be a positive number of seconds (at most a day), got {}", args.seconds);
+        bail!(
+            "--seconds must be a positive number of seconds (at most a day), got {}",
+            args.seconds
+        );
     }
     if !(16..=4096).contains(&args.block) {
-        bail!("--block must be between 16 and 4096 frames, got {}", args.block);
+        bail!(
+            "--block must be between 16 and 4096 frames, got {}",
+            args.block
+        );
     }
     let patch = crate::load_patch(args.patch.as_ref())?;
     let table = crate::client::client_table(args.patch.as_ref())?;
@@ -56,7 +62,8 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(&patch, config, 0).context("the patch does not compile")?;
     let mut commands: Vec<StampedCommand> = Vec::new();
     if let Some(path) = &args.commands {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let timed = chronus_protocol::parse_command_file(&table, &text)
             .with_context(|| format!("commands file {}", path.display()))?;
         for (i, c) in timed.into_iter().enumerate() {
@@ -68,7 +75,8 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(path) = &args.replay {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let logged = chronus_protocol::parse_command_log(&table, &text)
             .with_context(|| format!("command log {}", path.display()))?;
         commands.extend(logged.into_iter().map(|c| StampedCommand {

@@ -60,7 +60,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .init();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot install signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
     }
     let patch = crate::load_patch(args.patch.as_ref())?;
     let config = ServeConfig {
@@ -74,7 +75,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         patch_path: args.patch.clone(),
         allow_fault_injection: args.allow_fault_injection,
         command_log: args.command_log,
-        worker_exe: std::env::current_exe().context("cannot find the chronus binary to start workers")?,
+        worker_exe: std::env::current_exe()
+            .context("cannot find the chronus binary to start workers")?,
         device_buffer: args.device_buffer,
         join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.1)),
     };
@@ -91,7 +93,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
         }
     );
-    println!("chronus: the gate is closed; make it sound with: chronus send --osc {addr} /gate/adsr 1");
+    println!(
+        "chronus: the gate is closed; make it sound with: chronus send --osc {addr} /gate/adsr 1"
+    );
     supervisor.run()?;
     Ok(ExitCode::SUCCESS)
 }

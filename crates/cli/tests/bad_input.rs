@@ -39,7 +39,10 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
         ("/mod/sine/freq", vec![OscType::Float(30_000.0)]),
         ("/mod/sine/freq", vec![OscType::Float(-1.0)]),
         ("/mod/sine/freq", vec![]),
-        ("/mod/sine/freq", vec![OscType::Float(440.0), OscType::Float(1.0)]),
+        (
+            "/mod/sine/freq",
+            vec![OscType::Float(440.0), OscType::Float(1.0)],
+        ),
         ("/mod/sine/gain", vec![OscType::Float(1.5)]),
         ("/gate/adsr", vec![OscType::Int(2)]),
         ("/mod/adsr/sustain", vec![OscType::Blob(vec![1, 2, 3])]),
@@ -55,18 +58,37 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
 
     // A bundle with one bad message is refused whole.
     let bundle = OscPacket::Bundle(OscBundle {
-        timetag: OscTime { seconds: 0, fractional: 1 },
+        timetag: OscTime {
+            seconds: 0,
+            fractional: 1,
+        },
         content: vec![
-            OscPacket::Message(OscMessage { addr: "/mod/sine/freq".into(), args: vec![OscType::Float(880.0)] }),
-            OscPacket::Message(OscMessage { addr: "/mod/sine/gain".into(), args: vec![OscType::Float(7.0)] }),
+            OscPacket::Message(OscMessage {
+                addr: "/mod/sine/freq".into(),
+                args: vec![OscType::Float(880.0)],
+            }),
+            OscPacket::Message(OscMessage {
+                addr: "/mod/sine/gain".into(),
+                args: vec![OscType::Float(7.0)],
+            }),
         ],
     });
     server.send_raw(&rosc::encoder::encode(&bundle).unwrap());
     let replies = server.sync(8);
-    assert_eq!(replies.iter().filter(|m| m.addr == "/fail").count(), 2, "{replies:?}");
+    assert_eq!(
+        replies.iter().filter(|m| m.addr == "/fail").count(),
+        2,
+        "{replies:?}"
+    );
 
     // Bytes that are not OSC: counted, no reply, no harm.
-    for garbage in [&b""[..], b"\0\0\0\0", b"hello world", &[0xff; 64], b"/mod/sine/freq\0\0,f\0\0\0\0"] {
+    for garbage in [
+        &b""[..],
+        b"\0\0\0\0",
+        b"hello world",
+        &[0xff; 64],
+        b"/mod/sine/freq\0\0,f\0\0\0\0",
+    ] {
         server.send_raw(garbage);
     }
     server.sync(9);
@@ -78,12 +100,26 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
 
     std::thread::sleep(Duration::from_millis(300));
     let after = server.metrics();
-    assert_eq!(after["commands_rejected"] - before["commands_rejected"], 17.0, "{after:?}");
-    assert_eq!(after["undecodable_packets"] - before["undecodable_packets"], 5.0, "{after:?}");
-    assert_eq!(after["commands_received"], before["commands_received"], "nothing bad was accepted");
+    assert_eq!(
+        after["commands_rejected"] - before["commands_rejected"],
+        17.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        after["undecodable_packets"] - before["undecodable_packets"],
+        5.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        after["commands_received"], before["commands_received"],
+        "nothing bad was accepted"
+    );
     assert_eq!(after["underruns"], 0.0);
     assert_eq!(after["crash_count"], 0.0);
-    assert!(after["blocks_played"] > before["blocks_played"] + 100.0, "the sound kept playing");
+    assert!(
+        after["blocks_played"] > before["blocks_played"] + 100.0,
+        "the sound kept playing"
+    );
 
     // Queries answer in scsynth's layouts.
     server.send("/status", vec![]);
@@ -100,7 +136,11 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
         })
         .collect();
     assert_eq!(types, "iiiiiffdd");
-    assert_eq!(status.args[2], OscType::Int(1), "one voice sounding with the gate open");
+    assert_eq!(
+        status.args[2],
+        OscType::Int(1),
+        "one voice sounding with the gate open"
+    );
     server.send("/version", vec![]);
     assert_eq!(server.recv().unwrap().addr, "/version.reply");
     server.quit();
@@ -110,20 +150,41 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
 fn send_and_status_cli() {
     let server = Server::start(&["--output", "null"]);
     let osc = server.addr.to_string();
-    let ok = chronus().args(["send", "--osc", &osc, "/mod/sine/freq", "330"]).output().unwrap();
+    let ok = chronus()
+        .args(["send", "--osc", &osc, "/mod/sine/freq", "330"])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{ok:?}");
-    let gate = chronus().args(["send", "--osc", &osc, "/gate/adsr", "on"]).output().unwrap();
+    let gate = chronus()
+        .args(["send", "--osc", &osc, "/gate/adsr", "on"])
+        .output()
+        .unwrap();
     assert!(gate.status.success(), "{gate:?}");
     // Refused locally, with the server's own words.
-    let bad = chronus().args(["send", "--osc", &osc, "/mod/sine/freq", "30000"]).output().unwrap();
+    let bad = chronus()
+        .args(["send", "--osc", &osc, "/mod/sine/freq", "30000"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("out of range"), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("out of range"),
+        "{bad:?}"
+    );
     // Refused by the server: an address this client does not know.
-    let unknown = chronus().args(["send", "--osc", &osc, "/nope", "1"]).output().unwrap();
+    let unknown = chronus()
+        .args(["send", "--osc", &osc, "/nope", "1"])
+        .output()
+        .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("/fail /nope"), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("/fail /nope"),
+        "{unknown:?}"
+    );
 
-    let status = chronus().args(["status", "--osc", &osc, "--json"]).output().unwrap();
+    let status = chronus()
+        .args(["status", "--osc", &osc, "--json"])
+        .output()
+        .unwrap();
     assert!(status.status.success(), "{status:?}");
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     for key in [
@@ -146,11 +207,20 @@ fn send_and_status_cli() {
     assert_eq!(json["commands_received"], serde_json::json!(2));
     let workers = json["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
-    let roles: Vec<&str> = workers.iter().map(|w| w["role"].as_str().unwrap()).collect();
-    assert!(roles.contains(&"active") && roles.contains(&"standby"), "{roles:?}");
+    let roles: Vec<&str> = workers
+        .iter()
+        .map(|w| w["role"].as_str().unwrap())
+        .collect();
+    assert!(
+        roles.contains(&"active") && roles.contains(&"standby"),
+        "{roles:?}"
+    );
     assert!(workers.iter().all(|w| w["pid"].as_u64().unwrap() > 0));
 
-    let quit = chronus().args(["send", "--osc", &osc, "/quit"]).output().unwrap();
+    let quit = chronus()
+        .args(["send", "--osc", &osc, "/quit"])
+        .output()
+        .unwrap();
     assert!(quit.status.success(), "{quit:?}");
     let _ = encode; // shared helper
 }

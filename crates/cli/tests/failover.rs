@@ -36,7 +36,10 @@ fn play_and_fail(name: &str, kill_signal: &str) {
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(150 + rng % 250));
         // Change a parameter now and then, so lockstep is tested with commands in flight.
-        server.send("/mod/gain/gain", vec![OscType::Float(0.7 + 0.02 * kill as f32)]);
+        server.send(
+            "/mod/gain/gain",
+            vec![OscType::Float(0.7 + 0.02 * kill as f32)],
+        );
         let pid = server.active_pid();
         signal(pid, kill_signal);
         server.wait_until(Duration::from_secs(30), |m| {
@@ -65,14 +68,25 @@ fn play_and_fail(name: &str, kill_signal: &str) {
     let body = &left[start + 4_800..];
     for (i, window) in body.chunks_exact(4_800).enumerate() {
         let f = dominant_frequency(window, 48_000.0);
-        assert!((f - 440.0).abs() <= 2.0, "window {i} (at {:.2} s) is at {f} Hz", (start + 4_800 + i * 4_800) as f64 / 48_000.0);
+        assert!(
+            (f - 440.0).abs() <= 2.0,
+            "window {i} (at {:.2} s) is at {f} Hz",
+            (start + 4_800 + i * 4_800) as f64 / 48_000.0
+        );
     }
 
     // Lockstep proof, end to end: the served WAV equals an offline render of the log.
     let replay = dir.join("replay.wav");
     let seconds = left.len() as f64 / 48_000.0;
     let status = chronus()
-        .args(["render", "--block", "64", "--seconds", &format!("{seconds}"), "--replay"])
+        .args([
+            "render",
+            "--block",
+            "64",
+            "--seconds",
+            &format!("{seconds}"),
+            "--replay",
+        ])
         .arg(&log)
         .arg("-o")
         .arg(&replay)

@@ -54,7 +54,9 @@ pub enum SnapshotError {
     #[error("snapshot has an invalid {0}")]
     Invalid(&'static str),
     /// The snapshot was taken with another stream configuration.
-    #[error("snapshot was taken with another configuration (block {found_block}, rate {found_rate})")]
+    #[error(
+        "snapshot was taken with another configuration (block {found_block}, rate {found_rate})"
+    )]
     Config {
         /// Block size recorded in the snapshot.
         found_block: u64,
@@ -96,8 +98,17 @@ impl Engine {
     ///
     /// # Errors
     /// Any [`PatchError`] from compiling the patch (unknown module, cycle, …).
-    pub fn new(desc: &PatchDesc, config: EngineConfig, start_block: u64) -> Result<Engine, PatchError> {
-        let patch = Patch::compile(desc, config.sample_rate as f32, config.block_frames, config.seed)?;
+    pub fn new(
+        desc: &PatchDesc,
+        config: EngineConfig,
+        start_block: u64,
+    ) -> Result<Engine, PatchError> {
+        let patch = Patch::compile(
+            desc,
+            config.sample_rate as f32,
+            config.block_frames,
+            config.seed,
+        )?;
         let master_gain = Smoother::with_default_ramp(1.0, config.sample_rate as f32);
         Ok(Engine {
             config,
@@ -181,7 +192,10 @@ impl Engine {
                 Some(next) if next.frame < block_end => (next.frame - block_start) as usize,
                 _ => frames,
             };
-            let (left, right) = (&mut self.left[cursor..segment_end], &mut self.right[cursor..segment_end]);
+            let (left, right) = (
+                &mut self.left[cursor..segment_end],
+                &mut self.right[cursor..segment_end],
+            );
             self.patch.process(left, right);
             cursor = segment_end;
         }
@@ -200,8 +214,11 @@ impl Engine {
             let mut tone = 0.0f32;
             if self.test_tone_remaining > 0 {
                 let played = tone_len - self.test_tone_remaining;
-                let envelope = played.min(self.test_tone_remaining).min(fade_len) as f32 / fade_len.max(1) as f32;
-                tone = TEST_TONE_LEVEL * envelope * (self.test_tone_phase * std::f64::consts::TAU).sin() as f32;
+                let envelope = played.min(self.test_tone_remaining).min(fade_len) as f32
+                    / fade_len.max(1) as f32;
+                tone = TEST_TONE_LEVEL
+                    * envelope
+                    * (self.test_tone_phase * std::f64::consts::TAU).sin() as f32;
                 self.test_tone_phase = (self.test_tone_phase + step).fract();
                 self.test_tone_remaining -= 1;
             }
@@ -217,7 +234,8 @@ impl Engine {
             Command::Gate { node, on } => self.patch.set_gate(node, on),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
             Command::TestTone => {
-                self.test_tone_remaining = (TEST_TONE_SECONDS * f64::from(self.config.sample_rate)) as u64;
+                self.test_tone_remaining =
+                    (TEST_TONE_SECONDS * f64::from(self.config.sample_rate)) as u64;
                 self.test_tone_phase = 0.0;
             }
         }
@@ -314,7 +332,8 @@ impl Engine {
             let mut record = CommandRecord {
                 seq: r.get_u64()?,
                 generation: 0,
-                kind: u32::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("command kind"))?,
+                kind: u32::try_from(r.get_u64()?)
+                    .map_err(|_| SnapshotError::Invalid("command kind"))?,
                 frame: r.get_u64()?,
                 payload: [0; 5],
             };
@@ -376,8 +395,14 @@ mod tests {
         let mut engine = engine();
         engine.receive(gate_on(1, 100)).unwrap();
         let out = render(&mut engine, 4);
-        let first_sound = out.chunks(2).position(|f| f[0] != 0.0).expect("sound after gate");
-        assert!(first_sound >= 100, "sound before the stamped frame: {first_sound}");
+        let first_sound = out
+            .chunks(2)
+            .position(|f| f[0] != 0.0)
+            .expect("sound after gate");
+        assert!(
+            first_sound >= 100,
+            "sound before the stamped frame: {first_sound}"
+        );
         assert!(first_sound <= 101);
     }
 

@@ -232,9 +232,18 @@ impl MetricsReport {
         }
         for worker in &self.workers {
             let prefix = format!("slot.{}", worker.slot);
-            pairs.push((format!("{prefix}.pid"), MetricValue::Number(f64::from(worker.pid))));
-            pairs.push((format!("{prefix}.role"), MetricValue::Text(worker.role.to_string())));
-            pairs.push((format!("{prefix}.load_percent"), MetricValue::Number(worker.load_percent)));
+            pairs.push((
+                format!("{prefix}.pid"),
+                MetricValue::Number(f64::from(worker.pid)),
+            ));
+            pairs.push((
+                format!("{prefix}.role"),
+                MetricValue::Text(worker.role.to_string()),
+            ));
+            pairs.push((
+                format!("{prefix}.load_percent"),
+                MetricValue::Number(worker.load_percent),
+            ));
         }
         pairs
     }

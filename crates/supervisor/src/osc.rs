@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use chronus_protocol::{reply, AddressTable, DebugRequest, Request, When};
 
@@ -48,12 +48,21 @@ pub struct OscServer {
 impl OscServer {
     /// Serves until `stop` is set.
     pub fn run(self) {
-        let _ = self.socket.set_read_timeout(Some(Duration::from_millis(50)));
+        let _ = self
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(50)));
         let mut buf = vec![0u8; 65_536];
         while !self.stop.load(Ordering::Acquire) {
             let (len, from) = match self.socket.recv_from(&mut buf) {
                 Ok(received) => received,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     tracing::warn!("OSC receive failed: {e}");
                     continue;
@@ -70,7 +79,10 @@ impl OscServer {
             Ok(results) => results,
             Err(error) => {
                 Metrics::bump(&metrics.undecodable_packets);
-                tracing::warn!("undecodable packet ({} bytes) from {from}: {error}", bytes.len());
+                tracing::warn!(
+                    "undecodable packet ({} bytes) from {from}: {error}",
+                    bytes.len()
+                );
                 return;
             }
         };
@@ -99,17 +111,34 @@ impl OscServer {
                         Metrics::bump(&metrics.commands_received);
                     } else {
                         Metrics::bump(&metrics.commands_rejected);
-                        self.send(&reply::fail(&decoded.address, "server busy: too many commands waiting"), from);
+                        self.send(
+                            &reply::fail(
+                                &decoded.address,
+                                "server busy: too many commands waiting",
+                            ),
+                            from,
+                        );
                     }
                 }
                 Request::Sync(id) => {
-                    if self.shared.inbound.push(Inbound::Sync { id, reply_to: from }).is_err() {
-                        self.send(&reply::fail("/sync", "server busy: too many commands waiting"), from);
+                    if self
+                        .shared
+                        .inbound
+                        .push(Inbound::Sync { id, reply_to: from })
+                        .is_err()
+                    {
+                        self.send(
+                            &reply::fail("/sync", "server busy: too many commands waiting"),
+                            from,
+                        );
                     }
                 }
                 Request::Status => self.send(&self.status_reply(), from),
                 Request::Metrics => self.send(&self.metrics_reply(), from),
-                Request::Version => self.send(&reply::version_reply(&chronus_protocol::VersionReply::this_build()), from),
+                Request::Version => self.send(
+                    &reply::version_reply(&chronus_protocol::VersionReply::this_build()),
+                    from,
+                ),
                 Request::Quit => {
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
@@ -134,11 +163,14 @@ impl OscServer {
 
     /// The frame that plays at `time` (an OSC timetag), estimated from the clock now.
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
-        let now_frame = self.shared.played.load(Ordering::Acquire) * self.shared.block_frames as u64;
-        let wanted = SystemTime::try_from(time).unwrap_or(UNIX_EPOCH);
+        let now_frame =
+            self.shared.played.load(Ordering::Acquire) * self.shared.block_frames as u64;
+        let wanted = SystemTime::from(time);
         let now = SystemTime::now();
         match wanted.duration_since(now) {
-            Ok(ahead) => now_frame + (ahead.as_secs_f64() * f64::from(self.shared.sample_rate)) as u64,
+            Ok(ahead) => {
+                now_frame + (ahead.as_secs_f64() * f64::from(self.shared.sample_rate)) as u64
+            }
             Err(_) => 0, // in the past: as soon as possible (counted late by the clock)
         }
     }
@@ -146,7 +178,13 @@ impl OscServer {
     fn status_reply(&self) -> Vec<u8> {
         let report = self.report.lock().map(|r| r.clone()).ok();
         let (avg, peak, voices) = report
-            .map(|r| (r.worker_load_percent, r.worker_load_peak_percent, r.voices_sounding))
+            .map(|r| {
+                (
+                    r.worker_load_percent,
+                    r.worker_load_peak_percent,
+                    r.voices_sounding,
+                )
+            })
             .unwrap_or((0.0, 0.0, 0));
         reply::status_reply(&reply::StatusReply {
             modules: self.module_count as i32,
@@ -161,11 +199,7 @@ impl OscServer {
     }
 
     fn metrics_reply(&self) -> Vec<u8> {
-        let pairs = self
-            .report
-            .lock()
-            .map(|r| r.to_pairs())
-            .unwrap_or_default();
+        let pairs = self.report.lock().map(|r| r.to_pairs()).unwrap_or_default();
         reply::metrics_reply(&pairs)
     }
 

@@ -340,9 +340,17 @@ impl OutputCore {
                         .metrics
                         .command_latency
                         .record_ns(now.saturating_sub(received_ns) + wait);
-                    self.notify(shared, Notice::Stamped { stamped, received_ns });
+                    self.notify(
+                        shared,
+                        Notice::Stamped {
+                            stamped,
+                            received_ns,
+                        },
+                    );
                 }
-                Inbound::Sync { id, reply_to } => self.notify(shared, Notice::Synced { id, reply_to }),
+                Inbound::Sync { id, reply_to } => {
+                    self.notify(shared, Notice::Synced { id, reply_to })
+                }
                 Inbound::Snapshot { request } => {
                     let active = shared.active.load(Ordering::Relaxed);
                     self.seq += 1;
@@ -432,7 +440,11 @@ impl OutputCore {
                 }
                 FailoverCause::MissedDeadline
             };
-            let detected = if active_dead { dead_since } else { shared.now_ns() };
+            let detected = if active_dead {
+                dead_since
+            } else {
+                shared.now_ns()
+            };
             shared
                 .metrics
                 .failover

@@ -139,14 +139,21 @@ impl Supervisor {
         };
         // The supervisor compiles the patch too, never to render: to size the snapshot
         // area and to build the address table from the real module instances.
-        let engine = Engine::new(&config.patch, engine_config, 0).context("the patch does not compile")?;
+        let engine =
+            Engine::new(&config.patch, engine_config, 0).context("the patch does not compile")?;
         let patch: &Patch = engine.patch();
-        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..patch.node_count() as u16)
+        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..patch.node_count()
+            as u16)
             .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
             .collect();
         let table = Arc::new(AddressTable::new(&modules, config.allow_fault_injection));
-        let layout = SlotLayout::new(config.block_frames as u32, 2, (config.depth + 8) as u32, 16_384)
-            .context("invalid block size or depth")?;
+        let layout = SlotLayout::new(
+            config.block_frames as u32,
+            2,
+            (config.depth + 8) as u32,
+            16_384,
+        )
+        .context("invalid block size or depth")?;
         let slots = [
             Arc::new(Slot::create("chronus-slot-0", layout)?),
             Arc::new(Slot::create("chronus-slot-1", layout)?),
@@ -160,12 +167,16 @@ impl Supervisor {
             config.sample_rate,
             config.depth,
         ));
-        let socket = UdpSocket::bind(config.osc)
-            .with_context(|| format!("cannot listen for OSC on udp {} (in use? try --osc 127.0.0.1:0)", config.osc))?;
+        let socket = UdpSocket::bind(config.osc).with_context(|| {
+            format!(
+                "cannot listen for OSC on udp {} (in use? try --osc 127.0.0.1:0)",
+                config.osc
+            )
+        })?;
         let command_log = match &config.command_log {
-            Some(path) => Some(BufWriter::new(
-                File::create(path).with_context(|| format!("cannot create command log {}", path.display()))?,
-            )),
+            Some(path) => Some(BufWriter::new(File::create(path).with_context(|| {
+                format!("cannot create command log {}", path.display())
+            })?)),
             None => None,
         };
         let (control_tx, control) = mpsc::channel();
@@ -312,7 +323,9 @@ impl Supervisor {
             .collect();
         for slot in dead {
             let detected = self.shared.now_ns();
-            self.shared.slots[slot].dead_since_ns.store(detected.max(1), Ordering::Release);
+            self.shared.slots[slot]
+                .dead_since_ns
+                .store(detected.max(1), Ordering::Release);
             if let Some(mut worker) = self.slots[slot].worker.take() {
                 let how = worker.reap();
                 Metrics::bump(&self.shared.metrics.crash_count);
@@ -346,10 +359,19 @@ impl Supervisor {
                     }
                     self.send(&reply::synced(id), reply_to);
                 }
-                Notice::SnapshotRequested { request, slot, block } => {
+                Notice::SnapshotRequested {
+                    request,
+                    slot,
+                    block,
+                } => {
                     tracing::debug!("slot {slot}: snapshot {request} requested at block {block}");
                 }
-                Notice::Failover { from, to, block, cause } => {
+                Notice::Failover {
+                    from,
+                    to,
+                    block,
+                    cause,
+                } => {
                     let why = match cause {
                         FailoverCause::Dead => "its worker died",
                         FailoverCause::MissedDeadline => "it missed its deadline",
@@ -394,7 +416,8 @@ impl Supervisor {
     fn check_flags(&mut self) {
         for slot in 0..2 {
             let link = &self.shared.slots[slot];
-            if link.overflowed.load(Ordering::Acquire) && self.slots[slot].state != SlotState::Dead {
+            if link.overflowed.load(Ordering::Acquire) && self.slots[slot].state != SlotState::Dead
+            {
                 let block = self.shared.played.load(Ordering::Acquire);
                 self.fail_late_worker(slot, block);
             }
@@ -411,7 +434,9 @@ impl Supervisor {
                     if self.slots[slot].rebind_after.is_none() {
                         self.unbind(slot, played);
                     }
-                    if self.slots[slot].rebind_after.is_some_and(|b| played < b) && self.output.is_some() {
+                    if self.slots[slot].rebind_after.is_some_and(|b| played < b)
+                        && self.output.is_some()
+                    {
                         continue;
                     }
                     if Instant::now() < self.slots[slot].respawn_not_before {
@@ -424,11 +449,19 @@ impl Supervisor {
                         self.next_request += 1;
                         self.spawn(slot, StartMode::Join { request })?;
                         self.slots[slot].replacement = true;
-                        if self.shared.inbound.push(Inbound::Snapshot { request }).is_err() {
+                        if self
+                            .shared
+                            .inbound
+                            .push(Inbound::Snapshot { request })
+                            .is_err()
+                        {
                             tracing::warn!("slot {slot}: could not request a snapshot (queue full); will retry");
                             self.fail_spare(slot, "snapshot request could not be queued");
                         }
-                    } else if matches!(other_state, SlotState::Dead | SlotState::Joining | SlotState::Empty) {
+                    } else if matches!(
+                        other_state,
+                        SlotState::Dead | SlotState::Joining | SlotState::Empty
+                    ) {
                         self.cold_restart(played)?;
                         return Ok(());
                     }
@@ -452,7 +485,10 @@ impl Supervisor {
                         self.fail_spare(slot, "did not join in time");
                     }
                 }
-                SlotState::Standby if self.shared.active.load(Ordering::Acquire) == slot && self.output.is_some() => {
+                SlotState::Standby
+                    if self.shared.active.load(Ordering::Acquire) == slot
+                        && self.output.is_some() =>
+                {
                     self.transition(slot, SlotState::Active);
                 }
                 _ => {}
@@ -506,7 +542,10 @@ impl Supervisor {
         // Wait until the output no longer touches either slot.
         let until = played + UNBIND_GRACE_BLOCKS;
         let deadline = Instant::now() + Duration::from_secs(1);
-        while self.output.is_some() && self.shared.played.load(Ordering::Acquire) < until && Instant::now() < deadline {
+        while self.output.is_some()
+            && self.shared.played.load(Ordering::Acquire) < until
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_micros(200));
         }
         let start = self.shared.horizon.load(Ordering::Acquire) + 1;
@@ -536,8 +575,10 @@ impl Supervisor {
         link.dead_since_ns.store(0, Ordering::Release);
         link.overflowed.store(false, Ordering::Release);
         link.missed_block.store(NO_BLOCK, Ordering::Release);
-        link.slot.publish_horizon(self.shared.horizon.load(Ordering::Acquire));
-        link.slot.release_through(self.shared.played.load(Ordering::Acquire));
+        link.slot
+            .publish_horizon(self.shared.horizon.load(Ordering::Acquire));
+        link.slot
+            .release_through(self.shared.played.load(Ordering::Acquire));
         link.bound.store(true, Ordering::Release);
     }
 
@@ -595,7 +636,10 @@ impl Supervisor {
         let ready = (0..2).find(|&s| self.slots[s].state == SlotState::Standby);
         let Some(first) = ready else {
             if self.started.elapsed() > self.config.join_timeout {
-                bail!("no worker became ready within {:?}", self.config.join_timeout);
+                bail!(
+                    "no worker became ready within {:?}",
+                    self.config.join_timeout
+                );
             }
             return Ok(());
         };
@@ -641,8 +685,17 @@ impl Supervisor {
         Ok(RunningOutput::Paced(handle))
     }
 
-    fn start_device(&self, host: device::DeviceHost, core: OutputCore) -> anyhow::Result<RunningOutput> {
-        let output = device::start(host, core, self.config.sample_rate, self.config.device_buffer)?;
+    fn start_device(
+        &self,
+        host: device::DeviceHost,
+        core: OutputCore,
+    ) -> anyhow::Result<RunningOutput> {
+        let output = device::start(
+            host,
+            core,
+            self.config.sample_rate,
+            self.config.device_buffer,
+        )?;
         tracing::info!("output: {}", output.describe());
         Ok(RunningOutput::Device(output))
     }
@@ -673,7 +726,8 @@ impl Supervisor {
             let (last_ns, peak_ns) = self.shared.slots[i].slot.take_render_stats();
             self.load_peak_ns[i] = self.load_peak_ns[i].max(peak_ns);
             let load = last_ns as f64 / block_ns * 100.0;
-            if slot.worker.is_some() && matches!(slot.state, SlotState::Active | SlotState::Standby) {
+            if slot.worker.is_some() && matches!(slot.state, SlotState::Active | SlotState::Standby)
+            {
                 loads.push(load);
                 peak = peak.max(self.load_peak_ns[i] as f64 / block_ns * 100.0);
             }
@@ -684,13 +738,18 @@ impl Supervisor {
                 load_percent: load,
             });
         }
-        report.worker_load_percent = if loads.is_empty() { 0.0 } else { loads.iter().sum::<f64>() / loads.len() as f64 };
+        report.worker_load_percent = if loads.is_empty() {
+            0.0
+        } else {
+            loads.iter().sum::<f64>() / loads.len() as f64
+        };
         report.worker_load_peak_percent = peak;
         report.spare_ready = self.slots.iter().any(|s| s.state == SlotState::Standby);
         report.live_children = self.slots.iter().filter(|s| s.worker.is_some()).count() as u64;
-        report.voices_sounding = self.shared.slots[self.shared.active.load(Ordering::Relaxed).min(1)]
-            .slot
-            .voices();
+        report.voices_sounding = self.shared.slots
+            [self.shared.active.load(Ordering::Relaxed).min(1)]
+        .slot
+        .voices();
         report
     }
 

@@ -141,7 +141,9 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
             15 => "SIGTERM",
             _ => "",
         };
-        format!("killed by signal {signal} {name}").trim_end().to_string()
+        format!("killed by signal {signal} {name}")
+            .trim_end()
+            .to_string()
     } else {
         format!("exited with {}", status.code().unwrap_or(-1))
     }

@@ -37,7 +37,17 @@ impl Server {
     /// 2-core machine never makes a healthy worker miss a deadline.
     pub fn start(extra: &[&str]) -> Server {
         let mut child = chronus()
-            .args(["serve", "--osc", "127.0.0.1:0", "--block", "64", "--depth", "24", "--join-timeout", "20"])
+            .args([
+                "serve",
+                "--osc",
+                "127.0.0.1:0",
+                "--block",
+                "64",
+                "--depth",
+                "24",
+                "--join-timeout",
+                "20",
+            ])
             .args(extra)
             .env("CHRONUS_LOG", "info")
             .stdin(Stdio::null())
@@ -56,9 +66,18 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let server = Server { child, addr, socket };
-        server.wait_until(Duration::from_secs(20), |m| m.get("spare_ready") == Some(&1.0) && m.get("blocks_played").copied().unwrap_or(0.0) > 0.0);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let server = Server {
+            child,
+            addr,
+            socket,
+        };
+        server.wait_until(Duration::from_secs(20), |m| {
+            m.get("spare_ready") == Some(&1.0)
+                && m.get("blocks_played").copied().unwrap_or(0.0) > 0.0
+        });
         server
     }
 
@@ -110,7 +129,9 @@ impl Server {
             let mut numbers = BTreeMap::new();
             let mut texts = BTreeMap::new();
             for pair in m.args.chunks(2) {
-                let OscType::String(name) = &pair[0] else { panic!("metric name") };
+                let OscType::String(name) = &pair[0] else {
+                    panic!("metric name")
+                };
                 match &pair[1] {
                     OscType::Double(v) => {
                         numbers.insert(name.clone(), *v);
@@ -137,14 +158,21 @@ impl Server {
     }
 
     /// Polls metrics until `ready` holds.
-    pub fn wait_until(&self, limit: Duration, ready: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
+    pub fn wait_until(
+        &self,
+        limit: Duration,
+        ready: impl Fn(&BTreeMap<String, f64>) -> bool,
+    ) -> BTreeMap<String, f64> {
         let deadline = Instant::now() + limit;
         loop {
             let m = self.metrics();
             if ready(&m) {
                 return m;
             }
-            assert!(Instant::now() < deadline, "condition not reached within {limit:?}; metrics: {m:?}");
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached within {limit:?}; metrics: {m:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -191,12 +219,19 @@ impl Drop for Server {
 
 /// Encodes one OSC message.
 pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
-    rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap()
+    rosc::encoder::encode(&OscPacket::Message(OscMessage {
+        addr: addr.into(),
+        args,
+    }))
+    .unwrap()
 }
 
 /// Sends a signal to a process.
 pub fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
@@ -226,7 +261,10 @@ pub fn goertzel(signal: &[f32], freq: f64, rate: f64) -> f64 {
 /// The frequency (1 Hz steps, 50..4000 Hz) with the most energy in `window`.
 pub fn dominant_frequency(window: &[f32], rate: f64) -> f64 {
     // Coarse scan by zero crossings, then refine with Goertzel around it.
-    let crossings = window.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    let crossings = window
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
     let rough = crossings as f64 / 2.0 / (window.len() as f64 / rate);
     let lo = (rough - 40.0).max(50.0) as i64;
     let hi = (rough + 40.0).min(4000.0) as i64;
@@ -239,7 +277,10 @@ pub fn dominant_frequency(window: &[f32], rate: f64) -> f64 {
 
 /// Checks the sounding part of `left` for gaps and jumps; returns where sound starts.
 pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
-    let start = left.iter().position(|x| x.abs() > 0.05).expect("some sound");
+    let start = left
+        .iter()
+        .position(|x| x.abs() > 0.05)
+        .expect("some sound");
     let body = &left[start..];
     // No gap: a 440 Hz tone never stays at exactly zero for 32 samples.
     let mut zeros = 0;
@@ -250,7 +291,11 @@ pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
     // No discontinuity: no step larger than the waveform itself makes.
     for (i, w) in body.windows(2).enumerate() {
         let step = (w[1] - w[0]).abs();
-        assert!(step <= max_step, "jump of {step} at sample {}", start + i + 1);
+        assert!(
+            step <= max_step,
+            "jump of {step} at sample {}",
+            start + i + 1
+        );
     }
     start
 }

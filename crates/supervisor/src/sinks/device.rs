@@ -43,24 +43,31 @@ impl DeviceOutput {
 pub fn jack_server_running() -> bool {
     let uid = rustix::process::getuid().as_raw();
     let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".to_string());
-    [format!("/dev/shm/jack-{uid}/{server}"), format!("/tmp/jack-{uid}/{server}")]
-        .iter()
-        .any(|dir| {
-            std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .any(|e| e.file_name().to_string_lossy().starts_with("jack_"))
-                })
-                .unwrap_or(false)
-        })
+    [
+        format!("/dev/shm/jack-{uid}/{server}"),
+        format!("/tmp/jack-{uid}/{server}"),
+    ]
+    .iter()
+    .any(|dir| {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("jack_"))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Whether ALSA sees at least one sound card (so its default device is a real, clocked
 /// one rather than the unpaced `null` PCM of a machine without sound hardware).
 pub fn alsa_has_card() -> bool {
     std::fs::read_to_string(Path::new("/proc/asound/cards"))
-        .map(|cards| cards.lines().any(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())))
+        .map(|cards| {
+            cards
+                .lines()
+                .any(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        })
         .unwrap_or(false)
 }
 
@@ -70,7 +77,12 @@ pub fn alsa_has_card() -> bool {
 /// # Errors
 /// When the host is unavailable, has no default output device, refuses the format, or
 /// the stream cannot be built or started. The message says which and what to try.
-pub fn start(host: DeviceHost, core: OutputCore, sample_rate: u32, buffer_frames: Option<u32>) -> anyhow::Result<DeviceOutput> {
+pub fn start(
+    host: DeviceHost,
+    core: OutputCore,
+    sample_rate: u32,
+    buffer_frames: Option<u32>,
+) -> anyhow::Result<DeviceOutput> {
     let cpal_host = match host {
         DeviceHost::Jack => {
             if !jack_server_running() {
@@ -88,7 +100,9 @@ pub fn start(host: DeviceHost, core: OutputCore, sample_rate: u32, buffer_frames
     let device = cpal_host
         .default_output_device()
         .ok_or_else(|| anyhow!("{host:?} has no default output device"))?;
-    let name = device.name().unwrap_or_else(|_| "unnamed device".to_string());
+    let name = device
+        .name()
+        .unwrap_or_else(|_| "unnamed device".to_string());
     if name == "null" {
         bail!("the default ALSA device is the unpaced 'null' PCM; use --output null instead");
     }
@@ -110,8 +124,12 @@ pub fn start(host: DeviceHost, core: OutputCore, sample_rate: u32, buffer_frames
             |error| tracing::error!("output device: {error}"),
             None,
         )
-        .with_context(|| format!("cannot open {name} ({host:?}) for 2 channels of f32 at {sample_rate} Hz"))?;
-    stream.play().with_context(|| format!("cannot start {name}"))?;
+        .with_context(|| {
+            format!("cannot open {name} ({host:?}) for 2 channels of f32 at {sample_rate} Hz")
+        })?;
+    stream
+        .play()
+        .with_context(|| format!("cannot start {name}"))?;
     Ok(DeviceOutput {
         _stream: stream,
         description: format!("{host:?} device '{name}' at {sample_rate} Hz"),

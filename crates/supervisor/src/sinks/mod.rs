@@ -39,7 +39,11 @@ pub trait Sink: Send {
 ///
 /// # Errors
 /// The sink's write or finish errors.
-pub fn run_paced(mut core: OutputCore, mut sink: Box<dyn Sink>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub fn run_paced(
+    mut core: OutputCore,
+    mut sink: Box<dyn Sink>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let shared = Arc::clone(core.shared());
     let period = Duration::from_nanos(shared.block_ns());
     let mut block = vec![0.0f32; shared.block_frames * 2];

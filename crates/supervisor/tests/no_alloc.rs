@@ -1,0 +1,106 @@
+//! The output clock allocates nothing per block: stamping commands into both slots'
+//! rings, publishing the horizon, reading the active slot, comparing the standby,
+//! failing over, and playing an underrun, measured with a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chronus_engine::Command;
+use chronus_ipc::{Slot, SlotLayout};
+use chronus_supervisor::metrics::Metrics;
+use chronus_supervisor::output::{Inbound, OutputCore, OutputShared};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn output_clock_allocates_nothing() {
+    let layout = SlotLayout::new(64, 2, 64, 8192).unwrap();
+    let slots = [
+        Arc::new(Slot::create("chronus-test-out-0", layout).unwrap()),
+        Arc::new(Slot::create("chronus-test-out-1", layout).unwrap()),
+    ];
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(OutputShared::new(
+        slots.clone(),
+        Arc::clone(&metrics),
+        64,
+        48_000,
+        4,
+    ));
+    for (i, link) in shared.slots.iter().enumerate() {
+        link.slot.rebind(1);
+        link.generation.store(1, Ordering::SeqCst);
+        link.bound.store(true, Ordering::SeqCst);
+        link.ready.store(true, Ordering::SeqCst);
+        let _ = i;
+    }
+    let mut core = OutputCore::new(Arc::clone(&shared));
+    let block: Vec<f32> = (0..128).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
+    let mut out = vec![0.0f32; 128];
+
+    COUNTING.store(true, Ordering::SeqCst);
+    for n in 0..3_000u64 {
+        shared
+            .inbound
+            .push(Inbound::Command {
+                command: Command::SetParam {
+                    node: 0,
+                    param: 0,
+                    value: 440.0,
+                },
+                received_ns: 0,
+                at_frame: None,
+            })
+            .unwrap();
+        // Stand-in workers: slot 0 stops delivering at block 1000 (fails over to slot 1),
+        // and both stop at 2000..2010 (underruns, faded).
+        for (i, slot) in slots.iter().enumerate() {
+            let delivers = !(2_000..2_010).contains(&n) && !(i == 0 && n >= 1_000);
+            if delivers {
+                slot.write_block(n, &block);
+            }
+            while slot.pop_command().is_some() {}
+        }
+        core.render_next(&mut out);
+        while shared.notices.pop().is_some() {}
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::SeqCst),
+        0,
+        "allocations in the output clock"
+    );
+    assert_eq!(metrics.failover_count.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.underruns.load(Ordering::SeqCst), 10);
+    assert_eq!(metrics.lockstep_mismatches.load(Ordering::SeqCst), 0);
+    assert!(metrics.lockstep_blocks_compared.load(Ordering::SeqCst) >= 999);
+}
