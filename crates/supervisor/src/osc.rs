@@ -86,6 +86,21 @@ impl OscServer {
                 return;
             }
         };
+        // A bundle is all or nothing: if the queue cannot take every command in it, refuse
+        // every one rather than apply half.
+        let wanted = results.iter().filter(|r| r.is_ok()).count();
+        let room = self.shared.inbound.capacity() - self.shared.inbound.len();
+        if wanted > room {
+            for result in &results {
+                let address = match result {
+                    Ok(decoded) => decoded.address.as_str(),
+                    Err(fail) => fail.address.as_str(),
+                };
+                Metrics::bump(&metrics.commands_rejected);
+                self.send(&reply::fail(address, "server busy: too many commands waiting; nothing applied"), from);
+            }
+            return;
+        }
         for result in results {
             let decoded = match result {
                 Ok(decoded) => decoded,
