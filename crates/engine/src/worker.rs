@@ -269,3 +269,73 @@ fn busy_wait(duration: Duration) {
         std::hint::spin_loop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, StampedCommand};
+    use chronus_ipc::SlotLayout;
+
+    fn engine() -> Engine {
+        let config = EngineConfig {
+            sample_rate: 48_000,
+            block_frames: 64,
+            seed: 0,
+        };
+        Engine::new(&PatchDesc::default_patch(), config, 0).unwrap()
+    }
+
+    fn gate(seq: u64) -> StampedCommand {
+        StampedCommand {
+            seq,
+            frame: 0,
+            command: Command::Gate { node: 1, on: true },
+        }
+    }
+
+    /// DESIGN.md invariant 4, at the worker: a slot reused many times, with records of
+    /// older generations left in it (as if rebinding had not zeroed it), never lets a
+    /// fresh worker act on them.
+    #[test]
+    fn records_of_other_generations_are_never_applied() {
+        let slot =
+            Slot::create("chronus-test-stale", SlotLayout::new(64, 2, 8, 64).unwrap()).unwrap();
+        for generation in 1..=500u32 {
+            slot.rebind(generation);
+            // Stale and foreign records, then one genuine record.
+            assert!(slot.push_command(&gate(1).to_record(generation - 1)));
+            assert!(slot.push_command(&gate(2).to_record(generation + 1)));
+            let mut garbage = gate(3).to_record(generation);
+            garbage.kind = 77;
+            assert!(slot.push_command(&garbage));
+            let mut engine = engine();
+            let mut state = LoopState::default();
+            drain_ring(&slot, generation, &mut engine, &mut state);
+            assert_eq!(slot.rejected(), 3, "generation {generation}");
+            assert_eq!(engine.last_seq(), 0, "nothing was received");
+            assert!(slot.push_command(&gate(4).to_record(generation)));
+            drain_ring(&slot, generation, &mut engine, &mut state);
+            assert_eq!(engine.last_seq(), 4);
+        }
+    }
+
+    #[test]
+    fn a_joined_worker_skips_records_already_in_its_snapshot() {
+        let slot =
+            Slot::create("chronus-test-skip", SlotLayout::new(64, 2, 8, 64).unwrap()).unwrap();
+        slot.rebind(1);
+        let mut engine = engine();
+        engine.receive(gate(10)).unwrap();
+        for seq in [9, 10, 11] {
+            assert!(slot.push_command(&gate(seq).to_record(1)));
+        }
+        drain_ring(&slot, 1, &mut engine, &mut LoopState::default());
+        let mut block = vec![0.0; 128];
+        engine.render_block(&mut block);
+        assert_eq!(
+            engine.counters().applied,
+            2,
+            "seq 10 (snapshot) and 11 (new), not 9 or 10 again"
+        );
+    }
+}

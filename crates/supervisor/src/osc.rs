@@ -97,7 +97,13 @@ impl OscServer {
                     Err(fail) => fail.address.as_str(),
                 };
                 Metrics::bump(&metrics.commands_rejected);
-                self.send(&reply::fail(address, "server busy: too many commands waiting; nothing applied"), from);
+                self.send(
+                    &reply::fail(
+                        address,
+                        "server busy: too many commands waiting; nothing applied",
+                    ),
+                    from,
+                );
             }
             return;
         }
