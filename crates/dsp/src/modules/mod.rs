@@ -23,7 +23,7 @@ pub struct Registration {
 }
 
 /// Every module type, in the order they are listed to users.
-pub static REGISTRY: [Registration; 5] = [
+pub static REGISTRY: &[Registration] = &[
     Registration {
         spec: &sine::SPEC,
         create: |sr, _, _| Box::new(sine::Sine::new(sr)),
@@ -46,7 +46,7 @@ pub static REGISTRY: [Registration; 5] = [
     },
 ];
 
-static ALL_SPECS: [&ModuleSpec; REGISTRY.len()] = [
+static ALL_SPECS: &[&ModuleSpec] = &[
     &sine::SPEC,
     &adsr::SPEC,
     &biquad::SPEC,
@@ -57,7 +57,7 @@ static ALL_SPECS: [&ModuleSpec; REGISTRY.len()] = [
 /// Every module type's spec, in registry order; what the protocol builds its address
 /// table and `/modules` reply from.
 pub fn all_specs() -> &'static [&'static ModuleSpec] {
-    &ALL_SPECS
+    ALL_SPECS
 }
 
 /// The spec of the type called `type_name`, or `None` if there is no such type.
