@@ -54,11 +54,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let patch = crate::load_patch(args.patch.as_ref())?;
     let table = crate::client::client_table(args.patch.as_ref())?;
-    let config = EngineConfig {
-        sample_rate: args.sample_rate,
-        block_frames: args.block,
-        seed: args.seed,
-    };
+    let config = EngineConfig::new(args.sample_rate, args.block, args.seed);
     let mut engine = Engine::new(&patch, config, 0).context("the patch does not compile")?;
     let mut commands: Vec<StampedCommand> = Vec::new();
     if let Some(path) = &args.commands {

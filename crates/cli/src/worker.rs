@@ -68,11 +68,7 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
         snapshot_fd,
         generation: args.generation,
         patch,
-        config: EngineConfig {
-            sample_rate: args.sample_rate,
-            block_frames: args.block,
-            seed: args.seed,
-        },
+        config: EngineConfig::new(args.sample_rate, args.block, args.seed),
         start,
         parent_pid: args.parent_pid,
     };

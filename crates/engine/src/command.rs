@@ -33,6 +33,26 @@ pub enum Command {
     EngineGain(f32),
     /// Play the built-in short test tone, mixed after the patch.
     TestTone,
+    /// Glide parameter `param` of module `node` from its current value to `target`
+    /// over `seconds`, inside the engine (deterministic, in lockstep).
+    Ramp {
+        /// Module instance.
+        node: NodeIndex,
+        /// Parameter index within the module's spec.
+        param: u16,
+        /// Value reached at the end of the ramp.
+        target: f32,
+        /// Length of the ramp in seconds (0 = jump, still smoothed).
+        seconds: f32,
+    },
+    /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
+    /// [`Instruction::PatchChunk`] records before this command, with a short crossfade.
+    SwitchPatch {
+        /// Version of the patch text to switch to.
+        version: u32,
+        /// Total length of the patch text in bytes.
+        len: u32,
+    },
 }
 
 /// Record kinds. Lockstep kinds go to every worker; control kinds address one worker.
@@ -41,6 +61,9 @@ mod kind {
     pub const GATE: u32 = 2;
     pub const ENGINE_GAIN: u32 = 3;
     pub const TEST_TONE: u32 = 4;
+    pub const RAMP: u32 = 5;
+    pub const SWITCH_PATCH: u32 = 6;
+    pub const PATCH_CHUNK: u32 = 7;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -87,6 +110,63 @@ pub enum Instruction {
     Stamped(StampedCommand),
     /// A request for this worker alone.
     Control(Control),
+    /// A piece of a new patch's TOML text (lockstep, ordered before its `SwitchPatch`).
+    PatchChunk(PatchChunk),
+}
+
+/// Bytes of patch text one ring record carries.
+pub const PATCH_CHUNK_BYTES: usize = 32;
+
+/// A piece of patch text: `len` bytes of `bytes` belong at `offset` of patch `version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchChunk {
+    /// Sequence number (same sequence as stamped commands).
+    pub seq: u64,
+    /// Patch version the text belongs to.
+    pub version: u32,
+    /// Byte offset in the patch text.
+    pub offset: u32,
+    /// Number of meaningful bytes in `bytes`.
+    pub len: u8,
+    /// The text bytes.
+    pub bytes: [u8; PATCH_CHUNK_BYTES],
+}
+
+impl PatchChunk {
+    /// Splits `text` into chunks for patch `version`, numbered from `first_seq` on.
+    pub fn split(version: u32, text: &[u8]) -> impl Iterator<Item = PatchChunk> + '_ {
+        text.chunks(PATCH_CHUNK_BYTES)
+            .enumerate()
+            .map(move |(i, piece)| {
+                let mut bytes = [0u8; PATCH_CHUNK_BYTES];
+                bytes[..piece.len()].copy_from_slice(piece);
+                PatchChunk {
+                    seq: 0,
+                    version,
+                    offset: (i * PATCH_CHUNK_BYTES) as u32,
+                    len: piece.len() as u8,
+                    bytes,
+                }
+            })
+    }
+
+    /// Encodes into a ring record for slot `generation`.
+    pub fn to_record(&self, generation: u32) -> CommandRecord {
+        let mut payload = [0u64; 5];
+        payload[0] = u64::from(self.version) | (u64::from(self.len) << 32);
+        for (word, piece) in payload[1..].iter_mut().zip(self.bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(piece);
+            *word = u64::from_le_bytes(b);
+        }
+        CommandRecord {
+            seq: self.seq,
+            generation,
+            kind: kind::PATCH_CHUNK,
+            frame: u64::from(self.offset),
+            payload,
+        }
+    }
 }
 
 /// A command with the absolute frame at which it takes effect and its sequence number.
@@ -132,6 +212,23 @@ impl StampedCommand {
                 kind::ENGINE_GAIN
             }
             Command::TestTone => kind::TEST_TONE,
+            Command::Ramp {
+                node,
+                param,
+                target,
+                seconds,
+            } => {
+                payload[0] = u64::from(node);
+                payload[1] = u64::from(param);
+                payload[2] = u64::from(target.to_bits());
+                payload[3] = u64::from(seconds.to_bits());
+                kind::RAMP
+            }
+            Command::SwitchPatch { version, len } => {
+                payload[0] = u64::from(version);
+                payload[1] = u64::from(len);
+                kind::SWITCH_PATCH
+            }
         };
         CommandRecord {
             seq: self.seq,
@@ -208,6 +305,39 @@ impl Instruction {
             }),
             kind::ENGINE_GAIN => stamped(Command::EngineGain(float(p[0])?)),
             kind::TEST_TONE => stamped(Command::TestTone),
+            kind::RAMP => {
+                let seconds = float(p[3])?;
+                if seconds < 0.0 {
+                    return Err(RecordError::Malformed(record.kind));
+                }
+                stamped(Command::Ramp {
+                    node: small(p[0])?,
+                    param: small(p[1])?,
+                    target: float(p[2])?,
+                    seconds,
+                })
+            }
+            kind::SWITCH_PATCH => stamped(Command::SwitchPatch {
+                version: u32::try_from(p[0]).map_err(|_| RecordError::Malformed(record.kind))?,
+                len: u32::try_from(p[1]).map_err(|_| RecordError::Malformed(record.kind))?,
+            }),
+            kind::PATCH_CHUNK => {
+                let len = (p[0] >> 32) as usize;
+                if len > PATCH_CHUNK_BYTES || record.frame > u64::from(u32::MAX) {
+                    return Err(RecordError::Malformed(record.kind));
+                }
+                let mut bytes = [0u8; PATCH_CHUNK_BYTES];
+                for (piece, word) in bytes.chunks_exact_mut(8).zip(&p[1..]) {
+                    piece.copy_from_slice(&word.to_le_bytes());
+                }
+                Ok(Instruction::PatchChunk(PatchChunk {
+                    seq: record.seq,
+                    version: p[0] as u32,
+                    offset: record.frame as u32,
+                    len: len as u8,
+                    bytes,
+                }))
+            }
             kind::SNAPSHOT => Ok(Instruction::Control(Control::Snapshot {
                 request: p[0],
                 block: record.frame,
@@ -243,6 +373,16 @@ mod tests {
             Command::Gate { node: 1, on: false },
             Command::EngineGain(0.25),
             Command::TestTone,
+            Command::Ramp {
+                node: 2,
+                param: 0,
+                target: 800.0,
+                seconds: 1.5,
+            },
+            Command::SwitchPatch {
+                version: 3,
+                len: 900,
+            },
         ];
         for (i, command) in commands.into_iter().enumerate() {
             let stamped = StampedCommand {
@@ -280,6 +420,23 @@ mod tests {
                 Ok(Instruction::Control(control))
             );
         }
+    }
+
+    #[test]
+    fn patch_text_round_trips_through_chunks() {
+        let text = "[[modules]]\nid = \"sine\"\ntype = \"sine\"\n# é and more text than one chunk";
+        let mut rebuilt = vec![0u8; text.len()];
+        for (i, mut chunk) in PatchChunk::split(4, text.as_bytes()).enumerate() {
+            chunk.seq = i as u64 + 1;
+            let Ok(Instruction::PatchChunk(back)) = Instruction::from_record(&chunk.to_record(1))
+            else {
+                panic!("not a chunk");
+            };
+            assert_eq!(back, chunk);
+            let at = back.offset as usize;
+            rebuilt[at..at + back.len as usize].copy_from_slice(&back.bytes[..back.len as usize]);
+        }
+        assert_eq!(rebuilt, text.as_bytes());
     }
 
     #[test]

@@ -3,18 +3,31 @@
 //! [`Engine::render_block`] renders block after block. Commands arrive stamped with the
 //! absolute frame at which they take effect; the engine splits a block at those frames,
 //! so a command lands on exactly the same sample in every process, whatever the block
-//! boundaries of the process that received it. Everything that shapes future output is
-//! in the engine's snapshot, so a fresh worker restored from it continues bit-identically.
+//! boundaries of the process that received it. Ramps glide parameters inside the engine,
+//! and a new patch replaces the running one at its stamped frame with a short crossfade.
+//! Everything that shapes future output is in the engine's snapshot (the patch text
+//! included), so a fresh worker restored from it continues bit-identically.
+
+use std::collections::BTreeMap;
 
 use chronus_dsp::{Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter};
-
 use chronus_ipc::CommandRecord;
 
-use crate::command::{Command, Instruction, StampedCommand};
+use crate::command::{Command, Instruction, PatchChunk, StampedCommand};
+use crate::master::{Master, MasterConfig};
 
 /// How many stamped commands may wait for their frame at once. Fixed so that receiving
-/// never allocates and the snapshot has a fixed size.
+/// never allocates.
 pub const MAX_PENDING: usize = 1024;
+/// How many parameter ramps may run at once.
+pub const MAX_RAMPS: usize = 256;
+/// Ramps update their parameter every this many frames (the parameter's own smoother
+/// glides in between, so the ramp is click-free).
+const RAMP_STEP_FRAMES: usize = 32;
+/// Length of the crossfade from the old patch to a new one.
+const PATCH_CROSSFADE_SECONDS: f64 = 0.02;
+/// Largest patch text accepted through the ring.
+pub const MAX_PATCH_TEXT: usize = 1 << 20;
 
 /// Frequency of the `/test` tone.
 const TEST_TONE_HZ: f64 = 1000.0;
@@ -24,6 +37,8 @@ const TEST_TONE_SECONDS: f64 = 0.5;
 const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
+/// Identifies an engine snapshot.
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG1");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,14 +49,36 @@ pub struct EngineConfig {
     pub block_frames: usize,
     /// Seed for everything random in the patch.
     pub seed: u64,
+    /// DC blocker and limiter after the patch.
+    pub master: MasterConfig,
+}
+
+impl EngineConfig {
+    /// Settings with the master section on (the default).
+    pub fn new(sample_rate: u32, block_frames: usize, seed: u64) -> EngineConfig {
+        EngineConfig {
+            sample_rate,
+            block_frames,
+            seed,
+            master: MasterConfig::default(),
+        }
+    }
 }
 
 /// Why a stamped command could not be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveError {
     /// More than [`MAX_PENDING`] commands wait for future frames.
     #[error("more than {MAX_PENDING} commands are waiting for their frame")]
     Full,
+    /// A patch switch whose text is missing, malformed or does not compile.
+    #[error("patch {version} cannot be used: {reason}")]
+    BadPatch {
+        /// The patch version.
+        version: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Why a snapshot could not be restored.
@@ -53,6 +90,9 @@ pub enum SnapshotError {
     /// A field of the engine's own part of the snapshot holds an impossible value.
     #[error("snapshot has an invalid {0}")]
     Invalid(&'static str),
+    /// A patch in the snapshot does not compile here.
+    #[error("snapshot patch: {0}")]
+    Patch(#[from] PatchError),
     /// The snapshot was taken with another stream configuration.
     #[error(
         "snapshot was taken with another configuration (block {found_block}, rate {found_rate})"
@@ -72,25 +112,122 @@ pub struct EngineCounters {
     pub applied: u64,
     /// Commands whose frame had already passed when they arrived (applied at once).
     pub late: u64,
+    /// Patch switches that could not be used (text missing or not compiling).
+    pub bad_patches: u64,
+}
+
+/// A parameter glide in progress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ramp {
+    node: u16,
+    param: u16,
+    start: f32,
+    target: f32,
+    total: u64,
+    elapsed: u64,
+}
+
+/// A patch compiled ahead of its switch frame.
+struct StagedPatch {
+    version: u32,
+    text: String,
+    patch: Patch,
+    carry: CarryPlan,
+}
+
+/// How a new patch takes over the state of the modules it shares with the running one,
+/// prepared when it is compiled so that the switch itself allocates nothing.
+struct CarryPlan {
+    /// (new node, its id, its type, its initial parameter values).
+    modules: Vec<(u16, String, &'static str, Vec<(u16, f32)>)>,
+    /// Room for the largest module state.
+    scratch: Vec<u8>,
+}
+
+impl CarryPlan {
+    fn for_patch(patch: &Patch) -> CarryPlan {
+        let mut modules = Vec::new();
+        let mut largest = 0;
+        for node in 0..patch.node_count() as u16 {
+            let (Some(id), Some(spec)) = (patch.node_id(node), patch.node_spec(node)) else {
+                continue;
+            };
+            let params = (0..spec.params.len() as u16)
+                .filter_map(|p| Some((p, patch.param(node, p)?)))
+                .collect();
+            largest = largest.max(patch.module_state_len(node).unwrap_or(0));
+            modules.push((node, id.to_string(), spec.type_name, params));
+        }
+        CarryPlan {
+            modules,
+            scratch: vec![0; largest],
+        }
+    }
+
+    /// Copies into `new` the state of every module of `old` with the same id and type,
+    /// then sets the new patch's own parameter values (which glide from the old ones).
+    fn apply(&mut self, old: &Patch, new: &mut Patch) {
+        for (node, id, type_name, params) in &self.modules {
+            let Some(old_node) = old.node_index(id) else {
+                continue;
+            };
+            if old.node_spec(old_node).map(|s| s.type_name) != Some(*type_name) {
+                continue;
+            }
+            let len = old.module_state_len(old_node).unwrap_or(0);
+            let Some(buf) = self.scratch.get_mut(..len) else {
+                continue;
+            };
+            let mut w = StateWriter::new(buf);
+            old.save_module_state(old_node, &mut w);
+            let mut r = StateReader::new(buf);
+            if new.load_module_state(*node, &mut r).is_ok() {
+                for &(param, value) in params {
+                    new.set_param(*node, param, value);
+                }
+            }
+        }
+    }
+}
+
+/// The previous patch, still sounding while the new one fades in.
+struct FadingPatch {
+    text: String,
+    patch: Patch,
+    /// Frames of crossfade left.
+    remaining: u32,
 }
 
 /// A patch rendering a stream block by block, applying stamped commands on their frame.
 pub struct Engine {
     config: EngineConfig,
     patch: Patch,
+    /// TOML text of the running patch (what a joining worker compiles).
+    patch_text: String,
+    /// Texts of patches being received, by version.
+    incoming: BTreeMap<u32, Vec<u8>>,
+    /// Patches compiled and waiting for their switch frame, in arrival order.
+    staged: Vec<StagedPatch>,
+    fading: Option<FadingPatch>,
+    /// Patches done with, to be dropped outside the render path.
+    retired: Vec<Patch>,
     /// Block to render next.
     next_block: u64,
     /// Commands waiting for their frame, sorted by (frame, seq).
     pending: Vec<StampedCommand>,
+    ramps: Vec<Ramp>,
     /// Highest sequence number received (a joining worker skips ring records at or below it).
     last_seq: u64,
     master_gain: Smoother,
+    master: Master,
     /// Frames of test tone still to play (0 = silent).
     test_tone_remaining: u64,
     test_tone_phase: f64,
     counters: EngineCounters,
     left: Vec<f32>,
     right: Vec<f32>,
+    fade_left: Vec<f32>,
+    fade_right: Vec<f32>,
 }
 
 impl Engine {
@@ -103,25 +240,28 @@ impl Engine {
         config: EngineConfig,
         start_block: u64,
     ) -> Result<Engine, PatchError> {
-        let patch = Patch::compile(
-            desc,
-            config.sample_rate as f32,
-            config.block_frames,
-            config.seed,
-        )?;
-        let master_gain = Smoother::with_default_ramp(1.0, config.sample_rate as f32);
+        let patch = compile(desc, config)?;
         Ok(Engine {
             config,
             patch,
+            patch_text: desc.to_toml_string(),
+            incoming: BTreeMap::new(),
+            staged: Vec::new(),
+            fading: None,
+            retired: Vec::with_capacity(4),
             next_block: start_block,
             pending: Vec::with_capacity(MAX_PENDING),
+            ramps: Vec::with_capacity(MAX_RAMPS),
             last_seq: 0,
-            master_gain,
+            master_gain: Smoother::with_default_ramp(1.0, config.sample_rate as f32),
+            master: Master::new(config.master, config.sample_rate),
             test_tone_remaining: 0,
             test_tone_phase: 0.0,
             counters: EngineCounters::default(),
             left: vec![0.0; config.block_frames],
             right: vec![0.0; config.block_frames],
+            fade_left: vec![0.0; config.block_frames],
+            fade_right: vec![0.0; config.block_frames],
         })
     }
 
@@ -130,9 +270,14 @@ impl Engine {
         self.config
     }
 
-    /// The compiled patch (for queries such as voices sounding).
+    /// The running patch (for queries such as voices sounding).
     pub fn patch(&self) -> &Patch {
         &self.patch
+    }
+
+    /// TOML text of the running patch.
+    pub fn patch_text(&self) -> &str {
+        &self.patch_text
     }
 
     /// The block [`render_block`](Self::render_block) renders next.
@@ -145,25 +290,75 @@ impl Engine {
         self.last_seq
     }
 
-    /// Applied/late command counters.
+    /// Applied/late/bad-patch counters.
     pub fn counters(&self) -> EngineCounters {
         self.counters
     }
 
-    /// Queues a stamped command until its frame. Never allocates.
+    /// Takes the patches the engine is done with, so the caller drops them outside the
+    /// render path (dropping frees memory).
+    pub fn take_retired(&mut self) -> Option<Patch> {
+        self.retired.pop()
+    }
+
+    /// Stores a piece of a patch's text. Allocates (text buffers): not for the render path.
+    pub fn receive_chunk(&mut self, chunk: &PatchChunk) {
+        self.last_seq = self.last_seq.max(chunk.seq);
+        let end = chunk.offset as usize + chunk.len as usize;
+        if end > MAX_PATCH_TEXT {
+            return;
+        }
+        let text = self.incoming.entry(chunk.version).or_default();
+        if text.len() < end {
+            text.resize(end, 0);
+        }
+        text[chunk.offset as usize..end].copy_from_slice(&chunk.bytes[..chunk.len as usize]);
+    }
+
+    /// Queues a stamped command until its frame. Never allocates, except for a patch
+    /// switch, whose patch is compiled here, ahead of its frame, so that rendering
+    /// never compiles.
     ///
     /// # Errors
-    /// [`ReceiveError::Full`] when [`MAX_PENDING`] commands are already waiting.
+    /// [`ReceiveError::Full`] when [`MAX_PENDING`] commands are already waiting;
+    /// [`ReceiveError::BadPatch`] for a patch switch that cannot be used (counted, ignored).
     pub fn receive(&mut self, command: StampedCommand) -> Result<(), ReceiveError> {
         if self.pending.len() >= MAX_PENDING {
             return Err(ReceiveError::Full);
+        }
+        self.last_seq = self.last_seq.max(command.seq);
+        if let Command::SwitchPatch { version, len } = command.command {
+            if let Err(reason) = self.stage_patch(version, len) {
+                self.counters.bad_patches += 1;
+                return Err(ReceiveError::BadPatch { version, reason });
+            }
         }
         // Keep (frame, seq) order: equal frames apply in the order they were stamped.
         let at = self
             .pending
             .partition_point(|p| (p.frame, p.seq) <= (command.frame, command.seq));
         self.pending.insert(at, command);
-        self.last_seq = self.last_seq.max(command.seq);
+        Ok(())
+    }
+
+    fn stage_patch(&mut self, version: u32, len: u32) -> Result<(), String> {
+        let bytes = self
+            .incoming
+            .remove(&version)
+            .ok_or_else(|| "its text never arrived".to_string())?;
+        if bytes.len() != len as usize {
+            return Err(format!("text is {} bytes, expected {len}", bytes.len()));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| "text is not UTF-8".to_string())?;
+        let desc = PatchDesc::from_toml_str(&text).map_err(|e| e.to_string())?;
+        let patch = compile(&desc, self.config).map_err(|e| e.to_string())?;
+        let carry = CarryPlan::for_patch(&patch);
+        self.staged.push(StagedPatch {
+            version,
+            text,
+            patch,
+            carry,
+        });
         Ok(())
     }
 
@@ -187,23 +382,85 @@ impl Engine {
                 }
                 self.apply(first.command);
             }
-            // Render up to the next command's frame or the block's end.
-            let segment_end = match self.pending.first() {
+            self.advance_ramps();
+            // Render up to the next command's frame, the next ramp step, or the block's end.
+            let mut segment_end = match self.pending.first() {
                 Some(next) if next.frame < block_end => (next.frame - block_start) as usize,
                 _ => frames,
             };
-            let (left, right) = (
-                &mut self.left[cursor..segment_end],
-                &mut self.right[cursor..segment_end],
-            );
-            self.patch.process(left, right);
+            if !self.ramps.is_empty() {
+                segment_end = segment_end.min(cursor + RAMP_STEP_FRAMES);
+            }
+            self.render_segment(cursor, segment_end);
+            for ramp in &mut self.ramps {
+                ramp.elapsed += (segment_end - cursor) as u64;
+            }
             cursor = segment_end;
         }
         self.finish_block(out);
         self.next_block += 1;
     }
 
-    /// Applies master gain and the test tone, and interleaves into `out`.
+    /// Renders frames `from..to` of the block, crossfading from a previous patch if one
+    /// is still fading out.
+    fn render_segment(&mut self, from: usize, to: usize) {
+        let (Some(left), Some(right)) = (self.left.get_mut(from..to), self.right.get_mut(from..to))
+        else {
+            return;
+        };
+        self.patch.process(left, right);
+        let Some(fading) = self.fading.as_mut() else {
+            return;
+        };
+        let (Some(old_left), Some(old_right)) = (
+            self.fade_left.get_mut(from..to),
+            self.fade_right.get_mut(from..to),
+        ) else {
+            return;
+        };
+        fading.patch.process(old_left, old_right);
+        let total = crossfade_frames(self.config.sample_rate) as f32;
+        for (((l, r), ol), or) in left
+            .iter_mut()
+            .zip(right.iter_mut())
+            .zip(old_left.iter())
+            .zip(old_right.iter())
+        {
+            let gain_new = 1.0 - fading.remaining as f32 / total;
+            *l = *l * gain_new + *ol * (1.0 - gain_new);
+            *r = *r * gain_new + *or * (1.0 - gain_new);
+            fading.remaining = fading.remaining.saturating_sub(1);
+        }
+        if fading.remaining == 0 {
+            if let Some(done) = self.fading.take() {
+                self.retire(done.patch);
+            }
+        }
+    }
+
+    fn retire(&mut self, patch: Patch) {
+        // Capacity is reserved; the caller collects after every block.
+        self.retired.push(patch);
+    }
+
+    /// Sets every ramping parameter to its value at the current frame.
+    fn advance_ramps(&mut self) {
+        let patch = &mut self.patch;
+        self.ramps.retain(|ramp| {
+            let done = ramp.elapsed >= ramp.total;
+            let value = if done {
+                ramp.target
+            } else {
+                let t = ramp.elapsed as f64 / ramp.total as f64;
+                (f64::from(ramp.start) + (f64::from(ramp.target) - f64::from(ramp.start)) * t)
+                    as f32
+            };
+            patch.set_param(ramp.node, ramp.param, value);
+            !done
+        });
+    }
+
+    /// Applies master gain, the test tone and the master section, and interleaves into `out`.
     fn finish_block(&mut self, out: &mut [f32]) {
         let sample_rate = f64::from(self.config.sample_rate);
         let tone_len = (TEST_TONE_SECONDS * sample_rate) as u64;
@@ -224,13 +481,18 @@ impl Engine {
             }
             frame[0] = (left + tone) * gain;
             frame[1] = (right + tone) * gain;
+            self.master.process_frame(frame);
         }
     }
 
     fn apply(&mut self, command: Command) {
         self.counters.applied += 1;
         match command {
-            Command::SetParam { node, param, value } => self.patch.set_param(node, param, value),
+            Command::SetParam { node, param, value } => {
+                // A direct set ends any ramp on the same parameter.
+                self.ramps.retain(|r| !(r.node == node && r.param == param));
+                self.patch.set_param(node, param, value);
+            }
             Command::Gate { node, on } => self.patch.set_gate(node, on),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
             Command::TestTone => {
@@ -238,97 +500,213 @@ impl Engine {
                     (TEST_TONE_SECONDS * f64::from(self.config.sample_rate)) as u64;
                 self.test_tone_phase = 0.0;
             }
+            Command::Ramp {
+                node,
+                param,
+                target,
+                seconds,
+            } => {
+                let Some(start) = self.patch.param(node, param) else {
+                    return;
+                };
+                self.ramps.retain(|r| !(r.node == node && r.param == param));
+                if self.ramps.len() < MAX_RAMPS {
+                    let total = (f64::from(seconds.max(0.0)) * f64::from(self.config.sample_rate))
+                        .round() as u64;
+                    self.ramps.push(Ramp {
+                        node,
+                        param,
+                        start,
+                        target,
+                        total,
+                        elapsed: 0,
+                    });
+                }
+            }
+            Command::SwitchPatch { version, .. } => {
+                let Some(index) = self.staged.iter().position(|s| s.version == version) else {
+                    return;
+                };
+                let mut staged = self.staged.remove(index);
+                staged.carry.apply(&self.patch, &mut staged.patch);
+                let old_patch = std::mem::replace(&mut self.patch, staged.patch);
+                let old_text = std::mem::replace(&mut self.patch_text, staged.text);
+                if let Some(previous) = self.fading.take() {
+                    self.retire(previous.patch);
+                }
+                self.fading = Some(FadingPatch {
+                    text: old_text,
+                    patch: old_patch,
+                    remaining: crossfade_frames(self.config.sample_rate),
+                });
+                // Ramps addressed the old patch's modules.
+                self.ramps.clear();
+            }
         }
     }
 
-    /// Exact size of a snapshot of this engine, in bytes (fixed once the patch is compiled).
+    /// Exact size of a snapshot of this engine right now, in bytes.
     pub fn snapshot_len(&self) -> usize {
-        // config check (3), next_block, last_seq, counters (2), tone (2), pending count
-        10 * 8 + MAX_PENDING * PENDING_RECORD_LEN + Smoother::STATE_LEN + self.patch.state_len()
+        let mut counter = LenCounter::default();
+        self.write_snapshot(&mut counter);
+        counter.len
     }
 
     /// Writes the engine state at the current block boundary into `buf` (at least
-    /// [`snapshot_len`](Self::snapshot_len) bytes) and returns the bytes written. Allocates nothing.
+    /// [`snapshot_len`](Self::snapshot_len) bytes) and returns the bytes written, or 0 if
+    /// `buf` is too small. Allocates nothing.
     pub fn save_snapshot(&self, buf: &mut [u8]) -> usize {
         let len = self.snapshot_len();
         let Some(target) = buf.get_mut(..len) else {
             return 0;
         };
         let mut w = StateWriter::new(target);
-        w.put_u64(self.config.block_frames as u64);
-        w.put_u64(u64::from(self.config.sample_rate));
-        w.put_u64(self.config.seed);
-        w.put_u64(self.next_block);
-        w.put_u64(self.last_seq);
-        w.put_u64(self.counters.applied);
-        w.put_u64(self.counters.late);
-        w.put_u64(self.test_tone_remaining);
-        w.put_f64(self.test_tone_phase);
-        w.put_u64(self.pending.len() as u64);
-        for i in 0..MAX_PENDING {
-            match self.pending.get(i) {
-                Some(p) => {
-                    let record = p.to_record(0);
-                    w.put_u64(record.seq);
-                    w.put_u64(u64::from(record.kind));
-                    w.put_u64(record.frame);
-                    for word in record.payload {
-                        w.put_u64(word);
-                    }
-                }
-                None => {
-                    for _ in 0..PENDING_RECORD_LEN / 8 {
-                        w.put_u64(0);
-                    }
-                }
+        self.write_snapshot(&mut w);
+        w.finish().unwrap_or(0)
+    }
+
+    fn write_snapshot(&self, w: &mut impl SnapshotSink) {
+        w.u64(SNAPSHOT_MAGIC);
+        w.u64(self.config.block_frames as u64);
+        w.u64(u64::from(self.config.sample_rate));
+        w.u64(self.config.seed);
+        w.u64(
+            u64::from(self.config.master.dc_blocker) | u64::from(self.config.master.limiter) << 1,
+        );
+        w.text(&self.patch_text);
+        w.u64(self.incoming.len() as u64);
+        for (version, bytes) in &self.incoming {
+            w.u64(u64::from(*version));
+            w.bytes(bytes);
+        }
+        w.u64(self.staged.len() as u64);
+        for staged in &self.staged {
+            w.u64(u64::from(staged.version));
+            w.text(&staged.text);
+        }
+        match &self.fading {
+            Some(fading) => {
+                w.u64(u64::from(fading.remaining));
+                w.text(&fading.text);
+                w.state(&fading.patch);
+            }
+            None => w.u64(0),
+        }
+        w.u64(self.next_block);
+        w.u64(self.last_seq);
+        w.u64(self.counters.applied);
+        w.u64(self.counters.late);
+        w.u64(self.counters.bad_patches);
+        w.u64(self.test_tone_remaining);
+        w.f64(self.test_tone_phase);
+        w.u64(self.ramps.len() as u64);
+        for ramp in &self.ramps {
+            w.u64(u64::from(ramp.node) | u64::from(ramp.param) << 16);
+            w.f64(f64::from(ramp.start));
+            w.f64(f64::from(ramp.target));
+            w.u64(ramp.total);
+            w.u64(ramp.elapsed);
+        }
+        w.u64(self.pending.len() as u64);
+        for p in &self.pending {
+            let record = p.to_record(0);
+            w.u64(record.seq);
+            w.u64(u64::from(record.kind));
+            w.u64(record.frame);
+            for word in record.payload {
+                w.u64(word);
             }
         }
-        self.master_gain.save_state(&mut w);
-        self.patch.save_state(&mut w);
-        len
+        w.smoother(&self.master_gain);
+        w.master(&self.master);
+        w.state(&self.patch);
     }
 
     /// Restores the state saved by [`save_snapshot`](Self::save_snapshot) of an engine with
-    /// the same patch and configuration. On error the engine is left as it was.
+    /// the same configuration (the patch comes with the snapshot). On error the engine is
+    /// left as it was.
     ///
     /// # Errors
-    /// [`SnapshotError`] when the bytes do not describe this engine.
+    /// [`SnapshotError`] when the bytes do not describe an engine of this configuration.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        // Keep what we have, so a bad snapshot leaves the engine as it was.
-        let mut backup = vec![0u8; self.snapshot_len()];
-        self.save_snapshot(&mut backup);
-        let result = self.read_snapshot(bytes);
-        if result.is_err() {
-            self.read_snapshot(&backup)
-                .expect("an engine's own snapshot always restores");
-        }
-        result
+        let restored = self.read_snapshot(bytes)?;
+        *self = restored;
+        Ok(())
     }
 
-    fn read_snapshot(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+    fn read_snapshot(&self, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut r = StateReader::new(bytes);
-        let (block, rate, seed) = (r.get_u64()?, r.get_u64()?, r.get_u64()?);
-        if block != self.config.block_frames as u64
-            || rate != u64::from(self.config.sample_rate)
-            || seed != self.config.seed
+        if r.get_u64()? != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Invalid("magic"));
+        }
+        let (block, rate, seed, master) = (r.get_u64()?, r.get_u64()?, r.get_u64()?, r.get_u64()?);
+        let config = self.config;
+        let master_bits =
+            u64::from(config.master.dc_blocker) | u64::from(config.master.limiter) << 1;
+        if block != config.block_frames as u64
+            || rate != u64::from(config.sample_rate)
+            || seed != config.seed
+            || master != master_bits
         {
             return Err(SnapshotError::Config {
                 found_block: block,
                 found_rate: rate,
             });
         }
-        self.next_block = r.get_u64()?;
-        self.last_seq = r.get_u64()?;
-        self.counters.applied = r.get_u64()?;
-        self.counters.late = r.get_u64()?;
-        self.test_tone_remaining = r.get_u64()?;
-        self.test_tone_phase = r.get_f64()?;
-        let count = r.get_u64()?;
-        if count > MAX_PENDING as u64 {
-            return Err(SnapshotError::Invalid("pending command count"));
+        let patch_text = read_text(&mut r)?;
+        let desc = PatchDesc::from_toml_str(&patch_text)?;
+        let mut engine = Engine::new(&desc, config, 0)?;
+        engine.patch_text = patch_text;
+        for _ in 0..read_count(&mut r, 64)? {
+            let version = read_u32(&mut r)?;
+            let bytes = read_bytes(&mut r)?;
+            engine.incoming.insert(version, bytes);
         }
-        self.pending.clear();
-        for i in 0..MAX_PENDING as u64 {
+        for _ in 0..read_count(&mut r, 64)? {
+            let version = read_u32(&mut r)?;
+            let text = read_text(&mut r)?;
+            let desc = PatchDesc::from_toml_str(&text)?;
+            let patch = compile(&desc, config)?;
+            let carry = CarryPlan::for_patch(&patch);
+            engine.staged.push(StagedPatch {
+                version,
+                text,
+                patch,
+                carry,
+            });
+        }
+        let remaining =
+            u32::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("crossfade"))?;
+        if remaining > 0 {
+            let text = read_text(&mut r)?;
+            let desc = PatchDesc::from_toml_str(&text)?;
+            let mut patch = compile(&desc, config)?;
+            patch.load_state(&mut r)?;
+            engine.fading = Some(FadingPatch {
+                text,
+                patch,
+                remaining,
+            });
+        }
+        engine.next_block = r.get_u64()?;
+        engine.last_seq = r.get_u64()?;
+        engine.counters.applied = r.get_u64()?;
+        engine.counters.late = r.get_u64()?;
+        engine.counters.bad_patches = r.get_u64()?;
+        engine.test_tone_remaining = r.get_u64()?;
+        engine.test_tone_phase = r.get_f64()?;
+        for _ in 0..read_count(&mut r, MAX_RAMPS)? {
+            let ids = r.get_u64()?;
+            engine.ramps.push(Ramp {
+                node: ids as u16,
+                param: (ids >> 16) as u16,
+                start: r.get_f64()? as f32,
+                target: r.get_f64()? as f32,
+                total: r.get_u64()?,
+                elapsed: r.get_u64()?,
+            });
+        }
+        for _ in 0..read_count(&mut r, MAX_PENDING)? {
             let mut record = CommandRecord {
                 seq: r.get_u64()?,
                 generation: 0,
@@ -340,32 +718,125 @@ impl Engine {
             for word in &mut record.payload {
                 *word = r.get_u64()?;
             }
-            if i < count {
-                match Instruction::from_record(&record) {
-                    Ok(Instruction::Stamped(stamped)) => self.pending.push(stamped),
-                    _ => return Err(SnapshotError::Invalid("pending command")),
-                }
+            match Instruction::from_record(&record) {
+                Ok(Instruction::Stamped(stamped)) => engine.pending.push(stamped),
+                _ => return Err(SnapshotError::Invalid("pending command")),
             }
         }
-        self.master_gain.load_state(&mut r)?;
-        self.patch.load_state(&mut r)?;
-        Ok(())
+        engine.master_gain.load_state(&mut r)?;
+        engine.master.load_state(&mut r)?;
+        engine.patch.load_state(&mut r)?;
+        Ok(engine)
     }
 }
 
-/// Bytes one pending command takes in a snapshot: seq, kind, frame and five payload words.
-const PENDING_RECORD_LEN: usize = 8 * 8;
+fn compile(desc: &PatchDesc, config: EngineConfig) -> Result<Patch, PatchError> {
+    Patch::compile(
+        desc,
+        config.sample_rate as f32,
+        config.block_frames,
+        config.seed,
+    )
+}
+
+fn crossfade_frames(sample_rate: u32) -> u32 {
+    (PATCH_CROSSFADE_SECONDS * f64::from(sample_rate))
+        .round()
+        .max(1.0) as u32
+}
+
+fn read_count(r: &mut StateReader<'_>, max: usize) -> Result<usize, SnapshotError> {
+    let n = r.get_u64()?;
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= max)
+        .ok_or(SnapshotError::Invalid("count"))
+}
+
+fn read_u32(r: &mut StateReader<'_>) -> Result<u32, SnapshotError> {
+    u32::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("version"))
+}
+
+fn read_bytes(r: &mut StateReader<'_>) -> Result<Vec<u8>, SnapshotError> {
+    let len = read_count(r, MAX_PATCH_TEXT)?;
+    let mut bytes = Vec::with_capacity(len);
+    for _ in 0..len {
+        bytes.push(r.get_u8()?);
+    }
+    Ok(bytes)
+}
+
+fn read_text(r: &mut StateReader<'_>) -> Result<String, SnapshotError> {
+    String::from_utf8(read_bytes(r)?).map_err(|_| SnapshotError::Invalid("patch text"))
+}
+
+/// Where snapshot fields go: a real writer, or a counter that sizes the snapshot.
+trait SnapshotSink {
+    fn u64(&mut self, v: u64);
+    fn f64(&mut self, v: f64);
+    fn bytes(&mut self, b: &[u8]);
+    fn text(&mut self, t: &str) {
+        self.bytes(t.as_bytes());
+    }
+    fn smoother(&mut self, s: &Smoother);
+    fn master(&mut self, m: &Master);
+    fn state(&mut self, p: &Patch);
+}
+
+impl SnapshotSink for StateWriter<'_> {
+    fn u64(&mut self, v: u64) {
+        self.put_u64(v);
+    }
+    fn f64(&mut self, v: f64) {
+        self.put_f64(v);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.put_u64(b.len() as u64);
+        self.put_bytes(b);
+    }
+    fn smoother(&mut self, s: &Smoother) {
+        s.save_state(self);
+    }
+    fn master(&mut self, m: &Master) {
+        m.save_state(self);
+    }
+    fn state(&mut self, p: &Patch) {
+        p.save_state(self);
+    }
+}
+
+#[derive(Default)]
+struct LenCounter {
+    len: usize,
+}
+
+impl SnapshotSink for LenCounter {
+    fn u64(&mut self, _: u64) {
+        self.len += 8;
+    }
+    fn f64(&mut self, _: f64) {
+        self.len += 8;
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len += 8 + b.len();
+    }
+    fn smoother(&mut self, _: &Smoother) {
+        self.len += Smoother::STATE_LEN;
+    }
+    fn master(&mut self, _: &Master) {
+        self.len += Master::STATE_LEN;
+    }
+    fn state(&mut self, p: &Patch) {
+        self.len += p.state_len();
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn config() -> EngineConfig {
-        EngineConfig {
-            sample_rate: 48_000,
-            block_frames: 64,
-            seed: 7,
-        }
+        EngineConfig::new(48_000, 64, 7)
     }
 
     fn engine() -> Engine {
@@ -489,5 +960,149 @@ mod tests {
             engine.receive(gate_on(i + 1, 1_000_000 + i)).unwrap();
         }
         assert_eq!(engine.receive(gate_on(99_999, 5)), Err(ReceiveError::Full));
+    }
+
+    fn freq_of(samples: &[f32]) -> f64 {
+        let left: Vec<f32> = samples.chunks(2).map(|f| f[0]).collect();
+        let crossings = left
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
+        crossings as f64 / 2.0 / (left.len() as f64 / 48_000.0)
+    }
+
+    fn chunks_of(
+        engine: &mut Engine,
+        version: u32,
+        desc: &PatchDesc,
+        first_seq: u64,
+    ) -> (u64, u32) {
+        let text = desc.to_toml_string();
+        let mut seq = first_seq;
+        for mut chunk in PatchChunk::split(version, text.as_bytes()) {
+            chunk.seq = seq;
+            seq += 1;
+            engine.receive_chunk(&chunk);
+        }
+        (seq, text.len() as u32)
+    }
+
+    #[test]
+    fn ramps_glide_in_the_engine_and_survive_a_snapshot() {
+        let mut engine = engine();
+        engine.receive(gate_on(1, 0)).unwrap();
+        engine
+            .receive(StampedCommand {
+                seq: 2,
+                frame: 0,
+                command: Command::Ramp {
+                    node: 0,
+                    param: 0,
+                    target: 880.0,
+                    seconds: 1.0,
+                },
+            })
+            .unwrap();
+        let _ = render(&mut engine, 150); // 0.2 s
+        let mut snapshot = vec![0u8; engine.snapshot_len()];
+        engine.save_snapshot(&mut snapshot);
+        let middle = render(&mut engine, 75); // 0.2 .. 0.3 s
+        let f = freq_of(&middle);
+        assert!((f - 550.0).abs() < 25.0, "mid-ramp frequency {f}");
+        let rest = render(&mut engine, 750);
+        assert!((freq_of(&rest[rest.len() - 9600..]) - 880.0).abs() < 12.0);
+
+        let mut restored = Engine::new(&PatchDesc::default_patch(), config(), 0).unwrap();
+        restored.load_snapshot(&snapshot).unwrap();
+        let mut again = render(&mut restored, 75);
+        again.extend(render(&mut restored, 750));
+        let mut expected = middle;
+        expected.extend(rest);
+        assert_eq!(again, expected);
+    }
+
+    #[test]
+    fn patch_switch_crossfades_on_its_frame_and_snapshots_mid_fade() {
+        let mut new_desc = PatchDesc::default_patch();
+        new_desc.modules[0].params.insert("freq".into(), 880.0);
+        new_desc.modules[3].params.insert("gain".into(), 0.5);
+        let mut engine = engine_from_scratch();
+        let mut reference = engine_from_scratch();
+        for e in [&mut engine, &mut reference] {
+            e.receive(gate_on(1, 0)).unwrap();
+        }
+        let (seq, len) = chunks_of(&mut engine, 2, &new_desc, 2);
+        let switch_frame = 64 * 20 + 7;
+        engine
+            .receive(StampedCommand {
+                seq,
+                frame: switch_frame,
+                command: Command::SwitchPatch { version: 2, len },
+            })
+            .unwrap();
+        let before = render(&mut engine, 20);
+        assert_eq!(
+            before,
+            render(&mut reference, 20),
+            "nothing changes before the frame"
+        );
+        let _ = render(&mut engine, 2); // inside the 20 ms crossfade
+        let mut snapshot = vec![0u8; engine.snapshot_len()];
+        engine.save_snapshot(&mut snapshot);
+        let after = render(&mut engine, 200);
+        while engine.take_retired().is_some() {}
+        assert!((freq_of(&after[after.len() / 2..]) - 880.0).abs() < 12.0);
+        assert!(engine.patch_text().contains("880"));
+        let steps = after.chunks(2).map(|f| f[0]).collect::<Vec<_>>();
+        let max_step = steps
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_step < 0.1, "click of {max_step}");
+
+        let mut joined = engine_from_scratch();
+        joined.load_snapshot(&snapshot).unwrap();
+        assert_eq!(
+            render(&mut joined, 200),
+            after,
+            "a spare joining mid-crossfade"
+        );
+    }
+
+    fn engine_from_scratch() -> Engine {
+        Engine::new(&PatchDesc::default_patch(), config(), 0).unwrap()
+    }
+
+    #[test]
+    fn a_patch_switch_without_its_text_is_refused_and_counted() {
+        let mut engine = engine();
+        let result = engine.receive(StampedCommand {
+            seq: 1,
+            frame: 0,
+            command: Command::SwitchPatch {
+                version: 9,
+                len: 10,
+            },
+        });
+        assert!(matches!(
+            result,
+            Err(ReceiveError::BadPatch { version: 9, .. })
+        ));
+        assert_eq!(engine.counters().bad_patches, 1);
+    }
+
+    #[test]
+    fn master_limiter_keeps_a_hot_patch_under_the_ceiling() {
+        let mut desc = PatchDesc::default_patch();
+        desc.modules[0].params.insert("gain".into(), 1.0);
+        desc.modules[3].params.insert("gain".into(), 1.0);
+        desc.modules[2].params.insert("q".into(), 20.0);
+        desc.modules[2].params.insert("cutoff".into(), 440.0);
+        let mut engine = Engine::new(&desc, config(), 0).unwrap();
+        engine.receive(gate_on(1, 0)).unwrap();
+        let out = render(&mut engine, 500);
+        let peak = out.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(peak <= crate::master::CEILING, "{peak}");
+        assert!(peak > 0.5, "and it is loud: {peak}");
     }
 }

@@ -141,6 +141,11 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
 
         if let Some((request, at)) = loop_state.snapshot {
             if at <= next && unwritten.is_none() {
+                // Patch switches change the snapshot's size: grow the buffer (rarely).
+                let needed = engine.snapshot_len();
+                if snapshot_buf.len() < needed {
+                    snapshot_buf.resize(needed, 0);
+                }
                 let len = engine.save_snapshot(&mut snapshot_buf);
                 let meta = SnapshotMeta {
                     request,
@@ -192,6 +197,8 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         slot.set_rendered(next + 1);
         slot.record_render_ns(started.elapsed().as_nanos() as u64);
         slot.set_voices(engine.patch().voices_sounding() as u64);
+        // Old patches are freed here, outside the render path.
+        while engine.take_retired().is_some() {}
         slot.beat();
     }
 }
@@ -249,6 +256,11 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
                 Control::DebugHang { block } => state.hang_at = Some(block),
                 Control::DebugSlow { block, micros } => state.slow_from = Some((block, micros)),
             },
+            Ok(Instruction::PatchChunk(chunk)) => {
+                if chunk.seq > engine.last_seq() {
+                    engine.receive_chunk(&chunk);
+                }
+            }
             Err(_) => slot.count_rejected(),
         }
     }
@@ -277,11 +289,7 @@ mod tests {
     use chronus_ipc::SlotLayout;
 
     fn engine() -> Engine {
-        let config = EngineConfig {
-            sample_rate: 48_000,
-            block_frames: 64,
-            seed: 0,
-        };
+        let config = EngineConfig::new(48_000, 64, 0);
         Engine::new(&PatchDesc::default_patch(), config, 0).unwrap()
     }
 

@@ -41,11 +41,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn render_loop_allocates_nothing() {
-    let config = EngineConfig {
-        sample_rate: 48_000,
-        block_frames: 64,
-        seed: 1,
-    };
+    let config = EngineConfig::new(48_000, 64, 1);
     let mut engine = Engine::new(&PatchDesc::default_patch(), config, 0).unwrap();
     let slot = Slot::create(
         "chronus-test-noalloc",

@@ -8,6 +8,7 @@
 
 mod desc;
 mod error;
+mod module_state;
 
 pub use desc::{Connection, ModuleDesc, PatchDesc};
 pub use error::PatchError;
