@@ -6,7 +6,9 @@
 
 pub mod adsr;
 pub mod biquad;
+pub mod common;
 pub mod gain;
+pub mod ladder;
 pub mod output;
 pub mod sine;
 
@@ -44,6 +46,10 @@ pub static REGISTRY: &[Registration] = &[
         spec: &output::SPEC,
         create: |_, _, _| Box::new(output::Output::new()),
     },
+    Registration {
+        spec: &ladder::SPEC,
+        create: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -52,6 +58,7 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &biquad::SPEC,
     &gain::SPEC,
     &output::SPEC,
+    &ladder::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address

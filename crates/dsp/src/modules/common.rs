@@ -1,0 +1,375 @@
+//! Small numeric helpers shared by the filter, dynamics, utility and effect modules.
+//!
+//! Every recursive module needs the same three guards (flush denormals in software,
+//! keep absurd inputs from overflowing a feedback loop, save and load whole buffers),
+//! so they live here once instead of being re-typed, slightly differently, in each file.
+
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Magnitude below which recursive state (filter memories, comb stores, feedback
+/// buffers) is flushed to zero: far below audibility (-400 dB), far above the f32
+/// denormal range, so decaying tails end in exact zeros instead of slow denormals.
+pub const DENORMAL_FLOOR: f32 = 1e-20;
+
+/// The same floor for state kept in f64 (filter memories at low cutoffs).
+pub const DENORMAL_FLOOR_F64: f64 = 1e-20;
+
+/// Largest input magnitude a recursive module lets into its state (+180 dB over full
+/// scale). Inputs are already finite (the patch silences non-finite outputs), but a
+/// sum of huge finite values inside a feedback loop could still overflow to infinity;
+/// clamping here makes that impossible without affecting any sensible signal.
+pub const INPUT_LIMIT: f32 = 1e9;
+
+/// Returns `x` with denormal-range magnitudes replaced by exact zero; used on every
+/// value written into recursive state.
+#[inline]
+pub fn flush(x: f32) -> f32 {
+    if x.abs() < DENORMAL_FLOOR {
+        0.0
+    } else {
+        x
+    }
+}
+
+/// f64 version of [`flush`], for filter memories kept in double precision.
+#[inline]
+pub fn flush64(x: f64) -> f64 {
+    if x.abs() < DENORMAL_FLOOR_F64 {
+        0.0
+    } else {
+        x
+    }
+}
+
+/// Clamps an input sample into ±[`INPUT_LIMIT`] (NaN becomes `-INPUT_LIMIT`, still
+/// finite), so no input can make a feedback loop overflow.
+#[inline]
+pub fn sanitize(x: f32) -> f32 {
+    // Not `clamp`: that would pass NaN through; max/min map it to a finite bound.
+    #[allow(clippy::manual_clamp)]
+    let y = x.max(-INPUT_LIMIT).min(INPUT_LIMIT);
+    y
+}
+
+/// A cheap, smooth tanh-like saturator: the (3,2) Padé approximant of tanh, which is
+/// monotonic, has slope 1 at 0 and reaches exactly ±1 with zero slope at |x| = 3, and is
+/// held at ±1 beyond. Used inside filter feedback loops, where `tanh` itself would
+/// dominate the cost per sample and the difference is inaudible.
+#[inline]
+pub fn soft_clip(x: f64) -> f64 {
+    let x = x.clamp(-3.0, 3.0);
+    let x2 = x * x;
+    x * (27.0 + x2) / (27.0 + 9.0 * x2)
+}
+
+/// The input port `index` of a `process` call, or an empty slice if the caller passed
+/// fewer inputs (modules then render as much as the shortest slice allows).
+#[inline]
+pub fn input<'a>(inputs: &[&'a [f32]], index: usize) -> &'a [f32] {
+    inputs.get(index).copied().unwrap_or(&[])
+}
+
+/// Writes a buffer of samples into a snapshot, one f32 bit pattern each.
+pub fn save_buffer(w: &mut StateWriter<'_>, buf: &[f32]) {
+    for &x in buf {
+        w.put_f32(x);
+    }
+}
+
+/// Reads a buffer written by [`save_buffer`] into `buf` (same length).
+///
+/// # Errors
+/// [`StateError::Truncated`] if the snapshot is short.
+pub fn load_buffer(r: &mut StateReader<'_>, buf: &mut [f32]) -> Result<(), StateError> {
+    if r.remaining() < buf.len() * 4 {
+        return Err(StateError::Truncated {
+            offset: r.position(),
+            needed: buf.len() * 4,
+            remaining: r.remaining(),
+        });
+    }
+    for x in buf.iter_mut() {
+        *x = r.get_f32()?;
+    }
+    Ok(())
+}
+
+/// Reads a u32 index that must be below `len` (a ring-buffer position), so a damaged
+/// snapshot can never make a later read go out of bounds.
+///
+/// # Errors
+/// [`StateError::Truncated`] if short; [`StateError::InvalidValue`] naming `what` if the
+/// index is out of range.
+pub fn load_index(
+    r: &mut StateReader<'_>,
+    len: usize,
+    what: &'static str,
+) -> Result<usize, StateError> {
+    let offset = r.position();
+    let v = r.get_u32()? as usize;
+    if v < len {
+        Ok(v)
+    } else {
+        Err(StateError::InvalidValue { what, offset })
+    }
+}
+
+/// Reads a small enum tag (mode, stage) that must be below `count`.
+///
+/// # Errors
+/// [`StateError::Truncated`] if short; [`StateError::InvalidValue`] naming `what` if the
+/// tag is out of range.
+pub fn load_tag(r: &mut StateReader<'_>, count: u8, what: &'static str) -> Result<u8, StateError> {
+    let offset = r.position();
+    let v = r.get_u8()?;
+    if v < count {
+        Ok(v)
+    } else {
+        Err(StateError::InvalidValue { what, offset })
+    }
+}
+
+/// Rounds a `Number` parameter that selects a mode (0, 1, 2, …) to its index, for
+/// parameters whose range is already clamped to `0..=max`.
+#[inline]
+pub fn mode_index(value: f32) -> u8 {
+    // Clamped ranges are tiny (0..=3); the cast saturates anyway.
+    value.round().max(0.0) as u8
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared test helpers: render through `process`, measure a sine's gain, and the
+    //! generic snapshot / reset / hygiene checks run over every type this file's
+    //! siblings define.
+
+    use crate::module::Module;
+    use crate::modules::create;
+    use crate::state::{StateReader, StateWriter};
+
+    /// Sample rate used by the tests.
+    pub const SR: f32 = 48_000.0;
+
+    /// Renders `inputs` (one Vec per input port, equal lengths) through `m` in 64-sample
+    /// blocks and returns one Vec per output port.
+    pub fn render(m: &mut dyn Module, inputs: &[Vec<f32>], n_out: usize) -> Vec<Vec<f32>> {
+        let n = inputs.first().map_or(0, Vec::len);
+        let mut outs = vec![vec![0.0f32; n]; n_out];
+        let mut start = 0;
+        while start < n {
+            let end = (start + 64).min(n);
+            let ins: Vec<&[f32]> = inputs.iter().map(|v| &v[start..end]).collect();
+            let mut chunks: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[start..end]).collect();
+            m.process(&ins, &mut chunks);
+            start = end;
+        }
+        outs
+    }
+
+    /// A sine of `f` Hz and `amp` amplitude, `n` samples long.
+    pub fn sine(f: f64, amp: f64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (amp * (std::f64::consts::TAU * f * i as f64 / f64::from(SR)).sin()) as f32)
+            .collect()
+    }
+
+    /// Amplitude of the `f` Hz component of `sig` (one DFT bin; `sig` should hold a whole
+    /// number of cycles).
+    pub fn bin(sig: &[f32], f: f64) -> f64 {
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for (i, &x) in sig.iter().enumerate() {
+            let w = std::f64::consts::TAU * f * i as f64 / f64::from(SR);
+            re += f64::from(x) * w.cos();
+            im += f64::from(x) * w.sin();
+        }
+        2.0 * (re * re + im * im).sqrt() / sig.len() as f64
+    }
+
+    /// Gain in dB at `f` Hz of a single-in, single-out module (output port `out_port`),
+    /// measured with a sine of amplitude `amp` after 0.25 s of settling over 1 s.
+    pub fn gain_db(m: &mut dyn Module, n_out: usize, out_port: usize, f: f64, amp: f64) -> f64 {
+        let settle = (SR / 4.0) as usize;
+        let n = SR as usize;
+        let x = sine(f, amp, settle + n);
+        let outs = render(m, std::slice::from_ref(&x), n_out);
+        20.0 * (bin(&outs[out_port][settle..], f) / bin(&x[settle..], f)).log10()
+    }
+
+    /// A deterministic pseudo-random test signal in -1..1 (xorshift).
+    pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+            })
+            .collect()
+    }
+
+    /// Snapshot bytes of a module.
+    pub fn snapshot(m: &dyn Module) -> Vec<u8> {
+        let mut buf = vec![0u8; m.state_len()];
+        let mut w = StateWriter::new(&mut buf);
+        m.save_state(&mut w);
+        assert_eq!(w.finish(), Ok(m.state_len()), "{}", m.spec().type_name);
+        buf
+    }
+
+    /// Sets every parameter of `m` to a value a fraction `t` (0..1) into its range.
+    pub fn set_params(m: &mut dyn Module, t: f32) {
+        for (i, p) in m.spec().params.iter().enumerate() {
+            m.set_param(i, p.min + (p.max - p.min) * t);
+        }
+    }
+
+    /// Renders `blocks` blocks of noise on every input with the gate toggled along the way
+    /// and parameters moved mid-way, so a snapshot taken afterwards has glides, buffers and
+    /// envelope stages in flight.
+    pub fn exercise(m: &mut dyn Module, blocks: usize, seed: u64) -> Vec<Vec<f32>> {
+        let spec = m.spec();
+        let mut all = vec![Vec::new(); spec.outputs.len()];
+        for b in 0..blocks {
+            if b == 1 {
+                m.set_gate(true);
+            }
+            if b == blocks / 2 {
+                set_params(m, 0.37);
+                m.set_gate(false);
+            }
+            let ins: Vec<Vec<f32>> = (0..spec.inputs.len())
+                .map(|p| noise(64, seed + 977 * b as u64 + p as u64))
+                .collect();
+            let outs = render(m, &ins, spec.outputs.len());
+            for (a, o) in all.iter_mut().zip(outs) {
+                a.extend(o);
+            }
+        }
+        all
+    }
+
+    /// Bit patterns, for exact comparisons that treat -0.0 and NaN payloads strictly.
+    pub fn bits(v: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        v.iter()
+            .map(|o| o.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    }
+
+    /// Fresh instance of a registered type at the test sample rate.
+    pub fn make(type_name: &str) -> Box<dyn Module> {
+        create(type_name, SR, 64, 7).unwrap_or_else(|| panic!("type {type_name} registered"))
+    }
+
+    /// Snapshot after some processing, load into a fresh instance, continue both: the
+    /// outputs must be bit-identical and the re-saved snapshot byte-identical.
+    pub fn check_round_trip(type_name: &str) {
+        let mut a = make(type_name);
+        set_params(a.as_mut(), 0.6);
+        exercise(a.as_mut(), 12, 1);
+        let bytes = snapshot(a.as_ref());
+        let mut b = make(type_name);
+        let mut r = StateReader::new(&bytes);
+        b.load_state(&mut r).unwrap();
+        assert_eq!(r.remaining(), 0, "{type_name}: load reads everything");
+        assert_eq!(
+            snapshot(b.as_ref()),
+            bytes,
+            "{type_name}: re-saved snapshot"
+        );
+        let oa = exercise(a.as_mut(), 12, 99);
+        let ob = exercise(b.as_mut(), 12, 99);
+        assert_eq!(bits(&oa), bits(&ob), "{type_name}: continues identically");
+        for i in 0..a.spec().params.len() {
+            assert_eq!(
+                a.param(i).to_bits(),
+                b.param(i).to_bits(),
+                "{type_name} param {i}"
+            );
+        }
+        // A short snapshot is an error, not a panic.
+        let mut c = make(type_name);
+        if !bytes.is_empty() {
+            assert!(c
+                .load_state(&mut StateReader::new(&bytes[..bytes.len() - 1]))
+                .is_err());
+        }
+    }
+
+    /// After processing, `reset` must give the same state as a fresh instance with the
+    /// same parameters (reset).
+    pub fn check_reset(type_name: &str) {
+        let mut a = make(type_name);
+        exercise(a.as_mut(), 10, 5);
+        a.reset();
+        let mut fresh = make(type_name);
+        set_params(fresh.as_mut(), 0.37);
+        fresh.reset();
+        assert_eq!(
+            snapshot(a.as_ref()),
+            snapshot(fresh.as_ref()),
+            "{type_name}"
+        );
+    }
+
+    /// Extreme inputs and parameters never produce NaN or infinity.
+    pub fn check_hygiene(type_name: &str) {
+        for t in [0.0f32, 1.0] {
+            let mut m = make(type_name);
+            set_params(m.as_mut(), t);
+            m.reset();
+            m.set_gate(true);
+            let spec = m.spec();
+            for x in [1e30f32, -1e30, f32::MAX, 0.0, 1e-39, 1.0] {
+                let ins = vec![vec![x; 256]; spec.inputs.len()];
+                let outs = render(m.as_mut(), &ins, spec.outputs.len());
+                assert!(
+                    outs.iter().flatten().all(|v| v.is_finite()),
+                    "{type_name} at params {t} input {x}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{check_hygiene, check_reset, check_round_trip};
+
+    /// The module types built on these helpers: every one gets the generic checks.
+    const TYPES: &[&str] = &["ladder"];
+
+    #[test]
+    fn snapshot_round_trip_is_bit_identical_for_every_type() {
+        for t in TYPES {
+            check_round_trip(t);
+        }
+    }
+
+    #[test]
+    fn reset_returns_to_the_fresh_state_for_every_type() {
+        for t in TYPES {
+            check_reset(t);
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_and_params_stay_finite_for_every_type() {
+        for t in TYPES {
+            check_hygiene(t);
+        }
+    }
+
+    #[test]
+    fn soft_clip_is_monotonic_and_bounded() {
+        let mut last = -2.0;
+        for i in -4000..=4000 {
+            let y = super::soft_clip(f64::from(i) / 1000.0);
+            assert!(y >= last && y.abs() <= 1.0);
+            last = y;
+        }
+        assert_eq!(super::soft_clip(3.0), 1.0);
+        assert_eq!(super::soft_clip(-1e300), -1.0);
+        assert!((super::soft_clip(0.01) - 0.01f64.tanh()).abs() < 1e-7);
+    }
+}
