@@ -10,6 +10,7 @@ pub mod common;
 pub mod gain;
 pub mod ladder;
 pub mod output;
+pub mod reverb;
 pub mod sine;
 
 use crate::module::Module;
@@ -50,6 +51,10 @@ pub static REGISTRY: &[Registration] = &[
         spec: &ladder::SPEC,
         create: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
     },
+    Registration {
+        spec: &reverb::SPEC,
+        create: |sr, _, _| Box::new(reverb::Reverb::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -59,6 +64,7 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &gain::SPEC,
     &output::SPEC,
     &ladder::SPEC,
+    &reverb::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
