@@ -9,6 +9,7 @@ pub mod biquad;
 pub mod common;
 pub mod gain;
 pub mod ladder;
+pub mod mixer;
 pub mod output;
 pub mod reverb;
 pub mod sine;
@@ -48,6 +49,10 @@ pub static REGISTRY: &[Registration] = &[
         create: |_, _, _| Box::new(output::Output::new()),
     },
     Registration {
+        spec: &mixer::SPEC,
+        create: |sr, _, _| Box::new(mixer::Mixer::new(sr)),
+    },
+    Registration {
         spec: &ladder::SPEC,
         create: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
     },
@@ -63,6 +68,7 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &biquad::SPEC,
     &gain::SPEC,
     &output::SPEC,
+    &mixer::SPEC,
     &ladder::SPEC,
     &reverb::SPEC,
 ];
