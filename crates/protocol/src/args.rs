@@ -12,7 +12,7 @@ use crate::decode::{validate_message, Fail};
 use crate::table::{unit_suffix, AddressTable, ArgKind, ArgSpec};
 
 /// A checked argument value, typed by its [`ArgKind`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A finite number inside its range.
     Number(f32),
@@ -20,6 +20,8 @@ pub enum Value {
     Gate(bool),
     /// An integer inside its range.
     Int(i64),
+    /// A non-empty text within its length limit.
+    Text(String),
 }
 
 /// Longest string or address quoted back in a reason, so replies stay small.
@@ -84,8 +86,9 @@ fn show_value(arg: &OscType) -> String {
 ///
 /// # Errors
 /// Returns the `/fail` reason (starting with the address) when the argument has the wrong
-/// type (string, blob, nil, …), is not finite, is not integral where an integer is
-/// declared, is not exactly 0 or 1 for a gate, or is out of the declared range.
+/// type (string, blob, nil, … for a number; a number for a text), is not finite, is not
+/// integral where an integer is declared, is not exactly 0 or 1 for a gate, is out of the
+/// declared range, or is an empty or too long text.
 pub fn check_arg(
     address: &str,
     position: usize,
@@ -148,6 +151,26 @@ pub fn check_arg(
             }
             Ok(Value::Int(value))
         }
+        ArgKind::Text { max_len } => {
+            // OSC symbols (`S`) arrive here as strings: `decode_packet` retags them.
+            let OscType::String(text) = arg else {
+                return Err(wrong_type());
+            };
+            if text.is_empty() {
+                return Err(format!(
+                    "{address}: argument {position} ({}) must not be empty",
+                    spec.name
+                ));
+            }
+            if text.len() > max_len {
+                return Err(format!(
+                    "{address}: argument {position} ({}) is {} bytes long, more than the limit of {max_len}",
+                    spec.name,
+                    text.len()
+                ));
+            }
+            Ok(Value::Text(text.clone()))
+        }
     }
 }
 
@@ -155,6 +178,10 @@ pub fn check_arg(
 /// server's own validation runs on it. Strings that are not numbers stay strings, so the
 /// validation refuses them with the server's reason.
 fn type_arg(kind: Option<ArgKind>, text: &str) -> OscType {
+    if let Some(ArgKind::Text { .. }) = kind {
+        // Text is sent exactly as written (patch text keeps its whitespace).
+        return OscType::String(text.to_string());
+    }
     let text = text.trim();
     let integer = |text: &str| match text.parse::<i64>() {
         Ok(v) => Some(i32::try_from(v).map_or(OscType::Long(v), OscType::Int)),
@@ -172,7 +199,7 @@ fn type_arg(kind: Option<ArgKind>, text: &str) -> OscType {
                 .or_else(|| text.parse::<f64>().ok().map(OscType::Double))
                 .unwrap_or_else(|| OscType::String(text.to_string())),
         },
-        Some(ArgKind::Int { .. }) | None => integer(text)
+        Some(ArgKind::Int { .. } | ArgKind::Text { .. }) | None => integer(text)
             .or_else(|| text.parse::<f64>().ok().map(OscType::Double))
             .unwrap_or_else(|| OscType::String(text.to_string())),
     }
@@ -180,7 +207,8 @@ fn type_arg(kind: Option<ArgKind>, text: &str) -> OscType {
 
 /// Builds the OSC message `chronus send` sends, typing each command-line string as the
 /// table declares it (numbers → float for a number, int for an integer, int 0/1 for a gate,
-/// which also takes on/off/true/false), then validates it exactly as the server would.
+/// which also takes on/off/true/false, OSC string for a text), then validates it exactly
+/// as the server would.
 ///
 /// # Errors
 /// Returns the same [`Fail`] the server would answer: unknown address (with a
@@ -337,6 +365,83 @@ mod tests {
         );
         assert!(micros(OscType::Long(1_000_001)).is_err());
         assert!(micros(OscType::String("5".into())).is_err());
+    }
+
+    const ID: ArgSpec = ArgSpec {
+        name: "id",
+        kind: ArgKind::Text { max_len: 8 },
+        optional: false,
+    };
+
+    #[test]
+    fn texts_take_strings_only() {
+        let id = |arg| check_arg("/params", 1, &ID, &arg);
+        assert_eq!(
+            id(OscType::String("sine".into())),
+            Ok(Value::Text("sine".into()))
+        );
+        assert_eq!(
+            id(OscType::String("12345678".into())),
+            Ok(Value::Text("12345678".into()))
+        );
+        assert_eq!(
+            id(OscType::Int(3)),
+            Err("/params: argument 1 (id) must be a text (OSC string), got int 3".to_string())
+        );
+        assert!(id(OscType::Float(1.5))
+            .unwrap_err()
+            .contains("got float 1.5"));
+        assert!(id(OscType::Bool(true)).is_err());
+        assert!(id(OscType::Blob(b"sine".to_vec())).is_err());
+        assert!(id(OscType::Char('s')).is_err());
+        assert_eq!(
+            id(OscType::String(String::new())),
+            Err("/params: argument 1 (id) must not be empty".to_string())
+        );
+        assert_eq!(
+            id(OscType::String("123456789".into())),
+            Err("/params: argument 1 (id) is 9 bytes long, more than the limit of 8".to_string())
+        );
+        // The limit is in bytes: 3 × 3-byte characters is 9 bytes.
+        assert!(id(OscType::String("ééé€".into())).is_err());
+        // And strings are still refused for numbers.
+        assert!(freq(OscType::String("440".into())).is_err());
+    }
+
+    #[test]
+    fn build_message_sends_text_as_strings() {
+        let t = table();
+        let m = build_message(&t, "/params", &["sine"]).unwrap();
+        assert_eq!(m.args, vec![OscType::String("sine".into())]);
+        // A number-looking text is still text where text is declared.
+        let m = build_message(&t, "/patch/add", &["42", "sine"]).unwrap();
+        assert_eq!(
+            m.args,
+            vec![OscType::String("42".into()), OscType::String("sine".into())]
+        );
+        let m = build_message(&t, "/ramp", &["/mod/sine/freq", "880", "1.5"]).unwrap();
+        assert_eq!(
+            m.args,
+            vec![
+                OscType::String("/mod/sine/freq".into()),
+                OscType::Float(880.0),
+                OscType::Float(1.5)
+            ]
+        );
+        let m = build_message(&t, "/patch/set", &["sine", "freq", "-1e9"]).unwrap();
+        assert_eq!(m.args[2], OscType::Float(-1e9));
+        let e = build_message(&t, "/ramp", &["/mod/sine/freq", "30000", "1"]).unwrap_err();
+        assert_eq!(
+            e.reason,
+            "/ramp: 30000 Hz is out of range 0.01..20000 Hz for /mod/sine/freq"
+        );
+        let e = build_message(&t, "/patch/set", &["sine", "freq", "loud"]).unwrap_err();
+        assert_eq!(
+            e.reason,
+            "/patch/set: argument 3 (value) must be a number, got string \"loud\""
+        );
+        let e = build_message(&t, "/patch/add", &["", "sine"]).unwrap_err();
+        assert_eq!(e.reason, "/patch/add: argument 1 (id) must not be empty");
     }
 
     #[test]

@@ -8,16 +8,36 @@
 
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime};
 
-use chronus_engine::command::Command;
+use chronus_engine::command::{Command, NodeIndex};
 
 use crate::args::{check_arg, clip, Value};
-use crate::table::{Action, AddressTable};
+use crate::table::{Action, AddressTable, ArgSpec, RAMP};
 
 /// What a validated message asks the server to do.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// An engine command: stamped by the output clock and applied by every worker.
+    /// An engine command: stamped by the output clock and applied by every worker
+    /// (`/mod/…`, `/gate/…`, `/engine/gain`, `/test`, `/ramp`).
     Engine(Command),
+    /// `/get <address>`: answer `/get.reply <address> <value>` with the parameter's
+    /// current value.
+    Get {
+        /// The `/mod/<id>/<param>` address asked about (echoed in the reply).
+        address: String,
+        /// Module instance.
+        node: NodeIndex,
+        /// Parameter index in the module's spec.
+        param: u16,
+    },
+    /// `/params <id>`: answer `/params.reply` with every parameter of module `node`.
+    Params {
+        /// The module instance id asked about (echoed in the reply).
+        id: String,
+        /// Module instance.
+        node: NodeIndex,
+    },
+    /// A `/patch/…` edit of the draft patch; the server checks ids and types against it.
+    Patch(PatchEdit),
     /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
     Sync(i32),
     /// `/status`: answer `/status.reply`.
@@ -30,6 +50,55 @@ pub enum Request {
     Quit,
     /// Fault injection (only in a table built with `fault_injection`).
     Debug(DebugRequest),
+}
+
+/// An edit of the server's draft patch (`/patch/…`). The protocol only checks argument
+/// types and counts; the server validates ids, types and ports against the draft, and
+/// the patch compiler checks the whole graph on commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchEdit {
+    /// `/patch/add <id> <type>`: add a module instance.
+    Add {
+        /// New instance id.
+        id: String,
+        /// Module type name (`sine`, `adsr`, …).
+        type_name: String,
+    },
+    /// `/patch/remove <id>`: remove a module instance and its connections.
+    Remove {
+        /// Instance id.
+        id: String,
+    },
+    /// `/patch/connect <from> <to>`: connect an output (`<id>[:port]`) to an input.
+    Connect {
+        /// Source output, `<id>[:port]`.
+        from: String,
+        /// Destination input, `<id>[:port]`.
+        to: String,
+    },
+    /// `/patch/disconnect <from> <to>`: remove a connection.
+    Disconnect {
+        /// Source output, `<id>[:port]`.
+        from: String,
+        /// Destination input, `<id>[:port]`.
+        to: String,
+    },
+    /// `/patch/set <id> <param> <value>`: set a parameter in the draft (any finite
+    /// number; the patch compiler range-checks it).
+    Set {
+        /// Instance id.
+        id: String,
+        /// Parameter name.
+        param: String,
+        /// New value.
+        value: f32,
+    },
+    /// `/patch/commit`: swap the draft in.
+    Commit,
+    /// `/patch/revert`: drop the draft, back to the running patch.
+    Revert,
+    /// `/patch/dump`: reply with the draft as TOML.
+    Dump,
 }
 
 /// A fault-injection request; `slot` is the worker's slot, `None` meaning the active one.
@@ -122,10 +191,15 @@ const IMMEDIATELY: OscTime = OscTime {
 /// Checks one message against the table: known address, right argument count, every
 /// argument of the declared type and in range. Nothing is acted upon here.
 ///
+/// Text arguments that name things of this table are checked too: `/ramp` and `/get` take
+/// a `/mod/<id>/<param>` address of the table (and `/ramp`'s target must be in that
+/// parameter's range), `/params` a module instance id.
+///
 /// # Errors
 /// A [`Fail`] for an unknown address (with a "did you mean …?" suggestion when one is
-/// close), a wrong argument count (naming the expected signature), or the first argument
-/// that does not pass [`check_arg`].
+/// close), a wrong argument count (naming the expected signature), the first argument
+/// that does not pass [`check_arg`], an unknown parameter address or module id (with a
+/// suggestion), or a `/ramp` target outside its parameter's range.
 pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Request, Fail> {
     let address = clip(&msg.addr);
     let fail = |reason: String| Fail {
@@ -157,6 +231,9 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
         .map(|(i, (spec, arg))| check_arg(&address, i + 1, spec, arg))
         .collect::<Result<Vec<Value>, String>>()
         .map_err(fail)?;
+    if let Some(request) = named_request(table, &address, entry.action, &values, &msg.args) {
+        return request.map_err(fail);
+    }
     request_for(entry.action, &values).ok_or_else(|| {
         fail(format!(
             "{address}: internal error: table and action disagree"
@@ -164,11 +241,102 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
     })
 }
 
+/// The requests whose text argument names something of `table` (`/ramp`, `/get`,
+/// `/params`): resolves the name, or gives the `/fail` reason. `None` for other actions.
+fn named_request(
+    table: &AddressTable,
+    address: &str,
+    action: Action,
+    values: &[Value],
+    args: &[rosc::OscType],
+) -> Option<Result<Request, String>> {
+    let text = match values.first() {
+        Some(Value::Text(text)) => text.as_str(),
+        _ => return None,
+    };
+    let param = || {
+        table.param_at(text).ok_or_else(|| {
+            let hint = match table.suggest_param(text) {
+                Some(known) => format!("did you mean {known}?"),
+                None => {
+                    "parameters are /mod/<id>/<param>; `chronus send --list` shows them".to_string()
+                }
+            };
+            format!(
+                "{address}: {} is not a parameter address ({hint})",
+                clip(text)
+            )
+        })
+    };
+    Some(match action {
+        Action::Get => param().map(|(node, param)| Request::Get {
+            address: text.to_string(),
+            node,
+            param,
+        }),
+        Action::Params => match table.node_of(text) {
+            Some(node) => Ok(Request::Params {
+                id: text.to_string(),
+                node,
+            }),
+            None => {
+                let hint = match table.suggest_module(text) {
+                    Some(known) => format!(" (did you mean '{known}'?)"),
+                    None => String::new(),
+                };
+                Err(format!("{address}: unknown module '{}'{hint}", clip(text)))
+            }
+        },
+        Action::Ramp => ramp(table, text, values, args, param),
+        _ => return None,
+    })
+}
+
+/// `/ramp <address> <target> <seconds>`: the target is checked against the named
+/// parameter's declared range, with the same reason a direct set would get, plus the
+/// parameter's address.
+fn ramp(
+    table: &AddressTable,
+    text: &str,
+    values: &[Value],
+    args: &[rosc::OscType],
+    param: impl Fn() -> Result<(NodeIndex, u16), String>,
+) -> Result<Request, String> {
+    let (node, param) = param()?;
+    let internal = || format!("{RAMP}: internal error: table and action disagree");
+    let declared = table
+        .lookup(text)
+        .and_then(|entry| entry.args.first())
+        .ok_or_else(internal)?;
+    let spec = ArgSpec {
+        name: "target",
+        ..*declared
+    };
+    let target = match check_arg(RAMP, 2, &spec, args.get(1).ok_or_else(internal)?) {
+        Ok(Value::Number(target)) => target,
+        Ok(_) => return Err(internal()),
+        Err(reason) => return Err(format!("{reason} for {text}")),
+    };
+    let Some(Value::Number(seconds)) = values.get(2) else {
+        return Err(internal());
+    };
+    Ok(Request::Engine(Command::Ramp {
+        node,
+        param,
+        target,
+        seconds: *seconds,
+    }))
+}
+
 /// Turns checked values into the request an action stands for. `None` only if the table's
 /// declared arguments and its action disagree (a bug, reported rather than panicked on).
 fn request_for(action: Action, values: &[Value]) -> Option<Request> {
     let number = |i: usize| match values.get(i) {
         Some(Value::Number(v)) => Some(*v),
+        _ => None,
+    };
+    let text = |i: usize| match values.get(i) {
+        Some(Value::Text(v)) => Some(v.clone()),
         _ => None,
     };
     let int = |i: usize| match values.get(i) {
@@ -205,6 +373,29 @@ fn request_for(action: Action, values: &[Value]) -> Option<Request> {
             micros: u32::try_from(int(0)??).ok()?,
             slot: slot(1)?,
         }),
+        // Resolved against the table by `named_request`, never here.
+        Action::Ramp | Action::Get | Action::Params => return None,
+        Action::PatchAdd => Request::Patch(PatchEdit::Add {
+            id: text(0)?,
+            type_name: text(1)?,
+        }),
+        Action::PatchRemove => Request::Patch(PatchEdit::Remove { id: text(0)? }),
+        Action::PatchConnect => Request::Patch(PatchEdit::Connect {
+            from: text(0)?,
+            to: text(1)?,
+        }),
+        Action::PatchDisconnect => Request::Patch(PatchEdit::Disconnect {
+            from: text(0)?,
+            to: text(1)?,
+        }),
+        Action::PatchSet => Request::Patch(PatchEdit::Set {
+            id: text(0)?,
+            param: text(1)?,
+            value: number(2)?,
+        }),
+        Action::PatchCommit => Request::Patch(PatchEdit::Commit),
+        Action::PatchRevert => Request::Patch(PatchEdit::Revert),
+        Action::PatchDump => Request::Patch(PatchEdit::Dump),
     })
 }
 
@@ -217,6 +408,9 @@ fn request_for(action: Action, values: &[Value]) -> Option<Request> {
 /// fails (or its timetags are inconsistent), every message in it is a [`Fail`] whose
 /// reason says which one broke the bundle.
 ///
+/// OSC symbols (type tag `S`, which SuperCollider clients send for names) are read as
+/// strings: their encoding is the same, and the OSC decoder only knows `s`.
+///
 /// # Errors
 /// [`PacketError`] when the datagram is not OSC at all: empty, undecodable, followed by
 /// stray bytes, or nested more than [`MAX_BUNDLE_DEPTH`] bundles deep. Never panics.
@@ -228,6 +422,8 @@ pub fn decode_packet(
         return Err(PacketError::Empty);
     }
     check_depth(bytes, 0)?;
+    let retagged = symbols_as_strings(bytes);
+    let bytes = retagged.as_deref().unwrap_or(bytes);
     let (rest, packet) =
         rosc::decoder::decode_udp(bytes).map_err(|e| PacketError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
@@ -347,6 +543,61 @@ fn check_depth(bytes: &[u8], depth: usize) -> Result<(), PacketError> {
     Ok(())
 }
 
+/// A copy of `bytes` with every message's `S` (symbol) type tags turned into `s`
+/// (string), or `None` when there are none. Walks bundles like [`check_depth`] (so only
+/// after it has bounded the nesting); malformed pieces are left for the decoder to refuse.
+fn symbols_as_strings(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut tag_positions = Vec::new();
+    symbol_tags(bytes, 0, &mut tag_positions);
+    if tag_positions.is_empty() {
+        return None;
+    }
+    let mut copy = bytes.to_vec();
+    for position in tag_positions {
+        copy[position] = b's';
+    }
+    Some(copy)
+}
+
+/// Collects the positions (offset by `base`) of `S` type tags in the message or bundle
+/// `bytes`.
+fn symbol_tags(bytes: &[u8], base: usize, out: &mut Vec<usize>) {
+    if bytes.starts_with(b"#bundle\0") {
+        let mut offset = 16;
+        while let Some(size) = bytes.get(offset..offset + 4) {
+            let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+            let start = offset + 4;
+            let Some(element) = start
+                .checked_add(size)
+                .and_then(|end| bytes.get(start..end))
+            else {
+                return;
+            };
+            symbol_tags(element, base + start, out);
+            offset = start + size;
+        }
+        return;
+    }
+    // Address: NUL-terminated, padded to a multiple of 4; then `,` and the tags.
+    let Some(end) = bytes.iter().position(|&b| b == 0) else {
+        return;
+    };
+    let tags_start = (end / 4 + 1) * 4;
+    let Some(tags) = bytes.get(tags_start..) else {
+        return;
+    };
+    if tags.first() != Some(&b',') {
+        return;
+    }
+    for (i, &tag) in tags.iter().enumerate().skip(1) {
+        match tag {
+            0 => break,
+            b'S' => out.push(base + tags_start + i),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +715,311 @@ mod tests {
         for (msg, expected) in cases {
             assert_eq!(validate_message(&t, &msg), Ok(expected), "{msg:?}");
         }
+    }
+
+    fn text(s: &str) -> OscType {
+        OscType::String(s.to_string())
+    }
+
+    fn reason(msg: OscMessage) -> String {
+        validate_message(&table(), &msg).unwrap_err().reason
+    }
+
+    #[test]
+    fn ramp_decodes_to_an_engine_command() {
+        let t = table();
+        let cases = [
+            (
+                vec![
+                    text("/mod/sine/freq"),
+                    OscType::Int(880),
+                    OscType::Float(1.5),
+                ],
+                Command::Ramp {
+                    node: 0,
+                    param: 0,
+                    target: 880.0,
+                    seconds: 1.5,
+                },
+            ),
+            (
+                vec![
+                    text("/mod/env/level"),
+                    OscType::Double(-60.0),
+                    OscType::Long(3600),
+                ],
+                Command::Ramp {
+                    node: 1,
+                    param: 1,
+                    target: -60.0,
+                    seconds: 3600.0,
+                },
+            ),
+            (
+                vec![text("/mod/sine/amp"), OscType::Float(0.0), OscType::Int(0)],
+                Command::Ramp {
+                    node: 0,
+                    param: 1,
+                    target: 0.0,
+                    seconds: 0.0,
+                },
+            ),
+        ];
+        for (args, command) in cases {
+            assert_eq!(
+                validate_message(&t, &message("/ramp", args)),
+                Ok(Request::Engine(command))
+            );
+        }
+    }
+
+    #[test]
+    fn ramp_refuses_bad_input_with_reasons() {
+        let ramp = |args| reason(message("/ramp", args));
+        assert_eq!(
+            ramp(vec![
+                text("/mod/sine/freq"),
+                OscType::Int(30000),
+                OscType::Int(1)
+            ]),
+            "/ramp: 30000 Hz is out of range 0.01..20000 Hz for /mod/sine/freq"
+        );
+        assert_eq!(
+            ramp(vec![
+                text("/mod/env/level"),
+                OscType::Float(1.5),
+                OscType::Int(1)
+            ]),
+            "/ramp: 1.5 dB is out of range -60..0 dB for /mod/env/level"
+        );
+        assert_eq!(
+            ramp(vec![
+                text("/mod/sine/frq"),
+                OscType::Int(1),
+                OscType::Int(1)
+            ]),
+            "/ramp: /mod/sine/frq is not a parameter address (did you mean /mod/sine/freq?)"
+        );
+        assert_eq!(
+            ramp(vec![text("/gate/env"), OscType::Int(1), OscType::Int(1)]),
+            "/ramp: /gate/env is not a parameter address (parameters are /mod/<id>/<param>; `chronus send --list` shows them)"
+        );
+        // Only parameter addresses are suggested, even when another address is closer.
+        assert_eq!(
+            ramp(vec![text("/mod/env"), OscType::Int(1), OscType::Int(1)]),
+            "/ramp: /mod/env is not a parameter address (parameters are /mod/<id>/<param>; `chronus send --list` shows them)"
+        );
+        assert_eq!(
+            ramp(vec![
+                text("/mod/sine/amp/"),
+                OscType::Int(1),
+                OscType::Int(1)
+            ]),
+            "/ramp: /mod/sine/amp/ is not a parameter address (did you mean /mod/sine/amp?)"
+        );
+        assert_eq!(
+            ramp(vec![
+                text("/mod/sine/freq"),
+                OscType::Int(440),
+                OscType::Int(3601)
+            ]),
+            "/ramp: 3601 s is out of range 0..3600 s"
+        );
+        assert_eq!(
+            ramp(vec![
+                text("/mod/sine/freq"),
+                OscType::Int(440),
+                OscType::Float(-0.5)
+            ]),
+            "/ramp: -0.5 s is out of range 0..3600 s"
+        );
+        assert_eq!(
+            ramp(vec![OscType::Int(3), OscType::Int(440), OscType::Int(1)]),
+            "/ramp: argument 1 (address) must be a text (OSC string), got int 3"
+        );
+        assert_eq!(
+            ramp(vec![text("/mod/sine/freq"), text("440"), OscType::Int(1)]),
+            "/ramp: argument 2 (target) must be a number, got string \"440\""
+        );
+        assert!(ramp(vec![
+            text("/mod/sine/freq"),
+            OscType::Float(f32::NAN),
+            OscType::Int(1)
+        ])
+        .contains("got float NaN"));
+        assert!(ramp(vec![
+            text("/mod/sine/freq"),
+            OscType::Int(440),
+            OscType::Double(f64::INFINITY)
+        ])
+        .contains("got double inf"));
+        assert_eq!(
+            ramp(vec![text("/mod/sine/freq"), OscType::Int(440)]),
+            "/ramp: expected 3 arguments <address> <target> <seconds>, got 2"
+        );
+        assert!(
+            ramp(vec![text(""), OscType::Int(440), OscType::Int(1)]).contains("must not be empty")
+        );
+    }
+
+    #[test]
+    fn get_and_params_resolve_their_names() {
+        let t = table();
+        assert_eq!(
+            validate_message(&t, &message("/get", vec![text("/mod/env/attack")])),
+            Ok(Request::Get {
+                address: "/mod/env/attack".to_string(),
+                node: 1,
+                param: 0
+            })
+        );
+        assert_eq!(
+            reason(message("/get", vec![text("/mod/env/atack")])),
+            "/get: /mod/env/atack is not a parameter address (did you mean /mod/env/attack?)"
+        );
+        assert_eq!(
+            reason(message("/get", vec![OscType::Float(1.0)])),
+            "/get: argument 1 (address) must be a text (OSC string), got float 1"
+        );
+        assert_eq!(
+            validate_message(&t, &message("/params", vec![text("env")])),
+            Ok(Request::Params {
+                id: "env".to_string(),
+                node: 1
+            })
+        );
+        assert_eq!(
+            reason(message("/params", vec![text("sinee")])),
+            "/params: unknown module 'sinee' (did you mean 'sine'?)"
+        );
+        assert_eq!(
+            reason(message("/params", vec![text("qqqqqqqqqqqq")])),
+            "/params: unknown module 'qqqqqqqqqqqq'"
+        );
+        assert_eq!(
+            reason(message("/params", vec![])),
+            "/params: expected 1 argument <id>, got 0"
+        );
+        let long = "x".repeat(300);
+        assert_eq!(
+            reason(message("/params", vec![text(&long)])),
+            "/params: argument 1 (id) is 300 bytes long, more than the limit of 256"
+        );
+    }
+
+    #[test]
+    fn patch_edits_decode_without_checking_names() {
+        let t = table();
+        let edit = |addr: &str, args| validate_message(&t, &message(addr, args));
+        let s = |v: &str| v.to_string();
+        let cases = [
+            (
+                "/patch/add",
+                vec![text("lfo"), text("no-such-type")],
+                PatchEdit::Add {
+                    id: s("lfo"),
+                    type_name: s("no-such-type"),
+                },
+            ),
+            (
+                "/patch/remove",
+                vec![text("ghost")],
+                PatchEdit::Remove { id: s("ghost") },
+            ),
+            (
+                "/patch/connect",
+                vec![text("lfo:out"), text("sine:fm")],
+                PatchEdit::Connect {
+                    from: s("lfo:out"),
+                    to: s("sine:fm"),
+                },
+            ),
+            (
+                "/patch/disconnect",
+                vec![text("lfo"), text("sine")],
+                PatchEdit::Disconnect {
+                    from: s("lfo"),
+                    to: s("sine"),
+                },
+            ),
+            (
+                "/patch/set",
+                vec![text("sine"), text("freq"), OscType::Int(-99999)],
+                PatchEdit::Set {
+                    id: s("sine"),
+                    param: s("freq"),
+                    value: -99999.0,
+                },
+            ),
+            ("/patch/commit", vec![], PatchEdit::Commit),
+            ("/patch/revert", vec![], PatchEdit::Revert),
+            ("/patch/dump", vec![], PatchEdit::Dump),
+        ];
+        for (addr, args, expected) in cases {
+            assert_eq!(edit(addr, args), Ok(Request::Patch(expected)), "{addr}");
+        }
+        assert_eq!(
+            reason(message("/patch/add", vec![text("lfo")])),
+            "/patch/add: expected 2 arguments <id> <type>, got 1"
+        );
+        assert_eq!(
+            reason(message("/patch/add", vec![text("lfo"), OscType::Int(1)])),
+            "/patch/add: argument 2 (type) must be a text (OSC string), got int 1"
+        );
+        assert_eq!(
+            reason(message(
+                "/patch/set",
+                vec![text("a"), text("b"), OscType::Float(f32::INFINITY)]
+            )),
+            "/patch/set: argument 3 (value) must be a number, got float inf"
+        );
+        assert!(reason(message(
+            "/patch/set",
+            vec![text("a"), text("b"), OscType::Double(1e300)]
+        ))
+        .contains("out of range"));
+        assert_eq!(
+            reason(message("/patch/commit", vec![OscType::Int(1)])),
+            "/patch/commit: expected no arguments, got 1"
+        );
+    }
+
+    #[test]
+    fn osc_symbols_are_read_as_strings() {
+        // `/params ,S "env"`: rosc cannot encode a symbol, so patch the tag by hand.
+        let mut bytes = msg_bytes("/params", vec![text("env")]);
+        let tag = bytes.iter().position(|&b| b == b',').unwrap() + 1;
+        assert_eq!(bytes[tag], b's');
+        bytes[tag] = b'S';
+        assert_eq!(
+            one(&bytes).unwrap().request,
+            Request::Params {
+                id: "env".to_string(),
+                node: 1
+            }
+        );
+        // Inside a bundle too, next to a plain message.
+        let mut inner = msg_bytes("/patch/add", vec![text("lfo"), text("sine")]);
+        let tags = inner.iter().position(|&b| b == b',').unwrap();
+        inner[tags + 1] = b'S';
+        inner[tags + 2] = b'S';
+        let mut bundle_bytes = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        let status = msg_bytes("/status", vec![]);
+        for element in [&status, &inner] {
+            bundle_bytes.extend_from_slice(&(element.len() as u32).to_be_bytes());
+            bundle_bytes.extend_from_slice(element);
+        }
+        let results = decode_packet(&table(), &bundle_bytes).unwrap();
+        assert_eq!(results[0].as_ref().unwrap().request, Request::Status);
+        assert_eq!(
+            results[1].as_ref().unwrap().request,
+            Request::Patch(PatchEdit::Add {
+                id: "lfo".to_string(),
+                type_name: "sine".to_string()
+            })
+        );
+        // No symbol, no copy.
+        assert!(symbols_as_strings(&status).is_none());
     }
 
     #[test]
@@ -724,6 +1280,14 @@ mod tests {
             msg_bytes("/mod/sine/freq", vec![OscType::Float(440.0)]),
             msg_bytes("/debug/slow", vec![OscType::Int(10), OscType::Int(1)]),
             msg_bytes("/gate/env", vec![OscType::Bool(true)]),
+            msg_bytes(
+                "/ramp",
+                vec![
+                    OscType::String("/mod/sine/freq".into()),
+                    OscType::Int(880),
+                    OscType::Float(1.5),
+                ],
+            ),
             encode(OscPacket::Bundle(bundle(
                 5,
                 vec![
@@ -761,7 +1325,7 @@ mod tests {
 
         #[test]
         fn mutated_valid_packets_never_panic(
-            which in 0usize..4,
+            which in 0usize..5,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..8),
         ) {
             let mut bytes = valid_packets()[which].clone();
@@ -788,12 +1352,22 @@ mod tests {
                 Just("/gate/env".to_string()),
                 Just("/debug/slow".to_string()),
                 Just("/sync".to_string()),
+                Just("/ramp".to_string()),
+                Just("/get".to_string()),
+                Just("/params".to_string()),
+                Just("/patch/set".to_string()),
                 "/[a-z/]{0,20}",
             ],
+            texts in proptest::collection::vec(prop_oneof![
+                Just("/mod/sine/freq".to_string()),
+                Just("env".to_string()),
+                ".{0,300}",
+            ], 0..2),
             ints in proptest::collection::vec(any::<i64>(), 0..3),
             float in any::<f64>(),
         ) {
-            let mut args: Vec<OscType> = ints.into_iter().map(OscType::Long).collect();
+            let mut args: Vec<OscType> = texts.into_iter().map(OscType::String).collect();
+            args.extend(ints.into_iter().map(OscType::Long));
             args.push(OscType::Double(float));
             let _ = validate_message(&table(), &message(&addr, args.clone()));
             args.pop();

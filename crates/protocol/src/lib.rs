@@ -5,9 +5,10 @@
 //!   the server, `chronus send`, the command files and the README all use;
 //! - [`decode`]: UDP datagram → validated [`Request`]s or [`Fail`]s, bundles all or nothing;
 //! - [`args`]: per-argument checks and the client side's typing of command-line strings;
-//! - [`reply`]: encoders for `/fail`, `/done`, `/synced`, `/status.reply`, … and the
-//!   client-side reply decoder;
-//! - [`text`]: command files and command logs.
+//! - [`reply`]: encoders for `/fail`, `/done`, `/synced`, `/status.reply`, `/get.reply`,
+//!   `/params.reply`, `/patch/dump.reply`, … and the client-side reply decoder;
+//! - [`text`]: command files and command logs (including patch switches, so a log
+//!   replays exactly across `/patch/commit`).
 //!
 //! It is not for sockets, scheduling or DSP: it never sends anything and never acts on a
 //! request. It follows STYLE.md's scsynth lesson: decode fully, validate every argument
@@ -58,11 +59,14 @@ pub mod text;
 
 pub use args::{build_message, check_arg, Value};
 pub use decode::{
-    decode_packet, validate_message, DebugRequest, Decoded, Fail, PacketError, Request, When,
-    MAX_BUNDLE_DEPTH,
+    decode_packet, validate_message, DebugRequest, Decoded, Fail, PacketError, PatchEdit, Request,
+    When, MAX_BUNDLE_DEPTH,
 };
-pub use reply::{parse_reply, MetricValue, Reply, ReplyError, StatusReply, VersionReply};
-pub use table::{Action, AddressTable, ArgKind, ArgSpec, Entry};
+pub use reply::{
+    parse_reply, MetricValue, ParamInfo, Reply, ReplyError, StatusReply, VersionReply,
+};
+pub use table::{table_for_patch, Action, AddressTable, ArgKind, ArgSpec, Entry};
 pub use text::{
-    format_log_line, parse_command_file, parse_command_log, LoggedCommand, TextError, TimedCommand,
+    format_log_line, format_patch_log_line, parse_command_file, parse_command_log, LogEntry,
+    LoggedCommand, TextError, TimedCommand,
 };

@@ -3,6 +3,8 @@
 //!
 //! Layouts follow scsynth so existing clients understand them: `/fail <address> <reason>`,
 //! `/done <address>`, `/synced <id>`, `/status.reply ,iiiiiffdd`, `/version.reply`.
+//! Chronus's own queries answer in the same style: `/get.reply <address> <value>`,
+//! `/params.reply <id> [name unit min max default current]…`, `/patch/dump.reply <toml>`.
 
 use rosc::{OscMessage, OscPacket, OscType};
 
@@ -18,6 +20,46 @@ pub const STATUS_REPLY: &str = "/status.reply";
 pub const METRICS_REPLY: &str = "/metrics.reply";
 /// Address of the `/version` reply.
 pub const VERSION_REPLY: &str = "/version.reply";
+
+/// Address of the `/get` reply.
+pub const GET_REPLY: &str = "/get.reply";
+/// Address of the `/params` reply.
+pub const PARAMS_REPLY: &str = "/params.reply";
+/// Address of the `/patch/dump` reply.
+pub const PATCH_DUMP_REPLY: &str = "/patch/dump.reply";
+
+/// One parameter as `/params.reply` describes it, so a client can discover a module
+/// (build a UI, check a range) without reading the docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// Parameter name, as in `/mod/<id>/<name>`.
+    pub name: String,
+    /// Unit symbol (`Hz`, `ms`, `s`, `dB`, `0..1`, `Q`, or empty for a plain number).
+    pub unit: String,
+    /// Smallest accepted value.
+    pub min: f32,
+    /// Largest accepted value.
+    pub max: f32,
+    /// Value a fresh module starts with.
+    pub default: f32,
+    /// Value the parameter has now (its smoothing target).
+    pub current: f32,
+}
+
+impl ParamInfo {
+    /// The description of `spec` with its current value, so the server answers with the
+    /// names, units and ranges from the one place they are declared.
+    pub fn from_spec(spec: &chronus_dsp::spec::ParamSpec, current: f32) -> ParamInfo {
+        ParamInfo {
+            name: spec.name.to_string(),
+            unit: spec.unit.symbol().to_string(),
+            min: spec.min,
+            max: spec.max,
+            default: spec.default,
+            current,
+        }
+    }
+}
 
 /// The status report, in scsynth's `/status.reply` layout (`,iiiiiffdd`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -147,6 +189,22 @@ pub enum Reply {
     Metrics(Vec<(String, MetricValue)>),
     /// `/version.reply`.
     Version(VersionReply),
+    /// `/get.reply <address> <value>`.
+    Get {
+        /// The parameter's `/mod/<id>/<param>` address.
+        address: String,
+        /// Its current value.
+        value: f32,
+    },
+    /// `/params.reply <id>` with each parameter's six values.
+    Params {
+        /// The module instance id.
+        id: String,
+        /// Its parameters, in spec order.
+        params: Vec<ParamInfo>,
+    },
+    /// `/patch/dump.reply <toml>`: the draft patch as TOML text.
+    PatchDump(String),
     /// Any other message (shown raw by `chronus send`).
     Other(OscMessage),
 }
@@ -242,6 +300,34 @@ pub fn version_reply(version: &VersionReply) -> Vec<u8> {
     )
 }
 
+/// `/get.reply <address> <value>` (`,sf`): the answer to `/get <address>`.
+pub fn get_reply(address: &str, value: f32) -> Vec<u8> {
+    encode(GET_REPLY, vec![address.into(), OscType::Float(value)])
+}
+
+/// `/params.reply <id>` followed by six values per parameter (`,s` then `ssffff` per
+/// parameter): name, unit, min, max, default, current. The answer to `/params <id>`.
+pub fn params_reply(id: &str, params: &[ParamInfo]) -> Vec<u8> {
+    let mut args = Vec::with_capacity(1 + 6 * params.len());
+    args.push(OscType::String(id.to_string()));
+    for p in params {
+        args.extend([
+            OscType::String(p.name.clone()),
+            OscType::String(p.unit.clone()),
+            OscType::Float(p.min),
+            OscType::Float(p.max),
+            OscType::Float(p.default),
+            OscType::Float(p.current),
+        ]);
+    }
+    encode(PARAMS_REPLY, args)
+}
+
+/// `/patch/dump.reply <toml>` (`,s`): the answer to `/patch/dump`.
+pub fn patch_dump_reply(toml: &str) -> Vec<u8> {
+    encode(PATCH_DUMP_REPLY, vec![toml.into()])
+}
+
 /// Reads one reply datagram (client side: `chronus send`, `chronus status`).
 ///
 /// Numbers are read leniently (any OSC number type), so replies from scsynth-compatible
@@ -329,6 +415,32 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
             branch: string(4).unwrap_or_default(),
             commit: string(5).unwrap_or_default(),
         }),
+        GET_REPLY => Reply::Get {
+            address: string(0)?,
+            value: number(1)? as f32,
+        },
+        PARAMS_REPLY => {
+            let id = string(0)?;
+            let rest = args.len().saturating_sub(1);
+            if args.is_empty() || rest % 6 != 0 {
+                return Err(malformed(
+                    "expected an id then 6 values per parameter (name, unit, min, max, default, current)",
+                ));
+            }
+            let mut params = Vec::with_capacity(rest / 6);
+            for first in (1..args.len()).step_by(6) {
+                params.push(ParamInfo {
+                    name: string(first)?,
+                    unit: string(first + 1)?,
+                    min: number(first + 2)? as f32,
+                    max: number(first + 3)? as f32,
+                    default: number(first + 4)? as f32,
+                    current: number(first + 5)? as f32,
+                });
+            }
+            Reply::Params { id, params }
+        }
+        PATCH_DUMP_REPLY => Reply::PatchDump(string(0)?),
         _ => Reply::Other(msg),
     };
     Ok(reply)
@@ -441,6 +553,156 @@ mod tests {
         let bytes = version_reply(&version);
         assert_eq!(type_tags(&bytes), ",siisss");
         assert_eq!(parse_reply(&bytes), Ok(Reply::Version(version)));
+    }
+
+    #[test]
+    fn get_reply_round_trips() {
+        let bytes = get_reply("/mod/sine/freq", 440.5);
+        assert_eq!(type_tags(&bytes), ",sf");
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::Get {
+                address: "/mod/sine/freq".into(),
+                value: 440.5
+            })
+        );
+        let bad = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: GET_REPLY.into(),
+            args: vec![OscType::String("/mod/sine/freq".into())],
+        }))
+        .unwrap();
+        assert!(matches!(
+            parse_reply(&bad),
+            Err(ReplyError::Malformed { .. })
+        ));
+    }
+
+    fn params() -> Vec<ParamInfo> {
+        vec![
+            ParamInfo {
+                name: "freq".into(),
+                unit: "Hz".into(),
+                min: 0.01,
+                max: 20000.0,
+                default: 440.0,
+                current: 880.0,
+            },
+            ParamInfo {
+                name: "amp".into(),
+                unit: "0..1".into(),
+                min: 0.0,
+                max: 1.0,
+                default: 0.5,
+                current: 0.25,
+            },
+            ParamInfo {
+                name: "n".into(),
+                unit: String::new(),
+                min: -1.0,
+                max: 1.0,
+                default: 0.0,
+                current: 0.0,
+            },
+        ]
+    }
+
+    #[test]
+    fn params_reply_round_trips() {
+        let bytes = params_reply("sine", &params());
+        assert_eq!(type_tags(&bytes), ",sssffffssffffssffff");
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::Params {
+                id: "sine".into(),
+                params: params()
+            })
+        );
+        let bytes = params_reply("empty", &[]);
+        assert_eq!(type_tags(&bytes), ",s");
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::Params {
+                id: "empty".into(),
+                params: vec![]
+            })
+        );
+        // Doubles from other servers are read too.
+        let doubles = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: PARAMS_REPLY.into(),
+            args: vec![
+                "sine".into(),
+                "freq".into(),
+                "Hz".into(),
+                OscType::Double(0.01),
+                OscType::Int(20000),
+                OscType::Double(440.0),
+                OscType::Double(880.0),
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            parse_reply(&doubles),
+            Ok(Reply::Params {
+                id: "sine".into(),
+                params: vec![params()[0].clone()]
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_params_replies_are_refused() {
+        let encode_args = |args: Vec<OscType>| {
+            rosc::encoder::encode(&OscPacket::Message(OscMessage {
+                addr: PARAMS_REPLY.into(),
+                args,
+            }))
+            .unwrap()
+        };
+        for args in [
+            vec![],
+            vec![OscType::Int(1)],
+            vec!["sine".into(), "freq".into()],
+            vec![
+                "sine".into(),
+                "freq".into(),
+                OscType::Float(1.0),
+                OscType::Float(0.0),
+                OscType::Float(1.0),
+                OscType::Float(0.0),
+                OscType::Float(0.0),
+            ],
+        ] {
+            assert!(
+                matches!(
+                    parse_reply(&encode_args(args.clone())),
+                    Err(ReplyError::Malformed { .. })
+                ),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn param_info_comes_from_the_spec() {
+        let spec = chronus_dsp::spec::ParamSpec {
+            name: "freq",
+            unit: chronus_dsp::spec::Unit::Hertz,
+            min: 0.01,
+            max: 20000.0,
+            default: 440.0,
+            doc: "frequency",
+        };
+        let mut expected = params()[0].clone();
+        expected.current = 880.0;
+        assert_eq!(ParamInfo::from_spec(&spec, 880.0), expected);
+    }
+
+    #[test]
+    fn patch_dump_reply_round_trips() {
+        let toml = "[[modules]]\nid = \"sine\"\ntype = \"sine\" # é ♪\n";
+        let bytes = patch_dump_reply(toml);
+        assert_eq!(type_tags(&bytes), ",s");
+        assert_eq!(parse_reply(&bytes), Ok(Reply::PatchDump(toml.to_string())));
     }
 
     #[test]

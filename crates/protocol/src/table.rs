@@ -5,12 +5,19 @@
 //! command files and logs (how commands are written as text) and the README (what is
 //! documented). Ranges come straight from each [`ParamSpec`], so the documented range and
 //! the enforced range cannot drift apart.
+//!
+//! Besides the per-module addresses and the fixed server addresses, the table holds the
+//! patch-editing addresses (`/ramp`, `/get`, `/params`, `/patch/…`) whose text arguments
+//! name module instances and parameter addresses of this same table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
+use chronus_dsp::PatchDesc;
 use chronus_engine::command::{Command, NodeIndex};
+
+use crate::args::Value;
 
 /// Address of the master gain.
 pub const ENGINE_GAIN: &str = "/engine/gain";
@@ -32,6 +39,38 @@ pub const DEBUG_CRASH: &str = "/debug/crash";
 pub const DEBUG_HANG: &str = "/debug/hang";
 /// Fault injection: slow a worker down.
 pub const DEBUG_SLOW: &str = "/debug/slow";
+
+/// Address of the in-engine parameter glide: `/ramp <address> <target> <seconds>`.
+pub const RAMP: &str = "/ramp";
+/// Address of the parameter query: `/get <address>`.
+pub const GET: &str = "/get";
+/// Address of the module parameter listing: `/params <id>`.
+pub const PARAMS: &str = "/params";
+/// Draft patch edit: add a module instance.
+pub const PATCH_ADD: &str = "/patch/add";
+/// Draft patch edit: remove a module instance.
+pub const PATCH_REMOVE: &str = "/patch/remove";
+/// Draft patch edit: connect an output to an input.
+pub const PATCH_CONNECT: &str = "/patch/connect";
+/// Draft patch edit: remove a connection.
+pub const PATCH_DISCONNECT: &str = "/patch/disconnect";
+/// Draft patch edit: set a parameter's initial value.
+pub const PATCH_SET: &str = "/patch/set";
+/// Swap the draft patch in (crossfaded, in lockstep).
+pub const PATCH_COMMIT: &str = "/patch/commit";
+/// Drop the draft patch, going back to the running one.
+pub const PATCH_REVERT: &str = "/patch/revert";
+/// Reply with the draft patch as TOML text.
+pub const PATCH_DUMP: &str = "/patch/dump";
+/// Command-log only (not an OSC address): a patch switch, with the whole patch TOML, so a
+/// log replays exactly across patch changes. See `text::format_patch_log_line`.
+pub const PATCH_LOAD: &str = "/patch/load";
+
+/// Longest module id, type name, port or parameter address accepted as a text argument,
+/// in bytes: far beyond any real name, small enough to keep replies and logs tidy.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest patch text accepted as a text argument, in bytes (one OSC datagram's worth).
+pub const MAX_PATCH_TEXT_BYTES: usize = 4096;
 
 /// Prefix of parameter addresses: `/mod/<module id>/<param>`.
 pub const MOD_PREFIX: &str = "/mod/";
@@ -61,6 +100,33 @@ pub enum ArgKind {
         /// Largest accepted value (inclusive).
         max: i64,
     },
+    /// A non-empty OSC string (or symbol, `S`) of at most `max_len` bytes: module ids, type
+    /// names, parameter addresses ([`MAX_NAME_BYTES`]) or patch text
+    /// ([`MAX_PATCH_TEXT_BYTES`]). Numbers are never turned into text, nor text into numbers.
+    Text {
+        /// Longest accepted text, in bytes of UTF-8.
+        max_len: usize,
+    },
+}
+
+/// A number argument that takes any finite `f32` (its real range is checked elsewhere:
+/// against the named parameter for `/ramp`, by the patch compiler for `/patch/set`).
+const ANY_NUMBER: ArgKind = ArgKind::Number {
+    unit: Unit::Number,
+    min: f32::MIN,
+    max: f32::MAX,
+    default: 0.0,
+};
+
+/// A required text argument of at most [`MAX_NAME_BYTES`].
+const fn name_arg(name: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind: ArgKind::Text {
+            max_len: MAX_NAME_BYTES,
+        },
+        optional: false,
+    }
 }
 
 /// One declared argument of an address.
@@ -85,6 +151,7 @@ impl ArgSpec {
             },
             ArgKind::Gate => "0 or 1 (or T/F)".to_string(),
             ArgKind::Int { .. } => "an integer".to_string(),
+            ArgKind::Text { .. } => "a text (OSC string)".to_string(),
         }
     }
 
@@ -92,6 +159,9 @@ impl ArgSpec {
     /// `freq: Hz 0.01..20000, default 440`.
     pub fn describe(&self) -> String {
         let mut text = match self.kind {
+            ArgKind::Number { min, max, .. } if min == f32::MIN && max == f32::MAX => {
+                format!("{}: number", self.name)
+            }
             ArgKind::Number {
                 unit,
                 min,
@@ -112,6 +182,7 @@ impl ArgSpec {
                     format!("{}: int {min}..{max}", self.name)
                 }
             }
+            ArgKind::Text { max_len } => format!("{}: text, up to {max_len} bytes", self.name),
         };
         if self.optional {
             text.push_str(", optional");
@@ -166,6 +237,28 @@ pub enum Action {
     DebugHang,
     /// Fault injection: slow a worker.
     DebugSlow,
+    /// Glide a parameter named by its `/mod/…` address (engine command, lockstep).
+    Ramp,
+    /// Answer `/get.reply` with a parameter's current value.
+    Get,
+    /// Answer `/params.reply` with a module instance's parameters.
+    Params,
+    /// Draft patch: add a module instance.
+    PatchAdd,
+    /// Draft patch: remove a module instance.
+    PatchRemove,
+    /// Draft patch: connect an output to an input.
+    PatchConnect,
+    /// Draft patch: remove a connection.
+    PatchDisconnect,
+    /// Draft patch: set a parameter of a module instance.
+    PatchSet,
+    /// Swap the draft patch in.
+    PatchCommit,
+    /// Drop the draft patch.
+    PatchRevert,
+    /// Answer `/patch/dump.reply` with the draft patch as TOML.
+    PatchDump,
 }
 
 /// One address with its signature, its reply and what it does.
@@ -208,7 +301,11 @@ impl Entry {
     pub fn is_engine_command(&self) -> bool {
         matches!(
             self.action,
-            Action::SetParam { .. } | Action::Gate { .. } | Action::EngineGain | Action::TestTone
+            Action::SetParam { .. }
+                | Action::Gate { .. }
+                | Action::EngineGain
+                | Action::TestTone
+                | Action::Ramp
         )
     }
 }
@@ -221,6 +318,8 @@ pub struct AddressTable {
     param_addresses: Vec<Vec<String>>,
     /// `gate_addresses[node]`: gate address of each module, if it has a gate.
     gate_addresses: Vec<Option<String>>,
+    /// `modules[node]`: instance id and spec, for `/params` and module-id lookups.
+    modules: Vec<(String, &'static ModuleSpec)>,
 }
 
 /// The slot argument of the debug addresses: which worker to hit (default: the active one).
@@ -237,7 +336,8 @@ impl AddressTable {
     /// Every parameter of every module gets `/mod/<id>/<param>` with one number argument
     /// taken from its [`ParamSpec`]; modules with a gate get `/gate/<id>`. The fixed
     /// addresses (`/engine/gain`, `/test`, `/status`, `/metrics`, `/sync`, `/version`,
-    /// `/quit`) are always present; `/debug/crash`, `/debug/hang` and `/debug/slow` only
+    /// `/quit`, `/ramp`, `/get`, `/params` and the `/patch/…` editing addresses) are always
+    /// present; `/debug/crash`, `/debug/hang` and `/debug/slow` only
     /// when `fault_injection` is set (the server's explicit flag).
     ///
     /// Node indices are `u16`: instances beyond index 65535 (no real patch has them) get
@@ -247,11 +347,13 @@ impl AddressTable {
             entries: BTreeMap::new(),
             param_addresses: Vec::with_capacity(modules.len()),
             gate_addresses: Vec::with_capacity(modules.len()),
+            modules: Vec::with_capacity(modules.len()),
         };
         for (index, (id, spec)) in modules.iter().enumerate() {
             let Ok(node) = NodeIndex::try_from(index) else {
                 break;
             };
+            table.modules.push((id.clone(), *spec));
             let mut params = Vec::with_capacity(spec.params.len());
             for (param_index, param) in spec.params.iter().enumerate() {
                 let Ok(param_index) = u16::try_from(param_index) else {
@@ -371,6 +473,108 @@ impl AddressTable {
             "Stops the server: fades out, stops the workers, exits.",
             Action::Quit,
         ));
+        self.insert(fixed(
+            RAMP,
+            vec![
+                name_arg("address"),
+                ArgSpec {
+                    name: "target",
+                    kind: ANY_NUMBER,
+                    optional: false,
+                },
+                ArgSpec {
+                    name: "seconds",
+                    kind: ArgKind::Number {
+                        unit: Unit::Seconds,
+                        min: 0.0,
+                        max: 3600.0,
+                        default: 0.0,
+                    },
+                    optional: false,
+                },
+            ],
+            "none",
+            "Glides the parameter at `address` (a `/mod/<id>/<param>` of this table) from its current value to `target` (in that parameter's unit and range) over `seconds`, inside the engine: deterministic and in lockstep, so a failover mid-ramp changes nothing.",
+            Action::Ramp,
+        ));
+        self.insert(fixed(
+            GET,
+            vec![name_arg("address")],
+            "/get.reply <address> <value:f>",
+            "Reports the current value of the parameter at `address` (a `/mod/<id>/<param>` of this table).",
+            Action::Get,
+        ));
+        self.insert(fixed(
+            PARAMS,
+            vec![name_arg("id")],
+            "/params.reply <id> then per parameter: name, unit, min:f, max:f, default:f, current:f",
+            "Lists every parameter of module instance `id`: name, unit, range, default and current value.",
+            Action::Params,
+        ));
+        self.insert(fixed(
+            PATCH_ADD,
+            vec![name_arg("id"), name_arg("type")],
+            "/done /patch/add",
+            "Draft patch: adds a module instance `id` of module type `type` (applied by /patch/commit).",
+            Action::PatchAdd,
+        ));
+        self.insert(fixed(
+            PATCH_REMOVE,
+            vec![name_arg("id")],
+            "/done /patch/remove",
+            "Draft patch: removes module instance `id` and its connections.",
+            Action::PatchRemove,
+        ));
+        self.insert(fixed(
+            PATCH_CONNECT,
+            vec![name_arg("from"), name_arg("to")],
+            "/done /patch/connect",
+            "Draft patch: connects output `from` (`<id>[:port]`) to input `to` (`<id>[:port]`).",
+            Action::PatchConnect,
+        ));
+        self.insert(fixed(
+            PATCH_DISCONNECT,
+            vec![name_arg("from"), name_arg("to")],
+            "/done /patch/disconnect",
+            "Draft patch: removes the connection from `from` to `to`.",
+            Action::PatchDisconnect,
+        ));
+        self.insert(fixed(
+            PATCH_SET,
+            vec![
+                name_arg("id"),
+                name_arg("param"),
+                ArgSpec {
+                    name: "value",
+                    kind: ANY_NUMBER,
+                    optional: false,
+                },
+            ],
+            "/done /patch/set",
+            "Draft patch: sets parameter `param` of module instance `id` (range-checked when the draft is committed).",
+            Action::PatchSet,
+        ));
+        self.insert(fixed(
+            PATCH_COMMIT,
+            vec![],
+            "/done /patch/commit",
+            "Swaps the draft patch in atomically, with a short crossfade, in lockstep on both workers; a bad draft is refused and the running patch keeps playing.",
+            Action::PatchCommit,
+        ));
+        self.insert(fixed(
+            PATCH_REVERT,
+            vec![],
+            "/done /patch/revert",
+            "Drops the draft patch: the next edit starts again from the running patch.",
+            Action::PatchRevert,
+        ));
+        self.insert(fixed(
+            PATCH_DUMP,
+            vec![],
+            "/patch/dump.reply <toml>",
+            "Replies with the draft patch (the running one if there are no edits) as TOML text.",
+            Action::PatchDump,
+        ));
         if fault_injection {
             self.insert(fixed(
                 DEBUG_CRASH,
@@ -431,17 +635,52 @@ impl AddressTable {
     /// Uses edit distance and only suggests when the distance is small compared with the
     /// address (at most a third of its length, at least 2); very long inputs get no hint.
     pub fn suggest(&self, address: &str) -> Option<&str> {
-        let longest = self.entries.keys().map(String::len).max().unwrap_or(0);
-        if address.len() > 2 * longest + 8 {
-            return None;
+        suggest_among(address, self.entries.keys().map(String::as_str))
+    }
+
+    /// The closest parameter address (`/mod/<id>/<param>`) to a mistyped one, for the
+    /// hints of `/ramp` and `/get`, which only take parameter addresses.
+    pub fn suggest_param(&self, address: &str) -> Option<&str> {
+        suggest_among(
+            address,
+            self.param_addresses.iter().flatten().map(String::as_str),
+        )
+    }
+
+    /// The closest module instance id to a mistyped one, for the hint of `/params`.
+    pub fn suggest_module(&self, id: &str) -> Option<&str> {
+        suggest_among(id, self.modules.iter().map(|(id, _)| id.as_str()))
+    }
+
+    /// The node index and parameter index of a `/mod/<id>/<param>` address, if this table
+    /// has it (used by `/ramp` and `/get`, whose argument is such an address).
+    pub fn param_at(&self, address: &str) -> Option<(NodeIndex, u16)> {
+        match self.lookup(address)?.action {
+            Action::SetParam { node, param } => Some((node, param)),
+            _ => None,
         }
-        let limit = (address.chars().count() / 3).max(2);
-        self.entries
-            .keys()
-            .map(|known| (edit_distance(address, known), known))
-            .filter(|(distance, _)| *distance <= limit)
-            .min_by_key(|(distance, _)| *distance)
-            .map(|(_, known)| known.as_str())
+    }
+
+    /// The node index of module instance `id`, if the patch has it.
+    pub fn node_of(&self, id: &str) -> Option<NodeIndex> {
+        let index = self.modules.iter().position(|(known, _)| known == id)?;
+        NodeIndex::try_from(index).ok()
+    }
+
+    /// Instance id and spec of module `node` (so the server can answer `/params` with
+    /// names, units, ranges and defaults from the one source they are documented from).
+    pub fn module(&self, node: NodeIndex) -> Option<(&str, &'static ModuleSpec)> {
+        self.modules
+            .get(usize::from(node))
+            .map(|(id, spec)| (id.as_str(), *spec))
+    }
+
+    /// The `/mod/<id>/<param>` address of parameter `param` of module `node`.
+    pub fn param_address(&self, node: NodeIndex, param: u16) -> Option<&str> {
+        self.param_addresses
+            .get(usize::from(node))?
+            .get(usize::from(param))
+            .map(String::as_str)
     }
 
     /// Markdown table (address | arguments | reply | what it does) for the README and
@@ -475,24 +714,83 @@ impl AddressTable {
 
     /// Address and arguments that express `command` (the inverse of decoding), used to
     /// write command logs and to show commands to users. `None` if the command names a
-    /// node or parameter this table does not have.
-    pub fn describe(&self, command: &Command) -> Option<(String, Vec<f64>)> {
+    /// node or parameter this table does not have, and for [`Command::SwitchPatch`], which
+    /// is internal (never decoded from a message; logged with
+    /// `text::format_patch_log_line` instead).
+    pub fn describe(&self, command: &Command) -> Option<(String, Vec<Value>)> {
         match *command {
-            Command::SetParam { node, param, value } => {
-                let address = self
-                    .param_addresses
-                    .get(usize::from(node))?
-                    .get(usize::from(param))?;
-                Some((address.clone(), vec![f64::from(value)]))
-            }
+            Command::SetParam { node, param, value } => Some((
+                self.param_address(node, param)?.to_string(),
+                vec![Value::Number(value)],
+            )),
             Command::Gate { node, on } => {
                 let address = self.gate_addresses.get(usize::from(node))?.as_ref()?;
-                Some((address.clone(), vec![if on { 1.0 } else { 0.0 }]))
+                Some((address.clone(), vec![Value::Gate(on)]))
             }
-            Command::EngineGain(gain) => Some((ENGINE_GAIN.to_string(), vec![f64::from(gain)])),
+            Command::EngineGain(gain) => Some((ENGINE_GAIN.to_string(), vec![Value::Number(gain)])),
             Command::TestTone => Some((TEST.to_string(), vec![])),
+            Command::Ramp {
+                node,
+                param,
+                target,
+                seconds,
+            } => Some((
+                RAMP.to_string(),
+                vec![
+                    Value::Text(self.param_address(node, param)?.to_string()),
+                    Value::Number(target),
+                    Value::Number(seconds),
+                ],
+            )),
+            Command::SwitchPatch { .. } => None,
         }
     }
+}
+
+/// Builds the address table of a patch description: each module's spec is looked up by
+/// its type name, node indices are positions in `desc.modules`. The server, the CLI and
+/// the command-log parser (after a `/patch/load` line) all build their tables here.
+///
+/// # Errors
+/// A message naming the module instance and its unknown type (with a "did you mean …?"
+/// hint among the known types) when a type is not in the module registry.
+pub fn table_for_patch(desc: &PatchDesc, fault_injection: bool) -> Result<AddressTable, String> {
+    let modules = desc
+        .modules
+        .iter()
+        .map(|module| match chronus_dsp::spec_for(&module.type_name) {
+            Some(spec) => Ok((module.id.clone(), spec)),
+            None => {
+                let known = chronus_dsp::all_specs().iter().map(|spec| spec.type_name);
+                let hint = match suggest_among(&module.type_name, known) {
+                    Some(close) => format!(" (did you mean '{close}'?)"),
+                    None => String::new(),
+                };
+                Err(format!(
+                    "unknown module type '{}' for module '{}'{hint}",
+                    module.type_name, module.id
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(AddressTable::new(&modules, fault_injection))
+}
+
+/// The closest of `candidates` to `input` by edit distance, if close enough (at most a
+/// third of the input's length, at least 2); very long inputs get no hint.
+fn suggest_among<'a>(input: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.collect();
+    let longest = candidates.iter().map(|c| c.len()).max().unwrap_or(0);
+    if input.len() > 2 * longest + 8 {
+        return None;
+    }
+    let limit = (input.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|known| (edit_distance(input, known), known))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
 }
 
 fn param_entry(
@@ -696,15 +994,15 @@ pub(crate) mod tests {
                 param: 0,
                 value: 440.0
             }),
-            Some(("/mod/sine/freq".to_string(), vec![440.0]))
+            Some(("/mod/sine/freq".to_string(), vec![Value::Number(440.0)]))
         );
         assert_eq!(
             t.describe(&Command::Gate { node: 1, on: true }),
-            Some(("/gate/env".to_string(), vec![1.0]))
+            Some(("/gate/env".to_string(), vec![Value::Gate(true)]))
         );
         assert_eq!(
             t.describe(&Command::EngineGain(0.5)),
-            Some(("/engine/gain".to_string(), vec![0.5]))
+            Some(("/engine/gain".to_string(), vec![Value::Number(0.5)]))
         );
         assert_eq!(
             t.describe(&Command::TestTone),
@@ -718,6 +1016,159 @@ pub(crate) mod tests {
                 value: 1.0
             }),
             None
+        );
+        assert_eq!(
+            t.describe(&Command::Ramp {
+                node: 1,
+                param: 1,
+                target: -12.0,
+                seconds: 1.5
+            }),
+            Some((
+                "/ramp".to_string(),
+                vec![
+                    Value::Text("/mod/env/level".to_string()),
+                    Value::Number(-12.0),
+                    Value::Number(1.5)
+                ]
+            ))
+        );
+        assert_eq!(
+            t.describe(&Command::Ramp {
+                node: 0,
+                param: 7,
+                target: 1.0,
+                seconds: 1.0
+            }),
+            None
+        );
+        // Internal: never decoded, logged with `format_patch_log_line`.
+        assert_eq!(
+            t.describe(&Command::SwitchPatch {
+                version: 2,
+                len: 10
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn patch_editing_addresses_are_always_there() {
+        let t = AddressTable::new(&[], false);
+        let expected = [
+            (RAMP, "<address> <target> <seconds>", Action::Ramp),
+            (GET, "<address>", Action::Get),
+            (PARAMS, "<id>", Action::Params),
+            (PATCH_ADD, "<id> <type>", Action::PatchAdd),
+            (PATCH_REMOVE, "<id>", Action::PatchRemove),
+            (PATCH_CONNECT, "<from> <to>", Action::PatchConnect),
+            (PATCH_DISCONNECT, "<from> <to>", Action::PatchDisconnect),
+            (PATCH_SET, "<id> <param> <value>", Action::PatchSet),
+            (PATCH_COMMIT, "", Action::PatchCommit),
+            (PATCH_REVERT, "", Action::PatchRevert),
+            (PATCH_DUMP, "", Action::PatchDump),
+        ];
+        for (address, signature, action) in expected {
+            let entry = t.lookup(address).unwrap();
+            assert_eq!(entry.signature(), signature, "{address}");
+            assert_eq!(entry.action, action, "{address}");
+            assert_eq!(
+                entry.is_engine_command(),
+                action == Action::Ramp,
+                "{address}"
+            );
+        }
+        assert!(
+            t.lookup(PATCH_LOAD).is_none(),
+            "/patch/load is for logs only"
+        );
+        assert_eq!(
+            t.lookup(GET).unwrap().reply,
+            "/get.reply <address> <value:f>"
+        );
+        assert_eq!(
+            t.lookup(PATCH_DUMP).unwrap().reply,
+            "/patch/dump.reply <toml>"
+        );
+        assert_eq!(t.lookup(PATCH_SET).unwrap().reply, "/done /patch/set");
+    }
+
+    #[test]
+    fn markdown_documents_the_new_addresses() {
+        let md = table().to_markdown();
+        assert!(md.contains(
+            "| `/ramp` | address: text, up to 256 bytes; target: number; seconds: s 0..3600, default 0 | none |"
+        ), "{md}");
+        assert!(md.contains(
+            "| `/params` | id: text, up to 256 bytes | /params.reply <id> then per parameter"
+        ));
+        assert!(md.contains("| `/patch/set` | id: text, up to 256 bytes; param: text, up to 256 bytes; value: number | /done /patch/set |"));
+        assert!(md.contains("| `/patch/commit` | none | /done /patch/commit |"));
+        assert!(md.contains("| `/patch/dump` | none | /patch/dump.reply <toml> |"));
+        let text = ArgSpec {
+            name: "toml",
+            kind: ArgKind::Text {
+                max_len: MAX_PATCH_TEXT_BYTES,
+            },
+            optional: true,
+        };
+        assert_eq!(text.describe(), "toml: text, up to 4096 bytes, optional");
+        assert_eq!(text.expectation(), "a text (OSC string)");
+    }
+
+    #[test]
+    fn module_and_parameter_lookups() {
+        let t = table();
+        assert_eq!(t.param_at("/mod/env/level"), Some((1, 1)));
+        assert_eq!(t.param_at("/gate/env"), None);
+        assert_eq!(t.param_at("/status"), None);
+        assert_eq!(t.param_at("/mod/env/nope"), None);
+        assert_eq!(t.node_of("env"), Some(1));
+        assert_eq!(t.node_of("sine"), Some(0));
+        assert_eq!(t.node_of("nope"), None);
+        let (id, spec) = t.module(1).unwrap();
+        assert_eq!((id, spec.type_name), ("env", "adsr"));
+        assert!(t.module(2).is_none());
+        assert_eq!(t.param_address(0, 1), Some("/mod/sine/amp"));
+        assert_eq!(t.param_address(0, 2), None);
+        assert_eq!(t.suggest_param("/mod/sine/frq"), Some("/mod/sine/freq"));
+        // Only parameter addresses are suggested, never /status and friends.
+        assert_eq!(t.suggest_param("/stauts"), None);
+        assert_eq!(t.suggest_module("sinee"), Some("sine"));
+        assert_eq!(t.suggest_module("zzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn tables_for_patch_descriptions() {
+        let desc = PatchDesc::default_patch();
+        let t = table_for_patch(&desc, false).unwrap();
+        for (index, module) in desc.modules.iter().enumerate() {
+            assert_eq!(
+                t.node_of(&module.id),
+                Some(index as NodeIndex),
+                "{}",
+                module.id
+            );
+            let (_, spec) = t.module(index as NodeIndex).unwrap();
+            assert_eq!(spec.type_name, module.type_name);
+        }
+        assert!(t.lookup(DEBUG_CRASH).is_none());
+        assert!(table_for_patch(&desc, true)
+            .unwrap()
+            .lookup(DEBUG_CRASH)
+            .is_some());
+
+        let mut bad = desc.clone();
+        bad.modules[0].type_name = "sinee".to_string();
+        let id = bad.modules[0].id.clone();
+        assert_eq!(
+            table_for_patch(&bad, false).unwrap_err(),
+            format!("unknown module type 'sinee' for module '{id}' (did you mean 'sine'?)")
+        );
+        bad.modules[0].type_name = "qqqqqqqqqqqqqqqqqq".to_string();
+        assert_eq!(
+            table_for_patch(&bad, false).unwrap_err(),
+            format!("unknown module type 'qqqqqqqqqqqqqqqqqq' for module '{id}'")
         );
     }
 
