@@ -5,6 +5,7 @@
 //! compiler, `all_specs` and the protocol's address table pick it up from there.
 
 pub mod adsr;
+pub mod bandlimited;
 pub mod biquad;
 pub mod common;
 pub mod gain;
@@ -12,7 +13,10 @@ pub mod ladder;
 pub mod mixer;
 pub mod output;
 pub mod reverb;
+pub mod saw;
 pub mod sine;
+pub mod square;
+pub mod triangle;
 
 use crate::module::Module;
 use crate::spec::ModuleSpec;
@@ -57,8 +61,20 @@ pub static REGISTRY: &[Registration] = &[
         create: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
     },
     Registration {
+        spec: &saw::SPEC,
+        create: |sr, _, _| Box::new(saw::Saw::new(sr)),
+    },
+    Registration {
         spec: &reverb::SPEC,
         create: |sr, _, _| Box::new(reverb::Reverb::new(sr)),
+    },
+    Registration {
+        spec: &square::SPEC,
+        create: |sr, _, _| Box::new(square::Square::new(sr)),
+    },
+    Registration {
+        spec: &triangle::SPEC,
+        create: |sr, _, _| Box::new(triangle::Triangle::new(sr)),
     },
 ];
 
@@ -70,7 +86,10 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &output::SPEC,
     &mixer::SPEC,
     &ladder::SPEC,
+    &saw::SPEC,
     &reverb::SPEC,
+    &square::SPEC,
+    &triangle::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
