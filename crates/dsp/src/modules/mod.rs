@@ -10,13 +10,17 @@ pub mod biquad;
 pub mod common;
 pub mod gain;
 pub mod ladder;
+pub mod lfo;
 pub mod mixer;
+pub mod noise;
 pub mod output;
 pub mod reverb;
+pub mod sample_hold;
 pub mod saw;
 pub mod sine;
 pub mod square;
 pub mod triangle;
+pub mod wavetable;
 
 use crate::module::Module;
 use crate::spec::ModuleSpec;
@@ -76,6 +80,22 @@ pub static REGISTRY: &[Registration] = &[
         spec: &triangle::SPEC,
         create: |sr, _, _| Box::new(triangle::Triangle::new(sr)),
     },
+    Registration {
+        spec: &wavetable::SPEC,
+        create: |sr, _, _| Box::new(wavetable::Wavetable::new(sr)),
+    },
+    Registration {
+        spec: &noise::SPEC,
+        create: |sr, _, seed| Box::new(noise::Noise::new(sr, seed)),
+    },
+    Registration {
+        spec: &lfo::SPEC,
+        create: |sr, _, seed| Box::new(lfo::Lfo::new(sr, seed)),
+    },
+    Registration {
+        spec: &sample_hold::SPEC,
+        create: |_, _, _| Box::new(sample_hold::SampleHold::new()),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -90,6 +110,10 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &reverb::SPEC,
     &square::SPEC,
     &triangle::SPEC,
+    &wavetable::SPEC,
+    &noise::SPEC,
+    &lfo::SPEC,
+    &sample_hold::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
