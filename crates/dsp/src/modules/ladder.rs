@@ -5,11 +5,12 @@
 //! *The Art of VA Filter Design* ch. 5: four trapezoidal one-pole stages with the global
 //! feedback `u = x - k * y4` solved implicitly each sample, so the cutoff is exact (the
 //! bilinear transform is prewarped at the cutoff) and fast cutoff sweeps stay stable. One
-//! saturator sits at the loop input: `u = soft_clip(solved u)`, which bounds everything
+//! saturator sits at the loop input: `u = saturate(solved u)`, which bounds everything
 //! after it (each stage is a stable lowpass), so self-oscillation settles at a steady
 //! amplitude instead of growing, and `drive` pushes the input into it like an overdriven
-//! ladder. `soft_clip` is a Padé approximation of tanh (see `common::soft_clip`):
-//! the difference to tanh is inaudible and it costs a fraction of it.
+//! ladder. The saturator is a cubic soft clipper ([`saturate`]), tanh-like but made of
+//! multiplies only, and the stages are evaluated in state-space form (see `Coefs`), so
+//! the per-sample dependency chain is short.
 //!
 //! Behaviour (tested below):
 //! - `resonance` r maps to the loop gain `k = 4.1 r`. The linear ladder oscillates at
@@ -23,10 +24,10 @@
 //!   response; louder signals saturate smoothly.
 //!
 //! The four stage memories are f64 (at low cutoffs f32 adds audible noise), flushed
-//! below 1e-20 every sample.
+//! below 1e-20 every 16 samples.
 
 use crate::module::{sane_sample_rate, Module};
-use crate::modules::common::{flush64, input, sanitize, soft_clip};
+use crate::modules::common::{flush64, input, sanitize};
 use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -45,6 +46,9 @@ pub const K_PER_RESONANCE: f64 = 4.1;
 /// Samples between coefficient updates while the cutoff glides (the `tan` is the only
 /// costly part); the ZDF structure stays stable under any coefficient change.
 pub const COEF_INTERVAL: u32 = 16;
+
+/// Samples between denormal flushes of the stage memories.
+pub const FLUSH_INTERVAL: u32 = 16;
 
 /// Highest cutoff used, as a fraction of the sample rate (the prewarp `tan` grows
 /// without bound at Nyquist).
@@ -91,16 +95,43 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     has_gate: false,
 };
 
-/// Per-cutoff coefficients: the stage gain `G = g/(1+g)` with `g = tan(pi fc / fs)`,
-/// and its powers, which the implicit feedback solution needs.
+/// Per-cutoff coefficients of the ladder written as a state-space update.
+///
+/// With `G = g/(1+g)`, `g = tan(pi fc / fs)`, one sample of the four trapezoidal stages
+/// is linear in the four memories `s` and the loop input `u`:
+/// `y4 = c . s + g4 u` and `s' = A s + b u` (A lower triangular: a stage only hears the
+/// stages before it). Solving the feedback `u = sat((x - k y4) / (1 + k g4))`
+/// then needs `c . s` only, and the new memories are one multiply-add each away from `u`:
+/// a short dependency chain per sample instead of four stages in series, which is
+/// what makes the filter cheap. The matrices are found by running the plain stage
+/// equations on unit vectors, so they are the ZDF ladder by construction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Coefs {
-    g1: f64,
-    g2: f64,
-    g3: f64,
+    /// Contribution of each memory to `y4`.
+    c: [f64; 4],
+    /// Contribution of `u` to `y4` (`G^4`).
     g4: f64,
-    /// `1 - G`, the weight of a stage's memory in its output.
-    beta: f64,
+    /// Memory-to-memory update (row = new memory).
+    a: [[f64; 4]; 4],
+    /// Contribution of `u` to each new memory.
+    b: [f64; 4],
+}
+
+/// Number of f64 words in [`Coefs`], for `state_len`.
+const COEF_WORDS: usize = 4 + 1 + 16 + 4;
+
+/// One sample of the four trapezoidal one-pole stages with stage gain `g1`: new memories
+/// and `y4`. Only used to derive [`Coefs`].
+fn stages(g1: f64, s: [f64; 4], u: f64) -> ([f64; 4], f64) {
+    let mut x = u;
+    let mut next = [0.0; 4];
+    for (n, &m) in next.iter_mut().zip(&s) {
+        let v = (x - m) * g1;
+        let y = v + m;
+        *n = y + v;
+        x = y;
+    }
+    (next, x)
 }
 
 impl Coefs {
@@ -108,14 +139,43 @@ impl Coefs {
         let fc = cutoff.clamp(1.0, sample_rate * MAX_CUTOFF_FRACTION);
         let g = (std::f64::consts::PI * fc / sample_rate).tan();
         let g1 = g / (1.0 + g);
-        Coefs {
-            g1,
-            g2: g1 * g1,
-            g3: g1 * g1 * g1,
-            g4: g1 * g1 * g1 * g1,
-            beta: 1.0 - g1,
+        let mut c = [0.0; 4];
+        let mut a = [[0.0; 4]; 4];
+        for j in 0..4 {
+            let mut unit = [0.0; 4];
+            unit[j] = 1.0;
+            let (next, y) = stages(g1, unit, 0.0);
+            c[j] = y;
+            for (row, v) in a.iter_mut().zip(next) {
+                row[j] = v;
+            }
         }
+        let (b, g4) = stages(g1, [0.0; 4], 1.0);
+        Coefs { c, g4, a, b }
     }
+
+    fn words(&self) -> impl Iterator<Item = f64> + '_ {
+        self.c
+            .iter()
+            .chain(std::iter::once(&self.g4))
+            .chain(self.a.iter().flatten())
+            .chain(&self.b)
+            .copied()
+    }
+}
+
+/// The loop saturator: a cubic soft clipper, `x - 4x^3/27` for `|x| <= 1.5` and ±1
+/// beyond, with slope 1 at 0 and slope 0 where it meets ±1. tanh-like, but only
+/// multiplies: it sits on the filter's critical path, where a division or `tanh`
+/// would cost more than the whole filter.
+#[inline(always)]
+pub fn saturate(x: f64) -> f64 {
+    // max/min rather than `clamp`: they compile to branch-free minsd/maxsd, while
+    // `clamp`'s comparisons may become branches that noisy audio mispredicts.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(-1.5).min(1.5);
+    // x - (4/27) x^3, grouped so the two products run in parallel.
+    x - (x * (4.0 / 27.0)) * (x * x)
 }
 
 /// Ladder state: smoothed parameters, coefficients in use, and the four stage memories.
@@ -131,6 +191,8 @@ pub struct Ladder {
     gliding: bool,
     /// Samples until the next coefficient update while gliding.
     countdown: u32,
+    /// Samples until the next denormal flush of the memories (1..=FLUSH_INTERVAL).
+    flush_countdown: u32,
 }
 
 impl Ladder {
@@ -147,40 +209,82 @@ impl Ladder {
             s: [0.0; 4],
             gliding: false,
             countdown: 0,
+            flush_countdown: FLUSH_INTERVAL,
         }
     }
 
-    /// One sample through the ladder with loop gain `k` and input gain `drive`.
+    /// Loop constants for resonance `r` and `drive`: the memory weights of `y4` scaled by
+    /// `k / (1 + k g4)`, and the input gain `drive / (1 + k g4)`, so the solved loop input
+    /// is `x * din - ck . s` (one subtraction after the dot product).
     #[inline(always)]
-    fn tick(&mut self, x: f32, k: f64, drive: f64) -> f32 {
-        let Coefs {
-            g1,
-            g2,
-            g3,
-            g4,
-            beta,
-        } = self.coefs;
-        let [s1, s2, s3, s4] = self.s;
-        let x = f64::from(sanitize(x)) * drive;
-        // y4 = G^4 u + sigma, where sigma is what the memories alone contribute.
-        let sigma = beta * (g3 * s1 + g2 * s2 + g1 * s3 + s4);
-        let u = soft_clip((x - k * sigma) / (1.0 + k * g4));
-        let v1 = (u - s1) * g1;
-        let y1 = v1 + s1;
-        let v2 = (y1 - s2) * g1;
-        let y2 = v2 + s2;
-        let v3 = (y2 - s3) * g1;
-        let y3 = v3 + s3;
-        let v4 = (y3 - s4) * g1;
-        let y4 = v4 + s4;
-        self.s = [
-            flush64(y1 + v1),
-            flush64(y2 + v2),
-            flush64(y3 + v3),
-            flush64(y4 + v4),
-        ];
-        y4 as f32
+    fn loop_constants(&self, r: f32, drive: f32) -> ([f64; 4], f64) {
+        let k = f64::from(r) * K_PER_RESONANCE;
+        let inv = 1.0 / (1.0 + k * self.coefs.g4);
+        let kinv = k * inv;
+        (self.coefs.c.map(|c| c * kinv), f64::from(drive) * inv)
     }
+
+    /// One sample through the ladder with the constants from [`Ladder::loop_constants`]
+    /// (the per-sample path, used while parameters glide).
+    #[inline(always)]
+    fn tick(&mut self, x: f32, ck: [f64; 4], din: f64) -> f32 {
+        let (s, y) = step(&self.coefs, ck, din, x, self.s);
+        self.s = s;
+        self.count_flush();
+        y
+    }
+
+    /// Counts one sample towards the next denormal flush and flushes when it is due.
+    /// The counter is part of the state, so block splits do not matter; memories fall
+    /// by far less than 1e-18 in 16 samples, so none sits in the denormal range for
+    /// more than a moment, and the flush stays off the per-sample dependency chain.
+    #[inline(always)]
+    fn count_flush(&mut self) {
+        self.flush_countdown = self.flush_countdown.wrapping_sub(1);
+        if self.flush_countdown == 0 {
+            self.flush_countdown = FLUSH_INTERVAL;
+            self.s = self.s.map(flush64);
+        }
+    }
+
+    /// A whole block with constant coefficients: the memories stay in registers.
+    fn run_settled(&mut self, x: &[f32], out: &mut [f32]) {
+        let (ck, din) = self.loop_constants(self.resonance.current(), self.drive.current());
+        let coefs = self.coefs;
+        let mut s = self.s;
+        let mut countdown = self.flush_countdown;
+        for (o, &x) in out.iter_mut().zip(x) {
+            let (next, y) = step(&coefs, ck, din, x, s);
+            s = next;
+            *o = y;
+            countdown = countdown.wrapping_sub(1);
+            if countdown == 0 {
+                countdown = FLUSH_INTERVAL;
+                s = s.map(flush64);
+            }
+        }
+        self.s = s;
+        self.flush_countdown = countdown;
+    }
+}
+
+/// One sample of the ladder: new memories and output, from the memories `s`, the input
+/// `x` and the loop constants (see [`Ladder::loop_constants`]).
+#[inline(always)]
+fn step(coefs: &Coefs, ck: [f64; 4], din: f64, x: f32, s: [f64; 4]) -> ([f64; 4], f32) {
+    let Coefs { c, g4, a, b } = *coefs;
+    let [s0, s1, s2, s3] = s;
+    // Pairwise sums: shorter dependency chains than a running sum.
+    let fed_back = (ck[0] * s0 + ck[1] * s1) + (ck[2] * s2 + ck[3] * s3);
+    let u = saturate(f64::from(sanitize(x)) * din - fed_back);
+    let sigma = (c[0] * s0 + c[1] * s1) + (c[2] * s2 + c[3] * s3);
+    let next = [
+        a[0][0] * s0 + b[0] * u,
+        (a[1][0] * s0 + a[1][1] * s1) + b[1] * u,
+        (a[2][0] * s0 + a[2][1] * s1 + a[2][2] * s2) + b[2] * u,
+        ((a[3][0] * s0 + a[3][1] * s1) + (a[3][2] * s2 + a[3][3] * s3)) + b[3] * u,
+    ];
+    (next, (sigma + g4 * u) as f32)
 }
 
 impl Module for Ladder {
@@ -218,17 +322,13 @@ impl Module for Ladder {
         let x = input(inputs, 0);
         if !self.gliding {
             // Fast path: nothing moves, so the per-sample values are constants.
-            let k = f64::from(self.resonance.current()) * K_PER_RESONANCE;
-            let drive = f64::from(self.drive.current());
-            for (o, &x) in out.iter_mut().zip(x) {
-                *o = self.tick(x, k, drive);
-            }
+            self.run_settled(x, out);
             return;
         }
         for (o, &x) in out.iter_mut().zip(x) {
             let c = self.cutoff.next();
-            let k = f64::from(self.resonance.next()) * K_PER_RESONANCE;
-            let drive = f64::from(self.drive.next());
+            let r = self.resonance.next();
+            let drive = self.drive.next();
             if self.gliding {
                 if self.countdown == 0 {
                     self.coefs = Coefs::new(self.sample_rate, f64::from(c));
@@ -243,7 +343,8 @@ impl Module for Ladder {
                 }
                 self.countdown = self.countdown.saturating_sub(1);
             }
-            *o = self.tick(x, k, drive);
+            let (ck, din) = self.loop_constants(r, drive);
+            *o = self.tick(x, ck, din);
         }
     }
 
@@ -255,18 +356,18 @@ impl Module for Ladder {
         self.s = [0.0; 4];
         self.gliding = false;
         self.countdown = 0;
+        self.flush_countdown = FLUSH_INTERVAL;
     }
 
     fn state_len(&self) -> usize {
-        3 * Smoother::STATE_LEN + 5 * 8 + 4 * 8 + 1 + 4
+        3 * Smoother::STATE_LEN + COEF_WORDS * 8 + 4 * 8 + 1 + 4 + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
         self.cutoff.save_state(w);
         self.resonance.save_state(w);
         self.drive.save_state(w);
-        let c = &self.coefs;
-        for v in [c.g1, c.g2, c.g3, c.g4, c.beta] {
+        for v in self.coefs.words() {
             w.put_f64(v);
         }
         for v in self.s {
@@ -274,24 +375,43 @@ impl Module for Ladder {
         }
         w.put_bool(self.gliding);
         w.put_u32(self.countdown);
+        w.put_u32(self.flush_countdown);
     }
 
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.cutoff.load_state(r)?;
         self.resonance.load_state(r)?;
         self.drive.load_state(r)?;
-        self.coefs = Coefs {
-            g1: r.get_f64()?,
-            g2: r.get_f64()?,
-            g3: r.get_f64()?,
-            g4: r.get_f64()?,
-            beta: r.get_f64()?,
+        let mut coefs = Coefs {
+            c: [0.0; 4],
+            g4: 0.0,
+            a: [[0.0; 4]; 4],
+            b: [0.0; 4],
         };
+        for v in coefs.c.iter_mut() {
+            *v = r.get_f64()?;
+        }
+        coefs.g4 = r.get_f64()?;
+        for v in coefs.a.iter_mut().flatten() {
+            *v = r.get_f64()?;
+        }
+        for v in coefs.b.iter_mut() {
+            *v = r.get_f64()?;
+        }
+        self.coefs = coefs;
         for s in &mut self.s {
             *s = r.get_f64()?;
         }
         self.gliding = r.get_bool()?;
         self.countdown = r.get_u32()?;
+        let offset = r.position();
+        self.flush_countdown = r.get_u32()?;
+        if !(1..=FLUSH_INTERVAL).contains(&self.flush_countdown) {
+            return Err(StateError::InvalidValue {
+                what: "ladder flush countdown",
+                offset,
+            });
+        }
         Ok(())
     }
 }

@@ -135,59 +135,24 @@ impl Comb {
         }
     }
 
-    /// Adds this comb's output for `input` to `acc`; `fb` and `damp1` per sample (slices of
-    /// the same length), or constants when `constant` holds them.
-    #[inline(always)]
-    fn run(&mut self, input: &[f32], acc: &mut [f32], coefs: Coefs<'_>) {
-        let mut start = 0;
-        let n = input.len().min(acc.len());
-        while start < n {
-            let idx = self.idx.min(self.buf.len());
-            let take = (self.buf.len() - idx).min(n - start);
-            let Some(line) = self.buf.get_mut(idx..idx + take) else {
-                return;
-            };
-            let ins = input.get(start..start + take).unwrap_or(&[]);
-            let accs = acc.get_mut(start..start + take).unwrap_or(&mut []);
-            let mut store = self.store;
-            match coefs {
-                Coefs::Constant { fb, damp1 } => {
-                    let damp2 = 1.0 - damp1;
-                    for ((d, &x), a) in line.iter_mut().zip(ins).zip(accs) {
-                        let out = *d;
-                        store = flush(out * damp2 + store * damp1);
-                        *d = x + store * fb;
-                        *a += out;
-                    }
-                }
-                Coefs::PerSample { fb, damp1 } => {
-                    let fb = fb.get(start..start + take).unwrap_or(&[]);
-                    let damp1 = damp1.get(start..start + take).unwrap_or(&[]);
-                    for ((((d, &x), a), &fb), &damp1) in
-                        line.iter_mut().zip(ins).zip(accs).zip(fb).zip(damp1)
-                    {
-                        let out = *d;
-                        store = flush(out * (1.0 - damp1) + store * damp1);
-                        *d = x + store * fb;
-                        *a += out;
-                    }
-                }
-            }
-            self.store = store;
-            self.idx = idx + take;
-            if self.idx >= self.buf.len() {
-                self.idx = 0;
-            }
-            start += take;
+    /// Samples until this comb's position wraps.
+    fn until_wrap(&self) -> usize {
+        self.buf.len().saturating_sub(self.idx)
+    }
+
+    /// Moves the position on by `n` samples (at most up to the wrap).
+    fn advance(&mut self, n: usize) {
+        self.idx += n;
+        if self.idx >= self.buf.len() {
+            self.idx = 0;
         }
     }
-}
 
-/// Comb coefficients for one run: constants while nothing glides, else per-sample slices.
-#[derive(Debug, Clone, Copy)]
-enum Coefs<'a> {
-    Constant { fb: f32, damp1: f32 },
-    PerSample { fb: &'a [f32], damp1: &'a [f32] },
+    /// The next `n` samples of the line (all of them readable before the wrap).
+    fn line(&mut self, n: usize) -> &mut [f32] {
+        let end = self.idx.saturating_add(n).min(self.buf.len());
+        self.buf.get_mut(self.idx.min(end)..end).unwrap_or(&mut [])
+    }
 }
 
 /// A Schroeder allpass (Freeverb's approximation): the delay line and its position.
@@ -248,11 +213,64 @@ impl Channel {
         }
     }
 
-    /// Renders the wet signal for `input` (already scaled by the fixed gain) into `out`.
-    fn run(&mut self, input: &[f32], out: &mut [f32], coefs: Coefs<'_>) {
+    /// Renders the wet signal for `input` (already scaled by the fixed gain) into `out`,
+    /// with per-sample comb feedback `fb` and damping `damp1` (all the same length).
+    fn run(&mut self, input: &[f32], fb: &[f32], damp1: &[f32], out: &mut [f32]) {
         out.fill(0.0);
-        for c in &mut self.combs {
-            c.run(input, out, coefs);
+        let n = input.len().min(fb.len()).min(damp1.len()).min(out.len());
+        let mut start = 0;
+        while start < n {
+            // All eight combs at once: their recursions are independent, so the CPU
+            // overlaps them (one comb at a time would wait on each store in turn).
+            let take = self
+                .combs
+                .iter()
+                .map(Comb::until_wrap)
+                .fold(n - start, usize::min);
+            if take == 0 {
+                break;
+            }
+            let mut stores = self.combs.each_ref().map(|c| c.store);
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = &mut self.combs;
+            let lines = [
+                c0.line(take),
+                c1.line(take),
+                c2.line(take),
+                c3.line(take),
+                c4.line(take),
+                c5.line(take),
+                c6.line(take),
+                c7.line(take),
+            ];
+            let [l0, l1, l2, l3, l4, l5, l6, l7] = lines;
+            let end = start + take;
+            let ins = input.get(start..end).unwrap_or(&[]);
+            let fbs = fb.get(start..end).unwrap_or(&[]);
+            let ds = damp1.get(start..end).unwrap_or(&[]);
+            let outs = out.get_mut(start..end).unwrap_or(&mut []);
+            let it = ins.iter().zip(fbs).zip(ds).zip(outs.iter_mut());
+            let it = it.zip(l0.iter_mut().zip(l1.iter_mut()));
+            let it = it.zip(l2.iter_mut().zip(l3.iter_mut()));
+            let it = it.zip(l4.iter_mut().zip(l5.iter_mut()));
+            let it = it.zip(l6.iter_mut().zip(l7.iter_mut()));
+            for (((((((&x, &fb), &d1), o), (a0, a1)), (a2, a3)), (a4, a5)), (a6, a7)) in it {
+                let d2 = 1.0 - d1;
+                let tick = |d: &mut f32, store: &mut f32| {
+                    let y = *d;
+                    *store = flush(y * d2 + *store * d1);
+                    *d = x + *store * fb;
+                    y
+                };
+                let [s0, s1, s2, s3, s4, s5, s6, s7] = &mut stores;
+                let y = (tick(a0, s0) + tick(a1, s1)) + (tick(a2, s2) + tick(a3, s3));
+                let z = (tick(a4, s4) + tick(a5, s5)) + (tick(a6, s6) + tick(a7, s7));
+                *o = y + z;
+            }
+            for (c, s) in self.combs.iter_mut().zip(stores) {
+                c.store = s;
+                c.advance(take);
+            }
+            start = end;
         }
         for a in &mut self.allpasses {
             a.run(out);
@@ -346,63 +364,67 @@ impl Reverb {
             && self.mix.is_settled()
     }
 
-    /// Renders one run of at most [`RUN`] samples.
+    /// Renders one run of at most [`RUN`] samples (`x` sets the length).
     fn run(&mut self, x: &[f32], xl: &[f32], xr: &[f32], out_l: &mut [f32], out_r: &mut [f32]) {
         let n = x.len().min(RUN);
         let mut dry_l = [0.0f32; RUN];
         let mut dry_r = [0.0f32; RUN];
         let mut comb_in = [0.0f32; RUN];
-        for i in 0..n {
-            let m = x.get(i).copied().unwrap_or(0.0);
-            let l = sanitize(m + xl.get(i).copied().unwrap_or(0.0));
-            let r = sanitize(m + xr.get(i).copied().unwrap_or(0.0));
-            dry_l[i] = l;
-            dry_r[i] = r;
-            comb_in[i] = (l + r) * FIXED_GAIN;
+        let (dry_l, dry_r, comb_in) = (&mut dry_l[..n], &mut dry_r[..n], &mut comb_in[..n]);
+        for (d, &m) in dry_l.iter_mut().zip(x) {
+            *d = m;
         }
-        let mut wet_l = [0.0f32; RUN];
-        let mut wet_r = [0.0f32; RUN];
+        dry_r.copy_from_slice(dry_l);
+        for (d, &v) in dry_l.iter_mut().zip(xl) {
+            *d += v;
+        }
+        for (d, &v) in dry_r.iter_mut().zip(xr) {
+            *d += v;
+        }
+        for ((c, l), r) in comb_in
+            .iter_mut()
+            .zip(dry_l.iter_mut())
+            .zip(dry_r.iter_mut())
+        {
+            *l = sanitize(*l);
+            *r = sanitize(*r);
+            *c = (*l + *r) * FIXED_GAIN;
+        }
+        let mut fb = [0.0f32; RUN];
+        let mut damp1 = [0.0f32; RUN];
+        let mut w1 = [0.0f32; RUN];
+        let mut w2 = [0.0f32; RUN];
+        let mut dry = [0.0f32; RUN];
+        let (fb, damp1) = (&mut fb[..n], &mut damp1[..n]);
+        let (w1, w2, dry) = (&mut w1[..n], &mut w2[..n], &mut dry[..n]);
         if self.settled() {
-            let coefs = Coefs::Constant {
-                fb: self.room.current() * ROOM_SCALE + ROOM_OFFSET,
-                damp1: self.damp.current() * DAMP_SCALE,
-            };
-            self.left.run(&comb_in[..n], &mut wet_l[..n], coefs);
-            self.right.run(&comb_in[..n], &mut wet_r[..n], coefs);
-            let (w1, w2, dry) = mix_gains(self.width.current(), self.mix.current());
-            for i in 0..n {
-                let (l, r) = (wet_l[i], wet_r[i]);
-                if let Some(o) = out_l.get_mut(i) {
-                    *o = l * w1 + r * w2 + dry_l[i] * dry;
-                }
-                if let Some(o) = out_r.get_mut(i) {
-                    *o = r * w1 + l * w2 + dry_r[i] * dry;
-                }
-            }
+            fb.fill(self.room.current() * ROOM_SCALE + ROOM_OFFSET);
+            damp1.fill(self.damp.current() * DAMP_SCALE);
+            let (a, b, c) = mix_gains(self.width.current(), self.mix.current());
+            w1.fill(a);
+            w2.fill(b);
+            dry.fill(c);
         } else {
-            let mut fb = [0.0f32; RUN];
-            let mut damp1 = [0.0f32; RUN];
-            let mut gains = [(0.0f32, 0.0f32, 0.0f32); RUN];
             for i in 0..n {
                 fb[i] = self.room.next() * ROOM_SCALE + ROOM_OFFSET;
                 damp1[i] = self.damp.next() * DAMP_SCALE;
-                gains[i] = mix_gains(self.width.next(), self.mix.next());
+                (w1[i], w2[i], dry[i]) = mix_gains(self.width.next(), self.mix.next());
             }
-            let coefs = Coefs::PerSample {
-                fb: &fb[..n],
-                damp1: &damp1[..n],
-            };
-            self.left.run(&comb_in[..n], &mut wet_l[..n], coefs);
-            self.right.run(&comb_in[..n], &mut wet_r[..n], coefs);
-            for i in 0..n {
-                let (w1, w2, dry) = gains[i];
-                let (l, r) = (wet_l[i], wet_r[i]);
-                if let Some(o) = out_l.get_mut(i) {
-                    *o = l * w1 + r * w2 + dry_l[i] * dry;
-                }
-                if let Some(o) = out_r.get_mut(i) {
-                    *o = r * w1 + l * w2 + dry_r[i] * dry;
-                }
+        }
+        let mut wet_l = [0.0f32; RUN];
+        let mut wet_r = [0.0f32; RUN];
+        let (wet_l, wet_r) = (&mut wet_l[..n], &mut wet_r[..n]);
+        self.left.run(comb_in, fb, damp1, wet_l);
+        self.right.run(comb_in, fb, damp1, wet_r);
+        let gains = w1.iter().zip(w2.iter()).zip(dry.iter());
+        let wets = wet_l.iter().zip(wet_r.iter());
+        let drys = dry_l.iter().zip(dry_r.iter());
+        for (i, (((&a, &b), &g), ((&l, &r), (&dl, &dr)))) in gains.zip(wets.zip(drys)).enumerate() {
+            if let Some(o) = out_l.get_mut(i) {
+                *o = l * a + r * b + dl * g;
+            }
+            if let Some(o) = out_r.get_mut(i) {
+                *o = r * a + l * b + dr * g;
             }
         }
     }
