@@ -139,8 +139,12 @@ pub fn voice_chain() -> Chain {
 pub fn saw_ladder() -> Chain {
     let desc = available(&["saw", "ladder"]).then(|| PatchDesc {
         modules: vec![
-            ModuleDesc::new("saw", "saw").with_param("freq", SAW_HZ),
-            ModuleDesc::new("ladder", "ladder").with_param("cutoff", CUTOFF_HZ),
+            ModuleDesc::new("saw", "saw")
+                .with_param("freq", SAW_HZ)
+                .with_param("gain", 1.0),
+            ModuleDesc::new("ladder", "ladder")
+                .with_param("cutoff", CUTOFF_HZ)
+                .with_param("resonance", LADDER_RES),
             ModuleDesc::new("gain", "gain").with_param("gain", GAIN),
             ModuleDesc::new("out", "output"),
         ],
@@ -196,7 +200,7 @@ pub fn poly() -> Chain {
     }
 }
 
-/// Chain 5: chain 2 → stereo reverb (both reverb inputs fed from the mono voice); `None`
+/// Chain 5: chain 2 → stereo reverb (its mono input, stereo out; default mix); `None`
 /// until the `reverb` type exists.
 pub fn reverb() -> Chain {
     let desc = available(&["reverb"]).then(|| {
@@ -205,8 +209,7 @@ pub fn reverb() -> Chain {
         let last = voice(&mut modules, &mut connections, "", SINE_HZ, GAIN);
         modules.push(ModuleDesc::new("reverb", "reverb"));
         modules.push(ModuleDesc::new("out", "output"));
-        connections.push(Connection::new(&last, "reverb:left"));
-        connections.push(Connection::new(&last, "reverb:right"));
+        connections.push(Connection::new(&last, "reverb:in"));
         connections.push(Connection::new("reverb:left", "out:left"));
         connections.push(Connection::new("reverb:right", "out:right"));
         PatchDesc {

@@ -64,6 +64,9 @@ pub struct Patch {
     by_id: BTreeMap<String, u16>,
     /// Execution position of the `output` node.
     output_exec: usize,
+    /// Whether some module reads the output module's outputs, so it must run; otherwise
+    /// `render` skips this pass-through and `process` copies its sources directly.
+    output_is_read: bool,
     /// `max_block` zeros, read by unconnected inputs.
     zeros: Vec<f32>,
     nonfinite_resets: u64,
@@ -409,11 +412,18 @@ impl Patch {
             });
         }
 
+        let output_exec = exec_of[output_decl];
+        let output_is_read = nodes.iter().any(|n: &Node| {
+            n.inputs
+                .iter()
+                .any(|s| matches!(*s, Source::Node { exec, .. } if exec == output_exec))
+        });
         Ok(Patch {
             sample_rate,
             max_block,
             nodes,
-            output_exec: exec_of[output_decl],
+            output_exec,
+            output_is_read,
             exec_of,
             by_id,
             zeros: vec![0.0; max_block],
@@ -514,10 +524,13 @@ impl Patch {
         {
             let n = l.len();
             self.render(n);
-            match self.nodes.get(self.output_exec).map(|n| &n.outputs[..]) {
-                Some([ol, or, ..]) => {
-                    copy_into(l, ol);
-                    copy_into(r, or);
+            // The output module passes its inputs through unchanged, so its sources are
+            // copied straight to the caller (one copy instead of two).
+            let sources = self.nodes.get(self.output_exec).map(|n| &n.inputs[..]);
+            match sources {
+                Some(&[sl, sr, ..]) => {
+                    copy_into(l, self.source(sl, n));
+                    copy_into(r, self.source(sr, n));
                 }
                 _ => {
                     l.fill(0.0);
@@ -527,9 +540,27 @@ impl Patch {
         }
     }
 
-    /// Runs every node once for `n` (<= max_block) frames, in execution order.
+    /// The first `n` samples of what `src` reads: a node's output buffer or the zeros.
+    fn source(&self, src: Source, n: usize) -> &[f32] {
+        match src {
+            Source::Zero => self.zeros.get(..n),
+            Source::Node { exec, port } => self
+                .nodes
+                .get(exec)
+                .and_then(|d| d.outputs.get(port))
+                .and_then(|b| b.get(..n)),
+        }
+        .unwrap_or(&[])
+    }
+
+    /// Runs every node once for `n` (<= max_block) frames, in execution order; the output
+    /// module, a pass-through, only when another module reads it ([`Patch::process`]
+    /// copies its sources itself).
     fn render(&mut self, n: usize) {
         for i in 0..self.nodes.len() {
+            if i == self.output_exec && !self.output_is_read {
+                continue;
+            }
             let (done, rest) = self.nodes.split_at_mut(i);
             let Some((node, _)) = rest.split_first_mut() else {
                 break;
@@ -556,7 +587,7 @@ impl Patch {
 
             // NaN guard: a module that produced NaN/inf is reset and its block silenced,
             // so the bad value never reaches another module or the speakers.
-            if outs.iter().any(|o| o.iter().any(|x| !x.is_finite())) {
+            if outs.iter().any(|o| has_nonfinite(o)) {
                 node.module.reset();
                 for o in outs.iter_mut() {
                     o.fill(0.0);
@@ -672,6 +703,22 @@ impl Patch {
 /// Copies `src` into `dst` as far as both reach (they are the same length in practice);
 /// unlike `copy_from_slice` it cannot panic.
 #[inline]
+/// True if any sample of `block` is NaN or infinite.
+///
+/// Branch-free, so the compiler vectorises it (the guard runs on every output of every
+/// module, every block): a float is non-finite exactly when its exponent bits are all
+/// ones, and adding one exponent step to the masked exponent carries into bit 31 for
+/// that pattern only. OR-ing those bits over the block catches a single bad sample.
+#[inline]
+fn has_nonfinite(block: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    const EXPONENT_STEP: u32 = 0x0080_0000;
+    let carries = block.iter().fold(0u32, |acc, &x| {
+        acc | (x.to_bits() & EXPONENT).wrapping_add(EXPONENT_STEP)
+    });
+    carries & 0x8000_0000 != 0
+}
+
 fn copy_into(dst: &mut [f32], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s;
@@ -986,6 +1033,58 @@ mod tests {
     }
 
     #[test]
+    fn nonfinite_scan_finds_any_single_bad_sample() {
+        let bad = [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        let good = [
+            0.0,
+            -0.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1.5,
+        ];
+        for len in [1usize, 3, 8, 63, 64] {
+            let mut block = vec![0.25f32; len];
+            assert!(!has_nonfinite(&block));
+            for at in 0..len {
+                for &g in &good {
+                    block[at] = g;
+                    assert!(!has_nonfinite(&block), "{g} at {at}/{len}");
+                }
+                for &b in &bad {
+                    block[at] = b;
+                    assert!(has_nonfinite(&block), "{b} at {at}/{len}");
+                }
+                block[at] = 0.25;
+            }
+        }
+        assert!(!has_nonfinite(&[]));
+    }
+
+    #[test]
+    fn a_module_reading_the_output_still_gets_its_signal() {
+        let desc = PatchDesc {
+            modules: vec![
+                ModuleDesc::new("s", "sine"),
+                ModuleDesc::new("out", "output"),
+                ModuleDesc::new("g", "gain").with_param("gain", 1.0),
+            ],
+            connections: vec![
+                Connection::new("s", "out:left"),
+                Connection::new("out:left", "g"),
+            ],
+        };
+        let mut p = compile(&desc);
+        let (l, _) = render(&mut p, 64, 64);
+        let g = p.exec_of[2];
+        assert_eq!(bits(&l), bits(&p.nodes[g].outputs[0]));
+    }
+
+    /// Snapshot offset of the first sine's gain smoother's current value.
+    const SINE_GAIN_AT: usize = HEADER_LEN + 8 + crate::smoother::Smoother::STATE_LEN;
+
+    #[test]
     fn nonfinite_output_resets_module_and_silences_block() {
         // sine -> out directly, so the silenced block is visible at the output.
         let desc = PatchDesc {
@@ -998,8 +1097,9 @@ mod tests {
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
         let mut buf = snapshot(&p);
-        // Poison the sine's phase (first module, right after the header).
-        buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&f64::NAN.to_le_bytes());
+        // Poison the sine's current gain (first module, right after the header: phase 8
+        // bytes, freq smoother 16, then the gain smoother's current value).
+        buf[SINE_GAIN_AT..SINE_GAIN_AT + 4].copy_from_slice(&f32::NAN.to_le_bytes());
         p.load_state(&mut StateReader::new(&buf)).unwrap();
         let (l, r) = render(&mut p, 64, 64);
         assert!(l.iter().chain(&r).all(|&x| x == 0.0));
@@ -1020,7 +1120,7 @@ mod tests {
         let mut p = playing_default();
         let _ = render(&mut p, 640, 64);
         let mut buf = snapshot(&p);
-        buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
+        buf[SINE_GAIN_AT..SINE_GAIN_AT + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
         p.load_state(&mut StateReader::new(&buf)).unwrap();
         let (l, r) = render(&mut p, 6400, 64);
         assert!(l.iter().chain(&r).all(|x| x.is_finite()));
@@ -1042,7 +1142,7 @@ mod tests {
         assert!(msg.contains("module 'osc'"), "{msg}");
         assert!(msg.contains("unknown type 'sinee'"), "{msg}");
         assert!(msg.contains("did you mean 'sine'?"), "{msg}");
-        let msg = compile_err(&chain(&[("x", "reverb"), ("out", "output")], &[]));
+        let msg = compile_err(&chain(&[("x", "theremin"), ("out", "output")], &[]));
         assert!(!msg.contains("did you mean"), "{msg}");
         assert!(
             msg.contains("known types: sine, adsr, biquad, gain, output"),
