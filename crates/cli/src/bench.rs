@@ -90,6 +90,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()?,
         device_buffer: None,
         join_timeout: Duration::from_secs(5),
+        realtime: true,
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     let addr = server.osc_addr();

@@ -174,6 +174,24 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             );
             None
         }
+        Reply::Get { address, value } => {
+            println!("{address} {value}");
+            None
+        }
+        Reply::Params { id, params } => {
+            println!("{id}:");
+            for p in params {
+                println!(
+                    "  {:<10} {:>10} {:<4} range {}..{} default {}",
+                    p.name, p.current, p.unit, p.min, p.max, p.default
+                );
+            }
+            None
+        }
+        Reply::PatchDump(text) => {
+            print!("{text}");
+            None
+        }
         Reply::Other(message) => {
             println!("{} {:?}", message.addr, message.args);
             None

@@ -57,6 +57,8 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let config = EngineConfig::new(args.sample_rate, args.block, args.seed);
     let mut engine = Engine::new(&patch, config, 0).context("the patch does not compile")?;
     let mut commands: Vec<StampedCommand> = Vec::new();
+    // Patch switches from a command log: (frame, seq, TOML text).
+    let mut patches: Vec<(u64, u64, String)> = Vec::new();
     if let Some(path) = &args.commands {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -75,11 +77,33 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let logged = chronus_protocol::parse_command_log(&table, &text)
             .with_context(|| format!("command log {}", path.display()))?;
-        commands.extend(logged.into_iter().map(|c| StampedCommand {
-            seq: c.seq,
-            frame: c.frame,
-            command: c.command,
-        }));
+        for entry in logged {
+            match entry {
+                chronus_protocol::LogEntry::Command(c) => commands.push(StampedCommand {
+                    seq: c.seq,
+                    frame: c.frame,
+                    command: c.command,
+                }),
+                chronus_protocol::LogEntry::Patch { frame, seq, toml } => {
+                    patches.push((frame, seq, toml))
+                }
+            }
+        }
+    }
+    // A patch switch travels as its text then a stamped switch command, exactly as the
+    // server sends it to its workers.
+    let mut texts = std::collections::BTreeMap::new();
+    for (i, (frame, seq, toml)) in patches.into_iter().enumerate() {
+        let version = i as u32 + 2;
+        commands.push(StampedCommand {
+            seq,
+            frame,
+            command: chronus_engine::Command::SwitchPatch {
+                version,
+                len: toml.len() as u32,
+            },
+        });
+        texts.insert(version, toml);
     }
     commands.sort_by_key(|c| (c.frame, c.seq));
 
@@ -101,11 +125,19 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         // most a bounded number in waiting, so feed them just in time, like a worker).
         let block_end = (engine.next_block() + 1) * args.block as u64;
         while let Some(c) = next.next_if(|c| c.frame < block_end) {
+            if let chronus_engine::Command::SwitchPatch { version, .. } = c.command {
+                if let Some(text) = texts.remove(&version) {
+                    for chunk in chronus_engine::PatchChunk::split(version, text.as_bytes()) {
+                        engine.receive_chunk(&chunk);
+                    }
+                }
+            }
             engine
                 .receive(c)
                 .map_err(|e| anyhow::anyhow!("command at frame {}: {e}", c.frame))?;
         }
         engine.render_block(&mut block);
+        while engine.take_retired().is_some() {}
         let frames = (total_frames - written).min(args.block as u64) as usize;
         for &sample in block.iter().take(frames * 2) {
             writer.write_sample(sample)?;

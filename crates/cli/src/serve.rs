@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Seconds a spare may take to start and join before it is replaced.
     #[arg(long, default_value_t = 5.0)]
     join_timeout: f64,
+    /// Do not ask for real-time scheduling (SCHED_FIFO, locked memory) even where allowed.
+    #[arg(long)]
+    no_realtime: bool,
 }
 
 /// Runs the server until /quit, SIGINT or SIGTERM.
@@ -79,6 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot find the chronus binary to start workers")?,
         device_buffer: args.device_buffer,
         join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.1)),
+        realtime: !args.no_realtime,
     };
     let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
     let supervisor = Supervisor::start(config.clone(), stop)?;

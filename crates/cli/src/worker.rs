@@ -37,6 +37,9 @@ pub struct WorkerCli {
     /// Patch file (default patch when absent).
     #[arg(long)]
     patch: Option<PathBuf>,
+    /// Ask for SCHED_FIFO and locked memory.
+    #[arg(long)]
+    realtime: bool,
 }
 
 /// Runs the worker; returns only on error.
@@ -71,6 +74,7 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
         config: EngineConfig::new(args.sample_rate, args.block, args.seed),
         start,
         parent_pid: args.parent_pid,
+        realtime: args.realtime,
     };
     match chronus_engine::run_worker(worker_args) {
         Ok(never) => match never {},

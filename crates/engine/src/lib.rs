@@ -12,6 +12,7 @@
 pub mod command;
 pub mod engine;
 pub mod master;
+pub mod realtime;
 pub mod worker;
 
 pub use command::{Command, Control, Instruction, NodeIndex, PatchChunk, StampedCommand};

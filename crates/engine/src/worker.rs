@@ -51,6 +51,8 @@ pub struct WorkerArgs {
     pub start: StartMode,
     /// The supervisor's pid; the worker exits when it is no longer its parent.
     pub parent_pid: u32,
+    /// Ask for real-time scheduling for the render loop.
+    pub realtime: bool,
 }
 
 /// Why a worker stopped.
@@ -107,6 +109,11 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         StartMode::Join { .. } => 0,
     };
     let mut engine = Engine::new(&args.patch, args.config, start_block)?;
+    if args.realtime {
+        let scheduling =
+            crate::realtime::make_current_thread_realtime(crate::realtime::WORKER_PRIORITY);
+        tracing::debug!("worker {}: {scheduling:?}", std::process::id());
+    }
     slot.set_worker_pid(std::process::id());
     slot.mark_attached(generation);
 

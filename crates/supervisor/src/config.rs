@@ -65,4 +65,6 @@ pub struct ServeConfig {
     pub device_buffer: Option<u32>,
     /// How long a spare may take to start and join before it is replaced.
     pub join_timeout: std::time::Duration,
+    /// Ask for SCHED_FIFO and locked memory for the output thread and the workers.
+    pub realtime: bool,
 }

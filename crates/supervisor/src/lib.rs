@@ -13,6 +13,7 @@ pub mod config;
 pub mod metrics;
 pub mod osc;
 pub mod output;
+pub mod patch_editor;
 pub mod sinks;
 pub mod supervisor;
 pub mod workers;

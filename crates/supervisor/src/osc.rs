@@ -12,7 +12,12 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chronus_protocol::{reply, AddressTable, DebugRequest, Request, When};
+use chronus_engine::command::PATCH_CHUNK_BYTES;
+use chronus_engine::{Command, PatchChunk};
+use chronus_protocol::reply::ParamInfo;
+use chronus_protocol::{reply, AddressTable, DebugRequest, PatchEdit, Request, When};
+
+use crate::patch_editor::PatchEditor;
 
 use crate::metrics::{Metrics, MetricsReport};
 use crate::output::{DebugAction, Inbound, OutputShared};
@@ -25,14 +30,28 @@ pub enum ControlRequest {
         /// Who asked.
         reply_to: SocketAddr,
     },
+    /// A patch was committed and its switch queued for stamping: the supervisor needs
+    /// its text (command log, cold restarts) and table (command log after the switch).
+    PatchCommitted {
+        /// Version stamped in the switch command.
+        version: u32,
+        /// TOML text.
+        text: String,
+        /// Address table of the new patch.
+        table: AddressTable,
+    },
 }
 
 /// What the OSC thread needs to do its job.
 pub struct OscServer {
     /// The bound socket (also used by the supervisor to send deferred replies).
     pub socket: Arc<UdpSocket>,
-    /// The address table of the running patch.
-    pub table: Arc<AddressTable>,
+    /// The address table of the running patch (replaced on `/patch/commit`).
+    pub table: AddressTable,
+    /// The draft patch and the parameter values.
+    pub editor: PatchEditor,
+    /// Whether `/debug/*` exists (kept when the table is rebuilt).
+    pub fault_injection: bool,
     /// The output clock's shared state.
     pub shared: Arc<OutputShared>,
     /// Latest report, refreshed by the supervisor loop.
@@ -41,13 +60,11 @@ pub struct OscServer {
     pub stop: Arc<AtomicBool>,
     /// Requests for the supervisor loop.
     pub control: Sender<ControlRequest>,
-    /// Modules in the patch (for `/status`).
-    pub module_count: usize,
 }
 
 impl OscServer {
     /// Serves until `stop` is set.
-    pub fn run(self) {
+    pub fn run(mut self) {
         let _ = self
             .socket
             .set_read_timeout(Some(Duration::from_millis(50)));
@@ -72,8 +89,9 @@ impl OscServer {
         }
     }
 
-    fn handle_datagram(&self, bytes: &[u8], from: SocketAddr) {
-        let metrics = &self.shared.metrics;
+    fn handle_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
         let results = match chronus_protocol::decode_packet(&self.table, bytes) {
             Ok(results) => results,
@@ -119,6 +137,7 @@ impl OscServer {
             };
             match decoded.request {
                 Request::Engine(command) => {
+                    self.editor.observe(&command);
                     let at_frame = match decoded.time {
                         When::Now => None,
                         When::At(time) => Some(self.frame_for(time)),
@@ -154,6 +173,33 @@ impl OscServer {
                         );
                     }
                 }
+                Request::Get {
+                    address,
+                    node,
+                    param,
+                } => {
+                    let value = self.editor.value(node, param).unwrap_or(0.0);
+                    self.send(&reply::get_reply(&address, value), from);
+                }
+                Request::Params { id, node } => {
+                    let spec = self.editor.modules().get(usize::from(node)).map(|m| m.1);
+                    let params: Vec<ParamInfo> = spec
+                        .map(|spec| {
+                            spec.params
+                                .iter()
+                                .enumerate()
+                                .map(|(i, p)| {
+                                    ParamInfo::from_spec(
+                                        p,
+                                        self.editor.value(node, i as u16).unwrap_or(p.default),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.send(&reply::params_reply(&id, &params), from);
+                }
+                Request::Patch(edit) => self.edit_patch(edit, &decoded.address, from),
                 Request::Status => self.send(&self.status_reply(), from),
                 Request::Metrics => self.send(&self.metrics_reply(), from),
                 Request::Version => self.send(
@@ -182,6 +228,72 @@ impl OscServer {
         }
     }
 
+    /// Applies a `/patch/…` edit and answers `/done` or `/fail`.
+    fn edit_patch(&mut self, edit: PatchEdit, address: &str, from: SocketAddr) {
+        let result = match edit {
+            PatchEdit::Add { id, type_name } => self.editor.add(&id, &type_name),
+            PatchEdit::Remove { id } => self.editor.remove(&id),
+            PatchEdit::Connect { from, to } => self.editor.connect(&from, &to),
+            PatchEdit::Disconnect { from, to } => self.editor.disconnect(&from, &to),
+            PatchEdit::Set { id, param, value } => self.editor.set(&id, &param, value),
+            PatchEdit::Revert => {
+                self.editor.revert();
+                Ok(())
+            }
+            PatchEdit::Dump => {
+                self.send(&reply::patch_dump_reply(&self.editor.dump()), from);
+                return;
+            }
+            PatchEdit::Commit => self.commit_patch(),
+        };
+        match result {
+            Ok(()) => self.send(&reply::done(address), from),
+            Err(reason) => {
+                Metrics::bump(&self.shared.metrics.commands_rejected);
+                tracing::info!("refused {address} from {from}: {reason}");
+                self.send(&reply::fail(address, &reason), from);
+            }
+        }
+    }
+
+    /// Compiles the draft and queues its text and the switch for the output clock, all
+    /// or nothing; from now on messages are decoded against the new patch's table.
+    fn commit_patch(&mut self) -> Result<(), String> {
+        let chunks_needed = self.editor.dump().len().div_ceil(PATCH_CHUNK_BYTES) + 1;
+        let room = self.shared.inbound.capacity() - self.shared.inbound.len();
+        if chunks_needed > room {
+            return Err("server busy: too many commands waiting; try again".to_string());
+        }
+        let committed = self.editor.commit()?;
+        let table = AddressTable::new(&committed.modules, self.fault_injection);
+        let _ = self.control.send(ControlRequest::PatchCommitted {
+            version: committed.version,
+            text: committed.text.clone(),
+            table: AddressTable::new(&committed.modules, self.fault_injection),
+        });
+        for chunk in PatchChunk::split(committed.version, committed.text.as_bytes()) {
+            // Room was checked above and only this thread pushes commands.
+            let _ = self.shared.inbound.push(Inbound::PatchChunk(chunk));
+        }
+        let switch = Inbound::Command {
+            command: Command::SwitchPatch {
+                version: committed.version,
+                len: committed.text.len() as u32,
+            },
+            received_ns: self.shared.now_ns(),
+            at_frame: None,
+        };
+        let _ = self.shared.inbound.push(switch);
+        Metrics::bump(&self.shared.metrics.commands_received);
+        self.table = table;
+        tracing::info!(
+            "patch {} committed ({} modules)",
+            committed.version,
+            committed.modules.len()
+        );
+        Ok(())
+    }
+
     /// The frame that plays at `time` (an OSC timetag), estimated from the clock now.
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
         let now_frame =
@@ -208,7 +320,7 @@ impl OscServer {
             })
             .unwrap_or((0.0, 0.0, 0));
         reply::status_reply(&reply::StatusReply {
-            modules: self.module_count as i32,
+            modules: self.editor.modules().len() as i32,
             voices: voices as i32,
             groups: 1,
             patches: 1,
@@ -220,7 +332,11 @@ impl OscServer {
     }
 
     fn metrics_reply(&self) -> Vec<u8> {
-        let pairs = self.report.lock().map(|r| r.to_pairs()).unwrap_or_default();
+        let pairs = self
+            .report
+            .lock()
+            .map(|view| crate::supervisor::live_report(&self.shared, &view).to_pairs())
+            .unwrap_or_default();
         reply::metrics_reply(&pairs)
     }
 

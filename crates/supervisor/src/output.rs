@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::Instant;
 
-use chronus_engine::{Command, Control, StampedCommand};
+use chronus_engine::{Command, Control, PatchChunk, StampedCommand};
 use chronus_ipc::Slot;
 use crossbeam_queue::ArrayQueue;
 
@@ -65,6 +65,8 @@ pub enum Inbound {
         /// Request id the joiner waits for.
         request: u64,
     },
+    /// A piece of a committed patch's text, for every worker, ahead of its switch command.
+    PatchChunk(PatchChunk),
     /// Fault injection for one worker (`None` = the active one).
     Debug {
         /// Target slot.
@@ -350,6 +352,19 @@ impl OutputCore {
                 }
                 Inbound::Sync { id, reply_to } => {
                     self.notify(shared, Notice::Synced { id, reply_to })
+                }
+                Inbound::PatchChunk(mut chunk) => {
+                    self.seq += 1;
+                    chunk.seq = self.seq;
+                    for (link, bound) in shared.slots.iter().zip(bound) {
+                        if bound {
+                            let record = chunk.to_record(link.generation.load(Ordering::Acquire));
+                            if !link.slot.push_command(&record) {
+                                link.overflowed.store(true, Ordering::Release);
+                                Metrics::bump(&shared.metrics.ring_overflows);
+                            }
+                        }
+                    }
                 }
                 Inbound::Snapshot { request } => {
                     let active = shared.active.load(Ordering::Relaxed);

@@ -102,7 +102,14 @@ pub struct Supervisor {
     next_request: u64,
     stop: Arc<AtomicBool>,
     socket: Arc<UdpSocket>,
-    table: Arc<AddressTable>,
+    /// Table of the patch the output is stamping for (follows stamped patch switches).
+    table: AddressTable,
+    /// Committed patches whose switch has not been stamped yet: version → (text, table).
+    committed: std::collections::BTreeMap<u32, (String, AddressTable)>,
+    /// Patch file new workers start from (the latest stamped patch).
+    patch_path: Option<std::path::PathBuf>,
+    /// Private directory for patch files written after live edits.
+    work_dir: std::path::PathBuf,
     report: Arc<Mutex<MetricsReport>>,
     control: Receiver<ControlRequest>,
     command_log: Option<BufWriter<File>>,
@@ -142,7 +149,16 @@ impl Supervisor {
             as u16)
             .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
             .collect();
-        let table = Arc::new(AddressTable::new(&modules, config.allow_fault_injection));
+        let table = AddressTable::new(&modules, config.allow_fault_injection);
+        // Room for the state of a patch several times larger than the first one, so
+        // live edits can grow it; at least 4 MiB.
+        let snapshot_capacity = (engine.snapshot_len() * 4).max(4 << 20);
+        let editor = crate::patch_editor::PatchEditor::new(
+            config.patch.clone(),
+            engine_config,
+            snapshot_capacity,
+        )
+        .map_err(anyhow::Error::msg)?;
         let layout = SlotLayout::new(
             config.block_frames as u32,
             2,
@@ -154,7 +170,7 @@ impl Supervisor {
             Arc::new(Slot::create("chronus-slot-0", layout)?),
             Arc::new(Slot::create("chronus-slot-1", layout)?),
         ];
-        let snapshots = SnapshotArea::create("chronus-snapshot", engine.snapshot_len())?;
+        let snapshots = SnapshotArea::create("chronus-snapshot", snapshot_capacity)?;
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(OutputShared::new(
             slots,
@@ -180,12 +196,13 @@ impl Supervisor {
         let report = Arc::new(Mutex::new(empty_report(&shared)));
         let server = OscServer {
             socket: Arc::clone(&socket),
-            table: Arc::clone(&table),
+            table: table.clone(),
+            editor,
+            fault_injection: config.allow_fault_injection,
             shared: Arc::clone(&shared),
             report: Arc::clone(&report),
             stop: Arc::clone(&stop),
             control: control_tx,
-            module_count: modules.len(),
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())
@@ -200,7 +217,9 @@ impl Supervisor {
             early_deaths: 0,
             respawn_not_before: Instant::now(),
         };
+        let patch_path = config.patch_path.clone();
         let mut supervisor = Supervisor {
+            patch_path,
             config,
             engine_config,
             shared,
@@ -210,6 +229,8 @@ impl Supervisor {
             stop,
             socket,
             table,
+            committed: std::collections::BTreeMap::new(),
+            work_dir: std::env::temp_dir().join(format!("chronus-{}", std::process::id())),
             report,
             control,
             command_log,
@@ -238,7 +259,7 @@ impl Supervisor {
     }
 
     /// The address table of the running patch.
-    pub fn table(&self) -> &Arc<AddressTable> {
+    pub fn table(&self) -> &AddressTable {
         &self.table
     }
 
@@ -339,6 +360,10 @@ impl Supervisor {
         while let Some(notice) = self.shared.notices.pop() {
             match notice {
                 Notice::Stamped { stamped, .. } => {
+                    if let chronus_engine::Command::SwitchPatch { version, .. } = stamped.command {
+                        self.on_patch_switch(version, stamped.frame, stamped.seq);
+                        continue;
+                    }
                     if let Some(log) = self.command_log.as_mut() {
                         let line = chronus_protocol::text::format_log_line(
                             &self.table,
@@ -388,6 +413,46 @@ impl Supervisor {
                 }
                 Notice::Underrun { block } => {
                     tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
+                }
+            }
+        }
+    }
+
+    /// A committed patch's switch was stamped: log it, follow its table, and start new
+    /// workers from it from now on.
+    fn on_patch_switch(&mut self, version: u32, frame: u64, seq: u64) {
+        self.drain_control();
+        let Some((text, table)) = self.committed.remove(&version) else {
+            tracing::error!("patch {version} was stamped but its text is unknown");
+            return;
+        };
+        if let Some(log) = self.command_log.as_mut() {
+            let _ = writeln!(
+                log,
+                "{}",
+                chronus_protocol::format_patch_log_line(frame, seq, &text)
+            );
+        }
+        self.table = table;
+        let path = self.work_dir.join(format!("patch-{version}.toml"));
+        match std::fs::create_dir_all(&self.work_dir).and_then(|()| std::fs::write(&path, &text)) {
+            Ok(()) => self.patch_path = Some(path),
+            Err(e) => tracing::warn!("cannot keep patch {version} for new workers: {e}"),
+        }
+        tracing::info!("patch {version} takes effect at frame {frame}");
+    }
+
+    /// Handles what the OSC thread asked of this loop.
+    fn drain_control(&mut self) {
+        while let Ok(request) = self.control.try_recv() {
+            match request {
+                ControlRequest::Quit { reply_to } => self.quit_requests.push(reply_to),
+                ControlRequest::PatchCommitted {
+                    version,
+                    text,
+                    table,
+                } => {
+                    self.committed.insert(version, (text, table));
                 }
             }
         }
@@ -587,7 +652,8 @@ impl Supervisor {
             generation: self.slots[slot].generation,
             start,
             config: self.engine_config,
-            patch_path: self.config.patch_path.as_deref(),
+            patch_path: self.patch_path.as_deref(),
+            realtime: self.config.realtime,
         };
         let worker = Worker::spawn(&spec)?;
         tracing::info!(
@@ -674,9 +740,18 @@ impl Supervisor {
     fn start_paced(&self, core: OutputCore, sink: Box<dyn Sink>) -> anyhow::Result<RunningOutput> {
         tracing::info!("output: {}", sink.describe());
         let stop = Arc::clone(&self.stop);
+        let realtime = self.config.realtime;
         let handle = std::thread::Builder::new()
             .name("chronus-output".into())
-            .spawn(move || sinks::run_paced(core, sink, stop))
+            .spawn(move || {
+                if realtime {
+                    use chronus_engine::realtime;
+                    let scheduling =
+                        realtime::make_current_thread_realtime(realtime::OUTPUT_PRIORITY);
+                    realtime::log_scheduling("output thread", &scheduling);
+                }
+                sinks::run_paced(core, sink, stop)
+            })
             .context("cannot start the output thread")?;
         Ok(RunningOutput::Paced(handle))
     }
@@ -701,11 +776,7 @@ impl Supervisor {
         if let Ok(mut shared) = self.report.lock() {
             *shared = report;
         }
-        while let Ok(request) = self.control.try_recv() {
-            match request {
-                ControlRequest::Quit { reply_to } => self.quit_requests.push(reply_to),
-            }
-        }
+        self.drain_control();
     }
 
     /// A fresh copy of every metric.
@@ -780,15 +851,28 @@ impl Supervisor {
         if let Some(handle) = self.osc_thread.take() {
             let _ = handle.join();
         }
-        while let Ok(ControlRequest::Quit { reply_to }) = self.control.try_recv() {
-            self.quit_requests.push(reply_to);
-        }
+        self.drain_control();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
         for to in std::mem::take(&mut self.quit_requests) {
             self.send(&reply::done("/quit"), to);
         }
         tracing::info!("stopped");
         result.and(output_result)
     }
+}
+
+/// The counters as they are right now, with the supervisor's view (roles, pids, loads)
+/// taken from `view`: what `/metrics` answers, so a reply never lags behind the commands
+/// that came before it.
+pub(crate) fn live_report(shared: &OutputShared, view: &MetricsReport) -> MetricsReport {
+    let mut report = empty_report(shared);
+    report.spare_ready = view.spare_ready;
+    report.live_children = view.live_children;
+    report.worker_load_percent = view.worker_load_percent;
+    report.worker_load_peak_percent = view.worker_load_peak_percent;
+    report.voices_sounding = view.voices_sounding;
+    report.workers = view.workers.clone();
+    report
 }
 
 fn empty_report(shared: &OutputShared) -> MetricsReport {

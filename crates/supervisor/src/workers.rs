@@ -43,6 +43,8 @@ pub struct WorkerSpec<'a> {
     pub config: EngineConfig,
     /// Patch file (`None` = built-in default).
     pub patch_path: Option<&'a Path>,
+    /// Ask for real-time scheduling.
+    pub realtime: bool,
 }
 
 impl Worker {
@@ -75,6 +77,9 @@ impl Worker {
             StartMode::Fresh { block } => command.arg("--start-block").arg(block.to_string()),
             StartMode::Join { request } => command.arg("--join").arg(request.to_string()),
         };
+        if spec.realtime {
+            command.arg("--realtime");
+        }
         if let Some(path) = spec.patch_path {
             command.arg("--patch").arg(path);
         }

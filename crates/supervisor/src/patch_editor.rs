@@ -1,0 +1,425 @@
+//! Live patch editing over OSC, and the server's view of parameter values.
+//!
+//! Edits (`/patch/add`, `/patch/remove`, `/patch/connect`, `/patch/disconnect`,
+//! `/patch/set`) change a *draft*; the running patch is untouched until `/patch/commit`
+//! compiles the draft (any error is a `/fail` naming the module and port, and nothing
+//! changes) and hands it to the output clock, which stamps the switch like any command,
+//! so both workers swap patches on the same frame, with a short crossfade.
+//!
+//! The editor also keeps the value of every parameter as the commands decoded so far
+//! leave it (`/get`, `/params`), and folds those values into a committed draft so that a
+//! live edit does not reset what was played.
+
+use std::collections::BTreeSet;
+
+use chronus_dsp::{ModuleDesc, Patch, PatchDesc};
+use chronus_engine::{Command, Engine, EngineConfig};
+
+/// The running patch, the draft being edited, and the parameter values.
+pub struct PatchEditor {
+    current: PatchDesc,
+    draft: Option<PatchDesc>,
+    /// Parameters set explicitly in the draft with `/patch/set` (id, param).
+    draft_overrides: BTreeSet<(String, String)>,
+    version: u32,
+    /// Current value of every parameter of the running patch: `[node][param]`.
+    values: Vec<Vec<f32>>,
+    /// (module id, type) of the running patch, by node.
+    modules: Vec<(String, &'static chronus_dsp::ModuleSpec)>,
+    config: EngineConfig,
+    snapshot_capacity: usize,
+}
+
+/// A patch accepted by `/patch/commit`, ready to be sent to the workers.
+#[derive(Debug)]
+pub struct CommittedPatch {
+    /// Its version (1 is the patch the server started with).
+    pub version: u32,
+    /// Its TOML text, as the workers will compile it.
+    pub text: String,
+    /// The module instances, for the new address table.
+    pub modules: Vec<(String, &'static chronus_dsp::ModuleSpec)>,
+}
+
+impl PatchEditor {
+    /// An editor for the patch the server started with.
+    ///
+    /// # Errors
+    /// If `desc` does not compile (the server checked it already).
+    pub fn new(
+        desc: PatchDesc,
+        config: EngineConfig,
+        snapshot_capacity: usize,
+    ) -> Result<PatchEditor, String> {
+        let mut editor = PatchEditor {
+            current: desc.clone(),
+            draft: None,
+            draft_overrides: BTreeSet::new(),
+            version: 1,
+            values: Vec::new(),
+            modules: Vec::new(),
+            config,
+            snapshot_capacity,
+        };
+        let patch = editor.compile(&desc)?;
+        editor.adopt(&patch);
+        Ok(editor)
+    }
+
+    fn compile(&self, desc: &PatchDesc) -> Result<Patch, String> {
+        Patch::compile(
+            desc,
+            self.config.sample_rate as f32,
+            self.config.block_frames,
+            self.config.seed,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn adopt(&mut self, patch: &Patch) {
+        self.modules = module_list(patch);
+        self.values = (0..patch.node_count() as u16)
+            .map(|n| {
+                let count = patch.node_spec(n).map_or(0, |s| s.params.len()) as u16;
+                (0..count)
+                    .map(|p| patch.param(n, p).unwrap_or(0.0))
+                    .collect()
+            })
+            .collect();
+    }
+
+    /// The running patch's module instances (id, spec), in node order.
+    pub fn modules(&self) -> &[(String, &'static chronus_dsp::ModuleSpec)] {
+        &self.modules
+    }
+
+    /// Follows a command decoded from a client, so `/get` answers what it set.
+    pub fn observe(&mut self, command: &Command) {
+        let (node, param, value) = match *command {
+            Command::SetParam { node, param, value } => (node, param, value),
+            Command::Ramp {
+                node,
+                param,
+                target,
+                ..
+            } => (node, param, target),
+            _ => return,
+        };
+        let spec = self.modules.get(usize::from(node)).map(|m| m.1);
+        if let (Some(slot), Some(spec)) = (
+            self.values
+                .get_mut(usize::from(node))
+                .and_then(|v| v.get_mut(usize::from(param))),
+            spec,
+        ) {
+            *slot = spec
+                .params
+                .get(usize::from(param))
+                .map_or(value, |p| p.clamp(value));
+        }
+    }
+
+    /// The value of a parameter, as the commands so far leave it (a ramp's target).
+    pub fn value(&self, node: u16, param: u16) -> Option<f32> {
+        self.values
+            .get(usize::from(node))?
+            .get(usize::from(param))
+            .copied()
+    }
+
+    fn draft_mut(&mut self) -> &mut PatchDesc {
+        self.draft.get_or_insert_with(|| self.current.clone())
+    }
+
+    /// `/patch/add <id> <type>`.
+    ///
+    /// # Errors
+    /// A duplicate id or an unknown type (with a suggestion).
+    pub fn add(&mut self, id: &str, type_name: &str) -> Result<(), String> {
+        if chronus_dsp::spec_for(type_name).is_none() {
+            let known: Vec<&str> = chronus_dsp::all_specs()
+                .iter()
+                .map(|s| s.type_name)
+                .collect();
+            return Err(format!(
+                "unknown module type '{type_name}' (types: {})",
+                known.join(", ")
+            ));
+        }
+        let draft = self.draft_mut();
+        if draft.modules.iter().any(|m| m.id == id) {
+            return Err(format!("a module '{id}' already exists"));
+        }
+        draft.modules.push(ModuleDesc::new(id, type_name));
+        Ok(())
+    }
+
+    /// `/patch/remove <id>`: removes the module and every connection to or from it.
+    ///
+    /// # Errors
+    /// An unknown id.
+    pub fn remove(&mut self, id: &str) -> Result<(), String> {
+        let draft = self.draft_mut();
+        let before = draft.modules.len();
+        draft.modules.retain(|m| m.id != id);
+        if draft.modules.len() == before {
+            return Err(format!("no module '{id}' in the patch"));
+        }
+        let module_of = |end: &str| end.split(':').next().unwrap_or("").to_string();
+        draft
+            .connections
+            .retain(|c| module_of(&c.from) != id && module_of(&c.to) != id);
+        Ok(())
+    }
+
+    /// `/patch/connect <from> <to>` (ports are checked by `/patch/commit`).
+    ///
+    /// # Errors
+    /// A module that is not in the draft, or a connection that already exists.
+    pub fn connect(&mut self, from: &str, to: &str) -> Result<(), String> {
+        let draft = self.draft_mut();
+        for end in [from, to] {
+            let module = end.split(':').next().unwrap_or("");
+            if !draft.modules.iter().any(|m| m.id == module) {
+                return Err(format!("no module '{module}' in the patch"));
+            }
+        }
+        if draft
+            .connections
+            .iter()
+            .any(|c| c.from == from && c.to == to)
+        {
+            return Err(format!("{from} is already connected to {to}"));
+        }
+        draft
+            .connections
+            .push(chronus_dsp::Connection::new(from, to));
+        Ok(())
+    }
+
+    /// `/patch/disconnect <from> <to>` (`gain` and `gain:out` name the same output).
+    ///
+    /// # Errors
+    /// A connection that does not exist.
+    pub fn disconnect(&mut self, from: &str, to: &str) -> Result<(), String> {
+        let draft = self.draft_mut();
+        let wanted = (full_end(draft, from, true), full_end(draft, to, false));
+        let ends: Vec<(String, String)> = draft
+            .connections
+            .iter()
+            .map(|c| {
+                (
+                    full_end(draft, &c.from, true),
+                    full_end(draft, &c.to, false),
+                )
+            })
+            .collect();
+        let before = draft.connections.len();
+        let mut index = 0;
+        draft.connections.retain(|_| {
+            let keep = ends[index] != wanted;
+            index += 1;
+            keep
+        });
+        if draft.connections.len() == before {
+            return Err(format!("{from} is not connected to {to}"));
+        }
+        Ok(())
+    }
+
+    /// `/patch/set <id> <param> <value>` in the draft (the range is checked on commit).
+    ///
+    /// # Errors
+    /// An unknown module or parameter.
+    pub fn set(&mut self, id: &str, param: &str, value: f32) -> Result<(), String> {
+        let draft = self.draft_mut();
+        let Some(module) = draft.modules.iter_mut().find(|m| m.id == id) else {
+            return Err(format!("no module '{id}' in the patch"));
+        };
+        let spec = chronus_dsp::spec_for(&module.type_name)
+            .ok_or_else(|| format!("module '{id}' has an unknown type"))?;
+        if spec.param_index(param).is_none() {
+            let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+            return Err(format!(
+                "module '{id}' ({}) has no parameter '{param}' (parameters: {})",
+                spec.type_name,
+                names.join(", ")
+            ));
+        }
+        module.params.insert(param.to_string(), value);
+        self.draft_overrides
+            .insert((id.to_string(), param.to_string()));
+        Ok(())
+    }
+
+    /// `/patch/revert`: drops the draft.
+    pub fn revert(&mut self) {
+        self.draft = None;
+        self.draft_overrides.clear();
+    }
+
+    /// `/patch/dump`: the draft if there is one, else the running patch, as TOML.
+    pub fn dump(&self) -> String {
+        self.draft
+            .as_ref()
+            .unwrap_or(&self.current)
+            .to_toml_string()
+    }
+
+    /// `/patch/commit`: compiles the draft with the current parameter values folded in.
+    /// On success the draft becomes the running patch (as far as the OSC side is
+    /// concerned: the workers switch at the stamped frame).
+    ///
+    /// # Errors
+    /// No draft, a patch that does not compile (the reason names module and port), or a
+    /// patch whose state would not fit the snapshot area.
+    pub fn commit(&mut self) -> Result<CommittedPatch, String> {
+        let Some(mut draft) = self.draft.clone() else {
+            return Err(
+                "nothing to commit: edit the patch first (/patch/add, /patch/connect, …)"
+                    .to_string(),
+            );
+        };
+        // Keep what was played: parameters not set in the draft take their current values.
+        for module in &mut draft.modules {
+            let Some(node) = self.modules.iter().position(|(id, _)| *id == module.id) else {
+                continue;
+            };
+            let spec = self.modules[node].1;
+            if spec.type_name != module.type_name {
+                continue;
+            }
+            for (index, param) in spec.params.iter().enumerate() {
+                if self
+                    .draft_overrides
+                    .contains(&(module.id.clone(), param.name.to_string()))
+                {
+                    continue;
+                }
+                if let Some(value) = self.value(node as u16, index as u16) {
+                    module.params.insert(param.name.to_string(), value);
+                }
+            }
+        }
+        let patch = self.compile(&draft)?;
+        let engine = Engine::new(&draft, self.config, 0).map_err(|e| e.to_string())?;
+        if engine.snapshot_len() > self.snapshot_capacity {
+            return Err(format!(
+                "the patch's state ({} bytes) would not fit the snapshot area ({} bytes) that lets a spare join; use fewer or smaller modules",
+                engine.snapshot_len(),
+                self.snapshot_capacity
+            ));
+        }
+        self.version += 1;
+        self.adopt(&patch);
+        self.current = draft;
+        self.revert();
+        Ok(CommittedPatch {
+            version: self.version,
+            text: self.current.to_toml_string(),
+            modules: self.modules.clone(),
+        })
+    }
+}
+
+/// `module:port` for a connection end, filling in the module's first output (or input)
+/// when only the module is named, as the patch compiler does.
+fn full_end(desc: &PatchDesc, end: &str, output: bool) -> String {
+    if end.contains(':') {
+        return end.to_string();
+    }
+    let port = desc
+        .modules
+        .iter()
+        .find(|m| m.id == end)
+        .and_then(|m| chronus_dsp::spec_for(&m.type_name))
+        .and_then(|s| {
+            if output {
+                s.outputs.first()
+            } else {
+                s.inputs.first()
+            }
+        })
+        .map(|p| p.name);
+    match port {
+        Some(port) => format!("{end}:{port}"),
+        None => end.to_string(),
+    }
+}
+
+/// (id, spec) of every module instance of a compiled patch, in node order.
+pub fn module_list(patch: &Patch) -> Vec<(String, &'static chronus_dsp::ModuleSpec)> {
+    (0..patch.node_count() as u16)
+        .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn editor() -> PatchEditor {
+        PatchEditor::new(
+            PatchDesc::default_patch(),
+            EngineConfig::new(48_000, 64, 0),
+            1 << 24,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_edit_commits_and_keeps_played_values() {
+        let mut e = editor();
+        e.observe(&Command::SetParam {
+            node: 0,
+            param: 0,
+            value: 330.0,
+        });
+        e.add("gain2", "gain").unwrap();
+        e.disconnect("gain", "out").unwrap();
+        e.connect("gain", "gain2").unwrap();
+        e.connect("gain2", "out").unwrap();
+        e.set("gain2", "gain", 0.5).unwrap();
+        let committed = e.commit().unwrap();
+        assert_eq!(committed.version, 2);
+        assert!(committed.text.contains("gain2"));
+        assert_eq!(
+            e.value(0, 0),
+            Some(330.0),
+            "the played frequency survives the commit"
+        );
+        let desc = PatchDesc::from_toml_str(&committed.text).unwrap();
+        assert_eq!(desc.modules[0].params["freq"], 330.0);
+    }
+
+    #[test]
+    fn bad_edits_are_refused_and_change_nothing() {
+        let mut e = editor();
+        assert!(e
+            .add("sine", "sine")
+            .unwrap_err()
+            .contains("already exists"));
+        assert!(e
+            .add("x", "sinee")
+            .unwrap_err()
+            .contains("unknown module type"));
+        assert!(e.remove("nope").is_err());
+        assert!(e.connect("nope", "out").is_err());
+        assert!(e.disconnect("sine", "out").is_err());
+        assert!(e.set("sine", "nope", 1.0).unwrap_err().contains("freq"));
+        let before = e.dump();
+        // A cycle is refused on commit, and the running patch stays.
+        e.connect("gain", "sine").ok();
+        e.add("g2", "gain").unwrap();
+        e.connect("gain", "g2").unwrap();
+        e.connect("g2", "adsr").unwrap();
+        let err = e.commit().unwrap_err();
+        assert!(
+            err.contains("cycle") || err.contains("connected twice") || err.contains("input"),
+            "{err}"
+        );
+        e.revert();
+        assert_eq!(e.dump(), before);
+        assert!(e.commit().is_err(), "nothing to commit");
+    }
+}
