@@ -8,17 +8,20 @@ pub mod adsr;
 pub mod bandlimited;
 pub mod biquad;
 pub mod common;
+pub mod delay;
 pub mod gain;
 pub mod ladder;
 pub mod lfo;
 pub mod mixer;
 pub mod noise;
+pub mod onepole;
 pub mod output;
 pub mod reverb;
 pub mod sample_hold;
 pub mod saw;
 pub mod sine;
 pub mod square;
+pub mod svf;
 pub mod triangle;
 pub mod wavetable;
 
@@ -96,6 +99,18 @@ pub static REGISTRY: &[Registration] = &[
         spec: &sample_hold::SPEC,
         create: |_, _, _| Box::new(sample_hold::SampleHold::new()),
     },
+    Registration {
+        spec: &svf::SPEC,
+        create: |sr, _, _| Box::new(svf::Svf::new(sr)),
+    },
+    Registration {
+        spec: &onepole::SPEC,
+        create: |sr, _, _| Box::new(onepole::OnePole::new(sr)),
+    },
+    Registration {
+        spec: &delay::SPEC,
+        create: |sr, _, _| Box::new(delay::Delay::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -114,6 +129,9 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &noise::SPEC,
     &lfo::SPEC,
     &sample_hold::SPEC,
+    &svf::SPEC,
+    &onepole::SPEC,
+    &delay::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
