@@ -360,7 +360,7 @@ mod tests {
     use super::testing::{check_hygiene, check_reset, check_round_trip, check_split_invariance};
 
     /// The module types built on these helpers: every one gets the generic checks.
-    const TYPES: &[&str] = &["ladder", "reverb", "svf", "onepole", "delay"];
+    const TYPES: &[&str] = &["ladder", "reverb", "svf", "onepole", "delay", "limiter"];
 
     #[test]
     fn snapshot_round_trip_is_bit_identical_for_every_type() {

@@ -12,6 +12,7 @@ pub mod delay;
 pub mod gain;
 pub mod ladder;
 pub mod lfo;
+pub mod limiter;
 pub mod mixer;
 pub mod noise;
 pub mod onepole;
@@ -111,6 +112,10 @@ pub static REGISTRY: &[Registration] = &[
         spec: &delay::SPEC,
         create: |sr, _, _| Box::new(delay::Delay::new(sr)),
     },
+    Registration {
+        spec: &limiter::SPEC,
+        create: |sr, _, _| Box::new(limiter::Limiter::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -132,6 +137,7 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &svf::SPEC,
     &onepole::SPEC,
     &delay::SPEC,
+    &limiter::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
