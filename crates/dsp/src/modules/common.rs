@@ -143,6 +143,16 @@ pub(crate) mod testing {
     /// blocks and returns one Vec per output port.
     pub fn render(m: &mut dyn Module, inputs: &[Vec<f32>], n_out: usize) -> Vec<Vec<f32>> {
         let n = inputs.first().map_or(0, Vec::len);
+        render_len(m, inputs, n_out, n)
+    }
+
+    /// [`render`] for `n` samples, also for modules without inputs.
+    pub fn render_len(
+        m: &mut dyn Module,
+        inputs: &[Vec<f32>],
+        n_out: usize,
+        n: usize,
+    ) -> Vec<Vec<f32>> {
         let mut outs = vec![vec![0.0f32; n]; n_out];
         let mut start = 0;
         while start < n {
@@ -230,12 +240,23 @@ pub(crate) mod testing {
             let ins: Vec<Vec<f32>> = (0..spec.inputs.len())
                 .map(|p| noise(64, seed + 977 * b as u64 + p as u64))
                 .collect();
-            let outs = render(m, &ins, spec.outputs.len());
+            let outs = render_len(m, &ins, spec.outputs.len(), 64);
             for (a, o) in all.iter_mut().zip(outs) {
                 a.extend(o);
             }
         }
         all
+    }
+
+    /// Asserts two renders are bit-identical, naming the first differing sample.
+    pub fn assert_same(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: port count");
+        for (port, (x, y)) in bits(a).iter().zip(bits(b).iter()).enumerate() {
+            assert_eq!(x.len(), y.len(), "{what}: length of port {port}");
+            if let Some(i) = x.iter().zip(y).position(|(p, q)| p != q) {
+                panic!("{what}: port {port} differs first at sample {i}");
+            }
+        }
     }
 
     /// Bit patterns, for exact comparisons that treat -0.0 and NaN payloads strictly.
@@ -268,7 +289,7 @@ pub(crate) mod testing {
         );
         let oa = exercise(a.as_mut(), 12, 99);
         let ob = exercise(b.as_mut(), 12, 99);
-        assert_eq!(bits(&oa), bits(&ob), "{type_name}: continues identically");
+        assert_same(&oa, &ob, type_name);
         for i in 0..a.spec().params.len() {
             assert_eq!(
                 a.param(i).to_bits(),
@@ -315,7 +336,7 @@ pub(crate) mod testing {
         let ins: Vec<Vec<f32>> = (0..spec.inputs.len())
             .map(|p| noise(n, 11 + p as u64))
             .collect();
-        let whole = render(a.as_mut(), &ins, spec.outputs.len());
+        let whole = render_len(a.as_mut(), &ins, spec.outputs.len(), n);
         let mut pieces = vec![Vec::new(); spec.outputs.len()];
         let mut start = 0;
         for len in [1usize, 7, 13, 64, 3, 50].iter().cycle() {
@@ -332,7 +353,7 @@ pub(crate) mod testing {
             }
             start = end;
         }
-        assert_eq!(bits(&whole), bits(&pieces), "{type_name}");
+        assert_same(&whole, &pieces, type_name);
     }
 
     /// Extreme inputs and parameters never produce NaN or infinity.
@@ -360,7 +381,20 @@ mod tests {
     use super::testing::{check_hygiene, check_reset, check_round_trip, check_split_invariance};
 
     /// The module types built on these helpers: every one gets the generic checks.
-    const TYPES: &[&str] = &["ladder", "reverb", "svf", "onepole", "delay", "limiter"];
+    const TYPES: &[&str] = &[
+        "ladder",
+        "reverb",
+        "svf",
+        "onepole",
+        "delay",
+        "limiter",
+        "pan",
+        "vca",
+        "crossfade",
+        "constant",
+        "scale",
+        "ringmod",
+    ];
 
     #[test]
     fn snapshot_round_trip_is_bit_identical_for_every_type() {

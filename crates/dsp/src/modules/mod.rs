@@ -8,6 +8,8 @@ pub mod adsr;
 pub mod bandlimited;
 pub mod biquad;
 pub mod common;
+pub mod constant;
+pub mod crossfade;
 pub mod delay;
 pub mod gain;
 pub mod ladder;
@@ -17,13 +19,17 @@ pub mod mixer;
 pub mod noise;
 pub mod onepole;
 pub mod output;
+pub mod pan;
 pub mod reverb;
+pub mod ringmod;
 pub mod sample_hold;
 pub mod saw;
+pub mod scale;
 pub mod sine;
 pub mod square;
 pub mod svf;
 pub mod triangle;
+pub mod vca;
 pub mod wavetable;
 
 use crate::module::Module;
@@ -116,6 +122,30 @@ pub static REGISTRY: &[Registration] = &[
         spec: &limiter::SPEC,
         create: |sr, _, _| Box::new(limiter::Limiter::new(sr)),
     },
+    Registration {
+        spec: &pan::SPEC,
+        create: |sr, _, _| Box::new(pan::Pan::new(sr)),
+    },
+    Registration {
+        spec: &vca::SPEC,
+        create: |sr, _, _| Box::new(vca::Vca::new(sr)),
+    },
+    Registration {
+        spec: &crossfade::SPEC,
+        create: |sr, _, _| Box::new(crossfade::Crossfade::new(sr)),
+    },
+    Registration {
+        spec: &constant::SPEC,
+        create: |sr, _, _| Box::new(constant::Constant::new(sr)),
+    },
+    Registration {
+        spec: &scale::SPEC,
+        create: |sr, _, _| Box::new(scale::Scale::new(sr)),
+    },
+    Registration {
+        spec: &ringmod::SPEC,
+        create: |_, _, _| Box::new(ringmod::RingMod::new()),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -138,6 +168,12 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &onepole::SPEC,
     &delay::SPEC,
     &limiter::SPEC,
+    &pan::SPEC,
+    &vca::SPEC,
+    &crossfade::SPEC,
+    &constant::SPEC,
+    &scale::SPEC,
+    &ringmod::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address

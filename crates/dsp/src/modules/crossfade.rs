@@ -1,0 +1,194 @@
+//! `crossfade`: blends input `a` into input `b`.
+//!
+//! `mix` 0 plays `a`, 1 plays `b`. The `curve` picks the law:
+//! - 0, equal power (default): `a cos(mix pi/2) + b sin(mix pi/2)`; two unrelated
+//!   signals keep their loudness through the fade (each is -3 dB at the middle);
+//! - 1, linear: `a (1 - mix) + b mix`; right for two versions of the same signal
+//!   (dry and wet of one source), whose sum would bulge +3 dB at the middle under
+//!   the equal-power law.
+//!
+//! `mix` glides over 10 ms; a `curve` change switches at once.
+
+use crate::module::{sane_sample_rate, Module};
+use crate::modules::common::{input, mode_index, sanitize};
+use crate::smoother::Smoother;
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Index of the `mix` parameter.
+pub const MIX: usize = 0;
+/// Index of the `curve` parameter.
+pub const CURVE: usize = 1;
+
+/// Static description of the `crossfade` type.
+pub static SPEC: ModuleSpec = ModuleSpec {
+    type_name: "crossfade",
+    doc: "Crossfader from a (mix 0) to b (mix 1), equal-power or linear.",
+    inputs: &[
+        PortSpec {
+            name: "a",
+            rate: Rate::Audio,
+        },
+        PortSpec {
+            name: "b",
+            rate: Rate::Audio,
+        },
+    ],
+    outputs: &[PortSpec {
+        name: "out",
+        rate: Rate::Audio,
+    }],
+    params: &[
+        ParamSpec {
+            name: "mix",
+            unit: Unit::Linear,
+            min: 0.0,
+            max: 1.0,
+            default: 0.5,
+            doc: "Position: 0 all a, 1 all b; glides over 10 ms.",
+        },
+        ParamSpec {
+            name: "curve",
+            unit: Unit::Number,
+            min: 0.0,
+            max: 1.0,
+            default: 0.0,
+            doc: "Law: 0 equal power (unrelated signals), 1 linear (versions of one signal).",
+        },
+    ],
+    has_gate: false,
+};
+
+/// Gains of `a` and `b` at `mix` under the chosen law.
+#[inline]
+pub fn gains(mix: f32, linear: bool) -> (f32, f32) {
+    if linear {
+        (1.0 - mix, mix)
+    } else {
+        let (s, c) = (f64::from(mix) * std::f64::consts::FRAC_PI_2).sin_cos();
+        (c as f32, s as f32)
+    }
+}
+
+/// Crossfader state: the smoothed position and the law.
+#[derive(Debug, Clone)]
+pub struct Crossfade {
+    mix: Smoother,
+    curve: f32,
+    linear: bool,
+}
+
+impl Crossfade {
+    /// A crossfader in the middle, equal-power.
+    pub fn new(sample_rate: f32) -> Self {
+        Crossfade {
+            mix: Smoother::with_default_ramp(
+                SPEC.params[MIX].default,
+                sane_sample_rate(sample_rate),
+            ),
+            curve: SPEC.params[CURVE].default,
+            linear: false,
+        }
+    }
+}
+
+impl Module for Crossfade {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn set_param(&mut self, index: usize, value: f32) {
+        let Some(p) = SPEC.params.get(index) else {
+            return;
+        };
+        let v = p.clamp(value);
+        match index {
+            MIX => self.mix.set_target(v),
+            CURVE => {
+                self.curve = v;
+                self.linear = mode_index(v) == 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn param(&self, index: usize) -> f32 {
+        match index {
+            MIX => self.mix.target(),
+            CURVE => self.curve,
+            _ => 0.0,
+        }
+    }
+
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        let Some(out) = outputs.get_mut(0) else {
+            return;
+        };
+        let (a, b) = (input(inputs, 0), input(inputs, 1));
+        let linear = self.linear;
+        if self.mix.is_settled() {
+            let (ga, gb) = gains(self.mix.current(), linear);
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = sanitize(a) * ga + sanitize(b) * gb;
+            }
+        } else {
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                let (ga, gb) = gains(self.mix.next(), linear);
+                *o = sanitize(a) * ga + sanitize(b) * gb;
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.mix.settle();
+    }
+
+    fn state_len(&self) -> usize {
+        Smoother::STATE_LEN + 4 + 1
+    }
+
+    fn save_state(&self, w: &mut StateWriter<'_>) {
+        self.mix.save_state(w);
+        w.put_f32(self.curve);
+        w.put_bool(self.linear);
+    }
+
+    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.mix.load_state(r)?;
+        self.curve = r.get_f32()?;
+        self.linear = r.get_bool()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::common::testing::{render, SR};
+
+    fn fade(mix: f32, curve: f32, a: f32, b: f32) -> f32 {
+        let mut x = Crossfade::new(SR);
+        x.set_param(MIX, mix);
+        x.set_param(CURVE, curve);
+        x.reset();
+        render(&mut x, &[vec![a; 4], vec![b; 4]], 1)[0][3]
+    }
+
+    #[test]
+    fn ends_and_laws() {
+        assert_eq!(fade(0.0, 0.0, 0.3, 0.9), 0.3);
+        assert_eq!(fade(1.0, 0.0, 0.3, 0.9), 0.9 + 0.3 * gains(1.0, false).0);
+        assert_eq!(fade(0.0, 1.0, 0.3, 0.9), 0.3);
+        assert_eq!(fade(1.0, 1.0, 0.3, 0.9), 0.9);
+        // Equal power: ga^2 + gb^2 = 1 everywhere; linear: ga + gb = 1.
+        for i in 0..=10 {
+            let m = i as f32 / 10.0;
+            let (a, b) = gains(m, false);
+            assert!((a * a + b * b - 1.0).abs() < 1e-6);
+            let (a, b) = gains(m, true);
+            assert!((a + b - 1.0).abs() < 1e-6);
+        }
+        assert!((fade(0.5, 0.0, 1.0, 0.0) - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        assert_eq!(fade(0.5, 1.0, 1.0, 0.0), 0.5);
+    }
+}

@@ -1,0 +1,92 @@
+//! `ringmod`: ring modulation, `out = a * b`.
+//!
+//! Multiplying two signals gives their sum and difference frequencies (the metallic,
+//! bell-like ring modulator sound); with a control signal at `b` it is a bipolar VCA.
+//! Stateless: nothing to smooth, nothing in the snapshot. Inputs are held to ±1e9 first,
+//! so even absurd inputs cannot multiply to infinity.
+
+use crate::module::Module;
+use crate::modules::common::{input, sanitize};
+use crate::spec::{ModuleSpec, PortSpec, Rate};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Static description of the `ringmod` type.
+pub static SPEC: ModuleSpec = ModuleSpec {
+    type_name: "ringmod",
+    doc: "Ring modulator: out = a x b (sum and difference frequencies).",
+    inputs: &[
+        PortSpec {
+            name: "a",
+            rate: Rate::Audio,
+        },
+        PortSpec {
+            name: "b",
+            rate: Rate::Audio,
+        },
+    ],
+    outputs: &[PortSpec {
+        name: "out",
+        rate: Rate::Audio,
+    }],
+    params: &[],
+    has_gate: false,
+};
+
+/// The ring modulator (no state).
+#[derive(Debug, Clone, Default)]
+pub struct RingMod;
+
+impl RingMod {
+    /// A ring modulator.
+    pub fn new() -> Self {
+        RingMod
+    }
+}
+
+impl Module for RingMod {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn set_param(&mut self, _index: usize, _value: f32) {}
+
+    fn param(&self, _index: usize) -> f32 {
+        0.0
+    }
+
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        let Some(out) = outputs.get_mut(0) else {
+            return;
+        };
+        for ((o, &a), &b) in out.iter_mut().zip(input(inputs, 0)).zip(input(inputs, 1)) {
+            *o = sanitize(a) * sanitize(b);
+        }
+    }
+
+    fn reset(&mut self) {}
+
+    fn state_len(&self) -> usize {
+        0
+    }
+
+    fn save_state(&self, _w: &mut StateWriter<'_>) {}
+
+    fn load_state(&mut self, _r: &mut StateReader<'_>) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::common::testing::{bin, render, sine};
+
+    #[test]
+    fn product_has_sum_and_difference_frequencies() {
+        let (a, b) = (sine(1000.0, 1.0, 48_000), sine(300.0, 1.0, 48_000));
+        let out = render(&mut RingMod::new(), &[a, b], 1).remove(0);
+        assert!((bin(&out, 700.0) - 0.5).abs() < 1e-3);
+        assert!((bin(&out, 1300.0) - 0.5).abs() < 1e-3);
+        assert!(bin(&out, 1000.0) < 1e-3 && bin(&out, 300.0) < 1e-3);
+    }
+}
