@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use chronus_protocol::MetricValue;
 use serde::Serialize;
 
-/// A latency histogram over fixed buckets of 10 µs, up to 1 s; lock-free.
+/// A latency histogram over fixed buckets of 10 µs, up to 200 ms; lock-free.
 pub struct Histogram {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
@@ -18,8 +18,8 @@ pub struct Histogram {
 
 /// Width of one histogram bucket.
 const BUCKET_NS: u64 = 10_000;
-/// Number of buckets: 10 µs × 100 000 = 1 s; slower samples land in the last bucket.
-const BUCKETS: usize = 100_000;
+/// Number of buckets: 10 µs × 20 000 = 200 ms; slower samples land in the last bucket.
+const BUCKETS: usize = 20_000;
 
 impl Histogram {
     /// An empty histogram.

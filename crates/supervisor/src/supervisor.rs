@@ -69,6 +69,8 @@ impl SlotState {
 /// Blocks the output must have played after a slot was unbound before the slot may be
 /// zeroed: the block in flight when it was unbound, plus one for good measure.
 const UNBIND_GRACE_BLOCKS: u64 = 2;
+/// Stack of the threads we start: small, because real-time mode locks all memory.
+const THREAD_STACK: usize = 256 * 1024;
 /// How often the loop wakes when nothing happens.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -151,8 +153,8 @@ impl Supervisor {
             .collect();
         let table = AddressTable::new(&modules, config.allow_fault_injection);
         // Room for the state of a patch several times larger than the first one, so
-        // live edits can grow it; at least 4 MiB.
-        let snapshot_capacity = (engine.snapshot_len() * 4).max(4 << 20);
+        // live edits can grow it; at least 2 MiB.
+        let snapshot_capacity = (engine.snapshot_len() * 4).max(2 << 20);
         let editor = crate::patch_editor::PatchEditor::new(
             config.patch.clone(),
             engine_config,
@@ -206,6 +208,7 @@ impl Supervisor {
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())
+            .stack_size(THREAD_STACK)
             .spawn(move || server.run())
             .context("cannot start the OSC thread")?;
         let fresh = || SlotRuntime {
@@ -743,6 +746,7 @@ impl Supervisor {
         let realtime = self.config.realtime;
         let handle = std::thread::Builder::new()
             .name("chronus-output".into())
+            .stack_size(THREAD_STACK)
             .spawn(move || {
                 if realtime {
                     use chronus_engine::realtime;
