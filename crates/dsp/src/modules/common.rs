@@ -51,6 +51,17 @@ pub fn sanitize(x: f32) -> f32 {
     y
 }
 
+/// 4-point cubic Hermite (Catmull-Rom) interpolation between `x0` and `x1` at `t` in
+/// 0..1, with neighbours `xm1` (before `x0`) and `x2` (after `x1`); exactly `x0` at
+/// `t = 0`. The read of modulated delay lines: smooth, and flat enough in the audio band.
+#[inline]
+pub fn hermite(xm1: f32, x0: f32, x1: f32, x2: f32, t: f32) -> f32 {
+    let c1 = 0.5 * (x1 - xm1);
+    let c2 = xm1 - 2.5 * x0 + 2.0 * x1 - 0.5 * x2;
+    let c3 = 0.5 * (x2 - xm1) + 1.5 * (x0 - x1);
+    ((c3 * t + c2) * t + c1) * t + x0
+}
+
 /// The input port `index` of a `process` call, or an empty slice if the caller passed
 /// fewer inputs (modules then render as much as the shortest slice allows).
 #[inline]

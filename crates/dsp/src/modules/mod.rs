@@ -5,12 +5,14 @@
 //! compiler, `all_specs` and the protocol's address table pick it up from there.
 
 pub mod adsr;
+pub mod ar;
 pub mod bandlimited;
 pub mod biquad;
 pub mod common;
 pub mod constant;
 pub mod crossfade;
 pub mod delay;
+pub mod distortion;
 pub mod gain;
 pub mod ladder;
 pub mod lfo;
@@ -146,6 +148,14 @@ pub static REGISTRY: &[Registration] = &[
         spec: &ringmod::SPEC,
         create: |_, _, _| Box::new(ringmod::RingMod::new()),
     },
+    Registration {
+        spec: &ar::SPEC,
+        create: |sr, _, _| Box::new(ar::Ar::new(sr)),
+    },
+    Registration {
+        spec: &distortion::SPEC,
+        create: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -174,6 +184,8 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &constant::SPEC,
     &scale::SPEC,
     &ringmod::SPEC,
+    &ar::SPEC,
+    &distortion::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address

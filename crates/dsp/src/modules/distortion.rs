@@ -1,0 +1,244 @@
+//! `distortion`: a waveshaper with three curves and a dry/wet mix.
+//!
+//! The input is multiplied by `drive` and bent by the `shape`:
+//! - 0 tanh: smooth saturation, warm, odd harmonics growing gently with drive;
+//! - 1 hard clip: flat tops at ±1, bright and buzzy;
+//! - 2 foldback: whatever passes ±1 is folded back (a triangle fold), metallic and
+//!   rich, and keeps changing character as the drive rises.
+//!
+//! Every curve keeps the wet signal within ±1. `mix` crossfades linearly:
+//! `dry * (1 - mix) + wet * mix`. Drive and mix glide over 10 ms; a shape change switches
+//! at once. Not oversampled: at high drive the harmonics above Nyquist alias, which is
+//! part of the character at these settings; put a lowpass after it to tame it.
+
+use crate::module::{sane_sample_rate, Module};
+use crate::modules::common::{input, mode_index, sanitize};
+use crate::smoother::Smoother;
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Index of the `drive` parameter.
+pub const DRIVE: usize = 0;
+/// Index of the `shape` parameter.
+pub const SHAPE: usize = 1;
+/// Index of the `mix` parameter.
+pub const MIX: usize = 2;
+
+/// Static description of the `distortion` type.
+pub static SPEC: ModuleSpec = ModuleSpec {
+    type_name: "distortion",
+    doc: "Waveshaper: drive into tanh, hard clip or foldback, with dry/wet mix.",
+    inputs: &[PortSpec {
+        name: "in",
+        rate: Rate::Audio,
+    }],
+    outputs: &[PortSpec {
+        name: "out",
+        rate: Rate::Audio,
+    }],
+    params: &[
+        ParamSpec {
+            name: "drive",
+            unit: Unit::Linear,
+            min: 1.0,
+            max: 50.0,
+            default: 4.0,
+            doc: "Gain into the curve: 1 is gentle, 50 is brutal; glides over 10 ms.",
+        },
+        ParamSpec {
+            name: "shape",
+            unit: Unit::Number,
+            min: 0.0,
+            max: 2.0,
+            default: 0.0,
+            doc: "Curve: 0 tanh (smooth), 1 hard clip, 2 foldback (rounded to the nearest).",
+        },
+        ParamSpec {
+            name: "mix",
+            unit: Unit::Linear,
+            min: 0.0,
+            max: 1.0,
+            default: 1.0,
+            doc: "Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms.",
+        },
+    ],
+    has_gate: false,
+};
+
+/// The waveshaping curves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Smooth saturation.
+    Tanh,
+    /// Flat tops at ±1.
+    HardClip,
+    /// Triangle folding back into ±1.
+    Foldback,
+}
+
+impl Shape {
+    fn from_index(i: u8) -> Shape {
+        match i {
+            0 => Shape::Tanh,
+            1 => Shape::HardClip,
+            _ => Shape::Foldback,
+        }
+    }
+
+    /// The curve applied to an already driven sample; always within ±1.
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Shape::Tanh => v.tanh(),
+            Shape::HardClip => v.clamp(-1.0, 1.0),
+            Shape::Foldback => {
+                // Triangle wave of period 4 through (0, 0), (1, 1), (-1, -1): identity
+                // inside ±1, folded beyond.
+                let t = (v + 1.0) * 0.25;
+                1.0 - 4.0 * (t - t.floor() - 0.5).abs()
+            }
+        }
+    }
+}
+
+/// Distortion state: smoothed drive and mix, and the curve.
+#[derive(Debug, Clone)]
+pub struct Distortion {
+    drive: Smoother,
+    mix: Smoother,
+    shape_param: f32,
+    shape: Shape,
+}
+
+impl Distortion {
+    /// A distortion at the default drive, tanh, fully wet.
+    pub fn new(sample_rate: f32) -> Self {
+        let sr = sane_sample_rate(sample_rate);
+        let p = SPEC.params;
+        Distortion {
+            drive: Smoother::with_default_ramp(p[DRIVE].default, sr),
+            mix: Smoother::with_default_ramp(p[MIX].default, sr),
+            shape_param: p[SHAPE].default,
+            shape: Shape::from_index(mode_index(p[SHAPE].default)),
+        }
+    }
+}
+
+impl Module for Distortion {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn set_param(&mut self, index: usize, value: f32) {
+        let Some(p) = SPEC.params.get(index) else {
+            return;
+        };
+        let v = p.clamp(value);
+        match index {
+            DRIVE => self.drive.set_target(v),
+            SHAPE => {
+                self.shape_param = v;
+                self.shape = Shape::from_index(mode_index(v));
+            }
+            MIX => self.mix.set_target(v),
+            _ => {}
+        }
+    }
+
+    fn param(&self, index: usize) -> f32 {
+        match index {
+            DRIVE => self.drive.target(),
+            SHAPE => self.shape_param,
+            MIX => self.mix.target(),
+            _ => 0.0,
+        }
+    }
+
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        let Some(out) = outputs.get_mut(0) else {
+            return;
+        };
+        let shape = self.shape;
+        for (o, &x) in out.iter_mut().zip(input(inputs, 0)) {
+            let drive = self.drive.next();
+            let mix = self.mix.next();
+            let x = sanitize(x);
+            *o = x * (1.0 - mix) + shape.apply(x * drive) * mix;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.drive.settle();
+        self.mix.settle();
+    }
+
+    fn state_len(&self) -> usize {
+        2 * Smoother::STATE_LEN + 4
+    }
+
+    fn save_state(&self, w: &mut StateWriter<'_>) {
+        self.drive.save_state(w);
+        self.mix.save_state(w);
+        w.put_f32(self.shape_param);
+    }
+
+    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.drive.load_state(r)?;
+        self.mix.load_state(r)?;
+        self.shape_param = r.get_f32()?;
+        self.shape = Shape::from_index(mode_index(self.shape_param));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::common::testing::{bin, render, sine, SR};
+
+    fn distort(drive: f32, shape: f32, mix: f32, x: &[f32]) -> Vec<f32> {
+        let mut d = Distortion::new(SR);
+        d.set_param(DRIVE, drive);
+        d.set_param(SHAPE, shape);
+        d.set_param(MIX, mix);
+        d.reset();
+        render(&mut d, &[x.to_vec()], 1).remove(0)
+    }
+
+    #[test]
+    fn curves() {
+        assert_eq!(Shape::HardClip.apply(3.0), 1.0);
+        assert_eq!(Shape::HardClip.apply(-0.5), -0.5);
+        for (v, want) in [
+            (0.0, 0.0),
+            (0.5, 0.5),
+            (1.0, 1.0),
+            (1.5, 0.5),
+            (2.0, 0.0),
+            (3.0, -1.0),
+            (-1.5, -0.5),
+            (5.0, 1.0),
+        ] {
+            assert!((Shape::Foldback.apply(v) - want).abs() < 1e-6, "fold {v}");
+        }
+        assert!((Shape::Tanh.apply(0.5) - 0.5f32.tanh()).abs() < 1e-7);
+        for shape in [Shape::Tanh, Shape::HardClip, Shape::Foldback] {
+            for i in -1000..1000 {
+                assert!(shape.apply(i as f32 * 0.05).abs() <= 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn more_drive_more_harmonics_and_mix_zero_is_dry() {
+        let x = sine(1000.0, 0.5, 48_000);
+        let h3 = |drive, shape| {
+            let y = distort(drive, shape, 1.0, &x);
+            bin(&y, 3000.0) / bin(&y, 1000.0)
+        };
+        for shape in [0.0, 1.0, 2.0] {
+            assert!(h3(10.0, shape) > h3(1.5, shape), "shape {shape}");
+        }
+        assert_eq!(distort(50.0, 2.0, 0.0, &x), x);
+    }
+}
