@@ -8,6 +8,7 @@ pub mod adsr;
 pub mod ar;
 pub mod bandlimited;
 pub mod biquad;
+pub mod chorus;
 pub mod common;
 pub mod constant;
 pub mod crossfade;
@@ -156,6 +157,10 @@ pub static REGISTRY: &[Registration] = &[
         spec: &distortion::SPEC,
         create: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
     },
+    Registration {
+        spec: &chorus::SPEC,
+        create: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
+    },
 ];
 
 static ALL_SPECS: &[&ModuleSpec] = &[
@@ -186,6 +191,7 @@ static ALL_SPECS: &[&ModuleSpec] = &[
     &ringmod::SPEC,
     &ar::SPEC,
     &distortion::SPEC,
+    &chorus::SPEC,
 ];
 
 /// Every module type's spec, in registry order; what the protocol builds its address
