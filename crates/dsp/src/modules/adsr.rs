@@ -7,7 +7,9 @@
 //! - decay falls from 1 to `sustain` in `decay` ms;
 //! - release falls from the level at gate-off to 0 in `release` ms.
 //!
-//! Zero-length segments take one sample, never divide by zero.
+//! Zero-length segments take one sample, never divide by zero. While the level is held
+//! (sustaining at a settled level, or idle) a block is one multiply loop that the compiler
+//! vectorises; the moving stages go sample by sample.
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
@@ -264,6 +266,23 @@ impl Module for Adsr {
             [out] => (&mut **out, &mut [][..]),
             [] => return,
         };
+        // Held level (sustaining with a settled sustain, or idle): every sample of the
+        // block gets the same level, so the block is one vectorised multiply. `tick`
+        // would compute exactly this, sample by sample.
+        let held = match self.stage {
+            Stage::Sustain if self.sustain.is_settled() => Some(self.sustain.current()),
+            Stage::Idle if self.sustain.is_settled() => Some(self.level),
+            _ => None,
+        };
+        if let Some(level) = held {
+            self.level = level;
+            let n = out.len().min(input.len());
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = x * level;
+            }
+            env.iter_mut().take(n).for_each(|e| *e = level);
+            return;
+        }
         if env.is_empty() {
             for (o, &x) in out.iter_mut().zip(input) {
                 *o = x * self.tick(attack_step, decay_samples);

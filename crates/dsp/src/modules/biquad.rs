@@ -1,11 +1,15 @@
 //! `biquad`: a second-order filter from the RBJ Audio EQ Cookbook (lowpass for now).
 //!
-//! Transposed direct form II with coefficients and the two state words in f64: at low
-//! cutoffs the poles sit very close to the unit circle and f32 state adds audible noise,
-//! while f64 costs next to nothing here. Cutoff and q glide through smoothers; while
-//! they glide the coefficients are recomputed every [`COEF_INTERVAL`] samples, not every
-//! sample. The response shape is a [`FilterMode`], so highpass, bandpass, notch, peak and
-//! shelves can be added as one `match` arm each (plus a `mode` parameter).
+//! Direct form I with coefficients and state in f64: at low cutoffs the poles sit very
+//! close to the unit circle and f32 state adds audible noise, while f64 costs nothing
+//! here. Direct form I is also the fast form: the feed-forward part does not depend on
+//! past outputs, so the per-sample recursion is one multiply and one subtraction long
+//! (`y = (ff - a2 y[n-2]) - a1 y[n-1]`), where transposed form II chains three
+//! operations. Cutoff and q glide through smoothers; while they glide the coefficients
+//! are recomputed every [`COEF_INTERVAL`] samples, not every sample, and while they rest
+//! a block is one tight loop with everything in registers. The response shape is a
+//! [`FilterMode`], so highpass, bandpass, notch, peak and shelves can be added as one
+//! `match` arm each (plus a `mode` parameter).
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
@@ -128,7 +132,7 @@ impl Coefficients {
     }
 }
 
-/// Filter state: smoothed parameters, current coefficients and the TDF-II memories.
+/// Filter state: smoothed parameters, current coefficients and the direct-form-I memories.
 #[derive(Debug, Clone)]
 pub struct Biquad {
     sample_rate: f64,
@@ -136,13 +140,46 @@ pub struct Biquad {
     cutoff: Smoother,
     q: Smoother,
     coefs: Coefficients,
-    s1: f64,
-    s2: f64,
+    /// Memories: the last two inputs and the last two outputs.
+    mem: Memories,
     /// True while the coefficients lag the parameter targets (a glide is in progress or
     /// its final update is still due).
     gliding: bool,
     /// Samples until the next coefficient update while gliding.
     countdown: u32,
+}
+
+/// The direct-form-I memories: x\[n-1\], x\[n-2\], y\[n-1\], y\[n-2\].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Memories {
+    x1: f64,
+    x2: f64,
+    y1: f64,
+    y2: f64,
+}
+
+impl Memories {
+    /// Filters one sample with `c` and returns y\[n\].
+    #[inline(always)]
+    fn tick(&mut self, c: &Coefficients, x: f64) -> f64 {
+        // Feed-forward and the older output first, the newest output last: the
+        // sample-to-sample dependency is then one multiply and one subtraction.
+        let ff = c.b0 * x + c.b1 * self.x1 + c.b2 * self.x2;
+        let y = (ff - c.a2 * self.y2) - c.a1 * self.y1;
+        self.x2 = self.x1;
+        self.x1 = x;
+        self.y2 = self.y1;
+        self.y1 = y;
+        // Flush both outputs together once they are negligible, so a decaying filter
+        // never reaches denormals (slow on x86); in software, never through FPU flags.
+        // A predictable branch, so the check stays off the recursion's critical path.
+        // The inputs need no flush: they are f32 values, always normal as f64.
+        if y.abs() < DENORMAL_FLOOR && self.y2.abs() < DENORMAL_FLOOR {
+            self.y1 = 0.0;
+            self.y2 = 0.0;
+        }
+        y
+    }
 }
 
 impl Biquad {
@@ -158,8 +195,7 @@ impl Biquad {
             cutoff: Smoother::with_default_ramp(cutoff, sr),
             q: Smoother::with_default_ramp(q, sr),
             coefs: Coefficients::rbj(mode, f64::from(sr), f64::from(cutoff), f64::from(q)),
-            s1: 0.0,
-            s2: 0.0,
+            mem: Memories::default(),
             gliding: false,
             countdown: 0,
         }
@@ -212,55 +248,54 @@ impl Module for Biquad {
             return;
         };
         let input: &[f32] = inputs.first().copied().unwrap_or(&[]);
-        for (o, &x) in out.iter_mut().zip(input) {
-            if self.gliding {
-                let c = self.cutoff.next();
-                let q = self.q.next();
-                if self.countdown == 0 {
-                    self.recompute(c, q);
-                    if self.cutoff.is_settled() && self.q.is_settled() {
-                        // This update used the final values: rest until the next change.
-                        self.gliding = false;
-                    } else {
-                        self.countdown = COEF_INTERVAL;
+        // Work on copies so the loop keeps everything in registers.
+        let mut mem = self.mem;
+        if !self.gliding {
+            let c = self.coefs;
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = mem.tick(&c, f64::from(x)) as f32;
+            }
+        } else {
+            for (o, &x) in out.iter_mut().zip(input) {
+                if self.gliding {
+                    let c = self.cutoff.next();
+                    let q = self.q.next();
+                    if self.countdown == 0 {
+                        self.recompute(c, q);
+                        if self.cutoff.is_settled() && self.q.is_settled() {
+                            // This update used the final values: rest until the next change.
+                            self.gliding = false;
+                        } else {
+                            self.countdown = COEF_INTERVAL;
+                        }
                     }
+                    self.countdown = self.countdown.saturating_sub(1);
                 }
-                self.countdown = self.countdown.saturating_sub(1);
+                *o = mem.tick(&self.coefs, f64::from(x)) as f32;
             }
-            let Coefficients { b0, b1, b2, a1, a2 } = self.coefs;
-            let x = f64::from(x);
-            let y = b0 * x + self.s1;
-            self.s1 = b1 * x - a1 * y + self.s2;
-            self.s2 = b2 * x - a2 * y;
-            // Flush both words together: they nearly cancel near the unit circle, and
-            // zeroing only one would kick the other into a tiny limit cycle.
-            if self.s1.abs() < DENORMAL_FLOOR && self.s2.abs() < DENORMAL_FLOOR {
-                self.s1 = 0.0;
-                self.s2 = 0.0;
-            }
-            *o = y as f32;
         }
+        self.mem = mem;
     }
 
     fn reset(&mut self) {
         self.cutoff.settle();
         self.q.settle();
         self.recompute(self.cutoff.target(), self.q.target());
-        self.s1 = 0.0;
-        self.s2 = 0.0;
+        self.mem = Memories::default();
         self.gliding = false;
         self.countdown = 0;
     }
 
     fn state_len(&self) -> usize {
-        2 * Smoother::STATE_LEN + 5 * 8 + 2 * 8 + 1 + 4
+        2 * Smoother::STATE_LEN + 5 * 8 + 4 * 8 + 1 + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
         self.cutoff.save_state(w);
         self.q.save_state(w);
         let c = &self.coefs;
-        for v in [c.b0, c.b1, c.b2, c.a1, c.a2, self.s1, self.s2] {
+        let m = &self.mem;
+        for v in [c.b0, c.b1, c.b2, c.a1, c.a2, m.x1, m.x2, m.y1, m.y2] {
             w.put_f64(v);
         }
         w.put_bool(self.gliding);
@@ -277,8 +312,12 @@ impl Module for Biquad {
             a1: r.get_f64()?,
             a2: r.get_f64()?,
         };
-        self.s1 = r.get_f64()?;
-        self.s2 = r.get_f64()?;
+        self.mem = Memories {
+            x1: r.get_f64()?,
+            x2: r.get_f64()?,
+            y1: r.get_f64()?,
+            y2: r.get_f64()?,
+        };
         self.gliding = r.get_bool()?;
         self.countdown = r.get_u32()?;
         Ok(())
@@ -397,7 +436,7 @@ mod tests {
         for _ in 0..100_000 {
             b.process(&[&[0.0; 64]], &mut [&mut out]);
         }
-        assert_eq!((b.s1, b.s2), (0.0, 0.0));
+        assert_eq!((b.mem.y1, b.mem.y2), (0.0, 0.0));
         assert!(out.iter().all(|&x| x == 0.0));
     }
 

@@ -63,7 +63,14 @@ const LOOKUP_BITS: u32 = 24;
 
 /// Polynomial for `sin(2 pi t) / t` in `u = t^2`, `|t| <= 1/4` (a Chebyshev fit; highest
 /// power first). Maximum error of `t * p(t^2)` against `sin(2 pi t)`: 6.7e-9.
-const SIN_POLY: [f32; 5] = [39.759_827, -76.581_17, 81.602_475, -41.341_68, 6.283_185_3];
+const SIN_POLY: [f32; 5] = [
+    39.759_827,
+    -76.581_17,
+    81.602_48,
+    -41.341_682,
+    // The fitted 6.283_185_280 rounds to the same f32 as 2 pi.
+    std::f32::consts::TAU,
+];
 
 /// `-sin(2 pi x)` for `x` in [0, 1), the core the render loops share (so the vectorised
 /// and the per-sample paths give the same bits). Branch-free: the quarter-cycle fold is

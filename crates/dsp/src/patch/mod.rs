@@ -24,7 +24,7 @@ use crate::state::{StateError, StateReader, StateWriter};
 /// refused instead of loaded.
 pub const STATE_MAGIC: u32 = u32::from_le_bytes(*b"CHRN");
 /// Snapshot format version; bump when any module's layout changes.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 /// Bytes the patch itself writes before the modules: magic, version, fingerprint,
 /// non-finite reset counter.
 const HEADER_LEN: usize = 4 + 4 + 8 + 8;
@@ -700,9 +700,6 @@ impl Patch {
     }
 }
 
-/// Copies `src` into `dst` as far as both reach (they are the same length in practice);
-/// unlike `copy_from_slice` it cannot panic.
-#[inline]
 /// True if any sample of `block` is NaN or infinite.
 ///
 /// Branch-free, so the compiler vectorises it (the guard runs on every output of every
@@ -719,6 +716,9 @@ fn has_nonfinite(block: &[f32]) -> bool {
     carries & 0x8000_0000 != 0
 }
 
+/// Copies `src` into `dst` as far as both reach (they are the same length in practice);
+/// unlike `copy_from_slice` it cannot panic.
+#[inline]
 fn copy_into(dst: &mut [f32], src: &[f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s;
