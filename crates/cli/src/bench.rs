@@ -102,6 +102,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     step_until(&mut server, Duration::from_secs(10), |s| ready(s))
         .context("server did not start")?;
+    let at_start = server.build_report();
 
     // 1. Command latency over real UDP.
     let sender = std::thread::spawn({
@@ -201,6 +202,17 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "| {:<34} | {:>5} | {:>9.3} | {:>9.3} | {:>9.3} | {:>9} |",
         "command latency (UDP -> frame)", args.commands, latency[0], latency[1], latency[2], "-"
+    );
+    println!(
+        "resources before -> after the kills: open fds {} -> {}, mapped segments {} -> {}, shm leaks {} -> {}, live children {} -> {}",
+        at_start.open_fds,
+        report.open_fds,
+        at_start.mapped_segments,
+        report.mapped_segments,
+        at_start.shm_leaks,
+        report.shm_leaks,
+        at_start.live_children,
+        report.live_children
     );
     println!(
         "underruns {}, lockstep mismatches {} of {} blocks compared, crash_count {}, replacements {}",
