@@ -117,12 +117,18 @@ impl Lfo {
     #[inline]
     fn wave(&self) -> f32 {
         let p = self.phase as f32;
-        if self.shape < 0.5 {
-            (p * std::f32::consts::TAU).sin()
-        } else if self.shape < 1.5 {
-            let x = p + 0.25;
-            let x = if x >= 1.0 { x - 1.0 } else { x };
-            1.0 - 4.0 * (x - 0.5).abs()
+        if self.shape < 1.5 {
+            let tri = triangle(p);
+            if self.shape < 0.5 {
+                // sin(2πφ) = sin(π/2 · triangle(φ)): the triangle folds the phase into
+                // [−π/2, π/2], where an odd polynomial is accurate to 2e-5 (plenty for
+                // modulation) and far cheaper than `sin`.
+                let y2 = tri * tri;
+                tri * (std::f32::consts::FRAC_PI_2
+                    + y2 * (-0.645_964_1 + y2 * (0.079_692_6 + y2 * -0.004_524_8)))
+            } else {
+                tri
+            }
         } else if self.shape < 2.5 {
             2.0 * p - 1.0
         } else if self.shape < 3.5 {
@@ -135,6 +141,14 @@ impl Lfo {
             self.held
         }
     }
+}
+
+/// Triangle at phase `p` in `[0, 1)`: 0 rising, +1 at a quarter, −1 at three quarters.
+#[inline]
+fn triangle(p: f32) -> f32 {
+    let x = p + 0.25;
+    let x = if x >= 1.0 { x - 1.0 } else { x };
+    1.0 - 4.0 * (x - 0.5).abs()
 }
 
 impl Module for Lfo {
@@ -266,6 +280,17 @@ mod tests {
                     "shape {shape} at {q}/4: {got} vs {w}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn sine_polynomial_is_close() {
+        let mut l = lfo(1.0, 0.0);
+        for i in 0..10_000 {
+            l.phase = f64::from(i) / 10_000.0;
+            let want = (std::f64::consts::TAU * l.phase).sin();
+            let err = (f64::from(l.wave()) - want).abs();
+            assert!(err < 5e-5, "{}: {err}", l.phase);
         }
     }
 

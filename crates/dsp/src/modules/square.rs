@@ -11,7 +11,9 @@
 //! saw tables are normalised that way). The `fm` input is linear FM in Hz, added to
 //! `freq` per sample (through zero); unconnected it reads 0.
 
-use super::bandlimited::{advance, fm_freq, load_phase, Ladder, LevelPos, Mipmap, Shape};
+use super::bandlimited::{
+    apply_gain, fm_freq, fm_is_silent, phase_offset, Shape, TableVoice, LANES,
+};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
@@ -69,18 +71,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// the frequency, so it needs no state).
 #[derive(Debug, Clone)]
 pub struct Square {
-    inv_sample_rate: f64,
-    ladder: Ladder,
-    table: &'static Mipmap,
-    /// Phase in cycles, in [0, 1].
-    phase: f64,
+    /// Fixed-point phase and the table read for the current frequency.
+    voice: TableVoice,
     freq: Smoother,
     gain: Smoother,
     width: Smoother,
-    /// Cache of `ladder.position(cached_freq)`; a pure function of the frequency, so it is
-    /// not part of the snapshot.
-    cached_freq: f32,
-    cached_pos: LevelPos,
 }
 
 impl Square {
@@ -88,17 +83,11 @@ impl Square {
     /// first use (allocates), so call it when compiling a patch.
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        let ladder = Ladder::new(sr);
         Square {
-            inv_sample_rate: 1.0 / f64::from(sr),
-            ladder,
-            table: Mipmap::get(Shape::Saw),
-            phase: 0.0,
+            voice: TableVoice::new(Shape::Saw, sr),
             freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
             gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
             width: Smoother::with_default_ramp(SPEC.params[WIDTH].default, sr),
-            cached_freq: 0.0,
-            cached_pos: ladder.position(0.0),
         }
     }
 
@@ -110,6 +99,13 @@ impl Square {
             _ => None,
         }
     }
+}
+
+/// Scale that puts the taller side of a width-`w` pulse (`1−w` or `w` times the saw's
+/// jump of 2) at the saw's level.
+#[inline]
+fn pulse_norm(w: f32) -> f32 {
+    1.0 / (2.0 * w.max(1.0 - w))
 }
 
 impl Module for Square {
@@ -139,24 +135,39 @@ impl Module for Square {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
+        if fm_is_silent(fm) && self.freq.is_settled() && self.width.is_settled() {
+            // Constant frequency and width: the vectorised block path (same bits).
+            self.voice.tune(fm_freq(self.freq.current(), 0.0));
+            let w = self.width.current();
+            let (delay, norm) = (phase_offset(w), pulse_norm(w));
+            self.voice.fill_with(out, |pair, phases| {
+                let delayed = phases.map(|p| p.wrapping_sub(delay));
+                let a = pair.read_lanes(&delayed);
+                let b = pair.read_lanes(phases);
+                let mut v = [0.0f32; LANES];
+                for k in 0..LANES {
+                    v[k] = (a[k] - b[k]) * norm;
+                }
+                v
+            });
+            apply_gain(out, &mut self.gain);
+            return;
+        }
         for (i, o) in out.iter_mut().enumerate() {
             let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
             let g = self.gain.next();
-            if f != self.cached_freq {
-                self.cached_freq = f;
-                self.cached_pos = self.ladder.position(f);
-            }
+            self.voice.tune(f);
             let w = self.width.next();
-            let delayed = advance(self.phase, -f64::from(w));
-            let pulse = self.table.read(self.cached_pos, delayed)
-                - self.table.read(self.cached_pos, self.phase);
-            *o = pulse * (g / (2.0 * w.max(1.0 - w)));
-            self.phase = advance(self.phase, f64::from(f) * self.inv_sample_rate);
+            let phase = self.voice.phase;
+            let pulse =
+                self.voice.read(phase.wrapping_sub(phase_offset(w))) - self.voice.read(phase);
+            *o = pulse * pulse_norm(w) * g;
+            self.voice.advance();
         }
     }
 
     fn reset(&mut self) {
-        self.phase = 0.0;
+        self.voice.phase = 0;
         self.freq.settle();
         self.gain.settle();
         self.width.settle();
@@ -167,14 +178,14 @@ impl Module for Square {
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f64(self.phase);
+        w.put_u64(self.voice.phase);
         self.freq.save_state(w);
         self.gain.save_state(w);
         self.width.save_state(w);
     }
 
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.phase = load_phase(r)?;
+        self.voice.phase = r.get_u64()?;
         self.freq.load_state(r)?;
         self.gain.load_state(r)?;
         self.width.load_state(r)?;
@@ -185,7 +196,9 @@ impl Module for Square {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::bandlimited::measure::{render, worst_alias_db, LEN};
+    use crate::modules::bandlimited::measure::{
+        assert_block_path_matches, render, worst_alias_db, LEN,
+    };
 
     const SR: f32 = 48_000.0;
 
@@ -259,5 +272,16 @@ mod tests {
         let (x, y) = (render(&mut a, &[], 2000), render(&mut b, &[], 2000));
         assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
         assert_eq!(b.param(WIDTH), 0.7);
+    }
+
+    #[test]
+    fn block_path_matches_per_sample_path() {
+        assert_block_path_matches(
+            || crate::modules::create("square", SR, 64, 0).unwrap(),
+            |m| {
+                m.set_param(WIDTH, 0.2);
+                m.set_param(FREQ, 3_000.0);
+            },
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! The waveform starts at 0 rising, peaks at +1 a quarter cycle in. The `fm` input is
 //! linear FM in Hz, added to `freq` per sample (through zero); unconnected it reads 0.
 
-use super::bandlimited::{advance, fm_freq, load_phase, Ladder, LevelPos, Mipmap, Shape};
+use super::bandlimited::{apply_gain, fm_freq, fm_is_silent, Shape, TableVoice};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
@@ -56,17 +56,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// the frequency, so it needs no state).
 #[derive(Debug, Clone)]
 pub struct Triangle {
-    inv_sample_rate: f64,
-    ladder: Ladder,
-    table: &'static Mipmap,
-    /// Phase in cycles, in [0, 1].
-    phase: f64,
+    /// Fixed-point phase and the table read for the current frequency.
+    voice: TableVoice,
     freq: Smoother,
     gain: Smoother,
-    /// Cache of `ladder.position(cached_freq)`; a pure function of the frequency, so it is
-    /// not part of the snapshot.
-    cached_freq: f32,
-    cached_pos: LevelPos,
 }
 
 impl Triangle {
@@ -74,16 +67,10 @@ impl Triangle {
     /// first use (allocates), so call it when compiling a patch.
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        let ladder = Ladder::new(sr);
         Triangle {
-            inv_sample_rate: 1.0 / f64::from(sr),
-            ladder,
-            table: Mipmap::get(Shape::Triangle),
-            phase: 0.0,
+            voice: TableVoice::new(Shape::Triangle, sr),
             freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
             gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
-            cached_freq: 0.0,
-            cached_pos: ladder.position(0.0),
         }
     }
 
@@ -122,20 +109,24 @@ impl Module for Triangle {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
+        if fm_is_silent(fm) && self.freq.is_settled() {
+            // Constant frequency: the vectorised block path (same bits).
+            self.voice.tune(fm_freq(self.freq.current(), 0.0));
+            self.voice.fill(out);
+            apply_gain(out, &mut self.gain);
+            return;
+        }
         for (i, o) in out.iter_mut().enumerate() {
             let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
             let g = self.gain.next();
-            if f != self.cached_freq {
-                self.cached_freq = f;
-                self.cached_pos = self.ladder.position(f);
-            }
-            *o = self.table.read(self.cached_pos, self.phase) * g;
-            self.phase = advance(self.phase, f64::from(f) * self.inv_sample_rate);
+            self.voice.tune(f);
+            *o = self.voice.read(self.voice.phase) * g;
+            self.voice.advance();
         }
     }
 
     fn reset(&mut self) {
-        self.phase = 0.0;
+        self.voice.phase = 0;
         self.freq.settle();
         self.gain.settle();
     }
@@ -145,13 +136,13 @@ impl Module for Triangle {
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f64(self.phase);
+        w.put_u64(self.voice.phase);
         self.freq.save_state(w);
         self.gain.save_state(w);
     }
 
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.phase = load_phase(r)?;
+        self.voice.phase = r.get_u64()?;
         self.freq.load_state(r)?;
         self.gain.load_state(r)?;
         Ok(())
@@ -161,7 +152,9 @@ impl Module for Triangle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::bandlimited::measure::{render, worst_alias_db, LEN};
+    use crate::modules::bandlimited::measure::{
+        assert_block_path_matches, render, worst_alias_db, LEN,
+    };
 
     const SR: f32 = 48_000.0;
 
@@ -215,5 +208,16 @@ mod tests {
         b.load_state(&mut StateReader::new(&buf)).unwrap();
         let (x, y) = (render(&mut a, &[], 2000), render(&mut b, &[], 2000));
         assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn block_path_matches_per_sample_path() {
+        assert_block_path_matches(
+            || crate::modules::create("triangle", SR, 64, 0).unwrap(),
+            |m| {
+                m.set_param(GAIN, 0.3);
+                m.set_param(FREQ, 3_000.0);
+            },
+        );
     }
 }

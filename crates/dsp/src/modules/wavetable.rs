@@ -19,7 +19,9 @@
 //! so aliases stay more than 100 dB down, and each is normalised to peak at 1. The `fm`
 //! input is linear FM in Hz added to `freq` per sample (through zero); unconnected, 0.
 
-use super::bandlimited::{advance, fm_freq, load_phase, Ladder, LevelPos, Mipmap, Shape};
+use super::bandlimited::{
+    apply_gain, fm_freq, fm_is_silent, phase_increment, Ladder, LevelPair, Mipmap, Shape, LANES,
+};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
@@ -92,8 +94,8 @@ pub struct Wavetable {
     inv_sample_rate: f64,
     ladder: Ladder,
     tables: [&'static Mipmap; TABLES],
-    /// Phase in cycles, in [0, 1].
-    phase: f64,
+    /// Fixed-point phase: a fraction of a cycle in units of 2⁻⁶⁴.
+    phase: u64,
     freq: Smoother,
     gain: Smoother,
     /// `table + morph`, clamped to `[0, TABLES − 1]`, gliding.
@@ -101,10 +103,11 @@ pub struct Wavetable {
     /// Targets of `table` (an integer) and `morph`, as last set.
     table: f32,
     morph: f32,
-    /// Cache of `ladder.position(cached_freq)`; a pure function of the frequency, so it is
-    /// not part of the snapshot.
+    /// Frequency the increment and level pairs were computed for; they are a pure
+    /// function of it, so not part of the snapshot.
     cached_freq: f32,
-    cached_pos: LevelPos,
+    inc: u64,
+    pairs: [LevelPair; TABLES],
 }
 
 impl Wavetable {
@@ -115,25 +118,52 @@ impl Wavetable {
         let ladder = Ladder::new(sr);
         let table = SPEC.params[TABLE].default;
         let morph = SPEC.params[MORPH].default;
+        let tables = Shape::ALL.map(Mipmap::get);
+        let at = ladder.position(0.0);
         Wavetable {
             inv_sample_rate: 1.0 / f64::from(sr),
             ladder,
-            tables: Shape::ALL.map(Mipmap::get),
-            phase: 0.0,
+            tables,
+            phase: 0,
             freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
             gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
             position: Smoother::with_default_ramp(read_position(table, morph), sr),
             table,
             morph,
             cached_freq: 0.0,
-            cached_pos: ladder.position(0.0),
+            inc: 0,
+            pairs: tables.map(|t| t.pair(at)),
         }
     }
+}
+
+/// Splits a read position into the first table's index and the weight of the next one.
+/// The position is in `[0, TABLES − 1]` (clamped when set; a glide stays between clamped
+/// values), so truncation is the floor and both parts are exact.
+#[inline]
+fn split_position(pos: f32) -> (usize, f32) {
+    let index = pos as usize;
+    (index, pos - index as f32)
 }
 
 /// Where `table` and `morph` point: `table + morph`, never past the last table.
 fn read_position(table: f32, morph: f32) -> f32 {
     (table + morph).clamp(0.0, (TABLES - 1) as f32)
+}
+
+impl Wavetable {
+    /// Caches the phase increment and every table's level pair for frequency `f`.
+    #[inline]
+    fn retune(&mut self, f: f32) {
+        if f != self.cached_freq {
+            self.cached_freq = f;
+            self.inc = phase_increment(f, self.inv_sample_rate);
+            let at = self.ladder.position(f);
+            for (pair, table) in self.pairs.iter_mut().zip(self.tables) {
+                *pair = table.pair(at);
+            }
+        }
+    }
 }
 
 impl Module for Wavetable {
@@ -178,37 +208,51 @@ impl Module for Wavetable {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        let last = self.tables[TABLES - 1];
+        if fm_is_silent(fm) && self.freq.is_settled() && self.position.is_settled() {
+            // Constant frequency and tables: the vectorised block path (same bits).
+            self.retune(fm_freq(self.freq.current(), 0.0));
+            let (index, blend) = split_position(self.position.current());
+            let first = self.pairs.get(index).copied();
+            let second = self.pairs.get(index + 1).copied().filter(|_| blend > 0.0);
+            let mut phase = self.phase;
+            for chunk in out.chunks_mut(LANES) {
+                let mut phases = [0u64; LANES];
+                for p in &mut phases {
+                    *p = phase;
+                    phase = phase.wrapping_add(self.inc);
+                }
+                let mut v = first.map_or([0.0; LANES], |p| p.read_lanes(&phases));
+                if let Some(next) = second {
+                    let b = next.read_lanes(&phases);
+                    for (a, b) in v.iter_mut().zip(b) {
+                        *a += blend * (b - *a);
+                    }
+                }
+                chunk.copy_from_slice(&v[..chunk.len()]);
+            }
+            self.phase = self
+                .phase
+                .wrapping_add(self.inc.wrapping_mul(out.len() as u64));
+            apply_gain(out, &mut self.gain);
+            return;
+        }
         for (i, o) in out.iter_mut().enumerate() {
             let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
             let g = self.gain.next();
-            let pos = self.position.next();
-            if f != self.cached_freq {
-                self.cached_freq = f;
-                self.cached_pos = self.ladder.position(f);
-            }
-            // pos is in [0, TABLES − 1] (clamped when set, and a glide stays between
-            // clamped values), so this is an exact small integer.
-            let whole = pos.floor();
-            let blend = pos - whole;
-            let index = whole as usize;
-            let a = self
-                .tables
-                .get(index)
-                .map_or(0.0, |t| t.read(self.cached_pos, self.phase));
-            let v = if blend > 0.0 {
-                let b = self.tables.get(index + 1).unwrap_or(&last);
-                a + blend * (b.read(self.cached_pos, self.phase) - a)
-            } else {
-                a
+            let (index, blend) = split_position(self.position.next());
+            self.retune(f);
+            let a = self.pairs.get(index).map_or(0.0, |p| p.read(self.phase));
+            let v = match self.pairs.get(index + 1) {
+                Some(next) if blend > 0.0 => a + blend * (next.read(self.phase) - a),
+                _ => a,
             };
             *o = v * g;
-            self.phase = advance(self.phase, f64::from(f) * self.inv_sample_rate);
+            self.phase = self.phase.wrapping_add(self.inc);
         }
     }
 
     fn reset(&mut self) {
-        self.phase = 0.0;
+        self.phase = 0;
         self.freq.settle();
         self.gain.settle();
         self.position.settle();
@@ -219,7 +263,7 @@ impl Module for Wavetable {
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f64(self.phase);
+        w.put_u64(self.phase);
         self.freq.save_state(w);
         self.gain.save_state(w);
         self.position.save_state(w);
@@ -228,7 +272,7 @@ impl Module for Wavetable {
     }
 
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.phase = load_phase(r)?;
+        self.phase = r.get_u64()?;
         self.freq.load_state(r)?;
         self.gain.load_state(r)?;
         let at = r.position();
@@ -250,7 +294,9 @@ impl Module for Wavetable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::bandlimited::measure::{render, spectrum, worst_alias_db, LEN};
+    use crate::modules::bandlimited::measure::{
+        assert_block_path_matches, render, spectrum, worst_alias_db, LEN,
+    };
 
     const SR: f32 = 48_000.0;
 
@@ -339,5 +385,20 @@ mod tests {
         assert_eq!((b.param(TABLE), b.param(MORPH)), (4.0, 0.3));
         let (x, y) = (render(&mut a, &[], 2000), render(&mut b, &[], 2000));
         assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn block_path_matches_per_sample_path() {
+        assert_block_path_matches(
+            || {
+                let mut m = crate::modules::create("wavetable", SR, 64, 0).unwrap();
+                m.set_param(MORPH, 0.3);
+                m
+            },
+            |m| {
+                m.set_param(TABLE, 4.0);
+                m.set_param(FREQ, 3_000.0);
+            },
+        );
     }
 }
