@@ -6,6 +6,7 @@
 
 mod bench;
 mod client;
+mod modules;
 mod render;
 mod serve;
 mod worker;
@@ -34,6 +35,8 @@ enum Commands {
     Status(client::StatusArgs),
     /// Render a patch offline, as fast as possible, with the same engine.
     Render(render::RenderArgs),
+    /// Print every module type with its ports and parameters (Markdown).
+    Modules,
     /// Measure failover: detection, failover and spare rebuild times over many kills.
     Bench(bench::BenchArgs),
     /// A worker process (started by `serve`; not for direct use).
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Commands::Status(args) => client::status(args),
         Commands::Render(args) => render::run(args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Modules => modules::run(),
         Commands::Worker(args) => worker::run(args),
     };
     match result {
