@@ -506,15 +506,16 @@ impl Ladder {
             LEVELS_PER_OCTAVE as f32 * log2_lower_bound(ratio)
         };
         let p = p.clamp(0.0, (TOP_LEVEL + 1) as f32);
-        let whole = p.floor();
-        if whole < 1.0 {
+        // p is in [0, TOP_LEVEL + 1], so truncation is the floor (and cheaper than
+        // `floor`, which is a libm call on baseline x86-64).
+        let j = p as usize;
+        let whole = j as f32;
+        if j < 1 {
             return LevelPos {
                 lower: 0,
                 upper_weight: 0.0,
             };
         }
-        // 1 <= whole <= TOP_LEVEL + 1: exact conversion.
-        let j = whole as usize;
         if j > TOP_LEVEL {
             return LevelPos {
                 lower: TOP_LEVEL,

@@ -4,7 +4,8 @@
 //! into `trig`). A trigger is `trig` crossing 0.5 upwards: the sample where the previous
 //! value was below 0.5 and the current one is at least 0.5. The trigger memory starts low,
 //! so a `trig` that is already high samples once at the start. A non-finite `trig` counts
-//! as low; a non-finite `in` is not sampled (the old value is kept), so NaN never leaves.
+//! as low; a non-finite `in` is not sampled (the old value is kept), so NaN never leaves,
+//! and a denormal `in` is held as 0.
 
 use crate::module::Module;
 use crate::spec::{ModuleSpec, PortSpec, Rate};
@@ -78,7 +79,9 @@ impl Module for SampleHold {
             if high && !self.trig_high {
                 let x = input.get(i).copied().unwrap_or(0.0);
                 if x.is_finite() {
-                    self.held = x;
+                    // Flush denormals in software: a held tiny value would otherwise
+                    // slow down every module downstream for as long as it is held.
+                    self.held = if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x };
                 }
             }
             self.trig_high = high;
