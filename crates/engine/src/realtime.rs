@@ -14,6 +14,8 @@ use thread_priority::{
 pub const OUTPUT_PRIORITY: u8 = 80;
 /// Priority of a worker's render thread.
 pub const WORKER_PRIORITY: u8 = 70;
+/// Priority of the supervisor's loop (death detection; below the audio threads).
+pub const SUPERVISOR_PRIORITY: u8 = 60;
 
 /// How a thread ended up scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,6 +281,12 @@ impl Supervisor {
     /// # Errors
     /// When no worker becomes ready at start-up, or the output fails.
     pub fn run(mut self) -> anyhow::Result<()> {
+        if self.config.realtime {
+            // Detection of a dead worker must not wait behind ordinary processes.
+            use chronus_engine::realtime;
+            let scheduling = realtime::make_current_thread_realtime(realtime::SUPERVISOR_PRIORITY);
+            realtime::log_scheduling("supervisor loop", &scheduling);
+        }
         let result = self.run_loop();
         self.shutdown(result)
     }
