@@ -164,8 +164,8 @@ impl Memories {
     fn tick(&mut self, c: &Coefficients, x: f64) -> f64 {
         // Feed-forward and the older output first, the newest output last: the
         // sample-to-sample dependency is then one multiply and one subtraction.
-        let ff = c.b0 * x + c.b1 * self.x1 + c.b2 * self.x2;
-        let y = (ff - c.a2 * self.y2) - c.a1 * self.y1;
+        let older = c.b0 * x + c.b1 * self.x1 + c.b2 * self.x2 - c.a2 * self.y2;
+        let y = older - c.a1 * self.y1;
         self.x2 = self.x1;
         self.x1 = x;
         self.y2 = self.y1;
@@ -251,10 +251,32 @@ impl Module for Biquad {
         // Work on copies so the loop keeps everything in registers.
         let mut mem = self.mem;
         if !self.gliding {
-            let c = self.coefs;
+            // `Memories::tick` spelled out on plain locals: kept as separate scalars the
+            // compiler does not pack y1 and y2 into one vector register, which would put
+            // shuffles on the recursion's critical path. Same operations, same order, so
+            // the same bits as `tick`.
+            let Coefficients { b0, b1, b2, a1, a2 } = self.coefs;
+            let Memories {
+                mut x1,
+                mut x2,
+                mut y1,
+                mut y2,
+            } = mem;
             for (o, &x) in out.iter_mut().zip(input) {
-                *o = mem.tick(&c, f64::from(x)) as f32;
+                let x = f64::from(x);
+                let older = b0 * x + b1 * x1 + b2 * x2 - a2 * y2;
+                let y = older - a1 * y1;
+                x2 = x1;
+                x1 = x;
+                y2 = y1;
+                y1 = y;
+                if y.abs() < DENORMAL_FLOOR && y2.abs() < DENORMAL_FLOOR {
+                    y1 = 0.0;
+                    y2 = 0.0;
+                }
+                *o = y as f32;
             }
+            mem = Memories { x1, x2, y1, y2 };
         } else {
             for (o, &x) in out.iter_mut().zip(input) {
                 if self.gliding {
@@ -461,5 +483,25 @@ mod tests {
             b.coefficients(),
             Coefficients::rbj(FilterMode::Lowpass, f64::from(SR), 500.0, 0.707_f32.into())
         );
+    }
+
+    #[test]
+    fn resting_fast_path_gives_the_same_bits_as_the_per_sample_path() {
+        // Setting a parameter to its current value sends the filter through the
+        // per-sample (gliding) path with unchanged coefficients.
+        let input: Vec<f32> = (0..640)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let (mut fast, mut slow) = (Biquad::new(SR), Biquad::new(SR));
+        let (mut a, mut b) = (vec![0.0f32; 640], vec![0.0f32; 640]);
+        for ((x, oa), ob) in input.chunks(64).zip(a.chunks_mut(64)).zip(b.chunks_mut(64)) {
+            slow.set_param(CUTOFF, 2_000.0);
+            assert!(slow.gliding);
+            fast.process(&[x], &mut [oa]);
+            slow.process(&[x], &mut [ob]);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b));
+        assert_eq!(fast.mem, slow.mem);
     }
 }
