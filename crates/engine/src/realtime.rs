@@ -48,7 +48,11 @@ pub fn make_current_thread_realtime(priority: u8) -> Scheduling {
             "SCHED_FIFO refused ({e:?}); running with normal scheduling"
         ));
     }
-    let flags = rustix::mm::MlockAllFlags::CURRENT | rustix::mm::MlockAllFlags::FUTURE;
+    // ONFAULT: lock pages as they are touched, not the whole binary up front (less
+    // memory, and a killed worker is torn down faster).
+    let flags = rustix::mm::MlockAllFlags::CURRENT
+        | rustix::mm::MlockAllFlags::FUTURE
+        | rustix::mm::MlockAllFlags::ONFAULT;
     let mlock_error = rustix::mm::mlockall(flags).err().map(|e| e.to_string());
     Scheduling::Realtime {
         priority,
