@@ -15,7 +15,11 @@ impl Patch {
     /// Writes the state of module `node` (exactly [`module_state_len`](Self::module_state_len)
     /// bytes). Returns `false` for an unknown node. Allocates nothing.
     pub fn save_module_state(&self, node: u16, w: &mut StateWriter<'_>) -> bool {
-        let Some(n) = self.exec_of.get(usize::from(node)).and_then(|&e| self.nodes.get(e)) else {
+        let Some(n) = self
+            .exec_of
+            .get(usize::from(node))
+            .and_then(|&e| self.nodes.get(e))
+        else {
             return false;
         };
         n.module.save_state(w);
@@ -28,7 +32,11 @@ impl Patch {
     ///
     /// # Errors
     /// [`StateError`] for bytes that do not fit the module (it is then reset).
-    pub fn load_module_state(&mut self, node: u16, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    pub fn load_module_state(
+        &mut self,
+        node: u16,
+        r: &mut StateReader<'_>,
+    ) -> Result<(), StateError> {
         let Some(n) = self
             .exec_of
             .get(usize::from(node))
