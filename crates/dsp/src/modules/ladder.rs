@@ -90,7 +90,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             min: 0.0,
             max: 4.0,
             default: 1.0,
-            doc: "Input gain into the saturating feedback stage: above ~1 the filter overdrives.",
+            doc: "Input gain into the saturating feedback stage: above ~1 the filter overdrives; 0 mutes the input (self-oscillation keeps ringing).",
         },
     ],
     has_gate: false,
