@@ -58,6 +58,38 @@ fn render_follows_the_commands_file_and_is_deterministic() {
 }
 
 #[test]
+fn example_patches_render_and_sound() {
+    let dir = temp_dir("examples");
+    let commands = dir.join("notes.txt");
+    std::fs::write(&commands, "0 /gate/env 1\n1 /gate/env 0\n").unwrap();
+    let patches = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../patches");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&patches).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let out = dir.join("out.wav");
+        let status = chronus()
+            .args(["render", "--seconds", "1.5", "--patch"])
+            .arg(&path)
+            .arg("--commands")
+            .arg(&commands)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{}", path.display());
+        let (left, all) = read_wav(&out);
+        assert!(all.iter().all(|x| x.is_finite() && x.abs() <= 1.0), "{}", path.display());
+        assert!(left.iter().any(|x| x.abs() > 0.01), "{} is silent", path.display());
+        count += 1;
+    }
+    assert!(count >= 2, "example patches found: {count}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sigterm_finalises_the_wav() {
     let dir = temp_dir("sigterm");
     let wav = dir.join("out.wav");
