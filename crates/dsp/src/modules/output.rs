@@ -1,7 +1,10 @@
 //! `output`: the patch's stereo sink.
 //!
-//! It passes `left` and `right` through unchanged; the patch reads this node's outputs as
-//! the rendered stereo block. A mono chain connected only to `left` plays on both
+//! It passes `left` and `right` through unchanged, so what reaches its inputs is the
+//! rendered stereo block. Because it is a pure pass-through, the patch does not run it
+//! while rendering: `Patch::process` copies the output's sources straight into the
+//! caller's buffers (one copy per channel instead of two), and only runs this module when
+//! another module reads its outputs. A mono chain connected only to `left` plays on both
 //! channels: the patch (which knows connectivity) feeds `right` from `left`'s source.
 
 use crate::module::Module;
