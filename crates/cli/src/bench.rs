@@ -91,6 +91,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         device_buffer: None,
         join_timeout: Duration::from_secs(5),
         realtime: true,
+        master: chronus_engine::MasterConfig::default(),
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     // This thread plays the supervisor loop: schedule it as `serve` would.

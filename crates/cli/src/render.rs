@@ -33,6 +33,12 @@ pub struct RenderArgs {
     /// Seed for everything random in the patch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Turn off the master DC blocker after the patch.
+    #[arg(long)]
+    no_dc_blocker: bool,
+    /// Turn off the master safety limiter after the patch.
+    #[arg(long)]
+    no_limiter: bool,
     /// Output WAV file (32-bit float, stereo).
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -54,7 +60,11 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     let patch = crate::load_patch(args.patch.as_ref())?;
     let table = crate::client::client_table(args.patch.as_ref())?;
-    let config = EngineConfig::new(args.sample_rate, args.block, args.seed);
+    let mut config = EngineConfig::new(args.sample_rate, args.block, args.seed);
+    config.master = chronus_engine::MasterConfig {
+        dc_blocker: !args.no_dc_blocker,
+        limiter: !args.no_limiter,
+    };
     let mut engine = Engine::new(&patch, config, 0).context("the patch does not compile")?;
     let mut commands: Vec<StampedCommand> = Vec::new();
     // Patch switches from a command log: (frame, seq, TOML text).

@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Seconds a spare may take to start and join before it is replaced.
     #[arg(long, default_value_t = 5.0)]
     join_timeout: f64,
+    /// Turn off the master DC blocker after the patch.
+    #[arg(long)]
+    no_dc_blocker: bool,
+    /// Turn off the master safety limiter after the patch.
+    #[arg(long)]
+    no_limiter: bool,
     /// Do not ask for real-time scheduling (SCHED_FIFO, locked memory) even where allowed.
     #[arg(long)]
     no_realtime: bool,
@@ -83,6 +89,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         device_buffer: args.device_buffer,
         join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.1)),
         realtime: !args.no_realtime,
+        master: chronus_engine::MasterConfig {
+            dc_blocker: !args.no_dc_blocker,
+            limiter: !args.no_limiter,
+        },
     };
     let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
     let supervisor = Supervisor::start(config.clone(), stop)?;

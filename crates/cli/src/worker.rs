@@ -37,6 +37,12 @@ pub struct WorkerCli {
     /// Patch file (default patch when absent).
     #[arg(long)]
     patch: Option<PathBuf>,
+    /// Turn off the master DC blocker after the patch.
+    #[arg(long)]
+    no_dc_blocker: bool,
+    /// Turn off the master safety limiter after the patch.
+    #[arg(long)]
+    no_limiter: bool,
     /// Ask for SCHED_FIFO and locked memory.
     #[arg(long)]
     realtime: bool,
@@ -71,7 +77,13 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
         snapshot_fd,
         generation: args.generation,
         patch,
-        config: EngineConfig::new(args.sample_rate, args.block, args.seed),
+        config: EngineConfig {
+            master: chronus_engine::MasterConfig {
+                dc_blocker: !args.no_dc_blocker,
+                limiter: !args.no_limiter,
+            },
+            ..EngineConfig::new(args.sample_rate, args.block, args.seed)
+        },
         start,
         parent_pid: args.parent_pid,
         realtime: args.realtime,

@@ -67,4 +67,6 @@ pub struct ServeConfig {
     pub join_timeout: std::time::Duration,
     /// Ask for SCHED_FIFO and locked memory for the output thread and the workers.
     pub realtime: bool,
+    /// Master DC blocker and limiter after the patch.
+    pub master: chronus_engine::MasterConfig,
 }

@@ -141,7 +141,10 @@ impl Supervisor {
     /// A patch that does not compile, an OSC address in use, shared memory that cannot be
     /// created, a command log that cannot be opened, workers that cannot be spawned.
     pub fn start(config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
-        let engine_config = EngineConfig::new(config.sample_rate, config.block_frames, config.seed);
+        let engine_config = EngineConfig {
+            master: config.master,
+            ..EngineConfig::new(config.sample_rate, config.block_frames, config.seed)
+        };
         // The supervisor compiles the patch too, never to render: to size the snapshot
         // area and to build the address table from the real module instances.
         let engine =

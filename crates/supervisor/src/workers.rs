@@ -77,6 +77,12 @@ impl Worker {
             StartMode::Fresh { block } => command.arg("--start-block").arg(block.to_string()),
             StartMode::Join { request } => command.arg("--join").arg(request.to_string()),
         };
+        if !spec.config.master.dc_blocker {
+            command.arg("--no-dc-blocker");
+        }
+        if !spec.config.master.limiter {
+            command.arg("--no-limiter");
+        }
         if spec.realtime {
             command.arg("--realtime");
         }
