@@ -138,10 +138,18 @@ struct StagedPatch {
 /// How a new patch takes over the state of the modules it shares with the running one,
 /// prepared when it is compiled so that the switch itself allocates nothing.
 struct CarryPlan {
-    /// (new node, its id, its type, its initial parameter values).
-    modules: Vec<(u16, String, &'static str, Vec<(u16, f32)>)>,
+    modules: Vec<CarriedModule>,
     /// Room for the largest module state.
     scratch: Vec<u8>,
+}
+
+/// A module of the new patch that may take over the state of a namesake.
+struct CarriedModule {
+    node: u16,
+    id: String,
+    type_name: &'static str,
+    /// Its own initial parameter values, set after the state is carried over.
+    params: Vec<(u16, f32)>,
 }
 
 impl CarryPlan {
@@ -156,7 +164,12 @@ impl CarryPlan {
                 .filter_map(|p| Some((p, patch.param(node, p)?)))
                 .collect();
             largest = largest.max(patch.module_state_len(node).unwrap_or(0));
-            modules.push((node, id.to_string(), spec.type_name, params));
+            modules.push(CarriedModule {
+                node,
+                id: id.to_string(),
+                type_name: spec.type_name,
+                params,
+            });
         }
         CarryPlan {
             modules,
@@ -167,7 +180,13 @@ impl CarryPlan {
     /// Copies into `new` the state of every module of `old` with the same id and type,
     /// then sets the new patch's own parameter values (which glide from the old ones).
     fn apply(&mut self, old: &Patch, new: &mut Patch) {
-        for (node, id, type_name, params) in &self.modules {
+        for CarriedModule {
+            node,
+            id,
+            type_name,
+            params,
+        } in &self.modules
+        {
             let Some(old_node) = old.node_index(id) else {
                 continue;
             };
