@@ -1,4 +1,5 @@
-//! `biquad`: a second-order filter from the RBJ Audio EQ Cookbook (lowpass for now).
+//! `biquad`: a second-order filter from the RBJ Audio EQ Cookbook: lowpass, highpass,
+//! bandpass, notch, peak, low shelf and high shelf.
 //!
 //! Direct form I with coefficients and state in f64: at low cutoffs the poles sit very
 //! close to the unit circle and f32 state adds audible noise, while f64 costs nothing
@@ -8,8 +9,7 @@
 //! operations. Cutoff and q glide through smoothers; while they glide the coefficients
 //! are recomputed every [`COEF_INTERVAL`] samples, not every sample, and while they rest
 //! a block is one tight loop with everything in registers. The response shape is a
-//! [`FilterMode`], so highpass, bandpass, notch, peak and shelves can be added as one
-//! `match` arm each (plus a `mode` parameter).
+//! [`FilterMode`], chosen by the `mode` parameter; a mode change takes effect at once.
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
@@ -20,6 +20,10 @@ use crate::state::{StateError, StateReader, StateWriter};
 pub const CUTOFF: usize = 0;
 /// Index of the `q` parameter.
 pub const Q: usize = 1;
+/// Index of the `mode` parameter.
+pub const MODE: usize = 2;
+/// Index of the `gain` parameter (peak and shelves).
+pub const GAIN: usize = 3;
 
 /// Samples between coefficient updates while cutoff or q glide: often enough to sound
 /// smooth, rare enough that the trigonometry costs little.
@@ -33,7 +37,7 @@ pub const MAX_CUTOFF_FRACTION: f64 = 0.49;
 /// Static description of the `biquad` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "biquad",
-    doc: "Biquad filter (RBJ cookbook lowpass): removes content above the cutoff.",
+    doc: "Biquad filter (RBJ Audio EQ Cookbook): lowpass, highpass, bandpass, notch, peak, low shelf or high shelf.",
     inputs: &[PortSpec {
         name: "in",
         rate: Rate::Audio,
@@ -57,7 +61,23 @@ pub static SPEC: ModuleSpec = ModuleSpec {
             min: 0.1,
             max: 20.0,
             default: 0.707,
-            doc: "Resonance: 0.707 is flat (Butterworth), higher values peak at the cutoff.",
+            doc: "Resonance: 0.707 is flat (Butterworth), higher values peak at the cutoff (for shelves: the slope).",
+        },
+        ParamSpec {
+            name: "mode",
+            unit: Unit::Number,
+            min: 0.0,
+            max: 6.0,
+            default: 0.0,
+            doc: "Response (rounded): 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch, 4 peak, 5 low shelf, 6 high shelf; switches at once.",
+        },
+        ParamSpec {
+            name: "gain",
+            unit: Unit::Decibels,
+            min: -24.0,
+            max: 24.0,
+            default: 0.0,
+            doc: "Boost or cut of the peak and shelf modes (glides over 10 ms).",
         },
     ],
     has_gate: false,
@@ -68,6 +88,33 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 pub enum FilterMode {
     /// 12 dB/octave lowpass.
     Lowpass,
+    /// 12 dB/octave highpass.
+    Highpass,
+    /// Bandpass with 0 dB at the centre.
+    Bandpass,
+    /// Notch (band reject).
+    Notch,
+    /// Peaking EQ: `gain` dB at the centre.
+    Peak,
+    /// Low shelf: `gain` dB below the corner.
+    LowShelf,
+    /// High shelf: `gain` dB above the corner.
+    HighShelf,
+}
+
+impl FilterMode {
+    /// The mode for a `mode` parameter value (rounded; out of range clamps).
+    pub fn from_param(value: f32) -> FilterMode {
+        match value.round() as i32 {
+            i32::MIN..=0 => FilterMode::Lowpass,
+            1 => FilterMode::Highpass,
+            2 => FilterMode::Bandpass,
+            3 => FilterMode::Notch,
+            4 => FilterMode::Peak,
+            5 => FilterMode::LowShelf,
+            _ => FilterMode::HighShelf,
+        }
+    }
 }
 
 /// Normalised biquad coefficients (a0 divided out): y = b0 x + b1 x1 + b2 x2 - a1 y1 - a2 y2.
@@ -86,10 +133,16 @@ pub struct Coefficients {
 }
 
 impl Coefficients {
-    /// RBJ cookbook coefficients for `mode` at `cutoff` Hz and quality `q`. The cutoff is
-    /// held in 1 Hz ..= 0.49 x sample rate and q at least 0.01, so the result is always stable
-    /// and finite.
-    pub fn rbj(mode: FilterMode, sample_rate: f64, cutoff: f64, q: f64) -> Coefficients {
+    /// RBJ cookbook coefficients for `mode` at `cutoff` Hz, quality `q` and `gain_db` (used by
+    /// peak and shelves). The cutoff is held in 1 Hz ..= 0.49 x sample rate and q at least
+    /// 0.01, so the result is always stable and finite.
+    pub fn rbj(
+        mode: FilterMode,
+        sample_rate: f64,
+        cutoff: f64,
+        q: f64,
+        gain_db: f64,
+    ) -> Coefficients {
         let f0 = cutoff.clamp(1.0, sample_rate * MAX_CUTOFF_FRACTION);
         let q = q.max(0.01);
         let w0 = std::f64::consts::TAU * f0 / sample_rate;
@@ -105,6 +158,55 @@ impl Coefficients {
                     1.0 + alpha,
                     -2.0 * cos_w0,
                     1.0 - alpha,
+                )
+            }
+            FilterMode::Highpass => {
+                let b1 = -(1.0 + cos_w0);
+                (
+                    -b1 / 2.0,
+                    b1,
+                    -b1 / 2.0,
+                    1.0 + alpha,
+                    -2.0 * cos_w0,
+                    1.0 - alpha,
+                )
+            }
+            FilterMode::Bandpass => (alpha, 0.0, -alpha, 1.0 + alpha, -2.0 * cos_w0, 1.0 - alpha),
+            FilterMode::Notch => (
+                1.0,
+                -2.0 * cos_w0,
+                1.0,
+                1.0 + alpha,
+                -2.0 * cos_w0,
+                1.0 - alpha,
+            ),
+            FilterMode::Peak => {
+                let a = 10f64.powf(gain_db / 40.0);
+                (
+                    1.0 + alpha * a,
+                    -2.0 * cos_w0,
+                    1.0 - alpha * a,
+                    1.0 + alpha / a,
+                    -2.0 * cos_w0,
+                    1.0 - alpha / a,
+                )
+            }
+            FilterMode::LowShelf | FilterMode::HighShelf => {
+                let a = 10f64.powf(gain_db / 40.0);
+                let k = 2.0 * a.sqrt() * alpha;
+                // The high shelf is the low shelf with cos w0 negated and b1, a1 flipped.
+                let (c, s) = if mode == FilterMode::LowShelf {
+                    (cos_w0, 1.0)
+                } else {
+                    (-cos_w0, -1.0)
+                };
+                (
+                    a * ((a + 1.0) - (a - 1.0) * c + k),
+                    s * 2.0 * a * ((a - 1.0) - (a + 1.0) * c),
+                    a * ((a + 1.0) - (a - 1.0) * c - k),
+                    (a + 1.0) + (a - 1.0) * c + k,
+                    s * -2.0 * ((a - 1.0) + (a + 1.0) * c),
+                    (a + 1.0) + (a - 1.0) * c - k,
                 )
             }
         };
@@ -139,6 +241,7 @@ pub struct Biquad {
     mode: FilterMode,
     cutoff: Smoother,
     q: Smoother,
+    gain: Smoother,
     coefs: Coefficients,
     /// Memories: the last two inputs and the last two outputs.
     mem: Memories,
@@ -194,7 +297,8 @@ impl Biquad {
             mode,
             cutoff: Smoother::with_default_ramp(cutoff, sr),
             q: Smoother::with_default_ramp(q, sr),
-            coefs: Coefficients::rbj(mode, f64::from(sr), f64::from(cutoff), f64::from(q)),
+            gain: Smoother::with_default_ramp(0.0, sr),
+            coefs: Coefficients::rbj(mode, f64::from(sr), f64::from(cutoff), f64::from(q), 0.0),
             mem: Memories::default(),
             gliding: false,
             countdown: 0,
@@ -206,9 +310,14 @@ impl Biquad {
         self.coefs
     }
 
-    fn recompute(&mut self, cutoff: f32, q: f32) {
-        self.coefs =
-            Coefficients::rbj(self.mode, self.sample_rate, f64::from(cutoff), f64::from(q));
+    fn recompute(&mut self, cutoff: f32, q: f32, gain_db: f32) {
+        self.coefs = Coefficients::rbj(
+            self.mode,
+            self.sample_rate,
+            f64::from(cutoff),
+            f64::from(q),
+            f64::from(gain_db),
+        );
     }
 }
 
@@ -229,6 +338,8 @@ impl Module for Biquad {
         match index {
             CUTOFF => self.cutoff.set_target(v),
             Q => self.q.set_target(v),
+            MODE => self.mode = FilterMode::from_param(v),
+            GAIN => self.gain.set_target(v),
             _ => return,
         }
         // Even an instant change (no glide) needs one coefficient update.
@@ -239,6 +350,8 @@ impl Module for Biquad {
         match index {
             CUTOFF => self.cutoff.target(),
             Q => self.q.target(),
+            MODE => self.mode as u8 as f32,
+            GAIN => self.gain.target(),
             _ => 0.0,
         }
     }
@@ -282,9 +395,11 @@ impl Module for Biquad {
                 if self.gliding {
                     let c = self.cutoff.next();
                     let q = self.q.next();
+                    let g = self.gain.next();
                     if self.countdown == 0 {
-                        self.recompute(c, q);
-                        if self.cutoff.is_settled() && self.q.is_settled() {
+                        self.recompute(c, q, g);
+                        if self.cutoff.is_settled() && self.q.is_settled() && self.gain.is_settled()
+                        {
                             // This update used the final values: rest until the next change.
                             self.gliding = false;
                         } else {
@@ -302,19 +417,22 @@ impl Module for Biquad {
     fn reset(&mut self) {
         self.cutoff.settle();
         self.q.settle();
-        self.recompute(self.cutoff.target(), self.q.target());
+        self.gain.settle();
+        self.recompute(self.cutoff.target(), self.q.target(), self.gain.target());
         self.mem = Memories::default();
         self.gliding = false;
         self.countdown = 0;
     }
 
     fn state_len(&self) -> usize {
-        2 * Smoother::STATE_LEN + 5 * 8 + 4 * 8 + 1 + 4
+        3 * Smoother::STATE_LEN + 1 + 5 * 8 + 4 * 8 + 1 + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
         self.cutoff.save_state(w);
         self.q.save_state(w);
+        self.gain.save_state(w);
+        w.put_u8(self.mode as u8);
         let c = &self.coefs;
         let m = &self.mem;
         for v in [c.b0, c.b1, c.b2, c.a1, c.a2, m.x1, m.x2, m.y1, m.y2] {
@@ -327,6 +445,8 @@ impl Module for Biquad {
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.cutoff.load_state(r)?;
         self.q.load_state(r)?;
+        self.gain.load_state(r)?;
+        self.mode = FilterMode::from_param(f32::from(r.get_u8()?));
         self.coefs = Coefficients {
             b0: r.get_f64()?,
             b1: r.get_f64()?,
@@ -372,9 +492,16 @@ mod tests {
     /// Measures the filter's gain at `f` Hz with a long sine: one DFT bin over a whole
     /// number of cycles, after the transient has died away.
     fn measured_db(cutoff: f32, q: f32, f: f64) -> f64 {
+        measured_mode_db(0.0, 0.0, cutoff, q, f)
+    }
+
+    /// Like [`measured_db`] for any `mode` parameter value and `gain` in dB.
+    fn measured_mode_db(mode: f32, gain: f32, cutoff: f32, q: f32, f: f64) -> f64 {
         let mut b = Biquad::new(SR);
         b.set_param(CUTOFF, cutoff);
         b.set_param(Q, q);
+        b.set_param(MODE, mode);
+        b.set_param(GAIN, gain);
         b.reset();
         let sr = f64::from(SR);
         let settle = SR as usize;
@@ -414,7 +541,7 @@ mod tests {
 
     #[test]
     fn magnitude_helper_agrees_with_analytic() {
-        let c = Coefficients::rbj(FilterMode::Lowpass, f64::from(SR), 1000.0, 0.707);
+        let c = Coefficients::rbj(FilterMode::Lowpass, f64::from(SR), 1000.0, 0.707, 0.0);
         for f in [50.0, 1000.0, 8000.0] {
             let a = 20.0 * c.magnitude(f64::from(SR), f).log10();
             assert!((a - analytic_db(1000.0, 0.707, f)).abs() < 1e-9);
@@ -436,6 +563,7 @@ mod tests {
             8_000.0,
             8_000.0 * 0.49,
             f64::from(0.707f32),
+            0.0,
         );
         assert_eq!(c, expect);
         let input = [1.0f32; 64];
@@ -481,7 +609,13 @@ mod tests {
         assert!((30..=32).contains(&changes), "{changes} updates");
         assert_eq!(
             b.coefficients(),
-            Coefficients::rbj(FilterMode::Lowpass, f64::from(SR), 500.0, 0.707_f32.into())
+            Coefficients::rbj(
+                FilterMode::Lowpass,
+                f64::from(SR),
+                500.0,
+                0.707_f32.into(),
+                0.0
+            )
         );
     }
 
@@ -503,5 +637,116 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a), bits(&b));
         assert_eq!(fast.mem, slow.mem);
+    }
+
+    /// The cookbook's transfer functions, written out independently of `Coefficients::rbj`
+    /// (unnormalised, evaluated as complex polynomials): the oracle for every mode.
+    fn cookbook_db(mode: usize, gain_db: f64, f0: f64, q: f64, f: f64) -> f64 {
+        let sr = f64::from(SR);
+        let w0 = std::f64::consts::TAU * f0 / sr;
+        let (sn, cs) = w0.sin_cos();
+        let alpha = sn / (2.0 * q);
+        let a = 10f64.powf(gain_db / 40.0);
+        let sa = 2.0 * a.sqrt() * alpha;
+        let (b, den) = match mode {
+            0 => (
+                [(1.0 - cs) / 2.0, 1.0 - cs, (1.0 - cs) / 2.0],
+                [1.0 + alpha, -2.0 * cs, 1.0 - alpha],
+            ),
+            1 => (
+                [(1.0 + cs) / 2.0, -(1.0 + cs), (1.0 + cs) / 2.0],
+                [1.0 + alpha, -2.0 * cs, 1.0 - alpha],
+            ),
+            2 => ([alpha, 0.0, -alpha], [1.0 + alpha, -2.0 * cs, 1.0 - alpha]),
+            3 => ([1.0, -2.0 * cs, 1.0], [1.0 + alpha, -2.0 * cs, 1.0 - alpha]),
+            4 => (
+                [1.0 + alpha * a, -2.0 * cs, 1.0 - alpha * a],
+                [1.0 + alpha / a, -2.0 * cs, 1.0 - alpha / a],
+            ),
+            5 => (
+                [
+                    a * ((a + 1.0) - (a - 1.0) * cs + sa),
+                    2.0 * a * ((a - 1.0) - (a + 1.0) * cs),
+                    a * ((a + 1.0) - (a - 1.0) * cs - sa),
+                ],
+                [
+                    (a + 1.0) + (a - 1.0) * cs + sa,
+                    -2.0 * ((a - 1.0) + (a + 1.0) * cs),
+                    (a + 1.0) + (a - 1.0) * cs - sa,
+                ],
+            ),
+            _ => (
+                [
+                    a * ((a + 1.0) + (a - 1.0) * cs + sa),
+                    -2.0 * a * ((a - 1.0) + (a + 1.0) * cs),
+                    a * ((a + 1.0) + (a - 1.0) * cs - sa),
+                ],
+                [
+                    (a + 1.0) - (a - 1.0) * cs + sa,
+                    2.0 * ((a - 1.0) - (a + 1.0) * cs),
+                    (a + 1.0) - (a - 1.0) * cs - sa,
+                ],
+            ),
+        };
+        let w = std::f64::consts::TAU * f / sr;
+        let eval = |c: [f64; 3]| {
+            let re = c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos();
+            let im = -(c[1] * w.sin() + c[2] * (2.0 * w).sin());
+            (re * re + im * im).sqrt()
+        };
+        20.0 * (eval(b) / eval(den)).log10()
+    }
+
+    #[test]
+    fn every_mode_matches_the_cookbook_within_a_tenth_db() {
+        let names = [
+            "lowpass",
+            "highpass",
+            "bandpass",
+            "notch",
+            "peak",
+            "low shelf",
+            "high shelf",
+        ];
+        for (mode, name) in names.iter().enumerate() {
+            for (cutoff, q, gain) in [(1000.0f32, 0.707f32, 6.0f32), (2500.0, 2.0, -9.0)] {
+                for f in [100.0, 700.0, 1000.0, 3000.0, 9000.0] {
+                    let want =
+                        cookbook_db(mode, f64::from(gain), f64::from(cutoff), f64::from(q), f);
+                    if want < -60.0 {
+                        continue; // deep in a notch or stopband: a DFT bin is no ruler there
+                    }
+                    let got = measured_mode_db(mode as f32, gain, cutoff, q, f);
+                    assert!(
+                        (got - want).abs() < 0.1,
+                        "{name} cutoff {cutoff} q {q} gain {gain} at {f} Hz: measured {got:.3} dB, cookbook {want:.3} dB"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shelves_and_peak_reach_their_gain() {
+        // Far below a low shelf's corner (and far above a high shelf's) the gain is `gain` dB;
+        // a peak has `gain` dB at its centre.
+        assert!((cookbook_db(5, 12.0, 2000.0, 0.707, 20.0) - 12.0).abs() < 0.05);
+        assert!((cookbook_db(6, -12.0, 500.0, 0.707, 20_000.0) + 12.0).abs() < 0.2);
+        assert!((cookbook_db(4, 9.0, 1000.0, 1.0, 1000.0) - 9.0).abs() < 1e-9);
+        let c = Coefficients::rbj(FilterMode::Peak, f64::from(SR), 1000.0, 1.0, 9.0);
+        assert!((20.0 * c.magnitude(f64::from(SR), 1000.0).log10() - 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn mode_and_gain_survive_a_snapshot() {
+        let mut b = Biquad::new(SR);
+        b.set_param(MODE, 5.0);
+        b.set_param(GAIN, -6.0);
+        let mut bytes = vec![0u8; b.state_len()];
+        b.save_state(&mut StateWriter::new(&mut bytes));
+        let mut c = Biquad::new(SR);
+        c.load_state(&mut StateReader::new(&bytes)).unwrap();
+        assert_eq!(c.param(MODE), 5.0);
+        assert_eq!(c.param(GAIN), -6.0);
     }
 }
