@@ -18,10 +18,10 @@ pub const OFFSET: usize = 1;
 /// Static description of the `scale` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "scale",
-    doc: "Scale and offset: out = in x scale + offset (map an LFO onto a parameter range).",
+    doc: "Scale and offset: out = in x scale + offset (map an LFO onto a parameter range; also turns an audio signal into a control signal for audio-rate modulation).",
     inputs: &[PortSpec {
         name: "in",
-        rate: Rate::Control,
+        rate: Rate::Audio,
     }],
     outputs: &[PortSpec {
         name: "out",

@@ -130,6 +130,26 @@ pub enum PatchError {
         /// The module's ports in that direction, comma separated (or "none").
         available: String,
     },
+    /// A connection uses an output as a destination or an input as a source.
+    #[error("'{module}:{port}' is an {actual} of '{module}', not an {wanted}; connections go from an output to an input")]
+    WrongDirection {
+        /// Module id.
+        module: String,
+        /// Port name.
+        port: String,
+        /// What the port is ("input" or "output").
+        actual: &'static str,
+        /// What the connection needs there.
+        wanted: &'static str,
+    },
+    /// An audio-rate output feeds a control-rate input.
+    #[error("type mismatch: '{from}' is an audio-rate output and '{to}' a control-rate input; modulate with a control-rate source (lfo, adsr:env, ar:env, constant), or pass the audio through a 'scale' module to use it as control")]
+    RateMismatch {
+        /// Source as written.
+        from: String,
+        /// Destination as written.
+        to: String,
+    },
     /// Two connections feed the same input; mix them with a mixer module instead.
     #[error("input '{module}:{port}' is connected twice (from '{first}' and from '{second}'); an input takes one connection")]
     InputConnectedTwice {

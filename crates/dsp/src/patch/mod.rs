@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::module::{Module, MAX_PORTS};
 use crate::modules;
-use crate::spec::ModuleSpec;
+use crate::spec::{ModuleSpec, Rate};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// First four bytes of a patch snapshot ("CHRN" little-endian), so foreign bytes are
@@ -294,6 +294,18 @@ impl Patch {
                     Some(p) => ports.iter().position(|s| s.name == p),
                     None => (!ports.is_empty()).then_some(0),
                 };
+                if found.is_none() {
+                    // Named a port that exists, in the other direction?
+                    let other = if output { spec.inputs } else { spec.outputs };
+                    if let Some(p) = port.filter(|p| other.iter().any(|s| s.name == *p)) {
+                        return Err(PatchError::WrongDirection {
+                            module: module_id.to_string(),
+                            port: p.to_string(),
+                            actual: if output { "input" } else { "output" },
+                            wanted: direction,
+                        });
+                    }
+                }
                 found
                     .map(|port| Endpoint { module, port })
                     .ok_or_else(|| PatchError::UnknownPort {
@@ -305,6 +317,14 @@ impl Patch {
             };
             let from = endpoint(&c.from, true)?;
             let to = endpoint(&c.to, false)?;
+            if specs[from.module].outputs[from.port].rate == Rate::Audio
+                && specs[to.module].inputs[to.port].rate == Rate::Control
+            {
+                return Err(PatchError::RateMismatch {
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                });
+            }
             let slot = &mut inputs[to.module][to.port];
             if let Some(Wire { text: first, .. }) = slot {
                 return Err(PatchError::InputConnectedTwice {
@@ -1292,5 +1312,36 @@ mod tests {
             bits(&render(&mut a, 256, 64).0),
             bits(&render(&mut b, 256, 64).0)
         );
+    }
+
+    #[test]
+    fn error_port_direction_mismatch_says_which_way() {
+        let mut d = PatchDesc::default_patch();
+        d.connections[0] = Connection::new("adsr:in", "sine:out");
+        let e = Patch::compile(&d, SR, 64, 7).unwrap_err().to_string();
+        assert!(
+            e.contains("'adsr:in' is an input of 'adsr', not an output"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn error_audio_into_a_control_input_is_a_type_mismatch() {
+        let mut d = PatchDesc::default_patch();
+        d.modules.insert(4, ModuleDesc::new("amp", "vca"));
+        d.connections[3] = Connection::new("gain:out", "amp:in");
+        d.connections.push(Connection::new("sine:out", "amp:cv"));
+        d.connections.push(Connection::new("amp:out", "out:left"));
+        let e = Patch::compile(&d, SR, 64, 7).unwrap_err().to_string();
+        assert!(
+            e.contains("type mismatch") && e.contains("'sine:out'") && e.contains("'amp:cv'"),
+            "{e}"
+        );
+        // Through a scale module the same modulation is explicit, and compiles.
+        d.modules.insert(5, ModuleDesc::new("to_cv", "scale"));
+        let last = d.connections.len() - 2;
+        d.connections[last] = Connection::new("sine:out", "to_cv:in");
+        d.connections.push(Connection::new("to_cv:out", "amp:cv"));
+        Patch::compile(&d, SR, 64, 7).unwrap();
     }
 }
