@@ -38,11 +38,16 @@ impl DeviceOutput {
     }
 }
 
-/// Whether a JACK server is running for this user (its sockets exist), checked without
-/// connecting, so that probing never starts a server and prints nothing.
+/// Whether a JACK server is running for this user (its socket exists), checked without
+/// connecting, so that probing never starts a server and prints nothing. jackd2 puts its
+/// socket at `/dev/shm/jack_<server>_<uid>_0`; older builds used a directory per user.
 pub fn jack_server_running() -> bool {
     let uid = rustix::process::getuid().as_raw();
     let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".to_string());
+    let socket = format!("/dev/shm/jack_{server}_{uid}_0");
+    if std::fs::metadata(&socket).is_ok() {
+        return true;
+    }
     [
         format!("/dev/shm/jack-{uid}/{server}"),
         format!("/tmp/jack-{uid}/{server}"),
