@@ -156,6 +156,13 @@ fn reference_docs_match_the_binary() {
         let output = chronus().args(&args).output().unwrap();
         assert!(output.status.success());
         let on_disk = std::fs::read_to_string(root.join(file)).unwrap();
+        if file == "docs/osc.md" {
+            let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+            assert!(
+                readme.contains(&on_disk),
+                "README's OSC address table is out of date"
+            );
+        }
         assert_eq!(
             on_disk,
             String::from_utf8(output.stdout).unwrap(),
