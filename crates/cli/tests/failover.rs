@@ -112,3 +112,44 @@ fn sigkill_of_the_active_worker_is_inaudible() {
 fn sigstop_of_the_active_worker_is_inaudible() {
     play_and_fail("sigstop", "STOP");
 }
+
+#[test]
+fn losing_both_workers_at_once_restores_the_music_from_a_snapshot() {
+    let dir = temp_dir("both");
+    let wav = dir.join("served.wav");
+    let server = Server::start(&["--output", &format!("wav:{}", wav.display())]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
+    server.sync(1);
+    // Let a periodic restore point be taken (every 2 s), then change something after it,
+    // which must come back through the replayed history.
+    std::thread::sleep(Duration::from_millis(2_600));
+    server.send("/mod/sine/freq", vec![OscType::Float(495.0)]);
+    server.sync(2);
+    std::thread::sleep(Duration::from_millis(200));
+    let (numbers, _) = server.metrics_full();
+    for slot in 0..2 {
+        signal(numbers[&format!("slot.{slot}.pid")] as u32, "KILL");
+    }
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["cold_restarts"] == 1.0 && m["spare_ready"] == 1.0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = server.metrics();
+    server.quit();
+    assert_eq!(metrics["crash_count"], 2.0, "{metrics:?}");
+    // A few blocks of (faded) silence while the new pair catches up, no more.
+    assert!(metrics["underruns"] < 100.0, "{metrics:?}");
+    let (left, _) = read_wav(&wav);
+    let tail = &left[left.len() - 9_600..];
+    assert!(
+        tail.iter().any(|x| x.abs() > 0.05),
+        "the gate is still open after the restart"
+    );
+    let f = dominant_frequency(tail, 48_000.0);
+    assert!(
+        (f - 495.0).abs() <= 2.0,
+        "the last frequency set is restored: {f} Hz"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

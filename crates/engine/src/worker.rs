@@ -135,7 +135,10 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
 
     let mut snapshot_buf = vec![0u8; engine.snapshot_len()];
     let mut block = vec![0.0f32; args.config.block_frames * 2];
-    let mut loop_state = LoopState::default();
+    let mut loop_state = LoopState {
+        snapshot_seq: engine.last_seq(),
+        ..LoopState::default()
+    };
     let mut joined = false;
     let mut unwritten: Option<u64> = None;
     loop {
@@ -213,6 +216,10 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
 /// Requests picked up from the ring that act at a later block.
 #[derive(Debug, Default)]
 struct LoopState {
+    /// Records up to this sequence number are already in the snapshot this worker joined
+    /// from (0 for a fresh worker). Not `engine.last_seq()`: records may arrive out of seq
+    /// order when the supervisor replays history after a cold restart.
+    snapshot_seq: u64,
     snapshot: Option<(u64, u64)>,
     crash_at: Option<u64>,
     hang_at: Option<u64>,
@@ -250,7 +257,7 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
         match Instruction::from_record(&record) {
             Ok(Instruction::Stamped(stamped)) => {
                 // Already contained in the snapshot we joined from.
-                if stamped.seq <= engine.last_seq() {
+                if stamped.seq <= state.snapshot_seq {
                     continue;
                 }
                 if engine.receive(stamped).is_err() {
@@ -264,7 +271,7 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
                 Control::DebugSlow { block, micros } => state.slow_from = Some((block, micros)),
             },
             Ok(Instruction::PatchChunk(chunk)) => {
-                if chunk.seq > engine.last_seq() {
+                if chunk.seq > state.snapshot_seq {
                     engine.receive_chunk(&chunk);
                 }
             }
@@ -344,7 +351,11 @@ mod tests {
         for seq in [9, 10, 11] {
             assert!(slot.push_command(&gate(seq).to_record(1)));
         }
-        drain_ring(&slot, 1, &mut engine, &mut LoopState::default());
+        let mut state = LoopState {
+            snapshot_seq: 10,
+            ..LoopState::default()
+        };
+        drain_ring(&slot, 1, &mut engine, &mut state);
         let mut block = vec![0.0; 128];
         engine.render_block(&mut block);
         assert_eq!(

@@ -65,6 +65,9 @@ pub enum Inbound {
         /// Request id the joiner waits for.
         request: u64,
     },
+    /// A command stamped earlier, replayed unchanged (same seq, same frame) to workers
+    /// that restart from a snapshot after both workers were lost.
+    Replay(StampedCommand),
     /// A piece of a committed patch's text, for every worker, ahead of its switch command.
     PatchChunk(PatchChunk),
     /// Fault injection for one worker (`None` = the active one).
@@ -352,6 +355,17 @@ impl OutputCore {
                 }
                 Inbound::Sync { id, reply_to } => {
                     self.notify(shared, Notice::Synced { id, reply_to })
+                }
+                Inbound::Replay(stamped) => {
+                    for (link, bound) in shared.slots.iter().zip(bound) {
+                        if bound {
+                            let record = stamped.to_record(link.generation.load(Ordering::Acquire));
+                            if !link.slot.push_command(&record) {
+                                link.overflowed.store(true, Ordering::Release);
+                                Metrics::bump(&shared.metrics.ring_overflows);
+                            }
+                        }
+                    }
                 }
                 Inbound::PatchChunk(mut chunk) => {
                     self.seq += 1;

@@ -69,6 +69,12 @@ impl SlotState {
 /// Blocks the output must have played after a slot was unbound before the slot may be
 /// zeroed: the block in flight when it was unbound, plus one for good measure.
 const UNBIND_GRACE_BLOCKS: u64 = 2;
+/// How often the restore point (a snapshot for restarting after losing both workers) is
+/// refreshed: bounds the history replayed and the catch-up rendering.
+const RESTORE_REFRESH: Duration = Duration::from_secs(2);
+/// Most commands kept for a replay after losing both workers (below the engine's
+/// pending-command capacity, so a restarted worker can take them all at once).
+const MAX_HISTORY: usize = 1000;
 /// Stack of the threads we start: small, because real-time mode locks all memory.
 const THREAD_STACK: usize = 256 * 1024;
 /// How often the loop wakes when nothing happens.
@@ -120,6 +126,15 @@ pub struct Supervisor {
     started: Instant,
     /// Who asked for `/quit`; answered once everything is stopped.
     quit_requests: Vec<SocketAddr>,
+    /// Commands stamped since the restore point's snapshot, in seq order: replayed to a
+    /// new pair of workers if both are lost at once.
+    history: std::collections::VecDeque<chronus_engine::StampedCommand>,
+    /// The snapshot a cold restart can start from: (request id, last seq in it).
+    restore_point: Option<(u64, u64)>,
+    /// A snapshot requested (for a join or a refresh) whose publication we watch for.
+    watched_snapshot: Option<u64>,
+    /// When the restore point was last refreshed.
+    last_refresh: Instant,
     /// Peak render time per slot over the current load window.
     load_peak_ns: [u64; 2],
     load_window_start: Instant,
@@ -246,6 +261,10 @@ impl Supervisor {
             quit_requests: Vec::new(),
             load_peak_ns: [0; 2],
             load_window_start: Instant::now(),
+            history: std::collections::VecDeque::new(),
+            restore_point: None,
+            watched_snapshot: None,
+            last_refresh: Instant::now(),
         };
         for slot in 0..2 {
             supervisor.bind(slot);
@@ -304,6 +323,7 @@ impl Supervisor {
         self.drain_notices();
         self.check_flags();
         self.advance_slots()?;
+        self.keep_restore_point();
         if self.output.is_none() {
             self.start_output_when_ready()?;
         }
@@ -374,7 +394,17 @@ impl Supervisor {
                 Notice::Stamped { stamped, .. } => {
                     if let chronus_engine::Command::SwitchPatch { version, .. } = stamped.command {
                         self.on_patch_switch(version, stamped.frame, stamped.seq);
+                        // Patch text is not kept in the history: start a new restore point.
+                        self.restore_point = None;
+                        self.history.clear();
                         continue;
+                    }
+                    if self.history.len() < MAX_HISTORY {
+                        self.history.push_back(stamped);
+                    } else {
+                        // Too long to replay: wait for the next snapshot.
+                        self.restore_point = None;
+                        self.history.clear();
                     }
                     if let Some(log) = self.command_log.as_mut() {
                         let line = chronus_protocol::text::format_log_line(
@@ -398,6 +428,7 @@ impl Supervisor {
                     block,
                 } => {
                     tracing::debug!("slot {slot}: snapshot {request} requested at block {block}");
+                    self.watched_snapshot = Some(request);
                 }
                 Notice::Failover {
                     from,
@@ -601,9 +632,43 @@ impl Supervisor {
     }
 
     /// Both workers lost at once: start a new pair from the patch at the horizon.
+    /// Keeps a recent snapshot and the commands since, so that losing both workers at once
+    /// costs a few blocks of silence, not the state of the music: watches for requested
+    /// snapshots to be published, and asks for a fresh one every few seconds.
+    fn keep_restore_point(&mut self) {
+        if let Some(request) = self.watched_snapshot {
+            let mut bytes = Vec::new();
+            if let Some(meta) = self.snapshots.read(request, &mut bytes) {
+                self.restore_point = Some((request, meta.last_seq));
+                self.history.retain(|c| c.seq > meta.last_seq);
+                self.watched_snapshot = None;
+                self.last_refresh = Instant::now();
+            } else if self.last_refresh.elapsed() > RESTORE_REFRESH * 3 {
+                self.watched_snapshot = None; // its worker died before publishing it
+            }
+            return;
+        }
+        let pair_ready = matches!(
+            (self.slots[0].state, self.slots[1].state),
+            (SlotState::Active, SlotState::Standby) | (SlotState::Standby, SlotState::Active)
+        );
+        if self.output.is_some() && pair_ready && self.last_refresh.elapsed() > RESTORE_REFRESH {
+            let request = self.next_request;
+            self.next_request += 1;
+            if self
+                .shared
+                .inbound
+                .push(Inbound::Snapshot { request })
+                .is_ok()
+            {
+                self.watched_snapshot = Some(request);
+            }
+            self.last_refresh = Instant::now();
+        }
+    }
+
     fn cold_restart(&mut self, played: u64) -> anyhow::Result<()> {
         Metrics::bump(&self.shared.metrics.cold_restarts);
-        tracing::error!("no live worker to join from: cold restart of both slots from the patch");
         for slot in 0..2 {
             if let Some(worker) = self.slots[slot].worker.take() {
                 worker.kill_and_reap();
@@ -621,6 +686,29 @@ impl Supervisor {
         {
             std::thread::sleep(Duration::from_micros(200));
         }
+        // From the last snapshot, with every command since replayed at its own frame, if
+        // the snapshot is still there and the queue can take the history; else afresh.
+        let mut bytes = Vec::new();
+        let restorable = self.restore_point.filter(|&(request, _)| {
+            self.snapshots.read(request, &mut bytes).is_some()
+                && self.history.len() < self.shared.inbound.capacity() - self.shared.inbound.len()
+        });
+        if let Some((request, last_seq)) = restorable {
+            tracing::error!(
+                "both workers lost: restarting both from snapshot {request} and replaying {} commands",
+                self.history.len()
+            );
+            for slot in 0..2 {
+                self.bind(slot);
+                self.spawn(slot, StartMode::Join { request })?;
+            }
+            for stamped in self.history.iter().filter(|c| c.seq > last_seq) {
+                // Room was checked above.
+                let _ = self.shared.inbound.push(Inbound::Replay(*stamped));
+            }
+            return Ok(());
+        }
+        tracing::error!("both workers lost and no snapshot to restore: cold restart of both slots from the patch");
         let start = self.shared.horizon.load(Ordering::Acquire) + 1;
         for slot in 0..2 {
             self.bind(slot);
