@@ -153,3 +153,48 @@ fn losing_both_workers_at_once_restores_the_music_from_a_snapshot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_command_that_kills_both_workers_is_dropped_and_refused() {
+    let dir = temp_dir("poison");
+    let wav = dir.join("served.wav");
+    let server = Server::start(&[
+        "--output",
+        &format!("wav:{}", wav.display()),
+        "--allow-fault-injection",
+    ]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
+    server.sync(1);
+    std::thread::sleep(Duration::from_millis(2_600)); // a restore point is taken
+    server.send("/mod/sine/freq", vec![OscType::Float(495.0)]);
+    server.send("/debug/poison", vec![]);
+    // The answer comes once both workers have died of it and the sound is restored.
+    let fail = loop {
+        let m = server.recv().expect("a /fail for the poison command");
+        if m.addr == "/fail" {
+            break m;
+        }
+    };
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["cold_restarts"] >= 1.0 && m["spare_ready"] == 1.0
+    });
+    assert_eq!(fail.addr, "/fail");
+    assert_eq!(fail.args[0], OscType::String("/debug/poison".into()));
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = server.metrics();
+    server.quit();
+    assert_eq!(metrics["poisoned_commands"], 1.0, "{metrics:?}");
+    assert_eq!(
+        metrics["cold_restarts"], 1.0,
+        "restored once, not in a loop: {metrics:?}"
+    );
+    let (left, _) = read_wav(&wav);
+    let tail = &left[left.len() - 9_600..];
+    let f = dominant_frequency(tail, 48_000.0);
+    assert!(
+        (f - 495.0).abs() <= 2.0,
+        "the command before the poison survives: {f} Hz"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,6 +45,10 @@ pub enum Command {
         /// Length of the ramp in seconds (0 = jump, still smoothed).
         seconds: f32,
     },
+    /// Fault injection (offered only by servers started with `--allow-fault-injection`):
+    /// aborts every worker that applies it, in lockstep, to exercise the handling of a
+    /// command that kills both workers at once.
+    DebugPoison,
     /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
     /// [`Instruction::PatchChunk`] records before this command, with a short crossfade.
     SwitchPatch {
@@ -64,6 +68,7 @@ mod kind {
     pub const RAMP: u32 = 5;
     pub const SWITCH_PATCH: u32 = 6;
     pub const PATCH_CHUNK: u32 = 7;
+    pub const DEBUG_POISON: u32 = 8;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -229,6 +234,7 @@ impl StampedCommand {
                 payload[1] = u64::from(len);
                 kind::SWITCH_PATCH
             }
+            Command::DebugPoison => kind::DEBUG_POISON,
         };
         CommandRecord {
             seq: self.seq,
@@ -305,6 +311,7 @@ impl Instruction {
             }),
             kind::ENGINE_GAIN => stamped(Command::EngineGain(float(p[0])?)),
             kind::TEST_TONE => stamped(Command::TestTone),
+            kind::DEBUG_POISON => stamped(Command::DebugPoison),
             kind::RAMP => {
                 let seconds = float(p[3])?;
                 if seconds < 0.0 {
@@ -383,6 +390,7 @@ mod tests {
                 version: 3,
                 len: 900,
             },
+            Command::DebugPoison,
         ];
         for (i, command) in commands.into_iter().enumerate() {
             let stamped = StampedCommand {

@@ -514,6 +514,10 @@ impl Engine {
             }
             Command::Gate { node, on } => self.patch.set_gate(node, on),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
+            Command::DebugPoison => {
+                // Fault injection, asked for explicitly by a server started with it enabled.
+                std::process::abort();
+            }
             Command::TestTone => {
                 self.test_tone_remaining =
                     (TEST_TONE_SECONDS * f64::from(self.config.sample_rate)) as u64;

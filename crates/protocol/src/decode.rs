@@ -368,6 +368,7 @@ fn request_for(action: Action, values: &[Value]) -> Option<Request> {
         Action::Version => Request::Version,
         Action::Quit => Request::Quit,
         Action::DebugCrash => Request::Debug(DebugRequest::Crash { slot: slot(0)? }),
+        Action::DebugPoison => Request::Engine(Command::DebugPoison),
         Action::DebugHang => Request::Debug(DebugRequest::Hang { slot: slot(0)? }),
         Action::DebugSlow => Request::Debug(DebugRequest::Slow {
             micros: u32::try_from(int(0)??).ok()?,

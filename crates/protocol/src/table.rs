@@ -35,6 +35,8 @@ pub const VERSION: &str = "/version";
 pub const QUIT: &str = "/quit";
 /// Fault injection: crash a worker.
 pub const DEBUG_CRASH: &str = "/debug/crash";
+/// Fault injection: a lockstep command that kills every worker applying it.
+pub const DEBUG_POISON: &str = "/debug/poison";
 /// Fault injection: hang a worker.
 pub const DEBUG_HANG: &str = "/debug/hang";
 /// Fault injection: slow a worker down.
@@ -233,6 +235,8 @@ pub enum Action {
     Quit,
     /// Fault injection: crash a worker.
     DebugCrash,
+    /// Fault injection: a command that kills both workers in lockstep.
+    DebugPoison,
     /// Fault injection: hang a worker.
     DebugHang,
     /// Fault injection: slow a worker.
@@ -305,6 +309,7 @@ impl Entry {
                 | Action::Gate { .. }
                 | Action::EngineGain
                 | Action::TestTone
+                | Action::DebugPoison
                 | Action::Ramp
         )
     }
@@ -577,6 +582,13 @@ impl AddressTable {
         ));
         if fault_injection {
             self.insert(fixed(
+                DEBUG_POISON,
+                vec![],
+                "none",
+                "Fault injection: a lockstep command that aborts both workers when applied (the server restarts them from a snapshot without it and answers /fail).",
+                Action::DebugPoison,
+            ));
+            self.insert(fixed(
                 DEBUG_CRASH,
                 vec![SLOT_ARG],
                 "none",
@@ -729,6 +741,8 @@ impl AddressTable {
             }
             Command::EngineGain(gain) => Some((ENGINE_GAIN.to_string(), vec![Value::Number(gain)])),
             Command::TestTone => Some((TEST.to_string(), vec![])),
+            // Never logged as a command: a replay must not die of it.
+            Command::DebugPoison => None,
             Command::Ramp {
                 node,
                 param,

@@ -110,8 +110,10 @@ pub struct Metrics {
     pub ring_overflows: AtomicU64,
     /// Notices the output could not hand to the supervisor (must stay 0).
     pub notices_dropped: AtomicU64,
-    /// Cold restarts: both workers lost at once, a new pair started from the patch.
+    /// Cold restarts: both workers lost at once, a new pair started from a snapshot.
     pub cold_restarts: AtomicU64,
+    /// Commands that killed both workers at once and were dropped (poison commands).
+    pub poisoned_commands: AtomicU64,
     /// Detection to first block served from the new slot.
     pub failover: Histogram,
     /// Spawn of a spare to its joining the lockstep.
@@ -177,6 +179,8 @@ pub struct MetricsReport {
     pub ring_overflows: u64,
     /// See [`Metrics::cold_restarts`].
     pub cold_restarts: u64,
+    /// See [`Metrics::poisoned_commands`].
+    pub poisoned_commands: u64,
     /// Last failover time in ms (null before the first).
     pub failover_ms_last: Option<f64>,
     /// p99 failover time in ms.

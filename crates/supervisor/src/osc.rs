@@ -146,6 +146,7 @@ impl OscServer {
                         command,
                         received_ns,
                         at_frame,
+                        reply_to: Some(from),
                     };
                     if self.shared.inbound.push(item).is_ok() {
                         Metrics::bump(&metrics.commands_received);
@@ -282,6 +283,7 @@ impl OscServer {
             },
             received_ns: self.shared.now_ns(),
             at_frame: None,
+            reply_to: None,
         };
         let _ = self.shared.inbound.push(switch);
         Metrics::bump(&self.shared.metrics.commands_received);

@@ -52,6 +52,8 @@ pub enum Inbound {
         received_ns: u64,
         /// Frame wanted by a timetagged bundle; `None` = as soon as possible.
         at_frame: Option<u64>,
+        /// Who sent it (for a late `/fail`, should it kill both workers).
+        reply_to: Option<SocketAddr>,
     },
     /// `/sync <id>`: answer once everything before it is stamped.
     Sync {
@@ -97,6 +99,8 @@ pub enum Notice {
         stamped: StampedCommand,
         /// When it was received (ns since epoch).
         received_ns: u64,
+        /// Who sent it.
+        reply_to: Option<SocketAddr>,
     },
     /// Everything before this `/sync` has been stamped.
     Synced {
@@ -313,6 +317,7 @@ impl OutputCore {
                     command,
                     received_ns,
                     at_frame,
+                    reply_to,
                 } => {
                     let frame = match at_frame {
                         Some(wanted) if wanted >= horizon_frame => wanted,
@@ -350,6 +355,7 @@ impl OutputCore {
                         Notice::Stamped {
                             stamped,
                             received_ns,
+                            reply_to,
                         },
                     );
                 }

@@ -72,6 +72,8 @@ const UNBIND_GRACE_BLOCKS: u64 = 2;
 /// How often the restore point (a snapshot for restarting after losing both workers) is
 /// refreshed: bounds the history replayed and the catch-up rendering.
 const RESTORE_REFRESH: Duration = Duration::from_secs(2);
+/// Two workers dying on the same block within this time died of the same command.
+const POISON_WINDOW: Duration = Duration::from_millis(500);
 /// Most commands kept for a replay after losing both workers (below the engine's
 /// pending-command capacity, so a restarted worker can take them all at once).
 const MAX_HISTORY: usize = 1000;
@@ -128,7 +130,12 @@ pub struct Supervisor {
     quit_requests: Vec<SocketAddr>,
     /// Commands stamped since the restore point's snapshot, in seq order: replayed to a
     /// new pair of workers if both are lost at once.
-    history: std::collections::VecDeque<chronus_engine::StampedCommand>,
+    history: std::collections::VecDeque<(chronus_engine::StampedCommand, Option<SocketAddr>)>,
+    /// The block at which both workers died in the last cold restart, if they died on
+    /// the same one: a second loss at that block means the restore point itself is poisoned.
+    poisoned_block: Option<u64>,
+    /// Per slot: the block its last worker had reached when it died, and when.
+    last_death: [Option<(u64, Instant)>; 2],
     /// The snapshot a cold restart can start from: (request id, last seq in it).
     restore_point: Option<(u64, u64)>,
     /// A snapshot requested (for a join or a refresh) whose publication we watch for.
@@ -262,6 +269,8 @@ impl Supervisor {
             load_peak_ns: [0; 2],
             load_window_start: Instant::now(),
             history: std::collections::VecDeque::new(),
+            poisoned_block: None,
+            last_death: [None; 2],
             restore_point: None,
             watched_snapshot: None,
             last_refresh: Instant::now(),
@@ -371,12 +380,19 @@ impl Supervisor {
             .map(|(_, &slot)| slot)
             .collect();
         for slot in dead {
+            let rendered = self.shared.slots[slot].slot.rendered();
             let detected = self.shared.now_ns();
             self.shared.slots[slot]
                 .dead_since_ns
                 .store(detected.max(1), Ordering::Release);
+            self.last_death[slot] = None;
             if let Some(mut worker) = self.slots[slot].worker.take() {
                 let how = worker.reap();
+                // A worker that crashed by itself (not killed from outside) may have been
+                // killed by a command: remember where, to find a poison command.
+                if !how.contains("SIGKILL") && !how.contains("SIGTERM") {
+                    self.last_death[slot] = Some((rendered, Instant::now()));
+                }
                 Metrics::bump(&self.shared.metrics.crash_count);
                 tracing::warn!(
                     "slot {slot}: worker {} died ({how}) while {}",
@@ -391,7 +407,9 @@ impl Supervisor {
     fn drain_notices(&mut self) {
         while let Some(notice) = self.shared.notices.pop() {
             match notice {
-                Notice::Stamped { stamped, .. } => {
+                Notice::Stamped {
+                    stamped, reply_to, ..
+                } => {
                     if let chronus_engine::Command::SwitchPatch { version, .. } = stamped.command {
                         self.on_patch_switch(version, stamped.frame, stamped.seq);
                         // Patch text is not kept in the history: start a new restore point.
@@ -400,7 +418,7 @@ impl Supervisor {
                         continue;
                     }
                     if self.history.len() < MAX_HISTORY {
-                        self.history.push_back(stamped);
+                        self.history.push_back((stamped, reply_to));
                     } else {
                         // Too long to replay: wait for the next snapshot.
                         self.restore_point = None;
@@ -640,7 +658,7 @@ impl Supervisor {
             let mut bytes = Vec::new();
             if let Some(meta) = self.snapshots.read(request, &mut bytes) {
                 self.restore_point = Some((request, meta.last_seq));
-                self.history.retain(|c| c.seq > meta.last_seq);
+                self.history.retain(|(c, _)| c.seq > meta.last_seq);
                 self.watched_snapshot = None;
                 self.last_refresh = Instant::now();
             } else if self.last_refresh.elapsed() > RESTORE_REFRESH * 3 {
@@ -669,6 +687,51 @@ impl Supervisor {
 
     fn cold_restart(&mut self, played: u64) -> anyhow::Result<()> {
         Metrics::bump(&self.shared.metrics.cold_restarts);
+        // Both stopped on the same block: the last command they applied is the suspect
+        // (DESIGN.md invariant 6). It is left out of the replay and refused.
+        let same_block = match self.last_death {
+            [Some((a, at_a)), Some((b, at_b))]
+                if a == b && at_a.max(at_b).duration_since(at_a.min(at_b)) < POISON_WINDOW =>
+            {
+                Some(a)
+            }
+            _ => None,
+        };
+        let rendered = self.last_death.map(|d| d.map(|(block, _)| block));
+        if same_block.is_some() && same_block == self.poisoned_block {
+            tracing::error!("both workers died again on block {rendered:?}: the restore point itself is poisoned");
+            self.restore_point = None;
+        }
+        self.poisoned_block = same_block;
+        if let Some(block) = same_block {
+            let frames = self.shared.block_frames as u64;
+            let in_block = |frame: u64| frame >= block * frames && frame < (block + 1) * frames;
+            if let Some(index) = self.history.iter().rposition(|(c, _)| in_block(c.frame)) {
+                if let Some((suspect, reply_to)) = self.history.remove(index) {
+                    Metrics::bump(&self.shared.metrics.poisoned_commands);
+                    let address = self
+                        .table
+                        .describe(&suspect.command)
+                        .map_or_else(|| format!("{:?}", suspect.command), |(a, _)| a);
+                    tracing::error!(
+                        "both workers died on block {block}: command {} ({address}, frame {}) is the suspect; it will not be applied again",
+                        suspect.seq,
+                        suspect.frame
+                    );
+                    if let Some(to) = reply_to {
+                        let address = if address.starts_with('/') {
+                            address
+                        } else {
+                            "/debug/poison".to_string()
+                        };
+                        self.send(
+                            &reply::fail(&address, "this command made both workers fail; it was dropped and the sound restored without it"),
+                            to,
+                        );
+                    }
+                }
+            }
+        }
         for slot in 0..2 {
             if let Some(worker) = self.slots[slot].worker.take() {
                 worker.kill_and_reap();
@@ -702,7 +765,7 @@ impl Supervisor {
                 self.bind(slot);
                 self.spawn(slot, StartMode::Join { request })?;
             }
-            for stamped in self.history.iter().filter(|c| c.seq > last_seq) {
+            for (stamped, _) in self.history.iter().filter(|(c, _)| c.seq > last_seq) {
                 // Room was checked above.
                 let _ = self.shared.inbound.push(Inbound::Replay(*stamped));
             }
@@ -998,6 +1061,7 @@ fn empty_report(shared: &OutputShared) -> MetricsReport {
         output_late_wakeups: get(&m.output_late_wakeups),
         ring_overflows: get(&m.ring_overflows),
         cold_restarts: get(&m.cold_restarts),
+        poisoned_commands: get(&m.poisoned_commands),
         failover_ms_last: m.failover.last_ms(),
         failover_ms_p99: m.failover.quantile_ms(0.99),
         rebuild_ms_last: m.rebuild.last_ms(),

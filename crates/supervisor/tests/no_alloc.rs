@@ -78,6 +78,7 @@ fn output_clock_allocates_nothing() {
                 },
                 received_ns: 0,
                 at_frame: None,
+                reply_to: None,
             })
             .unwrap();
         // Stand-in workers: slot 0 stops delivering at block 1000 (fails over to slot 1),
