@@ -299,3 +299,33 @@ pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
     }
     start
 }
+
+/// Renders the command log offline (`chronus render --replay`) and checks that it equals
+/// the served WAV sample for sample: the end-to-end proof of lockstep.
+pub fn assert_replay_equals_served(log: &Path, served: &Path) {
+    let (_, interleaved) = read_wav(served);
+    let replay = served.with_extension("replay.wav");
+    let seconds = interleaved.len() as f64 / 2.0 / 48_000.0;
+    let status = chronus()
+        .args([
+            "render",
+            "--block",
+            "64",
+            "--seconds",
+            &format!("{seconds}"),
+            "--replay",
+        ])
+        .arg(log)
+        .arg("-o")
+        .arg(&replay)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, replayed) = read_wav(&replay);
+    assert_eq!(replayed.len(), interleaved.len());
+    let first_difference = interleaved
+        .iter()
+        .zip(&replayed)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert_eq!(first_difference, None, "served and replayed audio differ");
+}

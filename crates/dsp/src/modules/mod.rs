@@ -31,6 +31,7 @@ pub mod scale;
 pub mod sine;
 pub mod square;
 pub mod svf;
+pub mod table_oscillator;
 pub mod triangle;
 pub mod vca;
 pub mod wavetable;
@@ -79,7 +80,7 @@ pub static REGISTRY: &[Registration] = &[
     },
     Registration {
         spec: &saw::SPEC,
-        create: |sr, _, _| Box::new(saw::Saw::new(sr)),
+        create: |sr, _, _| Box::new(saw::new(sr)),
     },
     Registration {
         spec: &reverb::SPEC,
@@ -91,7 +92,7 @@ pub static REGISTRY: &[Registration] = &[
     },
     Registration {
         spec: &triangle::SPEC,
-        create: |sr, _, _| Box::new(triangle::Triangle::new(sr)),
+        create: |sr, _, _| Box::new(triangle::new(sr)),
     },
     Registration {
         spec: &wavetable::SPEC,

@@ -8,16 +8,9 @@
 //! The waveform starts at 0 rising, peaks at +1 a quarter cycle in. The `fm` input is
 //! linear FM in Hz, added to `freq` per sample (through zero); unconnected it reads 0.
 
-use super::bandlimited::{apply_gain, fm_freq, fm_is_silent, Shape, TableVoice};
-use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use super::bandlimited::Shape;
+pub use super::table_oscillator::{TableOscillator, FREQ, GAIN};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
-use crate::state::{StateError, StateReader, StateWriter};
-
-/// Index of the `freq` parameter.
-pub const FREQ: usize = 0;
-/// Index of the `gain` parameter.
-pub const GAIN: usize = 1;
 
 /// Static description of the `triangle` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -52,114 +45,28 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     has_gate: false,
 };
 
-/// Triangle state: phase and the two parameter smoothers (the table level follows from
-/// the frequency, so it needs no state).
-#[derive(Debug, Clone)]
-pub struct Triangle {
-    /// Fixed-point phase and the table read for the current frequency.
-    voice: TableVoice,
-    freq: Smoother,
-    gain: Smoother,
-}
+/// The `triangle` module: a [`TableOscillator`] over the triangle tables.
+pub type Triangle = TableOscillator;
 
-impl Triangle {
-    /// A triangle at the default frequency and gain, phase 0. Builds the shared tables on
-    /// first use (allocates), so call it when compiling a patch.
-    pub fn new(sample_rate: f32) -> Self {
-        let sr = sane_sample_rate(sample_rate);
-        Triangle {
-            voice: TableVoice::new(Shape::Triangle, sr),
-            freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
-            gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
-        }
-    }
-
-    fn smoother(&self, index: usize) -> Option<&Smoother> {
-        match index {
-            FREQ => Some(&self.freq),
-            GAIN => Some(&self.gain),
-            _ => None,
-        }
-    }
-}
-
-impl Module for Triangle {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
-    }
-
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            GAIN => self.gain.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        self.smoother(index).map_or(0.0, Smoother::target)
-    }
-
-    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
-        let Some(out) = outputs.get_mut(0) else {
-            return;
-        };
-        let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.freq.is_settled() {
-            // Constant frequency: the vectorised block path (same bits).
-            self.voice.tune(fm_freq(self.freq.current(), 0.0));
-            self.voice.fill(out);
-            apply_gain(out, &mut self.gain);
-            return;
-        }
-        for (i, o) in out.iter_mut().enumerate() {
-            let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
-            let g = self.gain.next();
-            self.voice.tune(f);
-            *o = self.voice.read(self.voice.phase) * g;
-            self.voice.advance();
-        }
-    }
-
-    fn reset(&mut self) {
-        self.voice.phase = 0;
-        self.freq.settle();
-        self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 2 * Smoother::STATE_LEN
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_u64(self.voice.phase);
-        self.freq.save_state(w);
-        self.gain.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.voice.phase = r.get_u64()?;
-        self.freq.load_state(r)?;
-        self.gain.load_state(r)?;
-        Ok(())
-    }
+/// A triangle at the default frequency and gain, phase 0 (builds the shared tables on first
+/// use: call it when compiling a patch).
+pub fn new(sample_rate: f32) -> Triangle {
+    TableOscillator::new(&SPEC, Shape::Triangle, sample_rate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::module::Module;
     use crate::modules::bandlimited::measure::{
         assert_block_path_matches, render, worst_alias_db, LEN,
     };
+    use crate::state::{StateReader, StateWriter};
 
     const SR: f32 = 48_000.0;
 
     fn triangle_at(freq: f32) -> Triangle {
-        let mut s = Triangle::new(SR);
+        let mut s = new(SR);
         s.set_param(FREQ, freq);
         s.set_param(GAIN, 1.0);
         s.reset();
@@ -204,7 +111,7 @@ mod tests {
         let mut w = StateWriter::new(&mut buf);
         a.save_state(&mut w);
         assert_eq!(w.finish(), Ok(a.state_len()));
-        let mut b = Triangle::new(SR);
+        let mut b = new(SR);
         b.load_state(&mut StateReader::new(&buf)).unwrap();
         let (x, y) = (render(&mut a, &[], 2000), render(&mut b, &[], 2000));
         assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
