@@ -53,6 +53,17 @@ pub fn parse_osc(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:5005"))
 }
 
+/// Sends logs to stderr, filtered by `CHRONUS_LOG` (default: `default_level`).
+pub fn init_logging(default_level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHRONUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Loads `--patch FILE`, or the built-in default patch.
 pub fn load_patch(path: Option<&PathBuf>) -> anyhow::Result<chronus_dsp::PatchDesc> {
     use anyhow::Context;

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     block: u64,
     /// Control latency in blocks: how far ahead of what is heard the workers render.
     /// Larger values ride out scheduling noise; smaller ones answer faster.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(2..=256))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     depth: u64,
     /// Seed for everything random in the patch.
     #[arg(long, default_value_t = 0)]
@@ -60,13 +60,7 @@ pub struct ServeArgs {
 
 /// Runs the server until /quit, SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHRONUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_logging("info");
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
