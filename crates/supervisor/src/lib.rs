@@ -5,7 +5,7 @@
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot.
 //! - [`sinks`]: device (cpal: JACK, ALSA), WAV file and null destinations.
-//! - [`osc`]: the UDP OSC server.
+//! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`.
 
@@ -16,6 +16,7 @@ pub mod output;
 pub mod patch_editor;
 pub mod sinks;
 pub mod supervisor;
+pub mod transport;
 pub mod workers;
 
 pub use config::{OutputChoice, ServeConfig};

@@ -6,9 +6,9 @@
 //! `/version`) are answered here at once; bad input is answered with `/fail` and changes
 //! nothing. Replies go to the sender's address.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,7 @@ use chronus_protocol::reply::ParamInfo;
 use chronus_protocol::{reply, AddressTable, DebugRequest, PatchEdit, Request, When};
 
 use crate::patch_editor::PatchEditor;
+use crate::transport::{Incoming, Replier, ReplyTo};
 
 use crate::metrics::{Metrics, MetricsReport};
 use crate::output::{DebugAction, Inbound, OutputShared};
@@ -28,7 +29,7 @@ pub enum ControlRequest {
     /// `/quit` from `reply_to`: stop, then answer `/done /quit`.
     Quit {
         /// Who asked.
-        reply_to: SocketAddr,
+        reply_to: ReplyTo,
     },
     /// A patch was committed and its switch queued for stamping: the supervisor needs
     /// its text (command log, cold restarts) and table (command log after the switch).
@@ -44,8 +45,10 @@ pub enum ControlRequest {
 
 /// What the OSC thread needs to do its job.
 pub struct OscServer {
-    /// The bound socket (also used by the supervisor to send deferred replies).
-    pub socket: Arc<UdpSocket>,
+    /// Sends replies over UDP or TCP (shared with the supervisor's deferred replies).
+    pub replier: Arc<Replier>,
+    /// Packets from the UDP and TCP readers.
+    pub packets: Receiver<Incoming>,
     /// The address table of the running patch (replaced on `/patch/commit`).
     pub table: AddressTable,
     /// The draft patch and the parameter values.
@@ -63,33 +66,18 @@ pub struct OscServer {
 }
 
 impl OscServer {
-    /// Serves until `stop` is set.
+    /// Serves until `stop` is set: handles every packet the transports deliver, in order.
     pub fn run(mut self) {
-        let _ = self
-            .socket
-            .set_read_timeout(Some(Duration::from_millis(50)));
-        let mut buf = vec![0u8; 65_536];
         while !self.stop.load(Ordering::Acquire) {
-            let (len, from) = match self.socket.recv_from(&mut buf) {
-                Ok(received) => received,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    tracing::warn!("OSC receive failed: {e}");
-                    continue;
-                }
-            };
-            self.handle_datagram(buf.get(..len).unwrap_or_default(), from);
+            match self.packets.recv_timeout(Duration::from_millis(50)) {
+                Ok(packet) => self.handle_datagram(&packet.bytes, packet.from),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 
-    fn handle_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+    fn handle_datagram(&mut self, bytes: &[u8], from: ReplyTo) {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
@@ -230,7 +218,7 @@ impl OscServer {
     }
 
     /// Applies a `/patch/…` edit and answers `/done` or `/fail`.
-    fn edit_patch(&mut self, edit: PatchEdit, address: &str, from: SocketAddr) {
+    fn edit_patch(&mut self, edit: PatchEdit, address: &str, from: ReplyTo) {
         let result = match edit {
             PatchEdit::Add { id, type_name } => self.editor.add(&id, &type_name),
             PatchEdit::Remove { id } => self.editor.remove(&id),
@@ -343,9 +331,7 @@ impl OscServer {
     }
 
     /// Sends an encoded reply; a failed send is logged, never fatal.
-    pub fn send(&self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.socket.send_to(bytes, to) {
-            tracing::debug!("reply to {to} failed: {e}");
-        }
+    pub fn send(&self, bytes: &[u8], to: ReplyTo) {
+        self.replier.send(bytes, to);
     }
 }

@@ -13,7 +13,6 @@
 //! It allocates nothing, takes no lock and never waits: everything it shares with the
 //! supervisor is an atomic or a lock-free bounded queue.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +22,7 @@ use chronus_ipc::Slot;
 use crossbeam_queue::ArrayQueue;
 
 use crate::metrics::Metrics;
+use crate::transport::ReplyTo;
 
 /// Largest number of inbound items stamped in one block; the rest wait for the next block,
 /// which bounds the time the output spends per block.
@@ -53,14 +53,14 @@ pub enum Inbound {
         /// Frame wanted by a timetagged bundle; `None` = as soon as possible.
         at_frame: Option<u64>,
         /// Who sent it (for a late `/fail`, should it kill both workers).
-        reply_to: Option<SocketAddr>,
+        reply_to: Option<ReplyTo>,
     },
     /// `/sync <id>`: answer once everything before it is stamped.
     Sync {
         /// Id to echo in `/synced`.
         id: i32,
         /// Where to send the answer.
-        reply_to: SocketAddr,
+        reply_to: ReplyTo,
     },
     /// Snapshot of the active worker for a joining spare.
     Snapshot {
@@ -100,14 +100,14 @@ pub enum Notice {
         /// When it was received (ns since epoch).
         received_ns: u64,
         /// Who sent it.
-        reply_to: Option<SocketAddr>,
+        reply_to: Option<ReplyTo>,
     },
     /// Everything before this `/sync` has been stamped.
     Synced {
         /// Echoed id.
         id: i32,
         /// Requester.
-        reply_to: SocketAddr,
+        reply_to: ReplyTo,
     },
     /// A snapshot request was sent to `slot` for block `block`.
     SnapshotRequested {

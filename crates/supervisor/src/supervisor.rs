@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,7 @@ use crate::metrics::{Metrics, MetricsReport, WorkerReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputCore, OutputShared, NO_BLOCK};
 use crate::sinks::{self, device, Sink};
+use crate::transport::{self, Replier, ReplyTo};
 use crate::workers::{Worker, WorkerSpec};
 
 /// The life cycle of a slot.
@@ -112,6 +113,9 @@ pub struct Supervisor {
     next_request: u64,
     stop: Arc<AtomicBool>,
     socket: Arc<UdpSocket>,
+    replier: Arc<Replier>,
+    /// The UDP reader and the TCP listener.
+    transport_threads: Vec<std::thread::JoinHandle<()>>,
     /// Table of the patch the output is stamping for (follows stamped patch switches).
     table: AddressTable,
     /// Committed patches whose switch has not been stamped yet: version → (text, table).
@@ -127,10 +131,10 @@ pub struct Supervisor {
     osc_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
     /// Who asked for `/quit`; answered once everything is stopped.
-    quit_requests: Vec<SocketAddr>,
+    quit_requests: Vec<ReplyTo>,
     /// Commands stamped since the restore point's snapshot, in seq order: replayed to a
     /// new pair of workers if both are lost at once.
-    history: std::collections::VecDeque<(chronus_engine::StampedCommand, Option<SocketAddr>)>,
+    history: std::collections::VecDeque<(chronus_engine::StampedCommand, Option<ReplyTo>)>,
     /// The block at which both workers died in the last cold restart, if they died on
     /// the same one: a second loss at that block means the restore point itself is poisoned.
     poisoned_block: Option<u64>,
@@ -220,9 +224,32 @@ impl Supervisor {
         };
         let (control_tx, control) = mpsc::channel();
         let socket = Arc::new(socket);
+        let replier = Arc::new(Replier::new(Arc::clone(&socket)));
+        let (packets_tx, packets) = mpsc::sync_channel(4096);
+        let mut transport_threads = vec![transport::spawn_udp_reader(
+            Arc::clone(&socket),
+            packets_tx.clone(),
+            Arc::clone(&stop),
+        )
+        .context("cannot start the UDP reader")?];
+        // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
+        let udp_addr = socket.local_addr().unwrap_or(config.osc);
+        match TcpListener::bind(udp_addr) {
+            Ok(listener) => transport_threads.push(
+                transport::spawn_tcp_listener(
+                    listener,
+                    Arc::clone(&replier),
+                    packets_tx,
+                    Arc::clone(&stop),
+                )
+                .context("cannot start the TCP listener")?,
+            ),
+            Err(e) => tracing::warn!("OSC over TCP unavailable on {udp_addr}: {e}; UDP only"),
+        }
         let report = Arc::new(Mutex::new(empty_report(&shared)));
         let server = OscServer {
-            socket: Arc::clone(&socket),
+            replier: Arc::clone(&replier),
+            packets,
             table: table.clone(),
             editor,
             fault_injection: config.allow_fault_injection,
@@ -256,6 +283,8 @@ impl Supervisor {
             next_request: 1,
             stop,
             socket,
+            replier,
+            transport_threads,
             table,
             committed: std::collections::BTreeMap::new(),
             work_dir: std::env::temp_dir().join(format!("chronus-{}", std::process::id())),
@@ -984,10 +1013,8 @@ impl Supervisor {
         report
     }
 
-    fn send(&self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.socket.send_to(bytes, to) {
-            tracing::debug!("reply to {to} failed: {e}");
-        }
+    fn send(&self, bytes: &[u8], to: ReplyTo) {
+        self.replier.send(bytes, to);
     }
 
     fn shutdown(mut self, result: anyhow::Result<()>) -> anyhow::Result<()> {
@@ -1013,6 +1040,9 @@ impl Supervisor {
             }
         }
         if let Some(handle) = self.osc_thread.take() {
+            let _ = handle.join();
+        }
+        for handle in std::mem::take(&mut self.transport_threads) {
             let _ = handle.join();
         }
         self.drain_control();

@@ -194,15 +194,18 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut done = false;
         while Instant::now() < deadline {
-            if let Some(m) = self.recv() {
-                if m.addr == "/done" && m.args == vec![OscType::String("/quit".into())] {
-                    done = true;
+            if !done {
+                if let Some(m) = self.recv() {
+                    done = m.addr == "/done" && m.args == vec![OscType::String("/quit".into())];
                 }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "serve exited with {status}");
                 assert!(done, "no /done /quit before exit");
                 return;
+            }
+            if done {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         let _ = self.child.kill();
