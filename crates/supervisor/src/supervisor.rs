@@ -915,13 +915,39 @@ impl Supervisor {
                 self.start_device(host, core)?
             }
             OutputChoice::Auto => {
+                // Each candidate in DESIGN.md's order; one that fails to open hands over to
+                // the next (the clock has not started, so a fresh core is equivalent).
+                let mut candidates = Vec::new();
                 if device::jack_server_running() {
-                    self.start_device(device::DeviceHost::Jack, core)?
-                } else if device::alsa_has_card() {
-                    self.start_device(device::DeviceHost::Alsa, core)?
-                } else {
-                    tracing::info!("output auto: no JACK server and no ALSA sound card");
-                    self.start_paced(core, Box::new(sinks::null::NullSink))?
+                    candidates.push(device::DeviceHost::Jack);
+                }
+                if device::alsa_has_card() {
+                    candidates.push(device::DeviceHost::Alsa);
+                }
+                let mut chosen = None;
+                let mut core = Some(core);
+                for host in candidates {
+                    let attempt = core
+                        .take()
+                        .unwrap_or_else(|| OutputCore::new(Arc::clone(&self.shared)));
+                    match self.start_device(host, attempt) {
+                        Ok(output) => {
+                            chosen = Some(output);
+                            break;
+                        }
+                        Err(e) => tracing::warn!(
+                            "output auto: {host:?} did not open ({e:#}); trying the next"
+                        ),
+                    }
+                }
+                match chosen {
+                    Some(output) => output,
+                    None => {
+                        tracing::info!("output auto: no usable JACK server or ALSA sound card; playing to the null sink");
+                        let core =
+                            core.unwrap_or_else(|| OutputCore::new(Arc::clone(&self.shared)));
+                        self.start_paced(core, Box::new(sinks::null::NullSink))?
+                    }
                 }
             }
         };

@@ -44,8 +44,9 @@ impl DeviceOutput {
 pub fn jack_server_running() -> bool {
     let uid = rustix::process::getuid().as_raw();
     let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".to_string());
+    // A socket file can outlive its server: only one that accepts a connection counts.
     let socket = format!("/dev/shm/jack_{server}_{uid}_0");
-    if std::fs::metadata(&socket).is_ok() {
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         return true;
     }
     [
