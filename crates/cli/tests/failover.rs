@@ -108,16 +108,28 @@ fn losing_both_workers_at_once_restores_the_music_from_a_snapshot() {
     server.sync(2);
     std::thread::sleep(Duration::from_millis(200));
     let (numbers, _) = server.metrics_full();
-    for slot in 0..2 {
-        signal(numbers[&format!("slot.{slot}.pid")] as u32, "KILL");
-    }
+    // One `kill` for both, so they die microseconds apart, not a process spawn apart.
+    let pids: Vec<String> = (0..2)
+        .map(|slot| (numbers[&format!("slot.{slot}.pid")] as u32).to_string())
+        .collect();
+    let status = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Usually both are gone before the supervisor notices either, and the pair restarts
+    // from the restore point; on a busy machine the first death may be handled (and a
+    // spare joined from the second worker) before the second one's kill lands. Either way
+    // the music must come back as it was.
     server.wait_until(Duration::from_secs(30), |m| {
-        m["cold_restarts"] == 1.0 && m["spare_ready"] == 1.0
+        m["crash_count"] >= 2.0 && m["spare_ready"] == 1.0 && m["live_children"] == 2.0
     });
     std::thread::sleep(Duration::from_millis(500));
     let metrics = server.metrics();
     server.quit();
-    assert_eq!(metrics["crash_count"], 2.0, "{metrics:?}");
+    assert!(metrics["crash_count"] >= 2.0, "{metrics:?}");
+    assert_eq!(metrics["live_children"], 2.0, "{metrics:?}");
     // A few blocks of (faded) silence while the new pair catches up, no more.
     assert!(metrics["underruns"] < 100.0, "{metrics:?}");
     let (left, _) = read_wav(&wav);
@@ -175,6 +187,39 @@ fn a_command_that_kills_both_workers_is_dropped_and_refused() {
     assert!(
         (f - 495.0).abs() <= 2.0,
         "the command before the poison survives: {f} Hz"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_hang_right_after_a_failover_is_caught_too() {
+    let dir = temp_dir("hang-after-failover");
+    let wav = dir.join("served.wav");
+    let server = Server::start(&["--output", &format!("wav:{}", wav.display())]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.send("/mod/sine/freq", vec![OscType::Float(440.0)]);
+    server.sync(1);
+    std::thread::sleep(Duration::from_millis(2_600)); // a restore point exists
+    let (numbers, texts) = server.metrics_full();
+    let role = |slot: usize| texts[&format!("slot.{slot}.role")].clone();
+    let (active, standby) = if role(0) == "active" { (0, 1) } else { (1, 0) };
+    // Kill the active worker and stop the standby before a spare can join: the output
+    // fails over to a worker that then hangs, with no ready spare behind it.
+    signal(numbers[&format!("slot.{active}.pid")] as u32, "KILL");
+    signal(numbers[&format!("slot.{standby}.pid")] as u32, "STOP");
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["deadline_misses"] >= 1.0 && m["spare_ready"] == 1.0 && m["live_children"] == 2.0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = server.metrics();
+    server.quit();
+    assert!(metrics["deadline_misses"] >= 1.0, "{metrics:?}");
+    assert_eq!(metrics["live_children"], 2.0, "{metrics:?}");
+    let (left, _) = read_wav(&wav);
+    let tail = &left[left.len() - 9_600..];
+    assert!(
+        (dominant_frequency(tail, 48_000.0) - 440.0).abs() <= 2.0,
+        "sound restored"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

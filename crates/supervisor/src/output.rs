@@ -129,6 +129,14 @@ pub enum Notice {
         /// Why.
         cause: FailoverCause,
     },
+    /// The active slot's (joined, live) worker did not have block `block` when it was
+    /// due and there was no ready standby to take over: it is late or hung.
+    ActiveMissed {
+        /// The late slot.
+        slot: usize,
+        /// The block it lacked.
+        block: u64,
+    },
     /// A ready standby did not have block `block` when it was due.
     StandbyMissed {
         /// The late slot.
@@ -495,9 +503,26 @@ impl OutputCore {
                 },
             );
             true
-        } else {
+        } else if bound[active] && active_link.slot.read_block(block, out) {
             // A dead worker's blocks written before it died are still good.
-            bound[active] && active_link.slot.read_block(block, out)
+            true
+        } else {
+            // Nobody to fail over to, and the active worker (joined, not known dead) is
+            // late: report it once, so a hung worker is replaced rather than waited for.
+            if !active_dead
+                && active_link.ready.load(Ordering::Acquire)
+                && active_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK
+            {
+                active_link.missed_block.store(block, Ordering::Release);
+                self.notify(
+                    shared,
+                    Notice::ActiveMissed {
+                        slot: active,
+                        block,
+                    },
+                );
+            }
+            false
         };
 
         if served {

@@ -496,6 +496,11 @@ impl Supervisor {
                         self.fail_late_worker(from, block);
                     }
                 }
+                Notice::ActiveMissed { slot, block } => {
+                    if matches!(self.slots[slot].state, SlotState::Active) {
+                        self.fail_late_worker(slot, block);
+                    }
+                }
                 Notice::StandbyMissed { slot, block } => {
                     if matches!(self.slots[slot].state, SlotState::Standby) {
                         self.fail_late_worker(slot, block);

@@ -229,13 +229,17 @@ pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
     .unwrap()
 }
 
-/// Sends a signal to a process.
+/// Sends a signal to a process (directly, so two calls land microseconds apart).
 pub fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
+    use rustix::process::{kill_process, Pid, Signal};
+    let signal = match signal {
+        "KILL" => Signal::KILL,
+        "STOP" => Signal::STOP,
+        "TERM" => Signal::TERM,
+        other => panic!("unsupported signal {other}"),
+    };
+    kill_process(Pid::from_raw(pid as i32).expect("a pid"), signal)
+        .expect("the signal is delivered");
 }
 
 /// Reads a float WAV: (left channel, interleaved samples).
