@@ -114,6 +114,9 @@ pub struct EngineCounters {
     pub late: u64,
     /// Patch switches that could not be used (text missing or not compiling).
     pub bad_patches: u64,
+    /// Commands addressed to a patch that was replaced before their frame (dropped: their
+    /// module and parameter numbers belong to the old patch).
+    pub stale: u64,
 }
 
 /// A parameter glide in progress.
@@ -399,7 +402,7 @@ impl Engine {
                 if first.frame < block_start {
                     self.counters.late += 1;
                 }
-                self.apply(first.command);
+                self.apply(first.command, first.seq);
             }
             self.advance_ramps();
             // Render up to the next command's frame, the next ramp step, or the block's end.
@@ -504,7 +507,7 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    fn apply(&mut self, command: Command, seq: u64) {
         self.counters.applied += 1;
         match command {
             Command::SetParam { node, param, value } => {
@@ -550,6 +553,11 @@ impl Engine {
                 let Some(index) = self.staged.iter().position(|s| s.version == version) else {
                     return;
                 };
+                // Commands stamped before the switch but due after it were addressed to
+                // the old patch's modules: drop them rather than apply them to the wrong ones.
+                let before = self.pending.len();
+                self.pending.retain(|p| p.seq > seq);
+                self.counters.stale += (before - self.pending.len()) as u64;
                 let mut staged = self.staged.remove(index);
                 staged.carry.apply(&self.patch, &mut staged.patch);
                 let old_patch = std::mem::replace(&mut self.patch, staged.patch);
@@ -620,6 +628,7 @@ impl Engine {
         w.u64(self.counters.applied);
         w.u64(self.counters.late);
         w.u64(self.counters.bad_patches);
+        w.u64(self.counters.stale);
         w.u64(self.test_tone_remaining);
         w.f64(self.test_tone_phase);
         w.u64(self.ramps.len() as u64);
@@ -716,6 +725,7 @@ impl Engine {
         engine.counters.applied = r.get_u64()?;
         engine.counters.late = r.get_u64()?;
         engine.counters.bad_patches = r.get_u64()?;
+        engine.counters.stale = r.get_u64()?;
         engine.test_tone_remaining = r.get_u64()?;
         engine.test_tone_phase = r.get_f64()?;
         for _ in 0..read_count(&mut r, MAX_RAMPS)? {
@@ -1127,5 +1137,32 @@ mod tests {
         let peak = out.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!(peak <= crate::master::CEILING, "{peak}");
         assert!(peak > 0.5, "and it is loud: {peak}");
+    }
+
+    #[test]
+    fn commands_for_the_old_patch_due_after_a_switch_are_dropped() {
+        let mut engine = engine_from_scratch();
+        let (seq, len) = chunks_of(&mut engine, 2, &PatchDesc::default_patch(), 1);
+        // Stamped before the switch, due after it (a timetagged bundle, say).
+        let late = StampedCommand {
+            seq: seq - 1,
+            frame: 64 * 10,
+            command: Command::SetParam {
+                node: 0,
+                param: 0,
+                value: 880.0,
+            },
+        };
+        engine.receive(late).unwrap();
+        engine
+            .receive(StampedCommand {
+                seq,
+                frame: 64 * 5,
+                command: Command::SwitchPatch { version: 2, len },
+            })
+            .unwrap();
+        let _ = render(&mut engine, 20);
+        assert_eq!(engine.counters().stale, 1);
+        assert_eq!(engine.patch().param(0, 0), Some(440.0));
     }
 }
