@@ -14,9 +14,10 @@
 use super::bandlimited::{
     apply_gain, fm_freq, fm_is_silent, phase_offset, Shape, TableVoice, LANES,
 };
+use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, Unit};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -30,31 +31,11 @@ pub const WIDTH: usize = 2;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "square",
     doc: "Band-limited square/pulse with pulse width (alias-free mipmapped tables): hollow at 0.5, nasal when narrow.",
-    inputs: &[PortSpec {
-        name: "fm",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: FM_IN,
+    outputs: TONE_OUT,
     params: &[
-        ParamSpec {
-            name: "freq",
-            unit: Unit::Hertz,
-            min: 0.01,
-            max: 20_000.0,
-            default: 440.0,
-            doc: "Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Peak output amplitude (glides over 10 ms).",
-        },
+        FREQ_PARAM,
+        GAIN_PARAM,
         ParamSpec {
             name: "width",
             unit: Unit::Linear,

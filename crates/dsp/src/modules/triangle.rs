@@ -10,37 +10,18 @@
 
 use super::bandlimited::Shape;
 pub use super::table_oscillator::{TableOscillator, FREQ, GAIN};
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
+use crate::spec::ModuleSpec;
 
 /// Static description of the `triangle` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "triangle",
     doc: "Band-limited triangle (alias-free mipmapped tables): a soft, flute-like tone with only odd harmonics.",
-    inputs: &[PortSpec {
-        name: "fm",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: FM_IN,
+    outputs: TONE_OUT,
     params: &[
-        ParamSpec {
-            name: "freq",
-            unit: Unit::Hertz,
-            min: 0.01,
-            max: 20_000.0,
-            default: 440.0,
-            doc: "Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Peak output amplitude (glides over 10 ms).",
-        },
+        FREQ_PARAM,
+        GAIN_PARAM,
     ],
     has_gate: false,
 };

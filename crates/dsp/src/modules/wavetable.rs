@@ -22,9 +22,10 @@
 use super::bandlimited::{
     apply_gain, fm_freq, fm_is_silent, phase_increment, Ladder, LevelPair, Mipmap, Shape, LANES,
 };
+use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, Unit};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -43,31 +44,11 @@ pub const TABLES: usize = Shape::ALL.len();
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "wavetable",
     doc: "Band-limited wavetable oscillator: 6 built-in tables (0 sine, 1 saw, 2 square, 3 triangle, 4 organ, 5 formant) with morphing.",
-    inputs: &[PortSpec {
-        name: "fm",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: FM_IN,
+    outputs: TONE_OUT,
     params: &[
-        ParamSpec {
-            name: "freq",
-            unit: Unit::Hertz,
-            min: 0.01,
-            max: 20_000.0,
-            default: 440.0,
-            doc: "Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Peak output amplitude (glides over 10 ms).",
-        },
+        FREQ_PARAM,
+        GAIN_PARAM,
         ParamSpec {
             name: "table",
             unit: Unit::Number,
