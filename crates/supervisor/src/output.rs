@@ -291,8 +291,8 @@ impl OutputCore {
         ];
         self.stamp_inbound(&shared, bound, block);
 
-        // Workers may now render up to block + depth - 1... plus this one block of slack
-        // that the stamps above already cover.
+        // The commands above were stamped for block + depth (the old horizon), so workers
+        // may now render through it: `depth` blocks ahead of the one playing now.
         self.horizon = self.horizon.max(block + shared.depth + 1);
         shared.horizon.store(self.horizon, Ordering::Release);
         for (link, bound) in shared.slots.iter().zip(bound) {
