@@ -4,18 +4,26 @@
 //! so every port and parameter is exercised), after the one allocating call, `create`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use chronus_dsp::{create, StateReader, StateWriter};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Per thread: only the test's own thread is measured, not the test harness's.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+}
 
 // SAFETY: delegates every call unchanged to the system allocator, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        note_allocation();
         // SAFETY: same contract as our caller's; forwarded as is.
         unsafe { System.alloc(layout) }
     }
@@ -26,7 +34,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        note_allocation();
         // SAFETY: same contract as our caller's; forwarded as is.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -66,7 +74,7 @@ fn render_thread_calls_do_not_allocate() {
         let mut bufs = vec![[0.0f32; 64]; spec.outputs.len()];
         let mut snap = vec![0u8; m.state_len()];
 
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = ALLOCATIONS.with(Cell::get);
         for i in 0..100usize {
             for (p, ps) in spec.params.iter().enumerate() {
                 let t = ((i + p) % 7) as f32 / 6.0;
@@ -91,7 +99,7 @@ fn render_thread_calls_do_not_allocate() {
                 m.reset();
             }
         }
-        let after = ALLOCATIONS.load(Ordering::Relaxed);
+        let after = ALLOCATIONS.with(Cell::get);
         assert_eq!(
             after - before,
             0,

@@ -2,18 +2,26 @@
 //! on the render thread. A counting global allocator checks it for this test binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use chronus_dsp::{Patch, PatchDesc, StateReader, StateWriter};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Per thread: only the test's own thread is measured, not the test harness's.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+}
 
 // SAFETY: delegates every call unchanged to the system allocator, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        note_allocation();
         // SAFETY: same contract as our caller's; forwarded as is.
         unsafe { System.alloc(layout) }
     }
@@ -24,7 +32,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        note_allocation();
         // SAFETY: same contract as our caller's; forwarded as is.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -40,7 +48,7 @@ fn render_thread_calls_do_not_allocate() {
     let mut l = [0.0f32; 64];
     let mut r = [0.0f32; 64];
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     p.set_gate(1, true);
     for i in 0..200u16 {
         p.set_param(0, 0, 100.0 + f32::from(i));
@@ -59,6 +67,6 @@ fn render_thread_calls_do_not_allocate() {
         }
         let _ = p.voices_sounding();
     }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = ALLOCATIONS.with(Cell::get);
     assert_eq!(after - before, 0, "render-thread calls allocated");
 }

@@ -3,7 +3,7 @@
 //! audio ring, measured with a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
 
 use chronus_dsp::PatchDesc;
 use chronus_engine::{Command, Engine, EngineConfig, Instruction, StampedCommand};
@@ -11,15 +11,23 @@ use chronus_ipc::{Slot, SlotLayout, WriteOutcome};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Per thread: only the test's own thread is measured, not the test harness's.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+    }
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -28,9 +36,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -53,7 +59,7 @@ fn render_loop_allocates_nothing() {
     let mut heard = vec![0.0f32; 128];
     let mut snapshot = vec![0u8; engine.snapshot_len()];
 
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     for n in 0..2_000u64 {
         // The output side: stamp a few commands into the ring, open the horizon.
         let command = match n % 4 {
@@ -95,9 +101,9 @@ fn render_loop_allocates_nothing() {
         assert!(slot.read_block(n, &mut heard));
         slot.release_through(n + 1);
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     assert_eq!(
-        ALLOCATIONS.load(Ordering::SeqCst),
+        ALLOCATIONS.with(Cell::get),
         0,
         "allocations in the render loop"
     );

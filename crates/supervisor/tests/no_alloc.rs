@@ -3,7 +3,8 @@
 //! failing over, and playing an underrun, measured with a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chronus_engine::Command;
@@ -13,15 +14,23 @@ use chronus_supervisor::output::{Inbound, OutputCore, OutputShared};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Per thread: only the test's own thread is measured, not the test harness's.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+    }
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -30,9 +39,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -66,7 +73,7 @@ fn output_clock_allocates_nothing() {
     let block: Vec<f32> = (0..128).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
     let mut out = vec![0.0f32; 128];
 
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     for n in 0..3_000u64 {
         shared
             .inbound
@@ -93,9 +100,9 @@ fn output_clock_allocates_nothing() {
         core.render_next(&mut out);
         while shared.notices.pop().is_some() {}
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     assert_eq!(
-        ALLOCATIONS.load(Ordering::SeqCst),
+        ALLOCATIONS.with(Cell::get),
         0,
         "allocations in the output clock"
     );
