@@ -4,51 +4,13 @@
 //! never allocate while rendering, and a snapshot taken midway must continue
 //! bit-identically in a fresh patch. Types added later are covered automatically.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use chronus_dsp::{
     all_specs, Connection, ModuleDesc, ModuleSpec, Patch, PatchDesc, StateReader, StateWriter,
 };
 use proptest::prelude::*;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-locals may already be gone while a thread exits.
-    let counting = COUNTING.try_with(Cell::get).unwrap_or(false);
-    if counting {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: delegates every call unchanged to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's; forwarded as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's; forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
 /// `noise -> <type> -> out` (or `<type> -> out` for a source), with every input of the
 /// type fed, so every code path that reads inputs runs.
@@ -113,9 +75,9 @@ fn run(patch: &mut Patch, spec: &ModuleSpec, steps: &[Step]) -> Vec<f32> {
     for step in steps {
         match *step {
             Step::Render(n) => {
-                COUNTING.with(|c| c.set(true));
+                chronus_alloc_counter::counting(true);
                 patch.process(&mut left[..n], &mut right[..n]);
-                COUNTING.with(|c| c.set(false));
+                chronus_alloc_counter::counting(false);
                 for (l, r) in left[..n].iter().zip(&right[..n]) {
                     out.push(*l);
                     out.push(*r);
@@ -130,15 +92,15 @@ fn run(patch: &mut Patch, spec: &ModuleSpec, steps: &[Step]) -> Vec<f32> {
                         .iter()
                         .position(|q| q.name == p.name)
                         .unwrap_or(0) as u16;
-                    COUNTING.with(|c| c.set(true));
+                    chronus_alloc_counter::counting(true);
                     patch.set_param(node, param, value);
-                    COUNTING.with(|c| c.set(false));
+                    chronus_alloc_counter::counting(false);
                 }
             }
             Step::Gate(on) => {
-                COUNTING.with(|c| c.set(true));
+                chronus_alloc_counter::counting(true);
                 patch.set_gate(node, on);
-                COUNTING.with(|c| c.set(false));
+                chronus_alloc_counter::counting(false);
             }
         }
     }
@@ -154,7 +116,7 @@ proptest! {
             let desc = patch_for(spec);
             let mut patch = Patch::compile(&desc, 48_000.0, 64, 7)
                 .unwrap_or_else(|e| panic!("{}: test patch does not compile: {e}", spec.type_name));
-            ALLOCATIONS.with(|a| a.set(0));
+            chronus_alloc_counter::reset();
             let a = run(&mut patch, spec, &first);
             prop_assert!(a.iter().all(|x| x.is_finite()), "{}: non-finite output", spec.type_name);
 
@@ -164,7 +126,7 @@ proptest! {
             prop_assert!(!w.overflowed());
             let expected = run(&mut patch, spec, &second);
             prop_assert!(expected.iter().all(|x| x.is_finite()), "{}: non-finite output", spec.type_name);
-            prop_assert_eq!(ALLOCATIONS.with(Cell::get), 0, "{}: allocated while rendering", spec.type_name);
+            prop_assert_eq!(chronus_alloc_counter::allocations(), 0, "{}: allocated while rendering", spec.type_name);
 
             let mut fresh = Patch::compile(&desc, 48_000.0, 64, 7).unwrap();
             fresh.load_state(&mut StateReader::new(&snapshot)).unwrap();

@@ -3,45 +3,10 @@
 //! called there. A counting global allocator checks each type directly (outside a patch,
 //! so every port and parameter is exercised), after the one allocating call, `create`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use chronus_dsp::{create, StateReader, StateWriter};
 
-struct Counting;
-
-thread_local! {
-    // Per thread: only the test's own thread is measured, not the test harness's.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-locals may already be gone while a thread exits.
-    let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-}
-
-// SAFETY: delegates every call unchanged to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's; forwarded as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout (via `alloc` above).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's; forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
 /// The types checked here.
 const TYPES: &[&str] = &[
@@ -64,6 +29,7 @@ const TYPES: &[&str] = &[
 
 #[test]
 fn render_thread_calls_do_not_allocate() {
+    chronus_alloc_counter::counting(true);
     for type_name in TYPES {
         let mut m = create(type_name, 48_000.0, 64, 1).expect("registered");
         let spec = m.spec();
@@ -74,7 +40,7 @@ fn render_thread_calls_do_not_allocate() {
         let mut bufs = vec![[0.0f32; 64]; spec.outputs.len()];
         let mut snap = vec![0u8; m.state_len()];
 
-        let before = ALLOCATIONS.with(Cell::get);
+        let before = chronus_alloc_counter::allocations();
         for i in 0..100usize {
             for (p, ps) in spec.params.iter().enumerate() {
                 let t = ((i + p) % 7) as f32 / 6.0;
@@ -99,7 +65,7 @@ fn render_thread_calls_do_not_allocate() {
                 m.reset();
             }
         }
-        let after = ALLOCATIONS.with(Cell::get);
+        let after = chronus_alloc_counter::allocations();
         assert_eq!(
             after - before,
             0,

@@ -2,48 +2,12 @@
 //! stamped commands on their frames, rendering, and writing the block into the slot's
 //! audio ring, measured with a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use chronus_dsp::PatchDesc;
 use chronus_engine::{Command, Engine, EngineConfig, Instruction, StampedCommand};
 use chronus_ipc::{Slot, SlotLayout, WriteOutcome};
 
-struct Counting;
-
-thread_local! {
-    // Per thread: only the test's own thread is measured, not the test harness's.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-locals may already be gone while a thread exits.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
 #[test]
 fn render_loop_allocates_nothing() {
@@ -59,7 +23,7 @@ fn render_loop_allocates_nothing() {
     let mut heard = vec![0.0f32; 128];
     let mut snapshot = vec![0u8; engine.snapshot_len()];
 
-    COUNTING.with(|c| c.set(true));
+    chronus_alloc_counter::counting(true);
     for n in 0..2_000u64 {
         // The output side: stamp a few commands into the ring, open the horizon.
         let command = match n % 4 {
@@ -101,9 +65,9 @@ fn render_loop_allocates_nothing() {
         assert!(slot.read_block(n, &mut heard));
         slot.release_through(n + 1);
     }
-    COUNTING.with(|c| c.set(false));
+    chronus_alloc_counter::counting(false);
     assert_eq!(
-        ALLOCATIONS.with(Cell::get),
+        chronus_alloc_counter::allocations(),
         0,
         "allocations in the render loop"
     );

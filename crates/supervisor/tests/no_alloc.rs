@@ -2,8 +2,6 @@
 //! rings, publishing the horizon, reading the active slot, comparing the standby,
 //! failing over, and playing an underrun, measured with a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,41 +10,8 @@ use chronus_ipc::{Slot, SlotLayout};
 use chronus_supervisor::metrics::Metrics;
 use chronus_supervisor::output::{Inbound, OutputCore, OutputShared};
 
-struct Counting;
-
-thread_local! {
-    // Per thread: only the test's own thread is measured, not the test harness's.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-locals may already be gone while a thread exits.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
 #[test]
 fn output_clock_allocates_nothing() {
@@ -73,7 +38,7 @@ fn output_clock_allocates_nothing() {
     let block: Vec<f32> = (0..128).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
     let mut out = vec![0.0f32; 128];
 
-    COUNTING.with(|c| c.set(true));
+    chronus_alloc_counter::counting(true);
     for n in 0..3_000u64 {
         shared
             .inbound
@@ -100,9 +65,9 @@ fn output_clock_allocates_nothing() {
         core.render_next(&mut out);
         while shared.notices.pop().is_some() {}
     }
-    COUNTING.with(|c| c.set(false));
+    chronus_alloc_counter::counting(false);
     assert_eq!(
-        ALLOCATIONS.with(Cell::get),
+        chronus_alloc_counter::allocations(),
         0,
         "allocations in the output clock"
     );
