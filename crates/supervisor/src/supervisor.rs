@@ -491,7 +491,10 @@ impl Supervisor {
                         "output: slot {to} now active from block {block}; slot {from} dropped because {why}; failover {:.3} ms, 0 samples lost",
                         self.shared.metrics.failover.last_ms().unwrap_or(0.0)
                     );
-                    self.transition(to, SlotState::Active);
+                    // A late notice must not revive a slot whose worker has died since.
+                    if self.slots[to].state == SlotState::Standby {
+                        self.transition(to, SlotState::Active);
+                    }
                     if self.slots[from].state != SlotState::Dead {
                         self.fail_late_worker(from, block);
                     }
@@ -598,7 +601,7 @@ impl Supervisor {
                     if Instant::now() < self.slots[slot].respawn_not_before {
                         continue;
                     }
-                    if other_state == SlotState::Active {
+                    if other_state == SlotState::Active && self.slots[other].worker.is_some() {
                         // The usual case: join the lockstep from a snapshot of the active worker.
                         self.bind(slot);
                         let request = self.next_request;
@@ -617,7 +620,8 @@ impl Supervisor {
                     } else if matches!(
                         other_state,
                         SlotState::Dead | SlotState::Joining | SlotState::Empty
-                    ) {
+                    ) || self.slots[other].worker.is_none()
+                    {
                         self.cold_restart(played)?;
                         return Ok(());
                     }
