@@ -97,9 +97,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     // This thread plays the supervisor loop: schedule it as `serve` would.
-    let _ = chronus_engine::realtime::make_current_thread_realtime(
-        chronus_engine::realtime::SUPERVISOR_PRIORITY,
-    );
+    let _ = chronus_realtime::make_current_thread_realtime(chronus_realtime::SUPERVISOR_PRIORITY);
     let addr = server.osc_addr();
     let ready = |s: &Supervisor| {
         matches!(

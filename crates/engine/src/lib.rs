@@ -12,7 +12,6 @@
 pub mod command;
 pub mod engine;
 pub mod master;
-pub mod realtime;
 pub mod worker;
 
 pub use command::{Command, Control, Instruction, NodeIndex, PatchChunk, StampedCommand};

@@ -111,7 +111,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
     let mut engine = Engine::new(&args.patch, args.config, start_block)?;
     if args.realtime {
         let scheduling =
-            crate::realtime::make_current_thread_realtime(crate::realtime::WORKER_PRIORITY);
+            chronus_realtime::make_current_thread_realtime(chronus_realtime::WORKER_PRIORITY);
         tracing::debug!("worker {}: {scheduling:?}", std::process::id());
     }
     slot.set_worker_pid(std::process::id());

@@ -343,7 +343,7 @@ impl Supervisor {
     pub fn run(mut self) -> anyhow::Result<()> {
         if self.config.realtime {
             // Detection of a dead worker must not wait behind ordinary processes.
-            use chronus_engine::realtime;
+            use chronus_realtime as realtime;
             let scheduling = realtime::make_current_thread_realtime(realtime::SUPERVISOR_PRIORITY);
             realtime::log_scheduling("supervisor loop", &scheduling);
         }
@@ -973,7 +973,7 @@ impl Supervisor {
             .stack_size(THREAD_STACK)
             .spawn(move || {
                 if realtime {
-                    use chronus_engine::realtime;
+                    use chronus_realtime as realtime;
                     let scheduling =
                         realtime::make_current_thread_realtime(realtime::OUTPUT_PRIORITY);
                     realtime::log_scheduling("output thread", &scheduling);

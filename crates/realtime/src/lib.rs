@@ -4,6 +4,9 @@
 //! render thread run under `SCHED_FIFO` with their memory locked, so page faults and
 //! ordinary processes cannot delay a block. Where it may not, they run normally: that is
 //! reported once, and the depth setting is what absorbs the scheduling noise.
+//!
+//! A crate of its own because both the worker (engine) and the supervisor (output thread,
+//! loop) use it, and neither should depend on the other for it.
 
 use thread_priority::{
     set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadPriority,
