@@ -75,6 +75,22 @@ mod kind {
     pub const DEBUG_SLOW: u32 = 103;
 }
 
+/// A fault to inject into one worker (offered only by servers started with
+/// `--allow-fault-injection`): the one name of each fault from the OSC request to the
+/// worker that acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Abort the worker process.
+    Crash,
+    /// Stop making progress (sleep forever).
+    Hang,
+    /// Add `micros` of busy delay to every block.
+    Slow {
+        /// Extra time per block, in microseconds.
+        micros: u32,
+    },
+}
+
 /// Requests addressed to a single worker rather than to the lockstep stream.
 ///
 /// They travel in the same ring (so they are ordered with the commands around them) but
@@ -89,22 +105,13 @@ pub enum Control {
         /// Block boundary at which the snapshot is taken.
         block: u64,
     },
-    /// Fault injection: abort the worker process before rendering `block`.
-    DebugCrash {
-        /// Block at which to crash.
+    /// Fault injection: `fault` takes effect before the worker renders `block` (a slowed
+    /// worker stays slow from then on).
+    Fault {
+        /// What to inject.
+        fault: Fault,
+        /// First block affected.
         block: u64,
-    },
-    /// Fault injection: stop making progress (sleep forever) before rendering `block`.
-    DebugHang {
-        /// Block at which to hang.
-        block: u64,
-    },
-    /// Fault injection: add `micros` of busy delay to every block from `block` on.
-    DebugSlow {
-        /// First slowed block.
-        block: u64,
-        /// Extra time per block, in microseconds.
-        micros: u32,
     },
 }
 
@@ -255,12 +262,14 @@ impl Control {
                 payload[0] = request;
                 (kind::SNAPSHOT, block)
             }
-            Control::DebugCrash { block } => (kind::DEBUG_CRASH, block),
-            Control::DebugHang { block } => (kind::DEBUG_HANG, block),
-            Control::DebugSlow { block, micros } => {
-                payload[0] = u64::from(micros);
-                (kind::DEBUG_SLOW, block)
-            }
+            Control::Fault { fault, block } => match fault {
+                Fault::Crash => (kind::DEBUG_CRASH, block),
+                Fault::Hang => (kind::DEBUG_HANG, block),
+                Fault::Slow { micros } => {
+                    payload[0] = u64::from(micros);
+                    (kind::DEBUG_SLOW, block)
+                }
+            },
         };
         CommandRecord {
             seq,
@@ -293,6 +302,12 @@ impl Instruction {
                 seq: record.seq,
                 frame: record.frame,
                 command,
+            }))
+        };
+        let fault = |fault| {
+            Ok(Instruction::Control(Control::Fault {
+                fault,
+                block: record.frame,
             }))
         };
         match record.kind {
@@ -349,16 +364,11 @@ impl Instruction {
                 request: p[0],
                 block: record.frame,
             })),
-            kind::DEBUG_CRASH => Ok(Instruction::Control(Control::DebugCrash {
-                block: record.frame,
-            })),
-            kind::DEBUG_HANG => Ok(Instruction::Control(Control::DebugHang {
-                block: record.frame,
-            })),
-            kind::DEBUG_SLOW => Ok(Instruction::Control(Control::DebugSlow {
-                block: record.frame,
+            kind::DEBUG_CRASH => fault(Fault::Crash),
+            kind::DEBUG_HANG => fault(Fault::Hang),
+            kind::DEBUG_SLOW => fault(Fault::Slow {
                 micros: u32::try_from(p[0]).map_err(|_| RecordError::Malformed(record.kind))?,
-            })),
+            }),
             other => Err(RecordError::UnknownKind(other)),
         }
     }
@@ -414,11 +424,17 @@ mod tests {
                 request: 9,
                 block: 100,
             },
-            Control::DebugCrash { block: 5 },
-            Control::DebugHang { block: 6 },
-            Control::DebugSlow {
+            Control::Fault {
+                fault: Fault::Crash,
+                block: 5,
+            },
+            Control::Fault {
+                fault: Fault::Hang,
+                block: 6,
+            },
+            Control::Fault {
+                fault: Fault::Slow { micros: 900 },
                 block: 7,
-                micros: 900,
             },
         ];
         for control in controls {

@@ -14,7 +14,7 @@ pub mod engine;
 pub mod master;
 pub mod worker;
 
-pub use command::{Command, Control, Instruction, NodeIndex, PatchChunk, StampedCommand};
+pub use command::{Command, Control, Fault, Instruction, NodeIndex, PatchChunk, StampedCommand};
 pub use engine::{Engine, EngineConfig, EngineCounters, ReceiveError, SnapshotError, MAX_PENDING};
 pub use master::MasterConfig;
 pub use worker::{run_worker, StartMode, WorkerArgs, WorkerError};

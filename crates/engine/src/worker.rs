@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chronus_dsp::PatchDesc;
 use chronus_ipc::{Slot, SnapshotArea, SnapshotMeta, WriteOutcome};
 
-use crate::command::{Control, Instruction};
+use crate::command::{Control, Fault, Instruction};
 use crate::engine::{Engine, EngineConfig};
 
 /// How a worker gets its initial state.
@@ -266,9 +266,11 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
             }
             Ok(Instruction::Control(control)) => match control {
                 Control::Snapshot { request, block } => state.snapshot = Some((request, block)),
-                Control::DebugCrash { block } => state.crash_at = Some(block),
-                Control::DebugHang { block } => state.hang_at = Some(block),
-                Control::DebugSlow { block, micros } => state.slow_from = Some((block, micros)),
+                Control::Fault { fault, block } => match fault {
+                    Fault::Crash => state.crash_at = Some(block),
+                    Fault::Hang => state.hang_at = Some(block),
+                    Fault::Slow { micros } => state.slow_from = Some((block, micros)),
+                },
             },
             Ok(Instruction::PatchChunk(chunk)) => {
                 if chunk.seq > state.snapshot_seq {

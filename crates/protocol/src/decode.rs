@@ -8,120 +8,8 @@
 
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime};
 
-use chronus_engine::command::{Command, NodeIndex};
-
-use crate::args::{check_arg, clip, Value};
-use crate::table::{Action, AddressTable, ArgSpec, RAMP};
-
-/// What a validated message asks the server to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Request {
-    /// An engine command: stamped by the output clock and applied by every worker
-    /// (`/mod/…`, `/gate/…`, `/engine/gain`, `/test`, `/ramp`).
-    Engine(Command),
-    /// `/get <address>`: answer `/get.reply <address> <value>` with the parameter's
-    /// current value.
-    Get {
-        /// The `/mod/<id>/<param>` address asked about (echoed in the reply).
-        address: String,
-        /// Module instance.
-        node: NodeIndex,
-        /// Parameter index in the module's spec.
-        param: u16,
-    },
-    /// `/params <id>`: answer `/params.reply` with every parameter of module `node`.
-    Params {
-        /// The module instance id asked about (echoed in the reply).
-        id: String,
-        /// Module instance.
-        node: NodeIndex,
-    },
-    /// A `/patch/…` edit of the draft patch; the server checks ids and types against it.
-    Patch(PatchEdit),
-    /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
-    Sync(i32),
-    /// `/status`: answer `/status.reply`.
-    Status,
-    /// `/metrics`: answer `/metrics.reply`.
-    Metrics,
-    /// `/version`: answer `/version.reply`.
-    Version,
-    /// `/quit`: answer `/done /quit` and stop.
-    Quit,
-    /// Fault injection (only in a table built with `fault_injection`).
-    Debug(DebugRequest),
-}
-
-/// An edit of the server's draft patch (`/patch/…`). The protocol only checks argument
-/// types and counts; the server validates ids, types and ports against the draft, and
-/// the patch compiler checks the whole graph on commit.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PatchEdit {
-    /// `/patch/add <id> <type>`: add a module instance.
-    Add {
-        /// New instance id.
-        id: String,
-        /// Module type name (`sine`, `adsr`, …).
-        type_name: String,
-    },
-    /// `/patch/remove <id>`: remove a module instance and its connections.
-    Remove {
-        /// Instance id.
-        id: String,
-    },
-    /// `/patch/connect <from> <to>`: connect an output (`<id>[:port]`) to an input.
-    Connect {
-        /// Source output, `<id>[:port]`.
-        from: String,
-        /// Destination input, `<id>[:port]`.
-        to: String,
-    },
-    /// `/patch/disconnect <from> <to>`: remove a connection.
-    Disconnect {
-        /// Source output, `<id>[:port]`.
-        from: String,
-        /// Destination input, `<id>[:port]`.
-        to: String,
-    },
-    /// `/patch/set <id> <param> <value>`: set a parameter in the draft (any finite
-    /// number; the patch compiler range-checks it).
-    Set {
-        /// Instance id.
-        id: String,
-        /// Parameter name.
-        param: String,
-        /// New value.
-        value: f32,
-    },
-    /// `/patch/commit`: swap the draft in.
-    Commit,
-    /// `/patch/revert`: drop the draft, back to the running patch.
-    Revert,
-    /// `/patch/dump`: reply with the draft as TOML.
-    Dump,
-}
-
-/// A fault-injection request; `slot` is the worker's slot, `None` meaning the active one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DebugRequest {
-    /// Make a worker abort.
-    Crash {
-        /// Slot whose worker crashes; `None` = the active slot.
-        slot: Option<u8>,
-    },
-    /// Make a worker stop making progress.
-    Hang {
-        /// Slot whose worker hangs; `None` = the active slot.
-        slot: Option<u8>,
-    },
-    /// Add busy delay to every block a worker renders.
-    Slow {
-        /// Extra time per block, in microseconds (0..=1_000_000).
-        micros: u32,
-        /// Slot whose worker slows down; `None` = the active slot.
-        slot: Option<u8>,
-    },
-}
+use crate::signature::{check_arg, clip, Value};
+use crate::table::{AddressTable, Call, Request};
 
 /// When a request should take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,173 +119,14 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
         .map(|(i, (spec, arg))| check_arg(&address, i + 1, spec, arg))
         .collect::<Result<Vec<Value>, String>>()
         .map_err(fail)?;
-    if let Some(request) = named_request(table, &address, entry.action, &values, &msg.args) {
-        return request.map_err(fail);
-    }
-    request_for(entry.action, &values).ok_or_else(|| {
-        fail(format!(
-            "{address}: internal error: table and action disagree"
-        ))
-    })
-}
-
-/// The requests whose text argument names something of `table` (`/ramp`, `/get`,
-/// `/params`): resolves the name, or gives the `/fail` reason. `None` for other actions.
-fn named_request(
-    table: &AddressTable,
-    address: &str,
-    action: Action,
-    values: &[Value],
-    args: &[rosc::OscType],
-) -> Option<Result<Request, String>> {
-    let text = match values.first() {
-        Some(Value::Text(text)) => text.as_str(),
-        _ => return None,
-    };
-    let param = || {
-        table.param_at(text).ok_or_else(|| {
-            let hint = match table.suggest_param(text) {
-                Some(known) => format!("did you mean {known}?"),
-                None => {
-                    "parameters are /mod/<id>/<param>; `chronus send --list` shows them".to_string()
-                }
-            };
-            format!(
-                "{address}: {} is not a parameter address ({hint})",
-                clip(text)
-            )
+    entry
+        .request(&Call {
+            table,
+            address: &address,
+            values: &values,
+            args: &msg.args,
         })
-    };
-    Some(match action {
-        Action::Get => param().map(|(node, param)| Request::Get {
-            address: text.to_string(),
-            node,
-            param,
-        }),
-        Action::Params => match table.node_of(text) {
-            Some(node) => Ok(Request::Params {
-                id: text.to_string(),
-                node,
-            }),
-            None => {
-                let hint = match table.suggest_module(text) {
-                    Some(known) => format!(" (did you mean '{known}'?)"),
-                    None => String::new(),
-                };
-                Err(format!("{address}: unknown module '{}'{hint}", clip(text)))
-            }
-        },
-        Action::Ramp => ramp(table, text, values, args, param),
-        _ => return None,
-    })
-}
-
-/// `/ramp <address> <target> <seconds>`: the target is checked against the named
-/// parameter's declared range, with the same reason a direct set would get, plus the
-/// parameter's address.
-fn ramp(
-    table: &AddressTable,
-    text: &str,
-    values: &[Value],
-    args: &[rosc::OscType],
-    param: impl Fn() -> Result<(NodeIndex, u16), String>,
-) -> Result<Request, String> {
-    let (node, param) = param()?;
-    let internal = || format!("{RAMP}: internal error: table and action disagree");
-    let declared = table
-        .lookup(text)
-        .and_then(|entry| entry.args.first())
-        .ok_or_else(internal)?;
-    let spec = ArgSpec {
-        name: "target",
-        ..*declared
-    };
-    let target = match check_arg(RAMP, 2, &spec, args.get(1).ok_or_else(internal)?) {
-        Ok(Value::Number(target)) => target,
-        Ok(_) => return Err(internal()),
-        Err(reason) => return Err(format!("{reason} for {text}")),
-    };
-    let Some(Value::Number(seconds)) = values.get(2) else {
-        return Err(internal());
-    };
-    Ok(Request::Engine(Command::Ramp {
-        node,
-        param,
-        target,
-        seconds: *seconds,
-    }))
-}
-
-/// Turns checked values into the request an action stands for. `None` only if the table's
-/// declared arguments and its action disagree (a bug, reported rather than panicked on).
-fn request_for(action: Action, values: &[Value]) -> Option<Request> {
-    let number = |i: usize| match values.get(i) {
-        Some(Value::Number(v)) => Some(*v),
-        _ => None,
-    };
-    let text = |i: usize| match values.get(i) {
-        Some(Value::Text(v)) => Some(v.clone()),
-        _ => None,
-    };
-    let int = |i: usize| match values.get(i) {
-        Some(Value::Int(v)) => Some(Some(*v)),
-        None => Some(None),
-        _ => None,
-    };
-    let slot = |i: usize| -> Option<Option<u8>> {
-        match int(i)? {
-            Some(v) => u8::try_from(v).ok().map(Some),
-            None => Some(None),
-        }
-    };
-    Some(match action {
-        Action::SetParam { node, param } => Request::Engine(Command::SetParam {
-            node,
-            param,
-            value: number(0)?,
-        }),
-        Action::Gate { node } => match values.first() {
-            Some(Value::Gate(on)) => Request::Engine(Command::Gate { node, on: *on }),
-            _ => return None,
-        },
-        Action::EngineGain => Request::Engine(Command::EngineGain(number(0)?)),
-        Action::TestTone => Request::Engine(Command::TestTone),
-        Action::Status => Request::Status,
-        Action::Metrics => Request::Metrics,
-        Action::Sync => Request::Sync(i32::try_from(int(0)??).ok()?),
-        Action::Version => Request::Version,
-        Action::Quit => Request::Quit,
-        Action::DebugCrash => Request::Debug(DebugRequest::Crash { slot: slot(0)? }),
-        Action::DebugPoison => Request::Engine(Command::DebugPoison),
-        Action::DebugHang => Request::Debug(DebugRequest::Hang { slot: slot(0)? }),
-        Action::DebugSlow => Request::Debug(DebugRequest::Slow {
-            micros: u32::try_from(int(0)??).ok()?,
-            slot: slot(1)?,
-        }),
-        // Resolved against the table by `named_request`, never here.
-        Action::Ramp | Action::Get | Action::Params => return None,
-        Action::PatchAdd => Request::Patch(PatchEdit::Add {
-            id: text(0)?,
-            type_name: text(1)?,
-        }),
-        Action::PatchRemove => Request::Patch(PatchEdit::Remove { id: text(0)? }),
-        Action::PatchConnect => Request::Patch(PatchEdit::Connect {
-            from: text(0)?,
-            to: text(1)?,
-        }),
-        Action::PatchDisconnect => Request::Patch(PatchEdit::Disconnect {
-            from: text(0)?,
-            to: text(1)?,
-        }),
-        Action::PatchSet => Request::Patch(PatchEdit::Set {
-            id: text(0)?,
-            param: text(1)?,
-            value: number(2)?,
-        }),
-        Action::PatchCommit => Request::Patch(PatchEdit::Commit),
-        Action::PatchRevert => Request::Patch(PatchEdit::Revert),
-        Action::PatchDump => Request::Patch(PatchEdit::Dump),
-    })
+        .map_err(fail)
 }
 
 /// Decodes one UDP datagram into one result per message.
@@ -603,6 +332,8 @@ fn symbol_tags(bytes: &[u8], base: usize, out: &mut Vec<usize>) {
 mod tests {
     use super::*;
     use crate::table::tests::table;
+    use crate::table::PatchEdit;
+    use chronus_engine::command::{Command, Fault};
     use proptest::prelude::*;
     use rosc::OscType;
 
@@ -689,28 +420,34 @@ mod tests {
             ),
             (
                 message("/debug/crash", vec![]),
-                Request::Debug(DebugRequest::Crash { slot: None }),
+                Request::Fault {
+                    fault: Fault::Crash,
+                    slot: None,
+                },
             ),
             (
                 message("/debug/hang", vec![OscType::Int(1)]),
-                Request::Debug(DebugRequest::Hang { slot: Some(1) }),
+                Request::Fault {
+                    fault: Fault::Hang,
+                    slot: Some(1),
+                },
             ),
             (
                 message("/debug/slow", vec![OscType::Int(2000)]),
-                Request::Debug(DebugRequest::Slow {
-                    micros: 2000,
+                Request::Fault {
+                    fault: Fault::Slow { micros: 2000 },
                     slot: None,
-                }),
+                },
             ),
             (
                 message(
                     "/debug/slow",
                     vec![OscType::Long(1_000_000), OscType::Float(0.0)],
                 ),
-                Request::Debug(DebugRequest::Slow {
-                    micros: 1_000_000,
+                Request::Fault {
+                    fault: Fault::Slow { micros: 1_000_000 },
                     slot: Some(0),
-                }),
+                },
             ),
         ];
         for (msg, expected) in cases {

@@ -1,10 +1,13 @@
 //! Chronus protocol: the OSC face of the server.
 //!
 //! This crate is for turning bytes and text into validated requests and back:
-//! - [`table`]: the one typed address table (built from the patch's module instances) that
-//!   the server, `chronus send`, the command files and the README all use;
+//! - [`signature`]: one argument: its declared type and range, its check, its value;
+//! - [`table`]: the vocabulary: every [`Request`] a client can make, declared once with
+//!   its address, arguments, reply and docs, and the typed address table (built from the
+//!   patch's module instances) that the server, `chronus send`, the command files and the
+//!   README all use;
 //! - [`decode`]: UDP datagram → validated [`Request`]s or [`Fail`]s, bundles all or nothing;
-//! - [`args`]: per-argument checks and the client side's typing of command-line strings;
+//! - [`args`]: the client side's typing of command-line strings;
 //! - [`reply`]: encoders for `/fail`, `/done`, `/synced`, `/status.reply`, `/get.reply`,
 //!   `/params.reply`, `/patch/dump.reply`, … and the client-side reply decoder;
 //! - [`text`]: command files and command logs (including patch switches, so a log
@@ -54,18 +57,19 @@
 pub mod args;
 pub mod decode;
 pub mod reply;
+pub mod signature;
 pub mod table;
 pub mod text;
 
-pub use args::{build_message, check_arg, Value};
+pub use args::build_message;
 pub use decode::{
-    decode_packet, validate_message, DebugRequest, Decoded, Fail, PacketError, PatchEdit, Request,
-    When, MAX_BUNDLE_DEPTH,
+    decode_packet, validate_message, Decoded, Fail, PacketError, When, MAX_BUNDLE_DEPTH,
 };
 pub use reply::{
     parse_reply, MetricValue, ParamInfo, Reply, ReplyError, StatusReply, VersionReply,
 };
-pub use table::{table_for_patch, Action, AddressTable, ArgKind, ArgSpec, Entry};
+pub use signature::{check_arg, ArgKind, ArgSpec, Value};
+pub use table::{table_for_patch, AddressTable, Entry, PatchEdit, Request};
 pub use text::{
     format_log_line, format_patch_log_line, parse_command_file, parse_command_log, LogEntry,
     LoggedCommand, TextError, TimedCommand,

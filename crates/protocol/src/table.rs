@@ -15,9 +15,10 @@ use std::fmt::Write as _;
 
 use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
 use chronus_dsp::PatchDesc;
-use chronus_engine::command::{Command, NodeIndex};
+use chronus_engine::command::{Command, Fault, NodeIndex};
+use rosc::OscType;
 
-use crate::args::Value;
+use crate::signature::{check_arg, clip, ArgKind, ArgSpec, Value};
 
 /// Address of the master gain.
 pub const ENGINE_GAIN: &str = "/engine/gain";
@@ -79,38 +80,6 @@ pub const MOD_PREFIX: &str = "/mod/";
 /// Prefix of gate addresses: `/gate/<module id>`.
 pub const GATE_PREFIX: &str = "/gate/";
 
-/// What kind of value an argument takes, with the range the server enforces.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ArgKind {
-    /// A finite number (OSC int, long, float or double) in `min..=max`, sent on as `f32`.
-    Number {
-        /// Unit the number is expressed in (shown in docs and error messages).
-        unit: Unit,
-        /// Smallest accepted value (inclusive).
-        min: f32,
-        /// Largest accepted value (inclusive).
-        max: f32,
-        /// Value a fresh module starts with (documentation only).
-        default: f32,
-    },
-    /// A gate: OSC `T`/`F`, or a number that is exactly 0 or 1.
-    Gate,
-    /// An integer (any OSC number type with an integral value) in `min..=max`.
-    Int {
-        /// Smallest accepted value (inclusive).
-        min: i64,
-        /// Largest accepted value (inclusive).
-        max: i64,
-    },
-    /// A non-empty OSC string (or symbol, `S`) of at most `max_len` bytes: module ids, type
-    /// names, parameter addresses ([`MAX_NAME_BYTES`]) or patch text
-    /// ([`MAX_PATCH_TEXT_BYTES`]). Numbers are never turned into text, nor text into numbers.
-    Text {
-        /// Longest accepted text, in bytes of UTF-8.
-        max_len: usize,
-    },
-}
-
 /// A number argument that takes any finite `f32` (its real range is checked elsewhere:
 /// against the named parameter for `/ramp`, by the patch compiler for `/patch/set`).
 const ANY_NUMBER: ArgKind = ArgKind::Number {
@@ -131,138 +100,579 @@ const fn name_arg(name: &'static str) -> ArgSpec {
     }
 }
 
-/// One declared argument of an address.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ArgSpec {
-    /// Name shown in signatures and error messages (`freq`, `id`, `slot`).
-    pub name: &'static str,
-    /// Type and range of the value.
-    pub kind: ArgKind,
-    /// Whether the argument may be left out (only trailing arguments are optional).
-    pub optional: bool,
+/// What a validated message asks the server to do: the one vocabulary of requests, from
+/// the table entry that declares an address to the code that acts on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// An engine command: stamped by the output clock and applied by every worker
+    /// (`/mod/…`, `/gate/…`, `/engine/gain`, `/test`, `/ramp`, `/debug/poison`).
+    Engine(Command),
+    /// `/get <address>`: answer `/get.reply <address> <value>` with the parameter's
+    /// current value.
+    Get {
+        /// The `/mod/<id>/<param>` address asked about (echoed in the reply).
+        address: String,
+        /// Module instance.
+        node: NodeIndex,
+        /// Parameter index in the module's spec.
+        param: u16,
+    },
+    /// `/params <id>`: answer `/params.reply` with every parameter of module `node`.
+    Params {
+        /// The module instance id asked about (echoed in the reply).
+        id: String,
+        /// Module instance.
+        node: NodeIndex,
+    },
+    /// A `/patch/…` edit of the draft patch; the server checks ids and types against it.
+    Patch(PatchEdit),
+    /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
+    Sync(i32),
+    /// `/status`: answer `/status.reply`.
+    Status,
+    /// `/metrics`: answer `/metrics.reply`.
+    Metrics,
+    /// `/version`: answer `/version.reply`.
+    Version,
+    /// `/quit`: answer `/done /quit` and stop.
+    Quit,
+    /// Fault injection for one worker (only in a table built with `fault_injection`).
+    Fault {
+        /// What to inject.
+        fault: Fault,
+        /// The worker's slot; `None` = the active one.
+        slot: Option<u8>,
+    },
 }
 
-impl ArgSpec {
-    /// Human description of what the argument must be, used in `/fail` reasons:
-    /// "a number in Hz", "0 or 1 (or T/F)", "an integer".
-    pub fn expectation(&self) -> String {
-        match self.kind {
-            ArgKind::Number { unit, .. } => match unit_suffix(unit) {
-                "" => "a number".to_string(),
-                _ => format!("a number in {}", unit.symbol()),
+/// An edit of the server's draft patch (`/patch/…`). The protocol only checks argument
+/// types and counts; the server validates ids, types and ports against the draft, and
+/// the patch compiler checks the whole graph on commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchEdit {
+    /// `/patch/add <id> <type>`: add a module instance.
+    Add {
+        /// New instance id.
+        id: String,
+        /// Module type name (`sine`, `adsr`, …).
+        type_name: String,
+    },
+    /// `/patch/remove <id>`: remove a module instance and its connections.
+    Remove {
+        /// Instance id.
+        id: String,
+    },
+    /// `/patch/connect <from> <to>`: connect an output (`<id>[:port]`) to an input.
+    Connect {
+        /// Source output, `<id>[:port]`.
+        from: String,
+        /// Destination input, `<id>[:port]`.
+        to: String,
+    },
+    /// `/patch/disconnect <from> <to>`: remove a connection.
+    Disconnect {
+        /// Source output, `<id>[:port]`.
+        from: String,
+        /// Destination input, `<id>[:port]`.
+        to: String,
+    },
+    /// `/patch/set <id> <param> <value>`: set a parameter in the draft (any finite
+    /// number; the patch compiler range-checks it).
+    Set {
+        /// Instance id.
+        id: String,
+        /// Parameter name.
+        param: String,
+        /// New value.
+        value: f32,
+    },
+    /// `/patch/commit`: swap the draft in.
+    Commit,
+    /// `/patch/revert`: drop the draft, back to the running patch.
+    Revert,
+    /// `/patch/dump`: reply with the draft as TOML.
+    Dump,
+}
+
+/// One fixed address (the same in every patch): its signature, reply and docs, and how a
+/// checked message to it becomes a [`Request`]. Adding an address is adding one of these
+/// to [`FIXED`] (and, for a new request, its variant and its handler).
+pub(crate) struct Fixed {
+    /// The exact OSC address.
+    address: &'static str,
+    /// Declared arguments, in order; optional ones come last.
+    args: &'static [ArgSpec],
+    /// What the server answers on success.
+    reply: &'static str,
+    /// One line for users: what the address does.
+    doc: &'static str,
+    /// Its request is an engine command, allowed in command files and logs.
+    engine: bool,
+    /// Present only in a table built with `fault_injection` (`--allow-fault-injection`).
+    fault_injection: bool,
+    /// The request a checked message stands for, or the `/fail` reason.
+    build: fn(&Call<'_>) -> Result<Request, String>,
+}
+
+impl PartialEq for Fixed {
+    fn eq(&self, other: &Fixed) -> bool {
+        self.address == other.address
+    }
+}
+
+impl std::fmt::Debug for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.address)
+    }
+}
+
+/// The gain argument of `/engine/gain`.
+const GAIN_ARG: ArgSpec = ArgSpec {
+    name: "gain",
+    kind: ArgKind::Number {
+        unit: Unit::Linear,
+        min: 0.0,
+        max: 1.0,
+        default: 1.0,
+    },
+    optional: false,
+};
+
+/// A required number argument of any finite value.
+const fn any_number(name: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind: ANY_NUMBER,
+        optional: false,
+    }
+}
+
+/// An answer that takes no arguments and is the same request every time.
+const fn query(
+    address: &'static str,
+    reply: &'static str,
+    doc: &'static str,
+    build: fn(&Call<'_>) -> Result<Request, String>,
+) -> Fixed {
+    Fixed {
+        address,
+        args: &[],
+        reply,
+        doc,
+        engine: false,
+        fault_injection: false,
+        build,
+    }
+}
+
+/// Every fixed address. Engine commands are listed in this order in the reason a command
+/// file gives for a line that is not one.
+static FIXED: &[Fixed] = &[
+    Fixed {
+        address: ENGINE_GAIN,
+        args: &[GAIN_ARG],
+        reply: "none",
+        doc: "Sets the master gain after the patch (smoothed).",
+        engine: true,
+        fault_injection: false,
+        build: |call| Ok(Request::Engine(Command::EngineGain(call.number(0)?))),
+    },
+    Fixed {
+        address: TEST,
+        args: &[],
+        reply: "none",
+        doc: "Plays a short built-in test tone, mixed after the patch.",
+        engine: true,
+        fault_injection: false,
+        build: |_| Ok(Request::Engine(Command::TestTone)),
+    },
+    query(
+        STATUS,
+        "/status.reply ,iiiiiffdd: 1, modules, voices sounding, groups (1), patches loaded, avg load %, peak load %, nominal rate, actual rate",
+        "Reports the server's state in scsynth's /status.reply layout.",
+        |_| Ok(Request::Status),
+    ),
+    query(
+        METRICS,
+        "/metrics.reply name value name value …",
+        "Reports every metric as name (string) / value (double) pairs.",
+        |_| Ok(Request::Metrics),
+    ),
+    Fixed {
+        address: SYNC,
+        args: &[ArgSpec {
+            name: "id",
+            kind: ArgKind::Int {
+                min: i32::MIN as i64,
+                max: i32::MAX as i64,
             },
-            ArgKind::Gate => "0 or 1 (or T/F)".to_string(),
-            ArgKind::Int { .. } => "an integer".to_string(),
-            ArgKind::Text { .. } => "a text (OSC string)".to_string(),
+            optional: false,
+        }],
+        reply: "/synced <id>",
+        doc: "Answers once everything sent before it has been stamped (a barrier, as in scsynth).",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            let id = i32::try_from(call.int(0)?).map_err(|_| call.internal())?;
+            Ok(Request::Sync(id))
+        },
+    },
+    query(
+        VERSION,
+        "/version.reply program major minor patch branch commit",
+        "Reports the program name and version, in scsynth's /version.reply layout.",
+        |_| Ok(Request::Version),
+    ),
+    query(
+        QUIT,
+        "/done /quit",
+        "Stops the server: fades out, stops the workers, exits.",
+        |_| Ok(Request::Quit),
+    ),
+    Fixed {
+        address: RAMP,
+        args: &[
+            name_arg("address"),
+            any_number("target"),
+            ArgSpec {
+                name: "seconds",
+                kind: ArgKind::Number {
+                    unit: Unit::Seconds,
+                    min: 0.0,
+                    max: 3600.0,
+                    default: 0.0,
+                },
+                optional: false,
+            },
+        ],
+        reply: "none",
+        doc: "Glides the parameter at `address` (a `/mod/<id>/<param>` of this table) from its current value to `target` (in that parameter's unit and range) over `seconds`, inside the engine: deterministic and in lockstep, so a failover mid-ramp changes nothing.",
+        engine: true,
+        fault_injection: false,
+        build: ramp,
+    },
+    Fixed {
+        address: GET,
+        args: &[name_arg("address")],
+        reply: "/get.reply <address> <value:f>",
+        doc: "Reports the current value of the parameter at `address` (a `/mod/<id>/<param>` of this table).",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            let (address, node, param) = call.param(0)?;
+            Ok(Request::Get {
+                address,
+                node,
+                param,
+            })
+        },
+    },
+    Fixed {
+        address: PARAMS,
+        args: &[name_arg("id")],
+        reply: "/params.reply <id> then per parameter: name, unit, min:f, max:f, default:f, current:f",
+        doc: "Lists every parameter of module instance `id`: name, unit, range, default and current value.",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            let (id, node) = call.module(0)?;
+            Ok(Request::Params { id, node })
+        },
+    },
+    Fixed {
+        address: PATCH_ADD,
+        args: &[name_arg("id"), name_arg("type")],
+        reply: "/done /patch/add",
+        doc: "Draft patch: adds a module instance `id` of module type `type` (applied by /patch/commit).",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Patch(PatchEdit::Add {
+                id: call.text(0)?,
+                type_name: call.text(1)?,
+            }))
+        },
+    },
+    Fixed {
+        address: PATCH_REMOVE,
+        args: &[name_arg("id")],
+        reply: "/done /patch/remove",
+        doc: "Draft patch: removes module instance `id` and its connections.",
+        engine: false,
+        fault_injection: false,
+        build: |call| Ok(Request::Patch(PatchEdit::Remove { id: call.text(0)? })),
+    },
+    Fixed {
+        address: PATCH_CONNECT,
+        args: &[name_arg("from"), name_arg("to")],
+        reply: "/done /patch/connect",
+        doc: "Draft patch: connects output `from` (`<id>[:port]`) to input `to` (`<id>[:port]`).",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Patch(PatchEdit::Connect {
+                from: call.text(0)?,
+                to: call.text(1)?,
+            }))
+        },
+    },
+    Fixed {
+        address: PATCH_DISCONNECT,
+        args: &[name_arg("from"), name_arg("to")],
+        reply: "/done /patch/disconnect",
+        doc: "Draft patch: removes the connection from `from` to `to`.",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Patch(PatchEdit::Disconnect {
+                from: call.text(0)?,
+                to: call.text(1)?,
+            }))
+        },
+    },
+    Fixed {
+        address: PATCH_SET,
+        args: &[name_arg("id"), name_arg("param"), any_number("value")],
+        reply: "/done /patch/set",
+        doc: "Draft patch: sets parameter `param` of module instance `id` (range-checked when the draft is committed).",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Patch(PatchEdit::Set {
+                id: call.text(0)?,
+                param: call.text(1)?,
+                value: call.number(2)?,
+            }))
+        },
+    },
+    query(
+        PATCH_COMMIT,
+        "/done /patch/commit",
+        "Swaps the draft patch in atomically, with a short crossfade, in lockstep on both workers; a bad draft is refused and the running patch keeps playing.",
+        |_| Ok(Request::Patch(PatchEdit::Commit)),
+    ),
+    query(
+        PATCH_REVERT,
+        "/done /patch/revert",
+        "Drops the draft patch: the next edit starts again from the running patch.",
+        |_| Ok(Request::Patch(PatchEdit::Revert)),
+    ),
+    query(
+        PATCH_DUMP,
+        "/patch/dump.reply <toml>",
+        "Replies with the draft patch (the running one if there are no edits) as TOML text.",
+        |_| Ok(Request::Patch(PatchEdit::Dump)),
+    ),
+    Fixed {
+        address: DEBUG_POISON,
+        args: &[],
+        reply: "none",
+        doc: "Fault injection: a lockstep command that aborts both workers when applied (the server restarts them from a snapshot without it and answers /fail).",
+        engine: true,
+        fault_injection: true,
+        build: |_| Ok(Request::Engine(Command::DebugPoison)),
+    },
+    Fixed {
+        address: DEBUG_CRASH,
+        args: &[SLOT_ARG],
+        reply: "none",
+        doc: "Fault injection: makes the worker in `slot` (default: the active one) abort.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::Fault {
+                fault: Fault::Crash,
+                slot: call.slot(0)?,
+            })
+        },
+    },
+    Fixed {
+        address: DEBUG_HANG,
+        args: &[SLOT_ARG],
+        reply: "none",
+        doc: "Fault injection: makes the worker in `slot` (default: the active one) stop making progress.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::Fault {
+                fault: Fault::Hang,
+                slot: call.slot(0)?,
+            })
+        },
+    },
+    Fixed {
+        address: DEBUG_SLOW,
+        args: &[
+            ArgSpec {
+                name: "micros",
+                kind: ArgKind::Int {
+                    min: 0,
+                    max: 1_000_000,
+                },
+                optional: false,
+            },
+            SLOT_ARG,
+        ],
+        reply: "none",
+        doc: "Fault injection: adds `micros` of busy delay to every block of the worker in `slot` (default: the active one).",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            let micros = u32::try_from(call.int(0)?).map_err(|_| call.internal())?;
+            Ok(Request::Fault {
+                fault: Fault::Slow { micros },
+                slot: call.slot(1)?,
+            })
+        },
+    },
+];
+
+/// `/ramp <address> <target> <seconds>`: the target is checked against the named
+/// parameter's declared range, with the same reason a direct set would get, plus the
+/// parameter's address.
+fn ramp(call: &Call<'_>) -> Result<Request, String> {
+    let (address, node, param) = call.param(0)?;
+    let declared = call
+        .table
+        .lookup(&address)
+        .and_then(|entry| entry.args.first())
+        .ok_or_else(|| call.internal())?;
+    let spec = ArgSpec {
+        name: "target",
+        ..*declared
+    };
+    let arg = call.args.get(1).ok_or_else(|| call.internal())?;
+    let target = match check_arg(RAMP, 2, &spec, arg) {
+        Ok(Value::Number(target)) => target,
+        Ok(_) => return Err(call.internal()),
+        Err(reason) => return Err(format!("{reason} for {address}")),
+    };
+    Ok(Request::Engine(Command::Ramp {
+        node,
+        param,
+        target,
+        seconds: call.number(2)?,
+    }))
+}
+
+/// A message whose every argument passed [`check_arg`], as a [`Fixed`] address reads it.
+pub(crate) struct Call<'a> {
+    /// The table the message was checked against (for arguments that name its entries).
+    pub(crate) table: &'a AddressTable,
+    /// The address, clipped for quoting in reasons.
+    pub(crate) address: &'a str,
+    /// The checked arguments, as declared.
+    pub(crate) values: &'a [Value],
+    /// The arguments as they were sent.
+    pub(crate) args: &'a [OscType],
+}
+
+impl Call<'_> {
+    /// The reason given when the declared arguments and the request disagree (a bug of
+    /// the table, reported rather than panicked on).
+    fn internal(&self) -> String {
+        format!(
+            "{}: internal error: table and action disagree",
+            self.address
+        )
+    }
+
+    fn number(&self, i: usize) -> Result<f32, String> {
+        match self.values.get(i) {
+            Some(Value::Number(v)) => Ok(*v),
+            _ => Err(self.internal()),
         }
     }
 
-    /// Argument with its type and range, as shown in the markdown table:
-    /// `freq: Hz 0.01..20000, default 440`.
-    pub fn describe(&self) -> String {
-        let mut text = match self.kind {
-            ArgKind::Number { min, max, .. } if min == f32::MIN && max == f32::MAX => {
-                format!("{}: number", self.name)
-            }
-            ArgKind::Number {
-                unit,
-                min,
-                max,
-                default,
-            } => {
-                let unit = match unit.symbol() {
-                    "" | "0..1" => String::new(),
-                    symbol => format!("{symbol} "),
+    fn gate(&self, i: usize) -> Result<bool, String> {
+        match self.values.get(i) {
+            Some(Value::Gate(on)) => Ok(*on),
+            _ => Err(self.internal()),
+        }
+    }
+
+    fn int(&self, i: usize) -> Result<i64, String> {
+        match self.values.get(i) {
+            Some(Value::Int(v)) => Ok(*v),
+            _ => Err(self.internal()),
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<String, String> {
+        match self.values.get(i) {
+            Some(Value::Text(v)) => Ok(v.clone()),
+            _ => Err(self.internal()),
+        }
+    }
+
+    /// An optional worker slot: `None` when left out (the active worker).
+    fn slot(&self, i: usize) -> Result<Option<u8>, String> {
+        match self.values.get(i) {
+            None => Ok(None),
+            Some(Value::Int(v)) => u8::try_from(*v).map(Some).map_err(|_| self.internal()),
+            Some(_) => Err(self.internal()),
+        }
+    }
+
+    /// A text argument naming a `/mod/<id>/<param>` address of the table: the address,
+    /// its node and its parameter index, or the reason (with a suggestion).
+    fn param(&self, i: usize) -> Result<(String, NodeIndex, u16), String> {
+        let text = self.text(i)?;
+        match self.table.param_at(&text) {
+            Some((node, param)) => Ok((text, node, param)),
+            None => {
+                let hint = match self.table.suggest_param(&text) {
+                    Some(known) => format!("did you mean {known}?"),
+                    None => "parameters are /mod/<id>/<param>; `chronus send --list` shows them"
+                        .to_string(),
                 };
-                format!("{}: {unit}{min}..{max}, default {default}", self.name)
+                Err(format!(
+                    "{}: {} is not a parameter address ({hint})",
+                    self.address,
+                    clip(&text)
+                ))
             }
-            ArgKind::Gate => format!("{}: 0/1 or T/F", self.name),
-            ArgKind::Int { min, max } => {
-                if min == i64::from(i32::MIN) && max == i64::from(i32::MAX) {
-                    format!("{}: int", self.name)
-                } else {
-                    format!("{}: int {min}..{max}", self.name)
-                }
-            }
-            ArgKind::Text { max_len } => format!("{}: text, up to {max_len} bytes", self.name),
-        };
-        if self.optional {
-            text.push_str(", optional");
         }
-        text
+    }
+
+    /// A text argument naming a module instance of the table: its id and node, or the
+    /// reason (with a suggestion).
+    fn module(&self, i: usize) -> Result<(String, NodeIndex), String> {
+        let id = self.text(i)?;
+        match self.table.node_of(&id) {
+            Some(node) => Ok((id, node)),
+            None => {
+                let hint = match self.table.suggest_module(&id) {
+                    Some(known) => format!(" (did you mean '{known}'?)"),
+                    None => String::new(),
+                };
+                Err(format!(
+                    "{}: unknown module '{}'{hint}",
+                    self.address,
+                    clip(&id)
+                ))
+            }
+        }
     }
 }
 
-/// Unit written after a value in messages ("30000 Hz"); empty for unitless and 0..1 values.
-pub(crate) fn unit_suffix(unit: Unit) -> &'static str {
-    match unit {
-        Unit::Hertz => " Hz",
-        Unit::Milliseconds => " ms",
-        Unit::Seconds => " s",
-        Unit::Decibels => " dB",
-        Unit::Linear | Unit::Q | Unit::Number => "",
-    }
-}
-
-/// What the server does when a message to an address has been validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Set parameter `param` of module instance `node` (engine command, lockstep).
-    SetParam {
+/// What a message to an address acts on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Target {
+    /// `/mod/<id>/<param>`: parameter `param` of module instance `node`.
+    Param {
         /// Module instance (position in the patch).
         node: NodeIndex,
         /// Parameter index in the module's spec.
         param: u16,
     },
-    /// Open or close the gate of module instance `node` (engine command, lockstep).
+    /// `/gate/<id>`: the gate of module instance `node`.
     Gate {
         /// Module instance (position in the patch).
         node: NodeIndex,
     },
-    /// Set the master gain (engine command).
-    EngineGain,
-    /// Play the short built-in test tone (engine command).
-    TestTone,
-    /// Answer `/status.reply`.
-    Status,
-    /// Answer `/metrics.reply`.
-    Metrics,
-    /// Answer `/synced <id>` once everything sent before has been stamped.
-    Sync,
-    /// Answer `/version.reply`.
-    Version,
-    /// Stop the server, answering `/done /quit`.
-    Quit,
-    /// Fault injection: crash a worker.
-    DebugCrash,
-    /// Fault injection: a command that kills both workers in lockstep.
-    DebugPoison,
-    /// Fault injection: hang a worker.
-    DebugHang,
-    /// Fault injection: slow a worker.
-    DebugSlow,
-    /// Glide a parameter named by its `/mod/…` address (engine command, lockstep).
-    Ramp,
-    /// Answer `/get.reply` with a parameter's current value.
-    Get,
-    /// Answer `/params.reply` with a module instance's parameters.
-    Params,
-    /// Draft patch: add a module instance.
-    PatchAdd,
-    /// Draft patch: remove a module instance.
-    PatchRemove,
-    /// Draft patch: connect an output to an input.
-    PatchConnect,
-    /// Draft patch: remove a connection.
-    PatchDisconnect,
-    /// Draft patch: set a parameter of a module instance.
-    PatchSet,
-    /// Swap the draft patch in.
-    PatchCommit,
-    /// Drop the draft patch.
-    PatchRevert,
-    /// Answer `/patch/dump.reply` with the draft patch as TOML.
-    PatchDump,
+    /// A fixed address of [`FIXED`].
+    Fixed(&'static Fixed),
 }
 
 /// One address with its signature, its reply and what it does.
@@ -276,8 +686,8 @@ pub struct Entry {
     pub reply: &'static str,
     /// One line for users: what the address does.
     pub doc: String,
-    /// What the server does with a validated message.
-    pub action: Action,
+    /// What a validated message acts on.
+    pub(crate) target: Target,
 }
 
 impl Entry {
@@ -301,17 +711,47 @@ impl Entry {
             .join(" ")
     }
 
-    /// Whether the action is an engine command (allowed in command files and logs).
+    /// Whether a message to this address is an engine command (allowed in command files
+    /// and logs).
     pub fn is_engine_command(&self) -> bool {
-        matches!(
-            self.action,
-            Action::SetParam { .. }
-                | Action::Gate { .. }
-                | Action::EngineGain
-                | Action::TestTone
-                | Action::DebugPoison
-                | Action::Ramp
-        )
+        match self.target {
+            Target::Param { .. } | Target::Gate { .. } => true,
+            Target::Fixed(fixed) => fixed.engine,
+        }
+    }
+
+    /// The request a message to this address stands for, once every argument passed
+    /// [`check_arg`]; or the `/fail` reason (a name argument that names nothing).
+    pub(crate) fn request(&self, call: &Call<'_>) -> Result<Request, String> {
+        match self.target {
+            Target::Param { node, param } => Ok(Request::Engine(Command::SetParam {
+                node,
+                param,
+                value: call.number(0)?,
+            })),
+            Target::Gate { node } => Ok(Request::Engine(Command::Gate {
+                node,
+                on: call.gate(0)?,
+            })),
+            Target::Fixed(fixed) => (fixed.build)(call),
+        }
+    }
+}
+
+/// The addresses that may appear in command files and logs, as the reason for a line that
+/// is not an engine command lists them: "/mod/…, /gate/…, /engine/gain, /test and /ramp".
+pub fn engine_command_addresses() -> String {
+    let mut names = vec![format!("{MOD_PREFIX}…"), format!("{GATE_PREFIX}…")];
+    names.extend(
+        FIXED
+            .iter()
+            .filter(|fixed| fixed.engine && !fixed.fault_injection)
+            .map(|fixed| fixed.address.to_string()),
+    );
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -390,7 +830,7 @@ impl AddressTable {
                         "Opens (1) or closes (0) the gate of {} `{id}` (note on / note off).",
                         spec.type_name
                     ),
-                    action: Action::Gate { node },
+                    target: Target::Gate { node },
                 });
                 table.gate_addresses.push(Some(address));
             } else {
@@ -406,219 +846,17 @@ impl AddressTable {
     }
 
     fn insert_fixed(&mut self, fault_injection: bool) {
-        let fixed = |address: &str, args: Vec<ArgSpec>, reply, doc: &str, action| Entry {
-            address: address.to_string(),
-            args,
-            reply,
-            doc: doc.to_string(),
-            action,
-        };
-        self.insert(fixed(
-            ENGINE_GAIN,
-            vec![ArgSpec {
-                name: "gain",
-                kind: ArgKind::Number {
-                    unit: Unit::Linear,
-                    min: 0.0,
-                    max: 1.0,
-                    default: 1.0,
-                },
-                optional: false,
-            }],
-            "none",
-            "Sets the master gain after the patch (smoothed).",
-            Action::EngineGain,
-        ));
-        self.insert(fixed(
-            TEST,
-            vec![],
-            "none",
-            "Plays a short built-in test tone, mixed after the patch.",
-            Action::TestTone,
-        ));
-        self.insert(fixed(
-            STATUS,
-            vec![],
-            "/status.reply ,iiiiiffdd: 1, modules, voices sounding, groups (1), patches loaded, avg load %, peak load %, nominal rate, actual rate",
-            "Reports the server's state in scsynth's /status.reply layout.",
-            Action::Status,
-        ));
-        self.insert(fixed(
-            METRICS,
-            vec![],
-            "/metrics.reply name value name value …",
-            "Reports every metric as name (string) / value (double) pairs.",
-            Action::Metrics,
-        ));
-        self.insert(fixed(
-            SYNC,
-            vec![ArgSpec {
-                name: "id",
-                kind: ArgKind::Int {
-                    min: i64::from(i32::MIN),
-                    max: i64::from(i32::MAX),
-                },
-                optional: false,
-            }],
-            "/synced <id>",
-            "Answers once everything sent before it has been stamped (a barrier, as in scsynth).",
-            Action::Sync,
-        ));
-        self.insert(fixed(
-            VERSION,
-            vec![],
-            "/version.reply program major minor patch branch commit",
-            "Reports the program name and version, in scsynth's /version.reply layout.",
-            Action::Version,
-        ));
-        self.insert(fixed(
-            QUIT,
-            vec![],
-            "/done /quit",
-            "Stops the server: fades out, stops the workers, exits.",
-            Action::Quit,
-        ));
-        self.insert(fixed(
-            RAMP,
-            vec![
-                name_arg("address"),
-                ArgSpec {
-                    name: "target",
-                    kind: ANY_NUMBER,
-                    optional: false,
-                },
-                ArgSpec {
-                    name: "seconds",
-                    kind: ArgKind::Number {
-                        unit: Unit::Seconds,
-                        min: 0.0,
-                        max: 3600.0,
-                        default: 0.0,
-                    },
-                    optional: false,
-                },
-            ],
-            "none",
-            "Glides the parameter at `address` (a `/mod/<id>/<param>` of this table) from its current value to `target` (in that parameter's unit and range) over `seconds`, inside the engine: deterministic and in lockstep, so a failover mid-ramp changes nothing.",
-            Action::Ramp,
-        ));
-        self.insert(fixed(
-            GET,
-            vec![name_arg("address")],
-            "/get.reply <address> <value:f>",
-            "Reports the current value of the parameter at `address` (a `/mod/<id>/<param>` of this table).",
-            Action::Get,
-        ));
-        self.insert(fixed(
-            PARAMS,
-            vec![name_arg("id")],
-            "/params.reply <id> then per parameter: name, unit, min:f, max:f, default:f, current:f",
-            "Lists every parameter of module instance `id`: name, unit, range, default and current value.",
-            Action::Params,
-        ));
-        self.insert(fixed(
-            PATCH_ADD,
-            vec![name_arg("id"), name_arg("type")],
-            "/done /patch/add",
-            "Draft patch: adds a module instance `id` of module type `type` (applied by /patch/commit).",
-            Action::PatchAdd,
-        ));
-        self.insert(fixed(
-            PATCH_REMOVE,
-            vec![name_arg("id")],
-            "/done /patch/remove",
-            "Draft patch: removes module instance `id` and its connections.",
-            Action::PatchRemove,
-        ));
-        self.insert(fixed(
-            PATCH_CONNECT,
-            vec![name_arg("from"), name_arg("to")],
-            "/done /patch/connect",
-            "Draft patch: connects output `from` (`<id>[:port]`) to input `to` (`<id>[:port]`).",
-            Action::PatchConnect,
-        ));
-        self.insert(fixed(
-            PATCH_DISCONNECT,
-            vec![name_arg("from"), name_arg("to")],
-            "/done /patch/disconnect",
-            "Draft patch: removes the connection from `from` to `to`.",
-            Action::PatchDisconnect,
-        ));
-        self.insert(fixed(
-            PATCH_SET,
-            vec![
-                name_arg("id"),
-                name_arg("param"),
-                ArgSpec {
-                    name: "value",
-                    kind: ANY_NUMBER,
-                    optional: false,
-                },
-            ],
-            "/done /patch/set",
-            "Draft patch: sets parameter `param` of module instance `id` (range-checked when the draft is committed).",
-            Action::PatchSet,
-        ));
-        self.insert(fixed(
-            PATCH_COMMIT,
-            vec![],
-            "/done /patch/commit",
-            "Swaps the draft patch in atomically, with a short crossfade, in lockstep on both workers; a bad draft is refused and the running patch keeps playing.",
-            Action::PatchCommit,
-        ));
-        self.insert(fixed(
-            PATCH_REVERT,
-            vec![],
-            "/done /patch/revert",
-            "Drops the draft patch: the next edit starts again from the running patch.",
-            Action::PatchRevert,
-        ));
-        self.insert(fixed(
-            PATCH_DUMP,
-            vec![],
-            "/patch/dump.reply <toml>",
-            "Replies with the draft patch (the running one if there are no edits) as TOML text.",
-            Action::PatchDump,
-        ));
-        if fault_injection {
-            self.insert(fixed(
-                DEBUG_POISON,
-                vec![],
-                "none",
-                "Fault injection: a lockstep command that aborts both workers when applied (the server restarts them from a snapshot without it and answers /fail).",
-                Action::DebugPoison,
-            ));
-            self.insert(fixed(
-                DEBUG_CRASH,
-                vec![SLOT_ARG],
-                "none",
-                "Fault injection: makes the worker in `slot` (default: the active one) abort.",
-                Action::DebugCrash,
-            ));
-            self.insert(fixed(
-                DEBUG_HANG,
-                vec![SLOT_ARG],
-                "none",
-                "Fault injection: makes the worker in `slot` (default: the active one) stop making progress.",
-                Action::DebugHang,
-            ));
-            self.insert(fixed(
-                DEBUG_SLOW,
-                vec![
-                    ArgSpec {
-                        name: "micros",
-                        kind: ArgKind::Int {
-                            min: 0,
-                            max: 1_000_000,
-                        },
-                        optional: false,
-                    },
-                    SLOT_ARG,
-                ],
-                "none",
-                "Fault injection: adds `micros` of busy delay to every block of the worker in `slot` (default: the active one).",
-                Action::DebugSlow,
-            ));
+        for fixed in FIXED {
+            if fixed.fault_injection && !fault_injection {
+                continue;
+            }
+            self.insert(Entry {
+                address: fixed.address.to_string(),
+                args: fixed.args.to_vec(),
+                reply: fixed.reply,
+                doc: fixed.doc.to_string(),
+                target: Target::Fixed(fixed),
+            });
         }
     }
 
@@ -667,8 +905,8 @@ impl AddressTable {
     /// The node index and parameter index of a `/mod/<id>/<param>` address, if this table
     /// has it (used by `/ramp` and `/get`, whose argument is such an address).
     pub fn param_at(&self, address: &str) -> Option<(NodeIndex, u16)> {
-        match self.lookup(address)?.action {
-            Action::SetParam { node, param } => Some((node, param)),
+        match self.lookup(address)?.target {
+            Target::Param { node, param } => Some((node, param)),
             _ => None,
         }
     }
@@ -829,7 +1067,7 @@ fn param_entry(
         }],
         reply: "none",
         doc: format!("{} `{id}`: {}", spec.type_name, param.doc),
-        action: Action::SetParam {
+        target: Target::Param {
             node,
             param: param_index,
         },
@@ -932,15 +1170,15 @@ pub(crate) mod tests {
     fn builds_param_gate_and_fixed_addresses() {
         let t = table();
         let freq = t.lookup("/mod/sine/freq").unwrap();
-        assert_eq!(freq.action, Action::SetParam { node: 0, param: 0 });
+        assert_eq!(freq.target, Target::Param { node: 0, param: 0 });
         assert_eq!(freq.signature(), "<freq>");
         assert_eq!(
-            t.lookup("/mod/env/level").unwrap().action,
-            Action::SetParam { node: 1, param: 1 }
+            t.lookup("/mod/env/level").unwrap().target,
+            Target::Param { node: 1, param: 1 }
         );
         assert_eq!(
-            t.lookup("/gate/env").unwrap().action,
-            Action::Gate { node: 1 }
+            t.lookup("/gate/env").unwrap().target,
+            Target::Gate { node: 1 }
         );
         assert!(t.lookup("/gate/sine").is_none());
         for address in [
@@ -1070,27 +1308,26 @@ pub(crate) mod tests {
     fn patch_editing_addresses_are_always_there() {
         let t = AddressTable::new(&[], false);
         let expected = [
-            (RAMP, "<address> <target> <seconds>", Action::Ramp),
-            (GET, "<address>", Action::Get),
-            (PARAMS, "<id>", Action::Params),
-            (PATCH_ADD, "<id> <type>", Action::PatchAdd),
-            (PATCH_REMOVE, "<id>", Action::PatchRemove),
-            (PATCH_CONNECT, "<from> <to>", Action::PatchConnect),
-            (PATCH_DISCONNECT, "<from> <to>", Action::PatchDisconnect),
-            (PATCH_SET, "<id> <param> <value>", Action::PatchSet),
-            (PATCH_COMMIT, "", Action::PatchCommit),
-            (PATCH_REVERT, "", Action::PatchRevert),
-            (PATCH_DUMP, "", Action::PatchDump),
+            (RAMP, "<address> <target> <seconds>"),
+            (GET, "<address>"),
+            (PARAMS, "<id>"),
+            (PATCH_ADD, "<id> <type>"),
+            (PATCH_REMOVE, "<id>"),
+            (PATCH_CONNECT, "<from> <to>"),
+            (PATCH_DISCONNECT, "<from> <to>"),
+            (PATCH_SET, "<id> <param> <value>"),
+            (PATCH_COMMIT, ""),
+            (PATCH_REVERT, ""),
+            (PATCH_DUMP, ""),
         ];
-        for (address, signature, action) in expected {
+        for (address, signature) in expected {
             let entry = t.lookup(address).unwrap();
             assert_eq!(entry.signature(), signature, "{address}");
-            assert_eq!(entry.action, action, "{address}");
-            assert_eq!(
-                entry.is_engine_command(),
-                action == Action::Ramp,
+            assert!(
+                matches!(entry.target, Target::Fixed(fixed) if fixed.address == address),
                 "{address}"
             );
+            assert_eq!(entry.is_engine_command(), address == RAMP, "{address}");
         }
         assert!(
             t.lookup(PATCH_LOAD).is_none(),

@@ -21,9 +21,10 @@ use chronus_dsp::PatchDesc;
 use chronus_engine::command::Command;
 use rosc::OscType;
 
-use crate::args::{type_message, Value};
-use crate::decode::{validate_message, Request};
-use crate::table::{table_for_patch, AddressTable, PATCH_LOAD};
+use crate::args::type_message;
+use crate::decode::validate_message;
+use crate::signature::Value;
+use crate::table::{engine_command_addresses, table_for_patch, AddressTable, Request, PATCH_LOAD};
 
 /// An engine command from a command file, with the time (in seconds from the start of the
 /// render) at which it takes effect.
@@ -165,8 +166,8 @@ fn engine_command(
     match validate_message(table, &message) {
         Ok(Request::Engine(command)) => Ok(command),
         Ok(_) => Err(format!(
-            "{address} is not an engine command; only /mod/…, /gate/…, /engine/gain, /test \
-             and /ramp may appear here"
+            "{address} is not an engine command; only {} may appear here",
+            engine_command_addresses()
         )),
         Err(fail) => Err(fail.reason),
     }

@@ -15,13 +15,13 @@ use std::time::{Duration, SystemTime};
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk};
 use chronus_protocol::reply::ParamInfo;
-use chronus_protocol::{reply, AddressTable, DebugRequest, PatchEdit, Request, When};
+use chronus_protocol::{reply, AddressTable, PatchEdit, Request, When};
 
 use crate::patch_editor::PatchEditor;
 use crate::transport::{Incoming, Replier, ReplyTo};
 
 use crate::metrics::{Metrics, MetricsReport};
-use crate::output::{DebugAction, Inbound, OutputShared};
+use crate::output::{Inbound, OutputShared};
 
 /// Requests the OSC thread hands to the supervisor loop (not time-critical).
 #[derive(Debug)]
@@ -199,15 +199,10 @@ impl OscServer {
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
                 }
-                Request::Debug(debug) => {
-                    let (slot, action) = match debug {
-                        DebugRequest::Crash { slot } => (slot, DebugAction::Crash),
-                        DebugRequest::Hang { slot } => (slot, DebugAction::Hang),
-                        DebugRequest::Slow { micros, slot } => (slot, DebugAction::Slow(micros)),
-                    };
-                    let item = Inbound::Debug {
+                Request::Fault { fault, slot } => {
+                    let item = Inbound::Fault {
+                        fault,
                         slot: slot.map(usize::from),
-                        action,
                     };
                     if self.shared.inbound.push(item).is_err() {
                         self.send(&reply::fail(&decoded.address, "server busy"), from);

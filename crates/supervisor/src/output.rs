@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::Instant;
 
-use chronus_engine::{Command, Control, PatchChunk, StampedCommand};
+use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
 use chronus_ipc::Slot;
 use crossbeam_queue::ArrayQueue;
 
@@ -29,17 +29,6 @@ use crate::transport::ReplyTo;
 const MAX_INBOUND_PER_BLOCK: usize = 512;
 /// Marker for "no block" in the per-slot missed-block field.
 pub const NO_BLOCK: u64 = u64::MAX;
-
-/// Fault-injection requests, carried to the output so they are stamped at the horizon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DebugAction {
-    /// Abort the worker.
-    Crash,
-    /// Stop the worker making progress.
-    Hang,
-    /// Slow every block by this many microseconds.
-    Slow(u32),
-}
 
 /// What the OSC side and the supervisor hand to the output clock.
 #[derive(Debug, Clone, Copy)]
@@ -72,12 +61,12 @@ pub enum Inbound {
     Replay(StampedCommand),
     /// A piece of a committed patch's text, for every worker, ahead of its switch command.
     PatchChunk(PatchChunk),
-    /// Fault injection for one worker (`None` = the active one).
-    Debug {
-        /// Target slot.
-        slot: Option<usize>,
+    /// Fault injection for one worker, stamped at the horizon.
+    Fault {
         /// What to inject.
-        action: DebugAction,
+        fault: Fault,
+        /// Target slot; `None` = the active one.
+        slot: Option<usize>,
     },
 }
 
@@ -411,14 +400,12 @@ impl OutputCore {
                         },
                     );
                 }
-                Inbound::Debug { slot, action } => {
+                Inbound::Fault { fault, slot } => {
                     let target = slot.unwrap_or_else(|| shared.active.load(Ordering::Relaxed));
-                    let at = self.horizon;
                     self.seq += 1;
-                    let control = match action {
-                        DebugAction::Crash => Control::DebugCrash { block: at },
-                        DebugAction::Hang => Control::DebugHang { block: at },
-                        DebugAction::Slow(micros) => Control::DebugSlow { block: at, micros },
+                    let control = Control::Fault {
+                        fault,
+                        block: self.horizon,
                     };
                     self.push_control(shared, target, control);
                 }
