@@ -1,4 +1,13 @@
-//! The address table: every OSC address Chronus answers, with its typed arguments.
+//! The vocabulary and the address table: every request a client can make, declared once,
+//! and every OSC address Chronus answers, with its typed arguments.
+//!
+//! A fixed address is one `Fixed` entry of `FIXED`: address, arguments, reply, docs,
+//! and the function that turns a checked message into its [`Request`] (an engine
+//! [`Command`] for the lockstep stream, or a question the server answers). Adding a query
+//! is a `Request` variant and an entry here, plus its handler in the server; adding an
+//! engine command is its `Command` variant (with its record encoding), an entry here, and
+//! its `apply` in the engine. Fault injection entries are ordinary entries, present only
+//! in a table built with `fault_injection`.
 //!
 //! One table, built from the patch's module instances, is the single source of truth for
 //! the server (what it accepts), `chronus send` (how it types command-line arguments), the
@@ -1421,6 +1430,24 @@ pub(crate) mod tests {
             table_for_patch(&bad, false).unwrap_err(),
             format!("unknown module type 'qqqqqqqqqqqqqqqqqq' for module '{id}'")
         );
+    }
+
+    #[test]
+    fn engine_command_addresses_are_the_tables_engine_commands() {
+        assert_eq!(
+            engine_command_addresses(),
+            "/mod/…, /gate/…, /engine/gain, /test and /ramp"
+        );
+        let t = AddressTable::new(&[], false);
+        for address in [ENGINE_GAIN, TEST, RAMP] {
+            assert!(t.lookup(address).unwrap().is_engine_command(), "{address}");
+        }
+        let engine: Vec<&str> = t
+            .entries()
+            .filter(|entry| entry.is_engine_command())
+            .map(|entry| entry.address.as_str())
+            .collect();
+        assert_eq!(engine, [ENGINE_GAIN, RAMP, TEST]);
     }
 
     #[test]

@@ -500,9 +500,14 @@ mod tests {
             err("1 /ramp \"/mod/sine/freq\"880 1").reason,
             "a quoted text must be followed by a space or the end of the line"
         );
-        assert!(err("1 /get /mod/sine/freq").reason.contains(
-            "not an engine command; only /mod/…, /gate/…, /engine/gain, /test and /ramp"
-        ));
+        // The list is the table's (`engine_command_addresses` is checked there).
+        assert_eq!(
+            err("1 /get /mod/sine/freq").reason,
+            format!(
+                "/get is not an engine command; only {} may appear here",
+                engine_command_addresses()
+            )
+        );
         assert!(err("1 /patch/commit")
             .reason
             .contains("not an engine command"));
