@@ -171,3 +171,35 @@ fn reference_docs_match_the_binary() {
         );
     }
 }
+
+#[test]
+fn readme_names_every_module_type_once() {
+    // The README's list of module types by category is prose, so it is checked here: a new
+    // module type fails this test until the README names it (and a removed one, until the
+    // README forgets it). It states no count, which could go stale.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = chronus().arg("modules").output().unwrap();
+    assert!(output.status.success());
+    let modules = String::from_utf8(output.stdout).unwrap();
+    let registered: Vec<&str> = modules
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `")?.strip_suffix('`'))
+        .collect();
+    assert!(registered.len() > 20, "{registered:?}");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let list = readme
+        .split("<!-- module types: begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- module types: end -->").next())
+        .expect("README has the module types list between its markers");
+    let mut named: Vec<&str> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    named.sort_unstable();
+    let mut expected = registered.clone();
+    expected.sort_unstable();
+    assert_eq!(named, expected, "README's module types list is out of date");
+}
