@@ -67,7 +67,7 @@ outputs() {
         -o "$out/replay-live-edit.wav" 2>/dev/null
     "$chronus" send --list >"$out/send-list.txt"
     "$chronus" modules >"$out/modules.txt"
-    for refused in "/mod/sine/freq 30000" "/mod/sinee/freq 440" "/gate/adsr 2" "/nope" \
+    for refused in "/mod/sine/freq 30000" "/gate/adsr 2" "/mod/adsr/sustain 1.5" \
         "/mod/sine/freq abc" "/ramp /mod/sine/freq 30000 1" "/sync x"; do
         # shellcheck disable=SC2086 # the words are the message
         "$chronus" send --osc 127.0.0.1:9 $refused >>"$out/send-refusals.txt" 2>&1 || true
