@@ -50,9 +50,14 @@ pub trait Module: Send {
     /// settle on them); the patch calls this when the module produced NaN or infinity.
     fn reset(&mut self);
 
-    /// Exact number of bytes [`Module::save_state`] writes; constant for an instance so
-    /// snapshot areas can be sized once when the patch is compiled.
-    fn state_len(&self) -> usize;
+    /// Exact number of bytes [`Module::save_state`] writes, counted by running it through
+    /// a [`StateWriter::counter`]; constant for an instance, so the patch counts once, when
+    /// it is compiled.
+    fn state_len(&self) -> usize {
+        let mut counter = StateWriter::counter();
+        self.save_state(&mut counter);
+        counter.position()
+    }
 
     /// Writes everything that affects future output (phases, filter memories, envelope
     /// stage and level, smoothers, parameter targets, gate) as exactly `state_len()` bytes.

@@ -4,6 +4,8 @@
 //! unit, range and default. The protocol crate builds the OSC address table from these,
 //! so the documented range and the enforced range can never drift apart.
 
+use std::ops::RangeInclusive;
+
 /// The unit a parameter is expressed in; shown to users in the address table and `/params`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -56,6 +58,59 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// A parameter with an empty doc; the unit constructors below are the short way to
+    /// write one in a module's `SPEC`, with [`ParamSpec::doc`] chained on.
+    pub const fn new(
+        name: &'static str,
+        unit: Unit,
+        range: RangeInclusive<f32>,
+        default: f32,
+    ) -> ParamSpec {
+        ParamSpec {
+            name,
+            unit,
+            min: *range.start(),
+            max: *range.end(),
+            default,
+            doc: "",
+        }
+    }
+
+    /// A frequency in hertz.
+    pub const fn hz(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Hertz, range, default)
+    }
+
+    /// A time in milliseconds.
+    pub const fn ms(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Milliseconds, range, default)
+    }
+
+    /// A linear factor (gain, level, mix).
+    pub const fn linear(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Linear, range, default)
+    }
+
+    /// A filter quality factor.
+    pub const fn q(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Q, range, default)
+    }
+
+    /// A level in decibels.
+    pub const fn db(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Decibels, range, default)
+    }
+
+    /// A plain number (a mode, a tempo, a count of beats).
+    pub const fn number(name: &'static str, range: RangeInclusive<f32>, default: f32) -> ParamSpec {
+        ParamSpec::new(name, Unit::Number, range, default)
+    }
+
+    /// The same parameter with its one line for users.
+    pub const fn doc(self, doc: &'static str) -> ParamSpec {
+        ParamSpec { doc, ..self }
+    }
+
     /// Clamps `value` into the documented range (the DSP's second line of defence;
     /// the OSC layer refuses out-of-range values before they get here). NaN maps to `default`.
     pub fn clamp(&self, value: f32) -> f32 {
@@ -100,6 +155,24 @@ pub struct ModuleSpec {
     pub params: &'static [ParamSpec],
     /// Whether the module reacts to `/gate/<module>`.
     pub has_gate: bool,
+}
+
+impl PortSpec {
+    /// An audio-rate port called `name`.
+    pub const fn audio(name: &'static str) -> PortSpec {
+        PortSpec {
+            name,
+            rate: Rate::Audio,
+        }
+    }
+
+    /// A control-rate port called `name` (envelopes, LFOs, cv).
+    pub const fn control(name: &'static str) -> PortSpec {
+        PortSpec {
+            name,
+            rate: Rate::Control,
+        }
+    }
 }
 
 impl ModuleSpec {

@@ -84,8 +84,17 @@ impl<'a> StateWriter<'a> {
         StateWriter { buf, pos: 0 }
     }
 
+    /// A writer with no buffer that only counts: running the same save code through it
+    /// gives the exact snapshot size, so no size is ever summed by hand.
+    pub fn counter() -> StateWriter<'static> {
+        StateWriter {
+            buf: &mut [],
+            pos: 0,
+        }
+    }
+
     /// Bytes written (or attempted) so far, so callers can check a module wrote exactly
-    /// its `state_len()`.
+    /// its `state_len()`; on a [`StateWriter::counter`], the size of what was saved.
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -148,6 +157,19 @@ impl<'a> StateWriter<'a> {
     /// Writes an f64 by its exact bit pattern (phases, filter memories).
     pub fn put_f64(&mut self, v: f64) {
         self.put_u64(v.to_bits());
+    }
+
+    /// Writes a buffer of samples, one f32 bit pattern each (delay lines, comb filters);
+    /// the same bytes as [`StateWriter::put_f32`] per sample, but counting a whole buffer
+    /// costs one addition.
+    pub fn put_f32s(&mut self, values: &[f32]) {
+        let start = self.pos;
+        self.pos = start.saturating_add(values.len().saturating_mul(4));
+        if let Some(dst) = self.buf.get_mut(start..self.pos) {
+            for (d, v) in dst.chunks_exact_mut(4).zip(values) {
+                d.copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
     }
 }
 
@@ -274,6 +296,28 @@ mod tests {
         assert_eq!(r.get_f32().map(f32::to_bits), Ok((-0.0f32).to_bits()));
         assert_eq!(r.get_f64().map(f64::to_bits), Ok(f64::NAN.to_bits()));
         assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn counter_counts_what_a_writer_writes() {
+        let save = |w: &mut StateWriter<'_>| {
+            w.put_u8(1);
+            w.put_f64(2.0);
+            w.put_f32s(&[1.0, -0.0, f32::NAN]);
+        };
+        let mut c = StateWriter::counter();
+        save(&mut c);
+        assert_eq!(c.position(), 1 + 8 + 12);
+        let mut buf = [0u8; 21];
+        let mut w = StateWriter::new(&mut buf);
+        save(&mut w);
+        assert_eq!(w.finish(), Ok(21));
+        let mut one_by_one = [0u8; 12];
+        let mut w = StateWriter::new(&mut one_by_one);
+        for v in [1.0, -0.0, f32::NAN] {
+            w.put_f32(v);
+        }
+        assert_eq!(buf[9..], one_by_one);
     }
 
     #[test]

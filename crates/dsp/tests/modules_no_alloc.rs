@@ -1,36 +1,17 @@
-//! The filter, dynamics, utility and effect module types must not allocate on the render
+//! Every registered module type must not allocate on the render
 //! thread: `process`, `set_param`, `set_gate`, `reset`, `save_state` and `load_state` are
 //! called there. A counting global allocator checks each type directly (outside a patch,
 //! so every port and parameter is exercised), after the one allocating call, `create`.
 
-use chronus_dsp::{create, StateReader, StateWriter};
+use chronus_dsp::{all_specs, create, StateReader, StateWriter, MAX_PORTS};
 
 #[global_allocator]
 static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
-/// The types checked here.
-const TYPES: &[&str] = &[
-    "ladder",
-    "reverb",
-    "svf",
-    "onepole",
-    "delay",
-    "limiter",
-    "pan",
-    "vca",
-    "crossfade",
-    "constant",
-    "scale",
-    "ringmod",
-    "ar",
-    "distortion",
-    "chorus",
-];
-
 #[test]
 fn render_thread_calls_do_not_allocate() {
     chronus_alloc_counter::counting(true);
-    for type_name in TYPES {
+    for type_name in all_specs().iter().map(|s| s.type_name) {
         let mut m = create(type_name, 48_000.0, 64, 1).expect("registered");
         let spec = m.spec();
         let input: Vec<f32> = (0..64)
@@ -48,11 +29,11 @@ fn render_thread_calls_do_not_allocate() {
             }
             m.set_gate(i % 10 < 5);
             let n = 1 + i % 64;
-            let mut outs: [&mut [f32]; 3] = Default::default();
+            let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
             for (slot, b) in outs.iter_mut().zip(bufs.iter_mut()) {
                 *slot = &mut b[..n];
             }
-            let ins_n: [&[f32]; 3] =
+            let ins_n: [&[f32]; MAX_PORTS] =
                 std::array::from_fn(|k| ins.get(k).map_or(&[][..], |s| &s[..n]));
             m.process(&ins_n[..spec.inputs.len()], &mut outs[..spec.outputs.len()]);
             if i % 25 == 0 {

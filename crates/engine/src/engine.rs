@@ -578,9 +578,9 @@ impl Engine {
 
     /// Exact size of a snapshot of this engine right now, in bytes.
     pub fn snapshot_len(&self) -> usize {
-        let mut counter = LenCounter::default();
+        let mut counter = StateWriter::counter();
         self.write_snapshot(&mut counter);
-        counter.len
+        counter.position()
     }
 
     /// Writes the engine state at the current block boundary into `buf` (at least
@@ -803,7 +803,8 @@ fn read_text(r: &mut StateReader<'_>) -> Result<String, SnapshotError> {
     String::from_utf8(read_bytes(r)?).map_err(|_| SnapshotError::Invalid("patch text"))
 }
 
-/// Where snapshot fields go: a real writer, or a counter that sizes the snapshot.
+/// The engine's snapshot fields, written through a [`StateWriter`] (or its
+/// [`StateWriter::counter`], which sizes the snapshot by running the same code).
 trait SnapshotSink {
     fn u64(&mut self, v: u64);
     fn f64(&mut self, v: f64);
@@ -835,32 +836,6 @@ impl SnapshotSink for StateWriter<'_> {
     }
     fn state(&mut self, p: &Patch) {
         p.save_state(self);
-    }
-}
-
-#[derive(Default)]
-struct LenCounter {
-    len: usize,
-}
-
-impl SnapshotSink for LenCounter {
-    fn u64(&mut self, _: u64) {
-        self.len += 8;
-    }
-    fn f64(&mut self, _: f64) {
-        self.len += 8;
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.len += 8 + b.len();
-    }
-    fn smoother(&mut self, _: &Smoother) {
-        self.len += Smoother::STATE_LEN;
-    }
-    fn master(&mut self, _: &Master) {
-        self.len += Master::STATE_LEN;
-    }
-    fn state(&mut self, p: &Patch) {
-        self.len += p.state_len();
     }
 }
 

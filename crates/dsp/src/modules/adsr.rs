@@ -31,7 +31,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `attack` parameter.
@@ -62,61 +62,17 @@ const RELEASE_FLOOR: f32 = 1e-20;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "adsr",
     doc: "ADSR envelope: shapes `in` by the envelope (out) and also outputs the envelope itself (env).",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
     outputs: &[
-        PortSpec {
-            name: "out",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "env",
-            rate: Rate::Control,
-        },
+        PortSpec::audio("out"),
+        PortSpec::control("env"),
     ],
     params: &[
-        ParamSpec {
-            name: "attack",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 10_000.0,
-            default: 10.0,
-            doc: "Time to rise from 0 to full level after the gate opens.",
-        },
-        ParamSpec {
-            name: "decay",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 10_000.0,
-            default: 100.0,
-            doc: "Time to fall from full level to the sustain level.",
-        },
-        ParamSpec {
-            name: "sustain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.7,
-            doc: "Level held while the gate stays open (glides over 10 ms when changed).",
-        },
-        ParamSpec {
-            name: "release",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 20_000.0,
-            default: 300.0,
-            doc: "Time to fall from the current level to 0 after the gate closes.",
-        },
-        ParamSpec {
-            name: "curve",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "Segment shape: 0 = straight lines; 1 = analog exponential (attack aims at 1.2 and stops at 1, decay and release aim 0.1 % past their target, so they arrive); in between bends progressively. Segment times hold at every setting.",
-        },
+        ParamSpec::ms("attack", 0.0..=10_000.0, 10.0).doc("Time to rise from 0 to full level after the gate opens."),
+        ParamSpec::ms("decay", 0.0..=10_000.0, 100.0).doc("Time to fall from full level to the sustain level."),
+        ParamSpec::linear("sustain", 0.0..=1.0, 0.7).doc("Level held while the gate stays open (glides over 10 ms when changed)."),
+        ParamSpec::ms("release", 0.0..=20_000.0, 300.0).doc("Time to fall from the current level to 0 after the gate closes."),
+        ParamSpec::number("curve", 0.0..=1.0, 0.0).doc("Segment shape: 0 = straight lines; 1 = analog exponential (attack aims at 1.2 and stops at 1, decay and release aim 0.1 % past their target, so they arrive); in between bends progressively. Segment times hold at every setting."),
     ],
     has_gate: true,
 };
@@ -179,9 +135,6 @@ struct ExpShape {
 }
 
 impl ExpShape {
-    /// Bytes written by [`ExpShape::save_state`].
-    const STATE_LEN: usize = 6 * 8;
-
     fn save_state(&self, w: &mut StateWriter<'_>) {
         for v in [
             self.attack_over,
@@ -541,10 +494,6 @@ impl Module for Adsr {
         self.exp_level = 0.0;
         self.release_aim = 0.0;
         self.release_k = 0.0;
-    }
-
-    fn state_len(&self) -> usize {
-        4 * 3 + Smoother::STATE_LEN + 1 + 4 + 4 + 1 + 4 + ExpShape::STATE_LEN + 8 * 3
     }
 
     /// The straight-line fields come first in their old order (so the stage byte keeps

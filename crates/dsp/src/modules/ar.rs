@@ -15,7 +15,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, load_tag, mode_index, sanitize};
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `attack` parameter.
@@ -36,53 +36,16 @@ pub const RELEASE_UNDERSHOOT: f64 = 1e-4;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "ar",
     doc: "Attack/release envelope (percussive or gate-held, linear or exponential): shapes `in` (out) and outputs itself (env).",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
     outputs: &[
-        PortSpec {
-            name: "out",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "env",
-            rate: Rate::Control,
-        },
+        PortSpec::audio("out"),
+        PortSpec::control("env"),
     ],
     params: &[
-        ParamSpec {
-            name: "attack",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 10_000.0,
-            default: 5.0,
-            doc: "Time to rise from 0 to full level after the gate opens.",
-        },
-        ParamSpec {
-            name: "release",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 20_000.0,
-            default: 300.0,
-            doc: "Time to fall from full level to 0.",
-        },
-        ParamSpec {
-            name: "shape",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "Segment shape: 0 linear, 1 exponential (analog-like, ends exactly).",
-        },
-        ParamSpec {
-            name: "hold",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "0 percussive (release right after the attack), 1 hold full level while the gate is open.",
-        },
+        ParamSpec::ms("attack", 0.0..=10_000.0, 5.0).doc("Time to rise from 0 to full level after the gate opens."),
+        ParamSpec::ms("release", 0.0..=20_000.0, 300.0).doc("Time to fall from full level to 0."),
+        ParamSpec::number("shape", 0.0..=1.0, 0.0).doc("Segment shape: 0 linear, 1 exponential (analog-like, ends exactly)."),
+        ParamSpec::number("hold", 0.0..=1.0, 0.0).doc("0 percussive (release right after the attack), 1 hold full level while the gate is open."),
     ],
     has_gate: true,
 };
@@ -303,10 +266,6 @@ impl Module for Ar {
         self.level = 0.0;
         self.release_step = 0.0;
         self.gate = false;
-    }
-
-    fn state_len(&self) -> usize {
-        4 * 4 + 1 + 8 + 8 + 1
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

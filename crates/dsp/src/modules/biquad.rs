@@ -13,7 +13,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `cutoff` parameter.
@@ -38,47 +38,13 @@ pub const MAX_CUTOFF_FRACTION: f64 = 0.49;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "biquad",
     doc: "Biquad filter (RBJ Audio EQ Cookbook): lowpass, highpass, bandpass, notch, peak, low shelf or high shelf.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "cutoff",
-            unit: Unit::Hertz,
-            min: 10.0,
-            max: 20_000.0,
-            default: 2_000.0,
-            doc: "Cutoff frequency (glides over 10 ms; held below 0.49 x sample rate).",
-        },
-        ParamSpec {
-            name: "q",
-            unit: Unit::Q,
-            min: 0.1,
-            max: 20.0,
-            default: 0.707,
-            doc: "Resonance: 0.707 is flat (Butterworth), higher values peak at the cutoff (for shelves: the slope).",
-        },
-        ParamSpec {
-            name: "mode",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 6.0,
-            default: 0.0,
-            doc: "Response (rounded): 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch, 4 peak, 5 low shelf, 6 high shelf; switches at once.",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Decibels,
-            min: -24.0,
-            max: 24.0,
-            default: 0.0,
-            doc: "Boost or cut of the peak and shelf modes (glides over 10 ms).",
-        },
+        ParamSpec::hz("cutoff", 10.0..=20_000.0, 2_000.0).doc("Cutoff frequency (glides over 10 ms; held below 0.49 x sample rate)."),
+        ParamSpec::q("q", 0.1..=20.0, 0.707).doc("Resonance: 0.707 is flat (Butterworth), higher values peak at the cutoff (for shelves: the slope)."),
+        ParamSpec::number("mode", 0.0..=6.0, 0.0).doc("Response (rounded): 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch, 4 peak, 5 low shelf, 6 high shelf; switches at once."),
+        ParamSpec::db("gain", -24.0..=24.0, 0.0).doc("Boost or cut of the peak and shelf modes (glides over 10 ms)."),
     ],
     has_gate: false,
 };
@@ -422,10 +388,6 @@ impl Module for Biquad {
         self.mem = Memories::default();
         self.gliding = false;
         self.countdown = 0;
-    }
-
-    fn state_len(&self) -> usize {
-        3 * Smoother::STATE_LEN + 1 + 5 * 8 + 4 * 8 + 1 + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

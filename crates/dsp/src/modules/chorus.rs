@@ -17,7 +17,7 @@ use crate::modules::common::{
     flush, hermite, input, load_buffer, load_index, sanitize, save_buffer,
 };
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `rate` parameter.
@@ -38,49 +38,16 @@ pub const VOICES: usize = 3;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "chorus",
     doc: "Three-voice chorus: LFO-modulated delays a third of a cycle apart; mono out plus a wide left/right pair.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
     outputs: &[
-        PortSpec {
-            name: "out",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
+        PortSpec::audio("out"),
+        PortSpec::audio("left"),
+        PortSpec::audio("right"),
     ],
     params: &[
-        ParamSpec {
-            name: "rate",
-            unit: Unit::Hertz,
-            min: 0.01,
-            max: 10.0,
-            default: 0.8,
-            doc: "LFO speed of the delay modulation.",
-        },
-        ParamSpec {
-            name: "depth",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 10.0,
-            default: 3.0,
-            doc: "How far each voice's delay swings either side of 15 ms; glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "mix",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms.",
-        },
+        ParamSpec::hz("rate", 0.01..=10.0, 0.8).doc("LFO speed of the delay modulation."),
+        ParamSpec::ms("depth", 0.0..=10.0, 3.0).doc("How far each voice's delay swings either side of 15 ms; glides over 10 ms."),
+        ParamSpec::linear("mix", 0.0..=1.0, 0.5).doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
     ],
     has_gate: false,
 };
@@ -216,10 +183,6 @@ impl Module for Chorus {
         self.phase = 0.0;
         self.buf.fill(0.0);
         self.pos = 0;
-    }
-
-    fn state_len(&self) -> usize {
-        4 + 2 * Smoother::STATE_LEN + 8 + 4 + 4 * self.buf.len()
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

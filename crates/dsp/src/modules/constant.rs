@@ -5,7 +5,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `value` parameter.
@@ -16,18 +16,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "constant",
     doc: "Constant: outputs `value` on every sample (a fixed CV or offset).",
     inputs: &[],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Control,
-    }],
-    params: &[ParamSpec {
-        name: "value",
-        unit: Unit::Number,
-        min: -1_000.0,
-        max: 1_000.0,
-        default: 0.0,
-        doc: "The value output (glides over 10 ms).",
-    }],
+    outputs: &[PortSpec::control("out")],
+    params: &[ParamSpec::number("value", -1_000.0..=1_000.0, 0.0)
+        .doc("The value output (glides over 10 ms).")],
     has_gate: false,
 };
 
@@ -83,10 +74,6 @@ impl Module for Constant {
 
     fn reset(&mut self) {
         self.value.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -12,7 +12,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, mode_index, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `mix` parameter.
@@ -24,37 +24,13 @@ pub const CURVE: usize = 1;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "crossfade",
     doc: "Crossfader from a (mix 0) to b (mix 1), equal-power or linear.",
-    inputs: &[
-        PortSpec {
-            name: "a",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "b",
-            rate: Rate::Audio,
-        },
-    ],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("a"), PortSpec::audio("b")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "mix",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Position: 0 all a, 1 all b; glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "curve",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "Law: 0 equal power (unrelated signals), 1 linear (versions of one signal).",
-        },
+        ParamSpec::linear("mix", 0.0..=1.0, 0.5)
+            .doc("Position: 0 all a, 1 all b; glides over 10 ms."),
+        ParamSpec::number("curve", 0.0..=1.0, 0.0)
+            .doc("Law: 0 equal power (unrelated signals), 1 linear (versions of one signal)."),
     ],
     has_gate: false,
 };
@@ -141,10 +117,6 @@ impl Module for Crossfade {
 
     fn reset(&mut self) {
         self.mix.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        Smoother::STATE_LEN + 4 + 1
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

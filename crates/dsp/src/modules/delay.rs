@@ -17,7 +17,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush, input, load_buffer, load_index, sanitize, save_buffer};
 use crate::smoother::{ramp_samples, Smoother};
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `time` parameter.
@@ -42,55 +42,14 @@ pub const MIN_DELAY_SAMPLES: f32 = 2.0;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "delay",
     doc: "Feedback delay up to 2 s, cubic-interpolated, gliding time changes, optional tempo sync (bpm x beats).",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "time",
-            unit: Unit::Milliseconds,
-            min: 0.0,
-            max: 2_000.0,
-            default: 250.0,
-            doc: "Delay time when bpm is 0 (at least 2 samples); changes glide over 100 ms.",
-        },
-        ParamSpec {
-            name: "feedback",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 0.95,
-            default: 0.3,
-            doc: "Share of the output fed back into the line (echo decay per trip); glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "mix",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "bpm",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 300.0,
-            default: 0.0,
-            doc: "Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to 2 s); 0 uses `time`.",
-        },
-        ParamSpec {
-            name: "beats",
-            unit: Unit::Number,
-            min: 0.0625,
-            max: 4.0,
-            default: 1.0,
-            doc: "Delay in beats when bpm is above 0 (0.25 = a sixteenth at 4/4, 0.75 = dotted eighth).",
-        },
+        ParamSpec::ms("time", 0.0..=2_000.0, 250.0).doc("Delay time when bpm is 0 (at least 2 samples); changes glide over 100 ms."),
+        ParamSpec::linear("feedback", 0.0..=0.95, 0.3).doc("Share of the output fed back into the line (echo decay per trip); glides over 10 ms."),
+        ParamSpec::linear("mix", 0.0..=1.0, 0.5).doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
+        ParamSpec::number("bpm", 0.0..=300.0, 0.0).doc("Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to 2 s); 0 uses `time`."),
+        ParamSpec::number("beats", 0.0625..=4.0, 1.0).doc("Delay in beats when bpm is above 0 (0.25 = a sixteenth at 4/4, 0.75 = dotted eighth)."),
     ],
     has_gate: false,
 };
@@ -240,10 +199,6 @@ impl Module for Delay {
         self.mix.settle();
         self.buf.fill(0.0);
         self.pos = 0;
-    }
-
-    fn state_len(&self) -> usize {
-        3 * 4 + 3 * Smoother::STATE_LEN + 4 + 4 * self.buf.len()
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

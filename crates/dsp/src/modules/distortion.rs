@@ -14,7 +14,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, mode_index, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `drive` parameter.
@@ -28,39 +28,15 @@ pub const MIX: usize = 2;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "distortion",
     doc: "Waveshaper: drive into tanh, hard clip or foldback, with dry/wet mix.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "drive",
-            unit: Unit::Linear,
-            min: 1.0,
-            max: 50.0,
-            default: 4.0,
-            doc: "Gain into the curve: 1 is gentle, 50 is brutal; glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "shape",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 2.0,
-            default: 0.0,
-            doc: "Curve: 0 tanh (smooth), 1 hard clip, 2 foldback (rounded to the nearest).",
-        },
-        ParamSpec {
-            name: "mix",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 1.0,
-            doc: "Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms.",
-        },
+        ParamSpec::linear("drive", 1.0..=50.0, 4.0)
+            .doc("Gain into the curve: 1 is gentle, 50 is brutal; glides over 10 ms."),
+        ParamSpec::number("shape", 0.0..=2.0, 0.0)
+            .doc("Curve: 0 tanh (smooth), 1 hard clip, 2 foldback (rounded to the nearest)."),
+        ParamSpec::linear("mix", 0.0..=1.0, 1.0)
+            .doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
     ],
     has_gate: false,
 };
@@ -170,10 +146,6 @@ impl Module for Distortion {
     fn reset(&mut self) {
         self.drive.settle();
         self.mix.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        2 * Smoother::STATE_LEN + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -5,7 +5,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `gain` parameter.
@@ -15,22 +15,11 @@ pub const GAIN: usize = 0;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "gain",
     doc: "Gain: scales its input, gliding on changes so volume moves never click.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
-    params: &[ParamSpec {
-        name: "gain",
-        unit: Unit::Linear,
-        min: 0.0,
-        max: 1.0,
-        default: 0.8,
-        doc: "Linear gain factor (glides over 10 ms).",
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
+    params: &[
+        ParamSpec::linear("gain", 0.0..=1.0, 0.8).doc("Linear gain factor (glides over 10 ms).")
+    ],
     has_gate: false,
 };
 
@@ -90,10 +79,6 @@ impl Module for Gain {
 
     fn reset(&mut self) {
         self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -30,7 +30,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush64, input, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `cutoff` parameter.
@@ -59,39 +59,12 @@ pub const MAX_CUTOFF_FRACTION: f64 = 0.49;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "ladder",
     doc: "4-pole Moog-style ladder lowpass (24 dB/oct, zero-delay feedback, soft saturation); self-oscillates from resonance ~0.98.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "cutoff",
-            unit: Unit::Hertz,
-            min: 10.0,
-            max: 20_000.0,
-            default: 1_000.0,
-            doc: "Cutoff frequency (glides over 10 ms; held below 0.49 x sample rate).",
-        },
-        ParamSpec {
-            name: "resonance",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.2,
-            default: 0.1,
-            doc: "Feedback: a peak at the cutoff that grows with it; self-oscillates (a sine at the cutoff) from ~0.98 up.",
-        },
-        ParamSpec {
-            name: "drive",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 4.0,
-            default: 1.0,
-            doc: "Input gain into the saturating feedback stage: above ~1 the filter overdrives; 0 mutes the input (self-oscillation keeps ringing).",
-        },
+        ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0).doc("Cutoff frequency (glides over 10 ms; held below 0.49 x sample rate)."),
+        ParamSpec::linear("resonance", 0.0..=1.2, 0.1).doc("Feedback: a peak at the cutoff that grows with it; self-oscillates (a sine at the cutoff) from ~0.98 up."),
+        ParamSpec::linear("drive", 0.0..=4.0, 1.0).doc("Input gain into the saturating feedback stage: above ~1 the filter overdrives; 0 mutes the input (self-oscillation keeps ringing)."),
     ],
     has_gate: false,
 };
@@ -117,9 +90,6 @@ struct Coefs {
     /// Contribution of `u` to each new memory.
     b: [f64; 4],
 }
-
-/// Number of f64 words in [`Coefs`], for `state_len`.
-const COEF_WORDS: usize = 4 + 1 + 16 + 4;
 
 /// One sample of the four trapezoidal one-pole stages with stage gain `g1`: new memories
 /// and `y4`. Only used to derive [`Coefs`].
@@ -403,10 +373,6 @@ impl Module for Ladder {
         self.countdown = 0;
         self.flush_countdown = FLUSH_INTERVAL;
         self.fb = 0.0;
-    }
-
-    fn state_len(&self) -> usize {
-        3 * Smoother::STATE_LEN + COEF_WORDS * 8 + 4 * 8 + 1 + 4 + 4 + 8
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

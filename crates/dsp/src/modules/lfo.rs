@@ -19,7 +19,7 @@
 use super::noise::SplitMix64;
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -36,43 +36,12 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "lfo",
     doc: "Low-frequency oscillator (sine, triangle, saw, square, sample-and-hold) for vibrato, tremolo and sweeps.",
     inputs: &[],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Control,
-    }],
+    outputs: &[PortSpec::control("out")],
     params: &[
-        ParamSpec {
-            name: "freq",
-            unit: Unit::Hertz,
-            min: 0.001,
-            max: 100.0,
-            default: 1.0,
-            doc: "Rate (glides over 10 ms).",
-        },
-        ParamSpec {
-            name: "depth",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 1.0,
-            doc: "Amplitude of the shape around the offset (glides over 10 ms).",
-        },
-        ParamSpec {
-            name: "shape",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 4.0,
-            default: 0.0,
-            doc: "Waveform, rounded: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold.",
-        },
-        ParamSpec {
-            name: "offset",
-            unit: Unit::Number,
-            min: -1.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "Constant added to the output (glides over 10 ms).",
-        },
+        ParamSpec::hz("freq", 0.001..=100.0, 1.0).doc("Rate (glides over 10 ms)."),
+        ParamSpec::linear("depth", 0.0..=1.0, 1.0).doc("Amplitude of the shape around the offset (glides over 10 ms)."),
+        ParamSpec::number("shape", 0.0..=4.0, 0.0).doc("Waveform, rounded: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold."),
+        ParamSpec::number("offset", -1.0..=1.0, 0.0).doc("Constant added to the output (glides over 10 ms)."),
     ],
     has_gate: false,
 };
@@ -208,10 +177,6 @@ impl Module for Lfo {
         self.freq.settle();
         self.depth.settle();
         self.offset.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 8 + 4 + 4 + 3 * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

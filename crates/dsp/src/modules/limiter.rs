@@ -19,7 +19,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, load_buffer, load_index, sanitize, save_buffer};
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `ceiling` parameter.
@@ -34,31 +34,11 @@ pub const LOOKAHEAD_MS: f64 = 1.0;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "limiter",
     doc: "Lookahead peak limiter (1 ms latency): the output never exceeds the ceiling, without clipping.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "ceiling",
-            unit: Unit::Decibels,
-            min: -24.0,
-            max: 0.0,
-            default: -0.3,
-            doc: "Highest output peak, dBFS; never exceeded.",
-        },
-        ParamSpec {
-            name: "release",
-            unit: Unit::Milliseconds,
-            min: 1.0,
-            max: 1_000.0,
-            default: 50.0,
-            doc: "Time constant of the gain's recovery after a peak.",
-        },
+        ParamSpec::db("ceiling", -24.0..=0.0, -0.3).doc("Highest output peak, dBFS; never exceeded."),
+        ParamSpec::ms("release", 1.0..=1_000.0, 50.0).doc("Time constant of the gain's recovery after a peak."),
     ],
     has_gate: false,
 };
@@ -252,17 +232,6 @@ impl Module for Limiter {
         self.held_left = 0;
         self.released = 1.0;
         self.sum = look as f64;
-    }
-
-    fn state_len(&self) -> usize {
-        4 + 4
-            + 4 * (self.delay.len() + self.needs.len() + self.window.len())
-            + 4
-            + 4
-            + 4
-            + 4
-            + 8
-            + 8
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

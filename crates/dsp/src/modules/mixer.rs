@@ -7,28 +7,15 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Number of inputs (and of level parameters) of a mixer.
 pub const INPUTS: usize = 8;
 
-const fn input(name: &'static str) -> PortSpec {
-    PortSpec {
-        name,
-        rate: Rate::Audio,
-    }
-}
-
 const fn level(name: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        unit: Unit::Linear,
-        min: 0.0,
-        max: 1.0,
-        default: 1.0,
-        doc: "Level of the input with the same number (glides over 10 ms).",
-    }
+    ParamSpec::linear(name, 0.0..=1.0, 1.0)
+        .doc("Level of the input with the same number (glides over 10 ms).")
 }
 
 /// Static description of the `mixer` type.
@@ -36,19 +23,16 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "mixer",
     doc: "Mixer: the sum of in1..in8, each scaled by its level; chain mixers for more inputs.",
     inputs: &[
-        input("in1"),
-        input("in2"),
-        input("in3"),
-        input("in4"),
-        input("in5"),
-        input("in6"),
-        input("in7"),
-        input("in8"),
+        PortSpec::audio("in1"),
+        PortSpec::audio("in2"),
+        PortSpec::audio("in3"),
+        PortSpec::audio("in4"),
+        PortSpec::audio("in5"),
+        PortSpec::audio("in6"),
+        PortSpec::audio("in7"),
+        PortSpec::audio("in8"),
     ],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    outputs: &[PortSpec::audio("out")],
     params: &[
         level("level1"),
         level("level2"),
@@ -121,10 +105,6 @@ impl Module for Mixer {
         for s in &mut self.levels {
             s.settle();
         }
-    }
-
-    fn state_len(&self) -> usize {
-        INPUTS * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -1,40 +1,13 @@
 //! The module types and their registry.
 //!
 //! Each type lives in its own file with its `SPEC`, its state struct and its tests.
-//! Adding a type: write `modules/<name>.rs`, then add one line to [`REGISTRY`]; the patch
-//! compiler, `all_specs` and the protocol's address table pick it up from there.
+//! Adding a type: write `modules/<name>.rs`, then add one line to the `module_types!`
+//! list below; the patch compiler, `all_specs`, the protocol's address table and every
+//! test that covers all types pick it up from there.
 
-pub mod adsr;
-pub mod ar;
 pub mod bandlimited;
-pub mod biquad;
-pub mod chorus;
 pub mod common;
-pub mod constant;
-pub mod crossfade;
-pub mod delay;
-pub mod distortion;
-pub mod gain;
-pub mod ladder;
-pub mod lfo;
-pub mod limiter;
-pub mod mixer;
-pub mod noise;
-pub mod onepole;
-pub mod output;
-pub mod pan;
-pub mod reverb;
-pub mod ringmod;
-pub mod sample_hold;
-pub mod saw;
-pub mod scale;
-pub mod sine;
-pub mod square;
-pub mod svf;
 pub mod table_oscillator;
-pub mod triangle;
-pub mod vca;
-pub mod wavetable;
 
 use crate::module::Module;
 use crate::spec::ModuleSpec;
@@ -48,152 +21,53 @@ pub struct Registration {
     pub create: fn(f32, usize, u64) -> Box<dyn Module>,
 }
 
-/// Every module type, in the order they are listed to users.
-pub static REGISTRY: &[Registration] = &[
-    Registration {
-        spec: &sine::SPEC,
-        create: |sr, _, _| Box::new(sine::Sine::new(sr)),
-    },
-    Registration {
-        spec: &adsr::SPEC,
-        create: |sr, _, _| Box::new(adsr::Adsr::new(sr)),
-    },
-    Registration {
-        spec: &biquad::SPEC,
-        create: |sr, _, _| Box::new(biquad::Biquad::new(sr)),
-    },
-    Registration {
-        spec: &gain::SPEC,
-        create: |sr, _, _| Box::new(gain::Gain::new(sr)),
-    },
-    Registration {
-        spec: &output::SPEC,
-        create: |_, _, _| Box::new(output::Output::new()),
-    },
-    Registration {
-        spec: &mixer::SPEC,
-        create: |sr, _, _| Box::new(mixer::Mixer::new(sr)),
-    },
-    Registration {
-        spec: &ladder::SPEC,
-        create: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
-    },
-    Registration {
-        spec: &saw::SPEC,
-        create: |sr, _, _| Box::new(saw::new(sr)),
-    },
-    Registration {
-        spec: &reverb::SPEC,
-        create: |sr, _, _| Box::new(reverb::Reverb::new(sr)),
-    },
-    Registration {
-        spec: &square::SPEC,
-        create: |sr, _, _| Box::new(square::Square::new(sr)),
-    },
-    Registration {
-        spec: &triangle::SPEC,
-        create: |sr, _, _| Box::new(triangle::new(sr)),
-    },
-    Registration {
-        spec: &wavetable::SPEC,
-        create: |sr, _, _| Box::new(wavetable::Wavetable::new(sr)),
-    },
-    Registration {
-        spec: &noise::SPEC,
-        create: |sr, _, seed| Box::new(noise::Noise::new(sr, seed)),
-    },
-    Registration {
-        spec: &lfo::SPEC,
-        create: |sr, _, seed| Box::new(lfo::Lfo::new(sr, seed)),
-    },
-    Registration {
-        spec: &sample_hold::SPEC,
-        create: |_, _, _| Box::new(sample_hold::SampleHold::new()),
-    },
-    Registration {
-        spec: &svf::SPEC,
-        create: |sr, _, _| Box::new(svf::Svf::new(sr)),
-    },
-    Registration {
-        spec: &onepole::SPEC,
-        create: |sr, _, _| Box::new(onepole::OnePole::new(sr)),
-    },
-    Registration {
-        spec: &delay::SPEC,
-        create: |sr, _, _| Box::new(delay::Delay::new(sr)),
-    },
-    Registration {
-        spec: &limiter::SPEC,
-        create: |sr, _, _| Box::new(limiter::Limiter::new(sr)),
-    },
-    Registration {
-        spec: &pan::SPEC,
-        create: |sr, _, _| Box::new(pan::Pan::new(sr)),
-    },
-    Registration {
-        spec: &vca::SPEC,
-        create: |sr, _, _| Box::new(vca::Vca::new(sr)),
-    },
-    Registration {
-        spec: &crossfade::SPEC,
-        create: |sr, _, _| Box::new(crossfade::Crossfade::new(sr)),
-    },
-    Registration {
-        spec: &constant::SPEC,
-        create: |sr, _, _| Box::new(constant::Constant::new(sr)),
-    },
-    Registration {
-        spec: &scale::SPEC,
-        create: |sr, _, _| Box::new(scale::Scale::new(sr)),
-    },
-    Registration {
-        spec: &ringmod::SPEC,
-        create: |_, _, _| Box::new(ringmod::RingMod::new()),
-    },
-    Registration {
-        spec: &ar::SPEC,
-        create: |sr, _, _| Box::new(ar::Ar::new(sr)),
-    },
-    Registration {
-        spec: &distortion::SPEC,
-        create: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
-    },
-    Registration {
-        spec: &chorus::SPEC,
-        create: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
-    },
-];
+/// Declares every module type once, from one line each (`file: constructor`): the `mod`
+/// line, its [`REGISTRY`] entry and its place in [`all_specs`] (which every "all types"
+/// test walks) all come from that line.
+macro_rules! module_types {
+    ($($module:ident: $create:expr,)*) => {
+        $(pub mod $module;)*
 
-static ALL_SPECS: &[&ModuleSpec] = &[
-    &sine::SPEC,
-    &adsr::SPEC,
-    &biquad::SPEC,
-    &gain::SPEC,
-    &output::SPEC,
-    &mixer::SPEC,
-    &ladder::SPEC,
-    &saw::SPEC,
-    &reverb::SPEC,
-    &square::SPEC,
-    &triangle::SPEC,
-    &wavetable::SPEC,
-    &noise::SPEC,
-    &lfo::SPEC,
-    &sample_hold::SPEC,
-    &svf::SPEC,
-    &onepole::SPEC,
-    &delay::SPEC,
-    &limiter::SPEC,
-    &pan::SPEC,
-    &vca::SPEC,
-    &crossfade::SPEC,
-    &constant::SPEC,
-    &scale::SPEC,
-    &ringmod::SPEC,
-    &ar::SPEC,
-    &distortion::SPEC,
-    &chorus::SPEC,
-];
+        /// Every module type, in the order they are listed to users.
+        pub static REGISTRY: &[Registration] = &[
+            $(Registration { spec: &$module::SPEC, create: $create },)*
+        ];
+
+        static ALL_SPECS: &[&ModuleSpec] = &[$(&$module::SPEC,)*];
+    };
+}
+
+// Every module type: `file: |sample_rate, max_block, seed| instance`, in user order.
+module_types! {
+    sine: |sr, _, _| Box::new(sine::Sine::new(sr)),
+    adsr: |sr, _, _| Box::new(adsr::Adsr::new(sr)),
+    biquad: |sr, _, _| Box::new(biquad::Biquad::new(sr)),
+    gain: |sr, _, _| Box::new(gain::Gain::new(sr)),
+    output: |_, _, _| Box::new(output::Output::new()),
+    mixer: |sr, _, _| Box::new(mixer::Mixer::new(sr)),
+    ladder: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
+    saw: |sr, _, _| Box::new(saw::new(sr)),
+    reverb: |sr, _, _| Box::new(reverb::Reverb::new(sr)),
+    square: |sr, _, _| Box::new(square::Square::new(sr)),
+    triangle: |sr, _, _| Box::new(triangle::new(sr)),
+    wavetable: |sr, _, _| Box::new(wavetable::Wavetable::new(sr)),
+    noise: |sr, _, seed| Box::new(noise::Noise::new(sr, seed)),
+    lfo: |sr, _, seed| Box::new(lfo::Lfo::new(sr, seed)),
+    sample_hold: |_, _, _| Box::new(sample_hold::SampleHold::new()),
+    svf: |sr, _, _| Box::new(svf::Svf::new(sr)),
+    onepole: |sr, _, _| Box::new(onepole::OnePole::new(sr)),
+    delay: |sr, _, _| Box::new(delay::Delay::new(sr)),
+    limiter: |sr, _, _| Box::new(limiter::Limiter::new(sr)),
+    pan: |sr, _, _| Box::new(pan::Pan::new(sr)),
+    vca: |sr, _, _| Box::new(vca::Vca::new(sr)),
+    crossfade: |sr, _, _| Box::new(crossfade::Crossfade::new(sr)),
+    constant: |sr, _, _| Box::new(constant::Constant::new(sr)),
+    scale: |sr, _, _| Box::new(scale::Scale::new(sr)),
+    ringmod: |_, _, _| Box::new(ringmod::RingMod::new()),
+    ar: |sr, _, _| Box::new(ar::Ar::new(sr)),
+    distortion: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
+    chorus: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
+}
 
 /// Every module type's spec, in registry order; what the protocol builds its address
 /// table and `/modules` reply from.

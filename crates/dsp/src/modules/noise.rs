@@ -16,7 +16,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `color` parameter.
@@ -29,27 +29,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "noise",
     doc: "Seeded noise: white (0), pink (1) or brown (2); for percussion, wind, and random modulation.",
     inputs: &[],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "color",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 2.0,
-            default: 0.0,
-            doc: "Noise colour, rounded: 0 white (flat), 1 pink (−3 dB/oct), 2 brown (−6 dB/oct).",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Output level (glides over 10 ms).",
-        },
+        ParamSpec::number("color", 0.0..=2.0, 0.0).doc("Noise colour, rounded: 0 white (flat), 1 pink (−3 dB/oct), 2 brown (−6 dB/oct)."),
+        ParamSpec::linear("gain", 0.0..=1.0, 0.5).doc("Output level (glides over 10 ms)."),
     ],
     has_gate: false,
 };
@@ -217,10 +200,6 @@ impl Module for Noise {
         self.pink = [0.0; 7];
         self.brown = 0.0;
         self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 7 * 4 + 4 + 4 + Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -11,7 +11,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush64, input, mode_index, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `mode` parameter.
@@ -26,31 +26,13 @@ pub const MAX_CUTOFF_FRACTION: f64 = 0.49;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "onepole",
     doc: "One-pole 6 dB/oct lowpass or highpass: smooths control signals, gentle tone shaping.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "mode",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "0 lowpass, 1 highpass (rounded to the nearest).",
-        },
-        ParamSpec {
-            name: "cutoff",
-            unit: Unit::Hertz,
-            min: 10.0,
-            max: 20_000.0,
-            default: 1_000.0,
-            doc: "-3 dB frequency; glides over 10 ms; held below 0.49 x sample rate.",
-        },
+        ParamSpec::number("mode", 0.0..=1.0, 0.0)
+            .doc("0 lowpass, 1 highpass (rounded to the nearest)."),
+        ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0)
+            .doc("-3 dB frequency; glides over 10 ms; held below 0.49 x sample rate."),
     ],
     has_gate: false,
 };
@@ -147,10 +129,6 @@ impl Module for OnePole {
         self.gain = stage_gain(self.sample_rate, f64::from(self.cutoff.target()));
         self.s = 0.0;
         self.gliding = false;
-    }
-
-    fn state_len(&self) -> usize {
-        1 + 4 + Smoother::STATE_LEN + 8 + 8 + 1
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -8,33 +8,15 @@
 //! channels: the patch (which knows connectivity) feeds `right` from `left`'s source.
 
 use crate::module::Module;
-use crate::spec::{ModuleSpec, PortSpec, Rate};
+use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Static description of the `output` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "output",
     doc: "Stereo output: what reaches it is what the server plays. Exactly one per patch.",
-    inputs: &[
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
-    ],
-    outputs: &[
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
-    ],
+    inputs: &[PortSpec::audio("left"), PortSpec::audio("right")],
+    outputs: &[PortSpec::audio("left"), PortSpec::audio("right")],
     params: &[],
     has_gate: false,
 };
@@ -70,10 +52,6 @@ impl Module for Output {
     }
 
     fn reset(&mut self) {}
-
-    fn state_len(&self) -> usize {
-        0
-    }
 
     fn save_state(&self, _w: &mut StateWriter<'_>) {}
 

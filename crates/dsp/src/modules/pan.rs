@@ -8,7 +8,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::input;
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `pan` parameter.
@@ -18,28 +18,10 @@ pub const PAN: usize = 0;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "pan",
     doc: "Equal-power panner: mono in, left and right out, constant loudness at every position.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
-    ],
-    params: &[ParamSpec {
-        name: "pan",
-        unit: Unit::Number,
-        min: -1.0,
-        max: 1.0,
-        default: 0.0,
-        doc: "Position: -1 left, 0 centre (-3 dB each side), 1 right; glides over 10 ms.",
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("left"), PortSpec::audio("right")],
+    params: &[ParamSpec::number("pan", -1.0..=1.0, 0.0)
+        .doc("Position: -1 left, 0 centre (-3 dB each side), 1 right; glides over 10 ms.")],
     has_gate: false,
 };
 
@@ -119,10 +101,6 @@ impl Module for Pan {
 
     fn reset(&mut self) {
         self.pan.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

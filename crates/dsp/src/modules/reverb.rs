@@ -21,7 +21,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush, input, load_buffer, load_index, sanitize, save_buffer};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `room` parameter.
@@ -58,62 +58,19 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "reverb",
     doc: "Freeverb-style stereo reverb: 8 damped combs and 4 allpasses per side, decorrelated left/right tails.",
     inputs: &[
-        PortSpec {
-            name: "in",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
+        PortSpec::audio("in"),
+        PortSpec::audio("left"),
+        PortSpec::audio("right"),
     ],
     outputs: &[
-        PortSpec {
-            name: "left",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "right",
-            rate: Rate::Audio,
-        },
+        PortSpec::audio("left"),
+        PortSpec::audio("right"),
     ],
     params: &[
-        ParamSpec {
-            name: "room",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Room size: comb feedback 0.7..0.98 (longer tail); glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "damp",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "High-frequency damping of the tail (0 bright, 1 dark); glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "width",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 1.0,
-            doc: "Stereo width of the wet signal (0 mono, 1 fully decorrelated); glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "mix",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.3,
-            doc: "Wet share, linear crossfade: dry x (1 - mix) + wet x mix; glides over 10 ms.",
-        },
+        ParamSpec::linear("room", 0.0..=1.0, 0.5).doc("Room size: comb feedback 0.7..0.98 (longer tail); glides over 10 ms."),
+        ParamSpec::linear("damp", 0.0..=1.0, 0.5).doc("High-frequency damping of the tail (0 bright, 1 dark); glides over 10 ms."),
+        ParamSpec::linear("width", 0.0..=1.0, 1.0).doc("Stereo width of the wet signal (0 mono, 1 fully decorrelated); glides over 10 ms."),
+        ParamSpec::linear("mix", 0.0..=1.0, 0.3).doc("Wet share, linear crossfade: dry x (1 - mix) + wet x mix; glides over 10 ms."),
     ],
     has_gate: false,
 };
@@ -287,12 +244,6 @@ impl Channel {
             a.buf.fill(0.0);
             a.idx = 0;
         }
-    }
-
-    fn state_len(&self) -> usize {
-        let combs: usize = self.combs.iter().map(|c| 4 + 4 + 4 * c.buf.len()).sum();
-        let aps: usize = self.allpasses.iter().map(|a| 4 + 4 * a.buf.len()).sum();
-        combs + aps
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {
@@ -515,10 +466,6 @@ impl Module for Reverb {
         self.mix.settle();
         self.left.clear();
         self.right.clear();
-    }
-
-    fn state_len(&self) -> usize {
-        4 * Smoother::STATE_LEN + self.left.state_len() + self.right.state_len()
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

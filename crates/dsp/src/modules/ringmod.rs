@@ -7,27 +7,15 @@
 
 use crate::module::Module;
 use crate::modules::common::{input, sanitize};
-use crate::spec::{ModuleSpec, PortSpec, Rate};
+use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Static description of the `ringmod` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "ringmod",
     doc: "Ring modulator: out = a x b (sum and difference frequencies).",
-    inputs: &[
-        PortSpec {
-            name: "a",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "b",
-            rate: Rate::Audio,
-        },
-    ],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("a"), PortSpec::audio("b")],
+    outputs: &[PortSpec::audio("out")],
     params: &[],
     has_gate: false,
 };
@@ -64,10 +52,6 @@ impl Module for RingMod {
     }
 
     fn reset(&mut self) {}
-
-    fn state_len(&self) -> usize {
-        0
-    }
 
     fn save_state(&self, _w: &mut StateWriter<'_>) {}
 

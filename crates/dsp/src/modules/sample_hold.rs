@@ -8,7 +8,7 @@
 //! and a denormal `in` is held as 0.
 
 use crate::module::Module;
-use crate::spec::{ModuleSpec, PortSpec, Rate};
+use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `in` input.
@@ -24,19 +24,10 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "sample_hold",
     doc: "Sample-and-hold: holds `in` from each rising crossing of `trig` through 0.5 until the next.",
     inputs: &[
-        PortSpec {
-            name: "in",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "trig",
-            rate: Rate::Control,
-        },
+        PortSpec::audio("in"),
+        PortSpec::control("trig"),
     ],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    outputs: &[PortSpec::audio("out")],
     params: &[],
     has_gate: false,
 };
@@ -91,10 +82,6 @@ impl Module for SampleHold {
 
     fn reset(&mut self) {
         *self = SampleHold::default();
-    }
-
-    fn state_len(&self) -> usize {
-        4 + 1
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -7,7 +7,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `scale` parameter.
@@ -19,31 +19,11 @@ pub const OFFSET: usize = 1;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "scale",
     doc: "Scale and offset: out = in x scale + offset (map an LFO onto a parameter range; also turns an audio signal into a control signal for audio-rate modulation).",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Control,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::control("out")],
     params: &[
-        ParamSpec {
-            name: "scale",
-            unit: Unit::Number,
-            min: -1_000.0,
-            max: 1_000.0,
-            default: 1.0,
-            doc: "Factor applied to the input (negative inverts); glides over 10 ms.",
-        },
-        ParamSpec {
-            name: "offset",
-            unit: Unit::Number,
-            min: -1_000.0,
-            max: 1_000.0,
-            default: 0.0,
-            doc: "Value added after scaling; glides over 10 ms.",
-        },
+        ParamSpec::number("scale", -1_000.0..=1_000.0, 1.0).doc("Factor applied to the input (negative inverts); glides over 10 ms."),
+        ParamSpec::number("offset", -1_000.0..=1_000.0, 0.0).doc("Value added after scaling; glides over 10 ms."),
     ],
     has_gate: false,
 };
@@ -110,10 +90,6 @@ impl Module for Scale {
     fn reset(&mut self) {
         self.scale.settle();
         self.offset.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        2 * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

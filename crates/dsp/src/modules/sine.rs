@@ -14,7 +14,7 @@
 
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -27,27 +27,11 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "sine",
     doc: "Sine oscillator: the plainest tone source, and a test signal.",
     inputs: &[],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "freq",
-            unit: Unit::Hertz,
-            min: 0.01,
-            max: 20_000.0,
-            default: 440.0,
-            doc: "Oscillator frequency (glides over 10 ms).",
-        },
-        ParamSpec {
-            name: "gain",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.5,
-            doc: "Output amplitude (glides over 10 ms).",
-        },
+        ParamSpec::hz("freq", 0.01..=20_000.0, 440.0)
+            .doc("Oscillator frequency (glides over 10 ms)."),
+        ParamSpec::linear("gain", 0.0..=1.0, 0.5).doc("Output amplitude (glides over 10 ms)."),
     ],
     has_gate: false,
 };
@@ -192,10 +176,6 @@ impl Module for Sine {
         self.phase = 0;
         self.freq.settle();
         self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 2 * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

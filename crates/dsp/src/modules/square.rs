@@ -17,7 +17,7 @@ use super::bandlimited::{
 use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, Unit};
+use crate::spec::{ModuleSpec, ParamSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -36,14 +36,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     params: &[
         FREQ_PARAM,
         GAIN_PARAM,
-        ParamSpec {
-            name: "width",
-            unit: Unit::Linear,
-            min: 0.01,
-            max: 0.99,
-            default: 0.5,
-            doc: "Pulse width: fraction of the cycle spent high (glides over 10 ms, so PWM is click-free).",
-        },
+        ParamSpec::linear("width", 0.01..=0.99, 0.5).doc("Pulse width: fraction of the cycle spent high (glides over 10 ms, so PWM is click-free)."),
     ],
     has_gate: false,
 };
@@ -152,10 +145,6 @@ impl Module for Square {
         self.freq.settle();
         self.gain.settle();
         self.width.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 3 * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -16,7 +16,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush64, input, load_tag, mode_index, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `mode` parameter.
@@ -34,39 +34,12 @@ pub const MAX_CUTOFF_FRACTION: f64 = 0.49;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "svf",
     doc: "State-variable filter (trapezoidal SVF): lowpass, highpass, bandpass or notch from one core; stable under fast sweeps.",
-    inputs: &[PortSpec {
-        name: "in",
-        rate: Rate::Audio,
-    }],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
+    inputs: &[PortSpec::audio("in")],
+    outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec {
-            name: "mode",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 3.0,
-            default: 0.0,
-            doc: "Response: 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch (rounded to the nearest).",
-        },
-        ParamSpec {
-            name: "cutoff",
-            unit: Unit::Hertz,
-            min: 10.0,
-            max: 20_000.0,
-            default: 1_000.0,
-            doc: "Cutoff (centre for bandpass and notch); glides over 10 ms; held below 0.49 x sample rate.",
-        },
-        ParamSpec {
-            name: "q",
-            unit: Unit::Q,
-            min: 0.1,
-            max: 20.0,
-            default: 0.707,
-            doc: "Resonance: 0.707 is flat (Butterworth); higher peaks (lowpass/highpass) or narrows (bandpass/notch).",
-        },
+        ParamSpec::number("mode", 0.0..=3.0, 0.0).doc("Response: 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch (rounded to the nearest)."),
+        ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0).doc("Cutoff (centre for bandpass and notch); glides over 10 ms; held below 0.49 x sample rate."),
+        ParamSpec::q("q", 0.1..=20.0, 0.707).doc("Resonance: 0.707 is flat (Butterworth); higher peaks (lowpass/highpass) or narrows (bandpass/notch)."),
     ],
     has_gate: false,
 };
@@ -265,10 +238,6 @@ impl Module for Svf {
         self.ic1 = 0.0;
         self.ic2 = 0.0;
         self.gliding = false;
-    }
-
-    fn state_len(&self) -> usize {
-        1 + 4 + 2 * Smoother::STATE_LEN + 4 * 8 + 2 * 8 + 1
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -7,7 +7,7 @@
 use super::bandlimited::{apply_gain, fm_freq, fm_is_silent, Shape, TableVoice};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -16,33 +16,15 @@ pub const FREQ: usize = 0;
 pub const GAIN: usize = 1;
 
 /// The ports every table oscillator has: linear FM in, the tone out.
-pub const FM_IN: &[PortSpec] = &[PortSpec {
-    name: "fm",
-    rate: Rate::Audio,
-}];
+pub const FM_IN: &[PortSpec] = &[PortSpec::audio("fm")];
 /// See [`FM_IN`].
-pub const TONE_OUT: &[PortSpec] = &[PortSpec {
-    name: "out",
-    rate: Rate::Audio,
-}];
+pub const TONE_OUT: &[PortSpec] = &[PortSpec::audio("out")];
 /// The `freq` parameter every table oscillator starts with (index [`FREQ`]).
-pub const FREQ_PARAM: ParamSpec = ParamSpec {
-    name: "freq",
-    unit: Unit::Hertz,
-    min: 0.01,
-    max: 20_000.0,
-    default: 440.0,
-    doc: "Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.",
-};
+pub const FREQ_PARAM: ParamSpec = ParamSpec::hz("freq", 0.01..=20_000.0, 440.0)
+    .doc("Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.");
 /// The `gain` parameter every table oscillator has second (index [`GAIN`]).
-pub const GAIN_PARAM: ParamSpec = ParamSpec {
-    name: "gain",
-    unit: Unit::Linear,
-    min: 0.0,
-    max: 1.0,
-    default: 0.5,
-    doc: "Peak output amplitude (glides over 10 ms).",
-};
+pub const GAIN_PARAM: ParamSpec =
+    ParamSpec::linear("gain", 0.0..=1.0, 0.5).doc("Peak output amplitude (glides over 10 ms).");
 
 /// An oscillator reading one band-limited table shape: phase and the two parameter
 /// smoothers (the table level follows from the frequency, so it needs no state).
@@ -126,10 +108,6 @@ impl Module for TableOscillator {
         self.voice.phase = 0;
         self.freq.settle();
         self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 2 * Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

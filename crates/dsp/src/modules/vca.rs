@@ -10,7 +10,7 @@
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, sanitize};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `gain` parameter.
@@ -20,28 +20,10 @@ pub const GAIN: usize = 0;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "vca",
     doc: "VCA: out = in x cv x gain; an envelope or LFO at cv sets the level of in.",
-    inputs: &[
-        PortSpec {
-            name: "in",
-            rate: Rate::Audio,
-        },
-        PortSpec {
-            name: "cv",
-            rate: Rate::Control,
-        },
-    ],
-    outputs: &[PortSpec {
-        name: "out",
-        rate: Rate::Audio,
-    }],
-    params: &[ParamSpec {
-        name: "gain",
-        unit: Unit::Linear,
-        min: 0.0,
-        max: 2.0,
-        default: 1.0,
-        doc: "Fixed factor on top of cv (glides over 10 ms).",
-    }],
+    inputs: &[PortSpec::audio("in"), PortSpec::control("cv")],
+    outputs: &[PortSpec::audio("out")],
+    params: &[ParamSpec::linear("gain", 0.0..=2.0, 1.0)
+        .doc("Fixed factor on top of cv (glides over 10 ms).")],
     has_gate: false,
 };
 
@@ -101,10 +83,6 @@ impl Module for Vca {
 
     fn reset(&mut self) {
         self.gain.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        Smoother::STATE_LEN
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

@@ -25,7 +25,7 @@ use super::bandlimited::{
 use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
-use crate::spec::{ModuleSpec, ParamSpec, Unit};
+use crate::spec::{ModuleSpec, ParamSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `freq` parameter.
@@ -49,22 +49,8 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     params: &[
         FREQ_PARAM,
         GAIN_PARAM,
-        ParamSpec {
-            name: "table",
-            unit: Unit::Number,
-            min: 0.0,
-            max: 5.0,
-            default: 1.0,
-            doc: "Table index, rounded: 0 sine, 1 saw, 2 square, 3 triangle, 4 organ, 5 formant.",
-        },
-        ParamSpec {
-            name: "morph",
-            unit: Unit::Linear,
-            min: 0.0,
-            max: 1.0,
-            default: 0.0,
-            doc: "Crossfade from `table` towards the next table (glides over 10 ms).",
-        },
+        ParamSpec::number("table", 0.0..=5.0, 1.0).doc("Table index, rounded: 0 sine, 1 saw, 2 square, 3 triangle, 4 organ, 5 formant."),
+        ParamSpec::linear("morph", 0.0..=1.0, 0.0).doc("Crossfade from `table` towards the next table (glides over 10 ms)."),
     ],
     has_gate: false,
 };
@@ -237,10 +223,6 @@ impl Module for Wavetable {
         self.freq.settle();
         self.gain.settle();
         self.position.settle();
-    }
-
-    fn state_len(&self) -> usize {
-        8 + 3 * Smoother::STATE_LEN + 4 + 4
     }
 
     fn save_state(&self, w: &mut StateWriter<'_>) {

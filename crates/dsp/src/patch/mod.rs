@@ -42,6 +42,8 @@ enum Source {
 struct Node {
     id: String,
     module: Box<dyn Module>,
+    /// `module.state_len()`, counted once at compile time (it is constant per instance).
+    state_len: usize,
     /// One source per input port.
     inputs: Vec<Source>,
     /// One `max_block`-long buffer per output port.
@@ -414,7 +416,8 @@ impl Patch {
                 .collect();
             fp.bytes(spec.type_name.as_bytes());
             fp.bytes(&[0xff]);
-            fp.u64(module.state_len() as u64);
+            let state_len = module.state_len();
+            fp.u64(state_len as u64);
             for s in &inputs[decl] {
                 match *s {
                     Some(Wire { src, port, .. }) => {
@@ -429,6 +432,7 @@ impl Patch {
                 outputs: vec![vec![0.0; max_block]; spec.outputs.len()],
                 inputs: srcs,
                 module,
+                state_len,
             });
         }
 
@@ -641,12 +645,7 @@ impl Patch {
     /// structural fingerprint, non-finite counter) plus every module's state. Constant for
     /// the patch, so the snapshot area can be sized at compile time.
     pub fn state_len(&self) -> usize {
-        HEADER_LEN
-            + self
-                .nodes
-                .iter()
-                .map(|n| n.module.state_len())
-                .sum::<usize>()
+        HEADER_LEN + self.nodes.iter().map(|n| n.state_len).sum::<usize>()
     }
 
     /// Writes a snapshot (modules in declaration order) into `w`; call between blocks.

@@ -9,7 +9,7 @@ impl Patch {
     /// Bytes of state of module `node`, or `None` for an unknown node.
     pub fn module_state_len(&self, node: u16) -> Option<usize> {
         let exec = *self.exec_of.get(usize::from(node))?;
-        Some(self.nodes.get(exec)?.module.state_len())
+        Some(self.nodes.get(exec)?.state_len)
     }
 
     /// Writes the state of module `node` (exactly [`module_state_len`](Self::module_state_len)
