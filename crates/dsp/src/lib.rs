@@ -31,6 +31,7 @@
 
 pub mod module;
 pub mod modules;
+pub mod params;
 pub mod patch;
 pub mod smoother;
 pub mod spec;
@@ -38,6 +39,7 @@ pub mod state;
 
 pub use module::{Module, MAX_PORTS};
 pub use modules::{all_specs, create, spec_for};
+pub use params::{Params, MAX_PARAMS};
 pub use patch::{Connection, ModuleDesc, Patch, PatchDesc, PatchError};
 pub use smoother::Smoother;
 pub use spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};

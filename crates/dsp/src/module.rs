@@ -2,8 +2,10 @@
 //!
 //! A patch only ever talks to modules through this trait, so adding a module type means
 //! writing one file in `modules/` and registering it; the patch, the engine and the
-//! protocol pick it up from its [`ModuleSpec`].
+//! protocol pick it up from its [`ModuleSpec`]. Parameter plumbing and snapshot sizing
+//! are provided here and by [`Params`], once for every type.
 
+use crate::params::Params;
 use crate::spec::ModuleSpec;
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -15,22 +17,31 @@ pub const MAX_PORTS: usize = 8;
 
 /// A DSP unit that renders blocks, holds its own state, and can snapshot it as bytes.
 ///
+/// A module type writes only what is its own: [`Module::process`], its [`Params`]
+/// (through `params` and `params_mut`), and, where it has them, a reaction to parameter
+/// changes, a gate, and signal state to clear, save and load. The rest of the interface
+/// the patch calls (`spec`, `set_param`, `param`, `reset`, `state_len`, `save_state`,
+/// `load_state`) is provided from those, the same for every type; do not override it.
+///
 /// Implementations must be deterministic (same calls, same bits), must not allocate,
 /// lock or panic in [`Module::process`], and keep all state in plain fields so that
 /// [`Module::save_state`] can capture it.
 pub trait Module: Send {
-    /// The static description of this module's type (ports, parameters), so callers can
-    /// validate indices and show ranges without knowing the concrete type.
-    fn spec(&self) -> &'static ModuleSpec;
+    /// The module's parameters: its type's spec and the current values.
+    fn params(&self) -> &Params;
 
-    /// Clamps `value` via `ParamSpec::clamp` and sets it as the target; smoothed
-    /// parameters glide there (no click). Out-of-range indices are ignored, because the
-    /// render thread must never panic on a command.
-    fn set_param(&mut self, index: usize, value: f32);
+    /// The parameters, for the provided methods that change them.
+    fn params_mut(&mut self) -> &mut Params;
 
-    /// Current target value of a parameter (what was last set, clamped), or 0.0 for an
-    /// out-of-range index; lets the protocol answer queries without tracking values itself.
-    fn param(&self, index: usize) -> f32;
+    /// Processes one (sub-)block. All input and output slices have the same length
+    /// `n` (1..=max_block); unconnected inputs are all-zero slices. Must not allocate,
+    /// lock or panic.
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]);
+
+    /// Parameter `index` has just taken a new value (clamped, in [`Module::params`]):
+    /// recompute what depends on it (coefficients, a glide of a derived value). Most
+    /// modules read their parameters per block and need nothing here.
+    fn param_changed(&mut self, _index: usize) {}
 
     /// Opens or closes the gate, for modules whose spec has `has_gate`; others ignore it.
     fn set_gate(&mut self, _on: bool) {}
@@ -41,14 +52,52 @@ pub trait Module: Send {
         false
     }
 
-    /// Processes one (sub-)block. All input and output slices have the same length
-    /// `n` (1..=max_block); unconnected inputs are all-zero slices. Must not allocate,
-    /// lock or panic.
-    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]);
+    /// Returns the signal state (phases, filter memories, buffers, envelope stage) to
+    /// the freshly created one; [`Module::reset`] calls it after settling the parameters,
+    /// so coefficients can be recomputed from their targets.
+    fn clear(&mut self) {}
+
+    /// Writes the signal state: everything but the parameters that affects future
+    /// output (the parameters are saved before it).
+    fn save_dsp(&self, _w: &mut StateWriter<'_>) {}
+
+    /// Reads what [`Module::save_dsp`] wrote; the parameters are loaded already, so
+    /// values derived from them can be recomputed.
+    ///
+    /// # Errors
+    /// [`StateError::Truncated`] for short input; [`StateError::InvalidValue`] for a
+    /// field no valid snapshot holds.
+    fn load_dsp(&mut self, _r: &mut StateReader<'_>) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    /// The static description of this module's type (ports, parameters), so callers can
+    /// validate indices and show ranges without knowing the concrete type.
+    fn spec(&self) -> &'static ModuleSpec {
+        self.params().spec()
+    }
+
+    /// Clamps `value` via `ParamSpec::clamp` and sets it as the target; smoothed
+    /// parameters glide there (no click). Out-of-range indices are ignored, because the
+    /// render thread must never panic on a command.
+    fn set_param(&mut self, index: usize, value: f32) {
+        if self.params_mut().set(index, value) {
+            self.param_changed(index);
+        }
+    }
+
+    /// Current target value of a parameter (what was last set, clamped), or 0.0 for an
+    /// out-of-range index; lets the protocol answer queries without tracking values itself.
+    fn param(&self, index: usize) -> f32 {
+        self.params().get(index)
+    }
 
     /// Returns to the freshly created state while keeping parameter targets (smoothers
     /// settle on them); the patch calls this when the module produced NaN or infinity.
-    fn reset(&mut self);
+    fn reset(&mut self) {
+        self.params_mut().settle();
+        self.clear();
+    }
 
     /// Exact number of bytes [`Module::save_state`] writes, counted by running it through
     /// a [`StateWriter::counter`]; constant for an instance, so the patch counts once, when
@@ -59,9 +108,13 @@ pub trait Module: Send {
         counter.position()
     }
 
-    /// Writes everything that affects future output (phases, filter memories, envelope
-    /// stage and level, smoothers, parameter targets, gate) as exactly `state_len()` bytes.
-    fn save_state(&self, w: &mut StateWriter<'_>);
+    /// Writes everything that affects future output (parameters with their glides, then
+    /// phases, filter memories, envelope stage and level, gate) as exactly `state_len()`
+    /// bytes.
+    fn save_state(&self, w: &mut StateWriter<'_>) {
+        self.params().save(w);
+        self.save_dsp(w);
+    }
 
     /// Restores what [`Module::save_state`] wrote, so a spare continues bit-identically.
     ///
@@ -69,7 +122,10 @@ pub trait Module: Send {
     /// [`StateError::Truncated`] for short input; [`StateError::InvalidValue`] for a
     /// field no valid snapshot holds. The module may be partly loaded after an error;
     /// callers reset it.
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError>;
+    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.params_mut().load(r)?;
+        self.load_dsp(r)
+    }
 }
 
 /// Sample rate modules actually use: the given one if it is finite and positive, else

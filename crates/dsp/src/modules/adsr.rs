@@ -29,8 +29,8 @@
 //! (sustaining at a settled level, or idle) a block is one multiply loop that the compiler
 //! vectorises, in both shapes; the moving stages go sample by sample.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -181,18 +181,13 @@ fn one_pole_k(samples: f32, over: f64) -> f64 {
 pub struct Adsr {
     /// Samples per millisecond.
     samples_per_ms: f32,
-    attack_ms: f32,
-    decay_ms: f32,
-    release_ms: f32,
-    sustain: Smoother,
+    params: Params,
     stage: Stage,
     level: f32,
     /// Per-sample decrement during a straight release, computed at gate-off from level
     /// and release time.
     release_step: f32,
     gate: bool,
-    /// The `curve` parameter; exactly 0 selects the straight-line code path.
-    curve: f32,
     /// Exponential segment shapes for the current times and curve.
     shape: ExpShape,
     /// The level as the exponential segments track it (f64, see the module doc);
@@ -211,15 +206,11 @@ impl Adsr {
         let sr = sane_sample_rate(sample_rate);
         let mut a = Adsr {
             samples_per_ms: sr / 1000.0,
-            attack_ms: SPEC.params[ATTACK].default,
-            decay_ms: SPEC.params[DECAY].default,
-            release_ms: SPEC.params[RELEASE].default,
-            sustain: Smoother::with_default_ramp(SPEC.params[SUSTAIN].default, sr),
+            params: Params::new(&SPEC, sr).instant(&[ATTACK, DECAY, RELEASE, CURVE]),
             stage: Stage::Idle,
             level: 0.0,
             release_step: 0.0,
             gate: false,
-            curve: SPEC.params[CURVE].default,
             shape: ExpShape {
                 attack_over: 0.0,
                 attack_k: 0.0,
@@ -254,21 +245,21 @@ impl Adsr {
     /// Recomputes the exponential shape affected by a change of parameter `index`
     /// (a time: its segment; the curve: all three). Runs on parameter changes only.
     fn update_shape_for(&mut self, index: usize) {
-        let curve = self.curve;
+        let curve = self.params.get(CURVE);
         if index == ATTACK || index == CURVE {
             self.shape.attack_over = overshoot(ATTACK_OVERSHOOT, curve);
             self.shape.attack_k =
-                one_pole_k(self.segment_samples(self.attack_ms), self.shape.attack_over);
+                one_pole_k(self.segment_samples(self.params.get(ATTACK)), self.shape.attack_over);
         }
         if index == DECAY || index == CURVE {
             self.shape.decay_over = overshoot(FALL_OVERSHOOT, curve);
             self.shape.decay_k =
-                one_pole_k(self.segment_samples(self.decay_ms), self.shape.decay_over);
+                one_pole_k(self.segment_samples(self.params.get(DECAY)), self.shape.decay_over);
         }
         if index == RELEASE || index == CURVE {
             self.shape.release_over = overshoot(FALL_OVERSHOOT, curve);
             self.shape.release_k = one_pole_k(
-                self.segment_samples(self.release_ms),
+                self.segment_samples(self.params.get(RELEASE)),
                 self.shape.release_over,
             );
         }
@@ -277,7 +268,7 @@ impl Adsr {
     /// Advances the straight-line envelope by one sample and returns the new level.
     #[inline]
     fn tick(&mut self, attack_step: f32, decay_samples: f32) -> f32 {
-        let sustain = self.sustain.next();
+        let sustain = self.params[SUSTAIN].next();
         match self.stage {
             Stage::Idle => {}
             Stage::Attack => {
@@ -318,7 +309,7 @@ impl Adsr {
     /// `attack_aim` is `1 + shape.attack_over`, hoisted out of the loop by the caller.
     #[inline]
     fn tick_exp(&mut self, attack_aim: f64, shape: &ExpShape) -> f32 {
-        let sustain = self.sustain.next();
+        let sustain = self.params[SUSTAIN].next();
         let x = self.exp_level;
         match self.stage {
             Stage::Idle => {}
@@ -389,36 +380,18 @@ impl Adsr {
 }
 
 impl Module for Adsr {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            ATTACK => self.attack_ms = v,
-            DECAY => self.decay_ms = v,
-            SUSTAIN => self.sustain.set_target(v),
-            RELEASE => self.release_ms = v,
-            CURVE => self.curve = v,
-            _ => {}
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// A new time or curve reshapes the exponential segments.
+    fn param_changed(&mut self, index: usize) {
         if index != SUSTAIN {
             self.update_shape_for(index);
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            ATTACK => self.attack_ms,
-            DECAY => self.decay_ms,
-            SUSTAIN => self.sustain.target(),
-            RELEASE => self.release_ms,
-            CURVE => self.curve,
-            _ => 0.0,
         }
     }
 
@@ -433,7 +406,7 @@ impl Module for Adsr {
             self.gate = false;
             if self.level > 0.0 {
                 self.stage = Stage::Release;
-                self.release_step = self.level / self.segment_samples(self.release_ms);
+                self.release_step = self.level / self.segment_samples(self.params.get(RELEASE));
                 self.release_aim = -self.shape.release_over * f64::from(self.level);
                 self.release_k = self.shape.release_k;
             } else {
@@ -457,8 +430,8 @@ impl Module for Adsr {
         // block gets the same level, so the block is one vectorised multiply. `tick`
         // and `tick_exp` would compute exactly this, sample by sample.
         let held = match self.stage {
-            Stage::Sustain if self.sustain.is_settled() => Some(self.sustain.current()),
-            Stage::Idle if self.sustain.is_settled() => Some(self.level),
+            Stage::Sustain if self.params[SUSTAIN].is_settled() => Some(self.params[SUSTAIN].current()),
+            Stage::Idle if self.params[SUSTAIN].is_settled() => Some(self.level),
             _ => None,
         };
         if let Some(level) = held {
@@ -470,9 +443,10 @@ impl Module for Adsr {
             env.iter_mut().take(n).for_each(|e| *e = level);
             return;
         }
-        if self.curve == 0.0 {
-            let attack_step = 1.0 / self.segment_samples(self.attack_ms);
-            let decay_samples = self.segment_samples(self.decay_ms);
+        // A curve of exactly 0 takes the straight-line path.
+        if self.params.get(CURVE) == 0.0 {
+            let attack_step = 1.0 / self.segment_samples(self.params.get(ATTACK));
+            let decay_samples = self.segment_samples(self.params.get(DECAY));
             Self::render_moving(input, out, env, || self.tick(attack_step, decay_samples));
         } else {
             // The straight path and the held fast path move only `level`: pick it up.
@@ -485,8 +459,7 @@ impl Module for Adsr {
         }
     }
 
-    fn reset(&mut self) {
-        self.sustain.settle();
+    fn clear(&mut self) {
         self.stage = Stage::Idle;
         self.level = 0.0;
         self.release_step = 0.0;
@@ -496,29 +469,20 @@ impl Module for Adsr {
         self.release_k = 0.0;
     }
 
-    /// The straight-line fields come first in their old order (so the stage byte keeps
-    /// its offset), then the curve, the exponential shapes and the f64 level.
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f32(self.attack_ms);
-        w.put_f32(self.decay_ms);
-        w.put_f32(self.release_ms);
-        self.sustain.save_state(w);
+    /// The straight-line fields come first (stage, level, gate), then the exponential
+    /// shapes and the f64 level.
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u8(self.stage.to_u8());
         w.put_f32(self.level);
         w.put_f32(self.release_step);
         w.put_bool(self.gate);
-        w.put_f32(self.curve);
         self.shape.save_state(w);
         w.put_f64(self.exp_level);
         w.put_f64(self.release_aim);
         w.put_f64(self.release_k);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.attack_ms = r.get_f32()?;
-        self.decay_ms = r.get_f32()?;
-        self.release_ms = r.get_f32()?;
-        self.sustain.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let offset = r.position();
         self.stage = Stage::from_u8(r.get_u8()?).ok_or(StateError::InvalidValue {
             what: "adsr stage",
@@ -527,7 +491,6 @@ impl Module for Adsr {
         self.level = r.get_f32()?;
         self.release_step = r.get_f32()?;
         self.gate = r.get_bool()?;
-        self.curve = r.get_f32()?;
         self.shape = ExpShape::load_state(r)?;
         self.exp_level = r.get_f64()?;
         self.release_aim = r.get_f64()?;
@@ -658,7 +621,9 @@ mod tests {
         let mut w = StateWriter::new(&mut buf);
         a.save_state(&mut w);
         assert_eq!(w.finish(), Ok(a.state_len()));
-        let stage_at = 12 + Smoother::STATE_LEN;
+        // After the parameters: attack and decay (f32 each), the sustain smoother,
+        // release and curve (f32 each).
+        let stage_at = 16 + crate::smoother::Smoother::STATE_LEN;
         buf[stage_at] = 9;
         let mut b = Adsr::new(SR);
         let err = b.load_state(&mut StateReader::new(&buf)).unwrap_err();

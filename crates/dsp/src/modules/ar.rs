@@ -13,6 +13,7 @@
 //! at half the release time), and neither segment leaves a denormal tail. Zero-length
 //! segments take one sample.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, load_tag, mode_index, sanitize};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
@@ -86,11 +87,8 @@ impl Stage {
 /// Envelope state: parameters, derived rates, stage, level and gate.
 #[derive(Debug, Clone)]
 pub struct Ar {
+    params: Params,
     samples_per_ms: f64,
-    attack_ms: f32,
-    release_ms: f32,
-    shape: f32,
-    hold: f32,
     /// Linear attack increment per sample.
     attack_step: f64,
     /// Exponential attack and release factors per sample.
@@ -106,13 +104,9 @@ pub struct Ar {
 impl Ar {
     /// An idle envelope with the default times, linear, percussive.
     pub fn new(sample_rate: f32) -> Self {
-        let p = SPEC.params;
         let mut a = Ar {
             samples_per_ms: f64::from(sane_sample_rate(sample_rate)) / 1000.0,
-            attack_ms: p[ATTACK].default,
-            release_ms: p[RELEASE].default,
-            shape: p[SHAPE].default,
-            hold: p[HOLD].default,
+            params: Params::new(&SPEC, sample_rate).instant(&[ATTACK, RELEASE, SHAPE, HOLD]),
             attack_step: 0.0,
             attack_coef: 0.0,
             release_coef: 0.0,
@@ -135,16 +129,16 @@ impl Ar {
     }
 
     fn exponential(&self) -> bool {
-        mode_index(self.shape) == 1
+        mode_index(self.params.get(SHAPE)) == 1
     }
 
     fn holds(&self) -> bool {
-        mode_index(self.hold) == 1
+        mode_index(self.params.get(HOLD)) == 1
     }
 
     fn update(&mut self) {
-        let a = self.segment_samples(self.attack_ms);
-        let r = self.segment_samples(self.release_ms);
+        let a = self.segment_samples(self.params.get(ATTACK));
+        let r = self.segment_samples(self.params.get(RELEASE));
         self.attack_step = 1.0 / a;
         self.attack_coef = (ATTACK_OVERSHOOT / (1.0 + ATTACK_OVERSHOOT)).powf(1.0 / a);
         self.release_coef = (RELEASE_UNDERSHOOT / (1.0 + RELEASE_UNDERSHOOT)).powf(1.0 / r);
@@ -152,7 +146,7 @@ impl Ar {
 
     fn start_release(&mut self) {
         self.stage = Stage::Release;
-        self.release_step = self.level / self.segment_samples(self.release_ms);
+        self.release_step = self.level / self.segment_samples(self.params.get(RELEASE));
     }
 
     #[inline]
@@ -193,37 +187,20 @@ impl Ar {
 }
 
 impl Module for Ar {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            ATTACK => self.attack_ms = v,
-            RELEASE => self.release_ms = v,
-            SHAPE => self.shape = v,
-            HOLD => self.hold = v,
-            _ => return,
-        }
-        self.update();
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            ATTACK => self.attack_ms,
-            RELEASE => self.release_ms,
-            SHAPE => self.shape,
-            HOLD => self.hold,
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     /// Gate on (re)starts the attack from the current level; gate off starts the release
     /// in `hold` mode (percussive mode ignores it).
+    fn param_changed(&mut self, _index: usize) {
+        self.update();
+    }
+
     fn set_gate(&mut self, on: bool) {
         if on {
             self.gate = true;
@@ -261,29 +238,21 @@ impl Module for Ar {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.stage = Stage::Idle;
         self.level = 0.0;
         self.release_step = 0.0;
         self.gate = false;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f32(self.attack_ms);
-        w.put_f32(self.release_ms);
-        w.put_f32(self.shape);
-        w.put_f32(self.hold);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u8(self.stage.to_u8());
         w.put_f64(self.level);
         w.put_f64(self.release_step);
         w.put_bool(self.gate);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.attack_ms = r.get_f32()?;
-        self.release_ms = r.get_f32()?;
-        self.shape = r.get_f32()?;
-        self.hold = r.get_f32()?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.update();
         self.stage = Stage::from_u8(load_tag(r, 4, "ar stage")?);
         self.level = r.get_f64()?;

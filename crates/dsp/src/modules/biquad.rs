@@ -11,8 +11,8 @@
 //! a block is one tight loop with everything in registers. The response shape is a
 //! [`FilterMode`], chosen by the `mode` parameter; a mode change takes effect at once.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -204,10 +204,7 @@ impl Coefficients {
 #[derive(Debug, Clone)]
 pub struct Biquad {
     sample_rate: f64,
-    mode: FilterMode,
-    cutoff: Smoother,
-    q: Smoother,
-    gain: Smoother,
+    params: Params,
     coefs: Coefficients,
     /// Memories: the last two inputs and the last two outputs.
     mem: Memories,
@@ -257,14 +254,10 @@ impl Biquad {
         let sr = sane_sample_rate(sample_rate);
         let cutoff = SPEC.params[CUTOFF].default;
         let q = SPEC.params[Q].default;
-        let mode = FilterMode::Lowpass;
         Biquad {
             sample_rate: f64::from(sr),
-            mode,
-            cutoff: Smoother::with_default_ramp(cutoff, sr),
-            q: Smoother::with_default_ramp(q, sr),
-            gain: Smoother::with_default_ramp(0.0, sr),
-            coefs: Coefficients::rbj(mode, f64::from(sr), f64::from(cutoff), f64::from(q), 0.0),
+            params: Params::new(&SPEC, sr).instant(&[MODE]),
+            coefs: Coefficients::rbj(FilterMode::Lowpass, f64::from(sr), f64::from(cutoff), f64::from(q), 0.0),
             mem: Memories::default(),
             gliding: false,
             countdown: 0,
@@ -276,9 +269,14 @@ impl Biquad {
         self.coefs
     }
 
+    /// The response shape chosen by the `mode` parameter.
+    pub fn mode(&self) -> FilterMode {
+        FilterMode::from_param(self.params[MODE].target())
+    }
+
     fn recompute(&mut self, cutoff: f32, q: f32, gain_db: f32) {
         self.coefs = Coefficients::rbj(
-            self.mode,
+            self.mode(),
             self.sample_rate,
             f64::from(cutoff),
             f64::from(q),
@@ -292,34 +290,22 @@ impl Biquad {
 const DENORMAL_FLOOR: f64 = 1e-20;
 
 impl Module for Biquad {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            CUTOFF => self.cutoff.set_target(v),
-            Q => self.q.set_target(v),
-            MODE => self.mode = FilterMode::from_param(v),
-            GAIN => self.gain.set_target(v),
-            _ => return,
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Even an instant change (no glide) needs one coefficient update. A mode reads back
+    /// as the whole number of the response in use.
+    fn param_changed(&mut self, index: usize) {
+        if index == MODE {
+            let mode = self.mode();
+            self.params[MODE].set_immediate(f32::from(mode as u8));
         }
-        // Even an instant change (no glide) needs one coefficient update.
         self.gliding = true;
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            CUTOFF => self.cutoff.target(),
-            Q => self.q.target(),
-            MODE => self.mode as u8 as f32,
-            GAIN => self.gain.target(),
-            _ => 0.0,
-        }
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -359,12 +345,12 @@ impl Module for Biquad {
         } else {
             for (o, &x) in out.iter_mut().zip(input) {
                 if self.gliding {
-                    let c = self.cutoff.next();
-                    let q = self.q.next();
-                    let g = self.gain.next();
+                    let c = self.params[CUTOFF].next();
+                    let q = self.params[Q].next();
+                    let g = self.params[GAIN].next();
                     if self.countdown == 0 {
                         self.recompute(c, q, g);
-                        if self.cutoff.is_settled() && self.q.is_settled() && self.gain.is_settled()
+                        if self.params[CUTOFF].is_settled() && self.params[Q].is_settled() && self.params[GAIN].is_settled()
                         {
                             // This update used the final values: rest until the next change.
                             self.gliding = false;
@@ -380,21 +366,14 @@ impl Module for Biquad {
         self.mem = mem;
     }
 
-    fn reset(&mut self) {
-        self.cutoff.settle();
-        self.q.settle();
-        self.gain.settle();
-        self.recompute(self.cutoff.target(), self.q.target(), self.gain.target());
+    fn clear(&mut self) {
+        self.recompute(self.params[CUTOFF].target(), self.params[Q].target(), self.params[GAIN].target());
         self.mem = Memories::default();
         self.gliding = false;
         self.countdown = 0;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.cutoff.save_state(w);
-        self.q.save_state(w);
-        self.gain.save_state(w);
-        w.put_u8(self.mode as u8);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         let c = &self.coefs;
         let m = &self.mem;
         for v in [c.b0, c.b1, c.b2, c.a1, c.a2, m.x1, m.x2, m.y1, m.y2] {
@@ -404,11 +383,7 @@ impl Module for Biquad {
         w.put_u32(self.countdown);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.cutoff.load_state(r)?;
-        self.q.load_state(r)?;
-        self.gain.load_state(r)?;
-        self.mode = FilterMode::from_param(f32::from(r.get_u8()?));
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.coefs = Coefficients {
             b0: r.get_f64()?,
             b1: r.get_f64()?,

@@ -12,11 +12,11 @@
 //! with the LFO phase. Depth and mix glide over 10 ms; a rate change keeps the phase
 //! (no jump). No feedback, so nothing recirculates.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{
     flush, hermite, input, load_buffer, load_index, sanitize, save_buffer,
 };
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -57,9 +57,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 pub struct Chorus {
     samples_per_ms: f32,
     sample_rate: f64,
-    rate: f32,
-    depth: Smoother,
-    mix: Smoother,
+    params: Params,
     /// LFO phase in cycles, 0..1.
     phase: f64,
     buf: Vec<f32>,
@@ -70,14 +68,11 @@ impl Chorus {
     /// A chorus at the default settings with a silent line; allocates the line.
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        let p = SPEC.params;
         let len = (f64::from(BASE_MS + MAX_DEPTH_MS) * f64::from(sr) / 1000.0).ceil() as usize + 4;
         Chorus {
             samples_per_ms: sr / 1000.0,
             sample_rate: f64::from(sr),
-            rate: p[RATE].default,
-            depth: Smoother::with_default_ramp(p[DEPTH].default, sr),
-            mix: Smoother::with_default_ramp(p[MIX].default, sr),
+            params: Params::new(&SPEC, sr).instant(&[RATE]),
             phase: 0.0,
             buf: vec![0.0; len],
             pos: 0,
@@ -105,30 +100,12 @@ impl Chorus {
 }
 
 impl Module for Chorus {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            RATE => self.rate = v,
-            DEPTH => self.depth.set_target(v),
-            MIX => self.mix.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            RATE => self.rate,
-            DEPTH => self.depth.target(),
-            MIX => self.mix.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -141,12 +118,12 @@ impl Module for Chorus {
             [l] => (l, &mut []),
             [] => (&mut [], &mut []),
         };
-        let inc = f64::from(self.rate) / self.sample_rate;
+        let inc = f64::from(self.params[RATE].target()) / self.sample_rate;
         let len = self.buf.len();
         for (i, &x) in x.iter().enumerate().take(out.len()) {
             let x = sanitize(x);
-            let depth = self.depth.next() * self.samples_per_ms;
-            let mix = self.mix.next();
+            let depth = self.params[DEPTH].next() * self.samples_per_ms;
+            let mix = self.params[MIX].next();
             let base = BASE_MS * self.samples_per_ms;
             let mut v = [0.0f32; VOICES];
             for (k, v) in v.iter_mut().enumerate() {
@@ -177,27 +154,19 @@ impl Module for Chorus {
         }
     }
 
-    fn reset(&mut self) {
-        self.depth.settle();
-        self.mix.settle();
+    fn clear(&mut self) {
         self.phase = 0.0;
         self.buf.fill(0.0);
         self.pos = 0;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f32(self.rate);
-        self.depth.save_state(w);
-        self.mix.save_state(w);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_f64(self.phase);
         w.put_u32(self.pos as u32);
         save_buffer(w, &self.buf);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.rate = r.get_f32()?;
-        self.depth.load_state(r)?;
-        self.mix.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let offset = r.position();
         self.phase = r.get_f64()?;
         if !(0.0..1.0).contains(&self.phase) {

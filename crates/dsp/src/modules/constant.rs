@@ -3,10 +3,9 @@
 //! Handy as a CV source (a fixed level into a `vca`, an offset for a frequency input) or
 //! to bias a signal. Changes glide over 10 ms, so turning it by hand never clicks.
 
-use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use crate::params::Params;
+use crate::module::Module;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `value` parameter.
 pub const VALUE: usize = 0;
@@ -25,63 +24,38 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Constant state: the smoothed value.
 #[derive(Debug, Clone)]
 pub struct Constant {
-    value: Smoother,
+    params: Params,
 }
 
 impl Constant {
     /// A constant 0.
     pub fn new(sample_rate: f32) -> Self {
         Constant {
-            value: Smoother::with_default_ramp(
-                SPEC.params[VALUE].default,
-                sane_sample_rate(sample_rate),
-            ),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Constant {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        if let (VALUE, Some(p)) = (index, SPEC.params.get(index)) {
-            self.value.set_target(p.clamp(value));
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        if index == VALUE {
-            self.value.target()
-        } else {
-            0.0
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let Some(out) = outputs.get_mut(0) else {
             return;
         };
-        if self.value.is_settled() {
-            out.fill(self.value.current());
+        if self.params[VALUE].is_settled() {
+            out.fill(self.params[VALUE].current());
         } else {
             for o in out.iter_mut() {
-                *o = self.value.next();
+                *o = self.params[VALUE].next();
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.value.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.value.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.value.load_state(r)
     }
 }
 

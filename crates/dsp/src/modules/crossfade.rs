@@ -9,11 +9,10 @@
 //!
 //! `mix` glides over 10 ms; a `curve` change switches at once.
 
-use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
+use crate::module::Module;
 use crate::modules::common::{input, mode_index, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `mix` parameter.
 pub const MIX: usize = 0;
@@ -49,51 +48,25 @@ pub fn gains(mix: f32, linear: bool) -> (f32, f32) {
 /// Crossfader state: the smoothed position and the law.
 #[derive(Debug, Clone)]
 pub struct Crossfade {
-    mix: Smoother,
-    curve: f32,
-    linear: bool,
+    params: Params,
 }
 
 impl Crossfade {
     /// A crossfader in the middle, equal-power.
     pub fn new(sample_rate: f32) -> Self {
         Crossfade {
-            mix: Smoother::with_default_ramp(
-                SPEC.params[MIX].default,
-                sane_sample_rate(sample_rate),
-            ),
-            curve: SPEC.params[CURVE].default,
-            linear: false,
+            params: Params::new(&SPEC, sample_rate).instant(&[CURVE]),
         }
     }
 }
 
 impl Module for Crossfade {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            MIX => self.mix.set_target(v),
-            CURVE => {
-                self.curve = v;
-                self.linear = mode_index(v) == 1;
-            }
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            MIX => self.mix.target(),
-            CURVE => self.curve,
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -101,36 +74,20 @@ impl Module for Crossfade {
             return;
         };
         let (a, b) = (input(inputs, 0), input(inputs, 1));
-        let linear = self.linear;
-        if self.mix.is_settled() {
-            let (ga, gb) = gains(self.mix.current(), linear);
+        let linear = mode_index(self.params[CURVE].target()) == 1;
+        if self.params[MIX].is_settled() {
+            let (ga, gb) = gains(self.params[MIX].current(), linear);
             for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
                 *o = sanitize(a) * ga + sanitize(b) * gb;
             }
         } else {
             for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                let (ga, gb) = gains(self.mix.next(), linear);
+                let (ga, gb) = gains(self.params[MIX].next(), linear);
                 *o = sanitize(a) * ga + sanitize(b) * gb;
             }
         }
     }
 
-    fn reset(&mut self) {
-        self.mix.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.mix.save_state(w);
-        w.put_f32(self.curve);
-        w.put_bool(self.linear);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.mix.load_state(r)?;
-        self.curve = r.get_f32()?;
-        self.linear = r.get_bool()?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! hold denormals or overflow. `mix` crossfades linearly: `dry * (1 - mix) + wet * mix`.
 //! A patch may only feed back through a module like this one (the graph itself is acyclic).
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush, input, load_buffer, load_index, sanitize, save_buffer};
 use crate::smoother::{ramp_samples, Smoother};
@@ -58,13 +59,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 #[derive(Debug, Clone)]
 pub struct Delay {
     sample_rate: f32,
-    time_ms: f32,
-    bpm: f32,
-    beats: f32,
     /// Delay in samples (fractional), gliding.
     delay: Smoother,
-    feedback: Smoother,
-    mix: Smoother,
+    params: Params,
     buf: Vec<f32>,
     /// Where the next sample is written.
     pos: usize,
@@ -74,17 +71,12 @@ impl Delay {
     /// A delay at the default settings with a silent 2 s line; allocates the line.
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        let p = SPEC.params;
         // Longest read reaches 2 samples past the delay (cubic taps) plus one spare.
         let len = (MAX_SECONDS * f64::from(sr)).ceil() as usize + 4;
         let mut d = Delay {
             sample_rate: sr,
-            time_ms: p[TIME].default,
-            bpm: p[BPM].default,
-            beats: p[BEATS].default,
             delay: Smoother::new(0.0, ramp_samples(sr, TIME_RAMP_MS)),
-            feedback: Smoother::with_default_ramp(p[FEEDBACK].default, sr),
-            mix: Smoother::with_default_ramp(p[MIX].default, sr),
+            params: Params::new(&SPEC, sr).instant(&[TIME, BPM, BEATS]),
             buf: vec![0.0; len],
             pos: 0,
         };
@@ -99,10 +91,11 @@ impl Delay {
 
     /// The delay in samples the parameters ask for (tempo sync or ms), held in range.
     fn target_delay(&self) -> f32 {
-        let ms = if self.bpm > 0.0 {
-            self.beats * 60_000.0 / self.bpm
+        let (bpm, beats) = (self.params.get(BPM), self.params.get(BEATS));
+        let ms = if bpm > 0.0 {
+            beats * 60_000.0 / bpm
         } else {
-            self.time_ms
+            self.params.get(TIME)
         };
         (ms * self.sample_rate / 1000.0).clamp(MIN_DELAY_SAMPLES, self.max_delay())
     }
@@ -138,35 +131,19 @@ impl Delay {
 }
 
 impl Module for Delay {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            TIME => self.time_ms = v,
-            FEEDBACK => return self.feedback.set_target(v),
-            MIX => return self.mix.set_target(v),
-            BPM => self.bpm = v,
-            BEATS => self.beats = v,
-            _ => return,
-        }
-        let target = self.target_delay();
-        self.delay.set_target(target);
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            TIME => self.time_ms,
-            FEEDBACK => self.feedback.target(),
-            MIX => self.mix.target(),
-            BPM => self.bpm,
-            BEATS => self.beats,
-            _ => 0.0,
+    /// A new time or tempo glides the delay there (tape-style).
+    fn param_changed(&mut self, index: usize) {
+        if matches!(index, TIME | BPM | BEATS) {
+            let target = self.target_delay();
+            self.delay.set_target(target);
         }
     }
 
@@ -178,8 +155,8 @@ impl Module for Delay {
         let len = self.buf.len();
         for (o, &x) in out.iter_mut().zip(x) {
             let d = self.delay.next();
-            let fb = self.feedback.next();
-            let mix = self.mix.next();
+            let fb = self.params[FEEDBACK].next();
+            let mix = self.params[MIX].next();
             let x = sanitize(x);
             let wet = self.read(d);
             if let Some(slot) = self.buf.get_mut(self.pos) {
@@ -193,32 +170,20 @@ impl Module for Delay {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.delay.settle();
-        self.feedback.settle();
-        self.mix.settle();
         self.buf.fill(0.0);
         self.pos = 0;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f32(self.time_ms);
-        w.put_f32(self.bpm);
-        w.put_f32(self.beats);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         self.delay.save_state(w);
-        self.feedback.save_state(w);
-        self.mix.save_state(w);
         w.put_u32(self.pos as u32);
         save_buffer(w, &self.buf);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.time_ms = r.get_f32()?;
-        self.bpm = r.get_f32()?;
-        self.beats = r.get_f32()?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.delay.load_state(r)?;
-        self.feedback.load_state(r)?;
-        self.mix.load_state(r)?;
         self.pos = load_index(r, self.buf.len(), "delay write position")?;
         load_buffer(r, &mut self.buf)
     }

@@ -11,11 +11,10 @@
 //! at once. Not oversampled: at high drive the harmonics above Nyquist alias, which is
 //! part of the character at these settings; put a lowpass after it to tame it.
 
-use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
+use crate::module::Module;
 use crate::modules::common::{input, mode_index, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `drive` parameter.
 pub const DRIVE: usize = 0;
@@ -80,87 +79,40 @@ impl Shape {
 /// Distortion state: smoothed drive and mix, and the curve.
 #[derive(Debug, Clone)]
 pub struct Distortion {
-    drive: Smoother,
-    mix: Smoother,
-    shape_param: f32,
-    shape: Shape,
+    params: Params,
 }
 
 impl Distortion {
     /// A distortion at the default drive, tanh, fully wet.
     pub fn new(sample_rate: f32) -> Self {
-        let sr = sane_sample_rate(sample_rate);
-        let p = SPEC.params;
         Distortion {
-            drive: Smoother::with_default_ramp(p[DRIVE].default, sr),
-            mix: Smoother::with_default_ramp(p[MIX].default, sr),
-            shape_param: p[SHAPE].default,
-            shape: Shape::from_index(mode_index(p[SHAPE].default)),
+            params: Params::new(&SPEC, sample_rate).instant(&[SHAPE]),
         }
     }
 }
 
 impl Module for Distortion {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            DRIVE => self.drive.set_target(v),
-            SHAPE => {
-                self.shape_param = v;
-                self.shape = Shape::from_index(mode_index(v));
-            }
-            MIX => self.mix.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            DRIVE => self.drive.target(),
-            SHAPE => self.shape_param,
-            MIX => self.mix.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let Some(out) = outputs.get_mut(0) else {
             return;
         };
-        let shape = self.shape;
+        let shape = Shape::from_index(mode_index(self.params[SHAPE].target()));
         for (o, &x) in out.iter_mut().zip(input(inputs, 0)) {
-            let drive = self.drive.next();
-            let mix = self.mix.next();
+            let drive = self.params[DRIVE].next();
+            let mix = self.params[MIX].next();
             let x = sanitize(x);
             *o = x * (1.0 - mix) + shape.apply(x * drive) * mix;
         }
     }
 
-    fn reset(&mut self) {
-        self.drive.settle();
-        self.mix.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.drive.save_state(w);
-        self.mix.save_state(w);
-        w.put_f32(self.shape_param);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.drive.load_state(r)?;
-        self.mix.load_state(r)?;
-        self.shape_param = r.get_f32()?;
-        self.shape = Shape::from_index(mode_index(self.shape_param));
-        Ok(())
-    }
 }
 
 #[cfg(test)]

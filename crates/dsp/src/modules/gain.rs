@@ -3,10 +3,9 @@
 //! The last stage before the output in the default chain, so its level changes must glide:
 //! the gain is a [`Smoother`] ramp, never a step.
 
-use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use crate::params::Params;
+use crate::module::Module;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `gain` parameter.
 pub const GAIN: usize = 0;
@@ -26,38 +25,25 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Gain state: just the smoothed factor.
 #[derive(Debug, Clone)]
 pub struct Gain {
-    gain: Smoother,
+    params: Params,
 }
 
 impl Gain {
     /// A gain at the default factor.
     pub fn new(sample_rate: f32) -> Self {
         Gain {
-            gain: Smoother::with_default_ramp(
-                SPEC.params[GAIN].default,
-                sane_sample_rate(sample_rate),
-            ),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Gain {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        if let (GAIN, Some(p)) = (index, SPEC.params.get(index)) {
-            self.gain.set_target(p.clamp(value));
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        if index == GAIN {
-            self.gain.target()
-        } else {
-            0.0
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -65,28 +51,16 @@ impl Module for Gain {
             return;
         };
         let input: &[f32] = inputs.first().copied().unwrap_or(&[]);
-        if self.gain.is_settled() {
-            let g = self.gain.current();
+        if self.params[GAIN].is_settled() {
+            let g = self.params[GAIN].current();
             for (o, &x) in out.iter_mut().zip(input) {
                 *o = x * g;
             }
         } else {
             for (o, &x) in out.iter_mut().zip(input) {
-                *o = x * self.gain.next();
+                *o = x * self.params[GAIN].next();
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.gain.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.gain.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.gain.load_state(r)
     }
 }
 

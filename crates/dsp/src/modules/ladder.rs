@@ -27,9 +27,9 @@
 //! The four stage memories are f64 (at low cutoffs f32 adds audible noise), flushed
 //! below 1e-20 every 16 samples.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush64, input, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -156,9 +156,7 @@ pub fn saturate(x: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Ladder {
     sample_rate: f64,
-    cutoff: Smoother,
-    resonance: Smoother,
-    drive: Smoother,
+    params: Params,
     coefs: Coefs,
     s: [f64; 4],
     /// True while a parameter glide (or its final coefficient update) is in progress.
@@ -180,9 +178,7 @@ impl Ladder {
         let p = SPEC.params;
         Ladder {
             sample_rate: f64::from(sr),
-            cutoff: Smoother::with_default_ramp(p[CUTOFF].default, sr),
-            resonance: Smoother::with_default_ramp(p[RESONANCE].default, sr),
-            drive: Smoother::with_default_ramp(p[DRIVE].default, sr),
+            params: Params::new(&SPEC, sr),
             coefs: Coefs::new(f64::from(sr), f64::from(p[CUTOFF].default)),
             s: [0.0; 4],
             gliding: false,
@@ -230,7 +226,7 @@ impl Ladder {
     /// the feedback term is carried from sample to sample (see [`Ladder::fb`]), which
     /// leaves only the saturator and a few multiplies on the per-sample dependency chain.
     fn run_settled(&mut self, x: &[f32], out: &mut [f32]) {
-        let (ck, din) = self.loop_constants(self.resonance.current(), self.drive.current());
+        let (ck, din) = self.loop_constants(self.params[RESONANCE].current(), self.params[DRIVE].current());
         let Coefs { c, g4, a, b } = self.coefs;
         // d = A^T ck and e = ck . b: the next feedback term is d . s + e u.
         let d: [f64; 4] = std::array::from_fn(|j| {
@@ -292,31 +288,17 @@ fn step(coefs: &Coefs, ck: [f64; 4], din: f64, x: f32, s: [f64; 4]) -> ([f64; 4]
 }
 
 impl Module for Ladder {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            CUTOFF => self.cutoff.set_target(v),
-            RESONANCE => self.resonance.set_target(v),
-            DRIVE => self.drive.set_target(v),
-            _ => return,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Every change ends the fast path until the coefficients have caught up.
+    fn param_changed(&mut self, _index: usize) {
         self.gliding = true;
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            CUTOFF => self.cutoff.target(),
-            RESONANCE => self.resonance.target(),
-            DRIVE => self.drive.target(),
-            _ => 0.0,
-        }
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -331,14 +313,14 @@ impl Module for Ladder {
         }
         let n = out.len().min(x.len());
         for i in 0..n {
-            let c = self.cutoff.next();
-            let r = self.resonance.next();
-            let drive = self.drive.next();
+            let c = self.params[CUTOFF].next();
+            let r = self.params[RESONANCE].next();
+            let drive = self.params[DRIVE].next();
             if self.countdown == 0 {
                 self.coefs = Coefs::new(self.sample_rate, f64::from(c));
-                if self.cutoff.is_settled()
-                    && self.resonance.is_settled()
-                    && self.drive.is_settled()
+                if self.params[CUTOFF].is_settled()
+                    && self.params[RESONANCE].is_settled()
+                    && self.params[DRIVE].is_settled()
                 {
                     self.gliding = false;
                 } else {
@@ -363,11 +345,8 @@ impl Module for Ladder {
         }
     }
 
-    fn reset(&mut self) {
-        self.cutoff.settle();
-        self.resonance.settle();
-        self.drive.settle();
-        self.coefs = Coefs::new(self.sample_rate, f64::from(self.cutoff.target()));
+    fn clear(&mut self) {
+        self.coefs = Coefs::new(self.sample_rate, f64::from(self.params[CUTOFF].target()));
         self.s = [0.0; 4];
         self.gliding = false;
         self.countdown = 0;
@@ -375,10 +354,7 @@ impl Module for Ladder {
         self.fb = 0.0;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.cutoff.save_state(w);
-        self.resonance.save_state(w);
-        self.drive.save_state(w);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         for v in self.coefs.words() {
             w.put_f64(v);
         }
@@ -391,10 +367,7 @@ impl Module for Ladder {
         w.put_f64(self.fb);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.cutoff.load_state(r)?;
-        self.resonance.load_state(r)?;
-        self.drive.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let mut coefs = Coefs {
             c: [0.0; 4],
             g4: 0.0,

@@ -17,8 +17,8 @@
 //! 10 ms; a `shape` change takes effect at once (it is a deliberate jump).
 
 use super::noise::SplitMix64;
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -56,11 +56,7 @@ pub struct Lfo {
     phase: f64,
     /// Current sample-and-hold value.
     held: f32,
-    /// Rounded `shape` target: 0..=4.
-    shape: f32,
-    freq: Smoother,
-    depth: Smoother,
-    offset: Smoother,
+    params: Params,
 }
 
 impl Lfo {
@@ -75,10 +71,7 @@ impl Lfo {
             rng,
             phase: 0.0,
             held,
-            shape: SPEC.params[SHAPE].default,
-            freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
-            depth: Smoother::with_default_ramp(SPEC.params[DEPTH].default, sr),
-            offset: Smoother::with_default_ramp(SPEC.params[OFFSET].default, sr),
+            params: Params::new(&SPEC, sr).whole(&[SHAPE]),
         }
     }
 
@@ -86,9 +79,10 @@ impl Lfo {
     #[inline]
     fn wave(&self) -> f32 {
         let p = self.phase as f32;
-        if self.shape < 1.5 {
+        let shape = self.params[SHAPE].target();
+        if shape < 1.5 {
             let tri = triangle(p);
-            if self.shape < 0.5 {
+            if shape < 0.5 {
                 // sin(2πφ) = sin(π/2 · triangle(φ)): the triangle folds the phase into
                 // [−π/2, π/2], where an odd polynomial is accurate to 2e-5 (plenty for
                 // modulation) and far cheaper than `sin`.
@@ -98,9 +92,9 @@ impl Lfo {
             } else {
                 tri
             }
-        } else if self.shape < 2.5 {
+        } else if shape < 2.5 {
             2.0 * p - 1.0
-        } else if self.shape < 3.5 {
+        } else if shape < 3.5 {
             if p < 0.5 {
                 1.0
             } else {
@@ -121,32 +115,12 @@ fn triangle(p: f32) -> f32 {
 }
 
 impl Module for Lfo {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            DEPTH => self.depth.set_target(v),
-            SHAPE => self.shape = v.round(),
-            OFFSET => self.offset.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            FREQ => self.freq.target(),
-            DEPTH => self.depth.target(),
-            SHAPE => self.shape,
-            OFFSET => self.offset.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -154,9 +128,9 @@ impl Module for Lfo {
             return;
         };
         for o in out.iter_mut() {
-            let f = f64::from(self.freq.next());
-            let depth = self.depth.next();
-            let offset = self.offset.next();
+            let f = f64::from(self.params[FREQ].next());
+            let depth = self.params[DEPTH].next();
+            let offset = self.params[OFFSET].next();
             *o = offset + depth * self.wave();
             // freq > 0 and far below the sample rate: one subtraction wraps.
             self.phase += f * self.inv_sample_rate;
@@ -170,26 +144,19 @@ impl Module for Lfo {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.rng = SplitMix64::new(self.seed);
         self.held = self.rng.next_bipolar();
         self.phase = 0.0;
-        self.freq.settle();
-        self.depth.settle();
-        self.offset.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.rng.state());
         w.put_f64(self.phase);
         w.put_f32(self.held);
-        w.put_f32(self.shape);
-        self.freq.save_state(w);
-        self.depth.save_state(w);
-        self.offset.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.rng.set_state(r.get_u64()?);
         let at = r.position();
         let phase = r.get_f64()?;
@@ -202,10 +169,6 @@ impl Module for Lfo {
         }
         self.phase = phase;
         self.held = held;
-        self.shape = SPEC.params[SHAPE].clamp(r.get_f32()?).round();
-        self.freq.load_state(r)?;
-        self.depth.load_state(r)?;
-        self.offset.load_state(r)?;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@
 //! Lookahead rings and gain state are part of the snapshot; the gain state and running
 //! sum are f64.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{input, load_buffer, load_index, sanitize, save_buffer};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
@@ -46,9 +47,8 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Limiter state: parameters, the lookahead rings and the gain computer.
 #[derive(Debug, Clone)]
 pub struct Limiter {
+    params: Params,
     sample_rate: f32,
-    ceiling_db: f32,
-    release_ms: f32,
     /// Linear ceiling.
     ceiling: f32,
     /// Per-sample recovery factor of the release.
@@ -78,11 +78,9 @@ impl Limiter {
         let look = (f64::from(sr) * LOOKAHEAD_MS / 1000.0)
             .round()
             .clamp(1.0, 65_536.0) as usize;
-        let p = SPEC.params;
         let mut l = Limiter {
             sample_rate: sr,
-            ceiling_db: p[CEILING].default,
-            release_ms: p[RELEASE].default,
+            params: Params::new(&SPEC, sr).instant(&[CEILING, RELEASE]),
             ceiling: 1.0,
             release_coef: 0.0,
             delay: vec![0.0; look],
@@ -105,8 +103,8 @@ impl Limiter {
     }
 
     fn update(&mut self) {
-        self.ceiling = 10f32.powf(self.ceiling_db / 20.0);
-        let samples = f64::from(self.release_ms) * f64::from(self.sample_rate) / 1000.0;
+        self.ceiling = 10f32.powf(self.params.get(CEILING) / 20.0);
+        let samples = f64::from(self.params.get(RELEASE)) * f64::from(self.sample_rate) / 1000.0;
         self.release_coef = (-1.0 / samples.max(1.0)).exp();
     }
 
@@ -186,29 +184,16 @@ impl Limiter {
 }
 
 impl Module for Limiter {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            CEILING => self.ceiling_db = v,
-            RELEASE => self.release_ms = v,
-            _ => return,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    fn param_changed(&mut self, _index: usize) {
         self.update();
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            CEILING => self.ceiling_db,
-            RELEASE => self.release_ms,
-            _ => 0.0,
-        }
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -221,7 +206,7 @@ impl Module for Limiter {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         let look = self.delay.len();
         self.delay.fill(0.0);
         self.needs.fill(1.0);
@@ -234,9 +219,7 @@ impl Module for Limiter {
         self.sum = look as f64;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_f32(self.ceiling_db);
-        w.put_f32(self.release_ms);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         save_buffer(w, &self.delay);
         save_buffer(w, &self.needs);
         save_buffer(w, &self.window);
@@ -248,9 +231,7 @@ impl Module for Limiter {
         w.put_f64(self.sum);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.ceiling_db = r.get_f32()?;
-        self.release_ms = r.get_f32()?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.update();
         load_buffer(r, &mut self.delay)?;
         load_buffer(r, &mut self.needs)?;

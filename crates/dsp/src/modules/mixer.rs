@@ -5,10 +5,9 @@
 //! loop per input that the compiler vectorises; a gliding level takes the per-sample path
 //! for that block only.
 
-use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use crate::params::Params;
+use crate::module::Module;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Number of inputs (and of level parameters) of a mixer.
 pub const INPUTS: usize = 8;
@@ -49,34 +48,25 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Mixer state: one level smoother per input.
 #[derive(Debug, Clone)]
 pub struct Mixer {
-    levels: [Smoother; INPUTS],
+    params: Params,
 }
 
 impl Mixer {
     /// A mixer with every level at its default (unity).
     pub fn new(sample_rate: f32) -> Self {
-        let sr = sane_sample_rate(sample_rate);
         Mixer {
-            levels: std::array::from_fn(|i| {
-                Smoother::with_default_ramp(SPEC.params[i].default, sr)
-            }),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Mixer {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        if let (Some(p), Some(s)) = (SPEC.params.get(index), self.levels.get_mut(index)) {
-            s.set_target(p.clamp(value));
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        self.levels.get(index).map_or(0.0, Smoother::target)
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -84,7 +74,7 @@ impl Module for Mixer {
             return;
         };
         out.fill(0.0);
-        for (input, level) in inputs.iter().zip(self.levels.iter_mut()) {
+        for (input, level) in inputs.iter().zip(self.params.iter_mut()) {
             if level.is_settled() {
                 let g = level.current();
                 if g == 0.0 {
@@ -99,25 +89,6 @@ impl Module for Mixer {
                 }
             }
         }
-    }
-
-    fn reset(&mut self) {
-        for s in &mut self.levels {
-            s.settle();
-        }
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        for s in &self.levels {
-            s.save_state(w);
-        }
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        for s in &mut self.levels {
-            s.load_state(r)?;
-        }
-        Ok(())
     }
 }
 

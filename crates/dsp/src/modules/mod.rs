@@ -43,7 +43,7 @@ module_types! {
     adsr: |sr, _, _| Box::new(adsr::Adsr::new(sr)),
     biquad: |sr, _, _| Box::new(biquad::Biquad::new(sr)),
     gain: |sr, _, _| Box::new(gain::Gain::new(sr)),
-    output: |_, _, _| Box::new(output::Output::new()),
+    output: |sr, _, _| Box::new(output::Output::new(sr)),
     mixer: |sr, _, _| Box::new(mixer::Mixer::new(sr)),
     ladder: |sr, _, _| Box::new(ladder::Ladder::new(sr)),
     saw: |sr, _, _| Box::new(saw::new(sr)),
@@ -53,7 +53,7 @@ module_types! {
     wavetable: |sr, _, _| Box::new(wavetable::Wavetable::new(sr)),
     noise: |sr, _, seed| Box::new(noise::Noise::new(sr, seed)),
     lfo: |sr, _, seed| Box::new(lfo::Lfo::new(sr, seed)),
-    sample_hold: |_, _, _| Box::new(sample_hold::SampleHold::new()),
+    sample_hold: |sr, _, _| Box::new(sample_hold::SampleHold::new(sr)),
     svf: |sr, _, _| Box::new(svf::Svf::new(sr)),
     onepole: |sr, _, _| Box::new(onepole::OnePole::new(sr)),
     delay: |sr, _, _| Box::new(delay::Delay::new(sr)),
@@ -63,7 +63,7 @@ module_types! {
     crossfade: |sr, _, _| Box::new(crossfade::Crossfade::new(sr)),
     constant: |sr, _, _| Box::new(constant::Constant::new(sr)),
     scale: |sr, _, _| Box::new(scale::Scale::new(sr)),
-    ringmod: |_, _, _| Box::new(ringmod::RingMod::new()),
+    ringmod: |sr, _, _| Box::new(ringmod::RingMod::new(sr)),
     ar: |sr, _, _| Box::new(ar::Ar::new(sr)),
     distortion: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
     chorus: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
@@ -122,8 +122,10 @@ mod tests {
             let m = create(spec.type_name, 48_000.0, 64, 1).unwrap();
             assert_eq!(m.spec(), *spec);
             assert!(spec.inputs.len() <= MAX_PORTS && spec.outputs.len() <= MAX_PORTS);
+            assert!(spec.params.len() <= crate::params::MAX_PARAMS);
             for (i, p) in spec.params.iter().enumerate() {
                 assert!(p.min <= p.default && p.default <= p.max, "{}", p.name);
+                assert!(!p.doc.is_empty(), "{}.{} has a doc", spec.type_name, p.name);
                 assert_eq!(m.param(i), p.default, "{}.{}", spec.type_name, p.name);
                 assert_eq!(spec.param_index(p.name), Some(i));
             }

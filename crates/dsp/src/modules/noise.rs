@@ -14,8 +14,8 @@
 //! Pink and brown are clamped to ±1, which at 5 σ practically never bites. Their
 //! filters are fed with fresh noise every sample, so they never decay into denormals.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -103,9 +103,7 @@ pub struct Noise {
     brown: f32,
     brown_leak: f32,
     brown_in: f32,
-    /// 0 white, 1 pink, 2 brown (the rounded `color` target).
-    color: f32,
-    gain: Smoother,
+    params: Params,
 }
 
 impl Noise {
@@ -123,8 +121,7 @@ impl Noise {
             brown: 0.0,
             brown_leak: leak as f32,
             brown_in: brown_in as f32,
-            color: SPEC.params[COLOR].default,
-            gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr as f32),
+            params: Params::new(&SPEC, sample_rate).whole(&[COLOR]),
         }
     }
 
@@ -149,28 +146,12 @@ impl Noise {
 }
 
 impl Module for Noise {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            COLOR => self.color = v.round(),
-            GAIN => self.gain.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            COLOR => self.color,
-            GAIN => self.gain.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -178,41 +159,38 @@ impl Module for Noise {
             return;
         };
         // Colour is fixed for the block: one branch outside the loop.
-        if self.color >= 1.5 {
+        if self.params[COLOR].target() >= 1.5 {
             for o in out.iter_mut() {
                 let w = self.rng.next_bipolar();
-                *o = self.brown(w) * self.gain.next();
+                *o = self.brown(w) * self.params[GAIN].next();
             }
-        } else if self.color >= 0.5 {
+        } else if self.params[COLOR].target() >= 0.5 {
             for o in out.iter_mut() {
                 let w = self.rng.next_bipolar();
-                *o = self.pink(w) * self.gain.next();
+                *o = self.pink(w) * self.params[GAIN].next();
             }
         } else {
             for o in out.iter_mut() {
-                *o = self.rng.next_bipolar() * self.gain.next();
+                *o = self.rng.next_bipolar() * self.params[GAIN].next();
             }
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.rng = SplitMix64::new(self.seed);
         self.pink = [0.0; 7];
         self.brown = 0.0;
-        self.gain.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.rng.state());
         for b in self.pink {
             w.put_f32(b);
         }
         w.put_f32(self.brown);
-        w.put_f32(self.color);
-        self.gain.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.rng.set_state(r.get_u64()?);
         for b in &mut self.pink {
             let at = r.position();
@@ -234,8 +212,6 @@ impl Module for Noise {
             });
         }
         self.brown = brown;
-        self.color = SPEC.params[COLOR].clamp(r.get_f32()?).round();
-        self.gain.load_state(r)?;
         Ok(())
     }
 }

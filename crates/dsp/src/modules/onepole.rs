@@ -8,9 +8,9 @@
 //! 10 ms with the coefficient recomputed every sample of the glide. The memory is f64,
 //! flushed below 1e-20 every sample.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush64, input, mode_index, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -48,9 +48,7 @@ fn stage_gain(sample_rate: f64, cutoff: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct OnePole {
     sample_rate: f64,
-    highpass: bool,
-    mode_param: f32,
-    cutoff: Smoother,
+    params: Params,
     gain: f64,
     s: f64,
     gliding: bool,
@@ -63,9 +61,7 @@ impl OnePole {
         let cutoff = SPEC.params[CUTOFF].default;
         OnePole {
             sample_rate: f64::from(sr),
-            highpass: false,
-            mode_param: SPEC.params[MODE].default,
-            cutoff: Smoother::with_default_ramp(cutoff, sr),
+            params: Params::new(&SPEC, sr).instant(&[MODE]),
             gain: stage_gain(f64::from(sr), f64::from(cutoff)),
             s: 0.0,
             gliding: false,
@@ -74,33 +70,17 @@ impl OnePole {
 }
 
 impl Module for OnePole {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            MODE => {
-                self.mode_param = v;
-                self.highpass = mode_index(v) == 1;
-            }
-            CUTOFF => {
-                self.cutoff.set_target(v);
-                self.gliding = true;
-            }
-            _ => {}
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            MODE => self.mode_param,
-            CUTOFF => self.cutoff.target(),
-            _ => 0.0,
+    fn param_changed(&mut self, index: usize) {
+        if index == CUTOFF {
+            self.gliding = true;
         }
     }
 
@@ -110,40 +90,34 @@ impl Module for OnePole {
         };
         let x = input(inputs, 0);
         let mut s = self.s;
+        let highpass = mode_index(self.params[MODE].target()) == 1;
         for (o, &x) in out.iter_mut().zip(x) {
             if self.gliding {
-                let c = self.cutoff.next();
+                let c = self.params[CUTOFF].next();
                 self.gain = stage_gain(self.sample_rate, f64::from(c));
-                self.gliding = !self.cutoff.is_settled();
+                self.gliding = !self.params[CUTOFF].is_settled();
             }
             let x = f64::from(sanitize(x));
             let lp = (x - s) * self.gain + s;
             s = flush64(2.0 * lp - s);
-            *o = if self.highpass { x - lp } else { lp } as f32;
+            *o = if highpass { x - lp } else { lp } as f32;
         }
         self.s = s;
     }
 
-    fn reset(&mut self) {
-        self.cutoff.settle();
-        self.gain = stage_gain(self.sample_rate, f64::from(self.cutoff.target()));
+    fn clear(&mut self) {
+        self.gain = stage_gain(self.sample_rate, f64::from(self.params[CUTOFF].target()));
         self.s = 0.0;
         self.gliding = false;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_bool(self.highpass);
-        w.put_f32(self.mode_param);
-        self.cutoff.save_state(w);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_f64(self.gain);
         w.put_f64(self.s);
         w.put_bool(self.gliding);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.highpass = r.get_bool()?;
-        self.mode_param = r.get_f32()?;
-        self.cutoff.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.gain = r.get_f64()?;
         self.s = r.get_f64()?;
         self.gliding = r.get_bool()?;

@@ -7,9 +7,9 @@
 //! another module reads its outputs. A mono chain connected only to `left` plays on both
 //! channels: the patch (which knows connectivity) feeds `right` from `left`'s source.
 
+use crate::params::Params;
 use crate::module::Module;
 use crate::spec::{ModuleSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Static description of the `output` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -22,25 +22,27 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 };
 
 /// The output sink; stateless.
-#[derive(Debug, Clone, Default)]
-pub struct Output;
+#[derive(Debug, Clone)]
+pub struct Output {
+    params: Params,
+}
 
 impl Output {
     /// The (only) output sink state.
-    pub fn new() -> Self {
-        Output
+    pub fn new(sample_rate: f32) -> Self {
+        Output {
+            params: Params::new(&SPEC, sample_rate),
+        }
     }
 }
 
 impl Module for Output {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, _index: usize, _value: f32) {}
-
-    fn param(&self, _index: usize) -> f32 {
-        0.0
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -50,14 +52,6 @@ impl Module for Output {
             }
         }
     }
-
-    fn reset(&mut self) {}
-
-    fn save_state(&self, _w: &mut StateWriter<'_>) {}
-
-    fn load_state(&mut self, _r: &mut StateReader<'_>) -> Result<(), StateError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -66,7 +60,7 @@ mod tests {
 
     #[test]
     fn passes_through() {
-        let mut o = Output::new();
+        let mut o = Output::new(48_000.0);
         let (l, r) = ([0.1f32, 0.2], [0.3f32, 0.4]);
         let (mut ol, mut or) = ([0.0f32; 2], [0.0f32; 2]);
         o.process(&[&l, &r], &mut [&mut ol, &mut or]);

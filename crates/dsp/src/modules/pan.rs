@@ -5,11 +5,10 @@
 //! loudness while it moves (a linear law dips 3 dB in the middle). Centre is -3 dB per
 //! side. `pan` glides over 10 ms.
 
-use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
+use crate::module::Module;
 use crate::modules::common::input;
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `pan` parameter.
 pub const PAN: usize = 0;
@@ -36,38 +35,25 @@ pub fn gains(pan: f32) -> (f32, f32) {
 /// Panner state: the smoothed position.
 #[derive(Debug, Clone)]
 pub struct Pan {
-    pan: Smoother,
+    params: Params,
 }
 
 impl Pan {
     /// A centred panner.
     pub fn new(sample_rate: f32) -> Self {
         Pan {
-            pan: Smoother::with_default_ramp(
-                SPEC.params[PAN].default,
-                sane_sample_rate(sample_rate),
-            ),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Pan {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        if let (PAN, Some(p)) = (index, SPEC.params.get(index)) {
-            self.pan.set_target(p.clamp(value));
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        if index == PAN {
-            self.pan.target()
-        } else {
-            0.0
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -78,8 +64,8 @@ impl Module for Pan {
             [] => return,
         };
         let n = x.len().min(left.len().max(right.len()));
-        if self.pan.is_settled() {
-            let (gl, gr) = gains(self.pan.current());
+        if self.params[PAN].is_settled() {
+            let (gl, gr) = gains(self.params[PAN].current());
             for (o, &x) in left.iter_mut().zip(x) {
                 *o = x * gl;
             }
@@ -88,7 +74,7 @@ impl Module for Pan {
             }
         } else {
             for (i, &x) in x.iter().enumerate().take(n) {
-                let (gl, gr) = gains(self.pan.next());
+                let (gl, gr) = gains(self.params[PAN].next());
                 if let Some(o) = left.get_mut(i) {
                     *o = x * gl;
                 }
@@ -97,18 +83,6 @@ impl Module for Pan {
                 }
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.pan.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.pan.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.pan.load_state(r)
     }
 }
 

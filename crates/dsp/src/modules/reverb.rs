@@ -18,9 +18,9 @@
 //! are processed one comb at a time over runs of up to 64 (the comb's state then stays
 //! in registers), which is what makes sixteen combs and eight allpasses cheap.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush, input, load_buffer, load_index, sanitize, save_buffer};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -275,10 +275,7 @@ impl Channel {
 /// Reverb state: smoothed parameters and both channels' delay networks.
 #[derive(Debug, Clone)]
 pub struct Reverb {
-    room: Smoother,
-    damp: Smoother,
-    width: Smoother,
-    mix: Smoother,
+    params: Params,
     left: Channel,
     right: Channel,
 }
@@ -288,13 +285,8 @@ impl Reverb {
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
         let scale = f64::from(sr) / 44_100.0;
-        let p = SPEC.params;
-        let sm = |i: usize| Smoother::with_default_ramp(p[i].default, sr);
         Reverb {
-            room: sm(ROOM),
-            damp: sm(DAMP),
-            width: sm(WIDTH),
-            mix: sm(MIX),
+            params: Params::new(&SPEC, sr),
             left: Channel::new(scale, 0),
             right: Channel::new(scale, STEREO_SPREAD),
         }
@@ -309,10 +301,10 @@ impl Reverb {
     }
 
     fn settled(&self) -> bool {
-        self.room.is_settled()
-            && self.damp.is_settled()
-            && self.width.is_settled()
-            && self.mix.is_settled()
+        self.params[ROOM].is_settled()
+            && self.params[DAMP].is_settled()
+            && self.params[WIDTH].is_settled()
+            && self.params[MIX].is_settled()
     }
 
     /// Renders one run of at most [`RUN`] samples (`x` sets the length).
@@ -349,17 +341,17 @@ impl Reverb {
         let (fb, damp1) = (&mut fb[..n], &mut damp1[..n]);
         let (w1, w2, dry) = (&mut w1[..n], &mut w2[..n], &mut dry[..n]);
         if self.settled() {
-            fb.fill(self.room.current() * ROOM_SCALE + ROOM_OFFSET);
-            damp1.fill(self.damp.current() * DAMP_SCALE);
-            let (a, b, c) = mix_gains(self.width.current(), self.mix.current());
+            fb.fill(self.params[ROOM].current() * ROOM_SCALE + ROOM_OFFSET);
+            damp1.fill(self.params[DAMP].current() * DAMP_SCALE);
+            let (a, b, c) = mix_gains(self.params[WIDTH].current(), self.params[MIX].current());
             w1.fill(a);
             w2.fill(b);
             dry.fill(c);
         } else {
             for i in 0..n {
-                fb[i] = self.room.next() * ROOM_SCALE + ROOM_OFFSET;
-                damp1[i] = self.damp.next() * DAMP_SCALE;
-                (w1[i], w2[i], dry[i]) = mix_gains(self.width.next(), self.mix.next());
+                fb[i] = self.params[ROOM].next() * ROOM_SCALE + ROOM_OFFSET;
+                damp1[i] = self.params[DAMP].next() * DAMP_SCALE;
+                (w1[i], w2[i], dry[i]) = mix_gains(self.params[WIDTH].next(), self.params[MIX].next());
             }
         }
         let mut wet_l = [0.0f32; RUN];
@@ -398,32 +390,12 @@ fn mix_gains(width: f32, mix: f32) -> (f32, f32, f32) {
 }
 
 impl Module for Reverb {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            ROOM => self.room.set_target(v),
-            DAMP => self.damp.set_target(v),
-            WIDTH => self.width.set_target(v),
-            MIX => self.mix.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            ROOM => self.room.target(),
-            DAMP => self.damp.target(),
-            WIDTH => self.width.target(),
-            MIX => self.mix.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -459,29 +431,17 @@ impl Module for Reverb {
         }
     }
 
-    fn reset(&mut self) {
-        self.room.settle();
-        self.damp.settle();
-        self.width.settle();
-        self.mix.settle();
+    fn clear(&mut self) {
         self.left.clear();
         self.right.clear();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.room.save_state(w);
-        self.damp.save_state(w);
-        self.width.save_state(w);
-        self.mix.save_state(w);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         self.left.save_state(w);
         self.right.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.room.load_state(r)?;
-        self.damp.load_state(r)?;
-        self.width.load_state(r)?;
-        self.mix.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.left.load_state(r)?;
         self.right.load_state(r)
     }

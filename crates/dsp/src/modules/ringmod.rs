@@ -5,10 +5,10 @@
 //! Stateless: nothing to smooth, nothing in the snapshot. Inputs are held to ±1e9 first,
 //! so even absurd inputs cannot multiply to infinity.
 
+use crate::params::Params;
 use crate::module::Module;
 use crate::modules::common::{input, sanitize};
 use crate::spec::{ModuleSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Static description of the `ringmod` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -21,25 +21,27 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 };
 
 /// The ring modulator (no state).
-#[derive(Debug, Clone, Default)]
-pub struct RingMod;
+#[derive(Debug, Clone)]
+pub struct RingMod {
+    params: Params,
+}
 
 impl RingMod {
     /// A ring modulator.
-    pub fn new() -> Self {
-        RingMod
+    pub fn new(sample_rate: f32) -> Self {
+        RingMod {
+            params: Params::new(&SPEC, sample_rate),
+        }
     }
 }
 
 impl Module for RingMod {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, _index: usize, _value: f32) {}
-
-    fn param(&self, _index: usize) -> f32 {
-        0.0
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -49,14 +51,6 @@ impl Module for RingMod {
         for ((o, &a), &b) in out.iter_mut().zip(input(inputs, 0)).zip(input(inputs, 1)) {
             *o = sanitize(a) * sanitize(b);
         }
-    }
-
-    fn reset(&mut self) {}
-
-    fn save_state(&self, _w: &mut StateWriter<'_>) {}
-
-    fn load_state(&mut self, _r: &mut StateReader<'_>) -> Result<(), StateError> {
-        Ok(())
     }
 }
 
@@ -68,7 +62,7 @@ mod tests {
     #[test]
     fn product_has_sum_and_difference_frequencies() {
         let (a, b) = (sine(1000.0, 1.0, 48_000), sine(300.0, 1.0, 48_000));
-        let out = render(&mut RingMod::new(), &[a, b], 1).remove(0);
+        let out = render(&mut RingMod::new(48_000.0), &[a, b], 1).remove(0);
         assert!((bin(&out, 700.0) - 0.5).abs() < 1e-3);
         assert!((bin(&out, 1300.0) - 0.5).abs() < 1e-3);
         assert!(bin(&out, 1000.0) < 1e-3 && bin(&out, 300.0) < 1e-3);

@@ -7,6 +7,7 @@
 //! as low; a non-finite `in` is not sampled (the old value is kept), so NaN never leaves,
 //! and a denormal `in` is held as 0.
 
+use crate::params::Params;
 use crate::module::Module;
 use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -33,28 +34,31 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 };
 
 /// Sample-and-hold state: the held value and whether the trigger was high last sample.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SampleHold {
+    params: Params,
     held: f32,
     trig_high: bool,
 }
 
 impl SampleHold {
     /// Holding 0, trigger low.
-    pub fn new() -> Self {
-        SampleHold::default()
+    pub fn new(sample_rate: f32) -> Self {
+        SampleHold {
+            params: Params::new(&SPEC, sample_rate),
+            held: 0.0,
+            trig_high: false,
+        }
     }
 }
 
 impl Module for SampleHold {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, _index: usize, _value: f32) {}
-
-    fn param(&self, _index: usize) -> f32 {
-        0.0
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -80,16 +84,17 @@ impl Module for SampleHold {
         }
     }
 
-    fn reset(&mut self) {
-        *self = SampleHold::default();
+    fn clear(&mut self) {
+        self.held = 0.0;
+        self.trig_high = false;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_f32(self.held);
         w.put_bool(self.trig_high);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let at = r.position();
         let held = r.get_f32()?;
         if !held.is_finite() {
@@ -116,7 +121,7 @@ mod tests {
 
     #[test]
     fn samples_on_rising_edges_only() {
-        let mut m = SampleHold::new();
+        let mut m = SampleHold::new(48_000.0);
         let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let trig = [0.0, 0.6, 0.9, 0.4, 0.5, 0.5, 0.49, 1.0];
         assert_eq!(
@@ -129,9 +134,9 @@ mod tests {
 
     #[test]
     fn already_high_trigger_samples_once_and_nan_never_leaves() {
-        let mut m = SampleHold::new();
+        let mut m = SampleHold::new(48_000.0);
         assert_eq!(run(&mut m, &[3.0, 4.0], &[1.0, 1.0]), [3.0, 3.0]);
-        let mut m = SampleHold::new();
+        let mut m = SampleHold::new(48_000.0);
         let out = run(
             &mut m,
             &[f32::NAN, 1.0, f32::INFINITY, 2.0],
@@ -145,13 +150,13 @@ mod tests {
 
     #[test]
     fn snapshot_round_trip() {
-        let mut a = SampleHold::new();
+        let mut a = SampleHold::new(48_000.0);
         let _ = run(&mut a, &[0.25, 0.75], &[1.0, 1.0]);
         let mut buf = [0u8; 5];
         let mut w = StateWriter::new(&mut buf);
         a.save_state(&mut w);
         assert_eq!(w.finish(), Ok(a.state_len()));
-        let mut b = SampleHold::new();
+        let mut b = SampleHold::new(48_000.0);
         b.load_state(&mut StateReader::new(&buf)).unwrap();
         assert_eq!(run(&mut a, &[0.5], &[1.0]), run(&mut b, &[0.5], &[1.0]));
         assert_eq!(run(&mut b, &[0.5, 0.1], &[0.0, 1.0]), [0.25, 0.1]);

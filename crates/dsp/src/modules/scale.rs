@@ -4,11 +4,10 @@
 //! 500..1500), inverts a signal (scale -1), or adds a DC offset. Both parameters glide
 //! over 10 ms. The input is held to ±1e9 first, so the result is always finite.
 
-use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
+use crate::module::Module;
 use crate::modules::common::{input, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `scale` parameter.
 pub const SCALE: usize = 0;
@@ -31,43 +30,25 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Scale state: the two smoothed parameters.
 #[derive(Debug, Clone)]
 pub struct Scale {
-    scale: Smoother,
-    offset: Smoother,
+    params: Params,
 }
 
 impl Scale {
     /// The identity map (scale 1, offset 0).
     pub fn new(sample_rate: f32) -> Self {
-        let sr = sane_sample_rate(sample_rate);
         Scale {
-            scale: Smoother::with_default_ramp(SPEC.params[SCALE].default, sr),
-            offset: Smoother::with_default_ramp(SPEC.params[OFFSET].default, sr),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Scale {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        match index {
-            SCALE => self.scale.set_target(p.clamp(value)),
-            OFFSET => self.offset.set_target(p.clamp(value)),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            SCALE => self.scale.target(),
-            OFFSET => self.offset.target(),
-            _ => 0.0,
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -75,31 +56,16 @@ impl Module for Scale {
             return;
         };
         let x = input(inputs, 0);
-        if self.scale.is_settled() && self.offset.is_settled() {
-            let (s, o) = (self.scale.current(), self.offset.current());
+        if self.params[SCALE].is_settled() && self.params[OFFSET].is_settled() {
+            let (s, o) = (self.params[SCALE].current(), self.params[OFFSET].current());
             for (y, &x) in out.iter_mut().zip(x) {
                 *y = sanitize(x) * s + o;
             }
         } else {
             for (y, &x) in out.iter_mut().zip(x) {
-                *y = sanitize(x) * self.scale.next() + self.offset.next();
+                *y = sanitize(x) * self.params[SCALE].next() + self.params[OFFSET].next();
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.scale.settle();
-        self.offset.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.scale.save_state(w);
-        self.offset.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.scale.load_state(r)?;
-        self.offset.load_state(r)
     }
 }
 

@@ -12,8 +12,8 @@
 //! `purity_*` test measures them). While neither parameter glides, a block is one
 //! branch-free loop that the compiler vectorises.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -88,8 +88,7 @@ pub struct Sine {
     units_per_hz: f64,
     /// Phase in 1/2^52 cycles, in [0, 2^52).
     phase: u64,
-    freq: Smoother,
-    gain: Smoother,
+    params: Params,
 }
 
 impl Sine {
@@ -99,8 +98,7 @@ impl Sine {
         Sine {
             units_per_hz: PHASE_ONE / f64::from(sr),
             phase: 0,
-            freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
-            gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 
@@ -115,35 +113,15 @@ impl Sine {
         // freq is clamped to 0.01..=20 kHz, so this is finite, positive and far below 2^63.
         (f64::from(freq) * self.units_per_hz).round() as u64
     }
-
-    fn smoother(&self, index: usize) -> Option<&Smoother> {
-        match index {
-            FREQ => Some(&self.freq),
-            GAIN => Some(&self.gain),
-            _ => None,
-        }
-    }
 }
 
 impl Module for Sine {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            GAIN => self.gain.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        self.smoother(index).map_or(0.0, Smoother::target)
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -153,18 +131,18 @@ impl Module for Sine {
         // The phase wraps modulo 2^64 inside the loops (a plain induction variable the
         // vectoriser understands); only its low 52 bits are ever read.
         let mut phase = self.phase;
-        if self.freq.is_settled() && self.gain.is_settled() {
-            let inc = self.increment(self.freq.current());
-            let neg_gain = -self.gain.current();
+        if self.params[FREQ].is_settled() && self.params[GAIN].is_settled() {
+            let inc = self.increment(self.params[FREQ].current());
+            let neg_gain = -self.params[GAIN].current();
             for o in out.iter_mut() {
                 *o = neg_sin_cycle(cycle_position(phase)) * neg_gain;
                 phase = phase.wrapping_add(inc);
             }
         } else {
             for o in out.iter_mut() {
-                let freq = self.freq.next();
+                let freq = self.params[FREQ].next();
                 let inc = self.increment(freq);
-                let neg_gain = -self.gain.next();
+                let neg_gain = -self.params[GAIN].next();
                 *o = neg_sin_cycle(cycle_position(phase)) * neg_gain;
                 phase = phase.wrapping_add(inc);
             }
@@ -172,20 +150,16 @@ impl Module for Sine {
         self.phase = phase & PHASE_MASK;
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.phase = 0;
-        self.freq.settle();
-        self.gain.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         // Exact: a value below 2^53 scaled by a power of two.
         w.put_f64(self.phase());
-        self.freq.save_state(w);
-        self.gain.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let offset = r.position();
         let phase = r.get_f64()?;
         if !(0.0..1.0).contains(&phase) {
@@ -196,8 +170,6 @@ impl Module for Sine {
         }
         // Exact for every phase `save_state` writes; other values round down to the grid.
         self.phase = (phase * PHASE_ONE) as u64 & PHASE_MASK;
-        self.freq.load_state(r)?;
-        self.gain.load_state(r)?;
         Ok(())
     }
 }
@@ -399,8 +371,10 @@ mod tests {
         b.load_state(&mut StateReader::new(&buf)).unwrap();
         assert_eq!(a.phase, b.phase);
         assert_eq!(render(&mut a, 300), render(&mut b, 300));
+        // The phase follows the parameters (the freq and gain smoothers).
+        let at = 2 * crate::smoother::Smoother::STATE_LEN;
         for bad in [f64::NAN, f64::INFINITY, 1.0, -0.25] {
-            buf[..8].copy_from_slice(&bad.to_le_bytes());
+            buf[at..at + 8].copy_from_slice(&bad.to_le_bytes());
             let err = Sine::new(SR)
                 .load_state(&mut StateReader::new(&buf))
                 .unwrap_err();

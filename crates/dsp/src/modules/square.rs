@@ -15,8 +15,8 @@ use super::bandlimited::{
     apply_gain, fm_freq, fm_is_silent, phase_offset, Shape, TableVoice, LANES,
 };
 use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -47,9 +47,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 pub struct Square {
     /// Fixed-point phase and the table read for the current frequency.
     voice: TableVoice,
-    freq: Smoother,
-    gain: Smoother,
-    width: Smoother,
+    params: Params,
 }
 
 impl Square {
@@ -59,18 +57,7 @@ impl Square {
         let sr = sane_sample_rate(sample_rate);
         Square {
             voice: TableVoice::new(Shape::Saw, sr),
-            freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
-            gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
-            width: Smoother::with_default_ramp(SPEC.params[WIDTH].default, sr),
-        }
-    }
-
-    fn smoother(&self, index: usize) -> Option<&Smoother> {
-        match index {
-            FREQ => Some(&self.freq),
-            GAIN => Some(&self.gain),
-            WIDTH => Some(&self.width),
-            _ => None,
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
@@ -83,25 +70,12 @@ fn pulse_norm(w: f32) -> f32 {
 }
 
 impl Module for Square {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            GAIN => self.gain.set_target(v),
-            WIDTH => self.width.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        self.smoother(index).map_or(0.0, Smoother::target)
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -109,10 +83,10 @@ impl Module for Square {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.freq.is_settled() && self.width.is_settled() {
+        if fm_is_silent(fm) && self.params[FREQ].is_settled() && self.params[WIDTH].is_settled() {
             // Constant frequency and width: the vectorised block path (same bits).
-            self.voice.tune(fm_freq(self.freq.current(), 0.0));
-            let w = self.width.current();
+            self.voice.tune(fm_freq(self.params[FREQ].current(), 0.0));
+            let w = self.params[WIDTH].current();
             let (delay, norm) = (phase_offset(w), pulse_norm(w));
             self.voice.fill_with(out, |pair, phases| {
                 let delayed = phases.map(|p| p.wrapping_sub(delay));
@@ -124,14 +98,14 @@ impl Module for Square {
                 }
                 v
             });
-            apply_gain(out, &mut self.gain);
+            apply_gain(out, &mut self.params[GAIN]);
             return;
         }
         for (i, o) in out.iter_mut().enumerate() {
-            let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
-            let g = self.gain.next();
+            let f = fm_freq(self.params[FREQ].next(), fm.get(i).copied().unwrap_or(0.0));
+            let g = self.params[GAIN].next();
             self.voice.tune(f);
-            let w = self.width.next();
+            let w = self.params[WIDTH].next();
             let phase = self.voice.phase;
             let pulse =
                 self.voice.read(phase.wrapping_sub(phase_offset(w))) - self.voice.read(phase);
@@ -140,25 +114,16 @@ impl Module for Square {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.voice.phase = 0;
-        self.freq.settle();
-        self.gain.settle();
-        self.width.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.voice.phase);
-        self.freq.save_state(w);
-        self.gain.save_state(w);
-        self.width.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.voice.phase = r.get_u64()?;
-        self.freq.load_state(r)?;
-        self.gain.load_state(r)?;
-        self.width.load_state(r)?;
         Ok(())
     }
 }

@@ -13,9 +13,9 @@
 //! Cutoff and q glide over 10 ms with the coefficients recomputed every sample of a glide;
 //! a mode change switches at once. Memories are f64, flushed below 1e-20 every sample.
 
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::modules::common::{flush64, input, load_tag, mode_index, sanitize};
-use crate::smoother::Smoother;
+use crate::modules::common::{flush64, input, mode_index, sanitize};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -66,15 +66,6 @@ impl Mode {
             _ => Mode::Notch,
         }
     }
-
-    fn index(self) -> u8 {
-        match self {
-            Mode::Lowpass => 0,
-            Mode::Highpass => 1,
-            Mode::Bandpass => 2,
-            Mode::Notch => 3,
-        }
-    }
 }
 
 /// Simper's coefficients: `g = tan(pi fc/fs)`, `k = 1/q`, `a1 = 1/(1 + g(g + k))`,
@@ -107,10 +98,7 @@ impl Coefs {
 #[derive(Debug, Clone)]
 pub struct Svf {
     sample_rate: f64,
-    mode: Mode,
-    mode_param: f32,
-    cutoff: Smoother,
-    q: Smoother,
+    params: Params,
     coefs: Coefs,
     ic1: f64,
     ic2: f64,
@@ -125,10 +113,7 @@ impl Svf {
         let p = SPEC.params;
         Svf {
             sample_rate: f64::from(sr),
-            mode: Mode::Lowpass,
-            mode_param: p[MODE].default,
-            cutoff: Smoother::with_default_ramp(p[CUTOFF].default, sr),
-            q: Smoother::with_default_ramp(p[Q].default, sr),
+            params: Params::new(&SPEC, sr).instant(&[MODE]),
             coefs: Coefs::new(
                 f64::from(sr),
                 f64::from(p[CUTOFF].default),
@@ -142,7 +127,7 @@ impl Svf {
 
     /// The response being played now.
     pub fn mode(&self) -> Mode {
-        self.mode
+        Mode::from_index(mode_index(self.params[MODE].target()))
     }
 }
 
@@ -165,38 +150,17 @@ fn step(c: &Coefs, mode: Mode, x: f32, ic1: &mut f64, ic2: &mut f64) -> f32 {
 }
 
 impl Module for Svf {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            MODE => {
-                self.mode_param = v;
-                self.mode = Mode::from_index(mode_index(v));
-            }
-            CUTOFF => {
-                self.cutoff.set_target(v);
-                self.gliding = true;
-            }
-            Q => {
-                self.q.set_target(v);
-                self.gliding = true;
-            }
-            _ => {}
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            MODE => self.mode_param,
-            CUTOFF => self.cutoff.target(),
-            Q => self.q.target(),
-            _ => 0.0,
+    fn param_changed(&mut self, index: usize) {
+        if index == CUTOFF || index == Q {
+            self.gliding = true;
         }
     }
 
@@ -206,14 +170,14 @@ impl Module for Svf {
         };
         let x = input(inputs, 0);
         let (mut ic1, mut ic2) = (self.ic1, self.ic2);
-        let mode = self.mode;
+        let mode = self.mode();
         if self.gliding {
             for (o, &x) in out.iter_mut().zip(x) {
                 if self.gliding {
-                    let c = self.cutoff.next();
-                    let q = self.q.next();
+                    let c = self.params[CUTOFF].next();
+                    let q = self.params[Q].next();
                     self.coefs = Coefs::new(self.sample_rate, f64::from(c), f64::from(q));
-                    self.gliding = !(self.cutoff.is_settled() && self.q.is_settled());
+                    self.gliding = !(self.params[CUTOFF].is_settled() && self.params[Q].is_settled());
                 }
                 *o = step(&self.coefs, mode, x, &mut ic1, &mut ic2);
             }
@@ -227,24 +191,18 @@ impl Module for Svf {
         self.ic2 = ic2;
     }
 
-    fn reset(&mut self) {
-        self.cutoff.settle();
-        self.q.settle();
+    fn clear(&mut self) {
         self.coefs = Coefs::new(
             self.sample_rate,
-            f64::from(self.cutoff.target()),
-            f64::from(self.q.target()),
+            f64::from(self.params[CUTOFF].target()),
+            f64::from(self.params[Q].target()),
         );
         self.ic1 = 0.0;
         self.ic2 = 0.0;
         self.gliding = false;
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        w.put_u8(self.mode.index());
-        w.put_f32(self.mode_param);
-        self.cutoff.save_state(w);
-        self.q.save_state(w);
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         let c = &self.coefs;
         for v in [c.k, c.a1, c.a2, c.a3, self.ic1, self.ic2] {
             w.put_f64(v);
@@ -252,11 +210,7 @@ impl Module for Svf {
         w.put_bool(self.gliding);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.mode = Mode::from_index(load_tag(r, 4, "svf mode")?);
-        self.mode_param = r.get_f32()?;
-        self.cutoff.load_state(r)?;
-        self.q.load_state(r)?;
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.coefs = Coefs {
             k: r.get_f64()?,
             a1: r.get_f64()?,

@@ -6,7 +6,7 @@
 
 use super::bandlimited::{apply_gain, fm_freq, fm_is_silent, Shape, TableVoice};
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use crate::params::Params;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -30,12 +30,9 @@ pub const GAIN_PARAM: ParamSpec =
 /// smoothers (the table level follows from the frequency, so it needs no state).
 #[derive(Debug, Clone)]
 pub struct TableOscillator {
-    /// The module type it is (`saw`, `triangle`): ports and parameters.
-    spec: &'static ModuleSpec,
     /// Fixed-point phase and the table read for the current frequency.
     voice: TableVoice,
-    freq: Smoother,
-    gain: Smoother,
+    params: Params,
 }
 
 impl TableOscillator {
@@ -44,43 +41,20 @@ impl TableOscillator {
     /// on first use (allocates), so call it when compiling a patch.
     pub fn new(spec: &'static ModuleSpec, shape: Shape, sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        let default = |i: usize| spec.params.get(i).map_or(0.0, |p| p.default);
         TableOscillator {
-            spec,
             voice: TableVoice::new(shape, sr),
-            freq: Smoother::with_default_ramp(default(FREQ), sr),
-            gain: Smoother::with_default_ramp(default(GAIN), sr),
-        }
-    }
-
-    fn smoother(&self, index: usize) -> Option<&Smoother> {
-        match index {
-            FREQ => Some(&self.freq),
-            GAIN => Some(&self.gain),
-            _ => None,
+            params: Params::new(spec, sr),
         }
     }
 }
 
 impl Module for TableOscillator {
-    fn spec(&self) -> &'static ModuleSpec {
-        self.spec
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = self.spec.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            GAIN => self.gain.set_target(v),
-            _ => {}
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        self.smoother(index).map_or(0.0, Smoother::target)
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -88,38 +62,32 @@ impl Module for TableOscillator {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.freq.is_settled() {
+        if fm_is_silent(fm) && self.params[FREQ].is_settled() {
             // Constant frequency: the vectorised block path (same bits).
-            self.voice.tune(fm_freq(self.freq.current(), 0.0));
+            self.voice.tune(fm_freq(self.params[FREQ].current(), 0.0));
             self.voice.fill(out);
-            apply_gain(out, &mut self.gain);
+            apply_gain(out, &mut self.params[GAIN]);
             return;
         }
         for (i, o) in out.iter_mut().enumerate() {
-            let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
-            let g = self.gain.next();
+            let f = fm_freq(self.params[FREQ].next(), fm.get(i).copied().unwrap_or(0.0));
+            let g = self.params[GAIN].next();
             self.voice.tune(f);
             *o = self.voice.read(self.voice.phase) * g;
             self.voice.advance();
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.voice.phase = 0;
-        self.freq.settle();
-        self.gain.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.voice.phase);
-        self.freq.save_state(w);
-        self.gain.save_state(w);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.voice.phase = r.get_u64()?;
-        self.freq.load_state(r)?;
-        self.gain.load_state(r)?;
         Ok(())
     }
 }

@@ -7,11 +7,10 @@
 //! `gain` parameter glides over 10 ms; `cv` is already a signal and is not smoothed.
 //! Both inputs are held to ±1e9 first, so even absurd inputs cannot multiply to infinity.
 
-use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
+use crate::module::Module;
 use crate::modules::common::{input, sanitize};
-use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
-use crate::state::{StateError, StateReader, StateWriter};
 
 /// Index of the `gain` parameter.
 pub const GAIN: usize = 0;
@@ -30,38 +29,25 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// VCA state: the smoothed gain.
 #[derive(Debug, Clone)]
 pub struct Vca {
-    gain: Smoother,
+    params: Params,
 }
 
 impl Vca {
     /// A VCA at unity gain.
     pub fn new(sample_rate: f32) -> Self {
         Vca {
-            gain: Smoother::with_default_ramp(
-                SPEC.params[GAIN].default,
-                sane_sample_rate(sample_rate),
-            ),
+            params: Params::new(&SPEC, sample_rate),
         }
     }
 }
 
 impl Module for Vca {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        if let (GAIN, Some(p)) = (index, SPEC.params.get(index)) {
-            self.gain.set_target(p.clamp(value));
-        }
-    }
-
-    fn param(&self, index: usize) -> f32 {
-        if index == GAIN {
-            self.gain.target()
-        } else {
-            0.0
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
@@ -69,28 +55,16 @@ impl Module for Vca {
             return;
         };
         let (x, cv) = (input(inputs, 0), input(inputs, 1));
-        if self.gain.is_settled() {
-            let g = self.gain.current();
+        if self.params[GAIN].is_settled() {
+            let g = self.params[GAIN].current();
             for ((o, &x), &cv) in out.iter_mut().zip(x).zip(cv) {
                 *o = sanitize(x) * sanitize(cv) * g;
             }
         } else {
             for ((o, &x), &cv) in out.iter_mut().zip(x).zip(cv) {
-                *o = sanitize(x) * sanitize(cv) * self.gain.next();
+                *o = sanitize(x) * sanitize(cv) * self.params[GAIN].next();
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.gain.settle();
-    }
-
-    fn save_state(&self, w: &mut StateWriter<'_>) {
-        self.gain.save_state(w);
-    }
-
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.gain.load_state(r)
     }
 }
 

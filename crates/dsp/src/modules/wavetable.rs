@@ -23,6 +23,7 @@ use super::bandlimited::{
     apply_gain, fm_freq, fm_is_silent, phase_increment, Ladder, LevelPair, Mipmap, Shape, LANES,
 };
 use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
+use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::smoother::Smoother;
 use crate::spec::{ModuleSpec, ParamSpec};
@@ -63,13 +64,9 @@ pub struct Wavetable {
     tables: [&'static Mipmap; TABLES],
     /// Fixed-point phase: a fraction of a cycle in units of 2⁻⁶⁴.
     phase: u64,
-    freq: Smoother,
-    gain: Smoother,
+    params: Params,
     /// `table + morph`, clamped to `[0, TABLES − 1]`, gliding.
     position: Smoother,
-    /// Targets of `table` (an integer) and `morph`, as last set.
-    table: f32,
-    morph: f32,
     /// Frequency the increment and level pairs were computed for; they are a pure
     /// function of it, so not part of the snapshot.
     cached_freq: f32,
@@ -83,8 +80,7 @@ impl Wavetable {
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
         let ladder = Ladder::new(sr);
-        let table = SPEC.params[TABLE].default;
-        let morph = SPEC.params[MORPH].default;
+        let params = Params::new(&SPEC, sr).whole(&[TABLE]).instant(&[MORPH]);
         let tables = Shape::ALL.map(Mipmap::get);
         let at = ladder.position(0.0);
         Wavetable {
@@ -92,11 +88,11 @@ impl Wavetable {
             ladder,
             tables,
             phase: 0,
-            freq: Smoother::with_default_ramp(SPEC.params[FREQ].default, sr),
-            gain: Smoother::with_default_ramp(SPEC.params[GAIN].default, sr),
-            position: Smoother::with_default_ramp(read_position(table, morph), sr),
-            table,
-            morph,
+            position: Smoother::with_default_ramp(
+                read_position(params.get(TABLE), params.get(MORPH)),
+                sr,
+            ),
+            params,
             cached_freq: 0.0,
             inc: 0,
             pairs: tables.map(|t| t.pair(at)),
@@ -134,39 +130,18 @@ impl Wavetable {
 }
 
 impl Module for Wavetable {
-    fn spec(&self) -> &'static ModuleSpec {
-        &SPEC
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn set_param(&mut self, index: usize, value: f32) {
-        let Some(p) = SPEC.params.get(index) else {
-            return;
-        };
-        let v = p.clamp(value);
-        match index {
-            FREQ => self.freq.set_target(v),
-            GAIN => self.gain.set_target(v),
-            TABLE => {
-                self.table = v.round();
-                self.position
-                    .set_target(read_position(self.table, self.morph));
-            }
-            MORPH => {
-                self.morph = v;
-                self.position
-                    .set_target(read_position(self.table, self.morph));
-            }
-            _ => {}
-        }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
     }
 
-    fn param(&self, index: usize) -> f32 {
-        match index {
-            FREQ => self.freq.target(),
-            GAIN => self.gain.target(),
-            TABLE => self.table,
-            MORPH => self.morph,
-            _ => 0.0,
+    fn param_changed(&mut self, index: usize) {
+        if index == TABLE || index == MORPH {
+            let (table, morph) = (self.params.get(TABLE), self.params.get(MORPH));
+            self.position.set_target(read_position(table, morph));
         }
     }
 
@@ -175,9 +150,9 @@ impl Module for Wavetable {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.freq.is_settled() && self.position.is_settled() {
+        if fm_is_silent(fm) && self.params[FREQ].is_settled() && self.position.is_settled() {
             // Constant frequency and tables: the vectorised block path (same bits).
-            self.retune(fm_freq(self.freq.current(), 0.0));
+            self.retune(fm_freq(self.params[FREQ].current(), 0.0));
             let (index, blend) = split_position(self.position.current());
             let first = self.pairs.get(index).copied();
             let second = self.pairs.get(index + 1).copied().filter(|_| blend > 0.0);
@@ -200,12 +175,12 @@ impl Module for Wavetable {
             self.phase = self
                 .phase
                 .wrapping_add(self.inc.wrapping_mul(out.len() as u64));
-            apply_gain(out, &mut self.gain);
+            apply_gain(out, &mut self.params[GAIN]);
             return;
         }
         for (i, o) in out.iter_mut().enumerate() {
-            let f = fm_freq(self.freq.next(), fm.get(i).copied().unwrap_or(0.0));
-            let g = self.gain.next();
+            let f = fm_freq(self.params[FREQ].next(), fm.get(i).copied().unwrap_or(0.0));
+            let g = self.params[GAIN].next();
             let (index, blend) = split_position(self.position.next());
             self.retune(f);
             let a = self.pairs.get(index).map_or(0.0, |p| p.read(self.phase));
@@ -218,26 +193,18 @@ impl Module for Wavetable {
         }
     }
 
-    fn reset(&mut self) {
+    fn clear(&mut self) {
         self.phase = 0;
-        self.freq.settle();
-        self.gain.settle();
         self.position.settle();
     }
 
-    fn save_state(&self, w: &mut StateWriter<'_>) {
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.phase);
-        self.freq.save_state(w);
-        self.gain.save_state(w);
         self.position.save_state(w);
-        w.put_f32(self.table);
-        w.put_f32(self.morph);
     }
 
-    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.phase = r.get_u64()?;
-        self.freq.load_state(r)?;
-        self.gain.load_state(r)?;
         let at = r.position();
         self.position.load_state(r)?;
         let (current, target) = (self.position.current(), self.position.target());
@@ -248,8 +215,6 @@ impl Module for Wavetable {
                 offset: at,
             });
         }
-        self.table = SPEC.params[TABLE].clamp(r.get_f32()?).round();
-        self.morph = SPEC.params[MORPH].clamp(r.get_f32()?);
         Ok(())
     }
 }

@@ -1044,8 +1044,9 @@ mod tests {
         assert!(other.load_state(&mut StateReader::new(&buf)).is_err());
         // A corrupt field resets the patch rather than leaving it half-loaded.
         let mut corrupt = buf.clone();
-        // adsr stage byte: header, sine (40), adsr attack/decay/release (12) + smoother (16).
-        corrupt[HEADER_LEN + 40 + 12 + 16] = 42;
+        // adsr stage byte: header, sine (40), adsr parameters: attack, decay (8), sustain
+        // smoother (16), release, curve (8).
+        corrupt[HEADER_LEN + 40 + 8 + 16 + 8] = 42;
         let err = b.load_state(&mut StateReader::new(&corrupt)).unwrap_err();
         assert!(matches!(err, StateError::InvalidValue { .. }), "{err}");
         assert_eq!(b.voices_sounding(), 0);
@@ -1101,7 +1102,7 @@ mod tests {
     }
 
     /// Snapshot offset of the first sine's gain smoother's current value.
-    const SINE_GAIN_AT: usize = HEADER_LEN + 8 + crate::smoother::Smoother::STATE_LEN;
+    const SINE_GAIN_AT: usize = HEADER_LEN + crate::smoother::Smoother::STATE_LEN;
 
     #[test]
     fn nonfinite_output_resets_module_and_silences_block() {
@@ -1116,8 +1117,9 @@ mod tests {
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
         let mut buf = snapshot(&p);
-        // Poison the sine's current gain (first module, right after the header: phase 8
-        // bytes, freq smoother 16, then the gain smoother's current value).
+        // Poison the sine's current gain (first module, right after the header: its
+        // parameters come first, the freq smoother 16 bytes, then the gain smoother's
+        // current value).
         buf[SINE_GAIN_AT..SINE_GAIN_AT + 4].copy_from_slice(&f32::NAN.to_le_bytes());
         p.load_state(&mut StateReader::new(&buf)).unwrap();
         let (l, r) = render(&mut p, 64, 64);
