@@ -20,6 +20,10 @@ pub const WORKER_PRIORITY: u8 = 70;
 /// Priority of the supervisor's loop (death detection; below the audio threads).
 pub const SUPERVISOR_PRIORITY: u8 = 60;
 
+/// Stack of the threads the supervisor starts: small, because real-time mode locks all
+/// memory.
+pub const THREAD_STACK: usize = 256 * 1024;
+
 /// How a thread ended up scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheduling {

@@ -1,24 +1,38 @@
 //! Chronus supervisor: everything `chronus serve` does except rendering audio.
 //!
-//! - [`supervisor`]: the loop that owns the two slots, spawns and watches the worker
-//!   processes, follows the output's failovers and builds spares.
+//! - [`supervisor`]: the wiring of a running server and the loop that owns the two slots,
+//!   spawns and watches the worker processes, follows the output's failovers and builds
+//!   spares.
+//! - [`slot_state`]: the slot state machine, a pure function the loop follows;
+//!   [`slots`]: one slot's worker, generation and back-off, and the machine's actions.
+//! - [`recovery`]: the restore point, the command history and poison commands, for
+//!   losing both workers at once.
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot.
-//! - [`sinks`]: device (cpal: JACK, ALSA), WAV file and null destinations.
+//! - [`sinks`]: device (cpal: JACK, ALSA), WAV file and null destinations, and which one
+//!   `--output` picks.
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
 //! - [`workers`]: spawning the re-executed worker processes.
-//! - [`metrics`]: lock-free counters and histograms behind `/metrics`.
+//! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report.
+//! - [`command_log`]: the `--command-log` file; [`live_patch`]: the stamped patch the
+//!   loop follows through live edits.
 
+pub mod command_log;
 pub mod config;
+pub mod live_patch;
 pub mod metrics;
 pub mod osc;
 pub mod output;
 pub mod patch_editor;
+pub mod recovery;
 pub mod sinks;
+pub mod slot_state;
+pub mod slots;
 pub mod supervisor;
 pub mod transport;
 pub mod workers;
 
 pub use config::{OutputChoice, ServeConfig};
 pub use metrics::{Metrics, MetricsReport};
-pub use supervisor::{SlotState, Supervisor};
+pub use slot_state::SlotState;
+pub use supervisor::Supervisor;

@@ -2,9 +2,12 @@
 //!
 //! The output thread, the OSC thread and the supervisor loop all update these without
 //! locks or allocation; `/metrics`, `/status` and `chronus status` read a consistent
-//! enough [`MetricsReport`] out of them. Every name here is the name users see.
+//! enough [`MetricsReport`] out of them. Every name here is the name users see. The report
+//! is built here too: [`MetricsReport::counters`] reads the counters, [`LoadTracker`] adds
+//! the supervisor's view of the workers, [`MetricsReport::live`] merges the two for replies.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use chronus_protocol::MetricValue;
 use serde::Serialize;
@@ -253,9 +256,257 @@ impl MetricsReport {
     }
 }
 
+impl MetricsReport {
+    /// The counters as they are right now, with no view of the workers yet (no roles,
+    /// pids or loads): the base of every report. `control_latency_ms` is what `--depth`
+    /// sets, which the counters do not know.
+    pub fn counters(metrics: &Metrics, control_latency_ms: f64) -> MetricsReport {
+        let m = metrics;
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let (open_fds, mapped_segments) = process_resources();
+        MetricsReport {
+            crash_count: get(&m.crash_count),
+            deadline_misses: get(&m.deadline_misses),
+            replacements: get(&m.replacements),
+            spare_ready: false,
+            failover_count: get(&m.failover_count),
+            underruns: get(&m.underruns),
+            commands_received: get(&m.commands_received),
+            commands_applied: get(&m.commands_applied),
+            commands_rejected: get(&m.commands_rejected),
+            late_commands: get(&m.late_commands),
+            undecodable_packets: get(&m.undecodable_packets),
+            lockstep_blocks_compared: get(&m.lockstep_blocks_compared),
+            lockstep_mismatches: get(&m.lockstep_mismatches),
+            blocks_played: get(&m.blocks_played),
+            output_late_wakeups: get(&m.output_late_wakeups),
+            ring_overflows: get(&m.ring_overflows),
+            cold_restarts: get(&m.cold_restarts),
+            poisoned_commands: get(&m.poisoned_commands),
+            failover_ms_last: m.failover.last_ms(),
+            failover_ms_p99: m.failover.quantile_ms(0.99),
+            rebuild_ms_last: m.rebuild.last_ms(),
+            rebuild_ms_p95: m.rebuild.quantile_ms(0.95),
+            command_latency_ms_p50: m.command_latency.quantile_ms(0.50),
+            command_latency_ms_p95: m.command_latency.quantile_ms(0.95),
+            command_latency_ms_p99: m.command_latency.quantile_ms(0.99),
+            control_latency_ms,
+            worker_load_percent: 0.0,
+            worker_load_peak_percent: 0.0,
+            voices_sounding: 0,
+            open_fds,
+            mapped_segments,
+            shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),
+            live_children: 0,
+            workers: Vec::new(),
+        }
+    }
+
+    /// The counters as they are right now, with the supervisor's view (roles, pids, loads)
+    /// taken from `view`: what `/metrics` answers, so a reply never lags behind the
+    /// commands that came before it.
+    pub fn live(metrics: &Metrics, control_latency_ms: f64, view: &MetricsReport) -> MetricsReport {
+        let mut report = MetricsReport::counters(metrics, control_latency_ms);
+        report.spare_ready = view.spare_ready;
+        report.live_children = view.live_children;
+        report.worker_load_percent = view.worker_load_percent;
+        report.worker_load_peak_percent = view.worker_load_peak_percent;
+        report.voices_sounding = view.voices_sounding;
+        report.workers = view.workers.clone();
+        report
+    }
+}
+
+/// Segments the supervisor maps while running: two slots and the snapshot area.
+const EXPECTED_SEGMENTS: u64 = 3;
+
+/// Open fds and mapped chronus memfd segments of this process, from /proc.
+fn process_resources() -> (u64, u64) {
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let segments = std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| {
+        let mut names: Vec<&str> = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter(|name| name.starts_with("/memfd:chronus"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len() as u64
+    });
+    (fds, segments)
+}
+
+/// Window over which the peak worker load is reported.
+const LOAD_PEAK_WINDOW: Duration = Duration::from_secs(1);
+
+/// One slot as the supervisor sees it when it reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotSample {
+    /// Its worker's pid, if it has one.
+    pub pid: Option<u32>,
+    /// The slot's state name (the `role` users see).
+    pub role: &'static str,
+    /// Active or standby: its load counts in the average and the peak (if it has a worker).
+    pub serving: bool,
+    /// A standby: ready to take over.
+    pub standby: bool,
+    /// Render time of its last block, in ns.
+    pub last_ns: u64,
+    /// Its longest render time since the last sample, in ns.
+    pub peak_ns: u64,
+}
+
+/// Adds the workers' view to a report: loads averaged over the serving workers, and the
+/// peak load kept over a window of [`LOAD_PEAK_WINDOW`] so a short spike is still seen.
+#[derive(Debug)]
+pub struct LoadTracker {
+    peak_ns: [u64; 2],
+    window_start: Instant,
+}
+
+impl Default for LoadTracker {
+    fn default() -> Self {
+        LoadTracker {
+            peak_ns: [0; 2],
+            window_start: Instant::now(),
+        }
+    }
+}
+
+impl LoadTracker {
+    /// Fills the workers' part of `report` from the two slots' samples at `now`, for a
+    /// block period of `block_ns`, with `voices` sounding in the active worker.
+    pub fn add_workers(
+        &mut self,
+        report: &mut MetricsReport,
+        slots: [SlotSample; 2],
+        block_ns: f64,
+        voices: u64,
+        now: Instant,
+    ) {
+        if now.duration_since(self.window_start) > LOAD_PEAK_WINDOW {
+            self.window_start = now;
+            self.peak_ns = [0; 2];
+        }
+        let mut loads = Vec::new();
+        let mut peak: f64 = 0.0;
+        for (i, slot) in slots.iter().enumerate() {
+            self.peak_ns[i] = self.peak_ns[i].max(slot.peak_ns);
+            let load = slot.last_ns as f64 / block_ns * 100.0;
+            if slot.pid.is_some() && slot.serving {
+                loads.push(load);
+                peak = peak.max(self.peak_ns[i] as f64 / block_ns * 100.0);
+            }
+            report.workers.push(WorkerReport {
+                slot: i,
+                pid: slot.pid.unwrap_or(0),
+                role: slot.role,
+                load_percent: load,
+            });
+        }
+        report.worker_load_percent = if loads.is_empty() {
+            0.0
+        } else {
+            loads.iter().sum::<f64>() / loads.len() as f64
+        };
+        report.worker_load_peak_percent = peak;
+        report.spare_ready = slots.iter().any(|s| s.standby);
+        report.live_children = slots.iter().filter(|s| s.pid.is_some()).count() as u64;
+        report.voices_sounding = voices;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(pid: Option<u32>, role: &'static str, last_ns: u64, peak_ns: u64) -> SlotSample {
+        SlotSample {
+            pid,
+            role,
+            serving: role == "active" || role == "standby",
+            standby: role == "standby",
+            last_ns,
+            peak_ns,
+        }
+    }
+
+    #[test]
+    fn live_report_takes_the_workers_from_the_view_and_the_counters_from_now() {
+        let metrics = Metrics::default();
+        let mut view = MetricsReport::counters(&metrics, 2.5);
+        view.spare_ready = true;
+        view.live_children = 2;
+        view.worker_load_percent = 12.0;
+        view.voices_sounding = 3;
+        view.workers.push(WorkerReport {
+            slot: 0,
+            pid: 42,
+            role: "active",
+            load_percent: 12.0,
+        });
+        Metrics::bump(&metrics.crash_count);
+        let live = MetricsReport::live(&metrics, 2.5, &view);
+        assert_eq!(live.crash_count, 1);
+        assert_eq!(view.crash_count, 0);
+        assert!(live.spare_ready);
+        assert_eq!(live.live_children, 2);
+        assert_eq!(live.voices_sounding, 3);
+        assert_eq!(live.workers, view.workers);
+        assert_eq!(live.control_latency_ms, 2.5);
+    }
+
+    #[test]
+    fn worker_loads_average_the_serving_workers_and_keep_the_peak_over_the_window() {
+        let start = Instant::now();
+        let mut tracker = LoadTracker {
+            peak_ns: [0; 2],
+            window_start: start,
+        };
+        let block_ns = 1000.0;
+        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let slots = [
+            sample(Some(10), "active", 200, 500),
+            sample(Some(11), "standby", 400, 300),
+        ];
+        tracker.add_workers(&mut report, slots, block_ns, 4, start);
+        assert!((report.worker_load_percent - 30.0).abs() < 1e-9);
+        assert!((report.worker_load_peak_percent - 50.0).abs() < 1e-9);
+        assert!(report.spare_ready);
+        assert_eq!(report.live_children, 2);
+        assert_eq!(report.voices_sounding, 4);
+        assert_eq!(report.workers[1].pid, 11);
+        assert_eq!(report.workers[1].role, "standby");
+
+        // Within the window the peak stays; a joining spare's load does not count.
+        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let slots = [
+            sample(Some(10), "active", 100, 100),
+            sample(Some(12), "joining", 900, 900),
+        ];
+        let later = start + Duration::from_millis(500);
+        tracker.add_workers(&mut report, slots, block_ns, 0, later);
+        assert!((report.worker_load_percent - 10.0).abs() < 1e-9);
+        assert!((report.worker_load_peak_percent - 50.0).abs() < 1e-9);
+        assert!(!report.spare_ready);
+
+        // After the window the peak starts again; a slot without a worker counts nowhere.
+        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let slots = [
+            sample(Some(10), "active", 100, 100),
+            sample(None, "dead", 0, 0),
+        ];
+        tracker.add_workers(
+            &mut report,
+            slots,
+            block_ns,
+            0,
+            later + LOAD_PEAK_WINDOW * 2,
+        );
+        assert!((report.worker_load_peak_percent - 10.0).abs() < 1e-9);
+        assert_eq!(report.live_children, 1);
+        assert_eq!(report.workers[1].pid, 0);
+    }
 
     #[test]
     fn histogram_quantiles() {

@@ -320,7 +320,10 @@ impl OscServer {
         let pairs = self
             .report
             .lock()
-            .map(|view| crate::supervisor::live_report(&self.shared, &view).to_pairs())
+            .map(|view| {
+                let latency = self.shared.control_latency_ms();
+                MetricsReport::live(&self.shared.metrics, latency, &view).to_pairs()
+            })
             .unwrap_or_default();
         reply::metrics_reply(&pairs)
     }

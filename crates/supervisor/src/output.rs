@@ -233,6 +233,11 @@ impl OutputShared {
     pub fn block_ns(&self) -> u64 {
         self.block_frames as u64 * 1_000_000_000 / u64::from(self.sample_rate)
     }
+
+    /// The control latency `--depth` sets, in milliseconds (reported in `/metrics`).
+    pub fn control_latency_ms(&self) -> f64 {
+        self.depth as f64 * self.block_ns() as f64 / 1e6
+    }
 }
 
 /// The output thread's own state. Owned by exactly one thread (or device callback).

@@ -108,6 +108,33 @@ impl Replier {
     }
 }
 
+/// Starts every transport: the UDP reader on `socket`, and a TCP listener on the same
+/// address `udp_addr` (OSC 1.0 size-prefixed packets), or UDP only if TCP cannot bind.
+///
+/// # Errors
+/// When a thread cannot be started.
+pub fn spawn_all(
+    socket: &Arc<UdpSocket>,
+    udp_addr: SocketAddr,
+    replier: &Arc<Replier>,
+    packets: SyncSender<Incoming>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    use anyhow::Context;
+    let mut threads = vec![
+        spawn_udp_reader(Arc::clone(socket), packets.clone(), Arc::clone(stop))
+            .context("cannot start the UDP reader")?,
+    ];
+    match TcpListener::bind(udp_addr) {
+        Ok(listener) => threads.push(
+            spawn_tcp_listener(listener, Arc::clone(replier), packets, Arc::clone(stop))
+                .context("cannot start the TCP listener")?,
+        ),
+        Err(e) => tracing::warn!("OSC over TCP unavailable on {udp_addr}: {e}; UDP only"),
+    }
+    Ok(threads)
+}
+
 /// Reads UDP datagrams into `packets` until `stop`.
 pub fn spawn_udp_reader(
     socket: Arc<UdpSocket>,

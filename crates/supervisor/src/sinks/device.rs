@@ -1,19 +1,23 @@
-//! The device output: a real-time callback from the sound system, through `cpal`.
+//! The device sink: a real-time callback from the sound system, through `cpal`.
 //!
 //! The callback is the clock: it asks for frames, we hand out blocks from
 //! [`OutputCore::render_next`], keeping the rest of a block for the next callback when
-//! the device's buffer is not a multiple of our block. The callback allocates nothing,
-//! locks nothing and never panics.
+//! the device's buffer is not a multiple of our block (the one block the output clock
+//! fills, not an extra buffer). The callback allocates nothing, locks nothing and never
+//! panics.
 //!
 //! `--output auto` picks, in order: a running JACK server, ALSA's default device when the
 //! machine has a sound card, else the paced null sink. It never takes ALSA's `null` PCM
 //! for a device: it opens, but nothing paces it, so it would call back as fast as it can.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
+use super::{Playing, Sink};
 use crate::output::OutputCore;
 
 /// Which sound system a device output uses.
@@ -25,16 +29,31 @@ pub enum DeviceHost {
     Alsa,
 }
 
-/// A running device output; dropping it stops the stream.
-pub struct DeviceOutput {
-    _stream: cpal::Stream,
-    description: String,
+/// The default output device of a sound system.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSink {
+    /// Which sound system.
+    pub host: DeviceHost,
+    /// Frames per second asked of the device.
+    pub sample_rate: u32,
+    /// The device buffer in frames (`--device-buffer`), or the host's default.
+    pub buffer_frames: Option<u32>,
 }
 
-impl DeviceOutput {
-    /// What the operator should read in the log.
-    pub fn describe(&self) -> &str {
-        &self.description
+impl Sink for DeviceSink {
+    fn describe(&self) -> String {
+        format!("{:?} device at {} Hz", self.host, self.sample_rate)
+    }
+
+    /// The device's callback is the clock: `stop` and `realtime` are the sound system's
+    /// business (dropping the returned [`Playing`] stops the stream).
+    fn start(
+        self: Box<Self>,
+        core: OutputCore,
+        _stop: Arc<AtomicBool>,
+        _realtime: bool,
+    ) -> anyhow::Result<Playing> {
+        play(self.host, core, self.sample_rate, self.buffer_frames)
     }
 }
 
@@ -77,18 +96,18 @@ pub fn alsa_has_card() -> bool {
         .unwrap_or(false)
 }
 
-/// Opens the default output device of `host` at `sample_rate`, stereo f32, and starts
-/// playing from `core`.
+/// Opens the default output device of `host` at `sample_rate`, stereo f32, starts
+/// playing from `core`, and logs which device it opened.
 ///
 /// # Errors
 /// When the host is unavailable, has no default output device, refuses the format, or
 /// the stream cannot be built or started. The message says which and what to try.
-pub fn start(
+fn play(
     host: DeviceHost,
     core: OutputCore,
     sample_rate: u32,
     buffer_frames: Option<u32>,
-) -> anyhow::Result<DeviceOutput> {
+) -> anyhow::Result<Playing> {
     let cpal_host = match host {
         DeviceHost::Jack => {
             if !jack_server_running() {
@@ -136,10 +155,8 @@ pub fn start(
     stream
         .play()
         .with_context(|| format!("cannot start {name}"))?;
-    Ok(DeviceOutput {
-        _stream: stream,
-        description: format!("{host:?} device '{name}' at {sample_rate} Hz"),
-    })
+    tracing::info!("output: {host:?} device '{name}' at {sample_rate} Hz");
+    Ok(Playing::device(stream))
 }
 
 /// Adapts the device's buffer sizes to whole blocks.

@@ -1,70 +1,149 @@
-//! Where played blocks go: a sound device, a WAV file, or nowhere (the null sink).
+//! Where played blocks go: a sound device, a WAV file, or nowhere (the null sink), each
+//! behind the one [`Sink`] trait; and which one `--output` picks ([`start`]).
 //!
 //! A device brings its own clock (its callback asks for frames). The WAV and null sinks
-//! have none, so [`run_paced`] plays one block per block period on a thread of its own,
-//! against absolute deadlines. If that thread wakes far too late (a stalled machine), it
-//! drops the backlog instead of bursting: bursting would ask the workers for blocks the
-//! horizon has not let them render yet and turn one late wake-up into underruns.
+//! have none, so [`paced`] plays one block per block period on a thread of its own. Either
+//! way the output clock ([`OutputCore::render_next`]) fills one block at a time straight
+//! into the destination's buffer: no sink adds buffering, allocation or locking.
 
 pub mod device;
 pub mod null;
+pub mod paced;
 pub mod wav;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::metrics::Metrics;
-use crate::output::OutputCore;
+use crate::config::{OutputChoice, ServeConfig};
+use crate::output::{OutputCore, OutputShared};
+use device::{DeviceHost, DeviceSink};
 
-/// A destination for blocks that has no clock of its own.
+/// A destination for played blocks, with whatever paces it.
 pub trait Sink: Send {
-    /// Takes one block of interleaved stereo samples.
-    ///
-    /// # Errors
-    /// I/O errors of the destination (disk full, …); the paced loop stops on them.
-    fn write_block(&mut self, interleaved: &[f32]) -> anyhow::Result<()>;
-
-    /// Flushes and closes (e.g. finalises the WAV header).
-    ///
-    /// # Errors
-    /// I/O errors while finalising.
-    fn finish(&mut self) -> anyhow::Result<()>;
-
     /// What the operator should read in the log ("WAV file out.wav", "null sink").
     fn describe(&self) -> String;
+
+    /// Starts playing the blocks of `core` into this destination, until `stop` is set or
+    /// the returned [`Playing`] is stopped. `realtime` asks for real-time scheduling of a
+    /// thread the sink starts. Logs what it opened.
+    ///
+    /// # Errors
+    /// When the destination cannot be opened or its thread started.
+    fn start(
+        self: Box<Self>,
+        core: OutputCore,
+        stop: Arc<AtomicBool>,
+        realtime: bool,
+    ) -> anyhow::Result<Playing>;
 }
 
-/// Plays blocks in real time into `sink` until `stop` is set, then finishes the sink.
+/// An output that is playing.
+pub struct Playing {
+    clock: Clock,
+}
+
+/// What drives a playing output.
+enum Clock {
+    /// A paced thread of ours; it ends with the sink's write or finish error, if any.
+    Paced(std::thread::JoinHandle<anyhow::Result<()>>),
+    /// A device's callback; dropping the stream stops it.
+    Device(cpal::Stream),
+}
+
+impl Playing {
+    /// A paced thread playing into a sink without a clock.
+    pub fn paced(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> Playing {
+        Playing {
+            clock: Clock::Paced(thread),
+        }
+    }
+
+    /// A device stream that calls back for blocks.
+    pub fn device(stream: cpal::Stream) -> Playing {
+        Playing {
+            clock: Clock::Device(stream),
+        }
+    }
+
+    /// Whether it stopped by itself (a paced sink failed); a device never does.
+    pub fn ended(&self) -> bool {
+        match &self.clock {
+            Clock::Paced(thread) => thread.is_finished(),
+            Clock::Device(_) => false,
+        }
+    }
+
+    /// Stops playing (a paced thread stops once `stop` is set; it is joined) and returns
+    /// the sink's error, if any.
+    ///
+    /// # Errors
+    /// The paced sink's write or finish error, or its thread's panic.
+    pub fn stop(self) -> anyhow::Result<()> {
+        match self.clock {
+            Clock::Paced(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread panicked"))),
+            Clock::Device(stream) => {
+                drop(stream);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens the output `config.output` asks for and starts it playing from a new output
+/// clock over `shared`. `--output auto` tries, in DESIGN.md's order, a running JACK
+/// server, then ALSA's default device if the machine has a sound card, then the null sink;
+/// a device that fails to open hands over to the next (the clock has not started, so a
+/// fresh one is equivalent).
 ///
 /// # Errors
-/// The sink's write or finish errors.
-pub fn run_paced(
-    mut core: OutputCore,
-    mut sink: Box<dyn Sink>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let shared = Arc::clone(core.shared());
-    let period = Duration::from_nanos(shared.block_ns());
-    let mut block = vec![0.0f32; shared.block_frames * 2];
-    let mut deadline = Instant::now();
-    let mut result = Ok(());
-    while !stop.load(Ordering::Acquire) {
-        let now = Instant::now();
-        if now < deadline {
-            std::thread::sleep(deadline - now);
-        } else if now > deadline + period * 4 {
-            // Woke far too late: start the schedule again from now rather than burst.
-            Metrics::bump(&shared.metrics.output_late_wakeups);
-            deadline = now;
+/// When the chosen output cannot be opened (auto always ends with the null sink).
+pub fn start(
+    config: &ServeConfig,
+    shared: &Arc<OutputShared>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Playing> {
+    let core = || OutputCore::new(Arc::clone(shared));
+    let device = |host| {
+        Box::new(DeviceSink {
+            host,
+            sample_rate: config.sample_rate,
+            buffer_frames: config.device_buffer,
+        })
+    };
+    let realtime = config.realtime;
+    let sink: Box<dyn Sink> = match &config.output {
+        OutputChoice::Null => Box::new(null::NullSink),
+        OutputChoice::Wav(path) => Box::new(wav::WavSink::create(path, config.sample_rate)?),
+        OutputChoice::Device => {
+            if device::jack_server_running() {
+                device(DeviceHost::Jack)
+            } else {
+                device(DeviceHost::Alsa)
+            }
         }
-        core.render_next(&mut block);
-        if let Err(error) = sink.write_block(&block) {
-            result = Err(error);
-            break;
+        OutputChoice::Auto => {
+            let mut candidates = Vec::new();
+            if device::jack_server_running() {
+                candidates.push(DeviceHost::Jack);
+            }
+            if device::alsa_has_card() {
+                candidates.push(DeviceHost::Alsa);
+            }
+            for host in candidates {
+                match device(host).start(core(), Arc::clone(stop), realtime) {
+                    Ok(playing) => return Ok(playing),
+                    Err(e) => tracing::warn!(
+                        "output auto: {host:?} did not open ({e:#}); trying the next"
+                    ),
+                }
+            }
+            tracing::info!(
+                "output auto: no usable JACK server or ALSA sound card; playing to the null sink"
+            );
+            Box::new(null::NullSink)
         }
-        deadline += period;
-    }
-    let finished = sink.finish();
-    result.and(finished)
+    };
+    sink.start(core(), Arc::clone(stop), realtime)
 }

@@ -1,21 +1,28 @@
 //! The null sink: plays in real time into nothing, for machines without a sound card.
 
-use super::Sink;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::{paced, Playing, Sink};
+use crate::output::OutputCore;
 
 /// Discards every block (the paced loop still keeps real time).
 #[derive(Debug, Default)]
 pub struct NullSink;
 
 impl Sink for NullSink {
-    fn write_block(&mut self, _interleaved: &[f32]) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-
     fn describe(&self) -> String {
         "null sink (paced in real time, no sound)".to_string()
+    }
+
+    fn start(
+        self: Box<Self>,
+        core: OutputCore,
+        stop: Arc<AtomicBool>,
+        realtime: bool,
+    ) -> anyhow::Result<Playing> {
+        paced::spawn(&self.describe(), realtime, move || {
+            paced::run_paced(core, &stop, |_| Ok(()))
+        })
     }
 }

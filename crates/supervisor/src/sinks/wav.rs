@@ -3,10 +3,13 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::Sink;
+use super::{paced, Playing, Sink};
+use crate::output::OutputCore;
 
 /// Writes every played block to a WAV file.
 pub struct WavSink {
@@ -33,9 +36,8 @@ impl WavSink {
             writer: Some(writer),
         })
     }
-}
 
-impl Sink for WavSink {
+    /// Appends one block of interleaved stereo samples.
     fn write_block(&mut self, interleaved: &[f32]) -> anyhow::Result<()> {
         if let Some(writer) = self.writer.as_mut() {
             for &sample in interleaved {
@@ -47,6 +49,7 @@ impl Sink for WavSink {
         Ok(())
     }
 
+    /// Flushes and finalises the header.
     fn finish(&mut self) -> anyhow::Result<()> {
         if let Some(writer) = self.writer.take() {
             writer
@@ -55,8 +58,25 @@ impl Sink for WavSink {
         }
         Ok(())
     }
+}
 
+impl Sink for WavSink {
     fn describe(&self) -> String {
         format!("WAV file {} (32-bit float, stereo)", self.path.display())
+    }
+
+    fn start(
+        self: Box<Self>,
+        core: OutputCore,
+        stop: Arc<AtomicBool>,
+        realtime: bool,
+    ) -> anyhow::Result<Playing> {
+        let mut wav = *self;
+        paced::spawn(&wav.describe(), realtime, move || {
+            let played = paced::run_paced(core, &stop, |block| wav.write_block(block));
+            // Finalised even after a write error, so the file holds what was written.
+            let finished = wav.finish();
+            played.and(finished)
+        })
     }
 }

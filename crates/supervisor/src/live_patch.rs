@@ -1,0 +1,100 @@
+//! The patch the server plays, as the supervisor loop follows it through live edits: the
+//! address table of the stamped patch (for the command log and poison reports), committed
+//! patches waiting for their switch to be stamped, and the file new workers start from.
+//!
+//! A committed patch takes effect when the output clock stamps its switch; only then do
+//! the log's addresses and new workers follow it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chronus_dsp::PatchDesc;
+use chronus_engine::{Engine, EngineConfig};
+use chronus_protocol::AddressTable;
+
+use crate::command_log::CommandLog;
+
+/// The stamped patch and the committed ones after it.
+pub struct LivePatch {
+    /// Table of the patch the output is stamping for (follows stamped patch switches).
+    table: AddressTable,
+    /// Committed patches whose switch has not been stamped yet: version → (text, table).
+    committed: BTreeMap<u32, (String, AddressTable)>,
+    /// Patch file new workers start from (the latest stamped patch).
+    path: Option<PathBuf>,
+    /// Private directory for patch files written after live edits.
+    work_dir: PathBuf,
+}
+
+impl LivePatch {
+    /// The patch the server started with: `table`, from the file at `path` (if any).
+    pub fn new(table: AddressTable, path: Option<PathBuf>) -> LivePatch {
+        LivePatch {
+            table,
+            committed: BTreeMap::new(),
+            path,
+            work_dir: std::env::temp_dir().join(format!("chronus-{}", std::process::id())),
+        }
+    }
+
+    /// Compiles `patch` as a worker would, never to render: for its address table, built
+    /// from the real module instances, and the length of its state (to size the snapshot
+    /// area).
+    ///
+    /// # Errors
+    /// When the patch does not compile.
+    pub fn compile(
+        patch: &PatchDesc,
+        config: EngineConfig,
+        fault_injection: bool,
+    ) -> anyhow::Result<(AddressTable, usize)> {
+        let engine = Engine::new(patch, config, 0).context("the patch does not compile")?;
+        let patch = engine.patch();
+        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..patch.node_count()
+            as u16)
+            .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
+            .collect();
+        let table = AddressTable::new(&modules, fault_injection);
+        Ok((table, engine.snapshot_len()))
+    }
+
+    /// The address table of the stamped patch.
+    pub fn table(&self) -> &AddressTable {
+        &self.table
+    }
+
+    /// The patch file new workers start from (`None`: the built-in default patch).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Patch `version` was committed; its switch is queued for stamping.
+    pub fn committed(&mut self, version: u32, text: String, table: AddressTable) {
+        self.committed.insert(version, (text, table));
+    }
+
+    /// Patch `version`'s switch was stamped at `frame` with sequence `seq`: log it, follow
+    /// its table, and start new workers from it from now on.
+    pub fn switched(&mut self, version: u32, frame: u64, seq: u64, log: Option<&mut CommandLog>) {
+        let Some((text, table)) = self.committed.remove(&version) else {
+            tracing::error!("patch {version} was stamped but its text is unknown");
+            return;
+        };
+        if let Some(log) = log {
+            log.patch_switch(frame, seq, &text);
+        }
+        self.table = table;
+        let path = self.work_dir.join(format!("patch-{version}.toml"));
+        match std::fs::create_dir_all(&self.work_dir).and_then(|()| std::fs::write(&path, &text)) {
+            Ok(()) => self.path = Some(path),
+            Err(e) => tracing::warn!("cannot keep patch {version} for new workers: {e}"),
+        }
+        tracing::info!("patch {version} takes effect at frame {frame}");
+    }
+
+    /// Removes the patch files written for new workers (at shutdown).
+    pub fn remove_files(&self) {
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}

@@ -1,0 +1,72 @@
+//! The clock of the sinks that have none (WAV, null): a thread of ours plays one block per
+//! block period against absolute deadlines.
+//!
+//! If that thread wakes far too late (a stalled machine), it drops the backlog instead of
+//! bursting: bursting would ask the workers for blocks the horizon has not let them render
+//! yet and turn one late wake-up into underruns.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::Playing;
+use crate::metrics::Metrics;
+use crate::output::OutputCore;
+
+/// Starts the output thread, scheduled in real time if `realtime`, running `play` (which
+/// calls [`run_paced`] and finishes its sink); logs `description` as the output.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn(
+    description: &str,
+    realtime: bool,
+    play: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<Playing> {
+    tracing::info!("output: {description}");
+    let thread = std::thread::Builder::new()
+        .name("chronus-output".into())
+        .stack_size(chronus_realtime::THREAD_STACK)
+        .spawn(move || {
+            if realtime {
+                let scheduling = chronus_realtime::make_current_thread_realtime(
+                    chronus_realtime::OUTPUT_PRIORITY,
+                );
+                chronus_realtime::log_scheduling("output thread", &scheduling);
+            }
+            play()
+        })
+        .context("cannot start the output thread")?;
+    Ok(Playing::paced(thread))
+}
+
+/// Plays blocks in real time into `write` until `stop` is set.
+///
+/// # Errors
+/// The first error of `write` (it stops the loop).
+pub fn run_paced(
+    mut core: OutputCore,
+    stop: &AtomicBool,
+    mut write: impl FnMut(&[f32]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let shared = Arc::clone(core.shared());
+    let period = Duration::from_nanos(shared.block_ns());
+    let mut block = vec![0.0f32; shared.block_frames * 2];
+    let mut deadline = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < deadline {
+            std::thread::sleep(deadline - now);
+        } else if now > deadline + period * 4 {
+            // Woke far too late: start the schedule again from now rather than burst.
+            Metrics::bump(&shared.metrics.output_late_wakeups);
+            deadline = now;
+        }
+        core.render_next(&mut block);
+        write(&block)?;
+        deadline += period;
+    }
+    Ok(())
+}

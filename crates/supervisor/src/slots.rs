@@ -1,0 +1,252 @@
+//! One slot as the supervisor manages it: its worker process, generation and back-off,
+//! its state, and the mechanics behind the state machine's actions (kill, back off, mark
+//! ready) and behind rebinding (unbind, bind, reap).
+//!
+//! The supervisor loop decides *when* (notices, timeouts, the other slot); what a slot
+//! becomes is [`slot_state::next`]; this file does it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chronus_ipc::{Slot, SlotLayout, SnapshotArea};
+use rustix::event::{PollFd, PollFlags};
+
+use crate::config::ServeConfig;
+use crate::metrics::{Metrics, SlotSample};
+use crate::output::{OutputShared, NO_BLOCK};
+use crate::slot_state::{self, Action, Event, SlotState};
+use crate::workers::Worker;
+
+/// Blocks the output must have played after a slot was unbound before the slot may be
+/// zeroed: the block in flight when it was unbound, plus one for good measure.
+pub const UNBIND_GRACE_BLOCKS: u64 = 2;
+
+/// Creates the two slots' shared memory (sized for `config`'s block and depth), the state
+/// the output clock shares with them, and the snapshot area of `snapshot_capacity` bytes.
+///
+/// # Errors
+/// An invalid block size or depth, or shared memory that cannot be created.
+pub fn create_shared(
+    config: &ServeConfig,
+    snapshot_capacity: usize,
+) -> anyhow::Result<(Arc<OutputShared>, SnapshotArea)> {
+    let layout = SlotLayout::new(
+        config.block_frames as u32,
+        2,
+        (config.depth + 8) as u32,
+        16_384,
+    )
+    .context("invalid block size or depth")?;
+    let slots = [
+        Arc::new(Slot::create("chronus-slot-0", layout)?),
+        Arc::new(Slot::create("chronus-slot-1", layout)?),
+    ];
+    let snapshots = SnapshotArea::create("chronus-snapshot", snapshot_capacity)?;
+    let shared = Arc::new(OutputShared::new(
+        slots,
+        Arc::new(Metrics::default()),
+        config.block_frames,
+        config.sample_rate,
+        config.depth,
+    ));
+    Ok((shared, snapshots))
+}
+
+/// Waits until the output has played past both slots' grace after an unbind at `played`
+/// (it no longer touches them), at most one second.
+pub fn wait_until_unused(shared: &OutputShared, played: u64) {
+    let until = played + UNBIND_GRACE_BLOCKS;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while shared.played.load(Ordering::Acquire) < until && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The supervisor's side of one slot.
+pub struct SlotRuntime {
+    /// Where it is in its life cycle.
+    pub state: SlotState,
+    /// Its worker process, while it has one.
+    pub worker: Option<Worker>,
+    /// Bumped at every rebind, so a late write of an old worker is told apart.
+    pub generation: u32,
+    /// When unbound: the block the output must reach before the slot may be rebound.
+    pub rebind_after: Option<u64>,
+    /// The spare is a replacement (counts in `replacements` once joined).
+    pub replacement: bool,
+    /// Workers of this slot that died before becoming ready, in a row.
+    pub early_deaths: u32,
+    /// Back-off: no new worker for this slot before this instant.
+    pub respawn_not_before: Instant,
+}
+
+impl Default for SlotRuntime {
+    fn default() -> Self {
+        SlotRuntime {
+            state: SlotState::Empty,
+            worker: None,
+            generation: 0,
+            rebind_after: None,
+            replacement: false,
+            early_deaths: 0,
+            respawn_not_before: Instant::now(),
+        }
+    }
+}
+
+impl SlotRuntime {
+    /// Moves slot `index` through the state machine on `event`, carrying out its actions
+    /// first, and logs the transition.
+    pub fn apply(&mut self, index: usize, shared: &OutputShared, event: Event) {
+        let from = self.state;
+        let (to, actions) = slot_state::next(from, event);
+        for action in actions {
+            match action {
+                Action::KillLate { block } => {
+                    Metrics::bump(&shared.metrics.crash_count);
+                    Metrics::bump(&shared.metrics.deadline_misses);
+                    shared.slots[index]
+                        .dead_since_ns
+                        .store(shared.now_ns().max(1), Ordering::Release);
+                    if let Some(worker) = self.worker.take() {
+                        let pid = worker.pid;
+                        let how = worker.kill_and_reap();
+                        tracing::warn!(
+                            "slot {index}: worker {pid} missed block {block}; killed ({how})"
+                        );
+                    }
+                }
+                Action::KillSpare(why) => {
+                    if let Some(worker) = self.worker.take() {
+                        let pid = worker.pid;
+                        let how = worker.kill_and_reap();
+                        tracing::warn!("slot {index}: spare {pid} {why}; killed ({how})");
+                    }
+                }
+                Action::BackOff => {
+                    self.respawn_not_before =
+                        Instant::now() + slot_state::backoff(self.early_deaths);
+                    self.early_deaths += 1;
+                }
+                Action::MarkReady => self.mark_ready(index, shared),
+                Action::ResetBackOff => self.early_deaths = 0,
+            }
+        }
+        if from != to {
+            tracing::info!("slot {index}: {} -> {}", from.name(), to.name());
+            self.state = to;
+        }
+    }
+
+    /// The worker holds the block the output plays next: tell the output it may read it.
+    fn mark_ready(&mut self, index: usize, shared: &OutputShared) {
+        let link = &shared.slots[index];
+        link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.ready.store(true, Ordering::Release);
+        if self.replacement {
+            if let Some(worker) = &self.worker {
+                shared
+                    .metrics
+                    .rebuild
+                    .record_ns(worker.spawned_at.elapsed().as_nanos() as u64);
+            }
+            Metrics::bump(&shared.metrics.replacements);
+            self.replacement = false;
+            tracing::info!(
+                "slot {index}: spare joined the lockstep in {:.1} ms",
+                shared.metrics.rebuild.last_ms().unwrap_or(0.0)
+            );
+        }
+    }
+
+    /// The worker of slot `index` ended: marks the slot dead for the output, reaps and logs
+    /// it. Returns the block it had reached and when, if it crashed by itself (not killed
+    /// from outside): a command may have killed it.
+    pub fn reap(&mut self, index: usize, shared: &OutputShared) -> Option<(u64, Instant)> {
+        let link = &shared.slots[index];
+        let rendered = link.slot.rendered();
+        let detected = shared.now_ns();
+        link.dead_since_ns.store(detected.max(1), Ordering::Release);
+        let mut worker = self.worker.take()?;
+        let how = worker.reap();
+        let crashed = (!how.contains("SIGKILL") && !how.contains("SIGTERM"))
+            .then(|| (rendered, Instant::now()));
+        Metrics::bump(&shared.metrics.crash_count);
+        tracing::warn!(
+            "slot {index}: worker {} died ({how}) while {}",
+            worker.pid,
+            self.state.name()
+        );
+        crashed
+    }
+
+    /// What the metrics report says of slot `index` (takes its render times since the
+    /// last sample).
+    pub fn sample(&self, index: usize, shared: &OutputShared) -> SlotSample {
+        let (last_ns, peak_ns) = shared.slots[index].slot.take_render_stats();
+        SlotSample {
+            pid: self.worker.as_ref().map(|w| w.pid),
+            role: self.state.name(),
+            serving: matches!(self.state, SlotState::Active | SlotState::Standby),
+            standby: self.state == SlotState::Standby,
+            last_ns,
+            peak_ns,
+        }
+    }
+
+    /// Stops the output from touching slot `index`, and notes when it may be zeroed.
+    pub fn unbind(&mut self, index: usize, shared: &OutputShared, played: u64) {
+        let link = &shared.slots[index];
+        link.ready.store(false, Ordering::Release);
+        link.bound.store(false, Ordering::Release);
+        self.rebind_after = Some(played + UNBIND_GRACE_BLOCKS);
+    }
+
+    /// Zeroes slot `index` under a new generation and lets the output use it again.
+    pub fn bind(&mut self, index: usize, shared: &OutputShared) {
+        self.generation += 1;
+        self.rebind_after = None;
+        let link = &shared.slots[index];
+        link.slot.rebind(self.generation);
+        link.generation.store(self.generation, Ordering::Release);
+        link.dead_since_ns.store(0, Ordering::Release);
+        link.overflowed.store(false, Ordering::Release);
+        link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.slot
+            .publish_horizon(shared.horizon.load(Ordering::Acquire));
+        link.slot
+            .release_through(shared.played.load(Ordering::Acquire));
+        link.bound.store(true, Ordering::Release);
+    }
+}
+
+/// Waits up to `timeout` for a worker's pidfd to become readable; returns the slots whose
+/// worker ended (none after sleeping `timeout` when no slot has a worker).
+pub fn wait_for_exits(slots: &[SlotRuntime; 2], timeout: Duration) -> Vec<usize> {
+    let mut fds = Vec::with_capacity(2);
+    let mut owners = Vec::with_capacity(2);
+    for (i, slot) in slots.iter().enumerate() {
+        if let Some(worker) = &slot.worker {
+            fds.push(PollFd::from_borrowed_fd(worker.pidfd(), PollFlags::IN));
+            owners.push(i);
+        }
+    }
+    let wait = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: timeout.as_nanos() as i64,
+    };
+    if fds.is_empty() {
+        std::thread::sleep(timeout);
+        return Vec::new();
+    }
+    if rustix::event::poll(&mut fds, Some(&wait)).unwrap_or(0) == 0 {
+        return Vec::new();
+    }
+    fds.iter()
+        .zip(&owners)
+        .filter(|(fd, _)| !fd.revents().is_empty())
+        .map(|(_, &slot)| slot)
+        .collect()
+}
