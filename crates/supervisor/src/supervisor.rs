@@ -26,7 +26,7 @@ use crate::metrics::{LoadTracker, Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared};
 use crate::recovery::{Recovery, Restart, Suspect};
-use crate::sinks::{self, Playing};
+use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
 use crate::slots::{self, SlotRuntime};
 use crate::transport::{self, Replier, ReplyTo};
@@ -545,7 +545,7 @@ impl Supervisor {
         };
         self.shared.active.store(first, Ordering::Release);
         self.apply(first, Event::MadeActive);
-        self.output = Some(sinks::start(&self.config, &self.shared, &self.stop)?);
+        self.output = Some(select::start(&self.config, &self.shared, &self.stop)?);
         Ok(())
     }
 

@@ -1,0 +1,69 @@
+//! Output selection: which sink `--output` plays to, opened and started.
+//!
+//! `--output auto` tries, in DESIGN.md's order, a running JACK server, then ALSA's default
+//! device if the machine has a sound card, then the null sink.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::device::{self, DeviceHost, DeviceSink};
+use super::{null, wav, Playing, Sink};
+use crate::config::{OutputChoice, ServeConfig};
+use crate::output::{OutputCore, OutputShared};
+
+/// Opens the output `config.output` asks for and starts it playing from a new output
+/// clock over `shared`. `--output auto` tries, in DESIGN.md's order, a running JACK
+/// server, then ALSA's default device if the machine has a sound card, then the null sink;
+/// a device that fails to open hands over to the next (the clock has not started, so a
+/// fresh one is equivalent).
+///
+/// # Errors
+/// When the chosen output cannot be opened (auto always ends with the null sink).
+pub fn start(
+    config: &ServeConfig,
+    shared: &Arc<OutputShared>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Playing> {
+    let core = || OutputCore::new(Arc::clone(shared));
+    let device = |host| {
+        Box::new(DeviceSink {
+            host,
+            sample_rate: config.sample_rate,
+            buffer_frames: config.device_buffer,
+        })
+    };
+    let realtime = config.realtime;
+    let sink: Box<dyn Sink> = match &config.output {
+        OutputChoice::Null => Box::new(null::NullSink),
+        OutputChoice::Wav(path) => Box::new(wav::WavSink::create(path, config.sample_rate)?),
+        OutputChoice::Device => {
+            if device::jack_server_running() {
+                device(DeviceHost::Jack)
+            } else {
+                device(DeviceHost::Alsa)
+            }
+        }
+        OutputChoice::Auto => {
+            let mut candidates = Vec::new();
+            if device::jack_server_running() {
+                candidates.push(DeviceHost::Jack);
+            }
+            if device::alsa_has_card() {
+                candidates.push(DeviceHost::Alsa);
+            }
+            for host in candidates {
+                match device(host).start(core(), Arc::clone(stop), realtime) {
+                    Ok(playing) => return Ok(playing),
+                    Err(e) => tracing::warn!(
+                        "output auto: {host:?} did not open ({e:#}); trying the next"
+                    ),
+                }
+            }
+            tracing::info!(
+                "output auto: no usable JACK server or ALSA sound card; playing to the null sink"
+            );
+            Box::new(null::NullSink)
+        }
+    };
+    sink.start(core(), Arc::clone(stop), realtime)
+}
