@@ -70,3 +70,62 @@ pub fn run_paced(
     }
     Ok(())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chronus_ipc::{Slot, SlotLayout};
+
+    /// Output state over two fresh slots with no worker (the clock plays silence).
+    pub(crate) fn idle_shared() -> Arc<crate::output::OutputShared> {
+        let layout = SlotLayout::new(64, 2, 64, 8192).unwrap();
+        let slots = [
+            Arc::new(Slot::create("chronus-test-sink-0", layout).unwrap()),
+            Arc::new(Slot::create("chronus-test-sink-1", layout).unwrap()),
+        ];
+        Arc::new(crate::output::OutputShared::new(
+            slots,
+            Arc::new(Metrics::default()),
+            64,
+            48_000,
+            4,
+        ))
+    }
+
+    #[test]
+    fn a_write_error_stops_the_paced_loop_and_is_returned() {
+        let shared = idle_shared();
+        let stop = AtomicBool::new(false);
+        let mut blocks = 0;
+        let result = run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |block| {
+            assert_eq!(block.len(), 128);
+            blocks += 1;
+            if blocks == 3 {
+                anyhow::bail!("disk full");
+            }
+            Ok(())
+        });
+        assert_eq!(result.unwrap_err().to_string(), "disk full");
+        assert_eq!(blocks, 3);
+        assert_eq!(shared.played.load(Ordering::Acquire), 3);
+    }
+
+    #[test]
+    fn the_paced_loop_keeps_real_time_and_ends_when_stopped() {
+        let shared = idle_shared();
+        let stop = AtomicBool::new(false);
+        let started = Instant::now();
+        let mut blocks = 0u32;
+        let result = run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |_| {
+            blocks += 1;
+            if blocks == 10 {
+                stop.store(true, Ordering::Release);
+            }
+            Ok(())
+        });
+        assert!(result.is_ok());
+        assert_eq!(blocks, 10);
+        // Nine block periods (64 frames at 48 kHz) at least between the first and last.
+        assert!(started.elapsed() >= Duration::from_nanos(shared.block_ns() * 9));
+    }
+}

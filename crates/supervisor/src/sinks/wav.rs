@@ -80,3 +80,35 @@ impl Sink for WavSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_wav_sink_plays_through_the_sink_trait_and_is_finalised_when_stopped() {
+        let path =
+            std::env::temp_dir().join(format!("chronus-wav-test-{}.wav", std::process::id()));
+        let shared = crate::sinks::paced::tests::idle_shared();
+        let sink: Box<dyn Sink> = Box::new(WavSink::create(&path, 48_000).unwrap());
+        assert!(sink.describe().starts_with("WAV file"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let core = OutputCore::new(Arc::clone(&shared));
+        let playing = sink.start(core, Arc::clone(&stop), false).unwrap();
+        while shared.played.load(Ordering::Acquire) < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!playing.ended());
+        stop.store(true, Ordering::Release);
+        playing.stop().unwrap();
+        let reader = hound::WavReader::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(reader.spec().channels, 2);
+        assert!(reader.len() >= 5 * 128);
+        assert_eq!(
+            reader.len() as u64,
+            shared.played.load(Ordering::Acquire) * 128
+        );
+    }
+}
