@@ -5,6 +5,7 @@
 //! protocol pick it up from its [`ModuleSpec`]. Parameter plumbing and snapshot sizing
 //! are provided here and by [`Params`], once for every type.
 
+pub use crate::params::sane_sample_rate;
 use crate::params::Params;
 use crate::spec::ModuleSpec;
 use crate::state::{StateError, StateReader, StateWriter};
@@ -125,16 +126,5 @@ pub trait Module: Send {
     fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.params_mut().load(r)?;
         self.load_dsp(r)
-    }
-}
-
-/// Sample rate modules actually use: the given one if it is finite and positive, else
-/// 48 kHz. `Patch::compile` refuses bad rates; this only keeps a module built directly
-/// with a bad rate from dividing by zero.
-pub fn sane_sample_rate(sample_rate: f32) -> f32 {
-    if sample_rate.is_finite() && sample_rate > 0.0 {
-        sample_rate
-    } else {
-        48_000.0
     }
 }

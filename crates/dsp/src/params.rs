@@ -5,7 +5,6 @@
 //! save and load it in snapshots. [`Params`] does all of that once, so a module file holds
 //! only its DSP and reads its parameters from here.
 
-use crate::module::sane_sample_rate;
 use crate::smoother::Smoother;
 use crate::spec::ModuleSpec;
 use crate::state::{StateError, StateReader, StateWriter};
@@ -13,6 +12,17 @@ use crate::state::{StateError, StateReader, StateWriter};
 /// Most parameters a module type may declare (the mixer has eight levels); the values
 /// live in a fixed array so that reading one by a constant index costs nothing.
 pub const MAX_PARAMS: usize = 8;
+
+/// Sample rate modules actually use: the given one if it is finite and positive, else
+/// 48 kHz. `Patch::compile` refuses bad rates; this only keeps a module built directly
+/// with a bad rate from dividing by zero.
+pub fn sane_sample_rate(sample_rate: f32) -> f32 {
+    if sample_rate.is_finite() && sample_rate > 0.0 {
+        sample_rate
+    } else {
+        48_000.0
+    }
+}
 
 /// How a new value of a parameter reaches the DSP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
