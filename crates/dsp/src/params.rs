@@ -82,6 +82,7 @@ impl Params {
     }
 
     /// The module type these parameters belong to.
+    #[inline]
     pub fn spec(&self) -> &'static ModuleSpec {
         self.spec
     }
@@ -89,6 +90,7 @@ impl Params {
     /// Clamps `value` via `ParamSpec::clamp` and makes it parameter `index`'s new value
     /// (a glide target, or the value at once). Returns false, changing nothing, for an
     /// index the type does not have: the render thread must never panic on a command.
+    #[inline]
     pub fn set(&mut self, index: usize, value: f32) -> bool {
         let (Some(p), Some(&kind), Some(s)) = (
             self.spec.params.get(index),
@@ -108,18 +110,13 @@ impl Params {
 
     /// The value last set for parameter `index` (clamped; for a gliding one, where it is
     /// going), or 0.0 for an index the type does not have.
+    #[inline]
     pub fn get(&self, index: usize) -> f32 {
         if index < self.spec.params.len() {
             self.values.get(index).map_or(0.0, Smoother::target)
         } else {
             0.0
         }
-    }
-
-    /// Every parameter's smoother in index order, for a module that treats its
-    /// parameters alike (the mixer's levels).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Smoother> {
-        self.values.iter_mut().take(self.spec.params.len())
     }
 
     /// Ends every glide on its target; part of a module's reset.

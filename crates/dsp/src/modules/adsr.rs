@@ -245,21 +245,21 @@ impl Adsr {
     /// Recomputes the exponential shape affected by a change of parameter `index`
     /// (a time: its segment; the curve: all three). Runs on parameter changes only.
     fn update_shape_for(&mut self, index: usize) {
-        let curve = self.params.get(CURVE);
+        let curve = self.params[CURVE].target();
         if index == ATTACK || index == CURVE {
             self.shape.attack_over = overshoot(ATTACK_OVERSHOOT, curve);
             self.shape.attack_k =
-                one_pole_k(self.segment_samples(self.params.get(ATTACK)), self.shape.attack_over);
+                one_pole_k(self.segment_samples(self.params[ATTACK].target()), self.shape.attack_over);
         }
         if index == DECAY || index == CURVE {
             self.shape.decay_over = overshoot(FALL_OVERSHOOT, curve);
             self.shape.decay_k =
-                one_pole_k(self.segment_samples(self.params.get(DECAY)), self.shape.decay_over);
+                one_pole_k(self.segment_samples(self.params[DECAY].target()), self.shape.decay_over);
         }
         if index == RELEASE || index == CURVE {
             self.shape.release_over = overshoot(FALL_OVERSHOOT, curve);
             self.shape.release_k = one_pole_k(
-                self.segment_samples(self.params.get(RELEASE)),
+                self.segment_samples(self.params[RELEASE].target()),
                 self.shape.release_over,
             );
         }
@@ -406,7 +406,7 @@ impl Module for Adsr {
             self.gate = false;
             if self.level > 0.0 {
                 self.stage = Stage::Release;
-                self.release_step = self.level / self.segment_samples(self.params.get(RELEASE));
+                self.release_step = self.level / self.segment_samples(self.params[RELEASE].target());
                 self.release_aim = -self.shape.release_over * f64::from(self.level);
                 self.release_k = self.shape.release_k;
             } else {
@@ -444,9 +444,9 @@ impl Module for Adsr {
             return;
         }
         // A curve of exactly 0 takes the straight-line path.
-        if self.params.get(CURVE) == 0.0 {
-            let attack_step = 1.0 / self.segment_samples(self.params.get(ATTACK));
-            let decay_samples = self.segment_samples(self.params.get(DECAY));
+        if self.params[CURVE].target() == 0.0 {
+            let attack_step = 1.0 / self.segment_samples(self.params[ATTACK].target());
+            let decay_samples = self.segment_samples(self.params[DECAY].target());
             Self::render_moving(input, out, env, || self.tick(attack_step, decay_samples));
         } else {
             // The straight path and the held fast path move only `level`: pick it up.

@@ -129,16 +129,16 @@ impl Ar {
     }
 
     fn exponential(&self) -> bool {
-        mode_index(self.params.get(SHAPE)) == 1
+        mode_index(self.params[SHAPE].target()) == 1
     }
 
     fn holds(&self) -> bool {
-        mode_index(self.params.get(HOLD)) == 1
+        mode_index(self.params[HOLD].target()) == 1
     }
 
     fn update(&mut self) {
-        let a = self.segment_samples(self.params.get(ATTACK));
-        let r = self.segment_samples(self.params.get(RELEASE));
+        let a = self.segment_samples(self.params[ATTACK].target());
+        let r = self.segment_samples(self.params[RELEASE].target());
         self.attack_step = 1.0 / a;
         self.attack_coef = (ATTACK_OVERSHOOT / (1.0 + ATTACK_OVERSHOOT)).powf(1.0 / a);
         self.release_coef = (RELEASE_UNDERSHOOT / (1.0 + RELEASE_UNDERSHOOT)).powf(1.0 / r);
@@ -146,7 +146,7 @@ impl Ar {
 
     fn start_release(&mut self) {
         self.stage = Stage::Release;
-        self.release_step = self.level / self.segment_samples(self.params.get(RELEASE));
+        self.release_step = self.level / self.segment_samples(self.params[RELEASE].target());
     }
 
     #[inline]

@@ -91,11 +91,11 @@ impl Delay {
 
     /// The delay in samples the parameters ask for (tempo sync or ms), held in range.
     fn target_delay(&self) -> f32 {
-        let (bpm, beats) = (self.params.get(BPM), self.params.get(BEATS));
+        let (bpm, beats) = (self.params[BPM].target(), self.params[BEATS].target());
         let ms = if bpm > 0.0 {
             beats * 60_000.0 / bpm
         } else {
-            self.params.get(TIME)
+            self.params[TIME].target()
         };
         (ms * self.sample_rate / 1000.0).clamp(MIN_DELAY_SAMPLES, self.max_delay())
     }

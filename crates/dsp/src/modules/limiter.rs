@@ -103,8 +103,8 @@ impl Limiter {
     }
 
     fn update(&mut self) {
-        self.ceiling = 10f32.powf(self.params.get(CEILING) / 20.0);
-        let samples = f64::from(self.params.get(RELEASE)) * f64::from(self.sample_rate) / 1000.0;
+        self.ceiling = 10f32.powf(self.params[CEILING].target() / 20.0);
+        let samples = f64::from(self.params[RELEASE].target()) * f64::from(self.sample_rate) / 1000.0;
         self.release_coef = (-1.0 / samples.max(1.0)).exp();
     }
 

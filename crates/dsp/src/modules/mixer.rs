@@ -74,7 +74,8 @@ impl Module for Mixer {
             return;
         };
         out.fill(0.0);
-        for (input, level) in inputs.iter().zip(self.params.iter_mut()) {
+        for (i, input) in inputs.iter().enumerate().take(INPUTS) {
+            let level = &mut self.params[i];
             if level.is_settled() {
                 let g = level.current();
                 if g == 0.0 {

@@ -140,7 +140,7 @@ impl Module for Wavetable {
 
     fn param_changed(&mut self, index: usize) {
         if index == TABLE || index == MORPH {
-            let (table, morph) = (self.params.get(TABLE), self.params.get(MORPH));
+            let (table, morph) = (self.params[TABLE].target(), self.params[MORPH].target());
             self.position.set_target(read_position(table, morph));
         }
     }
