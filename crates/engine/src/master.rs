@@ -88,9 +88,6 @@ impl Master {
         }
     }
 
-    /// Bytes [`save_state`](Self::save_state) writes.
-    pub const STATE_LEN: usize = 5 * 4;
-
     /// Writes the filter memories and the limiter gain.
     pub fn save_state(&self, w: &mut StateWriter<'_>) {
         for v in self.dc_in.iter().chain(&self.dc_out) {
