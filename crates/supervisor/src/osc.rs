@@ -283,13 +283,12 @@ impl OscServer {
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
         let now_frame =
             self.shared.played.load(Ordering::Acquire) * self.shared.block_frames as u64;
-        let wanted = SystemTime::from(time);
-        let now = SystemTime::now();
-        match wanted.duration_since(now) {
-            Ok(ahead) => {
+        match system_time_of(time).and_then(|wanted| wanted.duration_since(SystemTime::now()).ok())
+        {
+            Some(ahead) => {
                 now_frame + (ahead.as_secs_f64() * f64::from(self.shared.sample_rate)) as u64
             }
-            Err(_) => 0, // in the past: as soon as possible (counted late by the clock)
+            None => 0, // in the past: as soon as possible (counted late by the clock)
         }
     }
 
@@ -331,5 +330,45 @@ impl OscServer {
     /// Sends an encoded reply; a failed send is logged, never fatal.
     pub fn send(&self, bytes: &[u8], to: ReplyTo) {
         self.replier.send(bytes, to);
+    }
+}
+
+/// Seconds from the NTP era (1900), which OSC timetags count from, to the Unix epoch
+/// (1970); RFC 5905.
+const NTP_TO_UNIX_SECONDS: u32 = 2_208_988_800;
+
+/// `time` as a `SystemTime`, or `None` if it lies before 1970. rosc's own conversion
+/// panics there, and a client that writes Unix seconds into the timetag (a common bug) or
+/// sends `(0, 2)` must get a late command, not a dead OSC thread and a deaf server.
+fn system_time_of(time: rosc::OscTime) -> Option<SystemTime> {
+    (time.seconds >= NTP_TO_UNIX_SECONDS).then(|| SystemTime::from(time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn timetags_before_1970_are_in_the_past_not_a_panic() {
+        for seconds in [0, 1, 2, 1_700_000_000, NTP_TO_UNIX_SECONDS - 1] {
+            for fractional in [0, 1, u32::MAX] {
+                let time = rosc::OscTime {
+                    seconds,
+                    fractional,
+                };
+                assert_eq!(system_time_of(time), None, "{time:?}");
+            }
+        }
+        let epoch = rosc::OscTime {
+            seconds: NTP_TO_UNIX_SECONDS,
+            fractional: 0,
+        };
+        assert_eq!(system_time_of(epoch), Some(UNIX_EPOCH));
+        let last = rosc::OscTime {
+            seconds: u32::MAX,
+            fractional: u32::MAX,
+        };
+        assert!(system_time_of(last).is_some_and(|t| t > UNIX_EPOCH));
     }
 }
