@@ -27,8 +27,8 @@ pub struct RenderArgs {
     /// Frames per block.
     #[arg(long, default_value_t = 64)]
     block: usize,
-    /// Frames per second.
-    #[arg(long, default_value_t = 48_000)]
+    /// Frames per second (the range `serve` accepts).
+    #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=192_000))]
     sample_rate: u32,
     /// Seed for everything random in the patch.
     #[arg(long, default_value_t = 0)]

@@ -203,3 +203,22 @@ fn readme_names_every_module_type_once() {
     expected.sort_unstable();
     assert_eq!(named, expected, "README's module types list is out of date");
 }
+
+#[test]
+fn render_refuses_a_sample_rate_serve_refuses() {
+    // `--sample-rate 1` used to panic inside a filter's coefficient clamp; it is now
+    // refused with the same range `serve` accepts, before anything is rendered.
+    let dir = temp_dir("rate");
+    for rate in ["1", "7999", "192001"] {
+        let output = chronus()
+            .args(["render", "--seconds", "0.1", "--sample-rate", rate, "-o"])
+            .arg(dir.join("x.wav"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "rate {rate}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("8000..=192000"), "{stderr}");
+        assert!(!dir.join("x.wav").exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
