@@ -94,6 +94,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         join_timeout: Duration::from_secs(5),
         realtime: true,
         master: chronus_engine::MasterConfig::default(),
+        tcp_idle_timeout: chronus_supervisor::transport::DEFAULT_TCP_IDLE_TIMEOUT,
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     // This thread plays the supervisor loop: schedule it as `serve` would.

@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Patch file (TOML); the built-in default patch when absent.
     #[arg(long)]
     patch: Option<PathBuf>,
-    /// Enable /debug/crash, /debug/hang and /debug/slow (for tests).
+    /// Enable the /debug/* fault-injection addresses (for tests).
     #[arg(long)]
     allow_fault_injection: bool,
     /// Write every accepted command with the frame it was stamped for.
@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Do not ask for real-time scheduling (SCHED_FIFO, locked memory) even where allowed.
     #[arg(long)]
     no_realtime: bool,
+    /// Seconds a TCP connection may pass with no bytes either way before it is closed
+    /// (hidden: for tests; the default suits everyone else).
+    #[arg(long, default_value_t = 60.0, hide = true)]
+    tcp_idle_timeout: f64,
 }
 
 /// Runs the server until /quit, SIGINT or SIGTERM.
@@ -87,6 +91,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             dc_blocker: !args.no_dc_blocker,
             limiter: !args.no_limiter,
         },
+        tcp_idle_timeout: Duration::from_secs_f64(args.tcp_idle_timeout.clamp(0.1, 1e6)),
     };
     let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
     let supervisor = Supervisor::start(config.clone(), stop)?;

@@ -51,6 +51,8 @@ pub const DEBUG_POISON: &str = "/debug/poison";
 pub const DEBUG_HANG: &str = "/debug/hang";
 /// Fault injection: slow a worker down.
 pub const DEBUG_SLOW: &str = "/debug/slow";
+/// Fault injection: panic in the server's OSC thread.
+pub const DEBUG_PANIC: &str = "/debug/panic";
 
 /// Address of the in-engine parameter glide: `/ramp <address> <target> <seconds>`.
 pub const RAMP: &str = "/ramp";
@@ -145,6 +147,14 @@ pub enum Request {
     Version,
     /// `/quit`: answer `/done /quit` and stop.
     Quit,
+    /// Fault injection: panic in the server's OSC thread while handling this message,
+    /// caught per packet (or, with `uncaught`, outside that guard, ending the thread), to
+    /// show that no packet makes the server deaf (only in a table built with
+    /// `fault_injection`).
+    DebugPanic {
+        /// Panic outside the per-packet guard: the thread dies and the server must exit.
+        uncaught: bool,
+    },
     /// Fault injection for one worker (only in a table built with `fault_injection`).
     Fault {
         /// What to inject.
@@ -534,6 +544,23 @@ static FIXED: &[Fixed] = &[
             })
         },
     },
+    Fixed {
+        address: DEBUG_PANIC,
+        args: &[ArgSpec {
+            name: "uncaught",
+            kind: ArgKind::Int { min: 0, max: 1 },
+            optional: true,
+        }],
+        reply: "/fail /debug/panic <reason>",
+        doc: "Fault injection: panics in the server's OSC thread while handling this message; the panic is caught, answered with /fail and counted in `handler_panics`, and the server goes on. With `uncaught` 1 the OSC thread dies instead, and the server exits with an error rather than play on deaf.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::DebugPanic {
+                uncaught: !call.values.is_empty() && call.int(0)? == 1,
+            })
+        },
+    },
 ];
 
 /// `/ramp <address> <target> <seconds>`: the target is checked against the named
@@ -791,7 +818,7 @@ impl AddressTable {
     /// taken from its [`ParamSpec`]; modules with a gate get `/gate/<id>`. The fixed
     /// addresses (`/engine/gain`, `/test`, `/status`, `/metrics`, `/sync`, `/version`,
     /// `/quit`, `/ramp`, `/get`, `/params` and the `/patch/…` editing addresses) are always
-    /// present; `/debug/crash`, `/debug/hang` and `/debug/slow` only
+    /// present; `/debug/crash`, `/debug/hang`, `/debug/slow` and `/debug/panic` only
     /// when `fault_injection` is set (the server's explicit flag).
     ///
     /// Node indices are `u16`: instances beyond index 65535 (no real patch has them) get
@@ -1201,6 +1228,7 @@ pub(crate) mod tests {
             DEBUG_CRASH,
             DEBUG_HANG,
             DEBUG_SLOW,
+            DEBUG_PANIC,
         ] {
             assert!(t.lookup(address).is_some(), "{address}");
         }
@@ -1214,6 +1242,7 @@ pub(crate) mod tests {
         assert!(t.lookup(DEBUG_CRASH).is_none());
         assert!(t.lookup(DEBUG_HANG).is_none());
         assert!(t.lookup(DEBUG_SLOW).is_none());
+        assert!(t.lookup(DEBUG_PANIC).is_none());
         assert!(t.lookup(STATUS).is_some());
     }
 

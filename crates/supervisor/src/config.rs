@@ -69,4 +69,6 @@ pub struct ServeConfig {
     pub realtime: bool,
     /// Master DC blocker and limiter after the patch.
     pub master: chronus_engine::MasterConfig,
+    /// A TCP connection with no bytes either way for this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
 }

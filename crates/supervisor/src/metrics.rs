@@ -117,6 +117,14 @@ pub struct Metrics {
     pub cold_restarts: AtomicU64,
     /// Commands that killed both workers at once and were dropped (poison commands).
     pub poisoned_commands: AtomicU64,
+    /// Packets whose handling panicked; each was answered `/fail` and the server went on.
+    pub handler_panics: AtomicU64,
+    /// UDP replies dropped because the socket could not take them at once.
+    pub udp_replies_dropped: AtomicU64,
+    /// TCP clients disconnected because they left too many replies unread.
+    pub tcp_slow_clients_dropped: AtomicU64,
+    /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
+    pub tcp_idle_clients_closed: AtomicU64,
     /// Detection to first block served from the new slot.
     pub failover: Histogram,
     /// Spawn of a spare to its joining the lockstep.
@@ -184,6 +192,14 @@ pub struct MetricsReport {
     pub cold_restarts: u64,
     /// See [`Metrics::poisoned_commands`].
     pub poisoned_commands: u64,
+    /// See [`Metrics::handler_panics`].
+    pub handler_panics: u64,
+    /// See [`Metrics::udp_replies_dropped`].
+    pub udp_replies_dropped: u64,
+    /// See [`Metrics::tcp_slow_clients_dropped`].
+    pub tcp_slow_clients_dropped: u64,
+    /// See [`Metrics::tcp_idle_clients_closed`].
+    pub tcp_idle_clients_closed: u64,
     /// Last failover time in ms (null before the first).
     pub failover_ms_last: Option<f64>,
     /// p99 failover time in ms.
@@ -283,6 +299,10 @@ impl MetricsReport {
             ring_overflows: get(&m.ring_overflows),
             cold_restarts: get(&m.cold_restarts),
             poisoned_commands: get(&m.poisoned_commands),
+            handler_panics: get(&m.handler_panics),
+            udp_replies_dropped: get(&m.udp_replies_dropped),
+            tcp_slow_clients_dropped: get(&m.tcp_slow_clients_dropped),
+            tcp_idle_clients_closed: get(&m.tcp_idle_clients_closed),
             failover_ms_last: m.failover.last_ms(),
             failover_ms_p99: m.failover.quantile_ms(0.99),
             rebuild_ms_last: m.rebuild.last_ms(),

@@ -4,18 +4,21 @@
 //! table before anything acts on it (a bundle is all or nothing). Engine commands go to
 //! the output clock's lock-free queue to be stamped; questions (`/status`, `/metrics`,
 //! `/version`) are answered here at once; bad input is answered with `/fail` and changes
-//! nothing. Replies go to the sender's address.
+//! nothing. Replies go to the sender's address, without waiting (see
+//! [`Replier`](crate::transport::Replier)). A panic while handling a packet is caught with
+//! that packet: it is answered with `/fail`, counted, and the next packet is handled.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk};
 use chronus_protocol::reply::ParamInfo;
-use chronus_protocol::{reply, AddressTable, PatchEdit, Request, When};
+use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, When};
 
 use crate::patch_editor::PatchEditor;
 use crate::transport::{Incoming, Replier, ReplyTo};
@@ -63,6 +66,10 @@ pub struct OscServer {
     pub stop: Arc<AtomicBool>,
     /// Requests for the supervisor loop.
     pub control: Sender<ControlRequest>,
+    /// The address of the message being handled, for the `/fail` of a panic.
+    pub handling: Option<String>,
+    /// `/debug/panic 1` asked this thread to die (outside the per-packet guard).
+    pub die: bool,
 }
 
 impl OscServer {
@@ -70,10 +77,40 @@ impl OscServer {
     pub fn run(mut self) {
         while !self.stop.load(Ordering::Acquire) {
             match self.packets.recv_timeout(Duration::from_millis(50)) {
-                Ok(packet) => self.handle_datagram(&packet.bytes, packet.from),
+                Ok(packet) => self.handle_guarded(&packet),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            if self.die {
+                panic!("/debug/panic 1: the OSC thread dies, as a bug outside packet handling would make it");
+            }
+        }
+    }
+
+    /// Handles one packet; a panic inside is caught here, so a packet that trips a bug
+    /// costs its own answer, never the thread: the message being handled gets `/fail`,
+    /// the panic is counted in `handler_panics` and logged, and the server goes on.
+    fn handle_guarded(&mut self, packet: &Incoming) {
+        self.handling = None;
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.handle_datagram(&packet.bytes, packet.from);
+        }));
+        let Err(panic) = handled else {
+            return;
+        };
+        Metrics::bump(&self.shared.metrics.handler_panics);
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        tracing::error!(
+            "OSC: handling a packet from {} panicked ({what}); answered /fail, serving on",
+            packet.from
+        );
+        if let Some(address) = self.handling.take() {
+            let reason = "the server failed while handling this message (a bug; logged and counted); the rest of its packet was dropped";
+            self.send(&reply::fail(&address, reason), packet.from);
         }
     }
 
@@ -92,24 +129,16 @@ impl OscServer {
                 return;
             }
         };
-        // A bundle is all or nothing: if the queue cannot take every command in it, refuse
-        // every one rather than apply half.
-        let wanted = results.iter().filter(|r| r.is_ok()).count();
-        let room = self.shared.inbound.capacity() - self.shared.inbound.len();
-        if wanted > room {
+        // A bundle is all or nothing: if it cannot be taken whole, refuse every message
+        // in it rather than apply half.
+        if let Some(reason) = self.whole_packet_refusal(&results) {
             for result in &results {
                 let address = match result {
                     Ok(decoded) => decoded.address.as_str(),
                     Err(fail) => fail.address.as_str(),
                 };
                 Metrics::bump(&metrics.commands_rejected);
-                self.send(
-                    &reply::fail(
-                        address,
-                        "server busy: too many commands waiting; nothing applied",
-                    ),
-                    from,
-                );
+                self.send(&reply::fail(address, &reason), from);
             }
             return;
         }
@@ -123,6 +152,7 @@ impl OscServer {
                     continue;
                 }
             };
+            self.handling = Some(decoded.address.clone());
             match decoded.request {
                 Request::Engine(command) => {
                     self.editor.observe(&command);
@@ -199,6 +229,10 @@ impl OscServer {
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
                 }
+                Request::DebugPanic { uncaught: true } => self.die = true,
+                Request::DebugPanic { uncaught: false } => {
+                    panic!("/debug/panic: a panic injected while handling a packet");
+                }
                 Request::Fault { fault, slot } => {
                     let item = Inbound::Fault {
                         fault,
@@ -210,6 +244,30 @@ impl OscServer {
                 }
             }
         }
+    }
+
+    /// Why a packet must be refused as a whole, if it must: the queue cannot take all its
+    /// commands, or it is timed more than [`MAX_AHEAD`] ahead (surely a client's wrong
+    /// clock or epoch, and a frame too far to compute safely).
+    fn whole_packet_refusal(&self, results: &[Result<Decoded, Fail>]) -> Option<String> {
+        let wanted = results.iter().filter(|r| r.is_ok()).count();
+        let room = self.shared.inbound.capacity() - self.shared.inbound.len();
+        if wanted > room {
+            return Some("server busy: too many commands waiting; nothing applied".to_string());
+        }
+        let now = SystemTime::now();
+        results.iter().flatten().find_map(|decoded| match decoded.time {
+            When::At(time) => ahead_of(time, now)
+                .filter(|&ahead| ahead > MAX_AHEAD)
+                .map(|ahead| {
+                    format!(
+                        "the bundle is timed {:.1} s ahead; at most {} s ahead is taken (is the client's clock or epoch right?); nothing applied",
+                        ahead.as_secs_f64(),
+                        MAX_AHEAD.as_secs()
+                    )
+                }),
+            When::Now => None,
+        })
     }
 
     /// Applies a `/patch/…` edit and answers `/done` or `/fail`.
@@ -280,13 +338,15 @@ impl OscServer {
     }
 
     /// The frame that plays at `time` (an OSC timetag), estimated from the clock now.
+    /// Packets timed beyond [`MAX_AHEAD`] were refused before; the bound is kept here too,
+    /// so the frame stays far from overflowing whatever the timetag.
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
         let now_frame =
             self.shared.played.load(Ordering::Acquire) * self.shared.block_frames as u64;
-        match system_time_of(time).and_then(|wanted| wanted.duration_since(SystemTime::now()).ok())
-        {
+        match ahead_of(time, SystemTime::now()) {
             Some(ahead) => {
-                now_frame + (ahead.as_secs_f64() * f64::from(self.shared.sample_rate)) as u64
+                let ahead = ahead.min(MAX_AHEAD).as_secs_f64();
+                now_frame + (ahead * f64::from(self.shared.sample_rate)) as u64
             }
             None => 0, // in the past: as soon as possible (counted late by the clock)
         }
@@ -335,40 +395,81 @@ impl OscServer {
 
 /// Seconds from the NTP era (1900), which OSC timetags count from, to the Unix epoch
 /// (1970); RFC 5905.
-const NTP_TO_UNIX_SECONDS: u32 = 2_208_988_800;
+const NTP_TO_UNIX_SECONDS: u64 = 2_208_988_800;
 
-/// `time` as a `SystemTime`, or `None` if it lies before 1970. rosc's own conversion
-/// panics there, and a client that writes Unix seconds into the timetag (a common bug) or
-/// sends `(0, 2)` must get a late command, not a dead OSC thread and a deaf server.
-fn system_time_of(time: rosc::OscTime) -> Option<SystemTime> {
-    (time.seconds >= NTP_TO_UNIX_SECONDS).then(|| SystemTime::from(time))
+/// How far ahead a bundle may be timed: further is refused with `/fail`.
+pub const MAX_AHEAD: Duration = Duration::from_secs(60);
+
+/// How far `time` (an OSC timetag) lies ahead of `now`, or `None` if it has passed. Plain
+/// arithmetic on durations since 1900, so any 64-bit timetag works: rosc's conversion to
+/// `SystemTime` panics before 1970, and a client that writes Unix seconds into the timetag
+/// (a common bug) or sends `(0, 2)` must get a late command, not a dead OSC thread.
+fn ahead_of(time: rosc::OscTime, now: SystemTime) -> Option<Duration> {
+    // The fraction is in units of 2^-32 s; below 10^9 ns, so `Duration::new` cannot carry.
+    let nanos = (u64::from(time.fractional) * 1_000_000_000) >> 32;
+    let wanted = Duration::new(u64::from(time.seconds), nanos as u32);
+    let since_unix = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now_since_ntp = since_unix.saturating_add(Duration::from_secs(NTP_TO_UNIX_SECONDS));
+    wanted
+        .checked_sub(now_since_ntp)
+        .filter(|ahead| !ahead.is_zero())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
+    use proptest::prelude::*;
+
+    fn tag(seconds: u32, fractional: u32) -> rosc::OscTime {
+        rosc::OscTime {
+            seconds,
+            fractional,
+        }
+    }
+
+    /// A fixed "now": 2026-01-01T00:00:00Z.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    }
+
+    fn now_as_tag() -> u32 {
+        (1_767_225_600 + NTP_TO_UNIX_SECONDS) as u32
+    }
 
     #[test]
-    fn timetags_before_1970_are_in_the_past_not_a_panic() {
-        for seconds in [0, 1, 2, 1_700_000_000, NTP_TO_UNIX_SECONDS - 1] {
+    fn timetags_before_1970_or_past_are_late_not_a_panic() {
+        for seconds in [0, 1, 2, 1_700_000_000, (NTP_TO_UNIX_SECONDS - 1) as u32] {
             for fractional in [0, 1, u32::MAX] {
-                let time = rosc::OscTime {
-                    seconds,
-                    fractional,
-                };
-                assert_eq!(system_time_of(time), None, "{time:?}");
+                assert_eq!(ahead_of(tag(seconds, fractional), now()), None);
             }
         }
-        let epoch = rosc::OscTime {
-            seconds: NTP_TO_UNIX_SECONDS,
-            fractional: 0,
-        };
-        assert_eq!(system_time_of(epoch), Some(UNIX_EPOCH));
-        let last = rosc::OscTime {
-            seconds: u32::MAX,
-            fractional: u32::MAX,
-        };
-        assert!(system_time_of(last).is_some_and(|t| t > UNIX_EPOCH));
+        assert_eq!(ahead_of(tag(now_as_tag(), 0), now()), None);
+        assert_eq!(ahead_of(tag(now_as_tag() - 1, u32::MAX), now()), None);
+    }
+
+    #[test]
+    fn timetags_ahead_are_measured_exactly() {
+        assert_eq!(
+            ahead_of(tag(now_as_tag() + 2, 1 << 31), now()),
+            Some(Duration::from_millis(2_500))
+        );
+        let last = ahead_of(tag(u32::MAX, u32::MAX), now()).unwrap();
+        assert!(last > MAX_AHEAD, "{last:?}");
+        // A clock before 1970 (a broken machine) still gives an answer.
+        assert!(ahead_of(tag(u32::MAX, 0), UNIX_EPOCH - Duration::from_secs(5)).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn any_timetag_at_any_time_converts_without_panicking(
+            bits in any::<u64>(),
+            now_secs in any::<u32>(),
+        ) {
+            let time = rosc::OscTime::from(((bits >> 32) as u32, bits as u32));
+            let now = UNIX_EPOCH + Duration::from_secs(u64::from(now_secs));
+            if let Some(ahead) = ahead_of(time, now) {
+                prop_assert!(ahead <= Duration::from_secs(u64::from(u32::MAX) + 1));
+            }
+        }
     }
 }

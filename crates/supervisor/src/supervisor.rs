@@ -47,7 +47,7 @@ pub struct Supervisor {
     stop: Arc<AtomicBool>,
     socket: Arc<UdpSocket>,
     replier: Arc<Replier>,
-    /// The UDP reader and the TCP listener.
+    /// The UDP reader and the TCP listener (watched by the loop, like the OSC thread).
     transport_threads: Vec<std::thread::JoinHandle<()>>,
     /// The stamped patch, and the committed ones waiting for their switch.
     patch: LivePatch,
@@ -101,12 +101,21 @@ impl Supervisor {
         };
         let (control_tx, control) = mpsc::channel();
         let socket = Arc::new(socket);
-        let replier = Arc::new(Replier::new(Arc::clone(&socket)));
-        let (packets_tx, packets) = mpsc::sync_channel(4096);
+        let replier = Arc::new(Replier::new(
+            Arc::clone(&socket),
+            Arc::clone(&shared.metrics),
+        ));
+        let (packets_tx, packets) = mpsc::sync_channel(transport::HANDLER_QUEUE);
         // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
         let udp_addr = socket.local_addr().unwrap_or(config.osc);
-        let transport_threads =
-            transport::spawn_all(&socket, udp_addr, &replier, packets_tx, &stop)?;
+        let transport_threads = transport::spawn_all(
+            &socket,
+            udp_addr,
+            &replier,
+            packets_tx,
+            &stop,
+            config.tcp_idle_timeout,
+        )?;
         let report = Arc::new(Mutex::new(MetricsReport::counters(
             &shared.metrics,
             shared.control_latency_ms(),
@@ -121,6 +130,8 @@ impl Supervisor {
             report: Arc::clone(&report),
             stop: Arc::clone(&stop),
             control: control_tx,
+            handling: None,
+            die: false,
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())
@@ -223,8 +234,25 @@ impl Supervisor {
             {
                 bail!("the output stopped unexpectedly");
             }
+            if let Some(name) = self.ended_thread() {
+                if !self.stop.load(Ordering::Acquire) {
+                    bail!("the {name} thread stopped unexpectedly; exiting rather than play on without answering (a service manager should restart the server)");
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The name of a thread that serves clients (the OSC handler, the UDP reader, the TCP
+    /// listener) and has ended: each one's end leaves the server deaf to someone, so the
+    /// loop watches them all. (Panics in packet handling are caught per packet; this is
+    /// for what escapes anyway.)
+    fn ended_thread(&self) -> Option<String> {
+        self.osc_thread
+            .iter()
+            .chain(&self.transport_threads)
+            .find(|handle| handle.is_finished())
+            .map(|handle| handle.thread().name().unwrap_or("an OSC").to_string())
     }
 
     /// Moves `slot` through the state machine on `event` (see [`SlotRuntime::apply`]).
@@ -594,6 +622,8 @@ impl Supervisor {
         for to in std::mem::take(&mut self.quit_requests) {
             self.replier.send(&reply::done("/quit"), to);
         }
+        // TCP clients' writers send what is queued (`/done /quit` included) before exit.
+        self.replier.finish(Duration::from_secs(1));
         tracing::info!("stopped");
         result.and(output_result)
     }

@@ -1,25 +1,46 @@
 //! OSC transports: UDP datagrams and TCP streams, both feeding the one OSC handler, and
 //! the way a reply finds its way back to whoever asked.
 //!
+//! One message's path: a reader thread (the UDP reader, or the reader of one TCP client)
+//! reads a complete packet and hands it to the OSC thread through a bounded channel
+//! ([`Incoming`]); the OSC thread handles it and calls [`Replier::send`], which never
+//! waits: a UDP reply is sent without blocking (dropped and counted if the socket is full),
+//! and a TCP reply is queued for that client's own writer thread. So nothing that answers
+//! (the OSC thread, the real-time supervisor loop) ever waits on a socket, and one client
+//! that never reads stalls no one but itself: when its queue is full it is disconnected.
+//!
 //! TCP carries OSC 1.0 framing, as scsynth and liblo do: each packet is preceded by its
-//! size as a big-endian 32-bit integer. Readers run on their own threads and hand complete
-//! packets to the handler through a bounded channel, so one slow or broken client can
-//! never hold up another, and the handler (which owns the address table and the patch
-//! draft) stays single-threaded.
+//! size as a big-endian 32-bit integer. A TCP client may have only a few packets waiting
+//! for the handler at a time, so however fast one client sends, the handler's queue keeps
+//! room for everyone else. A connection with no bytes either way for the idle timeout is
+//! closed, and when [`MAX_TCP_CLIENTS`] are connected the longest-idle one makes room for
+//! a newcomer, so idle connections can never lock clients out.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
 
 /// Largest OSC packet accepted over TCP (UDP is bounded by the datagram size anyway).
 const MAX_TCP_PACKET: usize = 1 << 20;
-/// Most TCP clients connected at once; more are refused (closed) with a log line.
-const MAX_TCP_CLIENTS: usize = 64;
-/// How often blocked readers look at the stop flag.
+/// Most TCP clients connected at once; a newcomer beyond this closes the longest-idle one.
+pub const MAX_TCP_CLIENTS: usize = 64;
+/// Replies waiting for one TCP client's writer; a client that lets this many pile up is
+/// not reading, and is disconnected.
+const REPLY_QUEUE: usize = 256;
+/// Packets of one TCP client waiting for the handler at most: with [`MAX_TCP_CLIENTS`]
+/// clients that is half of the handler's queue, so UDP always finds room.
+const IN_FLIGHT_PER_CLIENT: usize = 32;
+/// Packets waiting for the OSC handler, from every transport.
+pub const HANDLER_QUEUE: usize = 4096;
+/// How long a TCP connection may pass without a byte either way before it is closed.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often blocked readers look at the stop flag, and the listener at idle clients.
 const POLL: Duration = Duration::from_millis(50);
 
 /// Where a reply goes: a UDP address, or a TCP connection by its id.
@@ -47,69 +68,184 @@ pub struct Incoming {
     pub bytes: Vec<u8>,
     /// Its sender.
     pub from: ReplyTo,
+    /// For a TCP packet, its place among its client's packets in flight, given back when
+    /// the handler drops the packet.
+    _in_flight: Option<InFlight>,
 }
 
-/// Sends replies over whichever transport the request came in on.
+/// One packet a TCP client has waiting for the handler; dropping it lets the client's
+/// reader read another.
+#[derive(Debug)]
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// When bytes last moved on a TCP connection, either way (ms since the replier started).
+#[derive(Debug, Default)]
+struct Activity(AtomicU64);
+
+/// What the replier keeps of one TCP client.
+struct Client {
+    /// Replies waiting for the client's writer thread, each with its size prefix.
+    outgoing: SyncSender<Vec<u8>>,
+    /// A handle on the connection, only to shut it down (which wakes its reader and
+    /// writer); never written through.
+    stream: TcpStream,
+    /// When bytes last moved.
+    activity: Arc<Activity>,
+}
+
+/// Sends replies over whichever transport the request came in on, without ever waiting
+/// on a socket (see the module comment); also keeps the TCP clients' table, whose lock is
+/// never held across I/O.
 pub struct Replier {
     udp: Arc<UdpSocket>,
-    tcp: Mutex<BTreeMap<u64, TcpStream>>,
+    clients: Mutex<BTreeMap<u64, Client>>,
+    /// Writer threads, joined at [`finish`](Self::finish) so the last replies go out.
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+    started: Instant,
 }
 
 impl Replier {
-    /// A replier for `udp` with no TCP clients yet.
-    pub fn new(udp: Arc<UdpSocket>) -> Replier {
+    /// A replier for `udp` with no TCP clients yet, counting into `metrics`.
+    pub fn new(udp: Arc<UdpSocket>, metrics: Arc<Metrics>) -> Replier {
         Replier {
             udp,
-            tcp: Mutex::new(BTreeMap::new()),
+            clients: Mutex::new(BTreeMap::new()),
+            writers: Mutex::new(Vec::new()),
+            metrics,
+            started: Instant::now(),
         }
     }
 
-    /// Sends an encoded reply; a failure is logged, never fatal (the client may be gone).
+    /// Sends an encoded reply without waiting; a reply that cannot go is dropped, never
+    /// fatal (the client may be gone). A TCP client whose reply queue is full is
+    /// disconnected: it has not read its replies for a long time.
     pub fn send(&self, bytes: &[u8], to: ReplyTo) {
         match to {
             ReplyTo::Udp(addr) => {
-                if let Err(e) = self.udp.send_to(bytes, addr) {
-                    tracing::debug!("reply to {to} failed: {e}");
+                let sent =
+                    rustix::net::sendto(&*self.udp, bytes, rustix::net::SendFlags::DONTWAIT, &addr);
+                if let Err(e) = sent {
+                    Metrics::bump(&self.metrics.udp_replies_dropped);
+                    tracing::debug!("reply to {to} dropped: {e}");
                 }
             }
             ReplyTo::Tcp(id) => {
-                let Ok(mut clients) = self.tcp.lock() else {
-                    return;
-                };
-                let Some(stream) = clients.get_mut(&id) else {
-                    return;
-                };
-                let size = (bytes.len() as u32).to_be_bytes();
-                if let Err(e) = stream
-                    .write_all(&size)
-                    .and_then(|()| stream.write_all(bytes))
-                {
-                    tracing::debug!("reply to {to} failed: {e}; dropping the connection");
-                    clients.remove(&id);
+                // One buffer, so the writer sends each reply in one write.
+                let mut framed = Vec::with_capacity(4 + bytes.len());
+                framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                framed.extend_from_slice(bytes);
+                let queued = self
+                    .lock_clients()
+                    .get(&id)
+                    .map(|client| client.outgoing.try_send(framed));
+                match queued {
+                    None | Some(Ok(())) => {}
+                    Some(Err(TrySendError::Full(_))) => {
+                        Metrics::bump(&self.metrics.tcp_slow_clients_dropped);
+                        tracing::warn!(
+                            "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
+                        );
+                        self.disconnect(id);
+                    }
+                    Some(Err(TrySendError::Disconnected(_))) => self.disconnect(id),
                 }
             }
         }
     }
 
-    fn add_tcp(&self, id: u64, stream: TcpStream) -> bool {
-        match self.tcp.lock() {
-            Ok(mut clients) if clients.len() < MAX_TCP_CLIENTS => {
-                clients.insert(id, stream);
-                true
-            }
-            _ => false,
+    /// Stops taking replies, lets every TCP writer send what it has queued (up to
+    /// `within`), then closes every connection. For the end of a shutdown, after the last
+    /// replies (`/done /quit`) were sent.
+    pub fn finish(&self, within: Duration) {
+        let clients = std::mem::take(&mut *self.lock_clients());
+        // Dropping a client's sender ends its writer once the queue is written.
+        let streams: Vec<TcpStream> = clients.into_values().map(|c| c.stream).collect();
+        let writers =
+            std::mem::take(&mut *self.writers.lock().unwrap_or_else(PoisonError::into_inner));
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && writers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for stream in streams {
+            let _ = stream.shutdown(Shutdown::Both);
         }
     }
 
-    fn remove_tcp(&self, id: u64) {
-        if let Ok(mut clients) = self.tcp.lock() {
-            clients.remove(&id);
+    fn lock_clients(&self) -> MutexGuard<'_, BTreeMap<u64, Client>> {
+        // The table stays consistent whatever panicked while holding it (every change is
+        // one insert or remove).
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Milliseconds since the replier started: the clock of [`Activity`].
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self, activity: &Activity) {
+        activity.0.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Forgets client `id` and shuts its connection down (outside the lock), which ends
+    /// its reader and writer.
+    fn disconnect(&self, id: u64) {
+        let removed = self.lock_clients().remove(&id);
+        if let Some(client) = removed {
+            let _ = client.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Closes every client idle for `timeout` or longer.
+    fn close_idle(&self, timeout: Duration) {
+        let now = self.now_ms();
+        let idle: Vec<u64> = self
+            .lock_clients()
+            .iter()
+            .filter(|(_, c)| {
+                now.saturating_sub(c.activity.0.load(Ordering::Relaxed))
+                    >= timeout.as_millis() as u64
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            Metrics::bump(&self.metrics.tcp_idle_clients_closed);
+            tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
+            self.disconnect(id);
+        }
+    }
+
+    /// At the client limit, closes the longest-idle client to make room for a new one.
+    fn make_room(&self) {
+        let longest_idle = {
+            let clients = self.lock_clients();
+            if clients.len() < MAX_TCP_CLIENTS {
+                return;
+            }
+            clients
+                .iter()
+                .min_by_key(|(_, c)| c.activity.0.load(Ordering::Relaxed))
+                .map(|(&id, _)| id)
+        };
+        if let Some(id) = longest_idle {
+            Metrics::bump(&self.metrics.tcp_idle_clients_closed);
+            tracing::info!(
+                "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
+            );
+            self.disconnect(id);
         }
     }
 }
 
 /// Starts every transport: the UDP reader on `socket`, and a TCP listener on the same
-/// address `udp_addr` (OSC 1.0 size-prefixed packets), or UDP only if TCP cannot bind.
+/// address `udp_addr` (OSC 1.0 size-prefixed packets) closing connections idle for
+/// `tcp_idle_timeout`, or UDP only if TCP cannot bind.
 ///
 /// # Errors
 /// When a thread cannot be started.
@@ -119,6 +255,7 @@ pub fn spawn_all(
     replier: &Arc<Replier>,
     packets: SyncSender<Incoming>,
     stop: &Arc<AtomicBool>,
+    tcp_idle_timeout: Duration,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use anyhow::Context;
     let mut threads = vec![
@@ -127,8 +264,14 @@ pub fn spawn_all(
     ];
     match TcpListener::bind(udp_addr) {
         Ok(listener) => threads.push(
-            spawn_tcp_listener(listener, Arc::clone(replier), packets, Arc::clone(stop))
-                .context("cannot start the TCP listener")?,
+            spawn_tcp_listener(
+                listener,
+                Arc::clone(replier),
+                packets,
+                Arc::clone(stop),
+                tcp_idle_timeout,
+            )
+            .context("cannot start the TCP listener")?,
         ),
         Err(e) => tracing::warn!("OSC over TCP unavailable on {udp_addr}: {e}; UDP only"),
     }
@@ -153,9 +296,10 @@ pub fn spawn_udp_reader(
                         let packet = Incoming {
                             bytes: buf.get(..len).unwrap_or_default().to_vec(),
                             from: ReplyTo::Udp(from),
+                            _in_flight: None,
                         };
                         if let Err(TrySendError::Full(_)) = packets.try_send(packet) {
-                            tracing::warn!("OSC: dropped a datagram from {from}: the handler is {} packets behind", 4096);
+                            tracing::warn!("OSC: dropped a datagram from {from}: the handler is {HANDLER_QUEUE} packets behind");
                         }
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -165,44 +309,32 @@ pub fn spawn_udp_reader(
         })
 }
 
-/// Accepts TCP clients on `listener` until `stop`; each gets a reader thread.
+/// Accepts TCP clients on `listener` until `stop`, each with a reader and a writer
+/// thread; closes clients idle for `idle_timeout`, and the longest-idle one when a
+/// newcomer finds [`MAX_TCP_CLIENTS`] connected.
 pub fn spawn_tcp_listener(
     listener: TcpListener,
     replier: Arc<Replier>,
     packets: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
+    idle_timeout: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("chronus-osc-tcp".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            let next_id = AtomicU64::new(1);
+            let mut next_id = 1;
             while !stop.load(Ordering::Acquire) {
+                replier.close_idle(idle_timeout);
                 match listener.accept() {
                     Ok((stream, peer)) => {
-                        let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        let reader = stream.try_clone();
-                        match reader {
-                            Ok(reader) if replier.add_tcp(id, stream) => {
-                                tracing::info!("OSC: tcp client {id} connected from {peer}");
-                                let (client_replier, client_packets, client_stop) =
-                                    (Arc::clone(&replier), packets.clone(), Arc::clone(&stop));
-                                let spawned = std::thread::Builder::new()
-                                    .name(format!("chronus-osc-tcp-{id}"))
-                                    .stack_size(256 * 1024)
-                                    .spawn(move || {
-                                        read_tcp(reader, id, &client_packets, &client_stop);
-                                        client_replier.remove_tcp(id);
-                                        tracing::info!("OSC: tcp client {id} disconnected");
-                                    });
-                                if spawned.is_err() {
-                                    replier.remove_tcp(id);
-                                }
-                            }
-                            _ => tracing::warn!(
-                                "OSC: refused tcp client from {peer} (too many clients)"
-                            ),
+                        replier.make_room();
+                        let id = next_id;
+                        next_id += 1;
+                        match start_client(&replier, stream, id, &packets, &stop) {
+                            Ok(()) => tracing::info!("OSC: tcp client {id} connected from {peer}"),
+                            Err(e) => tracing::warn!("OSC: refused tcp client from {peer}: {e}"),
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL / 2),
@@ -215,20 +347,124 @@ pub fn spawn_tcp_listener(
         })
 }
 
+/// Registers client `id` and starts its reader and writer threads.
+fn start_client(
+    replier: &Arc<Replier>,
+    stream: TcpStream,
+    id: u64,
+    packets: &SyncSender<Incoming>,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(POLL))?;
+    // Replies are small and answer requests: send each at once.
+    stream.set_nodelay(true)?;
+    let (outgoing, replies) = mpsc::sync_channel(REPLY_QUEUE);
+    let activity = Arc::new(Activity::default());
+    replier.touch(&activity);
+    let (reader_stream, writer_stream) = (stream.try_clone()?, stream.try_clone()?);
+    let writer = {
+        let (replier, activity) = (Arc::clone(replier), Arc::clone(&activity));
+        std::thread::Builder::new()
+            .name(format!("chronus-osc-tcp-{id}-out"))
+            .stack_size(256 * 1024)
+            .spawn(move || write_replies(writer_stream, &replies, &replier, &activity))?
+    };
+    let client = Client {
+        outgoing,
+        stream,
+        activity: Arc::clone(&activity),
+    };
+    replier.lock_clients().insert(id, client);
+    let reader = {
+        let (replier, packets, stop) = (Arc::clone(replier), packets.clone(), Arc::clone(stop));
+        std::thread::Builder::new()
+            .name(format!("chronus-osc-tcp-{id}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                // Forgets the client however the reader ends, a panic included.
+                let _forget = Forget {
+                    replier: &replier,
+                    id,
+                    stop: &stop,
+                };
+                read_packets(reader_stream, id, &packets, &stop, &replier, &activity);
+                tracing::info!("OSC: tcp client {id} disconnected");
+            })
+    };
+    if let Err(e) = reader {
+        replier.disconnect(id);
+        return Err(e);
+    }
+    let mut writers = replier
+        .writers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    writers.retain(|w| !w.is_finished());
+    writers.push(writer);
+    Ok(())
+}
+
+/// Removes a client from the replier's table when its reader ends, unless the server is
+/// stopping (then [`Replier::finish`] closes every client after the last replies).
+struct Forget<'a> {
+    replier: &'a Replier,
+    id: u64,
+    stop: &'a AtomicBool,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if !self.stop.load(Ordering::Acquire) {
+            // Dropping the client's sender lets its writer finish the queue and end; the
+            // connection closes when both threads have let go of it.
+            let _ = self.replier.lock_clients().remove(&self.id);
+        }
+    }
+}
+
+/// The writer of one TCP client: writes its queued replies, blocking on this client's
+/// socket only, until the queue is dropped or a write fails.
+fn write_replies(
+    mut stream: TcpStream,
+    replies: &Receiver<Vec<u8>>,
+    replier: &Replier,
+    activity: &Activity,
+) {
+    for reply in replies {
+        if stream.write_all(&reply).is_err() {
+            // Also ends the reader, which forgets the client.
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        replier.touch(activity);
+    }
+}
+
 /// Reads size-prefixed packets from one client until it closes, errs, or sends a packet
-/// size beyond [`MAX_TCP_PACKET`] (a broken stream cannot be resynchronised).
-fn read_tcp(mut stream: TcpStream, id: u64, packets: &SyncSender<Incoming>, stop: &AtomicBool) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let mut read_exact = |buf: &mut [u8]| -> bool {
-        let mut filled = 0;
-        while filled < buf.len() {
+/// size beyond [`MAX_TCP_PACKET`] (a broken stream cannot be resynchronised). A packet's
+/// buffer grows as its bytes arrive, so a client announcing a large packet and sending
+/// nothing holds no memory for it.
+fn read_packets(
+    stream: TcpStream,
+    id: u64,
+    packets: &SyncSender<Incoming>,
+    stop: &AtomicBool,
+    replier: &Replier,
+    activity: &Activity,
+) {
+    let mut stream = std::io::BufReader::new(stream);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    // Fills `bytes` up to `len` bytes; false at the end of the stream, an error or stop.
+    let mut read_to = |bytes: &mut Vec<u8>, len: usize| -> bool {
+        while bytes.len() < len {
             if stop.load(Ordering::Acquire) {
                 return false;
             }
-            match stream.read(&mut buf[filled..]) {
+            let wanted = (len - bytes.len()) as u64;
+            match (&mut stream).take(wanted).read_to_end(bytes) {
                 Ok(0) => return false,
-                Ok(n) => filled += n,
+                Ok(_) => replier.touch(activity),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -240,28 +476,36 @@ fn read_tcp(mut stream: TcpStream, id: u64, packets: &SyncSender<Incoming>, stop
         true
     };
     loop {
-        let mut size = [0u8; 4];
-        if !read_exact(&mut size) {
+        let mut size = Vec::with_capacity(4);
+        if !read_to(&mut size, 4) {
             return;
         }
-        let len = u32::from_be_bytes(size) as usize;
+        let len = <[u8; 4]>::try_from(size.as_slice()).map_or(0, u32::from_be_bytes) as usize;
         if len > MAX_TCP_PACKET {
             tracing::warn!(
-                "OSC: tcp client {id} sent a {len}-byte packet size; closing the connection"
+                "OSC: tcp client {id} sent a {len}-byte packet size (at most {MAX_TCP_PACKET}); closing the connection"
             );
             return;
         }
-        let mut bytes = vec![0u8; len];
-        if !read_exact(&mut bytes) {
+        let mut bytes = Vec::new();
+        if !read_to(&mut bytes, len) {
             return;
         }
-        if packets
-            .send(Incoming {
-                bytes,
-                from: ReplyTo::Tcp(id),
-            })
-            .is_err()
-        {
+        // Wait for the handler to take this client's earlier packets: one client cannot
+        // fill the queue everyone shares.
+        while in_flight.load(Ordering::Acquire) >= IN_FLIGHT_PER_CLIENT {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let packet = Incoming {
+            bytes,
+            from: ReplyTo::Tcp(id),
+            _in_flight: Some(InFlight(Arc::clone(&in_flight))),
+        };
+        if packets.send(packet).is_err() {
             return;
         }
     }
