@@ -317,7 +317,7 @@ fn finding_3_at_the_client_limit_the_longest_idle_tcp_connection_makes_room() {
 
 #[test]
 fn idle_tcp_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
-    let server = Server::start(&["--output", "null", "--tcp-idle-timeout", "2"]);
+    let server = Server::start(&["--output", "null", "--tcp-idle-timeout", "3"]);
     let mut silent = TcpStream::connect(server.addr).unwrap();
     // Half a size prefix, then nothing: a stalled (or slowloris) client.
     let mut stalled = TcpStream::connect(server.addr).unwrap();
@@ -326,19 +326,19 @@ fn idle_tcp_connections_are_closed_after_the_timeout_and_busy_ones_are_not() {
     let mut teasing = TcpStream::connect(server.addr).unwrap();
     teasing.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
     teasing.write_all(&[0; 10]).unwrap();
-    // A busy client asks every half second for 7 s (over three timeouts).
+    // A busy client asks every 0.3 s for 10 s (over three timeouts).
     let mut busy = TcpStream::connect(server.addr).unwrap();
     busy.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(7) {
+    while started.elapsed() < Duration::from_secs(10) {
         busy.write_all(&framed(&encode("/version", vec![])))
             .unwrap();
         assert_eq!(
             receive(&mut busy).expect("the busy client is served").addr,
             "/version.reply"
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(300));
     }
     // Gone now: not counted as idle.
     drop(busy);
