@@ -89,6 +89,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         patch_path: None,
         allow_fault_injection: false,
         command_log: None,
+        record: Vec::new(),
         worker_exe: std::env::current_exe()?,
         device_buffer: None,
         join_timeout: Duration::from_secs(5),

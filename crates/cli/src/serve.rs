@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Where the sound goes: auto (JACK, then ALSA's default card, else null), device, null, or wav:PATH.
     #[arg(long, default_value = "auto")]
     output: OutputChoice,
+    /// Also record what the output plays to a WAV file (wav:PATH), whatever the output;
+    /// the file is valid at every instant (its header is rewritten every 250 ms). Repeatable.
+    #[arg(long, value_name = "wav:PATH", value_parser = chronus_supervisor::config::parse_record)]
+    record: Vec<PathBuf>,
     /// Frames per second.
     #[arg(long, default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=192_000))]
     sample_rate: u32,
@@ -38,7 +42,8 @@ pub struct ServeArgs {
     /// Enable the /debug/* fault-injection addresses (for tests).
     #[arg(long)]
     allow_fault_injection: bool,
-    /// Write every accepted command with the frame it was stamped for.
+    /// Write every accepted command with the frame it was stamped for; each line reaches
+    /// the file within a few ms of its stamping (a `kill -9` of the server loses none).
     #[arg(long)]
     command_log: Option<PathBuf>,
     /// Device buffer size in frames (default: the device's).
@@ -82,6 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         patch_path: args.patch.clone(),
         allow_fault_injection: args.allow_fault_injection,
         command_log: args.command_log,
+        record: args.record,
         worker_exe: std::env::current_exe()
             .context("cannot find the chronus binary to start workers")?,
         device_buffer: args.device_buffer,

@@ -1,74 +1,300 @@
-//! The command log (`--command-log`): every stamped command and every patch switch, one
-//! line each, in stamping order, so `chronus render --replay` renders the same session.
+//! The command log (`--command-log`): every stamped command and every patch switch (with
+//! the patch's text), one line each, in stamping order, so `chronus render --replay`
+//! renders the same session.
 //!
-//! Lines are buffered and flushed on `/sync` and at shutdown; a failed write is ignored,
-//! never fatal to the sound.
+//! The output clock stamps commands and must not touch a file, so it hands each stamped
+//! command to a preallocated lock-free queue ([`LOG_QUEUE_CAPACITY`] entries; one that
+//! does not fit is counted in `command_log_dropped`, never waited for). A
+//! [`CommandLogWriter`] thread of normal priority drains it every [`WRITE_INTERVAL`] at
+//! most and hands the lines to the kernel with one `write` per batch (no `fsync`): a
+//! `kill -9` of the server loses none of them. How long a command waited between its
+//! stamping and that `write` is the metric `command_log_lag_ms` (last batch) and
+//! `command_log_lag_ms_max`; nothing waits on it, `/sync` included. A write error is
+//! logged with the path and the OS's reason and counted in `command_log_write_errors`;
+//! the log stops there (it keeps whole lines), and the sound plays on.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use chronus_engine::StampedCommand;
+use chronus_engine::{Command, StampedCommand};
 use chronus_protocol::AddressTable;
 
-/// An open command log.
-pub struct CommandLog {
-    writer: BufWriter<File>,
+use crate::metrics::Metrics;
+use crate::output::OutputShared;
+
+/// Entries the queue from the output clock holds: many seconds of the densest traffic
+/// the clock stamps (512 commands a block) between two writes.
+pub const LOG_QUEUE_CAPACITY: usize = 65_536;
+/// Longest time the writer sleeps when the queue is empty; with the time a write takes,
+/// a stamped command reaches the kernel well within 10 ms.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(3);
+
+/// One stamped command on its way to the log.
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedCommand {
+    /// The command as stamped (a patch switch included).
+    pub stamped: StampedCommand,
+    /// When it was stamped, in ns since the output epoch (for `command_log_lag_ms`).
+    pub stamped_ns: u64,
 }
 
-impl CommandLog {
-    /// Creates (truncates) the log at `path`.
+/// A committed patch, which the log writes when its switch is stamped.
+#[derive(Debug)]
+pub struct CommittedPatch {
+    /// Version stamped in the switch command.
+    pub version: u32,
+    /// The TOML text written in the log.
+    pub text: String,
+    /// Address table of the patch, for the commands after its switch.
+    pub table: AddressTable,
+}
+
+/// Where the OSC thread sends each committed patch, before it queues the switch (so the
+/// writer always has the text when it meets the switch).
+pub type PatchSender = Sender<CommittedPatch>;
+
+/// The writer thread and its stop flag.
+pub struct CommandLogWriter {
+    finish: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CommandLogWriter {
+    /// Creates (truncates) the log at `path` and starts the thread that drains `shared`'s
+    /// log queue into it; lines are formatted with `table` until a patch switch. Returns
+    /// the writer and where committed patches go.
     ///
     /// # Errors
-    /// When the file cannot be created.
-    pub fn create(path: &Path) -> anyhow::Result<CommandLog> {
+    /// When the file cannot be created or the thread cannot start.
+    pub fn start(
+        path: &Path,
+        table: AddressTable,
+        shared: &Arc<OutputShared>,
+    ) -> anyhow::Result<(CommandLogWriter, PatchSender)> {
         let file = File::create(path)
             .with_context(|| format!("cannot create command log {}", path.display()))?;
-        Ok(CommandLog {
-            writer: BufWriter::new(file),
-        })
-    }
-
-    /// Logs a stamped command, with its address from `table` (the stamped patch's).
-    pub fn command(&mut self, table: &AddressTable, stamped: &StampedCommand) {
-        let line = chronus_protocol::text::format_log_line(
+        let (patches_tx, patches) = mpsc::channel();
+        let finish = Arc::new(AtomicBool::new(false));
+        let mut writer = Writer {
+            path: path.to_path_buf(),
+            file: Some(file),
             table,
-            stamped.frame,
-            stamped.seq,
-            &stamped.command,
-        );
-        let _ = writeln!(self.writer, "{line}");
+            patches,
+            committed: BTreeMap::new(),
+            lines: Vec::new(),
+        };
+        let shared = Arc::clone(shared);
+        let stop = Arc::clone(&finish);
+        let thread = std::thread::Builder::new()
+            .name("chronus-command-log".into())
+            .spawn(move || writer.run(&shared, &stop))
+            .context("cannot start the command log writer")?;
+        Ok((CommandLogWriter { finish, thread }, patches_tx))
     }
 
-    /// Logs a patch switch stamped at `frame` with sequence `seq`, with the patch's text.
-    pub fn patch_switch(&mut self, frame: u64, seq: u64, text: &str) {
-        let _ = writeln!(
-            self.writer,
-            "{}",
-            chronus_protocol::format_patch_log_line(frame, seq, text)
-        );
+    /// Writes what is still queued (call it once the output has stopped stamping) and ends
+    /// the thread.
+    pub fn finish(self) {
+        self.finish.store(true, Ordering::Release);
+        if self.thread.join().is_err() {
+            tracing::error!("the command log writer panicked");
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    path: PathBuf,
+    /// `None` once a write failed.
+    file: Option<File>,
+    /// Table of the stamped patch (follows patch switches).
+    table: AddressTable,
+    patches: Receiver<CommittedPatch>,
+    /// Committed patches whose switch has not been written yet.
+    committed: BTreeMap<u32, CommittedPatch>,
+    /// The batch being formatted.
+    lines: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self, shared: &OutputShared, finish: &AtomicBool) {
+        let Some(queue) = shared.command_log.as_ref() else {
+            return;
+        };
+        let metrics = &shared.metrics;
+        loop {
+            // Read the flag first: everything queued before it was set is written below.
+            let finishing = finish.load(Ordering::Acquire);
+            let mut oldest_ns = None;
+            let mut count = 0u64;
+            while let Some(logged) = queue.pop() {
+                oldest_ns.get_or_insert(logged.stamped_ns);
+                count += 1;
+                self.format(&logged.stamped);
+                if self.lines.len() >= 1 << 20 {
+                    break;
+                }
+            }
+            if let Some(oldest_ns) = oldest_ns {
+                self.write(metrics, count);
+                let lag = shared.now_ns().saturating_sub(oldest_ns);
+                metrics.command_log_lag_ns.store(lag, Ordering::Relaxed);
+                metrics
+                    .command_log_lag_max_ns
+                    .fetch_max(lag, Ordering::Relaxed);
+                continue;
+            }
+            if finishing {
+                return;
+            }
+            std::thread::sleep(WRITE_INTERVAL);
+        }
     }
 
-    /// Writes out what is buffered (before answering `/sync`, and at shutdown).
-    pub fn flush(&mut self) {
-        let _ = self.writer.flush();
+    /// Appends the line of `stamped` to the batch.
+    fn format(&mut self, stamped: &StampedCommand) {
+        let line = if let Command::SwitchPatch { version, .. } = stamped.command {
+            let Some(patch) = self.committed_patch(version) else {
+                tracing::error!(
+                    "command log: patch {version} was stamped but its text is unknown; not logged"
+                );
+                return;
+            };
+            let line =
+                chronus_protocol::format_patch_log_line(stamped.frame, stamped.seq, &patch.text);
+            self.table = patch.table;
+            line
+        } else {
+            chronus_protocol::text::format_log_line(
+                &self.table,
+                stamped.frame,
+                stamped.seq,
+                &stamped.command,
+            )
+        };
+        self.lines.extend_from_slice(line.as_bytes());
+        self.lines.push(b'\n');
+    }
+
+    /// Patch `version`, committed before its switch was queued, so already sent.
+    fn committed_patch(&mut self, version: u32) -> Option<CommittedPatch> {
+        while let Ok(patch) = self.patches.try_recv() {
+            self.committed.insert(patch.version, patch);
+        }
+        self.committed.remove(&version)
+    }
+
+    /// Hands the batch to the kernel in one `write` (whole lines), or counts it lost.
+    fn write(&mut self, metrics: &Metrics, count: u64) {
+        if let Some(file) = self.file.as_mut() {
+            if let Err(error) = file.write_all(&self.lines) {
+                Metrics::bump(&metrics.command_log_write_errors);
+                tracing::error!(
+                    "command log {}: writing failed: {error}; it stops here; the sound plays on",
+                    self.path.display()
+                );
+                self.file = None;
+            }
+        }
+        if self.file.is_none() {
+            metrics
+                .command_log_dropped
+                .fetch_add(count, Ordering::Relaxed);
+        }
+        self.lines.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
-    fn lines_are_written_as_formatted_and_flushed_on_demand() {
+    fn stamped_commands_and_patch_switches_reach_the_file_without_a_flush() {
         let path = std::env::temp_dir().join(format!("chronus-log-test-{}", std::process::id()));
-        let mut log = CommandLog::create(&path).unwrap();
-        log.patch_switch(128, 7, "[modules]\n");
-        log.flush();
-        let written = std::fs::read_to_string(&path).unwrap();
+        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
+        let table = AddressTable::new(&[], false);
+        let (writer, patches) = CommandLogWriter::start(&path, table.clone(), &shared).unwrap();
+        let queue = shared.command_log.as_ref().unwrap();
+        let text = "[[modules]]\nid = \"out\"\ntype = \"output\"\n";
+        patches
+            .send(CommittedPatch {
+                version: 2,
+                text: text.to_string(),
+                table: table.clone(),
+            })
+            .unwrap();
+        let switch = StampedCommand {
+            seq: 7,
+            frame: 128,
+            command: Command::SwitchPatch {
+                version: 2,
+                len: text.len() as u32,
+            },
+        };
+        queue
+            .push(LoggedCommand {
+                stamped: switch,
+                stamped_ns: shared.now_ns(),
+            })
+            .unwrap();
+        let expected = format!(
+            "{}\n",
+            chronus_protocol::format_patch_log_line(128, 7, text)
+        );
+        // Written without any flush or stop: it is in the file within a few ms.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&path).unwrap_or_default() != expected {
+            assert!(Instant::now() < deadline, "the line never reached the file");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            shared
+                .metrics
+                .command_log_lag_max_ns
+                .load(Ordering::Relaxed)
+                > 0
+        );
+        writer.finish();
         let _ = std::fs::remove_file(&path);
-        let expected = chronus_protocol::format_patch_log_line(128, 7, "[modules]\n");
-        assert_eq!(written, format!("{expected}\n"));
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_counted_and_never_stops_the_queue() {
+        let path = PathBuf::from("/dev/full");
+        if !path.exists() {
+            return;
+        }
+        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
+        let table = AddressTable::new(&[], false);
+        let (writer, _patches) = CommandLogWriter::start(&path, table, &shared).unwrap();
+        let queue = shared.command_log.as_ref().unwrap();
+        let stamped = StampedCommand {
+            seq: 1,
+            frame: 0,
+            command: Command::TestTone,
+        };
+        for _ in 0..3 {
+            queue
+                .push(LoggedCommand {
+                    stamped,
+                    stamped_ns: 0,
+                })
+                .unwrap();
+            std::thread::sleep(WRITE_INTERVAL * 4);
+        }
+        writer.finish();
+        assert!(queue.is_empty());
+        let metrics = &shared.metrics;
+        assert_eq!(metrics.command_log_write_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.command_log_dropped.load(Ordering::Relaxed), 3);
     }
 }

@@ -14,7 +14,7 @@ pub enum OutputChoice {
     Device,
     /// Nowhere, paced in real time.
     Null,
-    /// A 32-bit float stereo WAV file, paced in real time.
+    /// A 32-bit float stereo WAV file, paced in real time: the null sink plus a recording.
     Wav(PathBuf),
 }
 
@@ -33,6 +33,17 @@ impl std::str::FromStr for OutputChoice {
                 )),
             },
         }
+    }
+}
+
+/// Parses `--record`'s value: `wav:PATH` (the one format recordings have).
+///
+/// # Errors
+/// Anything else, with what to write instead.
+pub fn parse_record(s: &str) -> Result<PathBuf, String> {
+    match s.strip_prefix("wav:") {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err(format!("unknown recording '{s}': use wav:PATH")),
     }
 }
 
@@ -59,6 +70,8 @@ pub struct ServeConfig {
     pub allow_fault_injection: bool,
     /// Where to log every stamped command (`@frame seq address args`).
     pub command_log: Option<PathBuf>,
+    /// WAV files recording what the output plays (`--record wav:PATH`), whatever it is.
+    pub record: Vec<PathBuf>,
     /// The binary to re-execute as `worker` (normally the running `chronus`).
     pub worker_exe: PathBuf,
     /// Device buffer size in frames (`None` = the device's default).
@@ -71,4 +84,18 @@ pub struct ServeConfig {
     pub master: chronus_engine::MasterConfig,
     /// A TCP connection with no bytes either way for this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
+}
+
+impl ServeConfig {
+    /// Every WAV file to record: `--output wav:PATH` and each `--record wav:PATH`.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let output = match &self.output {
+            OutputChoice::Wav(path) => Some(path.clone()),
+            _ => None,
+        };
+        output
+            .into_iter()
+            .chain(self.record.iter().cloned())
+            .collect()
+    }
 }

@@ -9,13 +9,14 @@
 //!   losing both workers at once.
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot.
-//! - [`sinks`]: device (cpal: JACK, ALSA), WAV file and null destinations, and which one
-//!   `--output` picks.
+//! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
+//!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
+//!   `--output wav:`).
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report.
-//! - [`command_log`]: the `--command-log` file; [`live_patch`]: the stamped patch the
-//!   loop follows through live edits.
+//! - [`command_log`]: the `--command-log` file and its writer thread; [`live_patch`]: the
+//!   stamped patch the loop follows through live edits.
 
 pub mod command_log;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod osc;
 pub mod output;
 pub mod patch_editor;
+pub mod recorder;
 pub mod recovery;
 pub mod sinks;
 pub mod slot_state;

@@ -13,8 +13,6 @@ use chronus_dsp::PatchDesc;
 use chronus_engine::{Engine, EngineConfig};
 use chronus_protocol::AddressTable;
 
-use crate::command_log::CommandLog;
-
 /// The stamped patch and the committed ones after it.
 pub struct LivePatch {
     /// Table of the patch the output is stamping for (follows stamped patch switches).
@@ -74,16 +72,13 @@ impl LivePatch {
         self.committed.insert(version, (text, table));
     }
 
-    /// Patch `version`'s switch was stamped at `frame` with sequence `seq`: log it, follow
-    /// its table, and start new workers from it from now on.
-    pub fn switched(&mut self, version: u32, frame: u64, seq: u64, log: Option<&mut CommandLog>) {
+    /// Patch `version`'s switch was stamped at `frame`: follow its table, and start new
+    /// workers from it from now on. (The command log's writer logs it, in its own thread.)
+    pub fn switched(&mut self, version: u32, frame: u64) {
         let Some((text, table)) = self.committed.remove(&version) else {
             tracing::error!("patch {version} was stamped but its text is unknown");
             return;
         };
-        if let Some(log) = log {
-            log.patch_switch(frame, seq, &text);
-        }
         self.table = table;
         let path = self.work_dir.join(format!("patch-{version}.toml"));
         match std::fs::create_dir_all(&self.work_dir).and_then(|()| std::fs::write(&path, &text)) {

@@ -125,6 +125,18 @@ pub struct Metrics {
     pub tcp_slow_clients_dropped: AtomicU64,
     /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
     pub tcp_idle_clients_closed: AtomicU64,
+    /// Played blocks the recording ring could not take (the recorder fell seconds behind).
+    pub record_blocks_dropped: AtomicU64,
+    /// Recordings that failed to write (each is logged with its path and reason).
+    pub record_write_errors: AtomicU64,
+    /// Stamped commands not in the command log (its queue was full, or writing failed).
+    pub command_log_dropped: AtomicU64,
+    /// Command logs that failed to write (logged with the path and reason).
+    pub command_log_write_errors: AtomicU64,
+    /// Stamping to `write` of the command log's last batch, in ns.
+    pub command_log_lag_ns: AtomicU64,
+    /// The largest such lag since start, in ns.
+    pub command_log_lag_max_ns: AtomicU64,
     /// Detection to first block served from the new slot.
     pub failover: Histogram,
     /// Spawn of a spare to its joining the lockstep.
@@ -200,6 +212,18 @@ pub struct MetricsReport {
     pub tcp_slow_clients_dropped: u64,
     /// See [`Metrics::tcp_idle_clients_closed`].
     pub tcp_idle_clients_closed: u64,
+    /// See [`Metrics::record_blocks_dropped`].
+    pub record_blocks_dropped: u64,
+    /// See [`Metrics::record_write_errors`].
+    pub record_write_errors: u64,
+    /// See [`Metrics::command_log_dropped`].
+    pub command_log_dropped: u64,
+    /// See [`Metrics::command_log_write_errors`].
+    pub command_log_write_errors: u64,
+    /// Stamping to `write` of the command log's last batch, in ms.
+    pub command_log_lag_ms: f64,
+    /// The largest such lag since start, in ms.
+    pub command_log_lag_ms_max: f64,
     /// Last failover time in ms (null before the first).
     pub failover_ms_last: Option<f64>,
     /// p99 failover time in ms.
@@ -303,6 +327,12 @@ impl MetricsReport {
             udp_replies_dropped: get(&m.udp_replies_dropped),
             tcp_slow_clients_dropped: get(&m.tcp_slow_clients_dropped),
             tcp_idle_clients_closed: get(&m.tcp_idle_clients_closed),
+            record_blocks_dropped: get(&m.record_blocks_dropped),
+            record_write_errors: get(&m.record_write_errors),
+            command_log_dropped: get(&m.command_log_dropped),
+            command_log_write_errors: get(&m.command_log_write_errors),
+            command_log_lag_ms: get(&m.command_log_lag_ns) as f64 / 1e6,
+            command_log_lag_ms_max: get(&m.command_log_lag_max_ns) as f64 / 1e6,
             failover_ms_last: m.failover.last_ms(),
             failover_ms_p99: m.failover.quantile_ms(0.99),
             rebuild_ms_last: m.rebuild.last_ms(),

@@ -70,6 +70,8 @@ pub struct OscServer {
     pub handling: Option<String>,
     /// `/debug/panic 1` asked this thread to die (outside the per-packet guard).
     pub die: bool,
+    /// Committed patches for the command log's writer (`None`: no `--command-log`).
+    pub command_log: Option<crate::command_log::PatchSender>,
 }
 
 impl OscServer {
@@ -313,6 +315,14 @@ impl OscServer {
             text: committed.text.clone(),
             table: AddressTable::new(&committed.modules, self.fault_injection),
         });
+        // Before the switch is queued: the log's writer has the text when it meets it.
+        if let Some(log) = &self.command_log {
+            let _ = log.send(crate::command_log::CommittedPatch {
+                version: committed.version,
+                text: committed.text.clone(),
+                table: AddressTable::new(&committed.modules, self.fault_injection),
+            });
+        }
         for chunk in PatchChunk::split(committed.version, committed.text.as_bytes()) {
             // Room was checked above and only this thread pushes commands.
             let _ = self.shared.inbound.push(Inbound::PatchChunk(chunk));

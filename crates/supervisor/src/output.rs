@@ -10,6 +10,10 @@
 //!    does not have it or is known dead (read-side failover, DESIGN.md invariant 3), and
 //!    compares the two slots' block N bit for bit when both have it.
 //!
+//! 4. hands the played block to the recording ring and each stamped command to the command
+//!    log's queue, when the server records or logs (the files are written by threads of
+//!    their own: [`recorder`](crate::recorder), [`command_log`](crate::command_log)).
+//!
 //! It allocates nothing, takes no lock and never waits: everything it shares with the
 //! supervisor is an atomic or a lock-free bounded queue.
 
@@ -21,7 +25,9 @@ use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
 use chronus_ipc::Slot;
 use crossbeam_queue::ArrayQueue;
 
+use crate::command_log::{LoggedCommand, LOG_QUEUE_CAPACITY};
 use crate::metrics::Metrics;
+use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
 
 /// Largest number of inbound items stamped in one block; the rest wait for the next block,
@@ -197,6 +203,10 @@ pub struct OutputShared {
     pub sample_rate: u32,
     /// Control latency in blocks.
     pub depth: u64,
+    /// Stamped commands for the command log's writer (`None`: no `--command-log`).
+    pub command_log: Option<ArrayQueue<LoggedCommand>>,
+    /// Played blocks for the recorder (`None`: nothing is recorded).
+    pub recording: Option<SampleRing>,
 }
 
 impl OutputShared {
@@ -221,7 +231,21 @@ impl OutputShared {
             block_frames,
             sample_rate,
             depth,
+            command_log: None,
+            recording: None,
         }
+    }
+
+    /// The same, with a queue for the command log's writer (see [`crate::command_log`]).
+    pub fn with_command_log(mut self) -> OutputShared {
+        self.command_log = Some(ArrayQueue::new(LOG_QUEUE_CAPACITY));
+        self
+    }
+
+    /// The same, with a ring for the recorder (see [`crate::recorder`]).
+    pub fn with_recording(mut self) -> OutputShared {
+        self.recording = Some(SampleRing::for_stereo(self.sample_rate));
+        self
     }
 
     /// Nanoseconds since [`epoch`](Self::epoch).
@@ -296,6 +320,11 @@ impl OutputCore {
         }
 
         self.read_block(&shared, bound, block, out);
+        if let Some(ring) = &shared.recording {
+            if !ring.push(out) {
+                Metrics::bump(&shared.metrics.record_blocks_dropped);
+            }
+        }
 
         for (link, bound) in shared.slots.iter().zip(bound) {
             if bound {
@@ -346,6 +375,15 @@ impl OutputCore {
                     }
                     Metrics::bump(&shared.metrics.commands_applied);
                     let now = shared.now_ns();
+                    if let Some(log) = &shared.command_log {
+                        let logged = LoggedCommand {
+                            stamped,
+                            stamped_ns: now,
+                        };
+                        if log.push(logged).is_err() {
+                            Metrics::bump(&shared.metrics.command_log_dropped);
+                        }
+                    }
                     let wait = frame.saturating_sub(block * frames) * 1_000_000_000
                         / u64::from(shared.sample_rate);
                     shared

@@ -44,13 +44,20 @@ pub fn create_shared(
         Arc::new(Slot::create("chronus-slot-1", layout)?),
     ];
     let snapshots = SnapshotArea::create("chronus-snapshot", snapshot_capacity)?;
-    let shared = Arc::new(OutputShared::new(
+    let mut shared = OutputShared::new(
         slots,
         Arc::new(Metrics::default()),
         config.block_frames,
         config.sample_rate,
         config.depth,
-    ));
+    );
+    if config.command_log.is_some() {
+        shared = shared.with_command_log();
+    }
+    if !config.recordings().is_empty() {
+        shared = shared.with_recording();
+    }
+    let shared = Arc::new(shared);
     Ok((shared, snapshots))
 }
 

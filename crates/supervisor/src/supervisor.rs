@@ -19,12 +19,13 @@ use chronus_engine::{EngineConfig, StartMode};
 use chronus_ipc::SnapshotArea;
 use chronus_protocol::{reply, AddressTable};
 
-use crate::command_log::CommandLog;
+use crate::command_log::CommandLogWriter;
 use crate::config::ServeConfig;
 use crate::live_patch::LivePatch;
 use crate::metrics::{LoadTracker, Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared};
+use crate::recorder::Recorder;
 use crate::recovery::{Recovery, Restart, Suspect};
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
@@ -53,7 +54,10 @@ pub struct Supervisor {
     patch: LivePatch,
     report: Arc<Mutex<MetricsReport>>,
     control: Receiver<ControlRequest>,
-    command_log: Option<CommandLog>,
+    /// Writes the command log from its own thread.
+    command_log: Option<CommandLogWriter>,
+    /// Writes the recordings from its own thread.
+    recorder: Option<Recorder>,
     output: Option<Playing>,
     osc_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
@@ -95,9 +99,18 @@ impl Supervisor {
                 config.osc
             )
         })?;
-        let command_log = match &config.command_log {
-            Some(path) => Some(CommandLog::create(path)?),
-            None => None,
+        let (command_log, log_patches) = match &config.command_log {
+            Some(path) => {
+                let (writer, patches) = CommandLogWriter::start(path, table.clone(), &shared)?;
+                (Some(writer), Some(patches))
+            }
+            None => (None, None),
+        };
+        let recordings = config.recordings();
+        let recorder = if recordings.is_empty() {
+            None
+        } else {
+            Some(Recorder::start(&recordings, &shared)?)
         };
         let (control_tx, control) = mpsc::channel();
         let socket = Arc::new(socket);
@@ -132,6 +145,7 @@ impl Supervisor {
             control: control_tx,
             handling: None,
             die: false,
+            command_log: log_patches,
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())
@@ -154,6 +168,7 @@ impl Supervisor {
             report,
             control,
             command_log,
+            recorder,
             output: None,
             osc_thread: Some(osc_thread),
             started: Instant::now(),
@@ -276,19 +291,13 @@ impl Supervisor {
                     stamped, reply_to, ..
                 } => {
                     if let chronus_engine::Command::SwitchPatch { version, .. } = stamped.command {
-                        self.on_patch_switch(version, stamped.frame, stamped.seq);
+                        self.on_patch_switch(version, stamped.frame);
                         self.recovery.patch_switched();
                         continue;
                     }
                     self.recovery.stamped(stamped, reply_to);
-                    if let Some(log) = self.command_log.as_mut() {
-                        log.command(self.patch.table(), &stamped);
-                    }
                 }
                 Notice::Synced { id, reply_to } => {
-                    if let Some(log) = self.command_log.as_mut() {
-                        log.flush();
-                    }
                     self.replier.send(&reply::synced(id), reply_to);
                 }
                 Notice::SnapshotRequested {
@@ -330,10 +339,9 @@ impl Supervisor {
     }
 
     /// A committed patch's switch was stamped (see [`LivePatch::switched`]).
-    fn on_patch_switch(&mut self, version: u32, frame: u64, seq: u64) {
+    fn on_patch_switch(&mut self, version: u32, frame: u64) {
         self.drain_control();
-        let log = self.command_log.as_mut();
-        self.patch.switched(version, frame, seq, log);
+        self.patch.switched(version, frame);
     }
 
     /// Handles what the OSC thread asked of this loop.
@@ -603,9 +611,11 @@ impl Supervisor {
         let output_result = self.output.take().map_or(Ok(()), Playing::stop);
         // Commands stamped in the last blocks.
         self.drain_notices();
-        if let Some(mut log) = self.command_log.take() {
-            log.flush();
+        // The output has stopped: the writers take its last blocks and commands, and end.
+        if let Some(log) = self.command_log.take() {
+            log.finish();
         }
+        let recorded = self.recorder.take().map_or(Ok(()), Recorder::finish);
         for slot in 0..2 {
             if let Some(worker) = self.slots[slot].worker.take() {
                 worker.kill_and_reap();
@@ -625,6 +635,6 @@ impl Supervisor {
         // TCP clients' writers send what is queued (`/done /quit` included) before exit.
         self.replier.finish(Duration::from_secs(1));
         tracing::info!("stopped");
-        result.and(output_result)
+        result.and(output_result).and(recorded)
     }
 }

@@ -1,6 +1,7 @@
 //! The output clock allocates nothing per block: stamping commands into both slots'
 //! rings, publishing the horizon, reading the active slot, comparing the standby,
-//! failing over, and playing an underrun, measured with a counting global allocator.
+//! failing over, and playing an underrun, handing blocks to the recording ring and stamped
+//! commands to the command log's queue, measured with a counting global allocator.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,13 +22,11 @@ fn output_clock_allocates_nothing() {
         Arc::new(Slot::create("chronus-test-out-1", layout).unwrap()),
     ];
     let metrics = Arc::new(Metrics::default());
-    let shared = Arc::new(OutputShared::new(
-        slots.clone(),
-        Arc::clone(&metrics),
-        64,
-        48_000,
-        4,
-    ));
+    let shared = Arc::new(
+        OutputShared::new(slots.clone(), Arc::clone(&metrics), 64, 48_000, 4)
+            .with_command_log()
+            .with_recording(),
+    );
     for link in &shared.slots {
         link.slot.rebind(1);
         link.generation.store(1, Ordering::SeqCst);
@@ -75,4 +74,12 @@ fn output_clock_allocates_nothing() {
     assert_eq!(metrics.underruns.load(Ordering::SeqCst), 10);
     assert_eq!(metrics.lockstep_mismatches.load(Ordering::SeqCst), 0);
     assert!(metrics.lockstep_blocks_compared.load(Ordering::SeqCst) >= 999);
+    // Every block and every command went to the recorder's and the log's queues.
+    assert_eq!(metrics.record_blocks_dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(metrics.command_log_dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(shared.command_log.as_ref().unwrap().len(), 3_000);
+    let mut recorded = Vec::new();
+    shared.recording.as_ref().unwrap().take_into(&mut recorded);
+    assert_eq!(recorded.len(), 3_000 * 128);
+    assert_eq!(&recorded[recorded.len() - 128..], &out[..]);
 }

@@ -1,8 +1,10 @@
-//! Where played blocks go: a sound device, a WAV file, or nowhere (the null sink), each
-//! behind the one [`Sink`] trait; and which one `--output` picks ([`select`]).
+//! Where played blocks go: a sound device, or nowhere (the null sink), each behind the one
+//! [`Sink`] trait; and which one `--output` picks ([`select`]). A WAV file is not a sink:
+//! `--output wav:PATH` is the null sink plus a recording (see [`crate::recorder`]), so
+//! every output is recorded the same way.
 //!
-//! A device brings its own clock (its callback asks for frames). The WAV and null sinks
-//! have none, so [`paced`] plays one block per block period on a thread of its own. Either
+//! A device brings its own clock (its callback asks for frames). The null sink has none,
+//! so [`paced`] plays one block per block period on a thread of its own. Either
 //! way the output clock ([`OutputCore::render_next`]) fills one block at a time straight
 //! into the destination's buffer: no sink adds buffering, allocation or locking.
 
@@ -10,7 +12,6 @@ pub mod device;
 pub mod null;
 pub mod paced;
 pub mod select;
-pub mod wav;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::output::OutputCore;
 
 /// A destination for played blocks, with whatever paces it.
 pub trait Sink: Send {
-    /// What the operator should read in the log ("WAV file out.wav", "null sink").
+    /// What the operator should read in the log ("JACK", "null sink").
     fn describe(&self) -> String;
 
     /// Starts playing the blocks of `core` into this destination, until `stop` is set or
@@ -43,7 +44,7 @@ pub struct Playing {
 
 /// What drives a playing output.
 enum Clock {
-    /// A paced thread of ours; it ends with the sink's write or finish error, if any.
+    /// A paced thread of ours (it ends when `stop` is set).
     Paced(std::thread::JoinHandle<anyhow::Result<()>>),
     /// A device's callback; dropping the stream stops it.
     Device(cpal::Stream),
@@ -64,7 +65,7 @@ impl Playing {
         }
     }
 
-    /// Whether it stopped by itself (a paced sink failed); a device never does.
+    /// Whether it stopped by itself (its thread ended or panicked); a device never does.
     pub fn ended(&self) -> bool {
         match &self.clock {
             Clock::Paced(thread) => thread.is_finished(),
@@ -72,11 +73,10 @@ impl Playing {
         }
     }
 
-    /// Stops playing (a paced thread stops once `stop` is set; it is joined) and returns
-    /// the sink's error, if any.
+    /// Stops playing (a paced thread stops once `stop` is set; it is joined).
     ///
     /// # Errors
-    /// The paced sink's write or finish error, or its thread's panic.
+    /// The error the paced thread returned, or its panic.
     pub fn stop(self) -> anyhow::Result<()> {
         match self.clock {
             Clock::Paced(thread) => thread

@@ -22,7 +22,8 @@ impl Sink for NullSink {
         realtime: bool,
     ) -> anyhow::Result<Playing> {
         paced::spawn(&self.describe(), realtime, move || {
-            paced::run_paced(core, &stop, |_| Ok(()))
+            paced::run_paced(core, &stop, |_| {});
+            Ok(())
         })
     }
 }

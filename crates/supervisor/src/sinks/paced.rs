@@ -1,5 +1,6 @@
-//! The clock of the sinks that have none (WAV, null): a thread of ours plays one block per
-//! block period against absolute deadlines.
+//! The clock of the sinks that have none (the null sink, which `--output wav:` also
+//! plays through): a thread of ours plays one block per block period against absolute
+//! deadlines.
 //!
 //! If that thread wakes far too late (a stalled machine), it drops the backlog instead of
 //! bursting: bursting would ask the workers for blocks the horizon has not let them render
@@ -16,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::output::OutputCore;
 
 /// Starts the output thread, scheduled in real time if `realtime`, running `play` (which
-/// calls [`run_paced`] and finishes its sink); logs `description` as the output.
+/// calls [`run_paced`]); logs `description` as the output.
 ///
 /// # Errors
 /// When the thread cannot be started.
@@ -43,14 +44,7 @@ pub fn spawn(
 }
 
 /// Plays blocks in real time into `write` until `stop` is set.
-///
-/// # Errors
-/// The first error of `write` (it stops the loop).
-pub fn run_paced(
-    mut core: OutputCore,
-    stop: &AtomicBool,
-    mut write: impl FnMut(&[f32]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+pub fn run_paced(mut core: OutputCore, stop: &AtomicBool, mut write: impl FnMut(&[f32])) {
     let shared = Arc::clone(core.shared());
     let period = Duration::from_nanos(shared.block_ns());
     let mut block = vec![0.0f32; shared.block_frames * 2];
@@ -65,10 +59,9 @@ pub fn run_paced(
             deadline = now;
         }
         core.render_next(&mut block);
-        write(&block)?;
+        write(&block);
         deadline += period;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -92,22 +85,10 @@ pub(crate) mod tests {
         ))
     }
 
-    #[test]
-    fn a_write_error_stops_the_paced_loop_and_is_returned() {
-        let shared = idle_shared();
-        let stop = AtomicBool::new(false);
-        let mut blocks = 0;
-        let result = run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |block| {
-            assert_eq!(block.len(), 128);
-            blocks += 1;
-            if blocks == 3 {
-                anyhow::bail!("disk full");
-            }
-            Ok(())
-        });
-        assert_eq!(result.unwrap_err().to_string(), "disk full");
-        assert_eq!(blocks, 3);
-        assert_eq!(shared.played.load(Ordering::Acquire), 3);
+    /// The same, with a command log queue and a recording ring.
+    pub(crate) fn idle_shared_with_recording() -> Arc<crate::output::OutputShared> {
+        let shared = Arc::into_inner(idle_shared()).unwrap();
+        Arc::new(shared.with_command_log().with_recording())
     }
 
     #[test]
@@ -116,15 +97,15 @@ pub(crate) mod tests {
         let stop = AtomicBool::new(false);
         let started = Instant::now();
         let mut blocks = 0u32;
-        let result = run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |_| {
+        run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |block| {
+            assert_eq!(block.len(), 128);
             blocks += 1;
             if blocks == 10 {
                 stop.store(true, Ordering::Release);
             }
-            Ok(())
         });
-        assert!(result.is_ok());
         assert_eq!(blocks, 10);
+        assert_eq!(shared.played.load(Ordering::Acquire), 10);
         // Nine block periods (64 frames at 48 kHz) at least between the first and last.
         assert!(started.elapsed() >= Duration::from_nanos(shared.block_ns() * 9));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::device::{self, DeviceHost, DeviceSink};
-use super::{null, wav, Playing, Sink};
+use super::{null, Playing, Sink};
 use crate::config::{OutputChoice, ServeConfig};
 use crate::output::{OutputCore, OutputShared};
 
@@ -34,8 +34,8 @@ pub fn start(
     };
     let realtime = config.realtime;
     let sink: Box<dyn Sink> = match &config.output {
-        OutputChoice::Null => Box::new(null::NullSink),
-        OutputChoice::Wav(path) => Box::new(wav::WavSink::create(path, config.sample_rate)?),
+        // A WAV file is recorded (see `ServeConfig::recordings`) from the null sink's clock.
+        OutputChoice::Null | OutputChoice::Wav(_) => Box::new(null::NullSink),
         OutputChoice::Device => {
             if device::jack_server_running() {
                 device(DeviceHost::Jack)

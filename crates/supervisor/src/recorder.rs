@@ -1,0 +1,388 @@
+//! Recordings (`--record wav:PATH`, and `--output wav:PATH`): every block the output clock
+//! plays, written to WAV files that are valid at every instant.
+//!
+//! The output clock must not touch a file, so it hands each played block to a
+//! [`SampleRing`], a preallocated single-producer single-consumer ring a few seconds deep
+//! ([`OutputCore::render_next`](crate::output::OutputCore::render_next) pushes; a block that
+//! does not fit is counted in `record_blocks_dropped`, never waited for). A [`Recorder`]
+//! thread of normal priority drains it into the files with hound and rewrites each header
+//! at least every [`FLUSH_INTERVAL`] (hound's `flush`), so after a `kill -9` of the server
+//! every tool reads the file up to the last flush. A write error (a full disk) is logged
+//! with the path and the OS's reason and counted in `record_write_errors`; that file stops
+//! growing (it keeps its valid header), and the sound plays on.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::metrics::Metrics;
+use crate::output::OutputShared;
+
+/// Longest time between two rewrites of a recording's header (what a `kill -9` may lose).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the recorder sleeps when the ring is empty.
+const IDLE_SLEEP: Duration = Duration::from_millis(20);
+/// Depth of the ring, in seconds of stereo audio.
+pub const RING_SECONDS: u32 = 4;
+
+/// A single-producer single-consumer ring of samples, preallocated. Every shared access
+/// is an atomic, so it needs no `unsafe`; the producer (the output clock) never waits.
+pub struct SampleRing {
+    samples: Box<[AtomicU32]>,
+    /// Samples pushed so far (written by the producer only).
+    written: AtomicU64,
+    /// Samples taken so far (written by the consumer only).
+    taken: AtomicU64,
+}
+
+impl SampleRing {
+    /// A ring holding up to `capacity` samples.
+    pub fn new(capacity: usize) -> SampleRing {
+        SampleRing {
+            samples: (0..capacity.max(1)).map(|_| AtomicU32::new(0)).collect(),
+            written: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    /// A ring `RING_SECONDS` deep for stereo audio at `sample_rate`.
+    pub fn for_stereo(sample_rate: u32) -> SampleRing {
+        SampleRing::new(sample_rate as usize * 2 * RING_SECONDS as usize)
+    }
+
+    /// Appends `block` whole, or nothing if it does not fit (returns false). Producer only;
+    /// allocation-, lock- and wait-free.
+    pub fn push(&self, block: &[f32]) -> bool {
+        let capacity = self.samples.len() as u64;
+        let written = self.written.load(Ordering::Relaxed);
+        let taken = self.taken.load(Ordering::Acquire);
+        if written - taken + block.len() as u64 > capacity {
+            return false;
+        }
+        for (i, &sample) in block.iter().enumerate() {
+            let index = ((written + i as u64) % capacity) as usize;
+            if let Some(cell) = self.samples.get(index) {
+                cell.store(sample.to_bits(), Ordering::Relaxed);
+            }
+        }
+        self.written
+            .store(written + block.len() as u64, Ordering::Release);
+        true
+    }
+
+    /// Moves every sample pushed so far into `out` (cleared first). Consumer only.
+    pub fn take_into(&self, out: &mut Vec<f32>) {
+        out.clear();
+        let capacity = self.samples.len() as u64;
+        let taken = self.taken.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Acquire);
+        for position in taken..written {
+            let index = (position % capacity) as usize;
+            if let Some(cell) = self.samples.get(index) {
+                out.push(f32::from_bits(cell.load(Ordering::Relaxed)));
+            }
+        }
+        self.taken.store(written, Ordering::Release);
+    }
+}
+
+/// A file that refuses every write and seek after its first error, so that nothing
+/// (hound finalising on drop, the buffer flushing on drop) touches a recording after it
+/// failed: it keeps the header of its last successful flush, which matches its data.
+struct StopAfterError {
+    file: File,
+    failed: bool,
+}
+
+impl StopAfterError {
+    fn check<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "this recording stopped after an error",
+            ));
+        }
+        self.failed = result.is_err();
+        result
+    }
+}
+
+impl Write for StopAfterError {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let result = if self.failed {
+            Ok(0)
+        } else {
+            self.file.write(bytes)
+        };
+        self.check(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = if self.failed {
+            Ok(())
+        } else {
+            self.file.flush()
+        };
+        self.check(result)
+    }
+}
+
+impl Seek for StopAfterError {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let result = if self.failed {
+            Ok(0)
+        } else {
+            self.file.seek(to)
+        };
+        self.check(result)
+    }
+}
+
+/// What hound writes into.
+type WavWriter = hound::WavWriter<BufWriter<StopAfterError>>;
+
+/// One WAV file being recorded.
+struct Recording {
+    path: PathBuf,
+    /// `None` once writing failed: the file keeps what its last flush made valid.
+    writer: Option<WavWriter>,
+    /// What went wrong, once something did.
+    failure: Option<String>,
+}
+
+impl Recording {
+    fn create(path: &Path, sample_rate: u32) -> anyhow::Result<Recording> {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let file = File::create(path)
+            .with_context(|| format!("cannot create WAV file {}", path.display()))?;
+        let file = StopAfterError {
+            file,
+            failed: false,
+        };
+        // About one flush interval of audio: data mostly reaches the file with the header.
+        let buffered = BufWriter::with_capacity(256 * 1024, file);
+        // Writes the header into the buffer only; the recorder's first flush writes it.
+        let writer = hound::WavWriter::new(buffered, spec)
+            .with_context(|| format!("cannot write WAV file {}", path.display()))?;
+        Ok(Recording {
+            path: path.to_path_buf(),
+            writer: Some(writer),
+            failure: None,
+        })
+    }
+
+    /// Runs `step` on the writer; on an error, reports it once and stops this recording.
+    fn with_writer(
+        &mut self,
+        metrics: &Metrics,
+        what: &str,
+        step: impl FnOnce(&mut WavWriter) -> hound::Result<()>,
+    ) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        if let Err(error) = step(writer) {
+            let failure = format!(
+                "recording {}: {what} failed: {}",
+                self.path.display(),
+                describe(&error)
+            );
+            Metrics::bump(&metrics.record_write_errors);
+            tracing::error!(
+                "{failure}; this file stops here (valid up to its last flush); the sound plays on"
+            );
+            self.failure = Some(failure);
+            // Its file refuses everything from now on, so dropping it changes nothing.
+            self.writer = None;
+        }
+    }
+}
+
+/// hound's error, with the OS's reason when there is one.
+fn describe(error: &hound::Error) -> String {
+    match error {
+        hound::Error::IoError(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The recorder thread and its stop flag.
+pub struct Recorder {
+    finish: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Recorder {
+    /// Creates (truncates) every file of `paths` and starts the thread that drains
+    /// `shared`'s recording ring into them.
+    ///
+    /// # Errors
+    /// When a file cannot be created or written, or the thread cannot start.
+    pub fn start(paths: &[PathBuf], shared: &Arc<OutputShared>) -> anyhow::Result<Recorder> {
+        let mut recordings = paths
+            .iter()
+            .map(|path| Recording::create(path, shared.sample_rate))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for recording in &recordings {
+            tracing::info!(
+                "recording to WAV file {} (32-bit float, stereo; header rewritten every {} ms)",
+                recording.path.display(),
+                FLUSH_INTERVAL.as_millis()
+            );
+        }
+        let finish = Arc::new(AtomicBool::new(false));
+        let shared = Arc::clone(shared);
+        let stop = Arc::clone(&finish);
+        let thread = std::thread::Builder::new()
+            .name("chronus-recorder".into())
+            .spawn(move || record(&shared, &mut recordings, &stop))
+            .context("cannot start the recorder thread")?;
+        Ok(Recorder { finish, thread })
+    }
+
+    /// Writes what is still queued (call it once the output has stopped, so the last
+    /// blocks, the fade-out included, are in), finalises every file and ends the thread.
+    ///
+    /// # Errors
+    /// When a recording failed at any time (each failure was also logged when it happened).
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.finish.store(true, Ordering::Release);
+        let failures = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?;
+        if !failures.is_empty() {
+            anyhow::bail!("{}", failures.join("; "));
+        }
+        Ok(())
+    }
+}
+
+/// The recorder thread: drain, write, flush at least every [`FLUSH_INTERVAL`]; at the end,
+/// drain once more and finalise. Returns what failed.
+fn record(shared: &OutputShared, recordings: &mut [Recording], finish: &AtomicBool) -> Vec<String> {
+    let Some(ring) = shared.recording.as_ref() else {
+        return vec!["the server has no recording ring".to_string()];
+    };
+    let metrics = &shared.metrics;
+    let mut samples = Vec::with_capacity(shared.sample_rate as usize * 2);
+    // The first pass flushes: a valid (empty) file at once, or an early error.
+    let mut last_flush: Option<Instant> = None;
+    loop {
+        // Read the flag first: everything pushed before it was set is taken below.
+        let finishing = finish.load(Ordering::Acquire);
+        ring.take_into(&mut samples);
+        for recording in recordings.iter_mut() {
+            recording.with_writer(metrics, "writing", |writer| {
+                samples
+                    .iter()
+                    .try_for_each(|&sample| writer.write_sample(sample))
+            });
+        }
+        if finishing {
+            break;
+        }
+        if last_flush.is_none_or(|at| at.elapsed() >= FLUSH_INTERVAL) {
+            for recording in recordings.iter_mut() {
+                recording.with_writer(metrics, "flushing", hound::WavWriter::flush);
+            }
+            last_flush = Some(Instant::now());
+        }
+        if samples.is_empty() {
+            std::thread::sleep(IDLE_SLEEP);
+        }
+    }
+    for recording in recordings.iter_mut() {
+        recording.with_writer(metrics, "finalising", |writer| writer.flush());
+    }
+    recordings
+        .iter_mut()
+        .filter_map(|recording| recording.failure.take())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_order_refuses_what_does_not_fit_and_wraps() {
+        let ring = SampleRing::new(10);
+        let mut out = Vec::new();
+        assert!(ring.push(&[1.0, 2.0, 3.0, 4.0]));
+        assert!(ring.push(&[5.0, 6.0, 7.0, 8.0]));
+        assert!(!ring.push(&[9.0, 10.0, 11.0, 12.0]), "12 > 10 samples");
+        ring.take_into(&mut out);
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        assert!(ring.push(&[9.0, 10.0, 11.0, 12.0]), "wraps around");
+        assert!(ring.push(&[-0.0, f32::MIN_POSITIVE]));
+        ring.take_into(&mut out);
+        assert_eq!(out, [9.0, 10.0, 11.0, 12.0, -0.0, f32::MIN_POSITIVE]);
+        assert!(out[4].is_sign_negative(), "bits kept");
+        ring.take_into(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_recording_is_readable_while_it_is_written_and_complete_when_finished() {
+        let dir = std::env::temp_dir().join(format!("chronus-rec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.wav");
+        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
+        let recorder = Recorder::start(std::slice::from_ref(&path), &shared).unwrap();
+        let ring = shared.recording.as_ref().unwrap();
+        let block: Vec<f32> = (0..128).map(|i| i as f32 / 128.0).collect();
+        for _ in 0..100 {
+            assert!(ring.push(&block));
+        }
+        // Without finishing: the header is rewritten within a flush interval or two.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let frames = hound::WavReader::open(&path).map_or(0, |r| r.duration());
+            if frames == 100 * 64 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {frames} frames readable");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ring.push(&block));
+        recorder.finish().unwrap();
+        let mut reader = hound::WavReader::open(&path).unwrap();
+        let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(samples.len(), 101 * 128);
+        assert_eq!(&samples[..128], &block[..]);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_with_the_path_and_the_reason() {
+        let path = PathBuf::from("/dev/full");
+        if !path.exists() {
+            return;
+        }
+        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
+        let recorder = Recorder::start(std::slice::from_ref(&path), &shared).unwrap();
+        let ring = shared.recording.as_ref().unwrap();
+        // The producer never notices: blocks keep being taken.
+        for _ in 0..10 {
+            assert!(ring.push(&[0.5; 128]));
+            std::thread::sleep(FLUSH_INTERVAL / 4);
+        }
+        let error = recorder.finish().unwrap_err().to_string();
+        assert!(error.contains("/dev/full"), "{error}");
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(
+            shared.metrics.record_write_errors.load(Ordering::Relaxed),
+            1
+        );
+    }
+}
