@@ -20,14 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chronus_engine::{Command, StampedCommand};
 use chronus_protocol::AddressTable;
+use crossbeam_queue::ArrayQueue;
 
 use crate::metrics::Metrics;
-use crate::output::OutputShared;
 
 /// Entries the queue from the output clock holds: many seconds of the densest traffic
 /// the clock stamps (512 commands a block) between two writes.
@@ -43,6 +43,14 @@ pub struct LoggedCommand {
     pub stamped: StampedCommand,
     /// When it was stamped, in ns since the output epoch (for `command_log_lag_ms`).
     pub stamped_ns: u64,
+}
+
+/// The queue from the output clock (the only producer) to the writer.
+pub type LogQueue = ArrayQueue<LoggedCommand>;
+
+/// An empty queue of [`LOG_QUEUE_CAPACITY`] entries, allocated once.
+pub fn log_queue() -> LogQueue {
+    ArrayQueue::new(LOG_QUEUE_CAPACITY)
 }
 
 /// A committed patch, which the log writes when its switch is stamped.
@@ -67,16 +75,19 @@ pub struct CommandLogWriter {
 }
 
 impl CommandLogWriter {
-    /// Creates (truncates) the log at `path` and starts the thread that drains `shared`'s
-    /// log queue into it; lines are formatted with `table` until a patch switch. Returns
-    /// the writer and where committed patches go.
+    /// Creates (truncates) the log at `path` and starts the thread that drains `queue`
+    /// into it; lines are formatted with `table` until a patch switch; `epoch` is the
+    /// output's (what `stamped_ns` counts from). Returns the writer and where committed
+    /// patches go.
     ///
     /// # Errors
     /// When the file cannot be created or the thread cannot start.
     pub fn start(
         path: &Path,
         table: AddressTable,
-        shared: &Arc<OutputShared>,
+        queue: Arc<LogQueue>,
+        epoch: Instant,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<(CommandLogWriter, PatchSender)> {
         let file = File::create(path)
             .with_context(|| format!("cannot create command log {}", path.display()))?;
@@ -90,11 +101,10 @@ impl CommandLogWriter {
             committed: BTreeMap::new(),
             lines: Vec::new(),
         };
-        let shared = Arc::clone(shared);
         let stop = Arc::clone(&finish);
         let thread = std::thread::Builder::new()
             .name("chronus-command-log".into())
-            .spawn(move || writer.run(&shared, &stop))
+            .spawn(move || writer.run(&queue, epoch, &metrics, &stop))
             .context("cannot start the command log writer")?;
         Ok((CommandLogWriter { finish, thread }, patches_tx))
     }
@@ -124,11 +134,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, shared: &OutputShared, finish: &AtomicBool) {
-        let Some(queue) = shared.command_log.as_ref() else {
-            return;
-        };
-        let metrics = &shared.metrics;
+    fn run(&mut self, queue: &LogQueue, epoch: Instant, metrics: &Metrics, finish: &AtomicBool) {
         loop {
             // Read the flag first: everything queued before it was set is written below.
             let finishing = finish.load(Ordering::Acquire);
@@ -144,7 +150,8 @@ impl Writer {
             }
             if let Some(oldest_ns) = oldest_ns {
                 self.write(metrics, count);
-                let lag = shared.now_ns().saturating_sub(oldest_ns);
+                let now_ns = epoch.elapsed().as_nanos() as u64;
+                let lag = now_ns.saturating_sub(oldest_ns);
                 metrics.command_log_lag_ns.store(lag, Ordering::Relaxed);
                 metrics
                     .command_log_lag_max_ns
@@ -215,15 +222,28 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+
+    /// A writer of `path` over a fresh queue: (writer, patches, queue, metrics).
+    fn start(path: &Path) -> (CommandLogWriter, PatchSender, Arc<LogQueue>, Arc<Metrics>) {
+        let queue = Arc::new(log_queue());
+        let metrics = Arc::new(Metrics::default());
+        let table = AddressTable::new(&[], false);
+        let (writer, patches) = CommandLogWriter::start(
+            path,
+            table,
+            Arc::clone(&queue),
+            Instant::now(),
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        (writer, patches, queue, metrics)
+    }
 
     #[test]
     fn stamped_commands_and_patch_switches_reach_the_file_without_a_flush() {
         let path = std::env::temp_dir().join(format!("chronus-log-test-{}", std::process::id()));
-        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
+        let (writer, patches, queue, metrics) = start(&path);
         let table = AddressTable::new(&[], false);
-        let (writer, patches) = CommandLogWriter::start(&path, table.clone(), &shared).unwrap();
-        let queue = shared.command_log.as_ref().unwrap();
         let text = "[[modules]]\nid = \"out\"\ntype = \"output\"\n";
         patches
             .send(CommittedPatch {
@@ -243,7 +263,7 @@ mod tests {
         queue
             .push(LoggedCommand {
                 stamped: switch,
-                stamped_ns: shared.now_ns(),
+                stamped_ns: 0,
             })
             .unwrap();
         let expected = format!(
@@ -256,13 +276,7 @@ mod tests {
             assert!(Instant::now() < deadline, "the line never reached the file");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            shared
-                .metrics
-                .command_log_lag_max_ns
-                .load(Ordering::Relaxed)
-                > 0
-        );
+        assert!(metrics.command_log_lag_max_ns.load(Ordering::Relaxed) > 0);
         writer.finish();
         let _ = std::fs::remove_file(&path);
     }
@@ -273,10 +287,7 @@ mod tests {
         if !path.exists() {
             return;
         }
-        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
-        let table = AddressTable::new(&[], false);
-        let (writer, _patches) = CommandLogWriter::start(&path, table, &shared).unwrap();
-        let queue = shared.command_log.as_ref().unwrap();
+        let (writer, _patches, queue, metrics) = start(&path);
         let stamped = StampedCommand {
             seq: 1,
             frame: 0,
@@ -293,7 +304,6 @@ mod tests {
         }
         writer.finish();
         assert!(queue.is_empty());
-        let metrics = &shared.metrics;
         assert_eq!(metrics.command_log_write_errors.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.command_log_dropped.load(Ordering::Relaxed), 3);
     }

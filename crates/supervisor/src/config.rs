@@ -98,4 +98,27 @@ impl ServeConfig {
             .chain(self.record.iter().cloned())
             .collect()
     }
+
+    /// Refuses two records (recordings and the command log) in one regular file: each
+    /// would overwrite the other. (A device such as `/dev/null` may take several.)
+    ///
+    /// # Errors
+    /// The first file named twice.
+    pub fn check_record_files(&self) -> anyhow::Result<()> {
+        let mut seen = Vec::new();
+        for path in self.recordings().iter().chain(&self.command_log) {
+            if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                continue;
+            }
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if seen.contains(&absolute) {
+                anyhow::bail!(
+                    "{} is named twice among --output wav:, --record and --command-log; give each record a file of its own",
+                    path.display()
+                );
+            }
+            seen.push(absolute);
+        }
+        Ok(())
+    }
 }

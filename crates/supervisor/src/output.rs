@@ -25,7 +25,7 @@ use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
 use chronus_ipc::Slot;
 use crossbeam_queue::ArrayQueue;
 
-use crate::command_log::{LoggedCommand, LOG_QUEUE_CAPACITY};
+use crate::command_log::{self, LogQueue, LoggedCommand};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
@@ -204,9 +204,9 @@ pub struct OutputShared {
     /// Control latency in blocks.
     pub depth: u64,
     /// Stamped commands for the command log's writer (`None`: no `--command-log`).
-    pub command_log: Option<ArrayQueue<LoggedCommand>>,
+    pub command_log: Option<Arc<LogQueue>>,
     /// Played blocks for the recorder (`None`: nothing is recorded).
-    pub recording: Option<SampleRing>,
+    pub recording: Option<Arc<SampleRing>>,
 }
 
 impl OutputShared {
@@ -238,13 +238,13 @@ impl OutputShared {
 
     /// The same, with a queue for the command log's writer (see [`crate::command_log`]).
     pub fn with_command_log(mut self) -> OutputShared {
-        self.command_log = Some(ArrayQueue::new(LOG_QUEUE_CAPACITY));
+        self.command_log = Some(Arc::new(command_log::log_queue()));
         self
     }
 
     /// The same, with a ring for the recorder (see [`crate::recorder`]).
     pub fn with_recording(mut self) -> OutputShared {
-        self.recording = Some(SampleRing::for_stereo(self.sample_rate));
+        self.recording = Some(Arc::new(SampleRing::for_stereo(self.sample_rate)));
         self
     }
 

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::metrics::Metrics;
-use crate::output::OutputShared;
 
 /// Longest time between two rewrites of a recording's header (what a `kill -9` may lose).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
@@ -222,15 +221,20 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (truncates) every file of `paths` and starts the thread that drains
-    /// `shared`'s recording ring into them.
+    /// Creates (truncates) every file of `paths` and starts the thread that drains `ring`
+    /// (which the output clock fills with stereo audio at `sample_rate`) into them.
     ///
     /// # Errors
-    /// When a file cannot be created or written, or the thread cannot start.
-    pub fn start(paths: &[PathBuf], shared: &Arc<OutputShared>) -> anyhow::Result<Recorder> {
+    /// When a file cannot be created, or the thread cannot start.
+    pub fn start(
+        paths: &[PathBuf],
+        ring: Arc<SampleRing>,
+        sample_rate: u32,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Recorder> {
         let mut recordings = paths
             .iter()
-            .map(|path| Recording::create(path, shared.sample_rate))
+            .map(|path| Recording::create(path, sample_rate))
             .collect::<anyhow::Result<Vec<_>>>()?;
         for recording in &recordings {
             tracing::info!(
@@ -240,11 +244,10 @@ impl Recorder {
             );
         }
         let finish = Arc::new(AtomicBool::new(false));
-        let shared = Arc::clone(shared);
         let stop = Arc::clone(&finish);
         let thread = std::thread::Builder::new()
             .name("chronus-recorder".into())
-            .spawn(move || record(&shared, &mut recordings, &stop))
+            .spawn(move || record(&ring, &metrics, &mut recordings, &stop))
             .context("cannot start the recorder thread")?;
         Ok(Recorder { finish, thread })
     }
@@ -269,12 +272,13 @@ impl Recorder {
 
 /// The recorder thread: drain, write, flush at least every [`FLUSH_INTERVAL`]; at the end,
 /// drain once more and finalise. Returns what failed.
-fn record(shared: &OutputShared, recordings: &mut [Recording], finish: &AtomicBool) -> Vec<String> {
-    let Some(ring) = shared.recording.as_ref() else {
-        return vec!["the server has no recording ring".to_string()];
-    };
-    let metrics = &shared.metrics;
-    let mut samples = Vec::with_capacity(shared.sample_rate as usize * 2);
+fn record(
+    ring: &SampleRing,
+    metrics: &Metrics,
+    recordings: &mut [Recording],
+    finish: &AtomicBool,
+) -> Vec<String> {
+    let mut samples = Vec::with_capacity(ring.samples.len() / RING_SECONDS as usize);
     // The first pass flushes: a valid (empty) file at once, or an early error.
     let mut last_flush: Option<Instant> = None;
     loop {
@@ -337,9 +341,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("chronus-rec-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.wav");
-        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
-        let recorder = Recorder::start(std::slice::from_ref(&path), &shared).unwrap();
-        let ring = shared.recording.as_ref().unwrap();
+        let ring = Arc::new(SampleRing::for_stereo(48_000));
+        let metrics = Arc::new(Metrics::default());
+        let recorder = Recorder::start(
+            std::slice::from_ref(&path),
+            Arc::clone(&ring),
+            48_000,
+            metrics,
+        )
+        .unwrap();
         let block: Vec<f32> = (0..128).map(|i| i as f32 / 128.0).collect();
         for _ in 0..100 {
             assert!(ring.push(&block));
@@ -369,9 +379,15 @@ mod tests {
         if !path.exists() {
             return;
         }
-        let shared = crate::sinks::paced::tests::idle_shared_with_recording();
-        let recorder = Recorder::start(std::slice::from_ref(&path), &shared).unwrap();
-        let ring = shared.recording.as_ref().unwrap();
+        let ring = Arc::new(SampleRing::for_stereo(48_000));
+        let metrics = Arc::new(Metrics::default());
+        let recorder = Recorder::start(
+            std::slice::from_ref(&path),
+            Arc::clone(&ring),
+            48_000,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
         // The producer never notices: blocks keep being taken.
         for _ in 0..10 {
             assert!(ring.push(&[0.5; 128]));
@@ -380,9 +396,6 @@ mod tests {
         let error = recorder.finish().unwrap_err().to_string();
         assert!(error.contains("/dev/full"), "{error}");
         assert!(error.contains("No space left on device"), "{error}");
-        assert_eq!(
-            shared.metrics.record_write_errors.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(metrics.record_write_errors.load(Ordering::Relaxed), 1);
     }
 }

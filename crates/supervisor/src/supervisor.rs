@@ -75,8 +75,10 @@ impl Supervisor {
     ///
     /// # Errors
     /// A patch that does not compile, an OSC address in use, shared memory that cannot be
-    /// created, a command log that cannot be opened, workers that cannot be spawned.
+    /// created, a command log or recording that cannot be created (or two in one file),
+    /// workers that cannot be spawned.
     pub fn start(config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
+        config.check_record_files()?;
         let engine_config = EngineConfig {
             master: config.master,
             ..EngineConfig::new(config.sample_rate, config.block_frames, config.seed)
@@ -99,18 +101,28 @@ impl Supervisor {
                 config.osc
             )
         })?;
-        let (command_log, log_patches) = match &config.command_log {
-            Some(path) => {
-                let (writer, patches) = CommandLogWriter::start(path, table.clone(), &shared)?;
+        let metrics = &shared.metrics;
+        let (command_log, log_patches) = match (&config.command_log, &shared.command_log) {
+            (Some(path), Some(queue)) => {
+                let (writer, patches) = CommandLogWriter::start(
+                    path,
+                    table.clone(),
+                    Arc::clone(queue),
+                    shared.epoch,
+                    Arc::clone(metrics),
+                )?;
                 (Some(writer), Some(patches))
             }
-            None => (None, None),
+            _ => (None, None),
         };
-        let recordings = config.recordings();
-        let recorder = if recordings.is_empty() {
-            None
-        } else {
-            Some(Recorder::start(&recordings, &shared)?)
+        let recorder = match &shared.recording {
+            Some(ring) => Some(Recorder::start(
+                &config.recordings(),
+                Arc::clone(ring),
+                config.sample_rate,
+                Arc::clone(metrics),
+            )?),
+            None => None,
         };
         let (control_tx, control) = mpsc::channel();
         let socket = Arc::new(socket);

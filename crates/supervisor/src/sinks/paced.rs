@@ -85,12 +85,6 @@ pub(crate) mod tests {
         ))
     }
 
-    /// The same, with a command log queue and a recording ring.
-    pub(crate) fn idle_shared_with_recording() -> Arc<crate::output::OutputShared> {
-        let shared = Arc::into_inner(idle_shared()).unwrap();
-        Arc::new(shared.with_command_log().with_recording())
-    }
-
     #[test]
     fn the_paced_loop_keeps_real_time_and_ends_when_stopped() {
         let shared = idle_shared();
