@@ -144,7 +144,8 @@ impl Writer {
                 oldest_ns.get_or_insert(logged.stamped_ns);
                 count += 1;
                 self.format(&logged.stamped);
-                if self.lines.len() >= 1 << 20 {
+                // Big bursts go out in pieces, so the first line never waits for the last.
+                if self.lines.len() >= 64 * 1024 {
                     break;
                 }
             }
