@@ -84,9 +84,15 @@ impl Drop for InFlight {
     }
 }
 
-/// When bytes last moved on a TCP connection, either way (ms since the replier started).
+/// What a TCP client's threads and the replier share: when bytes last moved either way
+/// (ms since the replier started), and whether the replier closed the connection (then
+/// the reader stops at once, even with bytes still buffered: a Linux socket shut down for
+/// reading still hands out what it holds).
 #[derive(Debug, Default)]
-struct Activity(AtomicU64);
+struct Activity {
+    last_ms: AtomicU64,
+    closed: AtomicBool,
+}
 
 /// What the replier keeps of one TCP client.
 struct Client {
@@ -190,7 +196,7 @@ impl Replier {
     }
 
     fn touch(&self, activity: &Activity) {
-        activity.0.store(self.now_ms(), Ordering::Relaxed);
+        activity.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Forgets client `id` and shuts its connection down (outside the lock), which ends
@@ -198,6 +204,7 @@ impl Replier {
     fn disconnect(&self, id: u64) {
         let removed = self.lock_clients().remove(&id);
         if let Some(client) = removed {
+            client.activity.closed.store(true, Ordering::Release);
             let _ = client.stream.shutdown(Shutdown::Both);
         }
     }
@@ -209,7 +216,7 @@ impl Replier {
             .lock_clients()
             .iter()
             .filter(|(_, c)| {
-                now.saturating_sub(c.activity.0.load(Ordering::Relaxed))
+                now.saturating_sub(c.activity.last_ms.load(Ordering::Relaxed))
                     >= timeout.as_millis() as u64
             })
             .map(|(&id, _)| id)
@@ -230,7 +237,7 @@ impl Replier {
             }
             clients
                 .iter()
-                .min_by_key(|(_, c)| c.activity.0.load(Ordering::Relaxed))
+                .min_by_key(|(_, c)| c.activity.last_ms.load(Ordering::Relaxed))
                 .map(|(&id, _)| id)
         };
         if let Some(id) = longest_idle {
@@ -368,7 +375,7 @@ fn start_client(
         std::thread::Builder::new()
             .name(format!("chronus-osc-tcp-{id}-out"))
             .stack_size(256 * 1024)
-            .spawn(move || write_replies(writer_stream, &replies, &replier, &activity))?
+            .spawn(move || write_replies(writer_stream, &replies, &replier, &activity, id))?
     };
     let client = Client {
         outgoing,
@@ -382,13 +389,26 @@ fn start_client(
             .name(format!("chronus-osc-tcp-{id}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                // Forgets the client however the reader ends, a panic included.
-                let _forget = Forget {
+                // However the reader ends, a panic included, the writer is told.
+                let _end = EndOfRequests {
                     replier: &replier,
                     id,
                     stop: &stop,
                 };
-                read_packets(reader_stream, id, &packets, &stop, &replier, &activity);
+                let in_flight = Arc::new(AtomicUsize::new(0));
+                read_packets(
+                    reader_stream,
+                    id,
+                    &packets,
+                    &stop,
+                    &replier,
+                    &activity,
+                    &in_flight,
+                );
+                // Every reply to this client's packets is queued once they are handled.
+                while in_flight.load(Ordering::Acquire) > 0 && !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 tracing::info!("OSC: tcp client {id} disconnected");
             })
     };
@@ -405,40 +425,56 @@ fn start_client(
     Ok(())
 }
 
-/// Removes a client from the replier's table when its reader ends, unless the server is
-/// stopping (then [`Replier::finish`] closes every client after the last replies).
-struct Forget<'a> {
+/// Tells a client's writer, when its reader ends, that no more requests will come: an
+/// empty reply marks the end of its queue. The client stays in the replier's table until
+/// its writer has written the rest, so the idle timeout and the client limit still hold
+/// for a client that stops sending and never reads. When the server is stopping,
+/// [`Replier::finish`] does this for every client instead, after the last replies.
+struct EndOfRequests<'a> {
     replier: &'a Replier,
     id: u64,
     stop: &'a AtomicBool,
 }
 
-impl Drop for Forget<'_> {
+impl Drop for EndOfRequests<'_> {
     fn drop(&mut self) {
-        if !self.stop.load(Ordering::Acquire) {
-            // Dropping the client's sender lets its writer finish the queue and end; the
-            // connection closes when both threads have let go of it.
-            let _ = self.replier.lock_clients().remove(&self.id);
+        if self.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let queued = self
+            .replier
+            .lock_clients()
+            .get(&self.id)
+            .map(|client| client.outgoing.try_send(Vec::new()));
+        if let Some(Err(_)) = queued {
+            // Its queue is full: it does not read what it asked for.
+            self.replier.disconnect(self.id);
         }
     }
 }
 
 /// The writer of one TCP client: writes its queued replies, blocking on this client's
-/// socket only, until the queue is dropped or a write fails.
+/// socket only, until the end of the queue (an empty reply, or the queue dropped) or a
+/// failed write; then forgets the client.
 fn write_replies(
     mut stream: TcpStream,
     replies: &Receiver<Vec<u8>>,
     replier: &Replier,
     activity: &Activity,
+    id: u64,
 ) {
     for reply in replies {
+        if reply.is_empty() {
+            break;
+        }
         if stream.write_all(&reply).is_err() {
-            // Also ends the reader, which forgets the client.
-            let _ = stream.shutdown(Shutdown::Both);
+            // Also stops the reader.
+            replier.disconnect(id);
             return;
         }
         replier.touch(activity);
     }
+    let _ = replier.lock_clients().remove(&id);
 }
 
 /// Reads size-prefixed packets from one client until it closes, errs, or sends a packet
@@ -452,13 +488,13 @@ fn read_packets(
     stop: &AtomicBool,
     replier: &Replier,
     activity: &Activity,
+    in_flight: &Arc<AtomicUsize>,
 ) {
     let mut stream = std::io::BufReader::new(stream);
-    let in_flight = Arc::new(AtomicUsize::new(0));
     // Fills `bytes` up to `len` bytes; false at the end of the stream, an error or stop.
     let mut read_to = |bytes: &mut Vec<u8>, len: usize| -> bool {
         while bytes.len() < len {
-            if stop.load(Ordering::Acquire) {
+            if stop.load(Ordering::Acquire) || activity.closed.load(Ordering::Acquire) {
                 return false;
             }
             let wanted = (len - bytes.len()) as u64;
@@ -503,7 +539,7 @@ fn read_packets(
         let packet = Incoming {
             bytes,
             from: ReplyTo::Tcp(id),
-            _in_flight: Some(InFlight(Arc::clone(&in_flight))),
+            _in_flight: Some(InFlight(Arc::clone(in_flight))),
         };
         if packets.send(packet).is_err() {
             return;
