@@ -35,6 +35,6 @@ pub mod transport;
 pub mod workers;
 
 pub use config::{OutputChoice, ServeConfig};
-pub use metrics::{Metrics, MetricsReport};
+pub use metrics::{MetricInfo, MetricKind, Metrics, MetricsReport, METRICS, SLOT_METRICS};
 pub use slot_state::SlotState;
 pub use supervisor::Supervisor;

@@ -1,10 +1,14 @@
-//! Server metrics: counters and latency histograms kept in atomics.
+//! Server metrics: one declarative list of every metric users see, the atomics the
+//! server's threads bump, and the report that `/metrics` and `chronus status` show.
 //!
-//! The output thread, the OSC thread and the supervisor loop all update these without
-//! locks or allocation; `/metrics`, `/status` and `chronus status` read a consistent
-//! enough [`MetricsReport`] out of them. Every name here is the name users see. The report
-//! is built here too: [`MetricsReport::counters`] reads the counters, [`LoadTracker`] adds
-//! the supervisor's view of the workers, [`MetricsReport::live`] merges the two for replies.
+//! [`metrics!`] below is the only place a metric is declared: each entry gives its name,
+//! its doc and its kind, and generates the atomic in [`Metrics`] (for counters), the field
+//! in [`MetricsReport`], its entry in [`METRICS`] (which `/metrics.reply`, `chronus status
+//! --json` and docs/metrics.md are made from) and its value in [`MetricsReport::values`].
+//! To add a counter, add one line to the `counters` section and bump it where it happens.
+//! The output thread, the OSC thread and the supervisor loop update the atomics without
+//! locks or allocation; [`MetricsReport::counters`] reads them, [`LoadTracker`] adds the
+//! supervisor's view of the workers, [`MetricsReport::live`] merges the two for replies.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -78,72 +82,259 @@ impl Default for Histogram {
     }
 }
 
-/// All counters of a running server.
-#[derive(Default)]
-pub struct Metrics {
-    /// Workers lost to any fault (death or missed deadline).
-    pub crash_count: AtomicU64,
-    /// The part of `crash_count` detected by a missed deadline (hang, stop, too slow).
-    pub deadline_misses: AtomicU64,
-    /// Spares built and joined after a loss.
-    pub replacements: AtomicU64,
-    /// Times the output switched to the other slot.
-    pub failover_count: AtomicU64,
-    /// Blocks the output could fill from neither slot.
-    pub underruns: AtomicU64,
-    /// Engine commands accepted from clients.
-    pub commands_received: AtomicU64,
-    /// Commands stamped and handed to the workers.
-    pub commands_applied: AtomicU64,
-    /// Messages answered with `/fail`.
-    pub commands_rejected: AtomicU64,
-    /// Commands whose timetag had already passed the horizon when stamped.
-    pub late_commands: AtomicU64,
-    /// Datagrams that were not OSC at all.
-    pub undecodable_packets: AtomicU64,
-    /// Blocks present in both slots and compared bit for bit.
-    pub lockstep_blocks_compared: AtomicU64,
-    /// Of those, blocks that differed (must stay 0).
-    pub lockstep_mismatches: AtomicU64,
-    /// Blocks played since start.
-    pub blocks_played: AtomicU64,
-    /// Times the paced output woke too late and dropped its backlog.
-    pub output_late_wakeups: AtomicU64,
-    /// Records a full command ring could not take (the slot is then replaced).
-    pub ring_overflows: AtomicU64,
-    /// Notices the output could not hand to the supervisor (must stay 0).
-    pub notices_dropped: AtomicU64,
-    /// Cold restarts: both workers lost at once, a new pair started from a snapshot.
-    pub cold_restarts: AtomicU64,
-    /// Commands that killed both workers at once and were dropped (poison commands).
-    pub poisoned_commands: AtomicU64,
-    /// Packets whose handling panicked; each was answered `/fail` and the server went on.
-    pub handler_panics: AtomicU64,
-    /// UDP replies dropped because the socket could not take them at once.
-    pub udp_replies_dropped: AtomicU64,
-    /// TCP clients disconnected because they left too many replies unread.
-    pub tcp_slow_clients_dropped: AtomicU64,
-    /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
-    pub tcp_idle_clients_closed: AtomicU64,
-    /// Played blocks the recording ring could not take (the recorder fell seconds behind).
-    pub record_blocks_dropped: AtomicU64,
-    /// Recordings that failed to write (each is logged with its path and reason).
-    pub record_write_errors: AtomicU64,
-    /// Stamped commands not in the command log (its queue was full, or writing failed).
-    pub command_log_dropped: AtomicU64,
-    /// Command logs that failed to write (logged with the path and reason).
-    pub command_log_write_errors: AtomicU64,
-    /// Stamping to `write` of the command log's last batch, in ns.
-    pub command_log_lag_ns: AtomicU64,
-    /// The largest such lag since start, in ns.
-    pub command_log_lag_max_ns: AtomicU64,
-    /// Detection to first block served from the new slot.
-    pub failover: Histogram,
-    /// Spawn of a spare to its joining the lockstep.
-    pub rebuild: Histogram,
-    /// Receive of a command to the first frame that reflects it.
-    pub command_latency: Histogram,
+/// What a metric measures, which says how to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Events since the server started: only ever grows.
+    Counter,
+    /// A level right now (a count of things, a load, a setting).
+    Gauge,
+    /// A time in ms from a histogram; absent until the first sample.
+    Time,
 }
+
+impl MetricKind {
+    /// The word docs/metrics.md uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Time => "time (ms)",
+        }
+    }
+}
+
+/// One entry of the list of metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// The name users see in `/metrics.reply` and `chronus status --json`.
+    pub name: &'static str,
+    /// What it means (the doc comment of its declaration).
+    pub doc: &'static str,
+    /// Counter, gauge or time.
+    pub kind: MetricKind,
+}
+
+/// A report field's value as the number `/metrics.reply` carries (`None`: not measured yet).
+trait MetricNumber {
+    fn number(&self) -> Option<f64>;
+}
+
+impl MetricNumber for u64 {
+    fn number(&self) -> Option<f64> {
+        Some(*self as f64)
+    }
+}
+
+impl MetricNumber for f64 {
+    fn number(&self) -> Option<f64> {
+        Some(*self)
+    }
+}
+
+impl MetricNumber for bool {
+    fn number(&self) -> Option<f64> {
+        Some(f64::from(u8::from(*self)))
+    }
+}
+
+impl MetricNumber for Option<f64> {
+    fn number(&self) -> Option<f64> {
+        *self
+    }
+}
+
+/// Declares every metric once; see the module comment. `counters` are atomics the
+/// server's threads bump (and copied into the report); `report` fields are filled when a
+/// report is built (from histograms, the workers, /proc or other counters). An entry's
+/// name is its field name unless `= "name"` gives another (for dotted names).
+macro_rules! metrics {
+    (
+        counters {
+            $( $(#[doc = $cdoc:literal])+ $cfield:ident $(= $cname:literal)?; )*
+        }
+        report {
+            $( $(#[doc = $rdoc:literal])+ $rfield:ident: $rty:ty, $rkind:ident $(= $rname:literal)?; )*
+        }
+    ) => {
+        /// All counters of a running server, one atomic each, and the latency histograms.
+        #[derive(Default)]
+        pub struct Metrics {
+            $( $(#[doc = $cdoc])+ pub $cfield: AtomicU64, )*
+            /// Detection to first block served from the new slot.
+            pub failover: Histogram,
+            /// Spawn of a spare to its joining the lockstep.
+            pub rebuild: Histogram,
+            /// Receive of a command to the first frame that reflects it.
+            pub command_latency: Histogram,
+            /// Stamping to `write` of the command log's last batch, in ns (reported as
+            /// `command_log_lag_ms`).
+            pub command_log_lag_ns: AtomicU64,
+            /// The largest such lag since start, in ns (reported as `command_log_lag_ms_max`).
+            pub command_log_lag_max_ns: AtomicU64,
+        }
+
+        /// A point-in-time copy of every metric, as `/metrics` and `chronus status --json`
+        /// show it.
+        #[derive(Debug, Clone, PartialEq, Default)]
+        pub struct MetricsReport {
+            $( $(#[doc = $cdoc])+ pub $cfield: u64, )*
+            $( $(#[doc = $rdoc])+ pub $rfield: $rty, )*
+            /// One entry per slot.
+            pub workers: Vec<WorkerReport>,
+        }
+
+        /// Every metric of the server but the per-slot ones ([`SLOT_METRICS`]), in the
+        /// order `/metrics.reply` lists them.
+        pub const METRICS: &[MetricInfo] = &[
+            $( MetricInfo {
+                name: metrics!(@name $cfield $($cname)?),
+                doc: concat!($($cdoc),+),
+                kind: MetricKind::Counter,
+            }, )*
+            $( MetricInfo {
+                name: metrics!(@name $rfield $($rname)?),
+                doc: concat!($($rdoc),+),
+                kind: MetricKind::$rkind,
+            }, )*
+        ];
+
+        impl MetricsReport {
+            /// A report holding the counters as they are now; everything else at zero.
+            fn read_counters(metrics: &Metrics) -> MetricsReport {
+                MetricsReport {
+                    $( $cfield: metrics.$cfield.load(Relaxed), )*
+                    ..MetricsReport::default()
+                }
+            }
+
+            /// Every metric of [`METRICS`] with its value, in the same order (`None`:
+            /// a time not measured yet).
+            pub fn values(&self) -> Vec<(&'static str, Option<f64>)> {
+                vec![
+                    $( (metrics!(@name $cfield $($cname)?), self.$cfield.number()), )*
+                    $( (metrics!(@name $rfield $($rname)?), self.$rfield.number()), )*
+                ]
+            }
+        }
+    };
+    (@name $field:ident $name:literal) => { $name };
+    (@name $field:ident) => { stringify!($field) };
+}
+
+metrics! {
+    counters {
+        /// Workers lost to any fault (death or missed deadline).
+        crash_count;
+        /// The part of `crash_count` detected by a missed deadline (hang, stop, too slow).
+        deadline_misses;
+        /// Spares built and joined after a loss.
+        replacements;
+        /// Times the output switched to the other slot.
+        failover_count;
+        /// Blocks the output could fill from neither slot.
+        underruns;
+        /// Engine commands accepted from clients.
+        commands_received;
+        /// Commands stamped and handed to the workers.
+        commands_applied;
+        /// Messages answered with `/fail`.
+        commands_rejected;
+        /// Commands whose timetag had already passed the horizon when stamped.
+        late_commands;
+        /// Datagrams that were not OSC at all.
+        undecodable_packets;
+        /// Blocks present in both slots and compared bit for bit.
+        lockstep_blocks_compared;
+        /// Of those, blocks that differed (must stay 0).
+        lockstep_mismatches;
+        /// Blocks played since start.
+        blocks_played;
+        /// Times the paced output woke too late and dropped its backlog.
+        output_late_wakeups;
+        /// Records a full command ring could not take (the slot is then replaced).
+        ring_overflows;
+        /// Notices the output could not hand to the supervisor (must stay 0).
+        notices_dropped;
+        /// Cold restarts: both workers lost at once, a new pair started from a snapshot.
+        cold_restarts;
+        /// Commands that killed both workers at once and were dropped (poison commands).
+        poisoned_commands;
+        /// Packets whose handling panicked; each was answered `/fail` and the server went on.
+        handler_panics;
+        /// UDP replies dropped because the socket could not take them at once.
+        udp_replies_dropped;
+        /// TCP clients disconnected because they left too many replies unread.
+        tcp_slow_clients_dropped;
+        /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
+        tcp_idle_clients_closed;
+        /// Played blocks the recording ring could not take (the recorder fell seconds behind).
+        record_blocks_dropped;
+        /// Recordings that failed to write (each is logged with its path and reason).
+        record_write_errors;
+        /// Stamped commands not in the command log (its queue was full, or writing failed).
+        command_log_dropped;
+        /// Command logs that failed to write (logged with the path and reason).
+        command_log_write_errors;
+    }
+    report {
+        /// Whether a standby is joined and ready to take over.
+        spare_ready: bool, Gauge;
+        /// Last failover time in ms: detection to the first block served from the new slot.
+        failover_ms_last: Option<f64>, Time;
+        /// p99 failover time in ms.
+        failover_ms_p99: Option<f64>, Time;
+        /// Last spare rebuild time in ms: spawn to joined.
+        rebuild_ms_last: Option<f64>, Time;
+        /// p95 spare rebuild time in ms.
+        rebuild_ms_p95: Option<f64>, Time;
+        /// Command latency p50 in ms: receive to the first frame reflecting the command.
+        command_latency_ms_p50: Option<f64>, Time;
+        /// Command latency p95 in ms.
+        command_latency_ms_p95: Option<f64>, Time;
+        /// Command latency p99 in ms.
+        command_latency_ms_p99: Option<f64>, Time;
+        /// Control latency set by `--depth`, in ms.
+        control_latency_ms: f64, Gauge;
+        /// Stamping to `write` of the command log's last batch, in ms.
+        command_log_lag_ms: f64, Gauge;
+        /// The largest such lag since start, in ms.
+        command_log_lag_ms_max: f64, Gauge;
+        /// Voices (envelopes) sounding in the active worker.
+        voices_sounding: u64, Gauge;
+        /// Average worker load in % of the block period (active and standby).
+        worker_load_percent: f64, Gauge;
+        /// Peak worker load in % over the last second.
+        worker_load_peak_percent: f64, Gauge;
+        /// Open file descriptors of the supervisor.
+        open_fds: u64, Gauge;
+        /// Shared-memory segments mapped by the supervisor.
+        mapped_segments: u64, Gauge;
+        /// Segments mapped that no live slot owns (always 0).
+        shm_leaks: u64, Gauge;
+        /// Live worker processes.
+        live_children: u64, Gauge;
+    }
+}
+
+/// The per-slot metrics, named `slot.<i>.<name>` for slot 0 and 1.
+pub const SLOT_METRICS: &[MetricInfo] = &[
+    MetricInfo {
+        name: "slot.N.pid",
+        doc: " The slot's worker process id (0 when none).",
+        kind: MetricKind::Gauge,
+    },
+    MetricInfo {
+        name: "slot.N.role",
+        doc: " The slot's state, as a string: empty, starting, joining, standby, active or dead.",
+        kind: MetricKind::Gauge,
+    },
+    MetricInfo {
+        name: "slot.N.load_percent",
+        doc: " Render time of the slot's last block in % of the block period.",
+        kind: MetricKind::Gauge,
+    },
+];
 
 impl Metrics {
     /// Adds one to a counter.
@@ -165,118 +356,16 @@ pub struct WorkerReport {
     pub load_percent: f64,
 }
 
-/// A point-in-time copy of every metric, as `/metrics` and `chronus status --json` show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct MetricsReport {
-    /// See [`Metrics::crash_count`].
-    pub crash_count: u64,
-    /// See [`Metrics::deadline_misses`].
-    pub deadline_misses: u64,
-    /// See [`Metrics::replacements`].
-    pub replacements: u64,
-    /// Whether a standby is joined and ready to take over.
-    pub spare_ready: bool,
-    /// See [`Metrics::failover_count`].
-    pub failover_count: u64,
-    /// See [`Metrics::underruns`].
-    pub underruns: u64,
-    /// See [`Metrics::commands_received`].
-    pub commands_received: u64,
-    /// See [`Metrics::commands_applied`].
-    pub commands_applied: u64,
-    /// See [`Metrics::commands_rejected`].
-    pub commands_rejected: u64,
-    /// See [`Metrics::late_commands`].
-    pub late_commands: u64,
-    /// See [`Metrics::undecodable_packets`].
-    pub undecodable_packets: u64,
-    /// See [`Metrics::lockstep_blocks_compared`].
-    pub lockstep_blocks_compared: u64,
-    /// See [`Metrics::lockstep_mismatches`].
-    pub lockstep_mismatches: u64,
-    /// See [`Metrics::blocks_played`].
-    pub blocks_played: u64,
-    /// See [`Metrics::output_late_wakeups`].
-    pub output_late_wakeups: u64,
-    /// See [`Metrics::ring_overflows`].
-    pub ring_overflows: u64,
-    /// See [`Metrics::cold_restarts`].
-    pub cold_restarts: u64,
-    /// See [`Metrics::poisoned_commands`].
-    pub poisoned_commands: u64,
-    /// See [`Metrics::handler_panics`].
-    pub handler_panics: u64,
-    /// See [`Metrics::udp_replies_dropped`].
-    pub udp_replies_dropped: u64,
-    /// See [`Metrics::tcp_slow_clients_dropped`].
-    pub tcp_slow_clients_dropped: u64,
-    /// See [`Metrics::tcp_idle_clients_closed`].
-    pub tcp_idle_clients_closed: u64,
-    /// See [`Metrics::record_blocks_dropped`].
-    pub record_blocks_dropped: u64,
-    /// See [`Metrics::record_write_errors`].
-    pub record_write_errors: u64,
-    /// See [`Metrics::command_log_dropped`].
-    pub command_log_dropped: u64,
-    /// See [`Metrics::command_log_write_errors`].
-    pub command_log_write_errors: u64,
-    /// Stamping to `write` of the command log's last batch, in ms.
-    pub command_log_lag_ms: f64,
-    /// The largest such lag since start, in ms.
-    pub command_log_lag_ms_max: f64,
-    /// Last failover time in ms (null before the first).
-    pub failover_ms_last: Option<f64>,
-    /// p99 failover time in ms.
-    pub failover_ms_p99: Option<f64>,
-    /// Last spare rebuild time in ms (null before the first).
-    pub rebuild_ms_last: Option<f64>,
-    /// p95 spare rebuild time in ms.
-    pub rebuild_ms_p95: Option<f64>,
-    /// Command latency percentiles in ms (receive → first frame reflecting it).
-    pub command_latency_ms_p50: Option<f64>,
-    /// See `command_latency_ms_p50`.
-    pub command_latency_ms_p95: Option<f64>,
-    /// See `command_latency_ms_p50`.
-    pub command_latency_ms_p99: Option<f64>,
-    /// Control latency set by `--depth`, in ms.
-    pub control_latency_ms: f64,
-    /// Voices (envelopes) sounding in the active worker.
-    pub voices_sounding: u64,
-    /// Average worker load in % of the block period (active and standby).
-    pub worker_load_percent: f64,
-    /// Peak worker load in % since the last report.
-    pub worker_load_peak_percent: f64,
-    /// Open file descriptors of the supervisor.
-    pub open_fds: u64,
-    /// Shared-memory segments mapped by the supervisor.
-    pub mapped_segments: u64,
-    /// Segments mapped that no live slot owns (always 0).
-    pub shm_leaks: u64,
-    /// Live worker processes.
-    pub live_children: u64,
-    /// One entry per slot.
-    pub workers: Vec<WorkerReport>,
-}
-
 impl MetricsReport {
-    /// Name/value pairs for `/metrics.reply`: every number, plus `slot.<i>.pid`, and
-    /// `slot.<i>.role` as a string. Missing values (before the first event) are left out.
+    /// Name/value pairs for `/metrics.reply`: every metric of [`METRICS`] in its order,
+    /// then per slot `slot.<i>.pid`, `slot.<i>.role` (a string) and
+    /// `slot.<i>.load_percent`. Times not measured yet are left out.
     pub fn to_pairs(&self) -> Vec<(String, MetricValue)> {
-        let json = serde_json::to_value(self).unwrap_or_default();
-        let mut pairs = Vec::new();
-        if let serde_json::Value::Object(map) = json {
-            for (name, value) in map {
-                match value {
-                    serde_json::Value::Number(n) => {
-                        pairs.push((name, MetricValue::Number(n.as_f64().unwrap_or(0.0))))
-                    }
-                    serde_json::Value::Bool(b) => {
-                        pairs.push((name, MetricValue::Number(f64::from(u8::from(b)))))
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let mut pairs: Vec<(String, MetricValue)> = self
+            .values()
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), MetricValue::Number(value?))))
+            .collect();
         for worker in &self.workers {
             let prefix = format!("slot.{}", worker.slot);
             pairs.push((
@@ -294,45 +383,14 @@ impl MetricsReport {
         }
         pairs
     }
-}
 
-impl MetricsReport {
     /// The counters as they are right now, with no view of the workers yet (no roles,
     /// pids or loads): the base of every report. `control_latency_ms` is what `--depth`
     /// sets, which the counters do not know.
     pub fn counters(metrics: &Metrics, control_latency_ms: f64) -> MetricsReport {
         let m = metrics;
-        let get = |c: &AtomicU64| c.load(Relaxed);
         let (open_fds, mapped_segments) = process_resources();
         MetricsReport {
-            crash_count: get(&m.crash_count),
-            deadline_misses: get(&m.deadline_misses),
-            replacements: get(&m.replacements),
-            spare_ready: false,
-            failover_count: get(&m.failover_count),
-            underruns: get(&m.underruns),
-            commands_received: get(&m.commands_received),
-            commands_applied: get(&m.commands_applied),
-            commands_rejected: get(&m.commands_rejected),
-            late_commands: get(&m.late_commands),
-            undecodable_packets: get(&m.undecodable_packets),
-            lockstep_blocks_compared: get(&m.lockstep_blocks_compared),
-            lockstep_mismatches: get(&m.lockstep_mismatches),
-            blocks_played: get(&m.blocks_played),
-            output_late_wakeups: get(&m.output_late_wakeups),
-            ring_overflows: get(&m.ring_overflows),
-            cold_restarts: get(&m.cold_restarts),
-            poisoned_commands: get(&m.poisoned_commands),
-            handler_panics: get(&m.handler_panics),
-            udp_replies_dropped: get(&m.udp_replies_dropped),
-            tcp_slow_clients_dropped: get(&m.tcp_slow_clients_dropped),
-            tcp_idle_clients_closed: get(&m.tcp_idle_clients_closed),
-            record_blocks_dropped: get(&m.record_blocks_dropped),
-            record_write_errors: get(&m.record_write_errors),
-            command_log_dropped: get(&m.command_log_dropped),
-            command_log_write_errors: get(&m.command_log_write_errors),
-            command_log_lag_ms: get(&m.command_log_lag_ns) as f64 / 1e6,
-            command_log_lag_ms_max: get(&m.command_log_lag_max_ns) as f64 / 1e6,
             failover_ms_last: m.failover.last_ms(),
             failover_ms_p99: m.failover.quantile_ms(0.99),
             rebuild_ms_last: m.rebuild.last_ms(),
@@ -341,14 +399,12 @@ impl MetricsReport {
             command_latency_ms_p95: m.command_latency.quantile_ms(0.95),
             command_latency_ms_p99: m.command_latency.quantile_ms(0.99),
             control_latency_ms,
-            worker_load_percent: 0.0,
-            worker_load_peak_percent: 0.0,
-            voices_sounding: 0,
+            command_log_lag_ms: m.command_log_lag_ns.load(Relaxed) as f64 / 1e6,
+            command_log_lag_ms_max: m.command_log_lag_max_ns.load(Relaxed) as f64 / 1e6,
             open_fds,
             mapped_segments,
             shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),
-            live_children: 0,
-            workers: Vec::new(),
+            ..MetricsReport::read_counters(m)
         }
     }
 
@@ -365,6 +421,28 @@ impl MetricsReport {
         report.workers = view.workers.clone();
         report
     }
+}
+
+/// The list of metrics as Markdown: what docs/metrics.md holds (a test keeps it current).
+pub fn metrics_markdown() -> String {
+    let mut text = String::from(
+        "# Metrics\n\n\
+         Generated from the list in `crates/supervisor/src/metrics.rs` (a test fails until\n\
+         this file matches it; `CHRONUS_BLESS=1 cargo test -p chronus-supervisor metrics_doc`\n\
+         rewrites it). `/metrics` answers every one as name/value pairs and\n\
+         `chronus status --json` prints them as one JSON object (times not measured yet are\n\
+         left out of `/metrics.reply`; per-slot metrics go in `workers`).\n\n\
+         | name | kind | meaning |\n| --- | --- | --- |\n",
+    );
+    for metric in METRICS.iter().chain(SLOT_METRICS) {
+        text.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            metric.name,
+            metric.kind.name(),
+            metric.doc.trim().replace('|', "\\|")
+        ));
+    }
+    text
 }
 
 /// Segments the supervisor maps while running: two slots and the snapshot area.
@@ -556,6 +634,94 @@ mod tests {
         assert!((report.worker_load_peak_percent - 10.0).abs() < 1e-9);
         assert_eq!(report.live_children, 1);
         assert_eq!(report.workers[1].pid, 0);
+    }
+
+    /// A report in which every histogram has a sample, so every metric has a value.
+    fn full_report() -> MetricsReport {
+        let metrics = Metrics::default();
+        for histogram in [
+            &metrics.failover,
+            &metrics.rebuild,
+            &metrics.command_latency,
+        ] {
+            histogram.record_ns(1_000_000);
+        }
+        MetricsReport::counters(&metrics, 1.0)
+    }
+
+    #[test]
+    fn every_metric_of_the_list_is_reported_once_with_a_doc() {
+        let mut names: Vec<&str> = METRICS.iter().chain(SLOT_METRICS).map(|m| m.name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "metric names must be unique");
+        for metric in METRICS.iter().chain(SLOT_METRICS) {
+            assert!(
+                metric.doc.trim().len() > 10,
+                "{} needs a doc comment saying what it means",
+                metric.name
+            );
+        }
+
+        let mut report = full_report();
+        report.workers = (0..2)
+            .map(|slot| WorkerReport {
+                slot,
+                pid: 1,
+                role: "active",
+                load_percent: 0.0,
+            })
+            .collect();
+        let pairs = report.to_pairs();
+        let reported: Vec<&str> = pairs.iter().map(|(name, _)| name.as_str()).collect();
+        let listed: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        assert_eq!(
+            reported.get(..listed.len()),
+            Some(&listed[..]),
+            "in list order"
+        );
+        for slot in 0..2 {
+            for metric in SLOT_METRICS {
+                let name = metric.name.replace(".N.", &format!(".{slot}."));
+                assert!(reported.contains(&name.as_str()), "{name} missing");
+            }
+        }
+        assert_eq!(reported.len(), listed.len() + 2 * SLOT_METRICS.len());
+    }
+
+    #[test]
+    fn times_not_measured_yet_are_left_out() {
+        let pairs = MetricsReport::counters(&Metrics::default(), 1.0).to_pairs();
+        let times = METRICS.iter().filter(|m| m.kind == MetricKind::Time);
+        for time in times {
+            assert!(
+                !pairs.iter().any(|(name, _)| name == time.name),
+                "{}",
+                time.name
+            );
+        }
+        assert_eq!(
+            pairs.len(),
+            METRICS
+                .iter()
+                .filter(|m| m.kind != MetricKind::Time)
+                .count()
+        );
+    }
+
+    #[test]
+    fn metrics_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let wanted = metrics_markdown();
+        if std::env::var_os("CHRONUS_BLESS").is_some() {
+            std::fs::write(path, &wanted).unwrap();
+        }
+        let found = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            found == wanted,
+            "docs/metrics.md is out of date: run `CHRONUS_BLESS=1 cargo test -p chronus-supervisor metrics_doc`"
+        );
     }
 
     #[test]
