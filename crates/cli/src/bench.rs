@@ -134,7 +134,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .join()
         .map_err(|_| anyhow::anyhow!("sender panicked"))??;
     step_until(&mut server, Duration::from_secs(2), |s| {
-        s.shared().metrics.commands_applied.load(Ordering::Relaxed) >= args.commands as u64
+        s.shared().engine_counts().applied >= args.commands as u64
     })?;
     let metrics = Arc::clone(&server.shared().metrics);
     let latency =

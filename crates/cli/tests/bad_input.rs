@@ -102,17 +102,18 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
     let after = server.metrics();
     assert_eq!(
         after["commands_rejected"] - before["commands_rejected"],
-        17.0,
-        "{after:?}"
+        17.0 + 5.0,
+        "17 answered /fail, 5 not OSC: {after:?}"
     );
     assert_eq!(
-        after["undecodable_packets"] - before["undecodable_packets"],
+        after["commands_rejected.undecodable"] - before["commands_rejected.undecodable"],
         5.0,
         "{after:?}"
     );
     assert_eq!(
-        after["commands_received"], before["commands_received"],
-        "nothing bad was accepted"
+        after["commands_accepted"] - before["commands_accepted"],
+        17.0 + 1.0,
+        "nothing bad was accepted: only the 17 /syncs and this /metrics"
     );
     assert_eq!(after["underruns"], 0.0);
     assert_eq!(after["crash_count"], 0.0);
@@ -204,7 +205,20 @@ fn send_and_status_cli() {
     }
     assert_eq!(json["spare_ready"], serde_json::json!(true));
     assert_eq!(json["failover_ms_last"], serde_json::Value::Null);
-    assert_eq!(json["commands_received"], serde_json::json!(2));
+    assert_eq!(
+        json["commands_rejected.invalid"],
+        serde_json::json!(1),
+        "/nope"
+    );
+    let count = |name: &str| {
+        json[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+    };
+    assert_eq!(
+        count("commands_received"),
+        count("commands_accepted") + count("commands_rejected")
+    );
     let workers = json["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
     let roles: Vec<&str> = workers

@@ -176,7 +176,7 @@ fn a_command_that_kills_both_workers_is_dropped_and_refused() {
     std::thread::sleep(Duration::from_millis(500));
     let metrics = server.metrics();
     server.quit();
-    assert_eq!(metrics["poisoned_commands"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["commands_dropped.poison"], 1.0, "{metrics:?}");
     assert_eq!(
         metrics["cold_restarts"], 1.0,
         "restored once, not in a loop: {metrics:?}"

@@ -38,7 +38,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG1");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG2");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,6 +117,8 @@ pub struct EngineCounters {
     /// Commands addressed to a patch that was replaced before their frame (dropped: their
     /// module and parameter numbers belong to the old patch).
     pub stale: u64,
+    /// Commands dropped because [`MAX_PENDING`] commands were already waiting.
+    pub queue_full: u64,
 }
 
 /// A parameter glide in progress.
@@ -312,7 +314,13 @@ impl Engine {
         self.last_seq
     }
 
-    /// Applied/late/bad-patch counters.
+    /// Commands queued for a frame not reached yet.
+    pub fn commands_waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Applied/late/bad-patch/stale/queue-full counters (carried in snapshots, so a spare
+    /// that joins from one continues the active worker's counts).
     pub fn counters(&self) -> EngineCounters {
         self.counters
     }
@@ -346,6 +354,7 @@ impl Engine {
     /// [`ReceiveError::BadPatch`] for a patch switch that cannot be used (counted, ignored).
     pub fn receive(&mut self, command: StampedCommand) -> Result<(), ReceiveError> {
         if self.pending.len() >= MAX_PENDING {
+            self.counters.queue_full += 1;
             return Err(ReceiveError::Full);
         }
         self.last_seq = self.last_seq.max(command.seq);
@@ -629,6 +638,7 @@ impl Engine {
         w.u64(self.counters.late);
         w.u64(self.counters.bad_patches);
         w.u64(self.counters.stale);
+        w.u64(self.counters.queue_full);
         w.u64(self.test_tone_remaining);
         w.f64(self.test_tone_phase);
         w.u64(self.ramps.len() as u64);
@@ -726,6 +736,7 @@ impl Engine {
         engine.counters.late = r.get_u64()?;
         engine.counters.bad_patches = r.get_u64()?;
         engine.counters.stale = r.get_u64()?;
+        engine.counters.queue_full = r.get_u64()?;
         engine.test_tone_remaining = r.get_u64()?;
         engine.test_tone_phase = r.get_f64()?;
         for _ in 0..read_count(&mut r, MAX_RAMPS)? {
@@ -939,7 +950,19 @@ mod tests {
         fresh.load_snapshot(&snapshot).unwrap();
         assert_eq!(fresh.next_block(), 10);
         assert_eq!(fresh.last_seq(), 2);
+        // The counters are engine state: a spare that joins from a snapshot goes on
+        // counting where the active worker was (applied 1, the tone still waiting).
+        assert_eq!(
+            fresh.counters(),
+            EngineCounters {
+                applied: 1,
+                ..EngineCounters::default()
+            }
+        );
+        assert_eq!(fresh.commands_waiting(), 1);
         assert_eq!(render(&mut fresh, 30), expected);
+        assert_eq!(fresh.counters(), straight.counters());
+        assert_eq!(fresh.counters().applied, 2);
     }
 
     #[test]
@@ -968,6 +991,8 @@ mod tests {
             engine.receive(gate_on(i + 1, 1_000_000 + i)).unwrap();
         }
         assert_eq!(engine.receive(gate_on(99_999, 5)), Err(ReceiveError::Full));
+        assert_eq!(engine.counters().queue_full, 1);
+        assert_eq!(engine.commands_waiting(), MAX_PENDING);
     }
 
     fn freq_of(samples: &[f32]) -> f64 {

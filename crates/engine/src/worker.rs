@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use chronus_dsp::PatchDesc;
-use chronus_ipc::{Slot, SnapshotArea, SnapshotMeta, WriteOutcome};
+use chronus_ipc::{Slot, SnapshotArea, SnapshotMeta, WorkerCounts, WriteOutcome};
 
 use crate::command::{Control, Fault, Instruction};
 use crate::engine::{Engine, EngineConfig};
@@ -147,6 +147,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         // holds everything that can affect the blocks we are about to render.
         let horizon = slot.horizon();
         drain_ring(&slot, generation, &mut engine, &mut loop_state);
+        slot.publish_counts(&worker_counts(&engine));
         let next = engine.next_block();
 
         if let Some((request, at)) = loop_state.snapshot {
@@ -207,6 +208,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         slot.set_rendered(next + 1);
         slot.record_render_ns(started.elapsed().as_nanos() as u64);
         slot.set_voices(engine.patch().voices_sounding() as u64);
+        slot.publish_counts(&worker_counts(&engine));
         // Old patches are freed here, outside the render path.
         while engine.take_retired().is_some() {}
         slot.beat();
@@ -260,9 +262,9 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
                 if stamped.seq <= state.snapshot_seq {
                     continue;
                 }
-                if engine.receive(stamped).is_err() {
-                    slot.count_rejected();
-                }
+                // A command the engine cannot queue (its queue is full, or a patch switch
+                // it cannot use) is dropped and counted by the engine itself.
+                let _ = engine.receive(stamped);
             }
             Ok(Instruction::Control(control)) => match control {
                 Control::Snapshot { request, block } => state.snapshot = Some((request, block)),
@@ -279,6 +281,19 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
             }
             Err(_) => slot.count_rejected(),
         }
+    }
+}
+
+/// The engine's counts as the slot header carries them to the supervisor's metrics.
+fn worker_counts(engine: &Engine) -> WorkerCounts {
+    let counters = engine.counters();
+    WorkerCounts {
+        applied: counters.applied,
+        late: counters.late,
+        stale: counters.stale,
+        queue_full: counters.queue_full,
+        bad_patches: counters.bad_patches,
+        waiting: engine.commands_waiting() as u64,
     }
 }
 

@@ -28,8 +28,8 @@ pub use audio_ring::WriteOutcome;
 pub use error::{IpcError, LayoutError};
 pub use mapping::live_segments;
 pub use slot::{
-    Slot, SlotLayout, LAYOUT_VERSION, MAX_AUDIO_BLOCKS, MAX_BLOCK_FRAMES, MAX_CHANNELS,
-    MAX_COMMANDS, SLOT_MAGIC,
+    Slot, SlotLayout, WorkerCounts, LAYOUT_VERSION, MAX_AUDIO_BLOCKS, MAX_BLOCK_FRAMES,
+    MAX_CHANNELS, MAX_COMMANDS, SLOT_MAGIC,
 };
 pub use snapshot::{SnapshotArea, SnapshotMeta, MAX_SNAPSHOT_BYTES, SNAPSHOT_MAGIC};
 

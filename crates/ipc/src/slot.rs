@@ -42,6 +42,8 @@
 //!    576  u64    worker       render time of the last block, ns
 //!    584  u64    worker/sup.  peak render time since the last take, ns
 //!    592  u64    worker       voices sounding after the last block
+//!    640  u64    worker       engine counts (WorkerCounts, 6 words): applied,
+//!                             late, stale, queue_full, bad_patches, waiting
 //!   1024  u64    output       command ring: command_capacity records of
 //!                             8 words (seq, generation | kind << 32, frame,
 //!                             payload[5])
@@ -71,7 +73,7 @@ use crate::CommandRecord;
 pub const SLOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNSLOT");
 /// Version of the layout documented in this file; bump on any change so a
 /// supervisor and a worker from different builds refuse each other.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 
 /// Largest block, in frames.
 pub const MAX_BLOCK_FRAMES: u32 = 4096;
@@ -110,9 +112,63 @@ const OFF_REJECTED: usize = 552;
 const OFF_RENDER_LAST: usize = 576;
 const OFF_RENDER_PEAK: usize = 584;
 const OFF_VOICES: usize = 592;
+const OFF_COUNTS: usize = 640; // WorkerCounts::WORDS u64s
+
+/// The engine's command counts, as the worker publishes them in its slot header after
+/// every block, for the supervisor's metrics. The ipc crate knows nothing of the engine:
+/// these are plain numbers, each with a single writer (the worker).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounts {
+    /// Commands the engine has applied.
+    pub applied: u64,
+    /// Of those, commands whose frame had already passed when they arrived.
+    pub late: u64,
+    /// Commands dropped: addressed to a patch replaced before their frame.
+    pub stale: u64,
+    /// Commands dropped: the engine's queue of waiting commands was full.
+    pub queue_full: u64,
+    /// Patch switches dropped: text missing or not compiling.
+    pub bad_patches: u64,
+    /// Commands queued for a frame not reached yet.
+    pub waiting: u64,
+}
+
+impl WorkerCounts {
+    /// Words the counts take in the header.
+    const WORDS: usize = 6;
+
+    fn to_words(self) -> [u64; WorkerCounts::WORDS] {
+        [
+            self.applied,
+            self.late,
+            self.stale,
+            self.queue_full,
+            self.bad_patches,
+            self.waiting,
+        ]
+    }
+
+    fn from_words(words: [u64; WorkerCounts::WORDS]) -> WorkerCounts {
+        let [applied, late, stale, queue_full, bad_patches, waiting] = words;
+        WorkerCounts {
+            applied,
+            late,
+            stale,
+            queue_full,
+            bad_patches,
+            waiting,
+        }
+    }
+}
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 15] = [
+const BINDING_U64: [usize; 21] = [
+    OFF_COUNTS,
+    OFF_COUNTS + 8,
+    OFF_COUNTS + 16,
+    OFF_COUNTS + 24,
+    OFF_COUNTS + 32,
+    OFF_COUNTS + 40,
     OFF_HORIZON,
     OFF_CMD_WRITE,
     OFF_CMD_READ,
@@ -666,6 +722,25 @@ impl Slot {
     pub fn rejected(&self) -> u64 {
         self.u64_at(OFF_REJECTED).load(Ordering::Relaxed)
     }
+
+    /// Worker: publishes its engine's command counts (after every block and every
+    /// drain of the command ring). Plain stores: allocates nothing, never waits.
+    pub fn publish_counts(&self, counts: &WorkerCounts) {
+        for (i, word) in counts.to_words().into_iter().enumerate() {
+            self.u64_at(OFF_COUNTS + 8 * i)
+                .store(word, Ordering::Release);
+        }
+    }
+
+    /// The engine counts the worker last published (zero until it first does). Each
+    /// number is exact; the six are read one after another, not as one snapshot.
+    pub fn counts(&self) -> WorkerCounts {
+        let mut words = [0u64; WorkerCounts::WORDS];
+        for (i, word) in words.iter_mut().enumerate() {
+            *word = self.u64_at(OFF_COUNTS + 8 * i).load(Ordering::Acquire);
+        }
+        WorkerCounts::from_words(words)
+    }
 }
 
 #[cfg(test)]
@@ -953,8 +1028,19 @@ mod tests {
         s.beat();
         s.count_rejected();
         s.record_render_ns(10);
+        let counts = WorkerCounts {
+            applied: 7,
+            late: 1,
+            stale: 2,
+            queue_full: 3,
+            bad_patches: 4,
+            waiting: 5,
+        };
+        s.publish_counts(&counts);
+        assert_eq!(s.counts(), counts);
 
         s.rebind(2);
+        assert_eq!(s.counts(), WorkerCounts::default());
         assert_eq!(s.generation(), 2);
         assert_eq!(s.pop_command(), None);
         assert_eq!(s.commands_pending(), 0);

@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use chronus_ipc::WorkerCounts;
 use chronus_protocol::MetricValue;
 use serde::Serialize;
 
@@ -154,7 +155,7 @@ macro_rules! metrics {
             $( $(#[doc = $cdoc:literal])+ $cfield:ident $(= $cname:literal)?; )*
         }
         report {
-            $( $(#[doc = $rdoc:literal])+ $rfield:ident: $rty:ty, $rkind:ident $(= $rname:literal)?; )*
+            $( $(#[doc = $rdoc:literal])+ $rfield:ident $(= $rname:literal)?: $rty:ty, $rkind:ident; )*
         }
     ) => {
         /// All counters of a running server, one atomic each, and the latency histograms.
@@ -234,16 +235,38 @@ metrics! {
         failover_count;
         /// Blocks the output could fill from neither slot.
         underruns;
-        /// Engine commands accepted from clients.
+        /// Commands that arrived: every OSC message (each message of a bundle counts,
+        /// queries and `/sync` included), and each undecodable packet as one. Each is then
+        /// either accepted or rejected: `commands_received = commands_accepted +
+        /// commands_rejected`.
         commands_received;
-        /// Commands stamped and handed to the workers.
-        commands_applied;
-        /// Messages answered with `/fail`.
-        commands_rejected;
-        /// Commands whose timetag had already passed the horizon when stamped.
+        /// Commands taken on: decoded, valid, and queued or answered. Each is then applied,
+        /// pending or dropped: `commands_accepted = commands_applied + commands_pending +
+        /// commands_dropped` (exact once `/sync` is answered and the workers have caught up).
+        commands_accepted;
+        /// Rejected: a packet that was not OSC (no `/fail`: there is no address to answer).
+        commands_rejected_undecodable = "commands_rejected.undecodable";
+        /// Rejected with `/fail`: unknown address, arguments that do not fit it, or a bundle
+        /// timed too far ahead.
+        commands_rejected_invalid = "commands_rejected.invalid";
+        /// Rejected with `/fail`: the queue to the output clock had no room (a bundle that
+        /// does not fit is refused whole).
+        commands_rejected_busy = "commands_rejected.busy";
+        /// Rejected with `/fail`: a `/patch/...` edit the patch editor refused.
+        commands_rejected_patch_edit = "commands_rejected.patch_edit";
+        /// Rejected: handling the message panicked (a bug; counted in `handler_panics`), or
+        /// it came after that message in the same packet.
+        commands_rejected_panic = "commands_rejected.panic";
+        /// Applied by the supervisor: queries answered, `/sync` (once everything before it is
+        /// stamped), patch edits other than commit, `/quit`, `/debug/...` (once handed to a
+        /// worker).
+        commands_answered = "commands_applied.answered";
+        /// Dropped: the command killed both workers at once (a poison command, answered
+        /// with `/fail`).
+        commands_dropped_poison = "commands_dropped.poison";
+        /// Commands whose timetag had already passed the horizon when stamped (applied at
+        /// the horizon, as soon as possible).
         late_commands;
-        /// Datagrams that were not OSC at all.
-        undecodable_packets;
         /// Blocks present in both slots and compared bit for bit.
         lockstep_blocks_compared;
         /// Of those, blocks that differed (must stay 0).
@@ -258,8 +281,6 @@ metrics! {
         notices_dropped;
         /// Cold restarts: both workers lost at once, a new pair started from a snapshot.
         cold_restarts;
-        /// Commands that killed both workers at once and were dropped (poison commands).
-        poisoned_commands;
         /// Packets whose handling panicked; each was answered `/fail` and the server went on.
         handler_panics;
         /// UDP replies dropped because the socket could not take them at once.
@@ -278,6 +299,30 @@ metrics! {
         command_log_write_errors;
     }
     report {
+        /// Sum of the `commands_rejected.*` reasons.
+        commands_rejected: u64, Counter;
+        /// Commands applied: `commands_applied.engine + commands_applied.answered`.
+        commands_applied: u64, Counter;
+        /// Engine commands applied by the engine of the active worker, at their frame (a
+        /// command timed for later is pending until then). Engine state, carried in
+        /// snapshots, so it continues across failovers and joins.
+        commands_applied_by_engine = "commands_applied.engine": u64, Counter;
+        /// Accepted commands neither applied nor dropped yet: queued, in a command ring, or
+        /// waiting in the engine for their frame (`engine.commands_waiting`).
+        commands_pending: u64, Gauge;
+        /// Sum of the `commands_dropped.*` reasons: accepted commands that were never applied.
+        commands_dropped: u64, Counter;
+        /// Dropped by the engine: due after a patch switch stamped after them, so addressed
+        /// to modules of the replaced patch.
+        commands_dropped_stale = "commands_dropped.stale": u64, Counter;
+        /// Dropped by the engine: its queue of commands waiting for their frame was full.
+        commands_dropped_queue_full = "commands_dropped.queue_full": u64, Counter;
+        /// Dropped by the engine: a patch switch whose text was missing or did not compile.
+        commands_dropped_bad_patch = "commands_dropped.bad_patch": u64, Counter;
+        /// Applied by the engine after their frame had passed (replays after a restart).
+        engine_late_commands = "engine.late_commands": u64, Counter;
+        /// Commands waiting in the active worker's engine for a frame not reached yet.
+        engine_commands_waiting = "engine.commands_waiting": u64, Gauge;
         /// Whether a standby is joined and ready to take over.
         spare_ready: bool, Gauge;
         /// Last failover time in ms: detection to the first block served from the new slot.
@@ -334,6 +379,12 @@ pub const SLOT_METRICS: &[MetricInfo] = &[
         doc: " Render time of the slot's last block in % of the block period.",
         kind: MetricKind::Gauge,
     },
+    MetricInfo {
+        name: "slot.N.records_rejected",
+        doc: " Command-ring records the slot's worker refused since the slot was last bound \
+               (another generation's, or garbage; must stay 0).",
+        kind: MetricKind::Counter,
+    },
 ];
 
 impl Metrics {
@@ -354,6 +405,8 @@ pub struct WorkerReport {
     pub role: &'static str,
     /// Render time of the last block as a percentage of the block period.
     pub load_percent: f64,
+    /// Records its worker refused in this binding (another generation's, or garbage).
+    pub records_rejected: u64,
 }
 
 impl MetricsReport {
@@ -380,17 +433,26 @@ impl MetricsReport {
                 format!("{prefix}.load_percent"),
                 MetricValue::Number(worker.load_percent),
             ));
+            pairs.push((
+                format!("{prefix}.records_rejected"),
+                MetricValue::Number(worker.records_rejected as f64),
+            ));
         }
         pairs
     }
 
-    /// The counters as they are right now, with no view of the workers yet (no roles,
-    /// pids or loads): the base of every report. `control_latency_ms` is what `--depth`
-    /// sets, which the counters do not know.
-    pub fn counters(metrics: &Metrics, control_latency_ms: f64) -> MetricsReport {
+    /// The counters as they are right now, with the engine's counts as the active worker
+    /// published them (`engine`), and no view of the workers yet (no roles, pids or
+    /// loads): the base of every report. `control_latency_ms` is what `--depth` sets,
+    /// which the counters do not know.
+    pub fn counters(
+        metrics: &Metrics,
+        engine: &WorkerCounts,
+        control_latency_ms: f64,
+    ) -> MetricsReport {
         let m = metrics;
         let (open_fds, mapped_segments) = process_resources();
-        MetricsReport {
+        let mut report = MetricsReport {
             failover_ms_last: m.failover.last_ms(),
             failover_ms_p99: m.failover.quantile_ms(0.99),
             rebuild_ms_last: m.rebuild.last_ms(),
@@ -405,14 +467,44 @@ impl MetricsReport {
             mapped_segments,
             shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),
             ..MetricsReport::read_counters(m)
-        }
+        };
+        report.add_command_accounting(engine);
+        report
+    }
+
+    /// Fills the engine's counts and the sums of the command accounting.
+    fn add_command_accounting(&mut self, engine: &WorkerCounts) {
+        self.commands_applied_by_engine = engine.applied;
+        self.commands_dropped_stale = engine.stale;
+        self.commands_dropped_queue_full = engine.queue_full;
+        self.commands_dropped_bad_patch = engine.bad_patches;
+        self.engine_late_commands = engine.late;
+        self.engine_commands_waiting = engine.waiting;
+        self.commands_rejected = self.commands_rejected_undecodable
+            + self.commands_rejected_invalid
+            + self.commands_rejected_busy
+            + self.commands_rejected_patch_edit
+            + self.commands_rejected_panic;
+        self.commands_applied = self.commands_applied_by_engine + self.commands_answered;
+        self.commands_dropped = self.commands_dropped_stale
+            + self.commands_dropped_queue_full
+            + self.commands_dropped_bad_patch
+            + self.commands_dropped_poison;
+        self.commands_pending = self
+            .commands_accepted
+            .saturating_sub(self.commands_applied + self.commands_dropped);
     }
 
     /// The counters as they are right now, with the supervisor's view (roles, pids, loads)
     /// taken from `view`: what `/metrics` answers, so a reply never lags behind the
     /// commands that came before it.
-    pub fn live(metrics: &Metrics, control_latency_ms: f64, view: &MetricsReport) -> MetricsReport {
-        let mut report = MetricsReport::counters(metrics, control_latency_ms);
+    pub fn live(
+        metrics: &Metrics,
+        engine: &WorkerCounts,
+        control_latency_ms: f64,
+        view: &MetricsReport,
+    ) -> MetricsReport {
+        let mut report = MetricsReport::counters(metrics, engine, control_latency_ms);
         report.spare_ready = view.spare_ready;
         report.live_children = view.live_children;
         report.worker_load_percent = view.worker_load_percent;
@@ -432,6 +524,27 @@ pub fn metrics_markdown() -> String {
          rewrites it). `/metrics` answers every one as name/value pairs and\n\
          `chronus status --json` prints them as one JSON object (times not measured yet are\n\
          left out of `/metrics.reply`; per-slot metrics go in `workers`).\n\n\
+         ## Command accounting\n\n\
+         A *command* is every OSC message that arrives (each message of a bundle counts;\n\
+         queries, `/sync`, patch edits and `/quit` included), and every packet that is not\n\
+         OSC, as one. Each is received, then accepted or rejected (`commands_rejected.*`,\n\
+         by reason). An accepted command is then applied, pending or dropped:\n\
+         engine commands (`/mod/...`, `/gate/...`, `/engine/...`, and `/patch/commit`,\n\
+         whose patch switch the engine applies) are applied by the engine at their frame\n\
+         (`commands_applied.engine`, counted in the active worker and carried in its\n\
+         snapshots, so a failover or a spare's join continues the count); everything else\n\
+         is applied when the server answers it (`commands_applied.answered`). So\n\n\
+         - `commands_received = commands_accepted + commands_rejected`, exactly, whenever\n\
+           the server is between packets (for example once a `/sync` sent after them is\n\
+           answered);\n\
+         - `commands_accepted = commands_applied + commands_pending + commands_dropped`,\n\
+           where `commands_pending` is what is accepted and neither applied nor dropped\n\
+           (queued, in a command ring, or waiting in the engine for its frame: compare\n\
+           `engine.commands_waiting`). A timetagged command due later is pending, not\n\
+           applied, until its frame plays.\n\n\
+         After a cold restart from the patch (both workers lost with no snapshot to restart\n\
+         from) the engine's counts start again from zero.\n\n\
+         ## The list\n\n\
          | name | kind | meaning |\n| --- | --- | --- |\n",
     );
     for metric in METRICS.iter().chain(SLOT_METRICS) {
@@ -482,6 +595,8 @@ pub struct SlotSample {
     pub last_ns: u64,
     /// Its longest render time since the last sample, in ns.
     pub peak_ns: u64,
+    /// Records its worker refused in this binding.
+    pub records_rejected: u64,
 }
 
 /// Adds the workers' view to a report: loads averaged over the serving workers, and the
@@ -530,6 +645,7 @@ impl LoadTracker {
                 pid: slot.pid.unwrap_or(0),
                 role: slot.role,
                 load_percent: load,
+                records_rejected: slot.records_rejected,
             });
         }
         report.worker_load_percent = if loads.is_empty() {
@@ -556,13 +672,14 @@ mod tests {
             standby: role == "standby",
             last_ns,
             peak_ns,
+            records_rejected: 0,
         }
     }
 
     #[test]
     fn live_report_takes_the_workers_from_the_view_and_the_counters_from_now() {
         let metrics = Metrics::default();
-        let mut view = MetricsReport::counters(&metrics, 2.5);
+        let mut view = MetricsReport::counters(&metrics, &WorkerCounts::default(), 2.5);
         view.spare_ready = true;
         view.live_children = 2;
         view.worker_load_percent = 12.0;
@@ -572,9 +689,10 @@ mod tests {
             pid: 42,
             role: "active",
             load_percent: 12.0,
+            records_rejected: 0,
         });
         Metrics::bump(&metrics.crash_count);
-        let live = MetricsReport::live(&metrics, 2.5, &view);
+        let live = MetricsReport::live(&metrics, &WorkerCounts::default(), 2.5, &view);
         assert_eq!(live.crash_count, 1);
         assert_eq!(view.crash_count, 0);
         assert!(live.spare_ready);
@@ -592,7 +710,8 @@ mod tests {
             window_start: start,
         };
         let block_ns = 1000.0;
-        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let mut report =
+            MetricsReport::counters(&Metrics::default(), &WorkerCounts::default(), 0.0);
         let slots = [
             sample(Some(10), "active", 200, 500),
             sample(Some(11), "standby", 400, 300),
@@ -607,7 +726,8 @@ mod tests {
         assert_eq!(report.workers[1].role, "standby");
 
         // Within the window the peak stays; a joining spare's load does not count.
-        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let mut report =
+            MetricsReport::counters(&Metrics::default(), &WorkerCounts::default(), 0.0);
         let slots = [
             sample(Some(10), "active", 100, 100),
             sample(Some(12), "joining", 900, 900),
@@ -619,7 +739,8 @@ mod tests {
         assert!(!report.spare_ready);
 
         // After the window the peak starts again; a slot without a worker counts nowhere.
-        let mut report = MetricsReport::counters(&Metrics::default(), 0.0);
+        let mut report =
+            MetricsReport::counters(&Metrics::default(), &WorkerCounts::default(), 0.0);
         let slots = [
             sample(Some(10), "active", 100, 100),
             sample(None, "dead", 0, 0),
@@ -646,7 +767,7 @@ mod tests {
         ] {
             histogram.record_ns(1_000_000);
         }
-        MetricsReport::counters(&metrics, 1.0)
+        MetricsReport::counters(&metrics, &WorkerCounts::default(), 1.0)
     }
 
     #[test]
@@ -671,6 +792,7 @@ mod tests {
                 pid: 1,
                 role: "active",
                 load_percent: 0.0,
+                records_rejected: 0,
             })
             .collect();
         let pairs = report.to_pairs();
@@ -692,7 +814,8 @@ mod tests {
 
     #[test]
     fn times_not_measured_yet_are_left_out() {
-        let pairs = MetricsReport::counters(&Metrics::default(), 1.0).to_pairs();
+        let pairs =
+            MetricsReport::counters(&Metrics::default(), &WorkerCounts::default(), 1.0).to_pairs();
         let times = METRICS.iter().filter(|m| m.kind == MetricKind::Time);
         for time in times {
             assert!(

@@ -94,6 +94,7 @@ impl OscServer {
     /// the panic is counted in `handler_panics` and logged, and the server goes on.
     fn handle_guarded(&mut self, packet: &Incoming) {
         self.handling = None;
+        let unaccounted_before = unaccounted(&self.shared.metrics);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.handle_datagram(&packet.bytes, packet.from);
         }));
@@ -101,6 +102,13 @@ impl OscServer {
             return;
         };
         Metrics::bump(&self.shared.metrics.handler_panics);
+        // The message that panicked and the rest of its packet were received but neither
+        // accepted nor rejected: they are rejected now, so the accounting stays exact.
+        let lost = unaccounted(&self.shared.metrics).saturating_sub(unaccounted_before);
+        self.shared
+            .metrics
+            .commands_rejected_panic
+            .fetch_add(lost, Ordering::Relaxed);
         let what = panic
             .downcast_ref::<&str>()
             .copied()
@@ -120,10 +128,18 @@ impl OscServer {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
+        // Command accounting (see `commands_received` in metrics.rs): every message counts
+        // as received here, then exactly once as accepted or rejected below.
         let results = match chronus_protocol::decode_packet(&self.table, bytes) {
-            Ok(results) => results,
+            Ok(results) => {
+                metrics
+                    .commands_received
+                    .fetch_add(results.len() as u64, Ordering::Relaxed);
+                results
+            }
             Err(error) => {
-                Metrics::bump(&metrics.undecodable_packets);
+                Metrics::bump(&metrics.commands_received);
+                Metrics::bump(&metrics.commands_rejected_undecodable);
                 tracing::warn!(
                     "undecodable packet ({} bytes) from {from}: {error}",
                     bytes.len()
@@ -139,7 +155,7 @@ impl OscServer {
                     Ok(decoded) => decoded.address.as_str(),
                     Err(fail) => fail.address.as_str(),
                 };
-                Metrics::bump(&metrics.commands_rejected);
+                Metrics::bump(refusal_counter(metrics, &reason));
                 self.send(&reply::fail(address, &reason), from);
             }
             return;
@@ -148,7 +164,7 @@ impl OscServer {
             let decoded = match result {
                 Ok(decoded) => decoded,
                 Err(fail) => {
-                    Metrics::bump(&metrics.commands_rejected);
+                    Metrics::bump(&metrics.commands_rejected_invalid);
                     tracing::info!("refused {} from {from}: {}", fail.address, fail.reason);
                     self.send(&reply::fail(&fail.address, &fail.reason), from);
                     continue;
@@ -169,9 +185,9 @@ impl OscServer {
                         reply_to: Some(from),
                     };
                     if self.shared.inbound.push(item).is_ok() {
-                        Metrics::bump(&metrics.commands_received);
+                        Metrics::bump(&metrics.commands_accepted);
                     } else {
-                        Metrics::bump(&metrics.commands_rejected);
+                        Metrics::bump(&metrics.commands_rejected_busy);
                         self.send(
                             &reply::fail(
                                 &decoded.address,
@@ -182,12 +198,16 @@ impl OscServer {
                     }
                 }
                 Request::Sync(id) => {
+                    // Applied when the output clock reaches it (`commands_applied.answered`).
                     if self
                         .shared
                         .inbound
                         .push(Inbound::Sync { id, reply_to: from })
-                        .is_err()
+                        .is_ok()
                     {
+                        Metrics::bump(&metrics.commands_accepted);
+                    } else {
+                        Metrics::bump(&metrics.commands_rejected_busy);
                         self.send(
                             &reply::fail("/sync", "server busy: too many commands waiting"),
                             from,
@@ -199,10 +219,12 @@ impl OscServer {
                     node,
                     param,
                 } => {
+                    answered(metrics);
                     let value = self.editor.value(node, param).unwrap_or(0.0);
                     self.send(&reply::get_reply(&address, value), from);
                 }
                 Request::Params { id, node } => {
+                    answered(metrics);
                     let spec = self.editor.modules().get(usize::from(node)).map(|m| m.1);
                     let params: Vec<ParamInfo> = spec
                         .map(|spec| {
@@ -221,17 +243,31 @@ impl OscServer {
                     self.send(&reply::params_reply(&id, &params), from);
                 }
                 Request::Patch(edit) => self.edit_patch(edit, &decoded.address, from),
-                Request::Status => self.send(&self.status_reply(), from),
-                Request::Metrics => self.send(&self.metrics_reply(), from),
-                Request::Version => self.send(
-                    &reply::version_reply(&chronus_protocol::VersionReply::this_build()),
-                    from,
-                ),
+                Request::Status => {
+                    answered(metrics);
+                    self.send(&self.status_reply(), from);
+                }
+                Request::Metrics => {
+                    // Counted before the reply is built, so the reply includes itself.
+                    answered(metrics);
+                    self.send(&self.metrics_reply(), from);
+                }
+                Request::Version => {
+                    answered(metrics);
+                    self.send(
+                        &reply::version_reply(&chronus_protocol::VersionReply::this_build()),
+                        from,
+                    );
+                }
                 Request::Quit => {
+                    answered(metrics);
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
                 }
-                Request::DebugPanic { uncaught: true } => self.die = true,
+                Request::DebugPanic { uncaught: true } => {
+                    answered(metrics);
+                    self.die = true;
+                }
                 Request::DebugPanic { uncaught: false } => {
                     panic!("/debug/panic: a panic injected while handling a packet");
                 }
@@ -240,7 +276,11 @@ impl OscServer {
                         fault,
                         slot: slot.map(usize::from),
                     };
-                    if self.shared.inbound.push(item).is_err() {
+                    // Applied when the output clock hands it to the worker.
+                    if self.shared.inbound.push(item).is_ok() {
+                        Metrics::bump(&metrics.commands_accepted);
+                    } else {
+                        Metrics::bump(&metrics.commands_rejected_busy);
                         self.send(&reply::fail(&decoded.address, "server busy"), from);
                     }
                 }
@@ -272,8 +312,12 @@ impl OscServer {
         })
     }
 
-    /// Applies a `/patch/…` edit and answers `/done` or `/fail`.
+    /// Applies a `/patch/…` edit and answers `/done` or `/fail`. A commit is applied by
+    /// the engine (its patch switch); every other edit when it is answered.
     fn edit_patch(&mut self, edit: PatchEdit, address: &str, from: ReplyTo) {
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
+        let applied_by_engine = matches!(edit, PatchEdit::Commit);
         let result = match edit {
             PatchEdit::Add { id, type_name } => self.editor.add(&id, &type_name),
             PatchEdit::Remove { id } => self.editor.remove(&id),
@@ -285,15 +329,22 @@ impl OscServer {
                 Ok(())
             }
             PatchEdit::Dump => {
+                answered(metrics);
                 self.send(&reply::patch_dump_reply(&self.editor.dump()), from);
                 return;
             }
             PatchEdit::Commit => self.commit_patch(),
         };
         match result {
-            Ok(()) => self.send(&reply::done(address), from),
+            Ok(()) => {
+                Metrics::bump(&metrics.commands_accepted);
+                if !applied_by_engine {
+                    Metrics::bump(&metrics.commands_answered);
+                }
+                self.send(&reply::done(address), from);
+            }
             Err(reason) => {
-                Metrics::bump(&self.shared.metrics.commands_rejected);
+                Metrics::bump(&metrics.commands_rejected_patch_edit);
                 tracing::info!("refused {address} from {from}: {reason}");
                 self.send(&reply::fail(address, &reason), from);
             }
@@ -337,7 +388,6 @@ impl OscServer {
             reply_to: None,
         };
         let _ = self.shared.inbound.push(switch);
-        Metrics::bump(&self.shared.metrics.commands_received);
         self.table = table;
         tracing::info!(
             "patch {} committed ({} modules)",
@@ -391,7 +441,8 @@ impl OscServer {
             .lock()
             .map(|view| {
                 let latency = self.shared.control_latency_ms();
-                MetricsReport::live(&self.shared.metrics, latency, &view).to_pairs()
+                let engine = self.shared.engine_counts();
+                MetricsReport::live(&self.shared.metrics, &engine, latency, &view).to_pairs()
             })
             .unwrap_or_default();
         reply::metrics_reply(&pairs)
@@ -401,6 +452,39 @@ impl OscServer {
     pub fn send(&self, bytes: &[u8], to: ReplyTo) {
         self.replier.send(bytes, to);
     }
+}
+
+/// Commands received but not yet accepted or rejected. Only this thread moves these
+/// counters, so between packets it is constant.
+fn unaccounted(metrics: &Metrics) -> u64 {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let rejected = [
+        &metrics.commands_rejected_undecodable,
+        &metrics.commands_rejected_invalid,
+        &metrics.commands_rejected_busy,
+        &metrics.commands_rejected_patch_edit,
+        &metrics.commands_rejected_panic,
+    ]
+    .into_iter()
+    .map(load)
+    .sum::<u64>();
+    load(&metrics.commands_received).saturating_sub(load(&metrics.commands_accepted) + rejected)
+}
+
+/// The counter for a packet refused whole for `reason` (from `whole_packet_refusal`):
+/// no room in the queue, or timed too far ahead.
+fn refusal_counter<'m>(metrics: &'m Metrics, reason: &str) -> &'m std::sync::atomic::AtomicU64 {
+    if reason.starts_with("server busy") {
+        &metrics.commands_rejected_busy
+    } else {
+        &metrics.commands_rejected_invalid
+    }
+}
+
+/// Counts a command the OSC thread accepted and applied by answering it.
+fn answered(metrics: &Metrics) {
+    Metrics::bump(&metrics.commands_accepted);
+    Metrics::bump(&metrics.commands_answered);
 }
 
 /// Seconds from the NTP era (1900), which OSC timetags count from, to the Unix epoch

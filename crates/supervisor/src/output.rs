@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
-use chronus_ipc::Slot;
+use chronus_ipc::{Slot, WorkerCounts};
 use crossbeam_queue::ArrayQueue;
 
 use crate::command_log::{self, LogQueue, LoggedCommand};
@@ -258,6 +258,14 @@ impl OutputShared {
         self.block_frames as u64 * 1_000_000_000 / u64::from(self.sample_rate)
     }
 
+    /// The engine's command counts as the active slot's worker last published them. Both
+    /// workers apply the same commands and a spare joins with the counts in its snapshot,
+    /// so the active one's are the server's, across failovers too.
+    pub fn engine_counts(&self) -> WorkerCounts {
+        let active = self.active.load(Ordering::Acquire).min(1);
+        self.slots[active].slot.counts()
+    }
+
     /// The control latency `--depth` sets, in milliseconds (reported in `/metrics`).
     pub fn control_latency_ms(&self) -> f64 {
         self.depth as f64 * self.block_ns() as f64 / 1e6
@@ -373,7 +381,6 @@ impl OutputCore {
                             }
                         }
                     }
-                    Metrics::bump(&shared.metrics.commands_applied);
                     let now = shared.now_ns();
                     if let Some(log) = &shared.command_log {
                         let logged = LoggedCommand {
@@ -400,6 +407,7 @@ impl OutputCore {
                     );
                 }
                 Inbound::Sync { id, reply_to } => {
+                    Metrics::bump(&shared.metrics.commands_answered);
                     self.notify(shared, Notice::Synced { id, reply_to })
                 }
                 Inbound::Replay(stamped) => {
@@ -444,6 +452,7 @@ impl OutputCore {
                     );
                 }
                 Inbound::Fault { fault, slot } => {
+                    Metrics::bump(&shared.metrics.commands_answered);
                     let target = slot.unwrap_or_else(|| shared.active.load(Ordering::Relaxed));
                     self.seq += 1;
                     let control = Control::Fault {
@@ -481,6 +490,9 @@ impl OutputCore {
         let active_link = &shared.slots[active];
         let other_link = &shared.slots[other];
         let other_ready = bound[other] && other_link.ready.load(Ordering::Acquire);
+        // Fail over only to a live worker: a dead standby's blocks may still be read, but
+        // switching to it (and counting a failover) would be a lie.
+        let other_live = other_ready && other_link.dead_since_ns.load(Ordering::Acquire) == 0;
         let dead_since = active_link.dead_since_ns.load(Ordering::Acquire);
         let active_dead = dead_since != 0;
 
@@ -503,7 +515,7 @@ impl OutputCore {
                 }
             }
             true
-        } else if other_ready && other_link.slot.read_block(block, out) {
+        } else if other_live && other_link.slot.read_block(block, out) {
             shared.active.store(other, Ordering::Release);
             let cause = if active_dead {
                 FailoverCause::Dead
@@ -552,7 +564,9 @@ impl OutputCore {
                     },
                 );
             }
-            false
+            // A dead standby's blocks written before it died are still good: play them,
+            // with no failover to it.
+            other_ready && other_link.slot.read_block(block, out)
         };
 
         if served {

@@ -200,6 +200,7 @@ impl SlotRuntime {
             standby: self.state == SlotState::Standby,
             last_ns,
             peak_ns,
+            records_rejected: shared.slots[index].slot.rejected(),
         }
     }
 

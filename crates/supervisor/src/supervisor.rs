@@ -143,6 +143,7 @@ impl Supervisor {
         )?;
         let report = Arc::new(Mutex::new(MetricsReport::counters(
             &shared.metrics,
+            &shared.engine_counts(),
             shared.control_latency_ms(),
         )));
         let server = OscServer {
@@ -533,7 +534,7 @@ impl Supervisor {
     /// The command both workers died of (DESIGN.md invariant 6) is not applied again, and
     /// its sender is told.
     fn refuse_poison(&mut self, suspect: Suspect) {
-        Metrics::bump(&self.shared.metrics.poisoned_commands);
+        Metrics::bump(&self.shared.metrics.commands_dropped_poison);
         let (address, fail_address) = suspect.addresses(self.patch.table());
         tracing::error!(
             "both workers died on block {}: command {} ({address}, frame {}) is the suspect; it will not be applied again",
@@ -607,8 +608,11 @@ impl Supervisor {
 
     /// A fresh copy of every metric.
     pub fn build_report(&mut self) -> MetricsReport {
-        let mut report =
-            MetricsReport::counters(&self.shared.metrics, self.shared.control_latency_ms());
+        let mut report = MetricsReport::counters(
+            &self.shared.metrics,
+            &self.shared.engine_counts(),
+            self.shared.control_latency_ms(),
+        );
         let slots = [0, 1].map(|i| self.slots[i].sample(i, &self.shared));
         let active = self.shared.active.load(Ordering::Relaxed).min(1);
         let voices = self.shared.slots[active].slot.voices();

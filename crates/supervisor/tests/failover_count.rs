@@ -1,0 +1,74 @@
+//! A failover is counted only when the output serves a block from a live standby: a
+//! standby whose worker had already died may still hold good blocks, and the output plays
+//! them, but it neither switches to that slot nor counts a failover (issue 7, item 7).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chronus_ipc::{Slot, SlotLayout};
+use chronus_supervisor::metrics::Metrics;
+use chronus_supervisor::output::{Notice, OutputCore, OutputShared};
+
+fn shared_with_two_ready_slots(name: &str) -> (Arc<OutputShared>, Arc<Metrics>) {
+    let layout = SlotLayout::new(64, 2, 64, 64).unwrap();
+    let slots = [
+        Arc::new(Slot::create(&format!("{name}-0"), layout).unwrap()),
+        Arc::new(Slot::create(&format!("{name}-1"), layout).unwrap()),
+    ];
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(OutputShared::new(
+        slots,
+        Arc::clone(&metrics),
+        64,
+        48_000,
+        4,
+    ));
+    for link in &shared.slots {
+        link.slot.rebind(1);
+        link.generation.store(1, Ordering::SeqCst);
+        link.bound.store(true, Ordering::SeqCst);
+        link.ready.store(true, Ordering::SeqCst);
+    }
+    (shared, metrics)
+}
+
+#[test]
+fn a_dead_standby_is_read_but_never_failed_over_to() {
+    let (shared, metrics) = shared_with_two_ready_slots("chronus-test-deadfo");
+    let mut core = OutputCore::new(Arc::clone(&shared));
+    let block = vec![0.25f32; 128];
+    let mut out = vec![0.0f32; 128];
+    // Block 0 from both; then the standby's worker dies (its blocks 1.. were written
+    // before), and the active one, alive, misses block 1.
+    for slot in &shared.slots {
+        for n in 0..3 {
+            slot.slot.write_block(n, &block);
+        }
+    }
+    core.render_next(&mut out);
+    shared.slots[1].dead_since_ns.store(1, Ordering::SeqCst);
+    // Slot 0 loses block 1 and 2: rebinding is the simplest way to empty its ring.
+    shared.slots[0].slot.rebind(1);
+    core.render_next(&mut out);
+    assert_eq!(out, block, "the dead standby's good block is played");
+    assert_eq!(
+        shared.active.load(Ordering::SeqCst),
+        0,
+        "no switch to a dead slot"
+    );
+    assert_eq!(metrics.failover_count.load(Ordering::SeqCst), 0);
+    assert_eq!(metrics.underruns.load(Ordering::SeqCst), 0);
+    let mut failovers = 0;
+    while let Some(notice) = shared.notices.pop() {
+        if matches!(notice, Notice::Failover { .. }) {
+            failovers += 1;
+        }
+    }
+    assert_eq!(failovers, 0);
+
+    // A live standby is failed over to, and counted.
+    shared.slots[1].dead_since_ns.store(0, Ordering::SeqCst);
+    core.render_next(&mut out);
+    assert_eq!(shared.active.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.failover_count.load(Ordering::SeqCst), 1);
+}
