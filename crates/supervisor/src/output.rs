@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
 use chronus_ipc::{Slot, WorkerCounts};
@@ -33,6 +33,8 @@ use crate::transport::ReplyTo;
 /// Largest number of inbound items stamped in one block; the rest wait for the next block,
 /// which bounds the time the output spends per block.
 const MAX_INBOUND_PER_BLOCK: usize = 512;
+/// How long every stop fades out over (then the output plays exactly 0.0).
+pub const FADE_OUT: Duration = Duration::from_millis(10);
 /// Marker for "no block" in the per-slot missed-block field.
 pub const NO_BLOCK: u64 = u64::MAX;
 
@@ -207,6 +209,10 @@ pub struct OutputShared {
     pub command_log: Option<Arc<LogQueue>>,
     /// Played blocks for the recorder (`None`: nothing is recorded).
     pub recording: Option<Arc<SampleRing>>,
+    /// Set to stop the sound: the output fades out over [`FADE_OUT`] and then plays silence.
+    pub fade_out: AtomicBool,
+    /// Set by the output once the fade is out: everything played since is exactly 0.0.
+    pub faded_out: AtomicBool,
 }
 
 impl OutputShared {
@@ -233,6 +239,8 @@ impl OutputShared {
             depth,
             command_log: None,
             recording: None,
+            fade_out: AtomicBool::new(false),
+            faded_out: AtomicBool::new(false),
         }
     }
 
@@ -246,6 +254,23 @@ impl OutputShared {
     pub fn with_recording(mut self) -> OutputShared {
         self.recording = Some(Arc::new(SampleRing::for_stereo(self.sample_rate)));
         self
+    }
+
+    /// Asks the output to fade out (every stop does, so the last sample is 0.0, no click).
+    pub fn request_fade_out(&self) {
+        self.fade_out.store(true, Ordering::Release);
+    }
+
+    /// Whether the fade asked for by [`request_fade_out`](Self::request_fade_out) is over.
+    pub fn has_faded_out(&self) -> bool {
+        self.faded_out.load(Ordering::Acquire)
+    }
+
+    /// Whole blocks the fade-out takes: the fewest that last [`FADE_OUT`] or longer, so
+    /// the fade ends exactly on the last sample of a block.
+    pub fn fade_out_blocks(&self) -> u64 {
+        let frames = FADE_OUT.as_nanos() as u64 * u64::from(self.sample_rate) / 1_000_000_000;
+        frames.div_ceil(self.block_frames as u64).max(1)
     }
 
     /// Nanoseconds since [`epoch`](Self::epoch).
@@ -280,6 +305,8 @@ pub struct OutputCore {
     seq: u64,
     last_frame: [f32; 2],
     fade_in: bool,
+    /// Frames of the fade-out played so far, once it started.
+    fade_out_played: Option<u64>,
 }
 
 impl OutputCore {
@@ -298,6 +325,7 @@ impl OutputCore {
             seq: 0,
             last_frame: [0.0; 2],
             fade_in: false,
+            fade_out_played: None,
         }
     }
 
@@ -328,6 +356,7 @@ impl OutputCore {
         }
 
         self.read_block(&shared, bound, block, out);
+        self.fade_out(&shared, out);
         if let Some(ring) = &shared.recording {
             if !ring.push(out) {
                 Metrics::bump(&shared.metrics.record_blocks_dropped);
@@ -342,6 +371,34 @@ impl OutputCore {
         self.next_block = block + 1;
         shared.played.store(self.next_block, Ordering::Release);
         Metrics::bump(&shared.metrics.blocks_played);
+    }
+
+    /// Once a fade-out is asked for, scales the blocks from here by a linear ramp that
+    /// reaches exactly 0.0 on the last frame of its last block, and plays exactly 0.0
+    /// after it; says so in [`OutputShared::faded_out`].
+    fn fade_out(&mut self, shared: &OutputShared, out: &mut [f32]) {
+        if self.fade_out_played.is_none() && shared.fade_out.load(Ordering::Acquire) {
+            self.fade_out_played = Some(0);
+        }
+        let Some(played) = self.fade_out_played.as_mut() else {
+            return;
+        };
+        let last = (shared.fade_out_blocks() * shared.block_frames as u64).saturating_sub(1);
+        for frame in out.chunks_exact_mut(2) {
+            let gain = if *played >= last {
+                0.0
+            } else {
+                (last - *played) as f32 / last as f32
+            };
+            for sample in frame {
+                // Adding 0.0 turns a -0.0 into 0.0: the silence is exactly zero.
+                *sample = *sample * gain + 0.0;
+            }
+            *played += 1;
+        }
+        if *played > last {
+            shared.faded_out.store(true, Ordering::Release);
+        }
     }
 
     fn stamp_inbound(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {

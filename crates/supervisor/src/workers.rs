@@ -5,7 +5,8 @@
 //! area; everything else we open is close-on-exec). They get `SIGKILL` when the thread
 //! that spawned them dies (`PR_SET_PDEATHSIG` follows the spawning *thread*), which is why
 //! only the supervisor's one long-lived loop thread spawns them. A `pidfd` per worker
-//! lets that loop learn of a death within one `poll`.
+//! lets that loop learn of a death within one `poll`. Each worker runs in a process group
+//! of its own, so signals meant for the server's job (Ctrl-C) never reach it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -72,7 +73,10 @@ impl Worker {
             .arg(spec.config.seed.to_string())
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            // A process group of its own: Ctrl-C in a terminal signals the foreground
+            // group, which must stop the server cleanly, not kill its workers under it.
+            .process_group(0);
         match spec.start {
             StartMode::Fresh { block } => command.arg("--start-block").arg(block.to_string()),
             StartMode::Join { request } => command.arg("--join").arg(request.to_string()),

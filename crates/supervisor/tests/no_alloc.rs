@@ -1,7 +1,8 @@
 //! The output clock allocates nothing per block: stamping commands into both slots'
 //! rings, publishing the horizon, reading the active slot, comparing the standby,
-//! failing over, and playing an underrun, handing blocks to the recording ring and stamped
-//! commands to the command log's queue, measured with a counting global allocator.
+//! failing over, playing an underrun, fading out at the stop, handing blocks to the
+//! recording ring and stamped commands to the command log's queue, measured with a counting
+//! global allocator.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,6 +62,9 @@ fn output_clock_allocates_nothing() {
             }
             while slot.pop_command().is_some() {}
         }
+        if n == 2_900 {
+            shared.request_fade_out();
+        }
         core.render_next(&mut out);
         while shared.notices.pop().is_some() {}
     }
@@ -82,4 +86,9 @@ fn output_clock_allocates_nothing() {
     shared.recording.as_ref().unwrap().take_into(&mut recorded);
     assert_eq!(recorded.len(), 3_000 * 128);
     assert_eq!(&recorded[recorded.len() - 128..], &out[..]);
+    assert!(shared.has_faded_out());
+    assert!(
+        out.iter().all(|x| x.to_bits() == 0),
+        "silence after the fade"
+    );
 }

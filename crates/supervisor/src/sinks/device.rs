@@ -136,7 +136,8 @@ fn play(
         sample_rate: cpal::SampleRate(sample_rate),
         buffer_size: buffer_frames.map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
     };
-    let block_len = core.shared().block_frames * 2;
+    let shared = Arc::clone(core.shared());
+    let block_len = shared.block_frames * 2;
     let mut feeder = CallbackFeeder {
         core,
         block: vec![0.0; block_len],
@@ -156,7 +157,7 @@ fn play(
         .play()
         .with_context(|| format!("cannot start {name}"))?;
     tracing::info!("output: {host:?} device '{name}' at {sample_rate} Hz");
-    Ok(Playing::device(stream))
+    Ok(Playing::device(stream, shared))
 }
 
 /// Adapts the device's buffer sizes to whole blocks.

@@ -15,8 +15,13 @@ pub mod select;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::output::OutputCore;
+use crate::output::{OutputCore, OutputShared};
+
+/// How long a stop waits for a device to call back through the fade-out (a stalled
+/// device must not hang the shutdown).
+const DEVICE_FADE_WAIT: Duration = Duration::from_secs(1);
 
 /// A destination for played blocks, with whatever paces it.
 pub trait Sink: Send {
@@ -24,7 +29,8 @@ pub trait Sink: Send {
     fn describe(&self) -> String;
 
     /// Starts playing the blocks of `core` into this destination, until `stop` is set or
-    /// the returned [`Playing`] is stopped. `realtime` asks for real-time scheduling of a
+    /// the returned [`Playing`] is stopped, and then through the output's fade-out.
+    /// `realtime` asks for real-time scheduling of a
     /// thread the sink starts. Logs what it opened.
     ///
     /// # Errors
@@ -46,8 +52,8 @@ pub struct Playing {
 enum Clock {
     /// A paced thread of ours (it ends when `stop` is set).
     Paced(std::thread::JoinHandle<anyhow::Result<()>>),
-    /// A device's callback; dropping the stream stops it.
-    Device(cpal::Stream),
+    /// A device's callback; dropping the stream stops it (once the output faded out).
+    Device(cpal::Stream, Arc<OutputShared>),
 }
 
 impl Playing {
@@ -58,10 +64,10 @@ impl Playing {
         }
     }
 
-    /// A device stream that calls back for blocks.
-    pub fn device(stream: cpal::Stream) -> Playing {
+    /// A device stream that calls back for blocks from the output clock over `shared`.
+    pub fn device(stream: cpal::Stream, shared: Arc<OutputShared>) -> Playing {
         Playing {
-            clock: Clock::Device(stream),
+            clock: Clock::Device(stream, shared),
         }
     }
 
@@ -69,11 +75,13 @@ impl Playing {
     pub fn ended(&self) -> bool {
         match &self.clock {
             Clock::Paced(thread) => thread.is_finished(),
-            Clock::Device(_) => false,
+            Clock::Device(..) => false,
         }
     }
 
-    /// Stops playing (a paced thread stops once `stop` is set; it is joined).
+    /// Stops playing after the output's fade-out, so the last sample played is 0.0 (a
+    /// paced thread fades out and ends once `stop` is set; it is joined; a device keeps
+    /// being called until the fade is out, a second at most).
     ///
     /// # Errors
     /// The error the paced thread returned, or its panic.
@@ -82,7 +90,12 @@ impl Playing {
             Clock::Paced(thread) => thread
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the output thread panicked"))),
-            Clock::Device(stream) => {
+            Clock::Device(stream, shared) => {
+                shared.request_fade_out();
+                let deadline = Instant::now() + DEVICE_FADE_WAIT;
+                while !shared.has_faded_out() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 drop(stream);
                 Ok(())
             }

@@ -43,13 +43,18 @@ pub fn spawn(
     Ok(Playing::paced(thread))
 }
 
-/// Plays blocks in real time into `write` until `stop` is set.
+/// Plays blocks in real time into `write` until `stop` is set, and then the fade-out
+/// (the output clock's, [`OutputShared::request_fade_out`](crate::output::OutputShared::request_fade_out)):
+/// the last block written ends in exactly 0.0.
 pub fn run_paced(mut core: OutputCore, stop: &AtomicBool, mut write: impl FnMut(&[f32])) {
     let shared = Arc::clone(core.shared());
     let period = Duration::from_nanos(shared.block_ns());
     let mut block = vec![0.0f32; shared.block_frames * 2];
     let mut deadline = Instant::now();
-    while !stop.load(Ordering::Acquire) {
+    while !shared.has_faded_out() {
+        if stop.load(Ordering::Acquire) {
+            shared.request_fade_out();
+        }
         let now = Instant::now();
         if now < deadline {
             std::thread::sleep(deadline - now);
@@ -91,16 +96,25 @@ pub(crate) mod tests {
         let stop = AtomicBool::new(false);
         let started = Instant::now();
         let mut blocks = 0u32;
+        let mut last_block = Vec::new();
         run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |block| {
             assert_eq!(block.len(), 128);
             blocks += 1;
+            last_block = block.to_vec();
             if blocks == 10 {
                 stop.store(true, Ordering::Release);
             }
         });
-        assert_eq!(blocks, 10);
-        assert_eq!(shared.played.load(Ordering::Acquire), 10);
-        // Nine block periods (64 frames at 48 kHz) at least between the first and last.
-        assert!(started.elapsed() >= Duration::from_nanos(shared.block_ns() * 9));
+        // The ten blocks, then the fade-out (10 ms: 8 blocks of 64 frames at 48 kHz).
+        let fade = shared.fade_out_blocks() as u32;
+        assert_eq!(fade, 8);
+        assert_eq!(blocks, 10 + fade);
+        assert!(shared.has_faded_out());
+        assert_eq!(
+            last_block.last().map(|x| x.to_bits()),
+            Some(0.0f32.to_bits())
+        );
+        // Those blocks took their block periods at least.
+        assert!(started.elapsed() >= Duration::from_nanos(shared.block_ns() * u64::from(9 + fade)));
     }
 }

@@ -1,0 +1,180 @@
+//! End to end: the server's life cycle and its cost at rest (issue 7, findings 5 and 6).
+//!
+//! Ctrl-C in a terminal signals the whole foreground process group: the server must stop
+//! cleanly (no worker counted as crashed, no cold restart) and every stop, `/quit` included,
+//! fades out so the last sample written is exactly 0.0. The real-time loops never read
+//! `/proc`, and a flood of bad input is logged in bounded, unforgeable, colourless lines.
+//!
+//! Every server here plays at depth 24 (64-frame blocks, 32 ms), as `Server::start` does.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{chronus, read_wav, temp_dir, Server};
+use rosc::OscType;
+
+/// Frames in the 10 ms every stop must fade over, at 48 kHz.
+const FADE_FRAMES: usize = 480;
+
+/// Starts `chronus serve` at depth 24 as a shell starts a job: in a process group of its
+/// own, so a signal to the group reaches every process the server started in it. Its log
+/// (stderr, a file: not a terminal) goes to `log`.
+fn start_as_a_job(extra: &[&str], log: &Path) -> Server {
+    let mut child = chronus()
+        .args([
+            "serve",
+            "--osc",
+            "127.0.0.1:0",
+            "--block",
+            "64",
+            "--depth",
+            "24",
+            "--join-timeout",
+            "20",
+        ])
+        .args(extra)
+        .env("CHRONUS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(log).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("chronus serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("serving OSC on udp ").nth(1) {
+            break rest.split(';').next().unwrap().trim().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let server = Server {
+        child,
+        addr,
+        socket,
+    };
+    server.wait_until(Duration::from_secs(20), |m| {
+        m.get("spare_ready") == Some(&1.0) && m.get("blocks_played").copied().unwrap_or(0.0) > 0.0
+    });
+    server
+}
+
+/// Waits (generously) for the server to exit.
+fn wait_for_exit(server: &mut Server) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "serve did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server's log must not show a fault: no worker died, no restart.
+fn assert_no_fault_in(log: &str) {
+    for line in log.lines() {
+        for fault in [
+            "died",
+            "cold restart",
+            "both workers",
+            "missed block",
+            "underrun",
+        ] {
+            assert!(
+                !line.contains(fault),
+                "a clean stop was logged as a fault: {line}"
+            );
+        }
+    }
+}
+
+/// The WAV sounded, then faded out over the last 10 ms to exactly 0.0.
+fn assert_fades_out(wav: &Path) {
+    let (_, interleaved) = read_wav(wav);
+    let frames: Vec<&[f32]> = interleaved.chunks(2).collect();
+    assert!(frames.len() > 4 * FADE_FRAMES, "{} frames", frames.len());
+    let last = frames[frames.len() - 1];
+    assert!(
+        last[0] == 0.0 && last[1] == 0.0,
+        "the last sample written is {last:?}, not 0.0: a click at the stop"
+    );
+    let before = &frames[frames.len() - 4 * FADE_FRAMES..frames.len() - 2 * FADE_FRAMES];
+    assert!(
+        before.iter().any(|f| f[0].abs() > 0.05),
+        "it was sounding before the stop"
+    );
+    // Over the last 10 ms, no sample is louder than a linear fade to 0 allows.
+    let tail = &frames[frames.len() - FADE_FRAMES..];
+    for (i, frame) in tail.iter().enumerate() {
+        let left = (FADE_FRAMES - 1 - i) as f32 / FADE_FRAMES as f32;
+        for &x in frame.iter() {
+            assert!(
+                x.abs() <= left + 1e-6,
+                "{:.2} ms before the end the sample is {x}, louder than a 10 ms fade allows ({left})",
+                (FADE_FRAMES - i) as f64 / 48.0
+            );
+        }
+    }
+}
+
+/// Plays the default patch with the gate open into a WAV, stops it with `stop`, and checks
+/// the stop was clean and faded out.
+fn assert_clean_stop(name: &str, stop: impl FnOnce(&mut Server)) {
+    let dir = temp_dir(name);
+    let wav = dir.join("out.wav");
+    let log_path = dir.join("serve.log");
+    let mut server = start_as_a_job(&["--output", &format!("wav:{}", wav.display())], &log_path);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.sync(1);
+    std::thread::sleep(Duration::from_millis(300));
+    stop(&mut server);
+    let status = wait_for_exit(&mut server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "serve exited with {status}; log:\n{log}");
+    assert_no_fault_in(&log);
+    assert_fades_out(&wav);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finding_5_ctrl_c_to_the_process_group_is_a_clean_stop_that_fades_out() {
+    assert_clean_stop("ctrl-c", |server| {
+        let group = rustix::process::Pid::from_raw(server.child.id() as i32).unwrap();
+        rustix::process::kill_process_group(group, rustix::process::Signal::INT)
+            .expect("SIGINT reaches the group");
+    });
+}
+
+#[test]
+fn finding_5_quit_fades_out_to_exactly_zero() {
+    assert_clean_stop("quit", |server| {
+        server.send("/quit", vec![]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if server.recv().is_some_and(|m| m.addr == "/done") {
+                return;
+            }
+        }
+        panic!("no /done /quit");
+    });
+}
+
+#[test]
+fn finding_5_sigterm_to_the_server_fades_out() {
+    assert_clean_stop("sigterm", |server| {
+        common::signal(server.child.id(), "TERM");
+    });
+}
