@@ -76,7 +76,7 @@ fn row(name: &str, mut values: Vec<f64>) {
 
 fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     // Quiet by default (the table is the output); CHRONUS_LOG=warn shows each underrun.
-    crate::init_logging("error");
+    let _log = crate::init_logging("error");
     let stop = Arc::new(AtomicBool::new(false));
     let config = ServeConfig {
         osc: "127.0.0.1:0".parse()?,

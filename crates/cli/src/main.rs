@@ -6,6 +6,7 @@
 
 mod bench;
 mod client;
+mod logging;
 mod modules;
 mod render;
 mod serve;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+pub use logging::init_logging;
 
 /// Chronus: a fault-tolerant real-time modular synthesizer server, played over OSC.
 #[derive(Parser)]
@@ -51,17 +53,6 @@ pub const DEFAULT_OSC: &str = "127.0.0.1:5005";
 pub fn parse_osc(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:5005"))
-}
-
-/// Sends logs to stderr, filtered by `CHRONUS_LOG` (default: `default_level`).
-pub fn init_logging(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHRONUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Loads `--patch FILE`, or the built-in default patch.

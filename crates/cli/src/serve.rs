@@ -69,7 +69,7 @@ pub struct ServeArgs {
 
 /// Runs the server until /quit, SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::init_logging("info");
+    let _log = crate::init_logging("info");
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))

@@ -178,3 +178,113 @@ fn finding_5_sigterm_to_the_server_fades_out() {
         common::signal(server.child.id(), "TERM");
     });
 }
+
+/// Context switches the thread `tid` of `pid` made so far (voluntary and not).
+fn context_switches(pid: u32, tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn finding_6_the_supervisor_loop_sleeps_until_something_happens() {
+    let dir = temp_dir("idle-loop");
+    let log_path = dir.join("serve.log");
+    let mut server = start_as_a_job(&["--output", "null"], &log_path);
+    // The loop runs on the server's main thread (its tid is the pid). Woken every 1 ms it
+    // would switch about 2,000 times in 2 s; woken by events it switches a few dozen
+    // times (an idle wait of 100 ms, and a restore-point snapshot every 2 s).
+    let pid = server.child.id();
+    let before = context_switches(pid, pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let switches = context_switches(pid, pid) - before;
+    eprintln!("supervisor loop: {switches} context switches in 2 s at rest");
+    assert!(
+        switches < 400,
+        "the supervisor loop woke {switches} times in 2 s while nothing happened"
+    );
+    // Reports are built off the real-time loops, whatever happens: queries, a failover
+    // and a spare joining.
+    for _ in 0..20 {
+        server.metrics();
+        server.send("/status", vec![]);
+    }
+    common::signal(server.active_pid(), "KILL");
+    server.wait_until(Duration::from_secs(20), |m| {
+        m.get("replacements").copied().unwrap_or(0.0) >= 1.0 && m.get("spare_ready") == Some(&1.0)
+    });
+    server.send("/quit", vec![]);
+    let status = wait_for_exit(&mut server);
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("real-time thread"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finding_6_a_flood_of_bad_input_keeps_the_log_small_unforged_and_colourless() {
+    let dir = temp_dir("log-flood");
+    let log_path = dir.join("serve.log");
+    let mut server = start_as_a_job(&["--output", "null"], &log_path);
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let forged = common::encode(
+        "/mod/sine/freq\n2026-01-01T00:00:00.000000Z  INFO chronus: FORGED \u{1b}[31mline",
+        vec![OscType::Float(440.0)],
+    );
+    for i in 0..100_000u32 {
+        // Not OSC at all, then a refused message whose address carries a newline.
+        let _ = flood.send_to(&i.to_be_bytes(), server.addr);
+        let _ = flood.send_to(&forged, server.addr);
+    }
+    // One more of each in a later second, so the summaries of the flood are written.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let _ = flood.send_to(b"late", server.addr);
+    let _ = flood.send_to(&forged, server.addr);
+    let elapsed = started.elapsed().as_secs() + 1;
+    // Still answering.
+    server.sync(7);
+    assert!(
+        server
+            .metrics()
+            .get("undecodable_packets")
+            .copied()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    server.send("/quit", vec![]);
+    let status = wait_for_exit(&mut server);
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // Bound: the start-up and stop lines (well under 16 KiB), plus per second of flood
+    // at most 11 lines (10 and a summary) of each of three kinds (undecodable, refused,
+    // dropped datagrams), each under 400 bytes.
+    let bound = 16 * 1024 + elapsed as usize * 3 * 11 * 400;
+    eprintln!(
+        "log: {} bytes for {elapsed} s of flood (bound {bound})",
+        log.len()
+    );
+    assert!(
+        log.len() <= bound,
+        "{} bytes of log for {elapsed} s of flood (bound {bound})",
+        log.len()
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.contains("FORGED") || line.contains("refused"),
+            "a forged log line: {line}"
+        );
+    }
+    assert!(
+        log.contains("more undecodable packets in the last second"),
+        "the flood is summarised"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,24 @@ pub const SUPERVISOR_PRIORITY: u8 = 60;
 /// memory.
 pub const THREAD_STACK: usize = 256 * 1024;
 
+thread_local! {
+    /// Whether this thread was marked by [`mark_realtime_thread`].
+    static REALTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one of the real-time loops (the output clock, the
+/// supervisor loop), whatever its scheduling turned out to be: work that must never run
+/// there (reading `/proc`, building reports) checks [`is_realtime_thread`] and refuses.
+/// Allocates nothing.
+pub fn mark_realtime_thread() {
+    REALTIME_THREAD.with(|mark| mark.set(true));
+}
+
+/// Whether the calling thread was marked by [`mark_realtime_thread`].
+pub fn is_realtime_thread() -> bool {
+    REALTIME_THREAD.with(std::cell::Cell::get)
+}
+
 /// How a thread ended up scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheduling {

@@ -14,24 +14,30 @@
 //!   `--output wav:`).
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
 //! - [`workers`]: spawning the re-executed worker processes.
-//! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report.
+//! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report;
+//!   [`report`]: building it on the thread that asks, never on a real-time one.
+//! - [`wake`]: the eventfd the supervisor loop sleeps on between events;
+//!   [`log_limit`]: rate-limited log lines and escaped client text.
 //! - [`command_log`]: the `--command-log` file and its writer thread; [`live_patch`]: the
 //!   stamped patch the loop follows through live edits.
 
 pub mod command_log;
 pub mod config;
 pub mod live_patch;
+pub mod log_limit;
 pub mod metrics;
 pub mod osc;
 pub mod output;
 pub mod patch_editor;
 pub mod recorder;
 pub mod recovery;
+pub mod report;
 pub mod sinks;
 pub mod slot_state;
 pub mod slots;
 pub mod supervisor;
 pub mod transport;
+pub mod wake;
 pub mod workers;
 
 pub use config::{OutputChoice, ServeConfig};

@@ -7,8 +7,9 @@
 //! --json` and docs/metrics.md are made from) and its value in [`MetricsReport::values`].
 //! To add a counter, add one line to the `counters` section and bump it where it happens.
 //! The output thread, the OSC thread and the supervisor loop update the atomics without
-//! locks or allocation; [`MetricsReport::counters`] reads them, [`LoadTracker`] adds the
-//! supervisor's view of the workers, [`MetricsReport::live`] merges the two for replies.
+//! locks or allocation. The report is made of [`MetricsReport::counters`] (the counters,
+//! histograms and `/proc`) and [`LoadTracker`] (the workers' view);
+//! [`report`](crate::report) builds it, off the real-time threads.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -451,7 +452,7 @@ impl MetricsReport {
         control_latency_ms: f64,
     ) -> MetricsReport {
         let m = metrics;
-        let (open_fds, mapped_segments) = process_resources();
+        let (open_fds, mapped_segments) = process_resources().unwrap_or((0, 0));
         let mut report = MetricsReport {
             failover_ms_last: m.failover.last_ms(),
             failover_ms_p99: m.failover.quantile_ms(0.99),
@@ -493,25 +494,6 @@ impl MetricsReport {
         self.commands_pending = self
             .commands_accepted
             .saturating_sub(self.commands_applied + self.commands_dropped);
-    }
-
-    /// The counters as they are right now, with the supervisor's view (roles, pids, loads)
-    /// taken from `view`: what `/metrics` answers, so a reply never lags behind the
-    /// commands that came before it.
-    pub fn live(
-        metrics: &Metrics,
-        engine: &WorkerCounts,
-        control_latency_ms: f64,
-        view: &MetricsReport,
-    ) -> MetricsReport {
-        let mut report = MetricsReport::counters(metrics, engine, control_latency_ms);
-        report.spare_ready = view.spare_ready;
-        report.live_children = view.live_children;
-        report.worker_load_percent = view.worker_load_percent;
-        report.worker_load_peak_percent = view.worker_load_peak_percent;
-        report.voices_sounding = view.voices_sounding;
-        report.workers = view.workers.clone();
-        report
     }
 }
 
@@ -561,8 +543,16 @@ pub fn metrics_markdown() -> String {
 /// Segments the supervisor maps while running: two slots and the snapshot area.
 const EXPECTED_SEGMENTS: u64 = 3;
 
-/// Open fds and mapped chronus memfd segments of this process, from /proc.
-fn process_resources() -> (u64, u64) {
+/// Open fds and mapped chronus memfd segments of this process, from /proc; `None`, and an
+/// error in the log, when called on a real-time thread (a bug: `/proc` reads take locks in
+/// the kernel and allocate; reports are built on the thread that asks for them).
+fn process_resources() -> Option<(u64, u64)> {
+    if chronus_realtime::is_realtime_thread() {
+        tracing::error!(
+            "bug: /proc read on a real-time thread; reports must be built off the real-time loops"
+        );
+        return None;
+    }
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
     let segments = std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| {
         let mut names: Vec<&str> = maps
@@ -574,7 +564,7 @@ fn process_resources() -> (u64, u64) {
         names.dedup();
         names.len() as u64
     });
-    (fds, segments)
+    Some((fds, segments))
 }
 
 /// Window over which the peak worker load is reported.
@@ -677,29 +667,16 @@ mod tests {
     }
 
     #[test]
-    fn live_report_takes_the_workers_from_the_view_and_the_counters_from_now() {
-        let metrics = Metrics::default();
-        let mut view = MetricsReport::counters(&metrics, &WorkerCounts::default(), 2.5);
-        view.spare_ready = true;
-        view.live_children = 2;
-        view.worker_load_percent = 12.0;
-        view.voices_sounding = 3;
-        view.workers.push(WorkerReport {
-            slot: 0,
-            pid: 42,
-            role: "active",
-            load_percent: 12.0,
-            records_rejected: 0,
-        });
-        Metrics::bump(&metrics.crash_count);
-        let live = MetricsReport::live(&metrics, &WorkerCounts::default(), 2.5, &view);
-        assert_eq!(live.crash_count, 1);
-        assert_eq!(view.crash_count, 0);
-        assert!(live.spare_ready);
-        assert_eq!(live.live_children, 2);
-        assert_eq!(live.voices_sounding, 3);
-        assert_eq!(live.workers, view.workers);
-        assert_eq!(live.control_latency_ms, 2.5);
+    fn proc_is_read_on_a_normal_thread_and_refused_on_a_real_time_one() {
+        let (fds, _) = process_resources().expect("a normal thread reads /proc");
+        assert!(fds >= 3);
+        let on_realtime = std::thread::spawn(|| {
+            chronus_realtime::mark_realtime_thread();
+            process_resources()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(on_realtime, None);
     }
 
     #[test]

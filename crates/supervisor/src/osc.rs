@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chronus_engine::command::PATCH_CHUNK_BYTES;
@@ -23,8 +23,15 @@ use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, W
 use crate::patch_editor::PatchEditor;
 use crate::transport::{Incoming, Replier, ReplyTo};
 
-use crate::metrics::{Metrics, MetricsReport};
+use crate::log_limit::{escaped, LogLimit};
+use crate::metrics::Metrics;
 use crate::output::{Inbound, OutputShared};
+use crate::report::Reporter;
+
+/// Log lines about undecodable packets (anyone can send them at line rate).
+static UNDECODABLE_LOG: LogLimit = LogLimit::new("undecodable packets");
+/// Log lines about refused messages.
+static REFUSED_LOG: LogLimit = LogLimit::new("refused messages");
 
 /// Requests the OSC thread hands to the supervisor loop (not time-critical).
 #[derive(Debug)]
@@ -60,8 +67,8 @@ pub struct OscServer {
     pub fault_injection: bool,
     /// The output clock's shared state.
     pub shared: Arc<OutputShared>,
-    /// Latest report, refreshed by the supervisor loop.
-    pub report: Arc<Mutex<MetricsReport>>,
+    /// Builds `/metrics` and `/status` answers here, off the real-time loops.
+    pub reporter: Reporter,
     /// Set when the server is shutting down.
     pub stop: Arc<AtomicBool>,
     /// Requests for the supervisor loop.
@@ -140,10 +147,13 @@ impl OscServer {
             Err(error) => {
                 Metrics::bump(&metrics.commands_received);
                 Metrics::bump(&metrics.commands_rejected_undecodable);
-                tracing::warn!(
-                    "undecodable packet ({} bytes) from {from}: {error}",
-                    bytes.len()
-                );
+                if UNDECODABLE_LOG.allow() {
+                    tracing::warn!(
+                        "undecodable packet ({} bytes) from {from}: {}",
+                        bytes.len(),
+                        escaped(&error.to_string())
+                    );
+                }
                 return;
             }
         };
@@ -165,7 +175,13 @@ impl OscServer {
                 Ok(decoded) => decoded,
                 Err(fail) => {
                     Metrics::bump(&metrics.commands_rejected_invalid);
-                    tracing::info!("refused {} from {from}: {}", fail.address, fail.reason);
+                    if REFUSED_LOG.allow() {
+                        tracing::info!(
+                            "refused {} from {from}: {}",
+                            escaped(&fail.address),
+                            escaped(&fail.reason)
+                        );
+                    }
                     self.send(&reply::fail(&fail.address, &fail.reason), from);
                     continue;
                 }
@@ -245,12 +261,14 @@ impl OscServer {
                 Request::Patch(edit) => self.edit_patch(edit, &decoded.address, from),
                 Request::Status => {
                     answered(metrics);
-                    self.send(&self.status_reply(), from);
+                    let reply = self.status_reply();
+                    self.send(&reply, from);
                 }
                 Request::Metrics => {
                     // Counted before the reply is built, so the reply includes itself.
                     answered(metrics);
-                    self.send(&self.metrics_reply(), from);
+                    let reply = self.metrics_reply();
+                    self.send(&reply, from);
                 }
                 Request::Version => {
                     answered(metrics);
@@ -263,6 +281,7 @@ impl OscServer {
                     answered(metrics);
                     self.stop.store(true, Ordering::Release);
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
+                    self.shared.wake.signal();
                 }
                 Request::DebugPanic { uncaught: true } => {
                     answered(metrics);
@@ -345,7 +364,13 @@ impl OscServer {
             }
             Err(reason) => {
                 Metrics::bump(&metrics.commands_rejected_patch_edit);
-                tracing::info!("refused {address} from {from}: {reason}");
+                if REFUSED_LOG.allow() {
+                    tracing::info!(
+                        "refused {} from {from}: {}",
+                        escaped(address),
+                        escaped(&reason)
+                    );
+                }
                 self.send(&reply::fail(address, &reason), from);
             }
         }
@@ -374,6 +399,7 @@ impl OscServer {
                 table: AddressTable::new(&committed.modules, self.fault_injection),
             });
         }
+        self.shared.wake.signal();
         for chunk in PatchChunk::split(committed.version, committed.text.as_bytes()) {
             // Room was checked above and only this thread pushes commands.
             let _ = self.shared.inbound.push(Inbound::PatchChunk(chunk));
@@ -412,17 +438,13 @@ impl OscServer {
         }
     }
 
-    fn status_reply(&self) -> Vec<u8> {
-        let report = self.report.lock().map(|r| r.clone()).ok();
-        let (avg, peak, voices) = report
-            .map(|r| {
-                (
-                    r.worker_load_percent,
-                    r.worker_load_peak_percent,
-                    r.voices_sounding,
-                )
-            })
-            .unwrap_or((0.0, 0.0, 0));
+    fn status_reply(&mut self) -> Vec<u8> {
+        let report = self.reporter.build();
+        let (avg, peak, voices) = (
+            report.worker_load_percent,
+            report.worker_load_peak_percent,
+            report.voices_sounding,
+        );
         reply::status_reply(&reply::StatusReply {
             modules: self.editor.modules().len() as i32,
             voices: voices as i32,
@@ -435,17 +457,8 @@ impl OscServer {
         })
     }
 
-    fn metrics_reply(&self) -> Vec<u8> {
-        let pairs = self
-            .report
-            .lock()
-            .map(|view| {
-                let latency = self.shared.control_latency_ms();
-                let engine = self.shared.engine_counts();
-                MetricsReport::live(&self.shared.metrics, &engine, latency, &view).to_pairs()
-            })
-            .unwrap_or_default();
-        reply::metrics_reply(&pairs)
+    fn metrics_reply(&mut self) -> Vec<u8> {
+        reply::metrics_reply(&self.reporter.build().to_pairs())
     }
 
     /// Sends an encoded reply; a failed send is logged, never fatal.

@@ -17,7 +17,7 @@
 //! It allocates nothing, takes no lock and never waits: everything it shares with the
 //! supervisor is an atomic or a lock-free bounded queue.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use crate::command_log::{self, LogQueue, LoggedCommand};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
+use crate::wake::Wake;
 
 /// Largest number of inbound items stamped in one block; the rest wait for the next block,
 /// which bounds the time the output spends per block.
@@ -164,6 +165,11 @@ pub struct SlotLink {
     pub overflowed: AtomicBool,
     /// Set by the output to the first block the slot missed while ready, or [`NO_BLOCK`].
     pub missed_block: AtomicU64,
+    /// The slot's state as the supervisor loop last published it (`SlotState::index`),
+    /// for reports built on another thread.
+    pub published_state: AtomicU8,
+    /// Its worker's pid as the loop last published it (0: none), for reports.
+    pub published_pid: AtomicU32,
 }
 
 impl SlotLink {
@@ -177,6 +183,8 @@ impl SlotLink {
             dead_since_ns: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             missed_block: AtomicU64::new(NO_BLOCK),
+            published_state: AtomicU8::new(0),
+            published_pid: AtomicU32::new(0),
         }
     }
 }
@@ -213,6 +221,9 @@ pub struct OutputShared {
     pub fade_out: AtomicBool,
     /// Set by the output once the fade is out: everything played since is exactly 0.0.
     pub faded_out: AtomicBool,
+    /// Wakes the supervisor loop: signalled by the output when it leaves a notice or flags
+    /// an overflow, and by the OSC thread with a control request.
+    pub wake: Wake,
 }
 
 impl OutputShared {
@@ -241,6 +252,7 @@ impl OutputShared {
             recording: None,
             fade_out: AtomicBool::new(false),
             faded_out: AtomicBool::new(false),
+            wake: Wake::new(),
         }
     }
 
@@ -371,6 +383,14 @@ impl OutputCore {
         self.next_block = block + 1;
         shared.played.store(self.next_block, Ordering::Release);
         Metrics::bump(&shared.metrics.blocks_played);
+        // The supervisor loop sleeps until there is something for it.
+        let flagged = shared
+            .slots
+            .iter()
+            .any(|link| link.overflowed.load(Ordering::Relaxed));
+        if flagged || !shared.notices.is_empty() {
+            shared.wake.signal();
+        }
     }
 
     /// Once a fade-out is asked for, scales the blocks from here by a linear ramp that

@@ -38,6 +38,30 @@ impl SlotState {
             SlotState::Dead => "dead",
         }
     }
+
+    /// Every state, at the index [`index`](Self::index) gives it (to publish a state in
+    /// an atomic).
+    pub const ALL: [SlotState; 6] = [
+        SlotState::Empty,
+        SlotState::Starting,
+        SlotState::Joining,
+        SlotState::Standby,
+        SlotState::Active,
+        SlotState::Dead,
+    ];
+
+    /// Its place in [`ALL`](Self::ALL).
+    pub fn index(self) -> u8 {
+        self as u8
+    }
+
+    /// The state at `index` in [`ALL`](Self::ALL) (`Empty` for anything else).
+    pub fn from_index(index: u8) -> SlotState {
+        SlotState::ALL
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or(SlotState::Empty)
+    }
 }
 
 /// What happened to a slot, as the supervisor loop found out.

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chronus_ipc::{Slot, SlotLayout, SnapshotArea};
 use rustix::event::{PollFd, PollFlags};
+use std::os::fd::BorrowedFd;
 
 use crate::config::ServeConfig;
-use crate::metrics::{Metrics, SlotSample};
+use crate::metrics::Metrics;
 use crate::output::{OutputShared, NO_BLOCK};
 use crate::slot_state::{self, Action, Event, SlotState};
 use crate::workers::Worker;
@@ -189,21 +190,6 @@ impl SlotRuntime {
         crashed
     }
 
-    /// What the metrics report says of slot `index` (takes its render times since the
-    /// last sample).
-    pub fn sample(&self, index: usize, shared: &OutputShared) -> SlotSample {
-        let (last_ns, peak_ns) = shared.slots[index].slot.take_render_stats();
-        SlotSample {
-            pid: self.worker.as_ref().map(|w| w.pid),
-            role: self.state.name(),
-            serving: matches!(self.state, SlotState::Active | SlotState::Standby),
-            standby: self.state == SlotState::Standby,
-            last_ns,
-            peak_ns,
-            records_rejected: shared.slots[index].slot.rejected(),
-        }
-    }
-
     /// Stops the output from touching slot `index`, and notes when it may be zeroed.
     pub fn unbind(&mut self, index: usize, shared: &OutputShared, played: u64) {
         let link = &shared.slots[index];
@@ -230,10 +216,14 @@ impl SlotRuntime {
     }
 }
 
-/// Waits up to `timeout` for a worker's pidfd to become readable; returns the slots whose
-/// worker ended (none after sleeping `timeout` when no slot has a worker).
-pub fn wait_for_exits(slots: &[SlotRuntime; 2], timeout: Duration) -> Vec<usize> {
-    let mut fds = Vec::with_capacity(2);
+/// Waits up to `timeout` for a worker's pidfd or `wake` to become readable; returns the
+/// slots whose worker ended.
+pub fn wait_for_exits(
+    slots: &[SlotRuntime; 2],
+    wake: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> Vec<usize> {
+    let mut fds = Vec::with_capacity(3);
     let mut owners = Vec::with_capacity(2);
     for (i, slot) in slots.iter().enumerate() {
         if let Some(worker) = &slot.worker {
@@ -241,9 +231,13 @@ pub fn wait_for_exits(slots: &[SlotRuntime; 2], timeout: Duration) -> Vec<usize>
             owners.push(i);
         }
     }
+    // After the workers', so `owners` lines up with the first fds.
+    if let Some(fd) = wake {
+        fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+    }
     let wait = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: timeout.as_nanos() as i64,
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
     };
     if fds.is_empty() {
         std::thread::sleep(timeout);

@@ -7,11 +7,18 @@
 //! on each event is decided by [`slot_state`](crate::slot_state); restarts after losing
 //! both workers by [`recovery`](crate::recovery); which output plays by
 //! [`sinks`](crate::sinks).
+//!
+//! The loop sleeps until something happens: a worker's pidfd, or the
+//! [`wake`](crate::wake) eventfd the output and the OSC thread signal when they hand it
+//! notices or requests. It polls briefly only while it watches for a change no event
+//! announces (a spare joining, a dead slot's grace, a snapshot being published). It never
+//! builds the metrics report: it publishes each slot's state and pid in atomics, and the
+//! [`report`](crate::report) is built by whoever asks.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,19 +29,26 @@ use chronus_protocol::{reply, AddressTable};
 use crate::command_log::CommandLogWriter;
 use crate::config::ServeConfig;
 use crate::live_patch::LivePatch;
-use crate::metrics::{LoadTracker, Metrics, MetricsReport};
+use crate::log_limit::LogLimit;
+use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared};
 use crate::recorder::Recorder;
 use crate::recovery::{Recovery, Restart, Suspect};
+use crate::report::Reporter;
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
 use crate::slots::{self, SlotRuntime};
 use crate::transport::{self, Replier, ReplyTo};
 use crate::workers::{Worker, WorkerSpec};
 
-/// How often the loop wakes when nothing happens.
-const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// How often the loop looks while it watches for a change no event announces.
+const WATCH_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest the loop sleeps when nothing happens (it also sees a stop signal then).
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Log lines about underruns (one per block while neither worker delivers).
+static UNDERRUN_LOG: LogLimit = LogLimit::new("underruns");
 
 /// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
 /// thread that must outlive every worker (it spawns them).
@@ -52,7 +66,6 @@ pub struct Supervisor {
     transport_threads: Vec<std::thread::JoinHandle<()>>,
     /// The stamped patch, and the committed ones waiting for their switch.
     patch: LivePatch,
-    report: Arc<Mutex<MetricsReport>>,
     control: Receiver<ControlRequest>,
     /// Writes the command log from its own thread.
     command_log: Option<CommandLogWriter>,
@@ -65,8 +78,6 @@ pub struct Supervisor {
     quit_requests: Vec<ReplyTo>,
     /// The restore point and the commands since, for losing both workers at once.
     recovery: Recovery,
-    /// Peak worker loads over the report window.
-    loads: LoadTracker,
 }
 
 impl Supervisor {
@@ -141,11 +152,6 @@ impl Supervisor {
             &stop,
             config.tcp_idle_timeout,
         )?;
-        let report = Arc::new(Mutex::new(MetricsReport::counters(
-            &shared.metrics,
-            &shared.engine_counts(),
-            shared.control_latency_ms(),
-        )));
         let server = OscServer {
             replier: Arc::clone(&replier),
             packets,
@@ -153,7 +159,7 @@ impl Supervisor {
             editor,
             fault_injection: config.allow_fault_injection,
             shared: Arc::clone(&shared),
-            report: Arc::clone(&report),
+            reporter: Reporter::new(Arc::clone(&shared)),
             stop: Arc::clone(&stop),
             control: control_tx,
             handling: None,
@@ -178,7 +184,6 @@ impl Supervisor {
             socket,
             replier,
             transport_threads,
-            report,
             control,
             command_log,
             recorder,
@@ -187,7 +192,6 @@ impl Supervisor {
             started: Instant::now(),
             quit_requests: Vec::new(),
             recovery: Recovery::new(Instant::now()),
-            loads: LoadTracker::default(),
         };
         for slot in 0..2 {
             supervisor.slots[slot].bind(slot, &supervisor.shared);
@@ -226,6 +230,7 @@ impl Supervisor {
     /// # Errors
     /// When no worker becomes ready at start-up, or the output fails.
     pub fn run(mut self) -> anyhow::Result<()> {
+        chronus_realtime::mark_realtime_thread();
         if self.config.realtime {
             // Detection of a dead worker must not wait behind ordinary processes.
             use chronus_realtime as realtime;
@@ -236,22 +241,54 @@ impl Supervisor {
         self.shutdown(result)
     }
 
-    /// One pass of the loop: handle deaths, notices and slot transitions. Public so a
-    /// benchmark can drive the supervisor from its own loop; [`run`](Self::run) calls it.
+    /// One pass of the loop: wait for an event (or the next look), then handle deaths,
+    /// notices, requests and slot transitions. Public so a benchmark can drive the
+    /// supervisor from its own loop; [`run`](Self::run) calls it.
     ///
     /// # Errors
     /// When the output could not be started.
     pub fn step(&mut self) -> anyhow::Result<()> {
-        self.poll_deaths();
+        self.poll_deaths(self.next_wait());
+        // Before looking at what the signals announced, so none is missed.
+        self.shared.wake.clear();
         self.drain_notices();
+        self.drain_control();
         self.check_flags();
         self.advance_slots()?;
         self.keep_restore_point();
         if self.output.is_none() {
             self.start_output_when_ready()?;
         }
-        self.refresh_report();
+        self.publish_slots();
         Ok(())
+    }
+
+    /// How long the next wait may last when no event comes: [`WATCH_INTERVAL`] while the
+    /// loop watches for a change no event announces (the output not started yet, a spare
+    /// starting or joining, a dead slot waiting out its grace or back-off, a snapshot
+    /// being published), else [`IDLE_WAIT`].
+    fn next_wait(&self) -> Duration {
+        let watching = self.output.is_none()
+            || self.recovery.watched().is_some()
+            || self
+                .slots
+                .iter()
+                .any(|s| !matches!(s.state, SlotState::Active | SlotState::Standby));
+        if watching {
+            WATCH_INTERVAL
+        } else {
+            IDLE_WAIT
+        }
+    }
+
+    /// Publishes each slot's state and worker pid for reports built on other threads.
+    fn publish_slots(&self) {
+        for (runtime, link) in self.slots.iter().zip(&self.shared.slots) {
+            let pid = runtime.worker.as_ref().map_or(0, |w| w.pid);
+            link.published_state
+                .store(runtime.state.index(), Ordering::Release);
+            link.published_pid.store(pid, Ordering::Release);
+        }
     }
 
     fn run_loop(&mut self) -> anyhow::Result<()> {
@@ -288,9 +325,10 @@ impl Supervisor {
         self.slots[slot].apply(slot, &self.shared, event);
     }
 
-    /// Waits up to one poll interval for a worker to end, and handles those that did.
-    fn poll_deaths(&mut self) {
-        for slot in slots::wait_for_exits(&self.slots, POLL_INTERVAL) {
+    /// Waits up to `timeout` for a worker to end or a wake-up, and handles the workers
+    /// that ended.
+    fn poll_deaths(&mut self, timeout: Duration) {
+        for slot in slots::wait_for_exits(&self.slots, self.shared.wake.fd(), timeout) {
             let crashed = self.slots[slot].reap(slot, &self.shared);
             self.recovery.worker_died(slot, crashed);
             self.apply(slot, Event::Exited);
@@ -345,7 +383,9 @@ impl Supervisor {
                     self.apply(slot, Event::StandbyMissed { block });
                 }
                 Notice::Underrun { block } => {
-                    tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
+                    if UNDERRUN_LOG.allow() {
+                        tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
+                    }
                 }
             }
         }
@@ -598,28 +638,11 @@ impl Supervisor {
         Ok(())
     }
 
-    fn refresh_report(&mut self) {
-        let report = self.build_report();
-        if let Ok(mut shared) = self.report.lock() {
-            *shared = report;
-        }
-        self.drain_control();
-    }
-
-    /// A fresh copy of every metric.
-    pub fn build_report(&mut self) -> MetricsReport {
-        let mut report = MetricsReport::counters(
-            &self.shared.metrics,
-            &self.shared.engine_counts(),
-            self.shared.control_latency_ms(),
-        );
-        let slots = [0, 1].map(|i| self.slots[i].sample(i, &self.shared));
-        let active = self.shared.active.load(Ordering::Relaxed).min(1);
-        let voices = self.shared.slots[active].slot.voices();
-        let block_ns = self.shared.block_ns() as f64;
-        self.loads
-            .add_workers(&mut report, slots, block_ns, voices, Instant::now());
-        report
+    /// A fresh copy of every metric (for a benchmark driving [`step`](Self::step); not
+    /// from the loop of [`run`](Self::run), which never builds reports).
+    pub fn build_report(&self) -> MetricsReport {
+        self.publish_slots();
+        Reporter::new(Arc::clone(&self.shared)).build()
     }
 
     fn shutdown(mut self, result: anyhow::Result<()>) -> anyhow::Result<()> {

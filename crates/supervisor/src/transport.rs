@@ -24,7 +24,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
+
+/// Log lines about datagrams dropped or not received (a flood repeats them at will).
+static DROPPED_LOG: LogLimit = LogLimit::new("dropped datagrams");
+/// Log lines about TCP clients connecting, leaving or being refused.
+static TCP_LOG: LogLimit = LogLimit::new("tcp connection messages");
 
 /// Largest OSC packet accepted over TCP (UDP is bounded by the datagram size anyway).
 const MAX_TCP_PACKET: usize = 1 << 20;
@@ -155,9 +161,11 @@ impl Replier {
                     None | Some(Ok(())) => {}
                     Some(Err(TrySendError::Full(_))) => {
                         Metrics::bump(&self.metrics.tcp_slow_clients_dropped);
-                        tracing::warn!(
-                            "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
-                        );
+                        if TCP_LOG.allow() {
+                            tracing::warn!(
+                                "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
+                            );
+                        }
                         self.disconnect(id);
                     }
                     Some(Err(TrySendError::Disconnected(_))) => self.disconnect(id),
@@ -223,7 +231,9 @@ impl Replier {
             .collect();
         for id in idle {
             Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
+            if TCP_LOG.allow() {
+                tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
+            }
             self.disconnect(id);
         }
     }
@@ -242,9 +252,11 @@ impl Replier {
         };
         if let Some(id) = longest_idle {
             Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            tracing::info!(
-                "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
-            );
+            if TCP_LOG.allow() {
+                tracing::info!(
+                    "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
+                );
+            }
             self.disconnect(id);
         }
     }
@@ -306,11 +318,17 @@ pub fn spawn_udp_reader(
                             _in_flight: None,
                         };
                         if let Err(TrySendError::Full(_)) = packets.try_send(packet) {
-                            tracing::warn!("OSC: dropped a datagram from {from}: the handler is {HANDLER_QUEUE} packets behind");
+                            if DROPPED_LOG.allow() {
+                                tracing::warn!("OSC: dropped a datagram from {from}: the handler is {HANDLER_QUEUE} packets behind");
+                            }
                         }
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                    Err(e) => tracing::warn!("OSC receive failed: {e}"),
+                    Err(e) => {
+                        if DROPPED_LOG.allow() {
+                            tracing::warn!("OSC receive failed: {e}");
+                        }
+                    }
                 }
             }
         })
@@ -340,8 +358,16 @@ pub fn spawn_tcp_listener(
                         let id = next_id;
                         next_id += 1;
                         match start_client(&replier, stream, id, &packets, &stop) {
-                            Ok(()) => tracing::info!("OSC: tcp client {id} connected from {peer}"),
-                            Err(e) => tracing::warn!("OSC: refused tcp client from {peer}: {e}"),
+                            Ok(()) => {
+                                if TCP_LOG.allow() {
+                                    tracing::info!("OSC: tcp client {id} connected from {peer}");
+                                }
+                            }
+                            Err(e) => {
+                                if TCP_LOG.allow() {
+                                    tracing::warn!("OSC: refused tcp client from {peer}: {e}");
+                                }
+                            }
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL / 2),
@@ -409,7 +435,9 @@ fn start_client(
                 while in_flight.load(Ordering::Acquire) > 0 && !stop.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                tracing::info!("OSC: tcp client {id} disconnected");
+                if TCP_LOG.allow() {
+                    tracing::info!("OSC: tcp client {id} disconnected");
+                }
             })
     };
     if let Err(e) = reader {
@@ -518,9 +546,11 @@ fn read_packets(
         }
         let len = <[u8; 4]>::try_from(size.as_slice()).map_or(0, u32::from_be_bytes) as usize;
         if len > MAX_TCP_PACKET {
-            tracing::warn!(
-                "OSC: tcp client {id} sent a {len}-byte packet size (at most {MAX_TCP_PACKET}); closing the connection"
-            );
+            if TCP_LOG.allow() {
+                tracing::warn!(
+                    "OSC: tcp client {id} sent a {len}-byte packet size (at most {MAX_TCP_PACKET}); closing the connection"
+                );
+            }
             return;
         }
         let mut bytes = Vec::new();

@@ -170,6 +170,7 @@ struct CallbackFeeder {
 
 impl CallbackFeeder {
     fn fill(&mut self, data: &mut [f32]) {
+        chronus_realtime::mark_realtime_thread();
         let mut written = 0;
         while written < data.len() {
             if self.used >= self.block.len() {

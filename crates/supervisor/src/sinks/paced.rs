@@ -31,6 +31,7 @@ pub fn spawn(
         .name("chronus-output".into())
         .stack_size(chronus_realtime::THREAD_STACK)
         .spawn(move || {
+            chronus_realtime::mark_realtime_thread();
             if realtime {
                 let scheduling = chronus_realtime::make_current_thread_realtime(
                     chronus_realtime::OUTPUT_PRIORITY,

@@ -1,0 +1,113 @@
+//! Rate-limited, summarised logging for lines an outsider or a fault can repeat at will
+//! (undecodable packets, refused messages, underruns), and escaping of what clients send.
+//!
+//! A [`LogLimit`] lets the first [`LINES_PER_SECOND`] lines of its kind through in each
+//! second and counts the rest; the next line after that second says how many were left
+//! out (`… and 9,312 more undecodable packets in the last second`). It takes no lock and
+//! allocates nothing, so any thread may ask it. Client-supplied text goes into a line
+//! through [`escaped`], so a newline in an OSC address cannot start a forged log line.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Lines of one kind written per second before the rest are only counted.
+pub const LINES_PER_SECOND: u64 = 10;
+
+/// The limit for one kind of log line.
+pub struct LogLimit {
+    /// What the summary calls the left-out lines ("undecodable packets").
+    what: &'static str,
+    /// The second (of the monotonic clock) the counts are for.
+    second: AtomicU64,
+    /// Lines asked for in that second.
+    asked: AtomicU64,
+}
+
+impl LogLimit {
+    /// A limit for lines about `what` (plural, as the summary reads).
+    pub const fn new(what: &'static str) -> LogLimit {
+        LogLimit {
+            what,
+            second: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to write this line. When a new second starts after lines were left out,
+    /// writes the summary of the last one first.
+    pub fn allow(&self) -> bool {
+        self.allow_at(monotonic_second())
+    }
+
+    fn allow_at(&self, now: u64) -> bool {
+        let second = self.second.load(Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let asked = self.asked.swap(0, Relaxed);
+            let left_out = asked.saturating_sub(LINES_PER_SECOND);
+            if left_out > 0 {
+                tracing::warn!(
+                    "… and {} more {} in the last second",
+                    thousands(left_out),
+                    self.what
+                );
+            }
+        }
+        self.asked.fetch_add(1, Relaxed) < LINES_PER_SECOND
+    }
+}
+
+/// Whole seconds of the monotonic clock (no allocation, no lock).
+fn monotonic_second() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u64
+}
+
+/// `9312` as `9,312`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Client-supplied text as it may appear in a log line: control characters (newlines,
+/// escape sequences) and backslashes escaped, so it stays on its line and cannot colour
+/// or rewrite the terminal.
+pub fn escaped(text: &str) -> impl std::fmt::Display + '_ {
+    text.escape_debug()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_lines_of_a_second_pass_and_the_rest_are_counted() {
+        let limit = LogLimit::new("tests");
+        let passed = (0..1000).filter(|_| limit.allow_at(7)).count();
+        assert_eq!(passed as u64, LINES_PER_SECOND);
+        assert_eq!(limit.asked.load(Relaxed), 1000);
+        // A new second: the count starts again (after the summary of the last one).
+        assert!(limit.allow_at(8));
+        assert_eq!(limit.asked.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn numbers_are_grouped_and_text_is_escaped() {
+        assert_eq!(thousands(9_312), "9,312");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        let forged = "/a\n2026-01-01T00:00:00Z  INFO forged\u{1b}[31m";
+        let line = escaped(forged).to_string();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
+    }
+}
