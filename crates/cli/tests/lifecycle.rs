@@ -250,7 +250,7 @@ fn finding_6_a_flood_of_bad_input_keeps_the_log_small_unforged_and_colourless() 
     assert!(
         server
             .metrics()
-            .get("undecodable_packets")
+            .get("commands_rejected.undecodable")
             .copied()
             .unwrap_or(0.0)
             > 0.0
