@@ -330,9 +330,21 @@ pub fn assert_replay_equals_served(log: &Path, served: &Path) {
     assert!(status.success());
     let (_, replayed) = read_wav(&replay);
     assert_eq!(replayed.len(), interleaved.len());
-    let first_difference = interleaved
+    // The served file ends with the shutdown's fade-out, which no command in the log
+    // makes: compare everything before it, and check that it ends in exactly 0.0.
+    let before_fade = interleaved.len().saturating_sub(SHUTDOWN_FADE_SAMPLES);
+    let first_difference = interleaved[..before_fade]
         .iter()
         .zip(&replayed)
         .position(|(a, b)| a.to_bits() != b.to_bits());
     assert_eq!(first_difference, None, "served and replayed audio differ");
+    assert_eq!(
+        interleaved.last().map(|x| x.to_bits()),
+        Some(0),
+        "the served sound ends in exactly 0.0"
+    );
 }
+
+/// Samples (interleaved stereo) of the fade-out every stop plays at the end: 10 ms in
+/// whole blocks, 8 blocks of the tests' 64 frames at 48 kHz.
+pub const SHUTDOWN_FADE_SAMPLES: usize = 8 * 64 * 2;
