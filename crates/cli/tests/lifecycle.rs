@@ -10,14 +10,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{chronus, read_wav, temp_dir, Server};
+use common::{read_wav, serve_command, temp_dir, Server};
 use rosc::OscType;
 
 /// Frames in the 10 ms every stop must fade over, at 48 kHz.
@@ -27,48 +26,9 @@ const FADE_FRAMES: usize = 480;
 /// own, so a signal to the group reaches every process the server started in it. Its log
 /// (stderr, a file: not a terminal) goes to `log`.
 fn start_as_a_job(extra: &[&str], log: &Path) -> Server {
-    let mut child = chronus()
-        .args([
-            "serve",
-            "--osc",
-            "127.0.0.1:0",
-            "--block",
-            "64",
-            "--depth",
-            "24",
-            "--join-timeout",
-            "20",
-        ])
-        .args(extra)
-        .env("CHRONUS_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(log).unwrap())
-        .process_group(0)
-        .spawn()
-        .expect("chronus serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("serving OSC on udp ").nth(1) {
-            break rest.split(';').next().unwrap().trim().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let server = Server {
-        child,
-        addr,
-        socket,
-    };
-    server.wait_until(Duration::from_secs(20), |m| {
-        m.get("spare_ready") == Some(&1.0) && m.get("blocks_played").copied().unwrap_or(0.0) > 0.0
-    });
-    server
+    let mut command = serve_command(extra);
+    command.stderr(File::create(log).unwrap()).process_group(0);
+    Server::start_command(command)
 }
 
 /// Waits (generously) for the server to exit.

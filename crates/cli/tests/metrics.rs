@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronus_supervisor::{MetricKind, METRICS, SLOT_METRICS};
-use common::{chronus, Server};
+use common::{get, grew, Server};
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 /// Seconds from 1900 (OSC timetags) to 1970.
@@ -31,18 +31,6 @@ fn freq(hz: f32) -> OscPacket {
         addr: "/mod/sine/freq".into(),
         args: vec![OscType::Float(hz)],
     })
-}
-
-/// The value of metric `name`, which must be reported.
-fn get(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
-    *metrics
-        .get(name)
-        .unwrap_or_else(|| panic!("no metric {name} in /metrics.reply: {metrics:?}"))
-}
-
-/// How much metric `name` grew from `before` to `after`.
-fn grew(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, name: &str) -> f64 {
-    get(after, name) - get(before, name)
 }
 
 /// Both identities of the command accounting, exactly.
@@ -203,13 +191,7 @@ fn every_listed_metric_is_reported_by_the_server_and_by_status() {
     }
     assert_identities(&numbers_now);
 
-    let osc = server.addr.to_string();
-    let status = chronus()
-        .args(["status", "--osc", &osc, "--json"])
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{status:?}");
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let json = server.status_json();
     for metric in METRICS.iter().filter(|m| m.kind != MetricKind::Time) {
         assert!(
             json.get(metric.name).is_some(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{chronus, read_wav, temp_dir, Server};
+use common::{read_wav, render_replay, temp_dir, Server};
 use rosc::OscType;
 
 const RATE: f64 = 48_000.0;
@@ -46,25 +46,7 @@ fn logged_frames(log: &str) -> Vec<u64> {
 /// Renders `log` offline (`chronus render --replay`) as long as the recording at `served`
 /// and checks that the first `frames` frames of both are equal, bit for bit.
 fn assert_replay_equals_recording(log: &Path, served: &Path, frames: usize) {
-    let (_, recorded) = read_wav(served);
-    let replay = served.with_extension("replay.wav");
-    let seconds = recorded.len() as f64 / 2.0 / RATE;
-    let status = chronus()
-        .args([
-            "render",
-            "--block",
-            "64",
-            "--seconds",
-            &format!("{seconds}"),
-        ])
-        .arg("--replay")
-        .arg(log)
-        .arg("-o")
-        .arg(&replay)
-        .status()
-        .unwrap();
-    assert!(status.success(), "render --replay failed");
-    let (_, replayed) = read_wav(&replay);
+    let (recorded, replayed) = render_replay(log, served);
     assert!(
         recorded.len() >= frames * 2,
         "the recording is shorter than {frames} frames"

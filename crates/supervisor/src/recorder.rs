@@ -318,6 +318,20 @@ fn record(
 mod tests {
     use super::*;
 
+    /// A recorder of stereo at 48 kHz into `path`, with its ring and its metrics.
+    fn record_to(path: &Path) -> (Recorder, Arc<SampleRing>, Arc<Metrics>) {
+        let ring = Arc::new(SampleRing::for_stereo(48_000));
+        let metrics = Arc::new(Metrics::default());
+        let recorder = Recorder::start(
+            &[path.to_path_buf()],
+            Arc::clone(&ring),
+            48_000,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        (recorder, ring, metrics)
+    }
+
     #[test]
     fn the_ring_keeps_order_refuses_what_does_not_fit_and_wraps() {
         let ring = SampleRing::new(10);
@@ -341,15 +355,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("chronus-rec-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.wav");
-        let ring = Arc::new(SampleRing::for_stereo(48_000));
-        let metrics = Arc::new(Metrics::default());
-        let recorder = Recorder::start(
-            std::slice::from_ref(&path),
-            Arc::clone(&ring),
-            48_000,
-            metrics,
-        )
-        .unwrap();
+        let (recorder, ring, _) = record_to(&path);
         let block: Vec<f32> = (0..128).map(|i| i as f32 / 128.0).collect();
         for _ in 0..100 {
             assert!(ring.push(&block));
@@ -379,15 +385,7 @@ mod tests {
         if !path.exists() {
             return;
         }
-        let ring = Arc::new(SampleRing::for_stereo(48_000));
-        let metrics = Arc::new(Metrics::default());
-        let recorder = Recorder::start(
-            std::slice::from_ref(&path),
-            Arc::clone(&ring),
-            48_000,
-            Arc::clone(&metrics),
-        )
-        .unwrap();
+        let (recorder, ring, metrics) = record_to(&path);
         // The producer never notices: blocks keep being taken.
         for _ in 0..10 {
             assert!(ring.push(&[0.5; 128]));

@@ -24,6 +24,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `chronus serve --osc 127.0.0.1:0 <extra>`, logging at `info` to the test's stderr.
+/// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded 2-core
+/// machine never makes a healthy worker miss a deadline.
+pub fn serve_command(extra: &[&str]) -> Command {
+    let mut command = chronus();
+    command
+        .args([
+            "serve",
+            "--osc",
+            "127.0.0.1:0",
+            "--block",
+            "64",
+            "--depth",
+            "24",
+            "--join-timeout",
+            "20",
+        ])
+        .args(extra)
+        .env("CHRONUS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
 /// A running `chronus serve`.
 pub struct Server {
     pub child: Child,
@@ -32,27 +56,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `chronus serve --osc 127.0.0.1:0 <extra>` and waits until it listens.
-    /// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded
-    /// 2-core machine never makes a healthy worker miss a deadline.
+    /// Starts `chronus serve --osc 127.0.0.1:0 <extra>` ([`serve_command`]) and waits until
+    /// it listens.
     pub fn start(extra: &[&str]) -> Server {
-        let mut child = chronus()
-            .args([
-                "serve",
-                "--osc",
-                "127.0.0.1:0",
-                "--block",
-                "64",
-                "--depth",
-                "24",
-                "--join-timeout",
-                "20",
-            ])
-            .args(extra)
-            .env("CHRONUS_LOG", "info")
-            .stdin(Stdio::null())
+        Server::start_command(serve_command(extra))
+    }
+
+    /// Spawns `command` (a [`serve_command`], changed as a test needs: another stderr, a
+    /// process group of its own), reads the address it serves on from its stdout, and waits
+    /// until it plays with the spare ready.
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("chronus serve starts");
         let stdout = child.stdout.take().unwrap();
@@ -177,6 +192,17 @@ impl Server {
         }
     }
 
+    /// What `chronus status --osc <this server> --json` prints, parsed; the command must
+    /// succeed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let status = chronus()
+            .args(["status", "--osc", &self.addr.to_string(), "--json"])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+        serde_json::from_slice(&status.stdout).unwrap()
+    }
+
     /// Pid of the worker in the active slot.
     pub fn active_pid(&self) -> u32 {
         let (numbers, texts) = self.metrics_full();
@@ -218,6 +244,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of metric `name`, which must be reported.
+pub fn get(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
+    *metrics
+        .get(name)
+        .unwrap_or_else(|| panic!("no metric {name} in /metrics.reply: {metrics:?}"))
+}
+
+/// How much metric `name` grew from `before` to `after`.
+pub fn grew(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, name: &str) -> f64 {
+    get(after, name) - get(before, name)
 }
 
 /// Encodes one OSC message.
@@ -307,9 +345,10 @@ pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
     start
 }
 
-/// Renders the command log offline (`chronus render --replay`) and checks that it equals
-/// the served WAV sample for sample: the end-to-end proof of lockstep.
-pub fn assert_replay_equals_served(log: &Path, served: &Path) {
+/// Renders the command log `log` offline (`chronus render --replay`, 64-frame blocks) as
+/// long as the recording at `served`, into a WAV next to it. Returns both, interleaved:
+/// (served, replayed).
+pub fn render_replay(log: &Path, served: &Path) -> (Vec<f32>, Vec<f32>) {
     let (_, interleaved) = read_wav(served);
     let replay = served.with_extension("replay.wav");
     let seconds = interleaved.len() as f64 / 2.0 / 48_000.0;
@@ -327,8 +366,15 @@ pub fn assert_replay_equals_served(log: &Path, served: &Path) {
         .arg(&replay)
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "render --replay failed");
     let (_, replayed) = read_wav(&replay);
+    (interleaved, replayed)
+}
+
+/// Renders the command log offline ([`render_replay`]) and checks that it equals the
+/// served WAV sample for sample: the end-to-end proof of lockstep.
+pub fn assert_replay_equals_served(log: &Path, served: &Path) {
+    let (interleaved, replayed) = render_replay(log, served);
     assert_eq!(replayed.len(), interleaved.len());
     // The served file ends with the shutdown's fade-out, which no command in the log
     // makes: compare everything before it, and check that it ends in exactly 0.0.
