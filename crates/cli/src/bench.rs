@@ -91,7 +91,8 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         command_log: None,
         record: Vec::new(),
         worker_exe: std::env::current_exe()?,
-        device_buffer: None,
+        // One block per period: the latency measured is the depth's, not a period's wait.
+        device_buffer: Some(args.block as u32),
         join_timeout: Duration::from_secs(5),
         realtime: true,
         master: chronus_engine::MasterConfig::default(),

@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// the file within a few ms of its stamping (a `kill -9` of the server loses none).
     #[arg(long)]
     command_log: Option<PathBuf>,
-    /// Device buffer size in frames (default: the device's).
+    /// Device buffer (period) in frames (default: the device's). For the null sink (and
+    /// `--output wav:`), the frames played per wake-up: default 256, at most half the depth.
     #[arg(long)]
     device_buffer: Option<u32>,
     /// Seconds a spare may take to start and join before it is replaced.

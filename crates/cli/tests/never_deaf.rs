@@ -207,17 +207,10 @@ fn a_thread_that_dies_anyway_stops_the_server_with_a_clear_error() {
     // The OSC thread dies outside its per-packet guard: a server that can no longer
     // answer must not play on; it exits non-zero so a service manager restarts it.
     server.send("/debug/panic", vec![OscType::Int(1)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server played on without its OSC thread"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.wait_for_exit(
+        Duration::from_secs(20),
+        "the server played on without its OSC thread",
+    );
     assert!(!status.success(), "{status}");
 }
 

@@ -196,16 +196,56 @@ fn a_full_disk_is_reported_counted_and_the_sound_plays_on() {
     assert!(later["command_log_dropped"] >= 1.0, "{later:?}");
     // /quit is answered; the exit status reports the failed recording.
     server.send("/quit", vec![]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not exit after /quit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = server.wait_for_exit(Duration::from_secs(20), "serve did not exit after /quit");
     assert!(!status.success(), "a failed recording must not exit 0");
     let (left, _) = read_wav(&wav);
     assert!(left.len() as f64 >= later["blocks_played"] * 64.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_recorder_or_command_log_writer_that_dies_is_reported_and_the_sound_plays_on() {
+    let dir = temp_dir("records-thread-lost");
+    let wav = dir.join("recorded.wav");
+    let log = dir.join("commands.log");
+    let mut server = Server::start(&[
+        "--output",
+        "null",
+        "--record",
+        &format!("wav:{}", wav.display()),
+        "--command-log",
+        &log.display().to_string(),
+        "--allow-fault-injection",
+    ]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.sync(1);
+    // The recorder's thread panics, as a bug would make it: the supervisor notices, says
+    // so and counts it; the sound and the command log go on.
+    for (thread, lost) in [(2, 1.0), (3, 2.0)] {
+        server.send("/debug/panic", vec![OscType::Int(thread)]);
+        let done = server.recv().expect("an answer to /debug/panic");
+        assert_eq!(done.addr, "/done", "{done:?}");
+        let noticed = server.wait_until(Duration::from_secs(20), |m| {
+            m["record_threads_lost"] == lost
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let later = server.metrics();
+        assert!(
+            later["blocks_played"] > noticed["blocks_played"],
+            "the sound stopped: {later:?}"
+        );
+        assert_eq!(later["underruns"], 0.0, "{later:?}");
+    }
+    // Both records are valid up to where they stopped; the exit status says they ended.
+    server.send("/quit", vec![]);
+    let status = server.wait_for_exit(Duration::from_secs(20), "serve did not exit after /quit");
+    assert!(
+        !status.success(),
+        "records that ended early must not exit 0"
+    );
+    let (left, _) = read_wav(&wav);
+    assert!(!left.is_empty(), "the recording holds what was flushed");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("/gate/adsr"), "{logged}");
     let _ = std::fs::remove_dir_all(&dir);
 }

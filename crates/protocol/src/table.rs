@@ -147,13 +147,12 @@ pub enum Request {
     Version,
     /// `/quit`: answer `/done /quit` and stop.
     Quit,
-    /// Fault injection: panic in the server's OSC thread while handling this message,
-    /// caught per packet (or, with `uncaught`, outside that guard, ending the thread), to
-    /// show that no packet makes the server deaf (only in a table built with
-    /// `fault_injection`).
+    /// Fault injection: a panic in one of the server's threads, to show that each is
+    /// watched: no packet makes the server deaf, and no record ends unnoticed (only in a
+    /// table built with `fault_injection`).
     DebugPanic {
-        /// Panic outside the per-packet guard: the thread dies and the server must exit.
-        uncaught: bool,
+        /// Where the panic happens.
+        thread: PanicThread,
     },
     /// Fault injection for one worker (only in a table built with `fault_injection`).
     Fault {
@@ -162,6 +161,19 @@ pub enum Request {
         /// The worker's slot; `None` = the active one.
         slot: Option<u8>,
     },
+}
+
+/// Where `/debug/panic <thread>` panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicThread {
+    /// 0: in the OSC thread while handling the message (caught per packet, answered `/fail`).
+    Handler,
+    /// 1: in the OSC thread outside the per-packet guard: the thread dies, the server exits.
+    Osc,
+    /// 2: in the recorder's thread: the recordings end, the server plays on and reports it.
+    Recorder,
+    /// 3: in the command log's writer: the log ends, the server plays on and reports it.
+    CommandLog,
 }
 
 /// An edit of the server's draft patch (`/patch/…`). The protocol only checks argument
@@ -547,17 +559,28 @@ static FIXED: &[Fixed] = &[
     Fixed {
         address: DEBUG_PANIC,
         args: &[ArgSpec {
-            name: "uncaught",
-            kind: ArgKind::Int { min: 0, max: 1 },
+            name: "thread",
+            kind: ArgKind::Int { min: 0, max: 3 },
             optional: true,
         }],
-        reply: "/fail /debug/panic <reason>",
-        doc: "Fault injection: panics in the server's OSC thread while handling this message; the panic is caught, answered with /fail and counted in `handler_panics`, and the server goes on. With `uncaught` 1 the OSC thread dies instead, and the server exits with an error rather than play on deaf.",
+        reply: "/fail /debug/panic <reason>, or /done /debug/panic (2, 3)",
+        doc: "Fault injection: panics in one of the server's threads. 0 (the default): in the OSC thread while handling this message; the panic is caught, answered with /fail and counted in `handler_panics`, and the server goes on. 1: the OSC thread dies instead, and the server exits with an error rather than play on deaf. 2: the recorder's thread (with --record or --output wav:), 3: the command log's writer (with --command-log): that record ends, the server says so and counts it in `record_threads_lost`, plays on, and exits with an error at its stop.",
         engine: false,
         fault_injection: true,
         build: |call| {
+            let thread = if call.values.is_empty() {
+                0
+            } else {
+                call.int(0)?
+            };
             Ok(Request::DebugPanic {
-                uncaught: !call.values.is_empty() && call.int(0)? == 1,
+                thread: match thread {
+                    0 => PanicThread::Handler,
+                    1 => PanicThread::Osc,
+                    2 => PanicThread::Recorder,
+                    3 => PanicThread::CommandLog,
+                    _ => return Err(call.internal()),
+                },
             })
         },
     },

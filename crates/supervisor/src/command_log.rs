@@ -71,6 +71,8 @@ pub type PatchSender = Sender<CommittedPatch>;
 /// The writer thread and its stop flag.
 pub struct CommandLogWriter {
     finish: Arc<AtomicBool>,
+    /// Fault injection (`/debug/panic 3`): the thread panics at its next pass.
+    injected_panic: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -101,21 +103,43 @@ impl CommandLogWriter {
             committed: BTreeMap::new(),
             lines: Vec::new(),
         };
-        let stop = Arc::clone(&finish);
+        let injected_panic = Arc::new(AtomicBool::new(false));
+        let (stop, panic) = (Arc::clone(&finish), Arc::clone(&injected_panic));
         let thread = std::thread::Builder::new()
             .name("chronus-command-log".into())
-            .spawn(move || writer.run(&queue, epoch, &metrics, &stop))
+            .spawn(move || {
+                writer.run(&queue, epoch, &metrics, &stop, &panic);
+            })
             .context("cannot start the command log writer")?;
-        Ok((CommandLogWriter { finish, thread }, patches_tx))
+        let writer = CommandLogWriter {
+            finish,
+            injected_panic,
+            thread,
+        };
+        Ok((writer, patches_tx))
+    }
+
+    /// Whether the thread has ended (before [`finish`](Self::finish), only a panic ends it).
+    pub fn ended(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Fault injection (`/debug/panic 3`): makes the thread panic at its next pass, as a
+    /// bug would, to show that the supervisor notices.
+    pub fn inject_panic(&self) {
+        self.injected_panic.store(true, Ordering::Release);
     }
 
     /// Writes what is still queued (call it once the output has stopped stamping) and ends
     /// the thread.
-    pub fn finish(self) {
+    ///
+    /// # Errors
+    /// When the thread panicked: the log ends where it stopped.
+    pub fn finish(self) -> anyhow::Result<()> {
         self.finish.store(true, Ordering::Release);
-        if self.thread.join().is_err() {
-            tracing::error!("the command log writer panicked");
-        }
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the command log writer panicked"))
     }
 }
 
@@ -134,10 +158,20 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, queue: &LogQueue, epoch: Instant, metrics: &Metrics, finish: &AtomicBool) {
+    fn run(
+        &mut self,
+        queue: &LogQueue,
+        epoch: Instant,
+        metrics: &Metrics,
+        finish: &AtomicBool,
+        injected_panic: &AtomicBool,
+    ) {
         loop {
             // Read the flag first: everything queued before it was set is written below.
             let finishing = finish.load(Ordering::Acquire);
+            if injected_panic.load(Ordering::Acquire) {
+                panic!("/debug/panic 3: the command log's writer dies, as a bug would make it");
+            }
             let mut oldest_ns = None;
             let mut count = 0u64;
             while let Some(logged) = queue.pop() {
@@ -278,7 +312,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(metrics.command_log_lag_max_ns.load(Ordering::Relaxed) > 0);
-        writer.finish();
+        writer.finish().unwrap();
         let _ = std::fs::remove_file(&path);
     }
 
@@ -303,7 +337,7 @@ mod tests {
                 .unwrap();
             std::thread::sleep(WRITE_INTERVAL * 4);
         }
-        writer.finish();
+        writer.finish().unwrap();
         assert!(queue.is_empty());
         assert_eq!(metrics.command_log_write_errors.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.command_log_dropped.load(Ordering::Relaxed), 3);

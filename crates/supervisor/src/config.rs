@@ -74,7 +74,8 @@ pub struct ServeConfig {
     pub record: Vec<PathBuf>,
     /// The binary to re-execute as `worker` (normally the running `chronus`).
     pub worker_exe: PathBuf,
-    /// Device buffer size in frames (`None` = the device's default).
+    /// Device buffer size in frames (`None` = the device's default); for the null sink,
+    /// the frames it plays per wake-up (`None` = [`DEFAULT_PERIOD_FRAMES`](crate::sinks::paced::DEFAULT_PERIOD_FRAMES)).
     pub device_buffer: Option<u32>,
     /// How long a spare may take to start and join before it is replaced.
     pub join_timeout: std::time::Duration,

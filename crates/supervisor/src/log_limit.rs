@@ -2,15 +2,42 @@
 //! (undecodable packets, refused messages, underruns), and escaping of what clients send.
 //!
 //! A [`LogLimit`] lets the first [`LINES_PER_SECOND`] lines of its kind through in each
-//! second and counts the rest; the next line after that second says how many were left
-//! out (`… and 9,312 more undecodable packets in the last second`). It takes no lock and
-//! allocates nothing, so any thread may ask it. Client-supplied text goes into a line
-//! through [`escaped`], so a newline in an OSC address cannot start a forged log line.
+//! second and counts the rest; a summary says how many were left out
+//! (`… and 9,312 more undecodable packets in the last second`), written by the next line
+//! of its kind or by [`summarise_past_seconds`], which the OSC thread calls a few times a
+//! second, whichever comes first. Asking takes no lock and allocates nothing, so any
+//! thread may ask. Every limit is one of the statics below, so the summary knows them
+//! all. Client-supplied text goes into a line through [`escaped`], so a newline in an
+//! OSC address cannot start a forged log line.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Lines of one kind written per second before the rest are only counted.
 pub const LINES_PER_SECOND: u64 = 10;
+
+/// Undecodable packets (anyone can send them at line rate).
+pub static UNDECODABLE: LogLimit = LogLimit::new("undecodable packets");
+/// Refused messages.
+pub static REFUSED: LogLimit = LogLimit::new("refused messages");
+/// Datagrams dropped or not received (a flood repeats them at will).
+pub static DROPPED: LogLimit = LogLimit::new("dropped datagrams");
+/// TCP clients connecting, leaving or being refused.
+pub static TCP: LogLimit = LogLimit::new("tcp connection messages");
+/// Underruns (one per block while neither worker delivers).
+pub static UNDERRUNS: LogLimit = LogLimit::new("underruns");
+
+/// Every limit, for [`summarise_past_seconds`].
+static ALL: [&LogLimit; 5] = [&UNDECODABLE, &REFUSED, &DROPPED, &TCP, &UNDERRUNS];
+
+/// Writes the summary of every limit whose last second is over and left lines out, so
+/// a burst that stops is still reported within a second of its end. Call it from a
+/// thread that wakes a few times a second (not a real-time one: it logs).
+pub fn summarise_past_seconds() {
+    let now = monotonic_second();
+    for limit in ALL {
+        limit.roll_over(now);
+    }
+}
 
 /// The limit for one kind of log line.
 pub struct LogLimit {
@@ -39,6 +66,13 @@ impl LogLimit {
     }
 
     fn allow_at(&self, now: u64) -> bool {
+        self.roll_over(now);
+        self.asked.fetch_add(1, Relaxed) < LINES_PER_SECOND
+    }
+
+    /// When second `now` is not the one counted, starts counting it, and writes the
+    /// summary of the one before if it left lines out (one thread wins the race to do so).
+    fn roll_over(&self, now: u64) {
         let second = self.second.load(Relaxed);
         if now != second
             && self
@@ -56,7 +90,6 @@ impl LogLimit {
                 );
             }
         }
-        self.asked.fetch_add(1, Relaxed) < LINES_PER_SECOND
     }
 }
 
@@ -98,6 +131,21 @@ mod tests {
         assert_eq!(limit.asked.load(Relaxed), 1000);
         // A new second: the count starts again (after the summary of the last one).
         assert!(limit.allow_at(8));
+        assert_eq!(limit.asked.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_second_that_is_over_is_summarised_without_waiting_for_the_next_line() {
+        let limit = LogLimit::new("tests");
+        for _ in 0..25 {
+            limit.allow_at(3);
+        }
+        limit.roll_over(4);
+        assert_eq!(limit.asked.load(Relaxed), 0, "the summary took the count");
+        assert_eq!(limit.second.load(Relaxed), 4);
+        // The same second again: nothing more to summarise, nothing counted.
+        limit.roll_over(4);
+        assert!(limit.allow_at(4));
         assert_eq!(limit.asked.load(Relaxed), 1);
     }
 

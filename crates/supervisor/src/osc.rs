@@ -18,20 +18,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk};
 use chronus_protocol::reply::ParamInfo;
+use chronus_protocol::table::PanicThread;
 use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, When};
 
 use crate::patch_editor::PatchEditor;
 use crate::transport::{Incoming, Replier, ReplyTo};
 
-use crate::log_limit::{escaped, LogLimit};
+use crate::log_limit::{self, escaped};
 use crate::metrics::Metrics;
 use crate::output::{Inbound, OutputShared};
 use crate::report::Reporter;
-
-/// Log lines about undecodable packets (anyone can send them at line rate).
-static UNDECODABLE_LOG: LogLimit = LogLimit::new("undecodable packets");
-/// Log lines about refused messages.
-static REFUSED_LOG: LogLimit = LogLimit::new("refused messages");
 
 /// Requests the OSC thread hands to the supervisor loop (not time-critical).
 #[derive(Debug)]
@@ -50,6 +46,14 @@ pub enum ControlRequest {
         text: String,
         /// Address table of the new patch.
         table: AddressTable,
+    },
+    /// `/debug/panic 2|3`: make the recorder's or the command log writer's thread panic,
+    /// then answer `reply_to`.
+    DebugPanic {
+        /// Which thread ([`PanicThread::Recorder`] or [`PanicThread::CommandLog`]).
+        thread: PanicThread,
+        /// Who asked.
+        reply_to: ReplyTo,
     },
 }
 
@@ -85,7 +89,7 @@ impl OscServer {
     /// Serves until `stop` is set: handles every packet the transports deliver, in order.
     pub fn run(mut self) {
         while !self.stop.load(Ordering::Acquire) {
-            match self.packets.recv_timeout(Duration::from_millis(50)) {
+            match self.packets.recv_timeout(crate::transport::POLL) {
                 Ok(packet) => self.handle_guarded(&packet),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -93,6 +97,7 @@ impl OscServer {
             if self.die {
                 panic!("/debug/panic 1: the OSC thread dies, as a bug outside packet handling would make it");
             }
+            log_limit::summarise_past_seconds();
         }
     }
 
@@ -147,7 +152,7 @@ impl OscServer {
             Err(error) => {
                 Metrics::bump(&metrics.commands_received);
                 Metrics::bump(&metrics.commands_rejected_undecodable);
-                if UNDECODABLE_LOG.allow() {
+                if log_limit::UNDECODABLE.allow() {
                     tracing::warn!(
                         "undecodable packet ({} bytes) from {from}: {}",
                         bytes.len(),
@@ -175,7 +180,7 @@ impl OscServer {
                 Ok(decoded) => decoded,
                 Err(fail) => {
                     Metrics::bump(&metrics.commands_rejected_invalid);
-                    if REFUSED_LOG.allow() {
+                    if log_limit::REFUSED.allow() {
                         tracing::info!(
                             "refused {} from {from}: {}",
                             escaped(&fail.address),
@@ -283,13 +288,25 @@ impl OscServer {
                     let _ = self.control.send(ControlRequest::Quit { reply_to: from });
                     self.shared.wake.signal();
                 }
-                Request::DebugPanic { uncaught: true } => {
-                    answered(metrics);
-                    self.die = true;
-                }
-                Request::DebugPanic { uncaught: false } => {
-                    panic!("/debug/panic: a panic injected while handling a packet");
-                }
+                Request::DebugPanic { thread } => match thread {
+                    PanicThread::Handler => {
+                        panic!("/debug/panic: a panic injected while handling a packet");
+                    }
+                    PanicThread::Osc => {
+                        answered(metrics);
+                        self.die = true;
+                    }
+                    PanicThread::Recorder | PanicThread::CommandLog => {
+                        // The supervisor owns those threads: it answers.
+                        answered(metrics);
+                        let request = ControlRequest::DebugPanic {
+                            thread,
+                            reply_to: from,
+                        };
+                        let _ = self.control.send(request);
+                        self.shared.wake.signal();
+                    }
+                },
                 Request::Fault { fault, slot } => {
                     let item = Inbound::Fault {
                         fault,
@@ -364,7 +381,7 @@ impl OscServer {
             }
             Err(reason) => {
                 Metrics::bump(&metrics.commands_rejected_patch_edit);
-                if REFUSED_LOG.allow() {
+                if log_limit::REFUSED.allow() {
                     tracing::info!(
                         "refused {} from {from}: {}",
                         escaped(address),

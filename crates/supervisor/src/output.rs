@@ -346,29 +346,55 @@ impl OutputCore {
         &self.shared
     }
 
-    /// Plays the next block into `out` (interleaved stereo, `2 * block_frames` samples).
-    /// Never blocks, locks, allocates or panics.
+    /// Plays the next blocks into `out` (interleaved stereo, a whole number of blocks of
+    /// `2 * block_frames` samples: one for a device callback, a period's worth for the paced
+    /// sink), then wakes the workers and the supervisor loop once for all of them: a wake
+    /// crosses processes and costs more than playing a block. Never blocks, locks,
+    /// allocates or panics (samples past the last whole block are set to 0.0).
     pub fn render_next(&mut self, out: &mut [f32]) {
         let shared = Arc::clone(&self.shared);
+        let block_len = shared.block_frames * 2;
+        let mut blocks = out.chunks_exact_mut(block_len);
+        for block_out in &mut blocks {
+            self.play_block(&shared, block_out);
+        }
+        blocks.into_remainder().fill(0.0);
+
+        // Workers wait for the horizon to pass the block they are at: one publish for
+        // the period lets them render all of it.
+        for link in &shared.slots {
+            if link.bound.load(Ordering::Acquire) {
+                link.slot.publish_horizon(self.horizon);
+            }
+        }
+        // The supervisor loop sleeps until there is something for it.
+        let flagged = shared
+            .slots
+            .iter()
+            .any(|link| link.overflowed.load(Ordering::Relaxed));
+        if flagged || !shared.notices.is_empty() {
+            shared.wake.signal();
+        }
+    }
+
+    /// Plays one block into `out`: stamps what came in, moves the horizon (published to
+    /// the workers by [`render_next`](Self::render_next) after the period), reads the block
+    /// from the slots, fades and records it.
+    fn play_block(&mut self, shared: &OutputShared, out: &mut [f32]) {
         let block = self.next_block;
         let bound = [
             shared.slots[0].bound.load(Ordering::Acquire),
             shared.slots[1].bound.load(Ordering::Acquire),
         ];
-        self.stamp_inbound(&shared, bound, block);
+        self.stamp_inbound(shared, bound, block);
 
         // The commands above were stamped for block + depth (the old horizon), so workers
         // may now render through it: `depth` blocks ahead of the one playing now.
         self.horizon = self.horizon.max(block + shared.depth + 1);
         shared.horizon.store(self.horizon, Ordering::Release);
-        for (link, bound) in shared.slots.iter().zip(bound) {
-            if bound {
-                link.slot.publish_horizon(self.horizon);
-            }
-        }
 
-        self.read_block(&shared, bound, block, out);
-        self.fade_out(&shared, out);
+        self.read_block(shared, bound, block, out);
+        self.fade_out(shared, out);
         if let Some(ring) = &shared.recording {
             if !ring.push(out) {
                 Metrics::bump(&shared.metrics.record_blocks_dropped);
@@ -383,14 +409,6 @@ impl OutputCore {
         self.next_block = block + 1;
         shared.played.store(self.next_block, Ordering::Release);
         Metrics::bump(&shared.metrics.blocks_played);
-        // The supervisor loop sleeps until there is something for it.
-        let flagged = shared
-            .slots
-            .iter()
-            .any(|link| link.overflowed.load(Ordering::Relaxed));
-        if flagged || !shared.notices.is_empty() {
-            shared.wake.signal();
-        }
     }
 
     /// Once a fade-out is asked for, scales the blocks from here by a linear ramp that

@@ -217,6 +217,8 @@ fn describe(error: &hound::Error) -> String {
 /// The recorder thread and its stop flag.
 pub struct Recorder {
     finish: Arc<AtomicBool>,
+    /// Fault injection (`/debug/panic 2`): the thread panics at its next pass.
+    injected_panic: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<String>>,
 }
 
@@ -244,12 +246,28 @@ impl Recorder {
             );
         }
         let finish = Arc::new(AtomicBool::new(false));
-        let stop = Arc::clone(&finish);
+        let injected_panic = Arc::new(AtomicBool::new(false));
+        let (stop, panic) = (Arc::clone(&finish), Arc::clone(&injected_panic));
         let thread = std::thread::Builder::new()
             .name("chronus-recorder".into())
-            .spawn(move || record(&ring, &metrics, &mut recordings, &stop))
+            .spawn(move || record(&ring, &metrics, &mut recordings, &stop, &panic))
             .context("cannot start the recorder thread")?;
-        Ok(Recorder { finish, thread })
+        Ok(Recorder {
+            finish,
+            injected_panic,
+            thread,
+        })
+    }
+
+    /// Whether the thread has ended (before [`finish`](Self::finish), only a panic ends it).
+    pub fn ended(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Fault injection (`/debug/panic 2`): makes the thread panic at its next pass, as a
+    /// bug would, to show that the supervisor notices.
+    pub fn inject_panic(&self) {
+        self.injected_panic.store(true, Ordering::Release);
     }
 
     /// Writes what is still queued (call it once the output has stopped, so the last
@@ -277,6 +295,7 @@ fn record(
     metrics: &Metrics,
     recordings: &mut [Recording],
     finish: &AtomicBool,
+    injected_panic: &AtomicBool,
 ) -> Vec<String> {
     let mut samples = Vec::with_capacity(ring.samples.len() / RING_SECONDS as usize);
     // The first pass flushes: a valid (empty) file at once, or an early error.
@@ -284,6 +303,9 @@ fn record(
     loop {
         // Read the flag first: everything pushed before it was set is taken below.
         let finishing = finish.load(Ordering::Acquire);
+        if injected_panic.load(Ordering::Acquire) {
+            panic!("/debug/panic 2: the recorder thread dies, as a bug would make it");
+        }
         ring.take_into(&mut samples);
         for recording in recordings.iter_mut() {
             recording.with_writer(metrics, "writing", |writer| {

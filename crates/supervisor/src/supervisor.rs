@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chronus_engine::{EngineConfig, StartMode};
 use chronus_ipc::SnapshotArea;
+use chronus_protocol::table::{PanicThread, DEBUG_PANIC};
 use chronus_protocol::{reply, AddressTable};
 
 use crate::command_log::CommandLogWriter;
 use crate::config::ServeConfig;
 use crate::live_patch::LivePatch;
-use crate::log_limit::LogLimit;
+use crate::log_limit;
 use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared};
@@ -46,9 +47,6 @@ use crate::workers::{Worker, WorkerSpec};
 const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest the loop sleeps when nothing happens (it also sees a stop signal then).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-
-/// Log lines about underruns (one per block while neither worker delivers).
-static UNDERRUN_LOG: LogLimit = LogLimit::new("underruns");
 
 /// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
 /// thread that must outlive every worker (it spawns them).
@@ -71,6 +69,8 @@ pub struct Supervisor {
     command_log: Option<CommandLogWriter>,
     /// Writes the recordings from its own thread.
     recorder: Option<Recorder>,
+    /// Whether the recorder's and the command log writer's untimely end was reported.
+    record_threads_lost: [bool; 2],
     output: Option<Playing>,
     osc_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
@@ -187,6 +187,7 @@ impl Supervisor {
             control,
             command_log,
             recorder,
+            record_threads_lost: [false; 2],
             output: None,
             osc_thread: Some(osc_thread),
             started: Instant::now(),
@@ -304,8 +305,37 @@ impl Supervisor {
                     bail!("the {name} thread stopped unexpectedly; exiting rather than play on without answering (a service manager should restart the server)");
                 }
             }
+            self.watch_record_threads();
         }
         Ok(())
+    }
+
+    /// Says at once when the recorder or the command log's writer ends before the stop (a
+    /// bug, as only a panic ends them): their files end there, and the server exits with
+    /// an error at its stop ([`shutdown`](Self::shutdown) collects the panic), but plays on
+    /// meanwhile, since the sound does not depend on its records.
+    fn watch_record_threads(&mut self) {
+        let ended = [
+            self.recorder.as_ref().is_some_and(Recorder::ended),
+            self.command_log
+                .as_ref()
+                .is_some_and(CommandLogWriter::ended),
+        ];
+        let what = [
+            "recorder thread stopped: the recordings end",
+            "command log's writer stopped: the command log ends",
+        ];
+        for ((ended, reported), what) in ended
+            .into_iter()
+            .zip(&mut self.record_threads_lost)
+            .zip(what)
+        {
+            if ended && !*reported {
+                *reported = true;
+                tracing::error!("the {what} here (valid up to their last write); the sound plays on, and the server will exit with an error");
+                Metrics::bump(&self.shared.metrics.record_threads_lost);
+            }
+        }
     }
 
     /// The name of a thread that serves clients (the OSC handler, the UDP reader, the TCP
@@ -383,7 +413,7 @@ impl Supervisor {
                     self.apply(slot, Event::StandbyMissed { block });
                 }
                 Notice::Underrun { block } => {
-                    if UNDERRUN_LOG.allow() {
+                    if log_limit::UNDERRUNS.allow() {
                         tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
                     }
                 }
@@ -407,6 +437,23 @@ impl Supervisor {
                     text,
                     table,
                 } => self.patch.committed(version, text, table),
+                ControlRequest::DebugPanic { thread, reply_to } => {
+                    let injected = match thread {
+                        PanicThread::Recorder => self.recorder.as_ref().map(Recorder::inject_panic),
+                        _ => self
+                            .command_log
+                            .as_ref()
+                            .map(CommandLogWriter::inject_panic),
+                    };
+                    let answer = match injected {
+                        Some(()) => reply::done(DEBUG_PANIC),
+                        None => reply::fail(
+                            DEBUG_PANIC,
+                            "that thread is not running: record with --record wav:PATH, log with --command-log PATH",
+                        ),
+                    };
+                    self.replier.send(&answer, reply_to);
+                }
             }
         }
     }
@@ -651,9 +698,10 @@ impl Supervisor {
         // Commands stamped in the last blocks.
         self.drain_notices();
         // The output has stopped: the writers take its last blocks and commands, and end.
-        if let Some(log) = self.command_log.take() {
-            log.finish();
-        }
+        let logged = self
+            .command_log
+            .take()
+            .map_or(Ok(()), CommandLogWriter::finish);
         let recorded = self.recorder.take().map_or(Ok(()), Recorder::finish);
         for slot in 0..2 {
             if let Some(worker) = self.slots[slot].worker.take() {
@@ -674,6 +722,15 @@ impl Supervisor {
         // TCP clients' writers send what is queued (`/done /quit` included) before exit.
         self.replier.finish(Duration::from_secs(1));
         tracing::info!("stopped");
-        result.and(output_result).and(recorded)
+        // Every failure is told, the loop's first (it is why the server stopped).
+        let failures: Vec<String> = [result, output_result, logged, recorded]
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("{}", failures.join("; ")))
+        }
     }
 }

@@ -24,13 +24,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::log_limit::LogLimit;
+use crate::log_limit;
 use crate::metrics::Metrics;
-
-/// Log lines about datagrams dropped or not received (a flood repeats them at will).
-static DROPPED_LOG: LogLimit = LogLimit::new("dropped datagrams");
-/// Log lines about TCP clients connecting, leaving or being refused.
-static TCP_LOG: LogLimit = LogLimit::new("tcp connection messages");
 
 /// Largest OSC packet accepted over TCP (UDP is bounded by the datagram size anyway).
 const MAX_TCP_PACKET: usize = 1 << 20;
@@ -46,8 +41,9 @@ const IN_FLIGHT_PER_CLIENT: usize = 32;
 pub const HANDLER_QUEUE: usize = 4096;
 /// How long a TCP connection may pass without a byte either way before it is closed.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often blocked readers look at the stop flag, and the listener at idle clients.
-const POLL: Duration = Duration::from_millis(50);
+/// How often blocked readers and the listener look at the stop flag, and the listener at
+/// idle clients. Each look wakes a CPU, so it is rare: a stop waits for it at most.
+pub const POLL: Duration = Duration::from_millis(250);
 
 /// Where a reply goes: a UDP address, or a TCP connection by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +157,7 @@ impl Replier {
                     None | Some(Ok(())) => {}
                     Some(Err(TrySendError::Full(_))) => {
                         Metrics::bump(&self.metrics.tcp_slow_clients_dropped);
-                        if TCP_LOG.allow() {
+                        if log_limit::TCP.allow() {
                             tracing::warn!(
                                 "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
                             );
@@ -231,7 +227,7 @@ impl Replier {
             .collect();
         for id in idle {
             Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            if TCP_LOG.allow() {
+            if log_limit::TCP.allow() {
                 tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
             }
             self.disconnect(id);
@@ -252,7 +248,7 @@ impl Replier {
         };
         if let Some(id) = longest_idle {
             Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            if TCP_LOG.allow() {
+            if log_limit::TCP.allow() {
                 tracing::info!(
                     "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
                 );
@@ -318,14 +314,14 @@ pub fn spawn_udp_reader(
                             _in_flight: None,
                         };
                         if let Err(TrySendError::Full(_)) = packets.try_send(packet) {
-                            if DROPPED_LOG.allow() {
+                            if log_limit::DROPPED.allow() {
                                 tracing::warn!("OSC: dropped a datagram from {from}: the handler is {HANDLER_QUEUE} packets behind");
                             }
                         }
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                     Err(e) => {
-                        if DROPPED_LOG.allow() {
+                        if log_limit::DROPPED.allow() {
                             tracing::warn!("OSC receive failed: {e}");
                         }
                     }
@@ -344,7 +340,13 @@ pub fn spawn_tcp_listener(
     stop: Arc<AtomicBool>,
     idle_timeout: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    listener.set_nonblocking(true)?;
+    // A blocking accept that gives up after POLL: no wake-ups while nobody connects.
+    listener.set_nonblocking(false)?;
+    rustix::net::sockopt::set_socket_timeout(
+        &listener,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(POLL),
+    )?;
     std::thread::Builder::new()
         .name("chronus-osc-tcp".into())
         .stack_size(256 * 1024)
@@ -359,18 +361,18 @@ pub fn spawn_tcp_listener(
                         next_id += 1;
                         match start_client(&replier, stream, id, &packets, &stop) {
                             Ok(()) => {
-                                if TCP_LOG.allow() {
+                                if log_limit::TCP.allow() {
                                     tracing::info!("OSC: tcp client {id} connected from {peer}");
                                 }
                             }
                             Err(e) => {
-                                if TCP_LOG.allow() {
+                                if log_limit::TCP.allow() {
                                     tracing::warn!("OSC: refused tcp client from {peer}: {e}");
                                 }
                             }
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL / 2),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                     Err(e) => {
                         tracing::warn!("OSC: tcp accept failed: {e}");
                         std::thread::sleep(POLL);
@@ -435,7 +437,7 @@ fn start_client(
                 while in_flight.load(Ordering::Acquire) > 0 && !stop.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                if TCP_LOG.allow() {
+                if log_limit::TCP.allow() {
                     tracing::info!("OSC: tcp client {id} disconnected");
                 }
             })
@@ -546,7 +548,7 @@ fn read_packets(
         }
         let len = <[u8; 4]>::try_from(size.as_slice()).map_or(0, u32::from_be_bytes) as usize;
         if len > MAX_TCP_PACKET {
-            if TCP_LOG.allow() {
+            if log_limit::TCP.allow() {
                 tracing::warn!(
                     "OSC: tcp client {id} sent a {len}-byte packet size (at most {MAX_TCP_PACKET}); closing the connection"
                 );

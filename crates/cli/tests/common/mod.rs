@@ -214,6 +214,18 @@ impl Server {
         panic!("no active slot: {texts:?}");
     }
 
+    /// Waits up to `within` for the server to exit by itself, and returns how it exited.
+    pub fn wait_for_exit(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `/quit`, expects `/done /quit`, and waits for the process to exit 0.
     pub fn quit(mut self) {
         self.send("/quit", vec![]);

@@ -4,8 +4,8 @@
 //! every output is recorded the same way.
 //!
 //! A device brings its own clock (its callback asks for frames). The null sink has none,
-//! so [`paced`] plays one block per block period on a thread of its own. Either
-//! way the output clock ([`OutputCore::render_next`]) fills one block at a time straight
+//! so [`paced`] plays a period of blocks per period on a thread of its own. Either
+//! way the output clock ([`OutputCore::render_next`]) fills whole blocks straight
 //! into the destination's buffer: no sink adds buffering, allocation or locking.
 
 pub mod device;

@@ -8,11 +8,18 @@ use crate::output::OutputCore;
 
 /// Discards every block (the paced loop still keeps real time).
 #[derive(Debug, Default)]
-pub struct NullSink;
+pub struct NullSink {
+    /// Blocks played per wake-up (see [`paced::period_blocks`]).
+    pub period_blocks: usize,
+}
 
 impl Sink for NullSink {
     fn describe(&self) -> String {
-        "null sink (paced in real time, no sound)".to_string()
+        format!(
+            "null sink (paced in real time, no sound; {} block{} per period)",
+            self.period_blocks,
+            if self.period_blocks == 1 { "" } else { "s" }
+        )
     }
 
     fn start(
@@ -22,7 +29,7 @@ impl Sink for NullSink {
         realtime: bool,
     ) -> anyhow::Result<Playing> {
         paced::spawn(&self.describe(), realtime, move || {
-            paced::run_paced(core, &stop, |_| {});
+            paced::run_paced(core, self.period_blocks, &stop, |_| {});
             Ok(())
         })
     }

@@ -1,10 +1,19 @@
 //! The clock of the sinks that have none (the null sink, which `--output wav:` also
-//! plays through): a thread of ours plays one block per block period against absolute
-//! deadlines.
+//! plays through): a thread of ours plays a period of blocks per period against absolute
+//! deadlines, as a sound card's interrupt would.
 //!
-//! If that thread wakes far too late (a stalled machine), it drops the backlog instead of
-//! bursting: bursting would ask the workers for blocks the horizon has not let them render
-//! yet and turn one late wake-up into underruns.
+//! The period is several blocks, not one: each wake-up costs more than the blocks it
+//! plays (a timer, and a futex wake of each worker in another process, which on a virtual
+//! machine is an interrupt to another CPU), and the server should be cheap at rest. It
+//! costs no slack: the horizon moves a period at a time as well, so a block is still
+//! allowed to render `depth` blocks' time before it is read, as long as the period divides
+//! the depth ([`period_blocks`]). It costs latency instead: a command waits for the next
+//! period to be stamped, as it would with a sound card of that period.
+//!
+//! If that thread wakes too late (a stalled machine), it drops the backlog instead of
+//! bursting: bursting would ask the workers for blocks the horizon has only just let them
+//! render and turn one late wake-up into underruns. It catches up at most one period, and
+//! at most half the depth.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,13 +53,50 @@ pub fn spawn(
     Ok(Playing::paced(thread))
 }
 
-/// Plays blocks in real time into `write` until `stop` is set, and then the fade-out
-/// (the output clock's, [`OutputShared::request_fade_out`](crate::output::OutputShared::request_fade_out)):
-/// the last block written ends in exactly 0.0.
-pub fn run_paced(mut core: OutputCore, stop: &AtomicBool, mut write: impl FnMut(&[f32])) {
+/// Frames a paced sink plays per wake-up unless `--device-buffer` says otherwise: a
+/// common sound-card period (10.7 ms at 48 kHz).
+pub const DEFAULT_PERIOD_FRAMES: u32 = 512;
+
+/// Blocks per period of a paced sink: `requested_frames` (or [`DEFAULT_PERIOD_FRAMES`]) in
+/// whole blocks, at least one, at most `depth`, and a divisor of `depth`. Within that, every
+/// block may render `depth` blocks' time before it is read, as with a period of one block;
+/// a longer period would read blocks the horizon has not let the workers render yet. A
+/// request cut down is logged.
+pub fn period_blocks(requested_frames: Option<u32>, block_frames: usize, depth: u64) -> usize {
+    let frames = requested_frames.unwrap_or(DEFAULT_PERIOD_FRAMES) as usize;
+    let wanted = (frames / block_frames.max(1)).max(1);
+    let depth = usize::try_from(depth).unwrap_or(usize::MAX).max(1);
+    let period = (1..=wanted.min(depth))
+        .rev()
+        .find(|p| depth.is_multiple_of(*p))
+        .unwrap_or(1);
+    if period != wanted && requested_frames.is_some() {
+        tracing::warn!(
+            "--device-buffer {frames}: the null sink plays {period} blocks of {block_frames} frames per period, the most that divides the depth ({depth} blocks); raise --depth for longer periods"
+        );
+    }
+    period
+}
+
+/// Plays `period_blocks` blocks per period, in real time, into `write` until `stop` is
+/// set, and then the fade-out (the output clock's,
+/// [`OutputShared::request_fade_out`](crate::output::OutputShared::request_fade_out)):
+/// the last sample written is exactly 0.0.
+pub fn run_paced(
+    mut core: OutputCore,
+    period_blocks: usize,
+    stop: &AtomicBool,
+    mut write: impl FnMut(&[f32]),
+) {
     let shared = Arc::clone(core.shared());
-    let period = Duration::from_nanos(shared.block_ns());
-    let mut block = vec![0.0f32; shared.block_frames * 2];
+    let period_blocks = period_blocks.max(1);
+    let period = Duration::from_nanos(shared.block_ns() * period_blocks as u64);
+    // Lateness the schedule absorbs by playing the next period at once. Each block of it
+    // may render for `depth` blocks' time before it is read; catching up takes that time
+    // away, so never more than half of it (nor more than one period: no bursts).
+    let half_depth = Duration::from_nanos(shared.block_ns() * shared.depth / 2);
+    let most_late = period.min(half_depth);
+    let mut samples = vec![0.0f32; shared.block_frames * 2 * period_blocks];
     let mut deadline = Instant::now();
     while !shared.has_faded_out() {
         if stop.load(Ordering::Acquire) {
@@ -59,13 +105,13 @@ pub fn run_paced(mut core: OutputCore, stop: &AtomicBool, mut write: impl FnMut(
         let now = Instant::now();
         if now < deadline {
             std::thread::sleep(deadline - now);
-        } else if now > deadline + period * 4 {
-            // Woke far too late: start the schedule again from now rather than burst.
+        } else if now > deadline + most_late {
+            // Woke too late: start the schedule again from now rather than burst.
             Metrics::bump(&shared.metrics.output_late_wakeups);
             deadline = now;
         }
-        core.render_next(&mut block);
-        write(&block);
+        core.render_next(&mut samples);
+        write(&samples);
         deadline += period;
     }
 }
@@ -98,7 +144,7 @@ pub(crate) mod tests {
         let started = Instant::now();
         let mut blocks = 0u32;
         let mut last_block = Vec::new();
-        run_paced(OutputCore::new(Arc::clone(&shared)), &stop, |block| {
+        run_paced(OutputCore::new(Arc::clone(&shared)), 1, &stop, |block| {
             assert_eq!(block.len(), 128);
             blocks += 1;
             last_block = block.to_vec();
@@ -117,5 +163,68 @@ pub(crate) mod tests {
         );
         // Those blocks took their block periods at least.
         assert!(started.elapsed() >= Duration::from_nanos(shared.block_ns() * u64::from(9 + fade)));
+    }
+
+    #[test]
+    fn a_period_of_four_blocks_plays_them_in_one_write_and_ends_on_zero() {
+        let shared = idle_shared();
+        let stop = AtomicBool::new(false);
+        let mut writes = 0u32;
+        let mut last = None;
+        run_paced(OutputCore::new(Arc::clone(&shared)), 4, &stop, |samples| {
+            assert_eq!(samples.len(), 4 * 128);
+            writes += 1;
+            last = samples.last().map(|x| x.to_bits());
+            if writes == 3 {
+                stop.store(true, Ordering::Release);
+            }
+        });
+        // Three periods, then the 8-block fade-out: two more periods of four.
+        assert_eq!(writes, 5);
+        assert_eq!(shared.played.load(Ordering::Acquire), 20);
+        assert_eq!(last, Some(0.0f32.to_bits()));
+    }
+
+    #[test]
+    fn a_late_wake_up_restarts_the_schedule_instead_of_bursting() {
+        let shared = idle_shared();
+        let stop = AtomicBool::new(false);
+        let mut written_at = Vec::new();
+        run_paced(OutputCore::new(Arc::clone(&shared)), 2, &stop, |_| {
+            if written_at.len() == 3 {
+                // A stall of three periods, as a descheduled thread sees.
+                std::thread::sleep(Duration::from_millis(8));
+            }
+            written_at.push(Instant::now());
+            if written_at.len() == 8 {
+                stop.store(true, Ordering::Release);
+            }
+        });
+        // The period after the stall is played at once (it was due), the next one a whole
+        // period later, never the stall's backlog back to back.
+        let period = Duration::from_nanos(shared.block_ns() * 2);
+        assert!(
+            written_at[5] - written_at[3] >= period,
+            "the stall's backlog was played in a burst: {:?}",
+            written_at[5] - written_at[3]
+        );
+        assert!(shared.metrics.output_late_wakeups.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[test]
+    fn the_period_is_whole_blocks_and_divides_the_depth() {
+        assert_eq!(DEFAULT_PERIOD_FRAMES, 512);
+        assert_eq!(period_blocks(None, 64, 8), 8);
+        assert_eq!(period_blocks(None, 64, 24), 8);
+        assert_eq!(period_blocks(None, 64, 12), 6);
+        assert_eq!(period_blocks(None, 64, 7), 7);
+        assert_eq!(period_blocks(None, 64, 2), 2);
+        assert_eq!(period_blocks(None, 64, 1), 1);
+        assert_eq!(period_blocks(None, 512, 24), 1);
+        assert_eq!(period_blocks(Some(100), 64, 24), 1);
+        assert_eq!(period_blocks(Some(1024), 64, 24), 12);
+        assert_eq!(period_blocks(Some(256), 64, 8), 4);
+        assert_eq!(period_blocks(Some(64), 64, 8), 1);
+        assert_eq!(period_blocks(Some(64 * 5), 64, 8), 4);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::device::{self, DeviceHost, DeviceSink};
-use super::{null, Playing, Sink};
+use super::{null, paced, Playing, Sink};
 use crate::config::{OutputChoice, ServeConfig};
 use crate::output::{OutputCore, OutputShared};
 
@@ -32,10 +32,19 @@ pub fn start(
             buffer_frames: config.device_buffer,
         })
     };
+    let null = || {
+        Box::new(null::NullSink {
+            period_blocks: paced::period_blocks(
+                config.device_buffer,
+                config.block_frames,
+                config.depth,
+            ),
+        })
+    };
     let realtime = config.realtime;
     let sink: Box<dyn Sink> = match &config.output {
         // A WAV file is recorded (see `ServeConfig::recordings`) from the null sink's clock.
-        OutputChoice::Null | OutputChoice::Wav(_) => Box::new(null::NullSink),
+        OutputChoice::Null | OutputChoice::Wav(_) => null(),
         OutputChoice::Device => {
             if device::jack_server_running() {
                 device(DeviceHost::Jack)
@@ -62,7 +71,7 @@ pub fn start(
             tracing::info!(
                 "output auto: no usable JACK server or ALSA sound card; playing to the null sink"
             );
-            Box::new(null::NullSink)
+            null()
         }
     };
     sink.start(core(), Arc::clone(stop), realtime)
