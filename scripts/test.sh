@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The ci profile (Cargo.toml): optimised, since the end-to-end tests play real-time audio on
-# a possibly loaded machine, with thin LTO so a fresh clone builds quickly.
+# a possibly loaded machine, without LTO so a fresh clone builds quickly.
 cargo test --workspace --profile ci
