@@ -47,7 +47,7 @@ pub struct ServeArgs {
     #[arg(long)]
     command_log: Option<PathBuf>,
     /// Device buffer (period) in frames (default: the device's). For the null sink (and
-    /// `--output wav:`), the frames played per wake-up: default 256, at most half the depth.
+    /// `--output wav:`), the frames played per wake-up: default 512, at most the depth and a divisor of it.
     #[arg(long)]
     device_buffer: Option<u32>,
     /// Seconds a spare may take to start and join before it is replaced.
@@ -71,6 +71,7 @@ pub struct ServeArgs {
 /// Runs the server until /quit, SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _log = crate::init_logging("info");
+    chronus_supervisor::log_limit::limit_panic_reports();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))

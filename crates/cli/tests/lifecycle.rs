@@ -13,7 +13,6 @@ use std::fs::File;
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{read_wav, serve_command, temp_dir, Server};
@@ -29,18 +28,6 @@ fn start_as_a_job(extra: &[&str], log: &Path) -> Server {
     let mut command = serve_command(extra);
     command.stderr(File::create(log).unwrap()).process_group(0);
     Server::start_command(command)
-}
-
-/// Waits (generously) for the server to exit.
-fn wait_for_exit(server: &mut Server) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "serve did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The server's log must not show a fault: no worker died, no restart.
@@ -101,7 +88,7 @@ fn assert_clean_stop(name: &str, stop: impl FnOnce(&mut Server)) {
     server.sync(1);
     std::thread::sleep(Duration::from_millis(300));
     stop(&mut server);
-    let status = wait_for_exit(&mut server);
+    let status = server.wait_for_exit(Duration::from_secs(20), "serve did not exit");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "serve exited with {status}; log:\n{log}");
     assert_no_fault_in(&log);
@@ -177,7 +164,7 @@ fn finding_6_the_supervisor_loop_sleeps_until_something_happens() {
         m.get("replacements").copied().unwrap_or(0.0) >= 1.0 && m.get("spare_ready") == Some(&1.0)
     });
     server.send("/quit", vec![]);
-    let status = wait_for_exit(&mut server);
+    let status = server.wait_for_exit(Duration::from_secs(20), "serve did not exit");
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(!log.contains("real-time thread"), "{log}");
@@ -188,17 +175,28 @@ fn finding_6_the_supervisor_loop_sleeps_until_something_happens() {
 fn finding_6_a_flood_of_bad_input_keeps_the_log_small_unforged_and_colourless() {
     let dir = temp_dir("log-flood");
     let log_path = dir.join("serve.log");
-    let mut server = start_as_a_job(&["--output", "null"], &log_path);
+    let mut command = serve_command(&["--output", "null", "--allow-fault-injection"]);
+    // Panic reports with a backtrace each, the longest a client can make the log write.
+    command
+        .env("RUST_BACKTRACE", "1")
+        .stderr(File::create(&log_path).unwrap())
+        .process_group(0);
+    let mut server = Server::start_command(command);
     let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
     let started = Instant::now();
     let forged = common::encode(
         "/mod/sine/freq\n2026-01-01T00:00:00.000000Z  INFO chronus: FORGED \u{1b}[31mline",
         vec![OscType::Float(440.0)],
     );
+    let panic = common::encode("/debug/panic", vec![]);
     for i in 0..100_000u32 {
-        // Not OSC at all, then a refused message whose address carries a newline.
+        // Not OSC at all, then a refused message whose address carries a newline, and
+        // now and then a message that panics in the handler (caught, a bug's stand-in).
         let _ = flood.send_to(&i.to_be_bytes(), server.addr);
         let _ = flood.send_to(&forged, server.addr);
+        if i % 5 == 0 {
+            let _ = flood.send_to(&panic, server.addr);
+        }
     }
     // One more of each in a later second, so the summaries of the flood are written.
     std::thread::sleep(Duration::from_millis(1_100));
@@ -216,13 +214,14 @@ fn finding_6_a_flood_of_bad_input_keeps_the_log_small_unforged_and_colourless() 
             > 0.0
     );
     server.send("/quit", vec![]);
-    let status = wait_for_exit(&mut server);
+    let status = server.wait_for_exit(Duration::from_secs(20), "serve did not exit");
     assert!(status.success(), "{status}");
     let log = std::fs::read_to_string(&log_path).unwrap();
     // Bound: the start-up and stop lines (well under 16 KiB), plus per second of flood
     // at most 11 lines (10 and a summary) of each of three kinds (undecodable, refused,
-    // dropped datagrams), each under 400 bytes.
-    let bound = 16 * 1024 + elapsed as usize * 3 * 11 * 400;
+    // dropped datagrams), each under 400 bytes, and 10 panic reports (the hook's, with its
+    // backtrace, under 16 KiB, and the handler's line) and their summary.
+    let bound = 16 * 1024 + elapsed as usize * (3 * 11 * 400 + 10 * 16 * 1024 + 400);
     eprintln!(
         "log: {} bytes for {elapsed} s of flood (bound {bound})",
         log.len()
@@ -245,6 +244,10 @@ fn finding_6_a_flood_of_bad_input_keeps_the_log_small_unforged_and_colourless() 
     assert!(
         log.contains("more undecodable packets in the last second"),
         "the flood is summarised"
+    );
+    assert!(
+        log.contains("more panic reports in the last second"),
+        "the panics are summarised"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,8 +52,8 @@ impl Fail {
 /// logs these instead of replying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
-    /// The datagram had no bytes.
-    #[error("empty datagram")]
+    /// The packet (a datagram, or a TCP frame) had no bytes.
+    #[error("empty packet")]
     Empty,
     /// The bytes do not decode as an OSC message or bundle.
     #[error("not an OSC packet: {0}")]

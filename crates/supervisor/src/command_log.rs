@@ -4,10 +4,11 @@
 //!
 //! The output clock stamps commands and must not touch a file, so it hands each stamped
 //! command to a preallocated lock-free queue ([`LOG_QUEUE_CAPACITY`] entries; one that
-//! does not fit is counted in `command_log_dropped`, never waited for). A
-//! [`CommandLogWriter`] thread of normal priority drains it every [`WRITE_INTERVAL`] at
-//! most and hands the lines to the kernel with one `write` per batch (no `fsync`): a
-//! `kill -9` of the server loses none of them. How long a command waited between its
+//! does not fit is counted in `command_log_dropped`, never waited for), and wakes the
+//! writer once at the end of a period that stamped any (one non-blocking `write` to an
+//! eventfd). A [`CommandLogWriter`] thread of normal priority drains it when woken and
+//! hands the lines to the kernel with one `write` per batch (no `fsync`): a `kill -9` of
+//! the server loses none of them. At rest it sleeps. How long a command waited between its
 //! stamping and that `write` is the metric `command_log_lag_ms` (last batch) and
 //! `command_log_lag_ms_max`; nothing waits on it, `/sync` included. A write error is
 //! logged with the path and the OS's reason and counted in `command_log_write_errors`;
@@ -28,13 +29,13 @@ use chronus_protocol::AddressTable;
 use crossbeam_queue::ArrayQueue;
 
 use crate::metrics::Metrics;
+use crate::wake::Wake;
 
 /// Entries the queue from the output clock holds: many seconds of the densest traffic
 /// the clock stamps (512 commands a block) between two writes.
 pub const LOG_QUEUE_CAPACITY: usize = 65_536;
-/// Longest time the writer sleeps when the queue is empty; with the time a write takes,
-/// a stamped command reaches the kernel well within 10 ms.
-pub const WRITE_INTERVAL: Duration = Duration::from_millis(3);
+/// Longest time the writer sleeps without a wake-up (it looks at its stop flag then).
+pub const IDLE_WAIT: Duration = Duration::from_millis(250);
 
 /// One stamped command on its way to the log.
 #[derive(Debug, Clone, Copy)]
@@ -45,12 +46,50 @@ pub struct LoggedCommand {
     pub stamped_ns: u64,
 }
 
-/// The queue from the output clock (the only producer) to the writer.
-pub type LogQueue = ArrayQueue<LoggedCommand>;
+/// The queue from the output clock (the only producer) to the writer, and the writer's
+/// wake-up.
+pub struct LogQueue {
+    entries: ArrayQueue<LoggedCommand>,
+    wake: Wake,
+}
 
-/// An empty queue of [`LOG_QUEUE_CAPACITY`] entries, allocated once.
-pub fn log_queue() -> LogQueue {
-    ArrayQueue::new(LOG_QUEUE_CAPACITY)
+impl LogQueue {
+    /// An empty queue of [`LOG_QUEUE_CAPACITY`] entries, allocated once.
+    pub fn new() -> LogQueue {
+        LogQueue {
+            entries: ArrayQueue::new(LOG_QUEUE_CAPACITY),
+            wake: Wake::new(),
+        }
+    }
+
+    /// Queues `command` (never waits, allocates nothing); gives it back when full.
+    ///
+    /// # Errors
+    /// The command itself, when the queue is full.
+    pub fn push(&self, command: LoggedCommand) -> Result<(), LoggedCommand> {
+        self.entries.push(command)
+    }
+
+    /// Wakes the writer: the output does, once after a period that queued commands.
+    pub fn wake_writer(&self) {
+        self.wake.signal();
+    }
+
+    /// Commands waiting for the writer.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no command waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Default for LogQueue {
+    fn default() -> Self {
+        LogQueue::new()
+    }
 }
 
 /// A committed patch, which the log writes when its switch is stamped.
@@ -71,6 +110,8 @@ pub type PatchSender = Sender<CommittedPatch>;
 /// The writer thread and its stop flag.
 pub struct CommandLogWriter {
     finish: Arc<AtomicBool>,
+    /// The queue it drains (its wake-up ends the last wait at the stop).
+    queue: Arc<LogQueue>,
     /// Fault injection (`/debug/panic 3`): the thread panics at its next pass.
     injected_panic: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
@@ -105,14 +146,16 @@ impl CommandLogWriter {
         };
         let injected_panic = Arc::new(AtomicBool::new(false));
         let (stop, panic) = (Arc::clone(&finish), Arc::clone(&injected_panic));
+        let thread_queue = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("chronus-command-log".into())
             .spawn(move || {
-                writer.run(&queue, epoch, &metrics, &stop, &panic);
+                writer.run(&thread_queue, epoch, &metrics, &stop, &panic);
             })
             .context("cannot start the command log writer")?;
         let writer = CommandLogWriter {
             finish,
+            queue: Arc::clone(&queue),
             injected_panic,
             thread,
         };
@@ -128,6 +171,7 @@ impl CommandLogWriter {
     /// bug would, to show that the supervisor notices.
     pub fn inject_panic(&self) {
         self.injected_panic.store(true, Ordering::Release);
+        self.queue.wake_writer();
     }
 
     /// Writes what is still queued (call it once the output has stopped stamping) and ends
@@ -137,6 +181,7 @@ impl CommandLogWriter {
     /// When the thread panicked: the log ends where it stopped.
     pub fn finish(self) -> anyhow::Result<()> {
         self.finish.store(true, Ordering::Release);
+        self.queue.wake_writer();
         self.thread
             .join()
             .map_err(|_| anyhow::anyhow!("the command log writer panicked"))
@@ -174,7 +219,7 @@ impl Writer {
             }
             let mut oldest_ns = None;
             let mut count = 0u64;
-            while let Some(logged) = queue.pop() {
+            while let Some(logged) = queue.entries.pop() {
                 oldest_ns.get_or_insert(logged.stamped_ns);
                 count += 1;
                 self.format(&logged.stamped);
@@ -196,7 +241,7 @@ impl Writer {
             if finishing {
                 return;
             }
-            std::thread::sleep(WRITE_INTERVAL);
+            queue.wake.wait(IDLE_WAIT);
         }
     }
 
@@ -260,7 +305,7 @@ mod tests {
 
     /// A writer of `path` over a fresh queue: (writer, patches, queue, metrics).
     fn start(path: &Path) -> (CommandLogWriter, PatchSender, Arc<LogQueue>, Arc<Metrics>) {
-        let queue = Arc::new(log_queue());
+        let queue = Arc::new(LogQueue::new());
         let metrics = Arc::new(Metrics::default());
         let table = AddressTable::new(&[], false);
         let (writer, patches) = CommandLogWriter::start(
@@ -335,7 +380,8 @@ mod tests {
                     stamped_ns: 0,
                 })
                 .unwrap();
-            std::thread::sleep(WRITE_INTERVAL * 4);
+            queue.wake_writer();
+            std::thread::sleep(Duration::from_millis(10));
         }
         writer.finish().unwrap();
         assert!(queue.is_empty());

@@ -25,9 +25,24 @@ pub static DROPPED: LogLimit = LogLimit::new("dropped datagrams");
 pub static TCP: LogLimit = LogLimit::new("tcp connection messages");
 /// Underruns (one per block while neither worker delivers).
 pub static UNDERRUNS: LogLimit = LogLimit::new("underruns");
+/// Panics caught while handling packets (a bug a client may be able to trip at will): the
+/// panic hook's report and the handler's line.
+pub static PANICS: LogLimit = LogLimit::new("panic reports");
 
 /// Every limit, for [`summarise_past_seconds`].
-static ALL: [&LogLimit; 5] = [&UNDECODABLE, &REFUSED, &DROPPED, &TCP, &UNDERRUNS];
+static ALL: [&LogLimit; 6] = [&UNDECODABLE, &REFUSED, &DROPPED, &TCP, &UNDERRUNS, &PANICS];
+
+/// Puts the panic hook (the report Rust writes to stderr for every panic, with a backtrace
+/// when `RUST_BACKTRACE` is set) under the [`PANICS`] limit, so a panic a client can repeat
+/// cannot flood the log; the reports let through are unchanged. Call once, at start-up.
+pub fn limit_panic_reports() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if PANICS.allow() {
+            report(info);
+        }
+    }));
+}
 
 /// Writes the summary of every limit whose last second is over and left lines out, so
 /// a burst that stops is still reported within a second of its end. Call it from a

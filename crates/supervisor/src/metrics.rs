@@ -286,6 +286,10 @@ metrics! {
         handler_panics;
         /// UDP replies dropped because the socket could not take them at once.
         udp_replies_dropped;
+        /// UDP datagrams read but dropped unread because the OSC handler was
+        /// `HANDLER_QUEUE` packets behind (a flood); they are not in `commands_received`.
+        /// (Datagrams the kernel drops when the socket's buffer is full are not seen at all.)
+        udp_datagrams_dropped;
         /// TCP clients disconnected because they left too many replies unread.
         tcp_slow_clients_dropped;
         /// TCP connections closed for being idle (timeout, or the longest idle at the limit).

@@ -126,10 +126,13 @@ impl OscServer {
             .copied()
             .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("no message");
-        tracing::error!(
-            "OSC: handling a packet from {} panicked ({what}); answered /fail, serving on",
-            packet.from
-        );
+        if log_limit::PANICS.allow() {
+            tracing::error!(
+                "OSC: handling a packet from {} panicked ({}); answered /fail, serving on",
+                packet.from,
+                escaped(what)
+            );
+        }
         if let Some(address) = self.handling.take() {
             let reason = "the server failed while handling this message (a bug; logged and counted); the rest of its packet was dropped";
             self.send(&reply::fail(&address, reason), packet.from);

@@ -25,7 +25,7 @@ use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
 use chronus_ipc::{Slot, WorkerCounts};
 use crossbeam_queue::ArrayQueue;
 
-use crate::command_log::{self, LogQueue, LoggedCommand};
+use crate::command_log::{LogQueue, LoggedCommand};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
@@ -258,7 +258,7 @@ impl OutputShared {
 
     /// The same, with a queue for the command log's writer (see [`crate::command_log`]).
     pub fn with_command_log(mut self) -> OutputShared {
-        self.command_log = Some(Arc::new(command_log::log_queue()));
+        self.command_log = Some(Arc::new(LogQueue::new()));
         self
     }
 
@@ -319,6 +319,8 @@ pub struct OutputCore {
     fade_in: bool,
     /// Frames of the fade-out played so far, once it started.
     fade_out_played: Option<u64>,
+    /// Commands went to the command log's queue in this period: wake its writer after.
+    logged_this_period: bool,
 }
 
 impl OutputCore {
@@ -338,6 +340,7 @@ impl OutputCore {
             last_frame: [0.0; 2],
             fade_in: false,
             fade_out_played: None,
+            logged_this_period: false,
         }
     }
 
@@ -374,6 +377,11 @@ impl OutputCore {
             .any(|link| link.overflowed.load(Ordering::Relaxed));
         if flagged || !shared.notices.is_empty() {
             shared.wake.signal();
+        }
+        if std::mem::take(&mut self.logged_this_period) {
+            if let Some(log) = &shared.command_log {
+                log.wake_writer();
+            }
         }
     }
 
@@ -485,6 +493,7 @@ impl OutputCore {
                         if log.push(logged).is_err() {
                             Metrics::bump(&shared.metrics.command_log_dropped);
                         }
+                        self.logged_this_period = true;
                     }
                     let wait = frame.saturating_sub(block * frames) * 1_000_000_000
                         / u64::from(shared.sample_rate);

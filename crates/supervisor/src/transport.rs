@@ -273,10 +273,13 @@ pub fn spawn_all(
     tcp_idle_timeout: Duration,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use anyhow::Context;
-    let mut threads = vec![
-        spawn_udp_reader(Arc::clone(socket), packets.clone(), Arc::clone(stop))
-            .context("cannot start the UDP reader")?,
-    ];
+    let mut threads = vec![spawn_udp_reader(
+        Arc::clone(socket),
+        packets.clone(),
+        Arc::clone(stop),
+        Arc::clone(&replier.metrics),
+    )
+    .context("cannot start the UDP reader")?];
     match TcpListener::bind(udp_addr) {
         Ok(listener) => threads.push(
             spawn_tcp_listener(
@@ -293,11 +296,13 @@ pub fn spawn_all(
     Ok(threads)
 }
 
-/// Reads UDP datagrams into `packets` until `stop`.
+/// Reads UDP datagrams into `packets` until `stop`; one the handler has no room for is
+/// dropped and counted in `udp_datagrams_dropped`.
 pub fn spawn_udp_reader(
     socket: Arc<UdpSocket>,
     packets: SyncSender<Incoming>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     socket.set_read_timeout(Some(POLL))?;
     std::thread::Builder::new()
@@ -314,6 +319,7 @@ pub fn spawn_udp_reader(
                             _in_flight: None,
                         };
                         if let Err(TrySendError::Full(_)) = packets.try_send(packet) {
+                            Metrics::bump(&metrics.udp_datagrams_dropped);
                             if log_limit::DROPPED.allow() {
                                 tracing::warn!("OSC: dropped a datagram from {from}: the handler is {HANDLER_QUEUE} packets behind");
                             }
