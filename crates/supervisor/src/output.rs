@@ -668,6 +668,13 @@ impl OutputCore {
                     },
                 );
             }
+            // A live standby that lacks the block as well is as late: report it too, so
+            // two hung workers are both replaced (and the pair restarted) rather than the
+            // second waited for in silence.
+            if other_live && other_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
+                other_link.missed_block.store(block, Ordering::Release);
+                self.notify(shared, Notice::StandbyMissed { slot: other, block });
+            }
             // A dead standby's blocks written before it died are still good: play them,
             // with no failover to it.
             other_ready && other_link.slot.read_block(block, out)

@@ -1,6 +1,8 @@
-//! A failover is counted only when the output serves a block from a live standby: a
-//! standby whose worker had already died may still hold good blocks, and the output plays
-//! them, but it neither switches to that slot nor counts a failover (issue 7, item 7).
+//! Which slot the output blames, and what it counts. A failover is counted only when the
+//! output serves a block from a live standby: a standby whose worker had already died may
+//! still hold good blocks, and the output plays them, but it neither switches to that slot
+//! nor counts a failover (issue 7, item 7). When no slot has a block, every live slot that
+//! lacks it is reported late, so two hung workers are both replaced (issue 8, finding 1).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,4 +73,44 @@ fn a_dead_standby_is_read_but_never_failed_over_to() {
     core.render_next(&mut out);
     assert_eq!(shared.active.load(Ordering::SeqCst), 1);
     assert_eq!(metrics.failover_count.load(Ordering::SeqCst), 1);
+}
+
+/// Late-slot reports: (slot, block) pairs.
+type Reports = Vec<(usize, u64)>;
+
+/// The late-slot reports among the notices the output left: (active, standby).
+fn late_reports(shared: &OutputShared) -> (Reports, Reports) {
+    let (mut active, mut standby) = (Vec::new(), Vec::new());
+    while let Some(notice) = shared.notices.pop() {
+        match notice {
+            Notice::ActiveMissed { slot, block } => active.push((slot, block)),
+            Notice::StandbyMissed { slot, block } => standby.push((slot, block)),
+            _ => {}
+        }
+    }
+    (active, standby)
+}
+
+#[test]
+fn when_neither_worker_has_the_block_both_are_reported_late() {
+    let (shared, metrics) = shared_with_two_ready_slots("chronus-test-bothlate");
+    let mut core = OutputCore::new(Arc::clone(&shared));
+    let mut out = vec![0.0f32; 128];
+    // Two hung workers: neither ever writes a block.
+    core.render_next(&mut out);
+    assert_eq!(metrics.underruns.load(Ordering::SeqCst), 1);
+    assert_eq!(late_reports(&shared), (vec![(0, 0)], vec![(1, 0)]));
+    // Each is reported once, not once per block.
+    core.render_next(&mut out);
+    assert_eq!(late_reports(&shared), (vec![], vec![]));
+}
+
+#[test]
+fn a_live_standby_that_lacks_the_block_when_the_active_is_dead_is_reported_late() {
+    let (shared, _metrics) = shared_with_two_ready_slots("chronus-test-deadlate");
+    let mut core = OutputCore::new(Arc::clone(&shared));
+    let mut out = vec![0.0f32; 128];
+    shared.slots[0].dead_since_ns.store(1, Ordering::SeqCst);
+    core.render_next(&mut out);
+    assert_eq!(late_reports(&shared), (vec![], vec![(1, 0)]));
 }
