@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_continuous, assert_replay_equals_served, dominant_frequency, read_wav, signal, temp_dir,
-    Server,
+    assert_continuous, assert_replay_equals_served, assert_replay_of_patch_equals_served,
+    dominant_frequency, read_wav, signal, temp_dir, Server,
 };
 use rosc::OscType;
 
@@ -264,5 +264,41 @@ fn a_hang_right_after_a_failover_is_caught_too() {
         (dominant_frequency(tail, 48_000.0) - 440.0).abs() <= 2.0,
         "sound restored"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 8, finding 8: new workers re-read `--patch` from disk, so a file edited (or
+/// broken) after start-up gave them a different patch than the one commands are checked
+/// against; a broken one left the server with no spare for good.
+#[test]
+fn a_patch_file_edited_after_start_up_changes_no_new_worker() {
+    let dir = temp_dir("patch-edited");
+    let patch = dir.join("bass.toml");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../patches/bass.toml");
+    std::fs::copy(&source, &patch).unwrap();
+    let wav = dir.join("served.wav");
+    let log = dir.join("commands.log");
+    let server = Server::start(&[
+        "--patch",
+        patch.to_str().unwrap(),
+        "--output",
+        &format!("wav:{}", wav.display()),
+        "--command-log",
+        log.to_str().unwrap(),
+    ]);
+    server.send("/gate/env", vec![OscType::Int(1)]);
+    server.sync(1);
+    std::fs::write(&patch, "this is not a patch [[[").unwrap();
+    signal(server.active_pid(), "KILL");
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["replacements"] == 1.0 && m["spare_ready"] == 1.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = server.metrics();
+    server.quit();
+    assert_eq!(metrics["underruns"], 0.0, "{metrics:?}");
+    assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
+    // The new worker plays the patch the server started with, sample for sample.
+    assert_replay_of_patch_equals_served(&log, &wav, Some(&source));
     let _ = std::fs::remove_dir_all(&dir);
 }

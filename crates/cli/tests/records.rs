@@ -46,7 +46,7 @@ fn logged_frames(log: &str) -> Vec<u64> {
 /// Renders `log` offline (`chronus render --replay`) as long as the recording at `served`
 /// and checks that the first `frames` frames of both are equal, bit for bit.
 fn assert_replay_equals_recording(log: &Path, served: &Path, frames: usize) {
-    let (recorded, replayed) = render_replay(log, served);
+    let (recorded, replayed) = render_replay(log, served, None);
     assert!(
         recorded.len() >= frames * 2,
         "the recording is shorter than {frames} frames"

@@ -26,14 +26,38 @@ pub struct LivePatch {
 }
 
 impl LivePatch {
-    /// The patch the server started with: `table`, from the file at `path` (if any).
-    pub fn new(table: AddressTable, path: Option<PathBuf>) -> LivePatch {
-        LivePatch {
+    /// The patch the server started with: `patch`, whose table is `table`, read from the
+    /// file at `path` (if any). New workers start from the supervisor's own copy of it,
+    /// written to its private directory, never from `path` again: the file may have been
+    /// edited since, and workers must run the patch commands are checked against.
+    pub fn new(table: AddressTable, patch: &PatchDesc, path: Option<PathBuf>) -> LivePatch {
+        let mut live = LivePatch {
             table,
             committed: BTreeMap::new(),
-            path,
+            path: None,
             work_dir: std::env::temp_dir().join(format!("chronus-{}", std::process::id())),
+        };
+        if let Some(original) = path {
+            live.path = Some(
+                live.keep("start", &patch.to_toml_string())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(
+                    "cannot keep a copy of the patch for new workers ({e}); they will read {}",
+                    original.display()
+                );
+                        original
+                    }),
+            );
         }
+        live
+    }
+
+    /// Writes `text` as the patch file `patch-<name>.toml` in the private directory.
+    fn keep(&self, name: &str, text: &str) -> std::io::Result<PathBuf> {
+        let path = self.work_dir.join(format!("patch-{name}.toml"));
+        std::fs::create_dir_all(&self.work_dir)?;
+        std::fs::write(&path, text)?;
+        Ok(path)
     }
 
     /// Compiles `patch` as a worker would, never to render: for its address table, built
@@ -80,9 +104,8 @@ impl LivePatch {
             return;
         };
         self.table = table;
-        let path = self.work_dir.join(format!("patch-{version}.toml"));
-        match std::fs::create_dir_all(&self.work_dir).and_then(|()| std::fs::write(&path, &text)) {
-            Ok(()) => self.path = Some(path),
+        match self.keep(&version.to_string(), &text) {
+            Ok(path) => self.path = Some(path),
             Err(e) => tracing::warn!("cannot keep patch {version} for new workers: {e}"),
         }
         tracing::info!("patch {version} takes effect at frame {frame}");

@@ -171,7 +171,7 @@ impl Supervisor {
             .stack_size(chronus_realtime::THREAD_STACK)
             .spawn(move || server.run())
             .context("cannot start the OSC thread")?;
-        let patch = LivePatch::new(table, config.patch_path.clone());
+        let patch = LivePatch::new(table, &config.patch, config.patch_path.clone());
         let mut supervisor = Supervisor {
             patch,
             config,

@@ -357,10 +357,10 @@ pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
     start
 }
 
-/// Renders the command log `log` offline (`chronus render --replay`, 64-frame blocks) as
-/// long as the recording at `served`, into a WAV next to it. Returns both, interleaved:
-/// (served, replayed).
-pub fn render_replay(log: &Path, served: &Path) -> (Vec<f32>, Vec<f32>) {
+/// Renders the command log `log` offline (`chronus render --replay`, 64-frame blocks,
+/// starting from `patch` or the default patch) as long as the recording at `served`, into
+/// a WAV next to it. Returns both, interleaved: (served, replayed).
+pub fn render_replay(log: &Path, served: &Path, patch: Option<&Path>) -> (Vec<f32>, Vec<f32>) {
     let (_, interleaved) = read_wav(served);
     let replay = served.with_extension("replay.wav");
     let seconds = interleaved.len() as f64 / 2.0 / 48_000.0;
@@ -374,6 +374,12 @@ pub fn render_replay(log: &Path, served: &Path) -> (Vec<f32>, Vec<f32>) {
             "--replay",
         ])
         .arg(log)
+        .args(
+            patch
+                .map(|p| ["--patch".as_ref(), p.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .arg("-o")
         .arg(&replay)
         .status()
@@ -386,7 +392,12 @@ pub fn render_replay(log: &Path, served: &Path) -> (Vec<f32>, Vec<f32>) {
 /// Renders the command log offline ([`render_replay`]) and checks that it equals the
 /// served WAV sample for sample: the end-to-end proof of lockstep.
 pub fn assert_replay_equals_served(log: &Path, served: &Path) {
-    let (interleaved, replayed) = render_replay(log, served);
+    assert_replay_of_patch_equals_served(log, served, None);
+}
+
+/// The same, for a server started with `--patch` (`patch`).
+pub fn assert_replay_of_patch_equals_served(log: &Path, served: &Path, patch: Option<&Path>) {
+    let (interleaved, replayed) = render_replay(log, served, patch);
     assert_eq!(replayed.len(), interleaved.len());
     // The served file ends with the shutdown's fade-out, which no command in the log
     // makes: compare everything before it, and check that it ends in exactly 0.0.
