@@ -332,7 +332,8 @@ metrics! {
         engine_late_commands = "engine.late_commands": u64, Counter;
         /// Commands waiting in the active worker's engine for a frame not reached yet.
         engine_commands_waiting = "engine.commands_waiting": u64, Gauge;
-        /// Whether a standby is joined and ready to take over.
+        /// Whether a standby is joined, ready to take over, and holds the block being played
+        /// (a stalled one does not count, even before it is found out).
         spare_ready: bool, Gauge;
         /// Last failover time in ms: detection to the first block served from the new slot.
         failover_ms_last: Option<f64>, Time;

@@ -56,13 +56,39 @@ fn sample(shared: &OutputShared, index: usize) -> SlotSample {
     let state = SlotState::from_index(link.published_state.load(Ordering::Acquire));
     let pid = link.published_pid.load(Ordering::Acquire);
     let (last_ns, peak_ns) = link.slot.take_render_stats();
+    // A standby counts as a ready spare only while it holds the block being played: a
+    // stopped or stalled one, not yet found out, does not.
+    let playing = shared.played.load(Ordering::Acquire);
     SlotSample {
         pid: (pid != 0).then_some(pid),
         role: state.name(),
         serving: matches!(state, SlotState::Active | SlotState::Standby),
-        standby: state == SlotState::Standby,
+        standby: state == SlotState::Standby && link.slot.written() > playing,
         last_ns,
         peak_ns,
         records_rejected: link.slot.rejected(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::paced::tests::idle_shared;
+
+    #[test]
+    fn a_standby_is_a_ready_spare_only_while_it_holds_the_block_being_played() {
+        let shared = idle_shared();
+        let standby = &shared.slots[1];
+        standby
+            .published_state
+            .store(SlotState::Standby.index(), Ordering::Release);
+        standby.published_pid.store(4242, Ordering::Release);
+        standby.slot.rebind(1);
+        shared.played.store(5, Ordering::Release);
+        let mut reporter = Reporter::new(Arc::clone(&shared));
+        // Stalled behind the output: no spare, whatever its state says.
+        assert!(!reporter.build().spare_ready);
+        standby.slot.write_block(5, &[0.0; 128]);
+        assert!(reporter.build().spare_ready);
     }
 }
