@@ -175,6 +175,8 @@ fn lose_both_workers_and_get_the_music_back(name: &str, signal: &str) {
     assert_eq!(metrics["live_children"], 2.0, "{metrics:?}");
     // A few blocks of (faded) silence while the new pair catches up, no more.
     assert!(metrics["underruns"] < 100.0, "{metrics:?}");
+    // The restored pair is in lockstep from its first block.
+    assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
     let (left, _) = read_wav(&wav);
     let tail = &left[left.len() - 9_600..];
     assert!(
@@ -224,6 +226,7 @@ fn a_command_that_kills_both_workers_is_dropped_and_refused() {
         metrics["cold_restarts"], 1.0,
         "restored once, not in a loop: {metrics:?}"
     );
+    assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
     let (left, _) = read_wav(&wav);
     let tail = &left[left.len() - 9_600..];
     let f = dominant_frequency(tail, 48_000.0);
