@@ -305,3 +305,40 @@ fn a_patch_file_edited_after_start_up_changes_no_new_worker() {
     assert_replay_of_patch_equals_served(&log, &wav, Some(&source));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 8, finding 7: a standby found out of the lockstep stayed "ready", so the next
+/// failover to it would be heard. Now it is retired and a spare joins from the active one.
+#[test]
+fn a_standby_that_leaves_the_lockstep_is_retired_and_replaced() {
+    let dir = temp_dir("diverged");
+    let wav = dir.join("served.wav");
+    let log = dir.join("commands.log");
+    let server = Server::start(&[
+        "--output",
+        &format!("wav:{}", wav.display()),
+        "--command-log",
+        log.to_str().unwrap(),
+        "--allow-fault-injection",
+    ]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.sync(1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, texts) = server.metrics_full();
+    let standby = (0..2)
+        .find(|slot| texts.get(&format!("slot.{slot}.role")).map(String::as_str) == Some("standby"))
+        .expect("a standby");
+    server.send("/debug/diverge", vec![OscType::Int(standby)]);
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["lockstep_standbys_retired"] == 1.0 && m["replacements"] == 1.0 && m["spare_ready"] == 1.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = server.metrics();
+    server.quit();
+    assert!(metrics["lockstep_mismatches"] >= 1.0, "{metrics:?}");
+    assert_eq!(metrics["lockstep_standbys_retired"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["failover_count"], 0.0, "{metrics:?}");
+    assert_eq!(metrics["underruns"], 0.0, "{metrics:?}");
+    // The active worker never left the lockstep: what was served is the replay.
+    assert_replay_equals_served(&log, &wav);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -73,6 +73,7 @@ mod kind {
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
     pub const DEBUG_SLOW: u32 = 103;
+    pub const DEBUG_DIVERGE: u32 = 104;
 }
 
 /// A fault to inject into one worker (offered only by servers started with
@@ -89,6 +90,10 @@ pub enum Fault {
         /// Extra time per block, in microseconds.
         micros: u32,
     },
+    /// Render every block slightly differently from now on (as a memory error or a
+    /// nondeterminism bug would): the worker leaves the lockstep, and the output must
+    /// notice and retire it.
+    Diverge,
 }
 
 /// Requests addressed to a single worker rather than to the lockstep stream.
@@ -269,6 +274,7 @@ impl Control {
                     payload[0] = u64::from(micros);
                     (kind::DEBUG_SLOW, block)
                 }
+                Fault::Diverge => (kind::DEBUG_DIVERGE, block),
             },
         };
         CommandRecord {
@@ -366,6 +372,7 @@ impl Instruction {
             })),
             kind::DEBUG_CRASH => fault(Fault::Crash),
             kind::DEBUG_HANG => fault(Fault::Hang),
+            kind::DEBUG_DIVERGE => fault(Fault::Diverge),
             kind::DEBUG_SLOW => fault(Fault::Slow {
                 micros: u32::try_from(p[0]).map_err(|_| RecordError::Malformed(record.kind))?,
             }),
@@ -435,6 +442,10 @@ mod tests {
             Control::Fault {
                 fault: Fault::Slow { micros: 900 },
                 block: 7,
+            },
+            Control::Fault {
+                fault: Fault::Diverge,
+                block: 8,
             },
         ];
         for control in controls {

@@ -199,6 +199,12 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
 
         let started = Instant::now();
         engine.render_block(&mut block);
+        if loop_state.diverge_at.is_some_and(|b| b <= next) {
+            // Fault injection: off the lockstep by a hair, audibly nothing.
+            if let Some(first) = block.first_mut() {
+                *first += 1.0e-4;
+            }
+        }
         if loop_state.slow_micros > 0 {
             busy_wait(Duration::from_micros(u64::from(loop_state.slow_micros)));
         }
@@ -226,6 +232,7 @@ struct LoopState {
     crash_at: Option<u64>,
     hang_at: Option<u64>,
     slow_from: Option<(u64, u32)>,
+    diverge_at: Option<u64>,
     slow_micros: u32,
 }
 
@@ -272,6 +279,7 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
                     Fault::Crash => state.crash_at = Some(block),
                     Fault::Hang => state.hang_at = Some(block),
                     Fault::Slow { micros } => state.slow_from = Some((block, micros)),
+                    Fault::Diverge => state.diverge_at = Some(block),
                 },
             },
             Ok(Instruction::PatchChunk(chunk)) => {

@@ -53,6 +53,8 @@ pub const DEBUG_HANG: &str = "/debug/hang";
 pub const DEBUG_SLOW: &str = "/debug/slow";
 /// Fault injection: panic in the server's OSC thread.
 pub const DEBUG_PANIC: &str = "/debug/panic";
+/// Fault injection: make a worker leave the lockstep.
+pub const DEBUG_DIVERGE: &str = "/debug/diverge";
 
 /// Address of the in-engine parameter glide: `/ramp <address> <target> <seconds>`.
 pub const RAMP: &str = "/ramp";
@@ -527,6 +529,20 @@ static FIXED: &[Fixed] = &[
         build: |call| {
             Ok(Request::Fault {
                 fault: Fault::Hang,
+                slot: call.slot(0)?,
+            })
+        },
+    },
+    Fixed {
+        address: DEBUG_DIVERGE,
+        args: &[SLOT_ARG],
+        reply: "none",
+        doc: "Fault injection: makes the worker in `slot` (default: the active one) render every block slightly differently from now on; the output sees the standby's blocks differ from the active one's and retires it (`lockstep_standbys_retired`).",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::Fault {
+                fault: Fault::Diverge,
                 slot: call.slot(0)?,
             })
         },
@@ -1252,6 +1268,7 @@ pub(crate) mod tests {
             DEBUG_HANG,
             DEBUG_SLOW,
             DEBUG_PANIC,
+            DEBUG_DIVERGE,
         ] {
             assert!(t.lookup(address).is_some(), "{address}");
         }

@@ -272,6 +272,9 @@ metrics! {
         lockstep_blocks_compared;
         /// Of those, blocks that differed (must stay 0).
         lockstep_mismatches;
+        /// Standbys retired for leaving the lockstep (a block differed from the active
+        /// worker's); each is replaced by a spare joined from the active worker.
+        lockstep_standbys_retired;
         /// Blocks played since start.
         blocks_played;
         /// Times the paced output woke too late and dropped its backlog.

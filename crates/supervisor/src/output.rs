@@ -142,6 +142,14 @@ pub enum Notice {
         /// The block it lacked.
         block: u64,
     },
+    /// The ready standby's block `block` differs from the active one's: it left the
+    /// lockstep, and a failover to it would be heard.
+    Diverged {
+        /// The diverged standby.
+        slot: usize,
+        /// The first block found different.
+        block: u64,
+    },
     /// Neither slot had block `block`; silence was played.
     Underrun {
         /// The block.
@@ -165,6 +173,9 @@ pub struct SlotLink {
     pub overflowed: AtomicBool,
     /// Set by the output to the first block the slot missed while ready, or [`NO_BLOCK`].
     pub missed_block: AtomicU64,
+    /// Set by the output to the first block of this slot found different from the active
+    /// one's, or [`NO_BLOCK`].
+    pub diverged_block: AtomicU64,
     /// The slot's state as the supervisor loop last published it (`SlotState::index`),
     /// for reports built on another thread.
     pub published_state: AtomicU8,
@@ -183,6 +194,7 @@ impl SlotLink {
             dead_since_ns: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             missed_block: AtomicU64::new(NO_BLOCK),
+            diverged_block: AtomicU64::new(NO_BLOCK),
             published_state: AtomicU8::new(0),
             published_pid: AtomicU32::new(0),
         }
@@ -608,6 +620,11 @@ impl OutputCore {
                         Metrics::bump(&shared.metrics.lockstep_blocks_compared);
                         if !equal {
                             Metrics::bump(&shared.metrics.lockstep_mismatches);
+                            // Reported once per binding; the supervisor retires the slot.
+                            if other_link.diverged_block.load(Ordering::Relaxed) == NO_BLOCK {
+                                other_link.diverged_block.store(block, Ordering::Release);
+                                self.notify(shared, Notice::Diverged { slot: other, block });
+                            }
                         }
                     }
                     None => {

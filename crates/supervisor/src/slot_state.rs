@@ -101,6 +101,11 @@ pub enum Event {
         /// The block the output had reached.
         block: u64,
     },
+    /// The slot was a ready standby and its block `block` differed from the active one's.
+    Diverged {
+        /// The first block found different.
+        block: u64,
+    },
 }
 
 /// What the supervisor loop must do on a transition, in this order, before the slot
@@ -111,6 +116,12 @@ pub enum Action {
     /// output, and kill the worker (logging the block it missed).
     KillLate {
         /// The block it missed.
+        block: u64,
+    },
+    /// The standby left the lockstep: count it, mark the slot dead for the output, and
+    /// kill the worker (logging the block that differed); a spare joins from the active.
+    KillDiverged {
+        /// The first block found different.
         block: u64,
     },
     /// The spare did not become ready: kill it, logging why.
@@ -128,7 +139,7 @@ pub enum Action {
 /// Every pair is spelled out (no catch-all), so a new state or event does not compile
 /// until its row is written; the unit test checks every pair.
 pub fn next(state: SlotState, event: Event) -> (SlotState, Vec<Action>) {
-    use Action::{BackOff, KillLate, KillSpare, MarkReady, ResetBackOff};
+    use Action::{BackOff, KillDiverged, KillLate, KillSpare, MarkReady, ResetBackOff};
     use SlotState::{Active, Dead, Empty, Joining, Standby, Starting};
     let unchanged = (state, Vec::new());
     match event {
@@ -170,6 +181,11 @@ pub fn next(state: SlotState, event: Event) -> (SlotState, Vec<Action>) {
         },
         Event::StandbyMissed { block } => match state {
             Standby => (Dead, vec![KillLate { block }]),
+            Empty | Starting | Joining | Active | Dead => unchanged,
+        },
+        // Only a standby is compared with the active worker.
+        Event::Diverged { block } => match state {
+            Standby => (Dead, vec![KillDiverged { block }]),
             Empty | Starting | Joining | Active | Dead => unchanged,
         },
     }
@@ -215,7 +231,7 @@ pub fn backoff(early_deaths: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Action::{BackOff, KillLate, KillSpare, MarkReady, ResetBackOff};
+    use Action::{BackOff, KillDiverged, KillLate, KillSpare, MarkReady, ResetBackOff};
     use SlotState::{Active, Dead, Empty, Joining, Standby, Starting};
 
     const B: u64 = 42;
@@ -246,7 +262,8 @@ mod tests {
             Event::DroppedByOutput { .. } => Some(Event::ActiveMissed { block: B }),
             Event::ActiveMissed { .. } => Some(Event::StandbyMissed { block: B }),
             Event::StandbyMissed { .. } => Some(Event::RingOverflow { block: B }),
-            Event::RingOverflow { .. } => None,
+            Event::RingOverflow { .. } => Some(Event::Diverged { block: B }),
+            Event::Diverged { .. } => None,
         };
         std::iter::successors(Some(Event::SpawnedFresh), |&e| following(e)).collect()
     }
@@ -260,7 +277,7 @@ mod tests {
         let timeout = "did not join in time";
         let unqueued = "snapshot request could not be queued";
         match state {
-            //   spawned fresh,   spawned spare,   exited,  joined, join timed out, snapshot unqueued, made active, dropped, active missed, standby missed, overflow
+            //   spawned fresh,   spawned spare,   exited,  joined, join timed out, snapshot unqueued, made active, dropped, active missed, standby missed, overflow, diverged
             Empty => vec![
                 (Starting, vec![]),
                 (Joining, vec![]),
@@ -273,6 +290,7 @@ mod tests {
                 same(),
                 same(),
                 late(),
+                same(),
             ],
             Starting | Joining => vec![
                 (Starting, vec![]),
@@ -286,6 +304,7 @@ mod tests {
                 same(),
                 same(),
                 late_early(),
+                same(),
             ],
             Standby => vec![
                 (Starting, vec![]),
@@ -299,6 +318,7 @@ mod tests {
                 same(),
                 late(),
                 late(),
+                (Dead, vec![KillDiverged { block: B }]),
             ],
             Active => vec![
                 (Starting, vec![]),
@@ -312,11 +332,13 @@ mod tests {
                 late(),
                 same(),
                 late(),
+                same(),
             ],
             Dead => vec![
                 (Starting, vec![]),
                 (Joining, vec![]),
                 (Dead, vec![]),
+                same(),
                 same(),
                 same(),
                 same(),

@@ -126,6 +126,19 @@ impl SlotRuntime {
                         );
                     }
                 }
+                Action::KillDiverged { block } => {
+                    Metrics::bump(&shared.metrics.lockstep_standbys_retired);
+                    shared.slots[index]
+                        .dead_since_ns
+                        .store(shared.now_ns().max(1), Ordering::Release);
+                    if let Some(worker) = self.worker.take() {
+                        let pid = worker.pid;
+                        let how = worker.kill_and_reap();
+                        tracing::warn!(
+                            "slot {index}: worker {pid} left the lockstep (block {block} differs from the active worker's); retired ({how}), a spare joins from the active one"
+                        );
+                    }
+                }
                 Action::KillSpare(why) => {
                     if let Some(worker) = self.worker.take() {
                         let pid = worker.pid;
@@ -152,6 +165,7 @@ impl SlotRuntime {
     fn mark_ready(&mut self, index: usize, shared: &OutputShared) {
         let link = &shared.slots[index];
         link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.diverged_block.store(NO_BLOCK, Ordering::Release);
         link.ready.store(true, Ordering::Release);
         if self.replacement {
             if let Some(worker) = &self.worker {
@@ -208,6 +222,7 @@ impl SlotRuntime {
         link.dead_since_ns.store(0, Ordering::Release);
         link.overflowed.store(false, Ordering::Release);
         link.missed_block.store(NO_BLOCK, Ordering::Release);
+        link.diverged_block.store(NO_BLOCK, Ordering::Release);
         link.slot
             .publish_horizon(shared.horizon.load(Ordering::Acquire));
         link.slot

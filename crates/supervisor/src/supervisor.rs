@@ -412,6 +412,9 @@ impl Supervisor {
                 Notice::StandbyMissed { slot, block } => {
                     self.apply(slot, Event::StandbyMissed { block });
                 }
+                Notice::Diverged { slot, block } => {
+                    self.apply(slot, Event::Diverged { block });
+                }
                 Notice::Underrun { block } => {
                     if log_limit::UNDERRUNS.allow() {
                         tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
