@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     assert_continuous, assert_replay_equals_served, assert_replay_of_patch_equals_served,
-    dominant_frequency, read_wav, signal, temp_dir, Server,
+    dominant_frequency, read_wav, signal, temp_dir, Recorded, Server,
 };
 use rosc::OscType;
 
@@ -31,15 +31,12 @@ fn extra_misses(
 }
 
 fn play_and_fail(name: &str, kill_signal: &str) {
-    let dir = temp_dir(name);
-    let wav = dir.join("served.wav");
-    let log = dir.join("commands.log");
-    let server = Server::start(&[
-        "--output",
-        &format!("wav:{}", wav.display()),
-        "--command-log",
-        log.to_str().unwrap(),
-    ]);
+    let Recorded {
+        server,
+        dir,
+        wav,
+        log,
+    } = Recorded::start(name, &[]);
     server.send("/mod/sine/freq", vec![OscType::Int(440)]); // an int, as many clients send
     server.send("/mod/filter/cutoff", vec![OscType::Double(3000.0)]);
     server.send("/gate/adsr", vec![OscType::Bool(true)]);
@@ -310,16 +307,12 @@ fn a_patch_file_edited_after_start_up_changes_no_new_worker() {
 /// failover to it would be heard. Now it is retired and a spare joins from the active one.
 #[test]
 fn a_standby_that_leaves_the_lockstep_is_retired_and_replaced() {
-    let dir = temp_dir("diverged");
-    let wav = dir.join("served.wav");
-    let log = dir.join("commands.log");
-    let server = Server::start(&[
-        "--output",
-        &format!("wav:{}", wav.display()),
-        "--command-log",
-        log.to_str().unwrap(),
-        "--allow-fault-injection",
-    ]);
+    let Recorded {
+        server,
+        dir,
+        wav,
+        log,
+    } = Recorded::start("diverged", &["--allow-fault-injection"]);
     server.send("/gate/adsr", vec![OscType::Int(1)]);
     server.sync(1);
     std::thread::sleep(Duration::from_millis(300));

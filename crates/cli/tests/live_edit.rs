@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_replay_equals_served, dominant_frequency, read_wav, signal, temp_dir, Server};
+use common::{assert_replay_equals_served, dominant_frequency, read_wav, signal, Recorded, Server};
 use rosc::OscType;
 
 fn s(text: &str) -> OscType {
@@ -26,15 +26,12 @@ fn expect_done(server: &Server, address: &str) {
 
 #[test]
 fn live_patch_edit_ramp_and_failover_replay_exactly() {
-    let dir = temp_dir("live-edit");
-    let wav = dir.join("served.wav");
-    let log = dir.join("commands.log");
-    let server = Server::start(&[
-        "--output",
-        &format!("wav:{}", wav.display()),
-        "--command-log",
-        log.to_str().unwrap(),
-    ]);
+    let Recorded {
+        server,
+        dir,
+        wav,
+        log,
+    } = Recorded::start("live-edit", &[]);
     server.send("/gate/adsr", vec![OscType::Int(1)]);
     server.send("/mod/filter/cutoff", vec![OscType::Float(5000.0)]);
     server.sync(1);

@@ -105,6 +105,17 @@ impl Default for SlotRuntime {
 }
 
 impl SlotRuntime {
+    /// Marks slot `index` dead for the output (it reads from it no more, nor fails over to
+    /// it) and kills its worker: its pid and how it ended, if it had one.
+    fn retire(&mut self, index: usize, shared: &OutputShared) -> Option<(u32, String)> {
+        shared.slots[index]
+            .dead_since_ns
+            .store(shared.now_ns().max(1), Ordering::Release);
+        let worker = self.worker.take()?;
+        let pid = worker.pid;
+        Some((pid, worker.kill_and_reap()))
+    }
+
     /// Moves slot `index` through the state machine on `event`, carrying out its actions
     /// first, and logs the transition.
     pub fn apply(&mut self, index: usize, shared: &OutputShared, event: Event) {
@@ -115,12 +126,7 @@ impl SlotRuntime {
                 Action::KillLate { block } => {
                     Metrics::bump(&shared.metrics.crash_count);
                     Metrics::bump(&shared.metrics.deadline_misses);
-                    shared.slots[index]
-                        .dead_since_ns
-                        .store(shared.now_ns().max(1), Ordering::Release);
-                    if let Some(worker) = self.worker.take() {
-                        let pid = worker.pid;
-                        let how = worker.kill_and_reap();
+                    if let Some((pid, how)) = self.retire(index, shared) {
                         tracing::warn!(
                             "slot {index}: worker {pid} missed block {block}; killed ({how})"
                         );
@@ -128,12 +134,7 @@ impl SlotRuntime {
                 }
                 Action::KillDiverged { block } => {
                     Metrics::bump(&shared.metrics.lockstep_standbys_retired);
-                    shared.slots[index]
-                        .dead_since_ns
-                        .store(shared.now_ns().max(1), Ordering::Release);
-                    if let Some(worker) = self.worker.take() {
-                        let pid = worker.pid;
-                        let how = worker.kill_and_reap();
+                    if let Some((pid, how)) = self.retire(index, shared) {
                         tracing::warn!(
                             "slot {index}: worker {pid} left the lockstep (block {block} differs from the active worker's); retired ({how}), a spare joins from the active one"
                         );

@@ -258,6 +258,39 @@ impl Drop for Server {
     }
 }
 
+/// A server that plays into `served.wav` and logs every command in `commands.log`, both
+/// in a fresh temporary directory: the set-up of the tests whose proof is that the
+/// served audio equals the replay of the log.
+pub struct Recorded {
+    /// The server.
+    pub server: Server,
+    /// The temporary directory (remove it at the end).
+    pub dir: PathBuf,
+    /// The served WAV file.
+    pub wav: PathBuf,
+    /// The command log.
+    pub log: PathBuf,
+}
+
+impl Recorded {
+    /// Starts `chronus serve --output wav:… --command-log … <extra>` in directory `name`.
+    pub fn start(name: &str, extra: &[&str]) -> Recorded {
+        let dir = temp_dir(name);
+        let wav = dir.join("served.wav");
+        let log = dir.join("commands.log");
+        let output = format!("wav:{}", wav.display());
+        let mut args = vec!["--output", &output, "--command-log", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let server = Server::start(&args);
+        Recorded {
+            server,
+            dir,
+            wav,
+            log,
+        }
+    }
+}
+
 /// The value of metric `name`, which must be reported.
 pub fn get(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
     *metrics
