@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Chronus needs on Debian, idempotently:
 # the ALSA and JACK development files (cpal), jackd2, liblo-tools (oscsend/oscdump),
-# sox, and the rustfmt/clippy components. Safe to run again and again.
+# sox, stress-ng (to load the machine in robustness runs), and the rustfmt/clippy
+# components. Safe to run again and again.
 set -euo pipefail
 
-packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox)
+packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
