@@ -621,15 +621,13 @@ impl OutputCore {
                         if !equal {
                             Metrics::bump(&shared.metrics.lockstep_mismatches);
                             // Reported once per binding; the supervisor retires the slot.
-                            if other_link.diverged_block.load(Ordering::Relaxed) == NO_BLOCK {
-                                other_link.diverged_block.store(block, Ordering::Release);
+                            if first_report(&other_link.diverged_block, block) {
                                 self.notify(shared, Notice::Diverged { slot: other, block });
                             }
                         }
                     }
                     None => {
-                        if other_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
-                            other_link.missed_block.store(block, Ordering::Release);
+                        if first_report(&other_link.missed_block, block) {
                             self.notify(shared, Notice::StandbyMissed { slot: other, block });
                         }
                     }
@@ -641,9 +639,7 @@ impl OutputCore {
             let cause = if active_dead {
                 FailoverCause::Dead
             } else {
-                if active_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
-                    active_link.missed_block.store(block, Ordering::Release);
-                }
+                first_report(&active_link.missed_block, block);
                 FailoverCause::MissedDeadline
             };
             let detected = if active_dead {
@@ -674,9 +670,8 @@ impl OutputCore {
             // late: report it once, so a hung worker is replaced rather than waited for.
             if !active_dead
                 && active_link.ready.load(Ordering::Acquire)
-                && active_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK
+                && first_report(&active_link.missed_block, block)
             {
-                active_link.missed_block.store(block, Ordering::Release);
                 self.notify(
                     shared,
                     Notice::ActiveMissed {
@@ -688,8 +683,7 @@ impl OutputCore {
             // A live standby that lacks the block as well is as late: report it too, so
             // two hung workers are both replaced (and the pair restarted) rather than the
             // second waited for in silence.
-            if other_live && other_link.missed_block.load(Ordering::Relaxed) == NO_BLOCK {
-                other_link.missed_block.store(block, Ordering::Release);
+            if other_live && first_report(&other_link.missed_block, block) {
                 self.notify(shared, Notice::StandbyMissed { slot: other, block });
             }
             // A dead standby's blocks written before it died are still good: play them,
@@ -724,6 +718,18 @@ impl OutputCore {
             self.last_frame = [*l, *r];
         }
     }
+}
+
+/// Records `block` in a slot's report latch (`missed_block`, `diverged_block`) if it holds
+/// [`NO_BLOCK`], and says whether it did: each kind of fault is reported once per binding
+/// (the supervisor resets the latches when it binds a new worker). Only the output writes
+/// them.
+fn first_report(latch: &AtomicU64, block: u64) -> bool {
+    let first = latch.load(Ordering::Relaxed) == NO_BLOCK;
+    if first {
+        latch.store(block, Ordering::Release);
+    }
+    first
 }
 
 /// Replaces anything a worker could have written that must not reach a speaker.
