@@ -72,8 +72,11 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.commands {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let timed = chronus_protocol::parse_command_file(&table, &text)
+        let mut timed = chronus_protocol::parse_command_file(&table, &text)
             .with_context(|| format!("commands file {}", path.display()))?;
+        // A score is played in time order (equal times in file order): sequence numbers
+        // follow it, as the server's stamping would.
+        timed.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         for (i, c) in timed.into_iter().enumerate() {
             commands.push(StampedCommand {
                 seq: i as u64 + 1,
@@ -115,7 +118,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         });
         texts.insert(version, toml);
     }
-    commands.sort_by_key(|c| (c.frame, c.seq));
+    let mut feed = Feed::new(commands);
 
     let total_frames = (args.seconds * f64::from(args.sample_rate)).round() as u64;
     let spec = hound::WavSpec {
@@ -127,14 +130,11 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let mut writer = hound::WavWriter::create(&args.output, spec)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let mut block = vec![0.0f32; args.block * 2];
-    let mut next = commands.into_iter().peekable();
     let mut written = 0u64;
     let started = std::time::Instant::now();
     while written < total_frames {
-        // Hand over every command due before the end of the block (the engine holds at
-        // most a bounded number in waiting, so feed them just in time, like a worker).
         let block_end = (engine.next_block() + 1) * args.block as u64;
-        while let Some(c) = next.next_if(|c| c.frame < block_end) {
+        for c in feed.due_before(block_end) {
             if let chronus_engine::Command::SwitchPatch { version, .. } = c.command {
                 if let Some(text) = texts.remove(&version) {
                     for chunk in chronus_engine::PatchChunk::split(version, text.as_bytes()) {
@@ -164,4 +164,49 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
         args.seconds / elapsed.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands stamped commands to an engine as a worker receives them: in stamping (seq) order,
+/// each before the block holding its frame is rendered. So a command timed after a patch
+/// switch stamped later is waiting when the switch applies, and is dropped as stale
+/// exactly as in the server; and the engine holds no more waiting than a worker would.
+struct Feed {
+    /// The commands in seq order.
+    by_seq: Vec<StampedCommand>,
+    /// Indices into `by_seq`, by frame.
+    by_frame: Vec<usize>,
+    /// Next index of `by_seq` to hand over.
+    next: usize,
+    /// Next index of `by_frame` not yet known to be handed over.
+    due: usize,
+}
+
+impl Feed {
+    fn new(mut commands: Vec<StampedCommand>) -> Feed {
+        commands.sort_by_key(|c| c.seq);
+        let mut by_frame: Vec<usize> = (0..commands.len()).collect();
+        by_frame.sort_by_key(|&i| (commands[i].frame, commands[i].seq));
+        Feed {
+            by_seq: commands,
+            by_frame,
+            next: 0,
+            due: 0,
+        }
+    }
+
+    /// The commands to hand over before rendering up to `end` (a frame): every command up
+    /// to the last (in seq order) of those due before `end`.
+    fn due_before(&mut self, end: u64) -> Vec<StampedCommand> {
+        let mut through = self.next;
+        while let Some(&i) = self.by_frame.get(self.due) {
+            if self.by_seq[i].frame >= end {
+                break;
+            }
+            through = through.max(i + 1);
+            self.due += 1;
+        }
+        let start = self.next;
+        self.next = through.max(start);
+        self.by_seq[start..self.next].to_vec()
+    }
 }

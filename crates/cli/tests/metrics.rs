@@ -8,23 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chronus_supervisor::{MetricKind, METRICS, SLOT_METRICS};
-use common::{get, grew, Server};
+use common::{get, grew, timetag_in, Server};
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
-
-/// Seconds from 1900 (OSC timetags) to 1970.
-const NTP_TO_UNIX_SECONDS: u64 = 2_208_988_800;
-
-/// The OSC timetag `ahead` from now.
-fn timetag_in(ahead: Duration) -> OscTime {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + ahead;
-    OscTime {
-        seconds: (since_epoch.as_secs() + NTP_TO_UNIX_SECONDS) as u32,
-        fractional: ((u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000) as u32,
-    }
-}
 
 fn freq(hz: f32) -> OscPacket {
     OscPacket::Message(OscMessage {

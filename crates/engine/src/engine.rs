@@ -8,7 +8,8 @@
 //! Everything that shapes future output is in the engine's snapshot (the patch text
 //! included), so a fresh worker restored from it continues bit-identically.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use chronus_dsp::{Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter};
 use chronus_ipc::CommandRecord;
@@ -16,9 +17,19 @@ use chronus_ipc::CommandRecord;
 use crate::command::{Command, Instruction, PatchChunk, StampedCommand};
 use crate::master::{Master, MasterConfig};
 
-/// How many stamped commands may wait for their frame at once. Fixed so that receiving
-/// never allocates.
-pub const MAX_PENDING: usize = 1024;
+/// How many stamped commands the stamping side lets wait for a frame beyond the block being
+/// played; it refuses more with `/fail`. Admission is decided there, where every command is
+/// seen once, so that both workers always hold the same commands.
+pub const MAX_ADMITTED: usize = 4096;
+/// Of those, how many may be timed beyond the horizon (bundles), so that far-future
+/// bundles cannot crowd out the commands meant to play now.
+pub const MAX_ADMITTED_TIMED: usize = 2048;
+/// How many stamped commands may wait in one engine: four times [`MAX_ADMITTED`]. The rest
+/// is room for a worker rendering behind the block being played (catching up after a join
+/// or a restart), which still holds commands the output has passed. Fixed so that
+/// receiving never allocates. An engine that would hold more has left the stamping side's
+/// accounting: its worker exits rather than drop a command its partner keeps.
+pub const MAX_PENDING: usize = 4 * MAX_ADMITTED;
 /// How many parameter ramps may run at once.
 pub const MAX_RAMPS: usize = 256;
 /// Ramps update their parameter every this many frames (the parameter's own smoother
@@ -38,7 +49,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG2");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG3");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,9 +128,38 @@ pub struct EngineCounters {
     /// Commands addressed to a patch that was replaced before their frame (dropped: their
     /// module and parameter numbers belong to the old patch).
     pub stale: u64,
-    /// Commands dropped because [`MAX_PENDING`] commands were already waiting.
-    pub queue_full: u64,
 }
+
+/// A command waiting in the engine, ordered so that the top of the (max-)heap is the next
+/// due: the earliest frame, and at equal frames the first stamped.
+#[derive(Debug, Clone, Copy)]
+struct Waiting(StampedCommand);
+
+impl Waiting {
+    fn key(&self) -> (u64, u64) {
+        (self.0.frame, self.0.seq)
+    }
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Waiting {}
 
 /// A parameter glide in progress.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,8 +277,9 @@ pub struct Engine {
     retired: Vec<Patch>,
     /// Block to render next.
     next_block: u64,
-    /// Commands waiting for their frame, sorted by (frame, seq).
-    pending: Vec<StampedCommand>,
+    /// Commands waiting for their frame, the next due on top; preallocated for
+    /// [`MAX_PENDING`].
+    pending: BinaryHeap<Waiting>,
     ramps: Vec<Ramp>,
     /// Highest sequence number received (a joining worker skips ring records at or below it).
     last_seq: u64,
@@ -274,7 +315,7 @@ impl Engine {
             fading: None,
             retired: Vec::with_capacity(4),
             next_block: start_block,
-            pending: Vec::with_capacity(MAX_PENDING),
+            pending: BinaryHeap::with_capacity(MAX_PENDING),
             ramps: Vec::with_capacity(MAX_RAMPS),
             last_seq: 0,
             master_gain: Smoother::with_default_ramp(1.0, config.sample_rate as f32),
@@ -319,7 +360,7 @@ impl Engine {
         self.pending.len()
     }
 
-    /// Applied/late/bad-patch/stale/queue-full counters (carried in snapshots, so a spare
+    /// Applied/late/bad-patch/stale counters (carried in snapshots, so a spare
     /// that joins from one continues the active worker's counts).
     pub fn counters(&self) -> EngineCounters {
         self.counters
@@ -350,11 +391,11 @@ impl Engine {
     /// never compiles.
     ///
     /// # Errors
-    /// [`ReceiveError::Full`] when [`MAX_PENDING`] commands are already waiting;
+    /// [`ReceiveError::Full`] when [`MAX_PENDING`] commands are already waiting (the
+    /// stamping side's admission makes it impossible; a worker exits on it);
     /// [`ReceiveError::BadPatch`] for a patch switch that cannot be used (counted, ignored).
     pub fn receive(&mut self, command: StampedCommand) -> Result<(), ReceiveError> {
         if self.pending.len() >= MAX_PENDING {
-            self.counters.queue_full += 1;
             return Err(ReceiveError::Full);
         }
         self.last_seq = self.last_seq.max(command.seq);
@@ -364,11 +405,8 @@ impl Engine {
                 return Err(ReceiveError::BadPatch { version, reason });
             }
         }
-        // Keep (frame, seq) order: equal frames apply in the order they were stamped.
-        let at = self
-            .pending
-            .partition_point(|p| (p.frame, p.seq) <= (command.frame, command.seq));
-        self.pending.insert(at, command);
+        // Equal frames apply in the order they were stamped (see `Waiting`).
+        self.pending.push(Waiting(command));
         Ok(())
     }
 
@@ -403,11 +441,11 @@ impl Engine {
         while cursor < frames {
             // Apply every command due at or before this frame.
             let now = block_start + cursor as u64;
-            while let Some(first) = self.pending.first().copied() {
+            while let Some(&Waiting(first)) = self.pending.peek() {
                 if first.frame > now {
                     break;
                 }
-                self.pending.remove(0);
+                self.pending.pop();
                 if first.frame < block_start {
                     self.counters.late += 1;
                 }
@@ -415,8 +453,10 @@ impl Engine {
             }
             self.advance_ramps();
             // Render up to the next command's frame, the next ramp step, or the block's end.
-            let mut segment_end = match self.pending.first() {
-                Some(next) if next.frame < block_end => (next.frame - block_start) as usize,
+            let mut segment_end = match self.pending.peek() {
+                Some(Waiting(next)) if next.frame < block_end => {
+                    (next.frame - block_start) as usize
+                }
                 _ => frames,
             };
             if !self.ramps.is_empty() {
@@ -565,7 +605,7 @@ impl Engine {
                 // Commands stamped before the switch but due after it were addressed to
                 // the old patch's modules: drop them rather than apply them to the wrong ones.
                 let before = self.pending.len();
-                self.pending.retain(|p| p.seq > seq);
+                self.pending.retain(|p| p.0.seq > seq);
                 self.counters.stale += (before - self.pending.len()) as u64;
                 let mut staged = self.staged.remove(index);
                 staged.carry.apply(&self.patch, &mut staged.patch);
@@ -638,7 +678,6 @@ impl Engine {
         w.u64(self.counters.late);
         w.u64(self.counters.bad_patches);
         w.u64(self.counters.stale);
-        w.u64(self.counters.queue_full);
         w.u64(self.test_tone_remaining);
         w.f64(self.test_tone_phase);
         w.u64(self.ramps.len() as u64);
@@ -650,7 +689,9 @@ impl Engine {
             w.u64(ramp.elapsed);
         }
         w.u64(self.pending.len() as u64);
-        for p in &self.pending {
+        // In the heap's own order: the bytes may differ between two workers holding the
+        // same commands, the restored engine does not.
+        for Waiting(p) in &self.pending {
             let record = p.to_record(0);
             w.u64(record.seq);
             w.u64(u64::from(record.kind));
@@ -736,7 +777,6 @@ impl Engine {
         engine.counters.late = r.get_u64()?;
         engine.counters.bad_patches = r.get_u64()?;
         engine.counters.stale = r.get_u64()?;
-        engine.counters.queue_full = r.get_u64()?;
         engine.test_tone_remaining = r.get_u64()?;
         engine.test_tone_phase = r.get_f64()?;
         for _ in 0..read_count(&mut r, MAX_RAMPS)? {
@@ -763,7 +803,7 @@ impl Engine {
                 *word = r.get_u64()?;
             }
             match Instruction::from_record(&record) {
-                Ok(Instruction::Stamped(stamped)) => engine.pending.push(stamped),
+                Ok(Instruction::Stamped(stamped)) => engine.pending.push(Waiting(stamped)),
                 _ => return Err(SnapshotError::Invalid("pending command")),
             }
         }
@@ -991,7 +1031,6 @@ mod tests {
             engine.receive(gate_on(i + 1, 1_000_000 + i)).unwrap();
         }
         assert_eq!(engine.receive(gate_on(99_999, 5)), Err(ReceiveError::Full));
-        assert_eq!(engine.counters().queue_full, 1);
         assert_eq!(engine.commands_waiting(), MAX_PENDING);
     }
 

@@ -15,6 +15,9 @@ pub mod master;
 pub mod worker;
 
 pub use command::{Command, Control, Fault, Instruction, NodeIndex, PatchChunk, StampedCommand};
-pub use engine::{Engine, EngineConfig, EngineCounters, ReceiveError, SnapshotError, MAX_PENDING};
+pub use engine::{
+    Engine, EngineConfig, EngineCounters, ReceiveError, SnapshotError, MAX_ADMITTED,
+    MAX_ADMITTED_TIMED, MAX_PENDING,
+};
 pub use master::MasterConfig;
 pub use worker::{run_worker, StartMode, WorkerArgs, WorkerError};

@@ -17,7 +17,7 @@ use chronus_dsp::PatchDesc;
 use chronus_ipc::{Slot, SnapshotArea, SnapshotMeta, WorkerCounts, WriteOutcome};
 
 use crate::command::{Control, Fault, Instruction};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, ReceiveError};
 
 /// How a worker gets its initial state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,13 @@ pub enum WorkerError {
     /// The supervisor is gone; nothing to render for.
     #[error("supervisor (pid {0}) is gone")]
     Orphaned(u32),
+    /// More commands wait for their frame than the engine holds. The stamping side admits
+    /// far fewer, so this worker has left its accounting: it exits (and is replaced from
+    /// its partner) rather than drop a command its partner keeps and diverge.
+    #[error(
+        "{0} commands already wait for their frame; leaving the lockstep rather than drop one"
+    )]
+    QueueOverflow(usize),
 }
 
 /// How long a joining worker waits for its snapshot before giving up (the supervisor
@@ -146,7 +153,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         // below a horizon before it publishes that horizon, so after this load the ring
         // holds everything that can affect the blocks we are about to render.
         let horizon = slot.horizon();
-        drain_ring(&slot, generation, &mut engine, &mut loop_state);
+        drain_ring(&slot, generation, &mut engine, &mut loop_state)?;
         slot.publish_counts(&worker_counts(&engine));
         let next = engine.next_block();
 
@@ -257,7 +264,15 @@ impl LoopState {
 }
 
 /// Moves everything in the command ring into the engine (or the loop state).
-fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut LoopState) {
+///
+/// # Errors
+/// [`WorkerError::QueueOverflow`] when the engine cannot hold a command.
+fn drain_ring(
+    slot: &Slot,
+    generation: u32,
+    engine: &mut Engine,
+    state: &mut LoopState,
+) -> Result<(), WorkerError> {
     while let Some(record) = slot.pop_command() {
         if record.generation != generation {
             slot.count_rejected();
@@ -269,9 +284,14 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
                 if stamped.seq <= state.snapshot_seq {
                     continue;
                 }
-                // A command the engine cannot queue (its queue is full, or a patch switch
-                // it cannot use) is dropped and counted by the engine itself.
-                let _ = engine.receive(stamped);
+                match engine.receive(stamped) {
+                    Err(ReceiveError::Full) => {
+                        return Err(WorkerError::QueueOverflow(engine.commands_waiting()))
+                    }
+                    // A patch switch it cannot use is counted by the engine and ignored,
+                    // alike in every worker.
+                    Ok(()) | Err(ReceiveError::BadPatch { .. }) => {}
+                }
             }
             Ok(Instruction::Control(control)) => match control {
                 Control::Snapshot { request, block } => state.snapshot = Some((request, block)),
@@ -290,6 +310,7 @@ fn drain_ring(slot: &Slot, generation: u32, engine: &mut Engine, state: &mut Loo
             Err(_) => slot.count_rejected(),
         }
     }
+    Ok(())
 }
 
 /// The engine's counts as the slot header carries them to the supervisor's metrics.
@@ -299,7 +320,6 @@ fn worker_counts(engine: &Engine) -> WorkerCounts {
         applied: counters.applied,
         late: counters.late,
         stale: counters.stale,
-        queue_full: counters.queue_full,
         bad_patches: counters.bad_patches,
         waiting: engine.commands_waiting() as u64,
     }
@@ -357,11 +377,11 @@ mod tests {
             assert!(slot.push_command(&garbage));
             let mut engine = engine();
             let mut state = LoopState::default();
-            drain_ring(&slot, generation, &mut engine, &mut state);
+            drain_ring(&slot, generation, &mut engine, &mut state).unwrap();
             assert_eq!(slot.rejected(), 3, "generation {generation}");
             assert_eq!(engine.last_seq(), 0, "nothing was received");
             assert!(slot.push_command(&gate(4).to_record(generation)));
-            drain_ring(&slot, generation, &mut engine, &mut state);
+            drain_ring(&slot, generation, &mut engine, &mut state).unwrap();
             assert_eq!(engine.last_seq(), 4);
         }
     }
@@ -380,7 +400,7 @@ mod tests {
             snapshot_seq: 10,
             ..LoopState::default()
         };
-        drain_ring(&slot, 1, &mut engine, &mut state);
+        drain_ring(&slot, 1, &mut engine, &mut state).unwrap();
         let mut block = vec![0.0; 128];
         engine.render_block(&mut block);
         assert_eq!(

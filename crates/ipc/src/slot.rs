@@ -42,8 +42,8 @@
 //!    576  u64    worker       render time of the last block, ns
 //!    584  u64    worker/sup.  peak render time since the last take, ns
 //!    592  u64    worker       voices sounding after the last block
-//!    640  u64    worker       engine counts (WorkerCounts, 6 words): applied,
-//!                             late, stale, queue_full, bad_patches, waiting
+//!    640  u64    worker       engine counts (WorkerCounts, 5 words): applied,
+//!                             late, stale, bad_patches, waiting
 //!   1024  u64    output       command ring: command_capacity records of
 //!                             8 words (seq, generation | kind << 32, frame,
 //!                             payload[5])
@@ -125,8 +125,6 @@ pub struct WorkerCounts {
     pub late: u64,
     /// Commands dropped: addressed to a patch replaced before their frame.
     pub stale: u64,
-    /// Commands dropped: the engine's queue of waiting commands was full.
-    pub queue_full: u64,
     /// Patch switches dropped: text missing or not compiling.
     pub bad_patches: u64,
     /// Commands queued for a frame not reached yet.
@@ -135,26 +133,24 @@ pub struct WorkerCounts {
 
 impl WorkerCounts {
     /// Words the counts take in the header.
-    const WORDS: usize = 6;
+    const WORDS: usize = 5;
 
     fn to_words(self) -> [u64; WorkerCounts::WORDS] {
         [
             self.applied,
             self.late,
             self.stale,
-            self.queue_full,
             self.bad_patches,
             self.waiting,
         ]
     }
 
     fn from_words(words: [u64; WorkerCounts::WORDS]) -> WorkerCounts {
-        let [applied, late, stale, queue_full, bad_patches, waiting] = words;
+        let [applied, late, stale, bad_patches, waiting] = words;
         WorkerCounts {
             applied,
             late,
             stale,
-            queue_full,
             bad_patches,
             waiting,
         }
@@ -162,13 +158,12 @@ impl WorkerCounts {
 }
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 21] = [
+const BINDING_U64: [usize; 20] = [
     OFF_COUNTS,
     OFF_COUNTS + 8,
     OFF_COUNTS + 16,
     OFF_COUNTS + 24,
     OFF_COUNTS + 32,
-    OFF_COUNTS + 40,
     OFF_HORIZON,
     OFF_CMD_WRITE,
     OFF_CMD_READ,
@@ -733,7 +728,7 @@ impl Slot {
     }
 
     /// The engine counts the worker last published (zero until it first does). Each
-    /// number is exact; the six are read one after another, not as one snapshot.
+    /// number is exact; the five are read one after another, not as one snapshot.
     pub fn counts(&self) -> WorkerCounts {
         let mut words = [0u64; WorkerCounts::WORDS];
         for (i, word) in words.iter_mut().enumerate() {
@@ -1032,7 +1027,6 @@ mod tests {
             applied: 7,
             late: 1,
             stale: 2,
-            queue_full: 3,
             bad_patches: 4,
             waiting: 5,
         };

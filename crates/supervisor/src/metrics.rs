@@ -265,6 +265,10 @@ metrics! {
         /// Dropped: the command killed both workers at once (a poison command, answered
         /// with `/fail`).
         commands_dropped_poison = "commands_dropped.poison";
+        /// Dropped with `/fail` at stamping: `MAX_ADMITTED` commands were already waiting
+        /// for their frame (or `MAX_ADMITTED_TIMED` timed ones), so no worker's engine could
+        /// be trusted to hold one more. Decided once, for both workers.
+        commands_dropped_queue_full = "commands_dropped.queue_full";
         /// Commands whose timetag had already passed the horizon when stamped (applied at
         /// the horizon, as soon as possible).
         late_commands;
@@ -325,10 +329,9 @@ metrics! {
         /// Sum of the `commands_dropped.*` reasons: accepted commands that were never applied.
         commands_dropped: u64, Counter;
         /// Dropped by the engine: due after a patch switch stamped after them, so addressed
-        /// to modules of the replaced patch.
+        /// to modules of the replaced patch (their senders got `/fail` when the switch was
+        /// stamped).
         commands_dropped_stale = "commands_dropped.stale": u64, Counter;
-        /// Dropped by the engine: its queue of commands waiting for their frame was full.
-        commands_dropped_queue_full = "commands_dropped.queue_full": u64, Counter;
         /// Dropped by the engine: a patch switch whose text was missing or did not compile.
         commands_dropped_bad_patch = "commands_dropped.bad_patch": u64, Counter;
         /// Applied by the engine after their frame had passed (replays after a restart).
@@ -489,7 +492,6 @@ impl MetricsReport {
     fn add_command_accounting(&mut self, engine: &WorkerCounts) {
         self.commands_applied_by_engine = engine.applied;
         self.commands_dropped_stale = engine.stale;
-        self.commands_dropped_queue_full = engine.queue_full;
         self.commands_dropped_bad_patch = engine.bad_patches;
         self.engine_late_commands = engine.late;
         self.engine_commands_waiting = engine.waiting;

@@ -4,7 +4,11 @@
 //! paced thread):
 //! 1. drains the commands decoded by the OSC side and stamps each with the *horizon*,
 //!    the first block no worker may render yet, then pushes it into every bound slot's
-//!    command ring (single writer, so both workers get the same records in the same order);
+//!    command ring (single writer, so both workers get the same records in the same order).
+//!    It keeps account of the commands stamped and still waiting for their frame, and
+//!    refuses (with a notice, answered `/fail`) what no engine could be trusted to hold,
+//!    and the commands a patch switch makes stale: decided here, once, so both workers
+//!    always hold the same commands;
 //! 2. advances the horizon to `block + depth` and publishes it in every bound slot;
 //! 3. reads block N from the active slot, or from the ready standby when the active one
 //!    does not have it or is known dead (read-side failover, DESIGN.md invariant 3), and
@@ -17,11 +21,15 @@
 //! It allocates nothing, takes no lock and never waits: everything it shares with the
 //! supervisor is an atomic or a lock-free bounded queue.
 
+use std::cmp::Ordering as KeyOrdering;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chronus_engine::{Command, Control, Fault, PatchChunk, StampedCommand};
+use chronus_engine::{
+    Command, Control, Fault, PatchChunk, StampedCommand, MAX_ADMITTED, MAX_ADMITTED_TIMED,
+};
 use chronus_ipc::{Slot, WorkerCounts};
 use crossbeam_queue::ArrayQueue;
 
@@ -79,6 +87,27 @@ pub enum Inbound {
     },
 }
 
+/// Why a command was refused at stamping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`MAX_ADMITTED`] commands already wait for their frame (or [`MAX_ADMITTED_TIMED`]
+    /// timed ones, for a timed command).
+    QueueFull,
+    /// It was timed after a patch switch stamped after it: its module and parameter
+    /// numbers belong to the replaced patch, so every engine drops it at the switch.
+    Stale,
+}
+
+impl Refusal {
+    /// The reason given in the `/fail` reply.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "server busy: too many commands already wait for their time; try again later",
+            Refusal::Stale => "dropped: a patch switch was committed before its time, and it was addressed to the replaced patch",
+        }
+    }
+}
+
 /// Why the output switched slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverCause {
@@ -99,6 +128,15 @@ pub enum Notice {
         received_ns: u64,
         /// Who sent it.
         reply_to: Option<ReplyTo>,
+    },
+    /// A command was refused at stamping (its sender is told with `/fail`).
+    Refused {
+        /// The command, as decoded for the patch stamped at the time.
+        command: Command,
+        /// Who sent it.
+        reply_to: Option<ReplyTo>,
+        /// Why.
+        why: Refusal,
     },
     /// Everything before this `/sync` has been stamped.
     Synced {
@@ -321,12 +359,52 @@ impl OutputShared {
     }
 }
 
+/// A stamped command the block played has not passed yet: the engines may still hold it
+/// waiting for its frame. Ordered so that the top of the (max-)heap is the earliest frame.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    frame: u64,
+    /// Timed beyond the horizon it was stamped at (counted against [`MAX_ADMITTED_TIMED`]).
+    timed: bool,
+    command: Command,
+    reply_to: Option<ReplyTo>,
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> KeyOrdering {
+        other.frame.cmp(&self.frame)
+    }
+}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.frame == other.frame
+    }
+}
+
+impl Eq for Waiting {}
+
+/// Room kept in [`OutputCore::waiting`] beyond [`MAX_ADMITTED`] for patch switches, which
+/// are never refused (the OSC side already decodes against the new patch).
+const SWITCH_ROOM: usize = 256;
+
 /// The output thread's own state. Owned by exactly one thread (or device callback).
 pub struct OutputCore {
     shared: Arc<OutputShared>,
     next_block: u64,
     horizon: u64,
     seq: u64,
+    /// Commands stamped whose frame the block played has not reached: every worker at or
+    /// ahead of the output holds at most these waiting (preallocated, never grows).
+    waiting: BinaryHeap<Waiting>,
+    /// How many of `waiting` are timed.
+    timed_waiting: usize,
     last_frame: [f32; 2],
     fade_in: bool,
     /// Frames of the fade-out played so far, once it started.
@@ -349,6 +427,8 @@ impl OutputCore {
             next_block: 0,
             horizon,
             seq: 0,
+            waiting: BinaryHeap::with_capacity(MAX_ADMITTED + SWITCH_ROOM),
+            timed_waiting: 0,
             last_frame: [0.0; 2],
             fade_in: false,
             fade_out_played: None,
@@ -427,6 +507,7 @@ impl OutputCore {
             }
         }
         self.next_block = block + 1;
+        self.retire_waiting(self.next_block * shared.block_frames as u64);
         shared.played.store(self.next_block, Ordering::Release);
         Metrics::bump(&shared.metrics.blocks_played);
     }
@@ -481,6 +562,30 @@ impl OutputCore {
                         }
                         None => horizon_frame,
                     };
+                    let timed = frame > horizon_frame;
+                    let switch = matches!(command, Command::SwitchPatch { .. });
+                    if !switch && !self.admits(timed) {
+                        Metrics::bump(&shared.metrics.commands_dropped_queue_full);
+                        let why = Refusal::QueueFull;
+                        self.notify(
+                            shared,
+                            Notice::Refused {
+                                command,
+                                reply_to,
+                                why,
+                            },
+                        );
+                        continue;
+                    }
+                    if switch {
+                        self.refuse_stale(shared, frame);
+                    }
+                    self.keep_waiting(Waiting {
+                        frame,
+                        timed,
+                        command,
+                        reply_to,
+                    });
                     self.seq += 1;
                     let stamped = StampedCommand {
                         seq: self.seq,
@@ -507,7 +612,9 @@ impl OutputCore {
                         }
                         self.logged_this_period = true;
                     }
-                    let wait = frame.saturating_sub(block * frames) * 1_000_000_000
+                    let wait = frame
+                        .saturating_sub(block * frames)
+                        .saturating_mul(1_000_000_000)
                         / u64::from(shared.sample_rate);
                     shared
                         .metrics
@@ -579,6 +686,53 @@ impl OutputCore {
                 }
             }
         }
+    }
+
+    /// Whether one more command may wait for its frame: fewer than [`MAX_ADMITTED`] wait,
+    /// and fewer than [`MAX_ADMITTED_TIMED`] timed ones for a timed command. A worker at or
+    /// ahead of the block played holds at most these; one behind it (catching up) holds
+    /// also those due in between, for which the engine has room to spare.
+    fn admits(&self, timed: bool) -> bool {
+        self.waiting.len() < MAX_ADMITTED && !(timed && self.timed_waiting >= MAX_ADMITTED_TIMED)
+    }
+
+    /// Counts a stamped command as waiting until the block played passes its frame.
+    fn keep_waiting(&mut self, command: Waiting) {
+        // Only patch switches go past MAX_ADMITTED; beyond the room kept for them they are
+        // not counted rather than grow the heap (it never allocates).
+        if self.waiting.len() < self.waiting.capacity() {
+            self.timed_waiting += usize::from(command.timed);
+            self.waiting.push(command);
+        }
+    }
+
+    /// Forgets the waiting commands due before `frame`: every worker at or ahead of the
+    /// block played has applied them.
+    fn retire_waiting(&mut self, frame: u64) {
+        while self.waiting.peek().is_some_and(|w| w.frame < frame) {
+            if let Some(done) = self.waiting.pop() {
+                self.timed_waiting -= usize::from(done.timed);
+            }
+        }
+    }
+
+    /// A patch switch is being stamped for `frame`: the commands stamped before it and due
+    /// after it were decoded for the patch it replaces, so every engine drops them at the
+    /// switch (see `Engine`). Their senders are told now, and the command log and a replay
+    /// agree, since both hold the same commands in the same order.
+    fn refuse_stale(&mut self, shared: &OutputShared, frame: u64) {
+        for stale in self.waiting.iter().filter(|w| w.frame > frame) {
+            let refused = Notice::Refused {
+                command: stale.command,
+                reply_to: stale.reply_to,
+                why: Refusal::Stale,
+            };
+            if shared.notices.push(refused).is_err() {
+                Metrics::bump(&shared.metrics.notices_dropped);
+            }
+        }
+        self.waiting.retain(|w| w.frame <= frame);
+        self.timed_waiting = self.waiting.iter().filter(|w| w.timed).count();
     }
 
     fn push_control(&self, shared: &OutputShared, slot: usize, control: Control) {

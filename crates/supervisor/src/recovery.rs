@@ -37,19 +37,15 @@ pub struct Suspect {
     pub reply_to: Option<ReplyTo>,
 }
 
-impl Suspect {
-    /// Its address in `table`, for the log, and the address its `/fail` answers to
-    /// (fault-injection commands have no address of their own: `/debug/poison`).
-    pub fn addresses(&self, table: &AddressTable) -> (String, String) {
-        let address = table
-            .describe(&self.command.command)
-            .map_or_else(|| format!("{:?}", self.command.command), |(a, _)| a);
-        let fail_address = if address.starts_with('/') {
-            address.clone()
-        } else {
+/// The address a command answers to in `table`, for the log and for its `/fail`
+/// (fault-injection commands have no address of their own: `/debug/poison`).
+pub fn answer_address(table: &AddressTable, command: &chronus_engine::Command) -> String {
+    match table.describe(command) {
+        Some((address, _)) => address,
+        None if matches!(command, chronus_engine::Command::DebugPoison) => {
             "/debug/poison".to_string()
-        };
-        (address, fail_address)
+        }
+        None => format!("{command:?}"),
     }
 }
 

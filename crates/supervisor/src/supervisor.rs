@@ -33,9 +33,9 @@ use crate::live_patch::LivePatch;
 use crate::log_limit;
 use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
-use crate::output::{FailoverCause, Inbound, Notice, OutputShared};
+use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal};
 use crate::recorder::Recorder;
-use crate::recovery::{Recovery, Restart, Suspect};
+use crate::recovery::{answer_address, Recovery, Restart, Suspect};
 use crate::report::Reporter;
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
@@ -378,6 +378,11 @@ impl Supervisor {
                     }
                     self.recovery.stamped(stamped, reply_to);
                 }
+                Notice::Refused {
+                    command,
+                    reply_to,
+                    why,
+                } => self.refused(command, reply_to, why),
                 Notice::Synced { id, reply_to } => {
                     self.replier.send(&reply::synced(id), reply_to);
                 }
@@ -621,11 +626,28 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The output refused a command at stamping: its sender is told (commands are decoded
+    /// against the patch stamped when the output meets them, which is this loop's table
+    /// until the next switch notice).
+    fn refused(&self, command: chronus_engine::Command, reply_to: Option<ReplyTo>, why: Refusal) {
+        let address = answer_address(self.patch.table(), &command);
+        if log_limit::REFUSED.allow() {
+            let from = reply_to.map_or_else(|| "the server".to_string(), |to| to.to_string());
+            tracing::info!(
+                "refused {address} from {from} at stamping: {}",
+                why.reason()
+            );
+        }
+        if let Some(to) = reply_to {
+            self.replier.send(&reply::fail(&address, why.reason()), to);
+        }
+    }
+
     /// The command both workers died of (DESIGN.md invariant 6) is not applied again, and
     /// its sender is told.
     fn refuse_poison(&mut self, suspect: Suspect) {
         Metrics::bump(&self.shared.metrics.commands_dropped_poison);
-        let (address, fail_address) = suspect.addresses(self.patch.table());
+        let address = answer_address(self.patch.table(), &suspect.command.command);
         tracing::error!(
             "both workers died on block {}: command {} ({address}, frame {}) is the suspect; it will not be applied again",
             suspect.block,
@@ -634,7 +656,7 @@ impl Supervisor {
         );
         if let Some(to) = suspect.reply_to {
             self.replier.send(
-                &reply::fail(&fail_address, "this command made both workers fail; it was dropped and the sound restored without it"),
+                &reply::fail(&address, "this command made both workers fail; it was dropped and the sound restored without it"),
                 to,
             );
         }

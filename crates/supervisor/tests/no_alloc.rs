@@ -1,5 +1,6 @@
 //! The output clock allocates nothing per block: stamping commands into both slots'
-//! rings, publishing the horizon, reading the active slot, comparing the standby,
+//! rings, refusing what cannot wait (too many timed commands, commands a patch switch
+//! makes stale), publishing the horizon, reading the active slot, comparing the standby,
 //! failing over, playing an underrun, fading out at the stop, handing blocks to the
 //! recording ring and stamped commands to the command log's queue, measured with a counting
 //! global allocator.
@@ -53,6 +54,31 @@ fn output_clock_allocates_nothing() {
                 reply_to: None,
             })
             .unwrap();
+        // Bundles for ten seconds later, more than may wait; then a patch switch that makes
+        // those admitted stale.
+        if (100..108).contains(&n) {
+            for _ in 0..300 {
+                let far = Inbound::Command {
+                    command: Command::EngineGain(0.5),
+                    received_ns: 0,
+                    at_frame: Some(480_000),
+                    reply_to: None,
+                };
+                shared.inbound.push(far).unwrap();
+            }
+        }
+        if n == 1_500 {
+            let switch = Inbound::Command {
+                command: Command::SwitchPatch {
+                    version: 2,
+                    len: 10,
+                },
+                received_ns: 0,
+                at_frame: None,
+                reply_to: None,
+            };
+            shared.inbound.push(switch).unwrap();
+        }
         // Stand-in workers: slot 0 stops delivering at block 1000 (fails over to slot 1),
         // and both stop at 2000..2010 (underruns, faded).
         for (i, slot) in slots.iter().enumerate() {
@@ -81,7 +107,15 @@ fn output_clock_allocates_nothing() {
     // Every block and every command went to the recorder's and the log's queues.
     assert_eq!(metrics.record_blocks_dropped.load(Ordering::SeqCst), 0);
     assert_eq!(metrics.command_log_dropped.load(Ordering::SeqCst), 0);
-    assert_eq!(shared.command_log.as_ref().unwrap().len(), 3_000);
+    let timed_admitted = chronus_engine::MAX_ADMITTED_TIMED;
+    assert_eq!(
+        metrics.commands_dropped_queue_full.load(Ordering::SeqCst),
+        (2_400 - timed_admitted) as u64
+    );
+    assert_eq!(
+        shared.command_log.as_ref().unwrap().len(),
+        3_000 + timed_admitted + 1
+    );
     let mut recorded = Vec::new();
     shared.recording.as_ref().unwrap().take_into(&mut recorded);
     assert_eq!(recorded.len(), 3_000 * 128);

@@ -7,9 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscMessage, OscPacket, OscTime, OscType};
 
 /// The binary under test.
 pub fn chronus() -> Command {
@@ -450,3 +450,15 @@ pub fn assert_replay_of_patch_equals_served(log: &Path, served: &Path, patch: Op
 /// Samples (interleaved stereo) of the fade-out every stop plays at the end: 10 ms in
 /// whole blocks, 8 blocks of the tests' 64 frames at 48 kHz.
 pub const SHUTDOWN_FADE_SAMPLES: usize = 8 * 64 * 2;
+
+/// Seconds from 1900 (OSC timetags) to 1970.
+const NTP_TO_UNIX_SECONDS: u64 = 2_208_988_800;
+
+/// The OSC timetag `ahead` from now.
+pub fn timetag_in(ahead: Duration) -> OscTime {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + ahead;
+    OscTime {
+        seconds: (since_epoch.as_secs() + NTP_TO_UNIX_SECONDS) as u32,
+        fractional: ((u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000) as u32,
+    }
+}
