@@ -434,6 +434,13 @@ impl Engine {
     /// Renders the next block into `out` (interleaved stereo, `2 * block_frames` samples)
     /// and advances. Allocates nothing, locks nothing.
     pub fn render_block(&mut self, out: &mut [f32]) {
+        self.render_block_with(out, |_| {});
+    }
+
+    /// [`render_block`](Self::render_block), calling `applying(seq)` just before each
+    /// command is applied: a worker records it where its supervisor can read it should the
+    /// command kill the process.
+    pub fn render_block_with(&mut self, out: &mut [f32], mut applying: impl FnMut(u64)) {
         let frames = self.config.block_frames;
         let block_start = self.next_block * frames as u64;
         let block_end = block_start + frames as u64;
@@ -449,6 +456,7 @@ impl Engine {
                 if first.frame < block_start {
                     self.counters.late += 1;
                 }
+                applying(first.seq);
                 self.apply(first.command, first.seq);
             }
             self.advance_ramps();
@@ -705,6 +713,23 @@ impl Engine {
         w.state(&self.patch);
     }
 
+    /// An engine restored from `bytes` ([`save_snapshot`](Self::save_snapshot) of an engine
+    /// with `config`): for the supervisor, which edits its restore point with it.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] when the bytes do not describe an engine of this configuration.
+    pub fn from_snapshot(bytes: &[u8], config: EngineConfig) -> Result<Engine, SnapshotError> {
+        Engine::read_snapshot(bytes, config)
+    }
+
+    /// Takes the command `seq` out of the commands waiting for their frame (a poison
+    /// command found in a restore point); says whether it was waiting.
+    pub fn drop_waiting(&mut self, seq: u64) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|w| w.0.seq != seq);
+        self.pending.len() < before
+    }
+
     /// Restores the state saved by [`save_snapshot`](Self::save_snapshot) of an engine with
     /// the same configuration (the patch comes with the snapshot). On error the engine is
     /// left as it was.
@@ -712,18 +737,17 @@ impl Engine {
     /// # Errors
     /// [`SnapshotError`] when the bytes do not describe an engine of this configuration.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        let restored = self.read_snapshot(bytes)?;
+        let restored = Engine::read_snapshot(bytes, self.config)?;
         *self = restored;
         Ok(())
     }
 
-    fn read_snapshot(&self, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+    fn read_snapshot(bytes: &[u8], config: EngineConfig) -> Result<Engine, SnapshotError> {
         let mut r = StateReader::new(bytes);
         if r.get_u64()? != SNAPSHOT_MAGIC {
             return Err(SnapshotError::Invalid("magic"));
         }
         let (block, rate, seed, master) = (r.get_u64()?, r.get_u64()?, r.get_u64()?, r.get_u64()?);
-        let config = self.config;
         let master_bits =
             u64::from(config.master.dc_blocker) | u64::from(config.master.limiter) << 1;
         if block != config.block_frames as u64
@@ -1022,6 +1046,25 @@ mod tests {
         let _ = render(&mut engine, 1);
         assert_eq!(engine.counters().late, 1);
         assert_eq!(engine.counters().applied, 1);
+    }
+
+    #[test]
+    fn a_restore_point_can_be_rebuilt_without_one_waiting_command() {
+        let mut engine = engine();
+        engine.receive(gate_on(1, 1_000)).unwrap();
+        engine.receive(gate_on(2, 2_000)).unwrap();
+        let mut snapshot = vec![0; engine.snapshot_len()];
+        let len = engine.save_snapshot(&mut snapshot);
+        let mut restored = Engine::from_snapshot(&snapshot[..len], engine.config()).unwrap();
+        assert_eq!(restored.commands_waiting(), 2);
+        assert!(restored.drop_waiting(1));
+        assert!(!restored.drop_waiting(1));
+        assert_eq!(restored.commands_waiting(), 1);
+        let mut only_the_second = self::engine();
+        only_the_second.receive(gate_on(2, 2_000)).unwrap();
+        let expected = render(&mut only_the_second, 40);
+        assert_eq!(render(&mut restored, 40), expected);
+        assert_ne!(render(&mut engine, 40), expected, "the first gate mattered");
     }
 
     #[test]

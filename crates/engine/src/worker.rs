@@ -205,7 +205,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         }
 
         let started = Instant::now();
-        engine.render_block(&mut block);
+        engine.render_block_with(&mut block, |seq| slot.set_applying(next, seq));
         if loop_state.diverge_at.is_some_and(|b| b <= next) {
             // Fault injection: off the lockstep by a hair, audibly nothing.
             if let Some(first) = block.first_mut() {

@@ -42,6 +42,8 @@
 //!    576  u64    worker       render time of the last block, ns
 //!    584  u64    worker/sup.  peak render time since the last take, ns
 //!    592  u64    worker       voices sounding after the last block
+//!    600  u64    worker       applying: block of the last command applied
+//!    608  u64    worker       applying: its sequence number + 1 (0 = none yet)
 //!    640  u64    worker       engine counts (WorkerCounts, 5 words): applied,
 //!                             late, stale, bad_patches, waiting
 //!   1024  u64    output       command ring: command_capacity records of
@@ -112,6 +114,8 @@ const OFF_REJECTED: usize = 552;
 const OFF_RENDER_LAST: usize = 576;
 const OFF_RENDER_PEAK: usize = 584;
 const OFF_VOICES: usize = 592;
+const OFF_APPLYING_BLOCK: usize = 600;
+const OFF_APPLYING_SEQ: usize = 608;
 const OFF_COUNTS: usize = 640; // WorkerCounts::WORDS u64s
 
 /// The engine's command counts, as the worker publishes them in its slot header after
@@ -158,7 +162,7 @@ impl WorkerCounts {
 }
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 20] = [
+const BINDING_U64: [usize; 22] = [
     OFF_COUNTS,
     OFF_COUNTS + 8,
     OFF_COUNTS + 16,
@@ -178,6 +182,8 @@ const BINDING_U64: [usize; 20] = [
     OFF_RENDER_LAST,
     OFF_RENDER_PEAK,
     OFF_VOICES,
+    OFF_APPLYING_BLOCK,
+    OFF_APPLYING_SEQ,
     OFF_GENERATION, // stored last anyway, listed for completeness
 ];
 /// Per-binding u32 header fields, zeroed by [`Slot::rebind`].
@@ -708,6 +714,26 @@ impl Slot {
         self.u64_at(OFF_VOICES).load(Ordering::Relaxed)
     }
 
+    /// Worker: says it is about to apply command `seq` while rendering `block`, so that if
+    /// applying it kills the worker, the supervisor knows which command did (a poison
+    /// command is the last one both workers applied). Two plain stores, no wait.
+    pub fn set_applying(&self, block: u64, seq: u64) {
+        self.u64_at(OFF_APPLYING_SEQ).store(0, Ordering::Relaxed);
+        self.u64_at(OFF_APPLYING_BLOCK)
+            .store(block, Ordering::Relaxed);
+        self.u64_at(OFF_APPLYING_SEQ)
+            .store(seq.wrapping_add(1), Ordering::Release);
+    }
+
+    /// The last command the worker began to apply, as (block, seq), if any. Read after the
+    /// worker is dead, so the two words are not torn (a worker killed between them left
+    /// the seq at "none").
+    pub fn applying(&self) -> Option<(u64, u64)> {
+        let seq = self.u64_at(OFF_APPLYING_SEQ).load(Ordering::Acquire);
+        let block = self.u64_at(OFF_APPLYING_BLOCK).load(Ordering::Relaxed);
+        seq.checked_sub(1).map(|seq| (block, seq))
+    }
+
     /// Worker: counts one rejected record (stale generation or garbage).
     pub fn count_rejected(&self) {
         self.u64_at(OFF_REJECTED).fetch_add(1, Ordering::Relaxed);
@@ -1032,9 +1058,15 @@ mod tests {
         };
         s.publish_counts(&counts);
         assert_eq!(s.counts(), counts);
+        assert_eq!(s.applying(), None);
+        s.set_applying(24, 0);
+        assert_eq!(s.applying(), Some((24, 0)));
+        s.set_applying(25, 77);
+        assert_eq!(s.applying(), Some((25, 77)));
 
         s.rebind(2);
         assert_eq!(s.counts(), WorkerCounts::default());
+        assert_eq!(s.applying(), None);
         assert_eq!(s.generation(), 2);
         assert_eq!(s.pop_command(), None);
         assert_eq!(s.commands_pending(), 0);

@@ -97,11 +97,12 @@ impl LivePatch {
     }
 
     /// Patch `version`'s switch was stamped at `frame`: follow its table, and start new
-    /// workers from it from now on. (The command log's writer logs it, in its own thread.)
-    pub fn switched(&mut self, version: u32, frame: u64) {
+    /// workers from it from now on. Returns its text, for a replay after a cold restart.
+    /// (The command log's writer logs it, in its own thread.)
+    pub fn switched(&mut self, version: u32, frame: u64) -> Option<String> {
         let Some((text, table)) = self.committed.remove(&version) else {
             tracing::error!("patch {version} was stamped but its text is unknown");
-            return;
+            return None;
         };
         self.table = table;
         match self.keep(&version.to_string(), &text) {
@@ -109,6 +110,7 @@ impl LivePatch {
             Err(e) => tracing::warn!("cannot keep patch {version} for new workers: {e}"),
         }
         tracing::info!("patch {version} takes effect at frame {frame}");
+        Some(text)
     }
 
     /// Removes the patch files written for new workers (at shutdown).

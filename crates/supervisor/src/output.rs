@@ -76,6 +76,13 @@ pub enum Inbound {
     /// A command stamped earlier, replayed unchanged (same seq, same frame) to workers
     /// that restart from a snapshot after both workers were lost.
     Replay(StampedCommand),
+    /// The replay of cold restart `restart` is all queued before this: once it is in the
+    /// rings, the restored workers may render past their restore point (see
+    /// [`OutputShared::hold_for_replay`]).
+    ReplayDone {
+        /// The restart it ends.
+        restart: u64,
+    },
     /// A piece of a committed patch's text, for every worker, ahead of its switch command.
     PatchChunk(PatchChunk),
     /// Fault injection for one worker, stamped at the horizon.
@@ -274,6 +281,11 @@ pub struct OutputShared {
     /// Wakes the supervisor loop: signalled by the output when it leaves a notice or flags
     /// an overflow, and by the OSC thread with a control request.
     pub wake: Wake,
+    /// While a cold restart's replay is being queued: the block the restored workers
+    /// restart at, the furthest they may render ([`NO_BLOCK`]: no replay under way).
+    replay_gate: AtomicU64,
+    /// The cold restart the gate is held for.
+    replay_restart: AtomicU64,
 }
 
 impl OutputShared {
@@ -303,6 +315,8 @@ impl OutputShared {
             fade_out: AtomicBool::new(false),
             faded_out: AtomicBool::new(false),
             wake: Wake::new(),
+            replay_gate: AtomicU64::new(NO_BLOCK),
+            replay_restart: AtomicU64::new(0),
         }
     }
 
@@ -316,6 +330,20 @@ impl OutputShared {
     pub fn with_recording(mut self) -> OutputShared {
         self.recording = Some(Arc::new(SampleRing::for_stereo(self.sample_rate)));
         self
+    }
+
+    /// Holds the workers' horizon at `block` (where a cold restart's workers restart) until
+    /// the output meets [`Inbound::ReplayDone`] for `restart`: every replayed command is
+    /// then in their rings, so neither can render past a replayed command's frame before
+    /// it has it. New commands are stamped as usual meanwhile.
+    pub fn hold_for_replay(&self, block: u64, restart: u64) {
+        self.replay_restart.store(restart, Ordering::Release);
+        self.replay_gate.store(block, Ordering::Release);
+    }
+
+    /// The horizon to publish to the workers: the output's, unless a replay holds it.
+    pub fn worker_horizon(&self, horizon: u64) -> u64 {
+        horizon.min(self.replay_gate.load(Ordering::Acquire))
     }
 
     /// Asks the output to fade out (every stop does, so the last sample is 0.0, no click).
@@ -419,7 +447,7 @@ impl OutputCore {
         let horizon = shared.depth;
         for link in &shared.slots {
             if link.bound.load(Ordering::Acquire) {
-                link.slot.publish_horizon(horizon);
+                link.slot.publish_horizon(shared.worker_horizon(horizon));
             }
         }
         OutputCore {
@@ -457,9 +485,10 @@ impl OutputCore {
 
         // Workers wait for the horizon to pass the block they are at: one publish for
         // the period lets them render all of it.
+        let horizon = shared.worker_horizon(self.horizon);
         for link in &shared.slots {
             if link.bound.load(Ordering::Acquire) {
-                link.slot.publish_horizon(self.horizon);
+                link.slot.publish_horizon(horizon);
             }
         }
         // The supervisor loop sleeps until there is something for it.
@@ -642,6 +671,11 @@ impl OutputCore {
                                 Metrics::bump(&shared.metrics.ring_overflows);
                             }
                         }
+                    }
+                }
+                Inbound::ReplayDone { restart } => {
+                    if shared.replay_restart.load(Ordering::Acquire) == restart {
+                        shared.replay_gate.store(NO_BLOCK, Ordering::Release);
                     }
                 }
                 Inbound::PatchChunk(mut chunk) => {

@@ -17,6 +17,7 @@ use std::os::fd::BorrowedFd;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::output::{OutputShared, NO_BLOCK};
+use crate::recovery::Crash;
 use crate::slot_state::{self, Action, Event, SlotState};
 use crate::workers::Worker;
 
@@ -185,17 +186,26 @@ impl SlotRuntime {
     }
 
     /// The worker of slot `index` ended: marks the slot dead for the output, reaps and logs
-    /// it. Returns the block it had reached and when, if it crashed by itself (not killed
-    /// from outside): a command may have killed it.
-    pub fn reap(&mut self, index: usize, shared: &OutputShared) -> Option<(u64, Instant)> {
+    /// it. Returns how it crashed, if it crashed by itself (not killed from outside): the
+    /// block it was rendering and the command it was applying in it, which may have
+    /// killed it.
+    pub fn reap(&mut self, index: usize, shared: &OutputShared) -> Option<Crash> {
         let link = &shared.slots[index];
         let rendered = link.slot.rendered();
+        let applying = link
+            .slot
+            .applying()
+            .filter(|&(block, _)| block == rendered)
+            .map(|(_, seq)| seq);
         let detected = shared.now_ns();
         link.dead_since_ns.store(detected.max(1), Ordering::Release);
         let mut worker = self.worker.take()?;
         let how = worker.reap();
-        let crashed = (!how.contains("SIGKILL") && !how.contains("SIGTERM"))
-            .then(|| (rendered, Instant::now()));
+        let crashed = (!how.contains("SIGKILL") && !how.contains("SIGTERM")).then(|| Crash {
+            block: rendered,
+            applying,
+            at: Instant::now(),
+        });
         Metrics::bump(&shared.metrics.crash_count);
         tracing::warn!(
             "slot {index}: worker {} died ({how}) while {}",
@@ -225,7 +235,7 @@ impl SlotRuntime {
         link.missed_block.store(NO_BLOCK, Ordering::Release);
         link.diverged_block.store(NO_BLOCK, Ordering::Release);
         link.slot
-            .publish_horizon(shared.horizon.load(Ordering::Acquire));
+            .publish_horizon(shared.worker_horizon(shared.horizon.load(Ordering::Acquire)));
         link.slot
             .release_through(shared.played.load(Ordering::Acquire));
         link.bound.store(true, Ordering::Release);

@@ -15,6 +15,7 @@
 //! builds the metrics report: it publishes each slot's state and pid in atomics, and the
 //! [`report`](crate::report) is built by whoever asks.
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chronus_engine::{EngineConfig, StartMode};
-use chronus_ipc::SnapshotArea;
+use chronus_engine::{EngineConfig, PatchChunk, StartMode};
+use chronus_ipc::{SnapshotArea, SnapshotMeta};
 use chronus_protocol::table::{PanicThread, DEBUG_PANIC};
 use chronus_protocol::{reply, AddressTable};
 
@@ -35,7 +36,7 @@ use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal};
 use crate::recorder::Recorder;
-use crate::recovery::{answer_address, Recovery, Restart, Suspect};
+use crate::recovery::{answer_address, Recovery, Replayed, Restart, RestorePoint, Suspect};
 use crate::report::Reporter;
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
@@ -78,6 +79,11 @@ pub struct Supervisor {
     quit_requests: Vec<ReplyTo>,
     /// The restore point and the commands since, for losing both workers at once.
     recovery: Recovery,
+    /// A cold restart's replay still to be queued for the output (as room frees up),
+    /// ending with its [`Inbound::ReplayDone`].
+    replay_queue: VecDeque<Inbound>,
+    /// Cold restarts begun, to tell their replays apart.
+    restarts: u64,
 }
 
 impl Supervisor {
@@ -172,6 +178,7 @@ impl Supervisor {
             .spawn(move || server.run())
             .context("cannot start the OSC thread")?;
         let patch = LivePatch::new(table, &config.patch, config.patch_path.clone());
+        let initial = RestorePoint::of_patch(&config.patch, engine_config)?;
         let mut supervisor = Supervisor {
             patch,
             config,
@@ -192,7 +199,9 @@ impl Supervisor {
             osc_thread: Some(osc_thread),
             started: Instant::now(),
             quit_requests: Vec::new(),
-            recovery: Recovery::new(Instant::now()),
+            recovery: Recovery::new(Instant::now(), engine_config, initial),
+            replay_queue: VecDeque::new(),
+            restarts: 0,
         };
         for slot in 0..2 {
             supervisor.slots[slot].bind(slot, &supervisor.shared);
@@ -256,6 +265,7 @@ impl Supervisor {
         self.drain_control();
         self.check_flags();
         self.advance_slots()?;
+        self.feed_replay();
         self.keep_restore_point();
         if self.output.is_none() {
             self.start_output_when_ready()?;
@@ -271,6 +281,7 @@ impl Supervisor {
     fn next_wait(&self) -> Duration {
         let watching = self.output.is_none()
             || self.recovery.watched().is_some()
+            || !self.replay_queue.is_empty()
             || self
                 .slots
                 .iter()
@@ -372,8 +383,9 @@ impl Supervisor {
                     stamped, reply_to, ..
                 } => {
                     if let chronus_engine::Command::SwitchPatch { version, .. } = stamped.command {
-                        self.on_patch_switch(version, stamped.frame);
-                        self.recovery.patch_switched();
+                        if let Some(text) = self.on_patch_switch(version, stamped.frame) {
+                            self.recovery.stamped_switch(stamped, text);
+                        }
                         continue;
                     }
                     self.recovery.stamped(stamped, reply_to);
@@ -429,10 +441,10 @@ impl Supervisor {
         }
     }
 
-    /// A committed patch's switch was stamped (see [`LivePatch::switched`]).
-    fn on_patch_switch(&mut self, version: u32, frame: u64) {
+    /// A committed patch's switch was stamped (see [`LivePatch::switched`]): its text.
+    fn on_patch_switch(&mut self, version: u32, frame: u64) -> Option<String> {
         self.drain_control();
-        self.patch.switched(version, frame);
+        self.patch.switched(version, frame)
     }
 
     /// Handles what the OSC thread asked of this loop.
@@ -556,7 +568,10 @@ impl Supervisor {
         if let Some(request) = self.recovery.watched() {
             let mut bytes = Vec::new();
             match self.snapshots.read(request, &mut bytes) {
-                Some(meta) => self.recovery.snapshot_published(meta.last_seq, now),
+                Some(meta) => {
+                    self.recovery
+                        .snapshot_published(bytes, meta.block, meta.last_seq, now)
+                }
                 None => self.recovery.snapshot_pending(now),
             }
             return;
@@ -574,11 +589,12 @@ impl Supervisor {
         }
     }
 
-    /// Both workers lost at once: start a new pair, from the restore point with the
-    /// commands since replayed (less a poison command), or from the patch at the horizon.
+    /// Both workers lost at once: start a new pair from the restore point, with every
+    /// command since replayed (less a poison command), or from the patch at the horizon if
+    /// the restore point itself is poisoned.
     fn cold_restart(&mut self, played: u64) -> anyhow::Result<()> {
         Metrics::bump(&self.shared.metrics.cold_restarts);
-        if let Some(suspect) = self.recovery.take_suspect(self.shared.block_frames as u64) {
+        if let Some(suspect) = self.recovery.take_suspect() {
             self.refuse_poison(suspect);
         }
         for slot in 0..2 {
@@ -592,38 +608,85 @@ impl Supervisor {
         if self.output.is_some() {
             slots::wait_until_unused(&self.shared, played);
         }
-        let mut bytes = Vec::new();
-        let room = self.shared.inbound.capacity() - self.shared.inbound.len();
-        let snapshots = &self.snapshots;
-        let restart = self.recovery.restart(
-            |request| snapshots.read(request, &mut bytes).is_some(),
-            room,
-        );
-        match restart {
-            Restart::FromSnapshot { request, replay } => {
-                tracing::error!(
-                    "both workers lost: restarting both from snapshot {request} and replaying {} commands",
-                    self.recovery.history_len()
-                );
-                for slot in 0..2 {
-                    self.slots[slot].bind(slot, &self.shared);
-                    self.spawn(slot, StartMode::Join { request })?;
-                }
-                for stamped in replay {
-                    // Room was checked above.
-                    let _ = self.shared.inbound.push(Inbound::Replay(stamped));
-                }
+        // A replay still queued from an earlier restart is for workers that are gone.
+        self.replay_queue.clear();
+        if let Restart::FromRestorePoint { point, replay } = self.recovery.restart() {
+            let request = self.next_request;
+            self.next_request += 1;
+            let meta = SnapshotMeta {
+                request,
+                block: point.block,
+                last_seq: point.last_seq,
+                len: point.snapshot.len() as u64,
+            };
+            // Both workers are dead: nothing else writes the area now.
+            match self.snapshots.publish(meta, &point.snapshot) {
+                Ok(()) => return self.restart_from(request, &point, replay),
+                Err(e) => tracing::error!(
+                    "cannot publish the restore point ({e}): restarting from the patch"
+                ),
             }
-            Restart::FromPatch => {
-                tracing::error!("both workers lost and no snapshot to restore: cold restart of both slots from the patch");
-                let start = self.shared.horizon.load(Ordering::Acquire) + 1;
-                for slot in 0..2 {
-                    self.slots[slot].bind(slot, &self.shared);
-                    self.spawn(slot, StartMode::Fresh { block: start })?;
+        }
+        tracing::error!("both workers lost and the restore point is poisoned: cold restart of both slots from the patch, at the horizon");
+        self.recovery.restarted_from_patch();
+        let start = self.shared.horizon.load(Ordering::Acquire) + 1;
+        for slot in 0..2 {
+            self.slots[slot].bind(slot, &self.shared);
+            self.spawn(slot, StartMode::Fresh { block: start })?;
+        }
+        Ok(())
+    }
+
+    /// Starts both workers from restore point `point` (published as snapshot `request`),
+    /// held there until `replay` is in their rings ([`OutputShared::hold_for_replay`]).
+    fn restart_from(
+        &mut self,
+        request: u64,
+        point: &RestorePoint,
+        replay: Vec<Replayed>,
+    ) -> anyhow::Result<()> {
+        self.restarts += 1;
+        tracing::error!(
+            "both workers lost: restarting both from the restore point at block {} (command {}) and replaying the {} commands since",
+            point.block,
+            point.last_seq,
+            replay.len()
+        );
+        self.shared.hold_for_replay(point.block, self.restarts);
+        for slot in 0..2 {
+            self.slots[slot].bind(slot, &self.shared);
+            self.spawn(slot, StartMode::Join { request })?;
+        }
+        for replayed in replay {
+            match replayed {
+                Replayed::Command(stamped) => self.replay_queue.push_back(Inbound::Replay(stamped)),
+                Replayed::Patch { switch, text } => {
+                    let chronus_engine::Command::SwitchPatch { version, .. } = switch.command
+                    else {
+                        continue;
+                    };
+                    for chunk in PatchChunk::split(version, text.as_bytes()) {
+                        self.replay_queue.push_back(Inbound::PatchChunk(chunk));
+                    }
+                    self.replay_queue.push_back(Inbound::Replay(switch));
                 }
             }
         }
+        self.replay_queue.push_back(Inbound::ReplayDone {
+            restart: self.restarts,
+        });
+        self.feed_replay();
         Ok(())
+    }
+
+    /// Queues as much of a cold restart's replay as the output's queue has room for.
+    fn feed_replay(&mut self) {
+        while let Some(&item) = self.replay_queue.front() {
+            if self.shared.inbound.push(item).is_err() {
+                return;
+            }
+            self.replay_queue.pop_front();
+        }
     }
 
     /// The output refused a command at stamping: its sender is told (commands are decoded
@@ -647,12 +710,14 @@ impl Supervisor {
     /// its sender is told.
     fn refuse_poison(&mut self, suspect: Suspect) {
         Metrics::bump(&self.shared.metrics.commands_dropped_poison);
-        let address = answer_address(self.patch.table(), &suspect.command.command);
+        let address = suspect.command.map_or_else(
+            || "an unknown command".to_string(),
+            |c| answer_address(self.patch.table(), &c.command),
+        );
         tracing::error!(
-            "both workers died on block {}: command {} ({address}, frame {}) is the suspect; it will not be applied again",
+            "both workers died on block {} applying command {} ({address}); it will not be applied again",
             suspect.block,
-            suspect.command.seq,
-            suspect.command.frame
+            suspect.seq,
         );
         if let Some(to) = suspect.reply_to {
             self.replier.send(
