@@ -73,9 +73,14 @@ pub enum Inbound {
         /// Request id the joiner waits for.
         request: u64,
     },
-    /// A command stamped earlier, replayed unchanged (same seq, same frame) to workers
-    /// that restart from a snapshot after both workers were lost.
-    Replay(StampedCommand),
+    /// A command stamped earlier, replayed unchanged (same seq, same frame) to the workers
+    /// of cold restart `restart` (dropped if another restart began since).
+    Replay {
+        /// The command as stamped.
+        stamped: StampedCommand,
+        /// The restart it is replayed for.
+        restart: u64,
+    },
     /// The replay of cold restart `restart` is all queued before this: once it is in the
     /// rings, the restored workers may render past their restore point (see
     /// [`OutputShared::hold_for_replay`]).
@@ -195,6 +200,14 @@ pub enum Notice {
         /// The first block found different.
         block: u64,
     },
+    /// Both slots of cold restart `restart` are bound ([`OutputShared::bind_pair`]): the
+    /// commands from seq `first_seq` on are in their rings.
+    PairBound {
+        /// The restart.
+        restart: u64,
+        /// The first seq stamped for the new pair.
+        first_seq: u64,
+    },
     /// Neither slot had block `block`; silence was played.
     Underrun {
         /// The block.
@@ -286,6 +299,9 @@ pub struct OutputShared {
     replay_gate: AtomicU64,
     /// The cold restart the gate is held for.
     replay_restart: AtomicU64,
+    /// A cold restart whose two prepared slots the output is to bind in one block (0:
+    /// none), see [`bind_pair`](Self::bind_pair).
+    pair_to_bind: AtomicU64,
 }
 
 impl OutputShared {
@@ -317,6 +333,7 @@ impl OutputShared {
             wake: Wake::new(),
             replay_gate: AtomicU64::new(NO_BLOCK),
             replay_restart: AtomicU64::new(0),
+            pair_to_bind: AtomicU64::new(0),
         }
     }
 
@@ -339,6 +356,14 @@ impl OutputShared {
     pub fn hold_for_replay(&self, block: u64, restart: u64) {
         self.replay_restart.store(restart, Ordering::Release);
         self.replay_gate.store(block, Ordering::Release);
+    }
+
+    /// Asks the output to bind both (prepared) slots at the start of its next block and say
+    /// so with [`Notice::PairBound`]: every command stamped from then on reaches the new
+    /// pair's rings, every one before it must be replayed to them, and the notice tells
+    /// exactly where the line falls.
+    pub fn bind_pair(&self, restart: u64) {
+        self.pair_to_bind.store(restart, Ordering::Release);
     }
 
     /// The horizon to publish to the workers: the output's, unless a replay holds it.
@@ -511,6 +536,14 @@ impl OutputCore {
     /// from the slots, fades and records it.
     fn play_block(&mut self, shared: &OutputShared, out: &mut [f32]) {
         let block = self.next_block;
+        let restart = shared.pair_to_bind.swap(0, Ordering::AcqRel);
+        if restart != 0 {
+            for link in &shared.slots {
+                link.bound.store(true, Ordering::Release);
+            }
+            let first_seq = self.seq + 1;
+            self.notify(shared, Notice::PairBound { restart, first_seq });
+        }
         let bound = [
             shared.slots[0].bound.load(Ordering::Acquire),
             shared.slots[1].bound.load(Ordering::Acquire),
@@ -662,7 +695,10 @@ impl OutputCore {
                     Metrics::bump(&shared.metrics.commands_answered);
                     self.notify(shared, Notice::Synced { id, reply_to })
                 }
-                Inbound::Replay(stamped) => {
+                Inbound::Replay { stamped, restart } => {
+                    if shared.replay_restart.load(Ordering::Acquire) != restart {
+                        continue;
+                    }
                     for (link, bound) in shared.slots.iter().zip(bound) {
                         if bound {
                             let record = stamped.to_record(link.generation.load(Ordering::Acquire));

@@ -146,13 +146,9 @@ pub fn answer_address(table: &AddressTable, command: &Command) -> String {
 /// How to start the new pair of a cold restart.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Restart {
-    /// Both join from the restore point, then these are replayed (seq order).
-    FromRestorePoint {
-        /// The supervisor's copy to publish for them.
-        point: RestorePoint,
-        /// Everything stamped after it.
-        replay: Vec<Replayed>,
-    },
+    /// Both join from the restore point, then everything stamped after it is replayed
+    /// ([`Recovery::replay`]).
+    FromRestorePoint(RestorePoint),
     /// The restore point is poisoned: both start afresh from the patch.
     FromPatch,
 }
@@ -329,21 +325,24 @@ impl Recovery {
         self.history.len()
     }
 
-    /// How to restart the pair: from the restore point with everything after it, or from
-    /// the patch if the restore point is poisoned.
+    /// How to restart the pair: from the restore point, or from the patch if the restore
+    /// point is poisoned.
     pub fn restart(&self) -> Restart {
-        let Some(point) = &self.restore else {
-            return Restart::FromPatch;
-        };
-        Restart::FromRestorePoint {
-            point: point.clone(),
-            replay: self
-                .history
-                .iter()
-                .filter(|kept| kept.replayed.stamped().seq > point.last_seq)
-                .map(|kept| kept.replayed.clone())
-                .collect(),
+        match &self.restore {
+            Some(point) => Restart::FromRestorePoint(point.clone()),
+            None => Restart::FromPatch,
         }
+    }
+
+    /// What a pair restarted from a restore point holding commands through `last_seq` must
+    /// be replayed: every command after it stamped before `first_live` (the first one
+    /// stamped into the new pair's rings), in seq order.
+    pub fn replay(&self, last_seq: u64, first_live: u64) -> Vec<Replayed> {
+        self.history
+            .iter()
+            .filter(|kept| (last_seq + 1..first_live).contains(&kept.replayed.stamped().seq))
+            .map(|kept| kept.replayed.clone())
+            .collect()
     }
 
     /// The pair restarted from the patch: nothing before it can be replayed on it.
@@ -378,11 +377,15 @@ mod tests {
         ))))
     }
 
-    fn seqs(restart: &Restart) -> Vec<u64> {
-        match restart {
-            Restart::FromRestorePoint { replay, .. } => {
-                replay.iter().map(|r| r.stamped().seq).collect()
-            }
+    /// The seqs replayed after a restart from the restore point, with nothing stamped
+    /// for the new pair yet.
+    fn seqs(r: &Recovery) -> Vec<u64> {
+        match r.restart() {
+            Restart::FromRestorePoint(point) => r
+                .replay(point.last_seq, u64::MAX)
+                .iter()
+                .map(|r| r.stamped().seq)
+                .collect(),
             Restart::FromPatch => panic!("expected a restart from the restore point"),
         }
     }
@@ -419,12 +422,13 @@ mod tests {
         for seq in 1..=3 {
             r.stamped(command(seq, seq * FRAMES), None);
         }
-        let Restart::FromRestorePoint { point, replay } = r.restart() else {
+        let Restart::FromRestorePoint(point) = r.restart() else {
             panic!("a restore point from the start")
         };
         assert_eq!((point.block, point.last_seq), (0, 0));
         assert!(!point.snapshot.is_empty());
-        assert_eq!(replay.len(), 3);
+        assert_eq!(seqs(&r), [1, 2, 3]);
+        assert_eq!(r.replay(0, 3).len(), 2, "seq 3 reached the new pair live");
     }
 
     #[test]
@@ -434,12 +438,11 @@ mod tests {
         assert_eq!(r.watched(), None);
         // Seq 2 (frame in block 2) still waits in the snapshot: kept, never replayed.
         assert_eq!(r.history_len(), 4);
-        let restart = r.restart();
-        let Restart::FromRestorePoint { point, .. } = &restart else {
+        let Restart::FromRestorePoint(point) = r.restart() else {
             panic!()
         };
         assert_eq!(point.snapshot, vec![7; 16]);
-        assert_eq!(seqs(&restart), [3, 4, 5]);
+        assert_eq!(seqs(&r), [3, 4, 5]);
     }
 
     #[test]
@@ -451,7 +454,7 @@ mod tests {
             r.stamped(command(seq, seq * FRAMES), None);
         }
         assert!(r.refresh_due(now), "due by count, long before the time");
-        assert_eq!(seqs(&r.restart()).len(), 3 + REFRESH_COMMANDS);
+        assert_eq!(seqs(&r).len(), 3 + REFRESH_COMMANDS);
         r.refresh_requested(Some(8), now);
         assert!(!r.refresh_due(now));
     }
@@ -467,9 +470,7 @@ mod tests {
         };
         r.stamped_switch(switch, "text".to_string());
         r.stamped(command(7, 7 * FRAMES), None);
-        let Restart::FromRestorePoint { replay, .. } = r.restart() else {
-            panic!()
-        };
+        let replay = r.replay(2, u64::MAX);
         assert_eq!(
             replay[3],
             Replayed::Patch {
@@ -515,7 +516,7 @@ mod tests {
         assert_eq!((suspect.block, suspect.seq), (4, 7));
         assert_eq!(suspect.reply_to, client(7777));
         assert_eq!(suspect.command.map(|c| c.seq), Some(7));
-        assert_eq!(seqs(&r.restart()), [3, 4, 5, 6, 8]);
+        assert_eq!(seqs(&r), [3, 4, 5, 6, 8]);
     }
 
     #[test]
@@ -537,10 +538,10 @@ mod tests {
         r.worker_died(1, crash(9, Some(1), now));
         let suspect = r.take_suspect().expect("a suspect");
         assert_eq!(suspect.reply_to, client(5555));
-        let Restart::FromRestorePoint { point, replay } = r.restart() else {
+        let Restart::FromRestorePoint(point) = r.restart() else {
             panic!()
         };
-        assert!(replay.is_empty());
+        assert!(r.replay(point.last_seq, u64::MAX).is_empty());
         let restored = Engine::from_snapshot(&point.snapshot, config()).unwrap();
         assert_eq!(
             restored.commands_waiting(),

@@ -225,6 +225,14 @@ impl SlotRuntime {
 
     /// Zeroes slot `index` under a new generation and lets the output use it again.
     pub fn bind(&mut self, index: usize, shared: &OutputShared) {
+        self.prepare(index, shared);
+        shared.slots[index].bound.store(true, Ordering::Release);
+    }
+
+    /// Zeroes slot `index` under a new generation, ready for the output to bind (which
+    /// [`bind`](Self::bind) does at once; a cold restart asks the output to bind both
+    /// slots in one block, see [`OutputShared::bind_pair`]).
+    pub fn prepare(&mut self, index: usize, shared: &OutputShared) {
         self.generation += 1;
         self.rebind_after = None;
         let link = &shared.slots[index];
@@ -238,7 +246,6 @@ impl SlotRuntime {
             .publish_horizon(shared.worker_horizon(shared.horizon.load(Ordering::Acquire)));
         link.slot
             .release_through(shared.played.load(Ordering::Acquire));
-        link.bound.store(true, Ordering::Release);
     }
 }
 

@@ -84,6 +84,9 @@ pub struct Supervisor {
     replay_queue: VecDeque<Inbound>,
     /// Cold restarts begun, to tell their replays apart.
     restarts: u64,
+    /// The cold restart waiting for its pair to be bound, and the last command in its
+    /// restore point: what its replay starts after.
+    replaying_from: Option<(u64, u64)>,
 }
 
 impl Supervisor {
@@ -202,6 +205,7 @@ impl Supervisor {
             recovery: Recovery::new(Instant::now(), engine_config, initial),
             replay_queue: VecDeque::new(),
             restarts: 0,
+            replaying_from: None,
         };
         for slot in 0..2 {
             supervisor.slots[slot].bind(slot, &supervisor.shared);
@@ -282,6 +286,7 @@ impl Supervisor {
         let watching = self.output.is_none()
             || self.recovery.watched().is_some()
             || !self.replay_queue.is_empty()
+            || self.replaying_from.is_some()
             || self
                 .slots
                 .iter()
@@ -431,6 +436,9 @@ impl Supervisor {
                 }
                 Notice::Diverged { slot, block } => {
                     self.apply(slot, Event::Diverged { block });
+                }
+                Notice::PairBound { restart, first_seq } => {
+                    self.replay_to_new_pair(restart, first_seq);
                 }
                 Notice::Underrun { block } => {
                     if log_limit::UNDERRUNS.allow() {
@@ -610,7 +618,8 @@ impl Supervisor {
         }
         // A replay still queued from an earlier restart is for workers that are gone.
         self.replay_queue.clear();
-        if let Restart::FromRestorePoint { point, replay } = self.recovery.restart() {
+        self.replaying_from = None;
+        if let Restart::FromRestorePoint(point) = self.recovery.restart() {
             let request = self.next_request;
             self.next_request += 1;
             let meta = SnapshotMeta {
@@ -621,7 +630,7 @@ impl Supervisor {
             };
             // Both workers are dead: nothing else writes the area now.
             match self.snapshots.publish(meta, &point.snapshot) {
-                Ok(()) => return self.restart_from(request, &point, replay),
+                Ok(()) => return self.restart_from(request, &point),
                 Err(e) => tracing::error!(
                     "cannot publish the restore point ({e}): restarting from the patch"
                 ),
@@ -638,28 +647,56 @@ impl Supervisor {
     }
 
     /// Starts both workers from restore point `point` (published as snapshot `request`),
-    /// held there until `replay` is in their rings ([`OutputShared::hold_for_replay`]).
-    fn restart_from(
-        &mut self,
-        request: u64,
-        point: &RestorePoint,
-        replay: Vec<Replayed>,
-    ) -> anyhow::Result<()> {
+    /// held there ([`OutputShared::hold_for_replay`]) until everything stamped since is in
+    /// their rings: the output binds both slots in one block and says from which command
+    /// on it stamps into them ([`Notice::PairBound`]); the rest is replayed then
+    /// ([`replay_to_new_pair`](Self::replay_to_new_pair)).
+    fn restart_from(&mut self, request: u64, point: &RestorePoint) -> anyhow::Result<()> {
         self.restarts += 1;
+        self.replaying_from = Some((self.restarts, point.last_seq));
         tracing::error!(
-            "both workers lost: restarting both from the restore point at block {} (command {}) and replaying the {} commands since",
+            "both workers lost: restarting both from the restore point at block {} (command {})",
             point.block,
             point.last_seq,
-            replay.len()
         );
         self.shared.hold_for_replay(point.block, self.restarts);
         for slot in 0..2 {
-            self.slots[slot].bind(slot, &self.shared);
+            self.slots[slot].prepare(slot, &self.shared);
             self.spawn(slot, StartMode::Join { request })?;
         }
+        if self.output.is_some() {
+            self.shared.bind_pair(self.restarts);
+        } else {
+            // Nothing is stamped before the output starts: bind now, replay everything.
+            for link in &self.shared.slots {
+                link.bound.store(true, Ordering::Release);
+            }
+            self.replay_to_new_pair(self.restarts, u64::MAX);
+        }
+        Ok(())
+    }
+
+    /// The new pair of cold restart `restart` receives every command from `first_live` on
+    /// in its rings: queue the replay of those before it, since the restore point, and the
+    /// end of the replay, which lets them render on.
+    fn replay_to_new_pair(&mut self, restart: u64, first_live: u64) {
+        let Some((current, last_seq)) = self.replaying_from else {
+            return;
+        };
+        if current != restart {
+            return;
+        }
+        self.replaying_from = None;
+        let replay = self.recovery.replay(last_seq, first_live);
+        tracing::info!(
+            "replaying the {} commands stamped since the restore point",
+            replay.len()
+        );
         for replayed in replay {
             match replayed {
-                Replayed::Command(stamped) => self.replay_queue.push_back(Inbound::Replay(stamped)),
+                Replayed::Command(stamped) => self
+                    .replay_queue
+                    .push_back(Inbound::Replay { stamped, restart }),
                 Replayed::Patch { switch, text } => {
                     let chronus_engine::Command::SwitchPatch { version, .. } = switch.command
                     else {
@@ -668,15 +705,15 @@ impl Supervisor {
                     for chunk in PatchChunk::split(version, text.as_bytes()) {
                         self.replay_queue.push_back(Inbound::PatchChunk(chunk));
                     }
-                    self.replay_queue.push_back(Inbound::Replay(switch));
+                    self.replay_queue.push_back(Inbound::Replay {
+                        stamped: switch,
+                        restart,
+                    });
                 }
             }
         }
-        self.replay_queue.push_back(Inbound::ReplayDone {
-            restart: self.restarts,
-        });
+        self.replay_queue.push_back(Inbound::ReplayDone { restart });
         self.feed_replay();
-        Ok(())
     }
 
     /// Queues as much of a cold restart's replay as the output's queue has room for.

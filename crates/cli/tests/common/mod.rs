@@ -214,6 +214,45 @@ impl Server {
         panic!("no active slot: {texts:?}");
     }
 
+    /// Sends `signal` to both workers with one `kill`, so they are hit microseconds apart,
+    /// not a process spawn apart; returns their pids.
+    pub fn signal_both_workers(&self, signal: &str) -> Vec<u32> {
+        let (numbers, _) = self.metrics_full();
+        let pids: Vec<u32> = (0..2)
+            .map(|slot| numbers[&format!("slot.{slot}.pid")] as u32)
+            .collect();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(pids.iter().map(u32::to_string))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        pids
+    }
+
+    /// Waits until both workers in `pids` are replaced and the new pair is ready, then
+    /// until no underrun is added for half a second; returns the metrics then.
+    pub fn wait_for_new_pair(&self, pids: &[u32]) -> BTreeMap<String, f64> {
+        let replaced = |m: &BTreeMap<String, f64>| {
+            (0..2).all(|slot| {
+                let pid = m.get(&format!("slot.{slot}.pid")).copied().unwrap_or(0.0);
+                pid != 0.0 && !pids.contains(&(pid as u32))
+            })
+        };
+        self.wait_until(Duration::from_secs(30), |m| {
+            replaced(m) && m["spare_ready"] == 1.0 && m["live_children"] == 2.0
+        });
+        let mut last = self.metrics();
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.metrics();
+            if now["underruns"] == last["underruns"] {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// Waits up to `within` for the server to exit by itself, and returns how it exited.
     pub fn wait_for_exit(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
@@ -445,6 +484,55 @@ pub fn assert_replay_of_patch_equals_served(log: &Path, served: &Path, patch: Op
         Some(0),
         "the served sound ends in exactly 0.0"
     );
+}
+
+/// Renders the command log offline ([`render_replay`]) and checks that the served WAV
+/// equals it sample for sample everywhere but in the silences of cold restarts: the blocks
+/// that differ form at most `restarts` runs, and are no more than the `underruns` played
+/// (each faded from the last sample) plus one block per run (the fade back in). So the
+/// state each restart restored is exactly the state of applying every command once.
+/// Returns the blocks that differ.
+pub fn assert_replay_equals_served_but_for_restarts(
+    log: &Path,
+    served: &Path,
+    restarts: usize,
+    underruns: f64,
+) -> usize {
+    let (interleaved, replayed) = render_replay(log, served, None);
+    assert_eq!(replayed.len(), interleaved.len());
+    let before_fade = interleaved.len().saturating_sub(SHUTDOWN_FADE_SAMPLES);
+    let block = 64 * 2;
+    let differing: Vec<usize> = interleaved[..before_fade]
+        .chunks(block)
+        .zip(replayed.chunks(block))
+        .enumerate()
+        .filter(|(_, (a, b))| {
+            a.iter()
+                .zip(b.iter())
+                .any(|(x, y)| x.to_bits() != y.to_bits())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    // (first block, length) of each run of differing blocks.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &block in &differing {
+        match runs.last_mut() {
+            Some((first, len)) if *first + *len == block => *len += 1,
+            _ => runs.push((block, 1)),
+        }
+    }
+    assert!(
+        runs.len() <= restarts,
+        "served and replayed audio differ in {} places, more than the {restarts} restarts: (first block, blocks) {runs:?}",
+        runs.len()
+    );
+    assert!(
+        differing.len() as f64 <= underruns + runs.len() as f64,
+        "{} blocks differ, more than the {underruns} underruns and {} fade-ins: {runs:?}",
+        differing.len(),
+        runs.len()
+    );
+    differing.len()
 }
 
 /// Samples (interleaved stereo) of the fade-out every stop plays at the end: 10 ms in
