@@ -202,3 +202,46 @@ fn finding_6_a_poison_waiting_in_the_restore_point_is_found_and_refused() {
     assert_replay_equals_served_but_for_restarts(&log, &wav, 1, metrics["underruns"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Repeated double faults back off (1 s, then 2 s, … up to 30 s between restarts, shown in
+/// `cold_restart_backoff_ms` while the restart waits), so a pair that cannot live is no
+/// restart storm; and after each, the music comes back in the replayed state.
+#[test]
+fn repeated_double_faults_back_off_and_the_music_always_comes_back() {
+    let Recorded {
+        server,
+        dir,
+        wav,
+        log,
+    } = Recorded::start("backoff", &[]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
+    server.sync(1);
+    for (round, backoff_ms) in [0.0, 1000.0, 2000.0].into_iter().enumerate() {
+        // Both hung: the output finds both late on the same block, a certain double fault.
+        let pids = server.signal_both_workers("STOP");
+        if backoff_ms > 0.0 {
+            let waiting = server.wait_until(Duration::from_secs(20), |m| {
+                m["cold_restart_backoff_ms"] == backoff_ms
+            });
+            assert_eq!(
+                waiting["double_faults_in_a_row"], round as f64,
+                "{waiting:?}"
+            );
+        }
+        let back = server.wait_for_new_pair(&pids);
+        assert_eq!(back["cold_restarts"], (round + 1) as f64, "{back:?}");
+        assert_eq!(back["cold_restart_backoff_ms"], 0.0, "{back:?}");
+        server.send(
+            "/mod/sine/freq",
+            vec![OscType::Float(400.0 + 50.0 * round as f32)],
+        );
+        server.sync(10 + round as i32);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = server.metrics();
+    server.quit();
+    assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
+    assert_replay_equals_served_but_for_restarts(&log, &wav, 3, metrics["underruns"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -174,6 +174,12 @@ macro_rules! metrics {
             pub command_log_lag_ns: AtomicU64,
             /// The largest such lag since start, in ns (reported as `command_log_lag_ms_max`).
             pub command_log_lag_max_ns: AtomicU64,
+            /// Set by the supervisor loop: the wait before a cold restart that backs off, in
+            /// ms (0: none waiting).
+            pub cold_restart_backoff_ms: AtomicU64,
+            /// Set by the supervisor loop: double faults in a row, each within a minute of
+            /// the last cold restart.
+            pub double_faults_in_a_row: AtomicU64,
         }
 
         /// A point-in-time copy of every metric, as `/metrics` and `chronus status --json`
@@ -375,6 +381,12 @@ metrics! {
         shm_leaks: u64, Gauge;
         /// Live worker processes.
         live_children: u64, Gauge;
+        /// Both workers lost again within a minute of the last cold restart, so many times
+        /// in a row (0 once the pair has played a minute since).
+        double_faults_in_a_row: u64, Gauge;
+        /// How long the pending cold restart waits, in ms: repeated double faults back off
+        /// 1, 2, 4 … up to 30 s between restarts (0: none waiting).
+        cold_restart_backoff_ms: u64, Gauge;
     }
 }
 
@@ -479,6 +491,8 @@ impl MetricsReport {
             control_latency_ms,
             command_log_lag_ms: m.command_log_lag_ns.load(Relaxed) as f64 / 1e6,
             command_log_lag_ms_max: m.command_log_lag_max_ns.load(Relaxed) as f64 / 1e6,
+            double_faults_in_a_row: m.double_faults_in_a_row.load(Relaxed),
+            cold_restart_backoff_ms: m.cold_restart_backoff_ms.load(Relaxed),
             open_fds,
             mapped_segments,
             shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),

@@ -34,6 +34,25 @@ pub const RESTORE_REFRESH: Duration = Duration::from_secs(2);
 pub const REFRESH_COMMANDS: usize = 1000;
 /// Two workers dying on the same block within this time died of the same cause.
 pub const POISON_WINDOW: Duration = Duration::from_millis(500);
+/// A double fault within this time of the last cold restart is one more in a row, and the
+/// next restart backs off ([`restart_backoff`]); a pair that plays this long resets it.
+pub const HEALTHY_PAIR: Duration = Duration::from_secs(60);
+/// First back-off between cold restarts in a row.
+pub const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest back-off between cold restarts.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How long to wait before the cold restart after `in_a_row` double faults in a row (0 for
+/// the first: at once): 1, 2, 4 … up to 30 s, forever, so a pair that cannot live does not
+/// turn into a restart storm, and one that can is never given up on.
+pub fn restart_backoff(in_a_row: u32) -> Duration {
+    match in_a_row {
+        0 => Duration::ZERO,
+        n => RESTART_BACKOFF
+            .saturating_mul(1 << (n - 1).min(5))
+            .min(RESTART_BACKOFF_MAX),
+    }
+}
 
 /// The supervisor's copy of an engine snapshot a new pair can join from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,6 +432,13 @@ mod tests {
             applying,
             at,
         })
+    }
+
+    #[test]
+    fn repeated_double_faults_back_off_from_1_s_doubling_up_to_30_s() {
+        let s: Vec<u64> = (0..8).map(|n| restart_backoff(n).as_secs()).collect();
+        assert_eq!(s, [0, 1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(restart_backoff(u32::MAX), RESTART_BACKOFF_MAX);
     }
 
     #[test]

@@ -36,7 +36,10 @@ use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal};
 use crate::recorder::Recorder;
-use crate::recovery::{answer_address, Recovery, Replayed, Restart, RestorePoint, Suspect};
+use crate::recovery::{
+    answer_address, restart_backoff, Recovery, Replayed, Restart, RestorePoint, Suspect,
+    HEALTHY_PAIR,
+};
 use crate::report::Reporter;
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
@@ -87,6 +90,12 @@ pub struct Supervisor {
     /// The cold restart waiting for its pair to be bound, and the last command in its
     /// restore point: what its replay starts after.
     replaying_from: Option<(u64, u64)>,
+    /// When the last cold restart began.
+    last_cold_restart: Option<Instant>,
+    /// When the pending cold restart is due (it backs off), once decided.
+    cold_restart_due: Option<Instant>,
+    /// Double faults in a row, each within [`HEALTHY_PAIR`] of the last cold restart.
+    double_faults_in_a_row: u32,
 }
 
 impl Supervisor {
@@ -206,6 +215,9 @@ impl Supervisor {
             replay_queue: VecDeque::new(),
             restarts: 0,
             replaying_from: None,
+            last_cold_restart: None,
+            cold_restart_due: None,
+            double_faults_in_a_row: 0,
         };
         for slot in 0..2 {
             supervisor.slots[slot].bind(slot, &supervisor.shared);
@@ -271,6 +283,7 @@ impl Supervisor {
         self.advance_slots()?;
         self.feed_replay();
         self.keep_restore_point();
+        self.forget_old_double_faults();
         if self.output.is_none() {
             self.start_output_when_ready()?;
         }
@@ -291,6 +304,12 @@ impl Supervisor {
                 .slots
                 .iter()
                 .any(|s| !matches!(s.state, SlotState::Active | SlotState::Standby));
+        if let Some(due) = self.cold_restart_due {
+            // Backing off: nothing to watch until the restart is due.
+            return due
+                .saturating_duration_since(Instant::now())
+                .clamp(WATCH_INTERVAL, IDLE_WAIT);
+        }
         if watching {
             WATCH_INTERVAL
         } else {
@@ -515,7 +534,7 @@ impl Supervisor {
                     let other = &self.slots[1 - slot];
                     match slot_state::replace_dead(other.state, other.worker.is_some()) {
                         Replacement::JoinActive => self.spawn_spare(slot)?,
-                        Replacement::RestartBoth => return self.cold_restart(played),
+                        Replacement::RestartBoth => return self.cold_restart_when_due(played),
                         Replacement::Wait => {}
                     }
                 }
@@ -595,6 +614,67 @@ impl Supervisor {
             self.recovery
                 .refresh_requested(queued.is_ok().then_some(request), now);
         }
+    }
+
+    /// A pair that has played [`HEALTHY_PAIR`] since the last cold restart starts the count
+    /// of double faults in a row again.
+    fn forget_old_double_faults(&mut self) {
+        if self.double_faults_in_a_row > 0
+            && self.cold_restart_due.is_none()
+            && self
+                .last_cold_restart
+                .is_some_and(|at| at.elapsed() >= HEALTHY_PAIR)
+        {
+            self.double_faults_in_a_row = 0;
+            self.shared
+                .metrics
+                .double_faults_in_a_row
+                .store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Both workers lost at once: a cold restart, at once for the first double fault, after
+    /// a back-off for one more in a row (within [`HEALTHY_PAIR`] of the last restart).
+    fn cold_restart_when_due(&mut self, played: u64) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let due = match self.cold_restart_due {
+            Some(due) => due,
+            None => {
+                let again = self
+                    .last_cold_restart
+                    .is_some_and(|at| now.duration_since(at) < HEALTHY_PAIR);
+                self.double_faults_in_a_row = if again {
+                    self.double_faults_in_a_row + 1
+                } else {
+                    0
+                };
+                let wait = restart_backoff(self.double_faults_in_a_row);
+                if !wait.is_zero() {
+                    tracing::error!(
+                        "both workers lost again, {} times in a row within a minute of a restart: restarting in {wait:?}",
+                        self.double_faults_in_a_row
+                    );
+                }
+                let metrics = &self.shared.metrics;
+                metrics
+                    .double_faults_in_a_row
+                    .store(u64::from(self.double_faults_in_a_row), Ordering::Relaxed);
+                metrics
+                    .cold_restart_backoff_ms
+                    .store(wait.as_millis() as u64, Ordering::Relaxed);
+                *self.cold_restart_due.insert(now + wait)
+            }
+        };
+        if now < due {
+            return Ok(());
+        }
+        self.cold_restart_due = None;
+        self.last_cold_restart = Some(now);
+        self.shared
+            .metrics
+            .cold_restart_backoff_ms
+            .store(0, Ordering::Relaxed);
+        self.cold_restart(played)
     }
 
     /// Both workers lost at once: start a new pair from the restore point, with every
