@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use chronus_engine::{EngineConfig, StartMode, WorkerArgs};
+use chronus_engine::{EngineConfig, JoinPoint, StartMode, WorkerArgs};
 
 /// Arguments the supervisor passes to a worker.
 #[derive(clap::Args)]
@@ -46,10 +46,28 @@ pub struct WorkerCli {
     /// Ask for SCHED_FIFO and locked memory.
     #[arg(long)]
     realtime: bool,
+    /// Fault injection: die at this point of joining (starting, snapshot, catching-up,
+    /// ready).
+    #[arg(long, value_parser = parse_join_point)]
+    die_at: Option<JoinPoint>,
+}
+
+fn parse_join_point(name: &str) -> Result<JoinPoint, String> {
+    JoinPoint::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = JoinPoint::ALL.iter().map(|p| p.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 /// Runs the worker; returns only on error.
 pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
+    // A panic (a bug in DSP code) ends the worker at once, by SIGABRT, rather than after
+    // unwinding and a backtrace: the supervisor sees the death at once and fails over,
+    // instead of waiting for a missed deadline.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("chronus worker {}: {info}", std::process::id());
+        std::process::abort();
+    }));
     // Die with the supervisor even if it died before the spawn's prctl took effect.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .context("prctl(PR_SET_PDEATHSIG)")?;
@@ -87,6 +105,7 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
         start,
         parent_pid: args.parent_pid,
         realtime: args.realtime,
+        die_at: args.die_at,
     };
     match chronus_engine::run_worker(worker_args) {
         Ok(never) => match never {},

@@ -74,6 +74,8 @@ mod kind {
     pub const DEBUG_HANG: u32 = 102;
     pub const DEBUG_SLOW: u32 = 103;
     pub const DEBUG_DIVERGE: u32 = 104;
+    pub const DEBUG_SEGV: u32 = 105;
+    pub const DEBUG_DSP_PANIC: u32 = 106;
 }
 
 /// A fault to inject into one worker (offered only by servers started with
@@ -94,6 +96,10 @@ pub enum Fault {
     /// nondeterminism bug would): the worker leaves the lockstep, and the output must
     /// notice and retire it.
     Diverge,
+    /// Raise SIGSEGV in the worker (as a memory error would).
+    Segv,
+    /// Panic inside the next module's `process` (as a bug in DSP code would).
+    DspPanic,
 }
 
 /// Requests addressed to a single worker rather than to the lockstep stream.
@@ -275,6 +281,8 @@ impl Control {
                     (kind::DEBUG_SLOW, block)
                 }
                 Fault::Diverge => (kind::DEBUG_DIVERGE, block),
+                Fault::Segv => (kind::DEBUG_SEGV, block),
+                Fault::DspPanic => (kind::DEBUG_DSP_PANIC, block),
             },
         };
         CommandRecord {
@@ -373,6 +381,8 @@ impl Instruction {
             kind::DEBUG_CRASH => fault(Fault::Crash),
             kind::DEBUG_HANG => fault(Fault::Hang),
             kind::DEBUG_DIVERGE => fault(Fault::Diverge),
+            kind::DEBUG_SEGV => fault(Fault::Segv),
+            kind::DEBUG_DSP_PANIC => fault(Fault::DspPanic),
             kind::DEBUG_SLOW => fault(Fault::Slow {
                 micros: u32::try_from(p[0]).map_err(|_| RecordError::Malformed(record.kind))?,
             }),
@@ -446,6 +456,14 @@ mod tests {
             Control::Fault {
                 fault: Fault::Diverge,
                 block: 8,
+            },
+            Control::Fault {
+                fault: Fault::Segv,
+                block: 9,
+            },
+            Control::Fault {
+                fault: Fault::DspPanic,
+                block: 10,
             },
         ];
         for control in controls {

@@ -340,6 +340,11 @@ impl Engine {
         &self.patch
     }
 
+    /// Fault injection: the next block panics inside a module's `process`.
+    pub fn panic_in_next_process(&mut self) {
+        self.patch.panic_in_next_process();
+    }
+
     /// TOML text of the running patch.
     pub fn patch_text(&self) -> &str {
         &self.patch_text

@@ -20,4 +20,4 @@ pub use engine::{
     MAX_ADMITTED_TIMED, MAX_PENDING,
 };
 pub use master::MasterConfig;
-pub use worker::{run_worker, StartMode, WorkerArgs, WorkerError};
+pub use worker::{run_worker, JoinPoint, StartMode, WorkerArgs, WorkerError};

@@ -34,6 +34,54 @@ pub enum StartMode {
     },
 }
 
+/// A point of a spare's join at which fault injection makes it die (see
+/// [`WorkerArgs::die_at`]): what timing alone cannot hit reliably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinPoint {
+    /// Right after it attached to its slot, before it has a snapshot.
+    Starting,
+    /// With the snapshot read but not loaded yet.
+    Snapshot,
+    /// After restoring, while it renders the blocks behind the output to catch up.
+    CatchingUp,
+    /// Joined and ready (half a second after it caught up).
+    Ready,
+}
+
+impl JoinPoint {
+    /// Every point, in join order.
+    pub const ALL: [JoinPoint; 4] = [
+        JoinPoint::Starting,
+        JoinPoint::Snapshot,
+        JoinPoint::CatchingUp,
+        JoinPoint::Ready,
+    ];
+
+    /// Its name on command lines and in OSC (`starting`, `snapshot`, `catching-up`,
+    /// `ready`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinPoint::Starting => "starting",
+            JoinPoint::Snapshot => "snapshot",
+            JoinPoint::CatchingUp => "catching-up",
+            JoinPoint::Ready => "ready",
+        }
+    }
+
+    /// The point named `name`.
+    pub fn from_name(name: &str) -> Option<JoinPoint> {
+        JoinPoint::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// Dies here if fault injection asked for it: `abort`, as a crash would.
+fn die_if(die_at: Option<JoinPoint>, here: JoinPoint) {
+    if die_at == Some(here) {
+        // Fault injection, asked for explicitly by a server started with it enabled.
+        std::process::abort();
+    }
+}
+
 /// Everything a worker process needs, parsed from its command line by the CLI.
 #[derive(Debug)]
 pub struct WorkerArgs {
@@ -53,6 +101,8 @@ pub struct WorkerArgs {
     pub parent_pid: u32,
     /// Ask for real-time scheduling for the render loop.
     pub realtime: bool,
+    /// Fault injection: die at this point of joining (a spare only).
+    pub die_at: Option<JoinPoint>,
 }
 
 /// Why a worker stopped.
@@ -123,12 +173,14 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
     }
     slot.set_worker_pid(std::process::id());
     slot.mark_attached(generation);
+    die_if(args.die_at, JoinPoint::Starting);
 
     if let StartMode::Join { request } = args.start {
         let mut bytes = Vec::new();
         let deadline = Instant::now() + SNAPSHOT_WAIT;
         loop {
             if let Some(SnapshotMeta { .. }) = snapshots.read(request, &mut bytes) {
+                die_if(args.die_at, JoinPoint::Snapshot);
                 engine.load_snapshot(&bytes)?;
                 break;
             }
@@ -148,6 +200,10 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
     };
     let mut joined = false;
     let mut unwritten: Option<u64> = None;
+    // Fault injection at `JoinPoint::Ready`: the block to die at, once joined.
+    let ready_blocks =
+        u64::from(args.config.sample_rate) / 2 / args.config.block_frames.max(1) as u64;
+    let mut die_when_ready_at = None;
     loop {
         // Read the horizon *before* draining: the output pushes every command for blocks
         // below a horizon before it publishes that horizon, so after this load the ring
@@ -177,7 +233,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
                 loop_state.snapshot = None;
             }
         }
-        loop_state.inject_faults(next);
+        loop_state.inject_faults(next, &mut engine);
 
         // A block rendered earlier but not yet accepted by a full ring goes first.
         if let Some(index) = unwritten {
@@ -197,6 +253,7 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
                 // will be rendered in time, like the active worker's.
                 slot.mark_joined(generation);
                 joined = true;
+                die_when_ready_at = Some(next + ready_blocks);
             }
             slot.beat();
             slot.wait_for_horizon(next, HORIZON_WAIT);
@@ -204,6 +261,12 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
             continue;
         }
 
+        if !joined {
+            die_if(args.die_at, JoinPoint::CatchingUp);
+        }
+        if die_when_ready_at.is_some_and(|at| next >= at) {
+            die_if(args.die_at, JoinPoint::Ready);
+        }
         let started = Instant::now();
         engine.render_block_with(&mut block, |seq| slot.set_applying(next, seq));
         if loop_state.diverge_at.is_some_and(|b| b <= next) {
@@ -240,14 +303,26 @@ struct LoopState {
     hang_at: Option<u64>,
     slow_from: Option<(u64, u32)>,
     diverge_at: Option<u64>,
+    segv_at: Option<u64>,
+    dsp_panic_at: Option<u64>,
     slow_micros: u32,
 }
 
 impl LoopState {
-    fn inject_faults(&mut self, next: u64) {
+    fn inject_faults(&mut self, next: u64, engine: &mut Engine) {
         if self.crash_at.is_some_and(|b| b <= next) {
             // Fault injection, asked for explicitly by a server started with it enabled.
             std::process::abort();
+        }
+        if self.segv_at.is_some_and(|b| b <= next) {
+            // As a memory error would: the default action of SIGSEGV ends the process.
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::SEGV,
+            );
+        }
+        if self.dsp_panic_at.take_if(|b| *b <= next).is_some() {
+            engine.panic_in_next_process();
         }
         if self.hang_at.is_some_and(|b| b <= next) {
             loop {
@@ -300,6 +375,8 @@ fn drain_ring(
                     Fault::Hang => state.hang_at = Some(block),
                     Fault::Slow { micros } => state.slow_from = Some((block, micros)),
                     Fault::Diverge => state.diverge_at = Some(block),
+                    Fault::Segv => state.segv_at = Some(block),
+                    Fault::DspPanic => state.dsp_panic_at = Some(block),
                 },
             },
             Ok(Instruction::PatchChunk(chunk)) => {

@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
 use chronus_dsp::PatchDesc;
 use chronus_engine::command::{Command, Fault, NodeIndex};
+use chronus_engine::JoinPoint;
 use rosc::OscType;
 
 use crate::signature::{check_arg, clip, ArgKind, ArgSpec, Value};
@@ -55,6 +56,12 @@ pub const DEBUG_SLOW: &str = "/debug/slow";
 pub const DEBUG_PANIC: &str = "/debug/panic";
 /// Fault injection: make a worker leave the lockstep.
 pub const DEBUG_DIVERGE: &str = "/debug/diverge";
+/// Fault injection: raise SIGSEGV in a worker.
+pub const DEBUG_SEGV: &str = "/debug/segv";
+/// Fault injection: panic inside a module's `process` in a worker.
+pub const DEBUG_DSP_PANIC: &str = "/debug/dsp_panic";
+/// Fault injection: make the next spare die at a point of its join.
+pub const DEBUG_SPARE_DIES: &str = "/debug/spare_dies";
 
 /// Address of the in-engine parameter glide: `/ramp <address> <target> <seconds>`.
 pub const RAMP: &str = "/ramp";
@@ -162,6 +169,12 @@ pub enum Request {
         fault: Fault,
         /// The worker's slot; `None` = the active one.
         slot: Option<u8>,
+    },
+    /// Fault injection: the next spare dies at `point` of its join (only in a table built
+    /// with `fault_injection`).
+    SpareDies {
+        /// Where.
+        point: JoinPoint,
     },
 }
 
@@ -545,6 +558,55 @@ static FIXED: &[Fixed] = &[
                 fault: Fault::Diverge,
                 slot: call.slot(0)?,
             })
+        },
+    },
+    Fixed {
+        address: DEBUG_SEGV,
+        args: &[SLOT_ARG],
+        reply: "none",
+        doc: "Fault injection: raises SIGSEGV in the worker in `slot` (default: the active one), as a memory error would.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::Fault {
+                fault: Fault::Segv,
+                slot: call.slot(0)?,
+            })
+        },
+    },
+    Fixed {
+        address: DEBUG_DSP_PANIC,
+        args: &[SLOT_ARG],
+        reply: "none",
+        doc: "Fault injection: makes a module's `process` panic in the worker in `slot` (default: the active one), as a bug in DSP code would.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            Ok(Request::Fault {
+                fault: Fault::DspPanic,
+                slot: call.slot(0)?,
+            })
+        },
+    },
+    Fixed {
+        address: DEBUG_SPARE_DIES,
+        args: &[ArgSpec {
+            name: "point",
+            kind: ArgKind::Text { max_len: 16 },
+            optional: false,
+        }],
+        reply: "/done /debug/spare_dies, or /fail /debug/spare_dies <reason>",
+        doc: "Fault injection: the next spare (the worker joining after a loss) dies at `point` of its join: `starting` (attached, no snapshot yet), `snapshot` (read, not loaded), `catching-up` (restored, rendering the blocks behind the output) or `ready` (half a second after it caught up). The server builds another.",
+        engine: false,
+        fault_injection: true,
+        build: |call| {
+            let name = call.text(0)?;
+            match JoinPoint::from_name(&name) {
+                Some(point) => Ok(Request::SpareDies { point }),
+                None => Err(format!(
+                    "unknown join point '{name}': starting, snapshot, catching-up or ready"
+                )),
+            }
         },
     },
     Fixed {
@@ -1269,6 +1331,9 @@ pub(crate) mod tests {
             DEBUG_SLOW,
             DEBUG_PANIC,
             DEBUG_DIVERGE,
+            DEBUG_SEGV,
+            DEBUG_DSP_PANIC,
+            DEBUG_SPARE_DIES,
         ] {
             assert!(t.lookup(address).is_some(), "{address}");
         }

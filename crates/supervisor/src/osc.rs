@@ -55,6 +55,11 @@ pub enum ControlRequest {
         /// Who asked.
         reply_to: ReplyTo,
     },
+    /// `/debug/spare_dies <point>`: the next spare the supervisor spawns dies at `point`.
+    SpareDies {
+        /// Where.
+        point: chronus_engine::JoinPoint,
+    },
 }
 
 /// What the OSC thread needs to do its job.
@@ -310,6 +315,12 @@ impl OscServer {
                         self.shared.wake.signal();
                     }
                 },
+                Request::SpareDies { point } => {
+                    answered(metrics);
+                    let _ = self.control.send(ControlRequest::SpareDies { point });
+                    self.shared.wake.signal();
+                    self.send(&reply::done(&decoded.address), from);
+                }
                 Request::Fault { fault, slot } => {
                     let item = Inbound::Fault {
                         fault,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chronus_engine::{EngineConfig, PatchChunk, StartMode};
+use chronus_engine::{EngineConfig, JoinPoint, PatchChunk, StartMode};
 use chronus_ipc::{SnapshotArea, SnapshotMeta};
 use chronus_protocol::table::{PanicThread, DEBUG_PANIC};
 use chronus_protocol::{reply, AddressTable};
@@ -96,6 +96,9 @@ pub struct Supervisor {
     cold_restart_due: Option<Instant>,
     /// Double faults in a row, each within [`HEALTHY_PAIR`] of the last cold restart.
     double_faults_in_a_row: u32,
+    /// Fault injection (`/debug/spare_dies`): the point of its join at which the next
+    /// spare dies.
+    spare_dies_at: Option<JoinPoint>,
 }
 
 impl Supervisor {
@@ -218,10 +221,11 @@ impl Supervisor {
             last_cold_restart: None,
             cold_restart_due: None,
             double_faults_in_a_row: 0,
+            spare_dies_at: None,
         };
         for slot in 0..2 {
             supervisor.slots[slot].bind(slot, &supervisor.shared);
-            supervisor.spawn(slot, StartMode::Fresh { block: 0 })?;
+            supervisor.spawn(slot, StartMode::Fresh { block: 0 }, None)?;
         }
         Ok(supervisor)
     }
@@ -484,6 +488,13 @@ impl Supervisor {
                     text,
                     table,
                 } => self.patch.committed(version, text, table),
+                ControlRequest::SpareDies { point } => {
+                    tracing::warn!(
+                        "fault injection: the next spare will die at its join's '{}' point",
+                        point.name()
+                    );
+                    self.spare_dies_at = Some(point);
+                }
                 ControlRequest::DebugPanic { thread, reply_to } => {
                     let injected = match thread {
                         PanicThread::Recorder => self.recorder.as_ref().map(Recorder::inject_panic),
@@ -573,7 +584,8 @@ impl Supervisor {
         self.slots[slot].bind(slot, &self.shared);
         let request = self.next_request;
         self.next_request += 1;
-        self.spawn(slot, StartMode::Join { request })?;
+        let die_at = self.spare_dies_at.take();
+        self.spawn(slot, StartMode::Join { request }, die_at)?;
         self.slots[slot].replacement = true;
         if self
             .shared
@@ -721,7 +733,7 @@ impl Supervisor {
         let start = self.shared.horizon.load(Ordering::Acquire) + 1;
         for slot in 0..2 {
             self.slots[slot].bind(slot, &self.shared);
-            self.spawn(slot, StartMode::Fresh { block: start })?;
+            self.spawn(slot, StartMode::Fresh { block: start }, None)?;
         }
         Ok(())
     }
@@ -742,7 +754,7 @@ impl Supervisor {
         self.shared.hold_for_replay(point.block, self.restarts);
         for slot in 0..2 {
             self.slots[slot].prepare(slot, &self.shared);
-            self.spawn(slot, StartMode::Join { request })?;
+            self.spawn(slot, StartMode::Join { request }, None)?;
         }
         if self.output.is_some() {
             self.shared.bind_pair(self.restarts);
@@ -844,7 +856,13 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&mut self, slot: usize, start: StartMode) -> anyhow::Result<()> {
+    /// Starts a worker in `slot`; `die_at` is fault injection for a spare.
+    fn spawn(
+        &mut self,
+        slot: usize,
+        start: StartMode,
+        die_at: Option<JoinPoint>,
+    ) -> anyhow::Result<()> {
         let link = &self.shared.slots[slot];
         let spec = WorkerSpec {
             exe: &self.config.worker_exe,
@@ -855,6 +873,7 @@ impl Supervisor {
             config: self.engine_config,
             patch_path: self.patch.path(),
             realtime: self.config.realtime,
+            die_at,
         };
         let worker = Worker::spawn(&spec)?;
         tracing::info!(

@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
-use chronus_engine::{EngineConfig, StartMode};
+use chronus_engine::{EngineConfig, JoinPoint, StartMode};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 /// A running worker process.
@@ -46,6 +46,8 @@ pub struct WorkerSpec<'a> {
     pub patch_path: Option<&'a Path>,
     /// Ask for real-time scheduling.
     pub realtime: bool,
+    /// Fault injection: the point of its join at which this spare dies.
+    pub die_at: Option<JoinPoint>,
 }
 
 impl Worker {
@@ -92,6 +94,9 @@ impl Worker {
         }
         if let Some(path) = spec.patch_path {
             command.arg("--patch").arg(path);
+        }
+        if let Some(point) = spec.die_at {
+            command.arg("--die-at").arg(point.name());
         }
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed. It makes three raw syscalls through rustix

@@ -73,6 +73,9 @@ pub struct Patch {
     zeros: Vec<f32>,
     nonfinite_resets: u64,
     fingerprint: u64,
+    /// Fault injection ([`Patch::panic_in_next_process`]): panic in the next module's
+    /// `process`.
+    panic_in_process: bool,
 }
 
 impl std::fmt::Debug for Patch {
@@ -453,7 +456,14 @@ impl Patch {
             zeros: vec![0.0; max_block],
             nonfinite_resets: 0,
             fingerprint: fp.0,
+            panic_in_process: false,
         })
+    }
+
+    /// Fault injection: makes the next module's `process` panic, as a bug in DSP code
+    /// would, so that what a worker does then can be tested. Never called otherwise.
+    pub fn panic_in_next_process(&mut self) {
+        self.panic_in_process = true;
     }
 
     /// Sample rate the patch was compiled for.
@@ -607,6 +617,11 @@ impl Patch {
             }
             let ins = ins.get(..n_in).unwrap_or(&[]);
             let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
+            if self.panic_in_process {
+                // Stands for a bug in a module's code, asked for explicitly by a server
+                // started with fault injection enabled.
+                panic!("fault injection: a panic in module '{}''s process", node.id);
+            }
             node.module.process(ins, outs);
 
             // NaN guard: a module that produced NaN/inf is reset and its block silenced,
