@@ -97,6 +97,8 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         realtime: true,
         master: chronus_engine::MasterConfig::default(),
         tcp_idle_timeout: chronus_supervisor::transport::DEFAULT_TCP_IDLE_TIMEOUT,
+        state: None,
+        resume: None,
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     // This thread plays the supervisor loop: schedule it as `serve` would.

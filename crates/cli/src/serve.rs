@@ -1,7 +1,7 @@
 //! `chronus serve`: the synth server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -62,6 +62,17 @@ pub struct ServeArgs {
     /// Do not ask for real-time scheduling (SCHED_FIFO, locked memory) even where allowed.
     #[arg(long)]
     no_realtime: bool,
+    /// Keep the restore point in FILE (written off the audio path at each refresh, every
+    /// 2 s or 1000 commands, by temporary file, fsync and rename), so that a server
+    /// started with --resume FILE after this one died goes on from it.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Start from the state FILE a server wrote with --state before it died: the music as
+    /// it was, plus what its --command-log holds after it; appends to the --command-log
+    /// and WAV files given. `--resume auto`: from the --state file if it exists, else
+    /// from scratch (for a service manager that restarts the server).
+    #[arg(long, value_name = "FILE|auto")]
+    resume: Option<PathBuf>,
     /// Seconds a TCP connection may pass with no bytes either way before it is closed
     /// (hidden: for tests; the default suits everyone else).
     #[arg(long, default_value_t = 60.0, hide = true)]
@@ -78,7 +89,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot install signal handlers")?;
     }
     let patch = crate::load_patch(args.patch.as_ref())?;
-    let config = ServeConfig {
+    let mut config = ServeConfig {
         osc: args.osc,
         output: args.output,
         sample_rate: args.sample_rate,
@@ -100,7 +111,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             limiter: !args.no_limiter,
         },
         tcp_idle_timeout: Duration::from_secs_f64(args.tcp_idle_timeout.clamp(0.1, 1e6)),
+        state: args.state.clone(),
+        resume: None,
     };
+    if let Some(path) = resume_from(args.resume.as_deref(), args.state.as_deref())? {
+        resume(&mut config, &path)?;
+    }
     let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
     let supervisor = Supervisor::start(config.clone(), stop)?;
     let addr = supervisor.osc_addr();
@@ -109,9 +125,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.block_frames,
         config.sample_rate,
         block_ms * config.depth as f64,
-        match &config.patch_path {
-            Some(p) => format!("patch {}", p.display()),
-            None => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
+        match (&config.resume, &config.patch_path) {
+            (Some(resume), _) => format!(
+                "resumed at frame {} from the state of a server that died",
+                resume.start_block * config.block_frames as u64
+            ),
+            (None, Some(p)) => format!("patch {}", p.display()),
+            (None, None) => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
         }
     );
     println!(
@@ -119,4 +139,62 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     supervisor.run()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The state file to resume from: `--resume FILE`, or with `--resume auto` the `--state`
+/// file if it exists.
+fn resume_from(resume: Option<&Path>, state: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    match resume {
+        None => Ok(None),
+        Some(auto) if auto == Path::new("auto") => match state {
+            Some(state) if state.exists() => Ok(Some(state.to_path_buf())),
+            Some(state) => {
+                eprintln!(
+                    "chronus: no state at {} yet: starting from scratch",
+                    state.display()
+                );
+                Ok(None)
+            }
+            None => anyhow::bail!("--resume auto resumes from the --state file: give --state FILE"),
+        },
+        Some(path) => Ok(Some(path.to_path_buf())),
+    }
+}
+
+/// Makes `config` start from the state file at `path` (and what the command log holds
+/// after it): its patch and stream settings win over the command line's, with a warning
+/// where they differ.
+fn resume(config: &mut ServeConfig, path: &Path) -> anyhow::Result<()> {
+    let saved = chronus_supervisor::state_file::SavedState::read(path)?;
+    let engine = saved.config;
+    let given = (
+        config.sample_rate,
+        config.block_frames,
+        config.seed,
+        config.master,
+    );
+    let stored = (
+        engine.sample_rate,
+        engine.block_frames,
+        engine.seed,
+        engine.master,
+    );
+    if given != stored {
+        eprintln!(
+            "chronus: resuming with the state's settings ({} Hz, {}-frame blocks, seed {}), not the command line's",
+            engine.sample_rate, engine.block_frames, engine.seed
+        );
+    }
+    config.sample_rate = engine.sample_rate;
+    config.block_frames = engine.block_frames;
+    config.seed = engine.seed;
+    config.master = engine.master;
+    let resume = chronus_supervisor::resume::Resume::prepare(
+        saved,
+        config.command_log.as_deref(),
+        &config.recordings(),
+    )?;
+    config.patch = resume.patch.clone();
+    config.resume = Some(resume);
+    Ok(())
 }

@@ -350,6 +350,20 @@ impl Engine {
         &self.patch_text
     }
 
+    /// The highest patch version this engine holds (staged or still arriving), 1 if none:
+    /// a server resuming from it numbers its own patches above.
+    pub fn highest_patch_version(&self) -> u32 {
+        let staged = self.staged.iter().map(|s| s.version);
+        let incoming = self.incoming.keys().copied();
+        staged.chain(incoming).max().unwrap_or(1).max(1)
+    }
+
+    /// TOML text of the patch the commands after the last one received address: the last
+    /// patch switched to, even if its switch is still waiting for its frame.
+    pub fn latest_patch_text(&self) -> &str {
+        self.staged.last().map_or(&self.patch_text, |s| &s.text)
+    }
+
     /// The block [`render_block`](Self::render_block) renders next.
     pub fn next_block(&self) -> u64 {
         self.next_block

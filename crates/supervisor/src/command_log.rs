@@ -92,6 +92,24 @@ impl Default for LogQueue {
     }
 }
 
+/// Cuts a last line the server's death left unfinished off the log at `path` (if any).
+fn cut_to_whole_lines(path: &Path) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read(path) else {
+        return Ok(());
+    };
+    let whole = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    if whole < text.len() {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(whole as u64).with_context(|| {
+            format!("cannot cut the unfinished last line of {}", path.display())
+        })?;
+    }
+    Ok(())
+}
+
 /// A committed patch, which the log writes when its switch is stamped.
 #[derive(Debug)]
 pub struct CommittedPatch {
@@ -118,7 +136,8 @@ pub struct CommandLogWriter {
 }
 
 impl CommandLogWriter {
-    /// Creates (truncates) the log at `path` and starts the thread that drains `queue`
+    /// Creates (truncates) the log at `path`, or with `append` (a resumed server) goes on
+    /// after its last whole line, and starts the thread that drains `queue`
     /// into it; lines are formatted with `table` until a patch switch; `epoch` is the
     /// output's (what `stamped_ns` counts from). Returns the writer and where committed
     /// patches go.
@@ -131,9 +150,19 @@ impl CommandLogWriter {
         queue: Arc<LogQueue>,
         epoch: Instant,
         metrics: Arc<Metrics>,
+        append: bool,
     ) -> anyhow::Result<(CommandLogWriter, PatchSender)> {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create command log {}", path.display()))?;
+        let file = if append {
+            cut_to_whole_lines(path)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open command log {} to append", path.display()))?
+        } else {
+            File::create(path)
+                .with_context(|| format!("cannot create command log {}", path.display()))?
+        };
         let (patches_tx, patches) = mpsc::channel();
         let finish = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
@@ -314,6 +343,7 @@ mod tests {
             Arc::clone(&queue),
             Instant::now(),
             Arc::clone(&metrics),
+            false,
         )
         .unwrap();
         (writer, patches, queue, metrics)

@@ -85,6 +85,10 @@ pub struct ServeConfig {
     pub master: chronus_engine::MasterConfig,
     /// A TCP connection with no bytes either way for this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
+    /// Where to keep the restore point on disk (`--state`), for `--resume`.
+    pub state: Option<PathBuf>,
+    /// Start from a dead server's state (`--resume`) instead of from scratch.
+    pub resume: Option<crate::resume::Resume>,
 }
 
 impl ServeConfig {

@@ -6,7 +6,8 @@
 //! - [`slot_state`]: the slot state machine, a pure function the loop follows;
 //!   [`slots`]: one slot's worker, generation and back-off, and the machine's actions.
 //! - [`recovery`]: the restore point, the command history and poison commands, for
-//!   losing both workers at once.
+//!   losing both workers at once; [`state_file`]: the restore point on disk (`--state`),
+//!   and [`resume`]: starting from it after the supervisor's own death (`--resume`).
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot.
 //! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
@@ -32,9 +33,11 @@ pub mod patch_editor;
 pub mod recorder;
 pub mod recovery;
 pub mod report;
+pub mod resume;
 pub mod sinks;
 pub mod slot_state;
 pub mod slots;
+pub mod state_file;
 pub mod supervisor;
 pub mod transport;
 pub mod wake;

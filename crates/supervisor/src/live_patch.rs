@@ -37,17 +37,16 @@ impl LivePatch {
             path: None,
             work_dir: std::env::temp_dir().join(format!("chronus-{}", std::process::id())),
         };
-        if let Some(original) = path {
-            live.path = Some(
-                live.keep("start", &patch.to_toml_string())
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(
-                    "cannot keep a copy of the patch for new workers ({e}); they will read {}",
-                    original.display()
-                );
-                        original
-                    }),
-            );
+        // The built-in default patch needs no file; any other (read from a file, or a
+        // resumed server's) is kept where new workers read it.
+        if path.is_some() || *patch != PatchDesc::default_patch() {
+            match live.keep("start", &patch.to_toml_string()) {
+                Ok(kept) => live.path = Some(kept),
+                Err(e) => {
+                    tracing::warn!("cannot keep a copy of the patch for new workers: {e}");
+                    live.path = path;
+                }
+            }
         }
         live
     }

@@ -319,6 +319,11 @@ metrics! {
         command_log_dropped;
         /// Command logs that failed to write (logged with the path and reason).
         command_log_write_errors;
+        /// State files written (`--state`): one per refresh of the restore point.
+        state_saves;
+        /// State files that could not be written (logged with the path and reason); the
+        /// previous one stays whole.
+        state_save_errors;
     }
     report {
         /// Sum of the `commands_rejected.*` reasons.

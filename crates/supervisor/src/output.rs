@@ -302,6 +302,8 @@ pub struct OutputShared {
     /// A cold restart whose two prepared slots the output is to bind in one block (0:
     /// none), see [`bind_pair`](Self::bind_pair).
     pair_to_bind: AtomicU64,
+    /// The last seq stamped before the output starts (a resumed server's predecessor's).
+    seq_before_start: AtomicU64,
 }
 
 impl OutputShared {
@@ -334,6 +336,7 @@ impl OutputShared {
             replay_gate: AtomicU64::new(NO_BLOCK),
             replay_restart: AtomicU64::new(0),
             pair_to_bind: AtomicU64::new(0),
+            seq_before_start: AtomicU64::new(0),
         }
     }
 
@@ -347,6 +350,14 @@ impl OutputShared {
     pub fn with_recording(mut self) -> OutputShared {
         self.recording = Some(Arc::new(SampleRing::for_stereo(self.sample_rate)));
         self
+    }
+
+    /// Makes the clock start at `block` (instead of 0) and stamp after seq `seq`: a
+    /// resumed server goes on in its predecessor's timeline. Before the output starts.
+    pub fn start_at(&self, block: u64, seq: u64) {
+        self.played.store(block, Ordering::Release);
+        self.horizon.store(block + self.depth, Ordering::Release);
+        self.seq_before_start.store(seq, Ordering::Release);
     }
 
     /// Holds the workers' horizon at `block` (where a cold restart's workers restart) until
@@ -467,19 +478,22 @@ pub struct OutputCore {
 }
 
 impl OutputCore {
-    /// The clock at block 0. Workers may already render blocks below `depth`.
+    /// The clock at its first block (0, or where [`OutputShared::start_at`] put it).
+    /// Workers may already render up to the horizon, `depth` blocks ahead.
     pub fn new(shared: Arc<OutputShared>) -> OutputCore {
-        let horizon = shared.depth;
+        let next_block = shared.played.load(Ordering::Acquire);
+        let horizon = next_block + shared.depth;
         for link in &shared.slots {
             if link.bound.load(Ordering::Acquire) {
                 link.slot.publish_horizon(shared.worker_horizon(horizon));
             }
         }
+        let seq = shared.seq_before_start.load(Ordering::Acquire);
         OutputCore {
             shared,
-            next_block: 0,
+            next_block,
             horizon,
-            seq: 0,
+            seq,
             waiting: BinaryHeap::with_capacity(MAX_ADMITTED + SWITCH_ROOM),
             timed_waiting: 0,
             last_frame: [0.0; 2],

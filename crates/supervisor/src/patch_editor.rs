@@ -66,6 +66,12 @@ impl PatchEditor {
         Ok(editor)
     }
 
+    /// Numbers the patches committed from now on above `version` (a resumed server's
+    /// engines may hold patches numbered up to it).
+    pub fn number_after(&mut self, version: u32) {
+        self.version = self.version.max(version);
+    }
+
     fn compile(&self, desc: &PatchDesc) -> Result<Patch, String> {
         Patch::compile(
             desc,

@@ -12,7 +12,7 @@
 //! growing (it keeps its valid header), and the sound plays on.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -130,6 +130,17 @@ impl Write for StopAfterError {
     }
 }
 
+impl Read for StopAfterError {
+    fn read(&mut self, bytes: &mut [u8]) -> std::io::Result<usize> {
+        let result = if self.failed {
+            Ok(0)
+        } else {
+            self.file.read(bytes)
+        };
+        self.check(result)
+    }
+}
+
 impl Seek for StopAfterError {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         let result = if self.failed {
@@ -141,8 +152,76 @@ impl Seek for StopAfterError {
     }
 }
 
+/// A write buffer over the file that also reads (hound reads the header of a file it
+/// appends to): it empties the buffer before a read or a seek.
+struct Buffered {
+    file: StopAfterError,
+    buffer: Vec<u8>,
+}
+
+impl Buffered {
+    /// About one flush interval of audio: data mostly reaches the file with the header.
+    const CAPACITY: usize = 256 * 1024;
+
+    fn new(file: StopAfterError) -> Buffered {
+        Buffered {
+            file,
+            buffer: Vec::with_capacity(Buffered::CAPACITY),
+        }
+    }
+
+    fn empty(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            let result = self.file.write_all(&self.buffer);
+            self.buffer.clear();
+            result?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + bytes.len() > Buffered::CAPACITY {
+            self.empty()?;
+        }
+        if bytes.len() >= Buffered::CAPACITY {
+            return self.file.write(bytes);
+        }
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.empty()?;
+        self.file.flush()
+    }
+}
+
+impl Drop for Buffered {
+    /// hound finalises a dropped writer's header without a flush: what is buffered (the
+    /// header's data length among it) must still reach the file.
+    fn drop(&mut self) {
+        let _ = self.empty();
+    }
+}
+
+impl Read for Buffered {
+    fn read(&mut self, bytes: &mut [u8]) -> std::io::Result<usize> {
+        self.empty()?;
+        self.file.read(bytes)
+    }
+}
+
+impl Seek for Buffered {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.empty()?;
+        self.file.seek(to)
+    }
+}
+
 /// What hound writes into.
-type WavWriter = hound::WavWriter<BufWriter<StopAfterError>>;
+type WavWriter = hound::WavWriter<Buffered>;
 
 /// One WAV file being recorded.
 struct Recording {
@@ -167,11 +246,67 @@ impl Recording {
             file,
             failed: false,
         };
-        // About one flush interval of audio: data mostly reaches the file with the header.
-        let buffered = BufWriter::with_capacity(256 * 1024, file);
         // Writes the header into the buffer only; the recorder's first flush writes it.
-        let writer = hound::WavWriter::new(buffered, spec)
+        let writer = hound::WavWriter::new(Buffered::new(file), spec)
             .with_context(|| format!("cannot write WAV file {}", path.display()))?;
+        Ok(Recording {
+            path: path.to_path_buf(),
+            writer: Some(writer),
+            failure: None,
+        })
+    }
+
+    /// Goes on with the recording at `path` (a resumed server's): its samples up to its
+    /// header's length are kept, anything written after its last header (the dead server's
+    /// last moments) is cut, and silence pads it to `frame`, so that its sample index stays
+    /// the stream's frame. A missing file is created.
+    fn append(path: &Path, sample_rate: u32, frame: u64) -> anyhow::Result<Recording> {
+        if !path.exists() {
+            return Recording::create(path, sample_rate);
+        }
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open WAV file {} to append", path.display()))
+        };
+        // Where the header says the data ends: hound's appending writer stands there.
+        let mut probe = open()?;
+        let appending = hound::WavWriter::new_append(&mut probe)
+            .with_context(|| format!("{} is not a WAV file to append to", path.display()))?;
+        let spec = appending.spec();
+        // Not finalised: that would rewrite the header it just read (and it owns nothing).
+        std::mem::forget(appending);
+        let end = probe.stream_position()?;
+        probe.set_len(end)?;
+        if spec.channels != 2
+            || spec.sample_rate != sample_rate
+            || spec.sample_format != hound::SampleFormat::Float
+            || spec.bits_per_sample != 32
+        {
+            anyhow::bail!(
+                "{} is not a 32-bit float stereo {sample_rate} Hz recording: it cannot be appended to",
+                path.display()
+            );
+        }
+        let file = StopAfterError {
+            file: open()?,
+            failed: false,
+        };
+        let mut writer = hound::WavWriter::new_append(Buffered::new(file))
+            .with_context(|| format!("cannot append to WAV file {}", path.display()))?;
+        let kept = u64::from(writer.duration());
+        for _ in kept..frame {
+            writer.write_sample(0.0f32)?;
+            writer.write_sample(0.0f32)?;
+        }
+        writer.flush()?;
+        tracing::info!(
+            "appending to WAV file {} after its {kept} frames and {} frames of silence",
+            path.display(),
+            frame.saturating_sub(kept)
+        );
         Ok(Recording {
             path: path.to_path_buf(),
             writer: Some(writer),
@@ -223,8 +358,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (truncates) every file of `paths` and starts the thread that drains `ring`
-    /// (which the output clock fills with stereo audio at `sample_rate`) into them.
+    /// Creates (truncates) every file of `paths`, or with `append_at` (a resumed server's
+    /// first frame) appends to each ([`Recording::append`]), and starts the thread that
+    /// drains `ring` (which the output clock fills with stereo audio at `sample_rate`)
+    /// into them.
     ///
     /// # Errors
     /// When a file cannot be created, or the thread cannot start.
@@ -233,10 +370,14 @@ impl Recorder {
         ring: Arc<SampleRing>,
         sample_rate: u32,
         metrics: Arc<Metrics>,
+        append_at: Option<u64>,
     ) -> anyhow::Result<Recorder> {
         let mut recordings = paths
             .iter()
-            .map(|path| Recording::create(path, sample_rate))
+            .map(|path| match append_at {
+                Some(frame) => Recording::append(path, sample_rate, frame),
+                None => Recording::create(path, sample_rate),
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for recording in &recordings {
             tracing::info!(
@@ -349,6 +490,7 @@ mod tests {
             Arc::clone(&ring),
             48_000,
             Arc::clone(&metrics),
+            None,
         )
         .unwrap();
         (recorder, ring, metrics)

@@ -339,6 +339,11 @@ impl Recovery {
         })
     }
 
+    /// The restore point (`None` once poisoned, until the next refresh).
+    pub fn restore_point(&self) -> Option<&RestorePoint> {
+        self.restore.as_ref()
+    }
+
     /// Commands kept for a replay or as suspects.
     pub fn history_len(&self) -> usize {
         self.history.len()

@@ -41,9 +41,11 @@ use crate::recovery::{
     HEALTHY_PAIR,
 };
 use crate::report::Reporter;
+use crate::resume::Resume;
 use crate::sinks::{select, Playing};
 use crate::slot_state::{self, Event, Replacement, SlotState};
 use crate::slots::{self, SlotRuntime};
+use crate::state_file::StateWriter;
 use crate::transport::{self, Replier, ReplyTo};
 use crate::workers::{Worker, WorkerSpec};
 
@@ -73,6 +75,8 @@ pub struct Supervisor {
     command_log: Option<CommandLogWriter>,
     /// Writes the recordings from its own thread.
     recorder: Option<Recorder>,
+    /// Writes the state file (`--state`) from its own thread.
+    state_writer: Option<StateWriter>,
     /// Whether the recorder's and the command log writer's untimely end was reported.
     record_threads_lost: [bool; 2],
     output: Option<Playing>,
@@ -109,8 +113,9 @@ impl Supervisor {
     /// A patch that does not compile, an OSC address in use, shared memory that cannot be
     /// created, a command log or recording that cannot be created (or two in one file),
     /// workers that cannot be spawned.
-    pub fn start(config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
+    pub fn start(mut config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
         config.check_record_files()?;
+        let resume = config.resume.take();
         let engine_config = EngineConfig {
             master: config.master,
             ..EngineConfig::new(config.sample_rate, config.block_frames, config.seed)
@@ -119,14 +124,19 @@ impl Supervisor {
             LivePatch::compile(&config.patch, engine_config, config.allow_fault_injection)?;
         // Room for the state of a patch several times larger than the first one, so
         // live edits can grow it; at least 2 MiB.
-        let snapshot_capacity = (state_len * 4).max(2 << 20);
-        let editor = crate::patch_editor::PatchEditor::new(
+        let resumed_len = resume.as_ref().map_or(0, |r| r.saved.point.snapshot.len());
+        let snapshot_capacity = (state_len * 4).max(resumed_len * 2).max(2 << 20);
+        let mut editor = crate::patch_editor::PatchEditor::new(
             config.patch.clone(),
             engine_config,
             snapshot_capacity,
         )
         .map_err(anyhow::Error::msg)?;
         let (shared, snapshots) = slots::create_shared(&config, snapshot_capacity)?;
+        if let Some(resume) = &resume {
+            editor.number_after(resume.last_patch_version);
+            shared.start_at(resume.start_block, resume.last_seq);
+        }
         let socket = UdpSocket::bind(config.osc).with_context(|| {
             format!(
                 "cannot listen for OSC on udp {} (in use? try --osc 127.0.0.1:0)",
@@ -142,6 +152,7 @@ impl Supervisor {
                     Arc::clone(queue),
                     shared.epoch,
                     Arc::clone(metrics),
+                    resume.is_some(),
                 )?;
                 (Some(writer), Some(patches))
             }
@@ -153,6 +164,9 @@ impl Supervisor {
                 Arc::clone(ring),
                 config.sample_rate,
                 Arc::clone(metrics),
+                resume
+                    .as_ref()
+                    .map(|r| r.start_block * config.block_frames as u64),
             )?),
             None => None,
         };
@@ -193,7 +207,19 @@ impl Supervisor {
             .spawn(move || server.run())
             .context("cannot start the OSC thread")?;
         let patch = LivePatch::new(table, &config.patch, config.patch_path.clone());
-        let initial = RestorePoint::of_patch(&config.patch, engine_config)?;
+        let initial = match &resume {
+            Some(resume) => resume.saved.point.clone(),
+            None => RestorePoint::of_patch(&config.patch, engine_config)?,
+        };
+        let state_writer = match &config.state {
+            Some(path) => {
+                let writer =
+                    StateWriter::start(path.clone(), engine_config, Arc::clone(&shared.metrics))?;
+                writer.save(&initial);
+                Some(writer)
+            }
+            None => None,
+        };
         let mut supervisor = Supervisor {
             patch,
             config,
@@ -222,12 +248,38 @@ impl Supervisor {
             cold_restart_due: None,
             double_faults_in_a_row: 0,
             spare_dies_at: None,
+            state_writer,
         };
-        for slot in 0..2 {
-            supervisor.slots[slot].bind(slot, &supervisor.shared);
-            supervisor.spawn(slot, StartMode::Fresh { block: 0 }, None)?;
+        match resume {
+            Some(resume) => supervisor.resume(resume)?,
+            None => {
+                for slot in 0..2 {
+                    supervisor.slots[slot].bind(slot, &supervisor.shared);
+                    supervisor.spawn(slot, StartMode::Fresh { block: 0 }, None)?;
+                }
+            }
         }
         Ok(supervisor)
+    }
+
+    /// Starts both workers from a dead server's restore point, with what its command log
+    /// holds after it replayed, before the output starts at the block `resume` says.
+    fn resume(&mut self, resume: Resume) -> anyhow::Result<()> {
+        for replayed in resume.replay {
+            match replayed {
+                Replayed::Command(stamped) => self.recovery.stamped(stamped, None),
+                Replayed::Patch { switch, text } => self.recovery.stamped_switch(switch, text),
+            }
+        }
+        let point = resume.saved.point;
+        tracing::info!(
+            "resuming: the restore point at block {} (command {}), {} commands from the command log after it; playing from block {}",
+            point.block,
+            point.last_seq,
+            self.recovery.history_len(),
+            resume.start_block
+        );
+        self.restart_from_copy(&point)
     }
 
     /// The OSC address actually bound (useful with port 0).
@@ -599,6 +651,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Hands the restore point to the state file's writer (`--state`), which writes it off
+    /// this loop.
+    fn save_state(&self) {
+        if let (Some(writer), Some(point)) = (&self.state_writer, self.recovery.restore_point()) {
+            writer.save(point);
+        }
+    }
+
     /// Keeps a recent snapshot and the commands since, so that losing both workers at once
     /// costs a few blocks of silence, not the state of the music: watches for requested
     /// snapshots to be published, and asks for a fresh one every few seconds.
@@ -609,7 +669,8 @@ impl Supervisor {
             match self.snapshots.read(request, &mut bytes) {
                 Some(meta) => {
                     self.recovery
-                        .snapshot_published(bytes, meta.block, meta.last_seq, now)
+                        .snapshot_published(bytes, meta.block, meta.last_seq, now);
+                    self.save_state();
                 }
                 None => self.recovery.snapshot_pending(now),
             }
@@ -712,20 +773,11 @@ impl Supervisor {
         self.replay_queue.clear();
         self.replaying_from = None;
         if let Restart::FromRestorePoint(point) = self.recovery.restart() {
-            let request = self.next_request;
-            self.next_request += 1;
-            let meta = SnapshotMeta {
-                request,
-                block: point.block,
-                last_seq: point.last_seq,
-                len: point.snapshot.len() as u64,
-            };
-            // Both workers are dead: nothing else writes the area now.
-            match self.snapshots.publish(meta, &point.snapshot) {
-                Ok(()) => return self.restart_from(request, &point),
-                Err(e) => tracing::error!(
-                    "cannot publish the restore point ({e}): restarting from the patch"
-                ),
+            tracing::error!("both workers lost: restarting both from the restore point");
+            self.save_state();
+            match self.restart_from_copy(&point) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::error!("{e:#}: restarting from the patch"),
             }
         }
         tracing::error!("both workers lost and the restore point is poisoned: cold restart of both slots from the patch, at the horizon");
@@ -738,6 +790,24 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Publishes the supervisor's copy of restore point `point` in the snapshot area (no
+    /// worker lives to write it now) and starts both workers from it
+    /// ([`restart_from`](Self::restart_from)).
+    fn restart_from_copy(&mut self, point: &RestorePoint) -> anyhow::Result<()> {
+        let request = self.next_request;
+        self.next_request += 1;
+        let meta = SnapshotMeta {
+            request,
+            block: point.block,
+            last_seq: point.last_seq,
+            len: point.snapshot.len() as u64,
+        };
+        self.snapshots
+            .publish(meta, &point.snapshot)
+            .context("cannot publish the restore point")?;
+        self.restart_from(request, point)
+    }
+
     /// Starts both workers from restore point `point` (published as snapshot `request`),
     /// held there ([`OutputShared::hold_for_replay`]) until everything stamped since is in
     /// their rings: the output binds both slots in one block and says from which command
@@ -745,26 +815,71 @@ impl Supervisor {
     /// ([`replay_to_new_pair`](Self::replay_to_new_pair)).
     fn restart_from(&mut self, request: u64, point: &RestorePoint) -> anyhow::Result<()> {
         self.restarts += 1;
-        self.replaying_from = Some((self.restarts, point.last_seq));
-        tracing::error!(
-            "both workers lost: restarting both from the restore point at block {} (command {})",
+        tracing::info!(
+            "starting both workers from the restore point at block {} (command {})",
             point.block,
             point.last_seq,
         );
+        if self.output.is_none() {
+            // Nothing is stamped before the output starts: this loop fills the new pair's
+            // rings itself, before they start, with everything since the restore point.
+            for slot in 0..2 {
+                self.slots[slot].bind(slot, &self.shared);
+            }
+            self.replay_into_rings(point.last_seq)?;
+            for slot in 0..2 {
+                self.spawn(slot, StartMode::Join { request }, None)?;
+            }
+            return Ok(());
+        }
+        self.replaying_from = Some((self.restarts, point.last_seq));
         self.shared.hold_for_replay(point.block, self.restarts);
         for slot in 0..2 {
             self.slots[slot].prepare(slot, &self.shared);
             self.spawn(slot, StartMode::Join { request }, None)?;
         }
-        if self.output.is_some() {
-            self.shared.bind_pair(self.restarts);
-        } else {
-            // Nothing is stamped before the output starts: bind now, replay everything.
-            for link in &self.shared.slots {
-                link.bound.store(true, Ordering::Release);
+        self.shared.bind_pair(self.restarts);
+        Ok(())
+    }
+
+    /// Before the output starts (a resumed server), when this loop is the only writer of
+    /// the rings: pushes every command after `last_seq` into both bound slots' rings (a
+    /// patch switch's text first, as its chunks, numbered with the switch's seq).
+    ///
+    /// # Errors
+    /// When the rings cannot hold them all.
+    fn replay_into_rings(&mut self, last_seq: u64) -> anyhow::Result<()> {
+        let replay = self.recovery.replay(last_seq, u64::MAX);
+        for link in &self.shared.slots {
+            let generation = link.generation.load(Ordering::Acquire);
+            let mut records = Vec::new();
+            for replayed in &replay {
+                match replayed {
+                    Replayed::Command(stamped) => records.push(stamped.to_record(generation)),
+                    Replayed::Patch { switch, text } => {
+                        let chronus_engine::Command::SwitchPatch { version, .. } = switch.command
+                        else {
+                            continue;
+                        };
+                        for mut chunk in PatchChunk::split(version, text.as_bytes()) {
+                            chunk.seq = switch.seq;
+                            records.push(chunk.to_record(generation));
+                        }
+                        records.push(switch.to_record(generation));
+                    }
+                }
             }
-            self.replay_to_new_pair(self.restarts, u64::MAX);
+            if !records.iter().all(|record| link.slot.push_command(record)) {
+                bail!(
+                    "the command rings cannot hold the {} commands to replay",
+                    replay.len()
+                );
+            }
         }
+        tracing::info!(
+            "replaying the {} commands stamped since the restore point",
+            replay.len()
+        );
         Ok(())
     }
 
@@ -929,6 +1044,9 @@ impl Supervisor {
             .take()
             .map_or(Ok(()), CommandLogWriter::finish);
         let recorded = self.recorder.take().map_or(Ok(()), Recorder::finish);
+        if let Some(writer) = self.state_writer.take() {
+            writer.finish();
+        }
         for slot in 0..2 {
             if let Some(worker) = self.slots[slot].worker.take() {
                 worker.kill_and_reap();
