@@ -74,6 +74,13 @@ impl JoinPoint {
     }
 }
 
+/// Asks for real-time scheduling for this thread (where allowed) and logs what it got.
+fn become_realtime() {
+    let scheduling =
+        chronus_realtime::make_current_thread_realtime(chronus_realtime::WORKER_PRIORITY);
+    tracing::debug!("worker {}: {scheduling:?}", std::process::id());
+}
+
 /// Dies here if fault injection asked for it: `abort`, as a crash would.
 fn die_if(die_at: Option<JoinPoint>, here: JoinPoint) {
     if die_at == Some(here) {
@@ -166,10 +173,12 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         StartMode::Join { .. } => 0,
     };
     let mut engine = Engine::new(&args.patch, args.config, start_block)?;
-    if args.realtime {
-        let scheduling =
-            chronus_realtime::make_current_thread_realtime(chronus_realtime::WORKER_PRIORITY);
-        tracing::debug!("worker {}: {scheduling:?}", std::process::id());
+    // A worker that joins catches up at normal priority, so that rendering the blocks
+    // behind the output never takes the CPU from the worker being heard (or from the
+    // supervisor); it asks for real-time scheduling once it has caught up.
+    let mut realtime_when_joined = args.realtime && matches!(args.start, StartMode::Join { .. });
+    if args.realtime && !realtime_when_joined {
+        become_realtime();
     }
     slot.set_worker_pid(std::process::id());
     slot.mark_attached(generation);
@@ -253,6 +262,9 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
                 // will be rendered in time, like the active worker's.
                 slot.mark_joined(generation);
                 joined = true;
+                if std::mem::take(&mut realtime_when_joined) {
+                    become_realtime();
+                }
                 die_when_ready_at = Some(next + ready_blocks);
             }
             slot.beat();

@@ -80,10 +80,12 @@ pub enum Inbound {
         stamped: StampedCommand,
         /// The restart it is replayed for.
         restart: u64,
+        /// Once it is in the rings, the restored workers may render up to this block: the
+        /// earliest frame's block among the commands replayed after it.
+        gate_after: u64,
     },
-    /// The replay of cold restart `restart` is all queued before this: once it is in the
-    /// rings, the restored workers may render past their restore point (see
-    /// [`OutputShared::hold_for_replay`]).
+    /// The replay of cold restart `restart` is all in the rings once this is met: the
+    /// restored workers may render on (see [`OutputShared::replay_gate`]).
     ReplayDone {
         /// The restart it ends.
         restart: u64,
@@ -294,11 +296,8 @@ pub struct OutputShared {
     /// Wakes the supervisor loop: signalled by the output when it leaves a notice or flags
     /// an overflow, and by the OSC thread with a control request.
     pub wake: Wake,
-    /// While a cold restart's replay is being queued: the block the restored workers
-    /// restart at, the furthest they may render ([`NO_BLOCK`]: no replay under way).
-    replay_gate: AtomicU64,
-    /// The cold restart the gate is held for.
-    replay_restart: AtomicU64,
+    /// How far a cold restart's workers may render while their replay reaches them.
+    pub replay_gate: ReplayGate,
     /// A cold restart whose two prepared slots the output is to bind in one block (0:
     /// none), see [`bind_pair`](Self::bind_pair).
     pair_to_bind: AtomicU64,
@@ -333,8 +332,7 @@ impl OutputShared {
             fade_out: AtomicBool::new(false),
             faded_out: AtomicBool::new(false),
             wake: Wake::new(),
-            replay_gate: AtomicU64::new(NO_BLOCK),
-            replay_restart: AtomicU64::new(0),
+            replay_gate: ReplayGate::default(),
             pair_to_bind: AtomicU64::new(0),
             seq_before_start: AtomicU64::new(0),
         }
@@ -360,15 +358,6 @@ impl OutputShared {
         self.seq_before_start.store(seq, Ordering::Release);
     }
 
-    /// Holds the workers' horizon at `block` (where a cold restart's workers restart) until
-    /// the output meets [`Inbound::ReplayDone`] for `restart`: every replayed command is
-    /// then in their rings, so neither can render past a replayed command's frame before
-    /// it has it. New commands are stamped as usual meanwhile.
-    pub fn hold_for_replay(&self, block: u64, restart: u64) {
-        self.replay_restart.store(restart, Ordering::Release);
-        self.replay_gate.store(block, Ordering::Release);
-    }
-
     /// Asks the output to bind both (prepared) slots at the start of its next block and say
     /// so with [`Notice::PairBound`]: every command stamped from then on reaches the new
     /// pair's rings, every one before it must be replayed to them, and the notice tells
@@ -379,7 +368,7 @@ impl OutputShared {
 
     /// The horizon to publish to the workers: the output's, unless a replay holds it.
     pub fn worker_horizon(&self, horizon: u64) -> u64 {
-        horizon.min(self.replay_gate.load(Ordering::Acquire))
+        self.replay_gate.limit(horizon)
     }
 
     /// Asks the output to fade out (every stop does, so the last sample is 0.0, no click).
@@ -709,8 +698,12 @@ impl OutputCore {
                     Metrics::bump(&shared.metrics.commands_answered);
                     self.notify(shared, Notice::Synced { id, reply_to })
                 }
-                Inbound::Replay { stamped, restart } => {
-                    if shared.replay_restart.load(Ordering::Acquire) != restart {
+                Inbound::Replay {
+                    stamped,
+                    restart,
+                    gate_after,
+                } => {
+                    if !shared.replay_gate.is_for(restart) {
                         continue;
                     }
                     for (link, bound) in shared.slots.iter().zip(bound) {
@@ -722,12 +715,9 @@ impl OutputCore {
                             }
                         }
                     }
+                    shared.replay_gate.raise(restart, gate_after);
                 }
-                Inbound::ReplayDone { restart } => {
-                    if shared.replay_restart.load(Ordering::Acquire) == restart {
-                        shared.replay_gate.store(NO_BLOCK, Ordering::Release);
-                    }
-                }
+                Inbound::ReplayDone { restart } => shared.replay_gate.raise(restart, NO_BLOCK),
                 Inbound::PatchChunk(mut chunk) => {
                     self.seq += 1;
                     chunk.seq = self.seq;
@@ -954,6 +944,70 @@ impl OutputCore {
         }
         if let [.., l, r] = out {
             self.last_frame = [*l, *r];
+        }
+    }
+}
+
+/// How far the workers of a cold restart may render while their replay reaches their
+/// rings (DESIGN.md invariant 6): they restart at the restore point, and may render a
+/// block only once every replayed command due in it is in their rings. The supervisor
+/// holds the gate at the restore point's block for restart `r`
+/// ([`hold`](Self::hold)); the output raises it as it pushes each replayed command
+/// ([`Inbound::Replay`]'s `gate_after`) and opens it at [`Inbound::ReplayDone`]. One
+/// atomic word holds the restart (16 bits) and the block (48 bits), so the output's
+/// raise cannot undo a newer restart's hold.
+#[derive(Debug)]
+pub struct ReplayGate(AtomicU64);
+
+impl Default for ReplayGate {
+    fn default() -> Self {
+        ReplayGate(AtomicU64::new(ReplayGate::word(0, NO_BLOCK)))
+    }
+}
+
+impl ReplayGate {
+    const BLOCK_BITS: u32 = 48;
+    const OPEN: u64 = (1 << ReplayGate::BLOCK_BITS) - 1;
+
+    fn word(restart: u64, block: u64) -> u64 {
+        (restart & 0xffff) << ReplayGate::BLOCK_BITS | block.min(ReplayGate::OPEN)
+    }
+
+    /// Supervisor: the workers of cold restart `restart` may render nothing past `block`
+    /// until the output raises the gate.
+    pub fn hold(&self, restart: u64, block: u64) {
+        self.0
+            .store(ReplayGate::word(restart, block), Ordering::Release);
+    }
+
+    /// Supervisor: no replay under way (a restart from the patch).
+    pub fn open(&self) {
+        self.0
+            .store(ReplayGate::word(0, NO_BLOCK), Ordering::Release);
+    }
+
+    /// Whether the gate is held for cold restart `restart`.
+    pub fn is_for(&self, restart: u64) -> bool {
+        self.0.load(Ordering::Acquire) >> ReplayGate::BLOCK_BITS == restart & 0xffff
+    }
+
+    /// Output: lets the workers of cold restart `restart` render up to `block`
+    /// ([`NO_BLOCK`]: without limit), unless another restart holds the gate now.
+    pub fn raise(&self, restart: u64, block: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let held = word & ReplayGate::OPEN;
+                (word >> ReplayGate::BLOCK_BITS == restart & 0xffff && held != ReplayGate::OPEN)
+                    .then(|| ReplayGate::word(restart, held.max(block)))
+            });
+    }
+
+    /// `horizon`, or less while a replay holds the gate.
+    pub fn limit(&self, horizon: u64) -> u64 {
+        match self.0.load(Ordering::Acquire) & ReplayGate::OPEN {
+            ReplayGate::OPEN => horizon,
+            gate => horizon.min(gate),
         }
     }
 }

@@ -111,7 +111,8 @@ pub enum Replayed {
 }
 
 impl Replayed {
-    fn stamped(&self) -> &StampedCommand {
+    /// The command as stamped (the switch, for a patch).
+    pub fn stamped(&self) -> &StampedCommand {
         match self {
             Replayed::Command(stamped)
             | Replayed::Patch {
@@ -193,6 +194,9 @@ pub struct Recovery {
     watched_snapshot: Option<u64>,
     /// When the restore point was last refreshed (or a refresh tried).
     last_refresh: Instant,
+    /// A cold restart replayed the history: refresh as soon as the new pair is ready, so
+    /// that the next restart does not replay it all again.
+    refresh_soon: bool,
 }
 
 impl Recovery {
@@ -208,6 +212,7 @@ impl Recovery {
             last_death: [None; 2],
             watched_snapshot: None,
             last_refresh: now,
+            refresh_soon: false,
         }
     }
 
@@ -248,6 +253,9 @@ impl Recovery {
     ) {
         self.watched_snapshot = None;
         self.last_refresh = now;
+        // A pair lived to take it: an earlier loss with no command to blame says nothing
+        // about this one.
+        self.poisoned_block = None;
         let first_frame = block * self.config.block_frames as u64;
         self.history.retain(|kept| {
             let stamped = kept.replayed.stamped();
@@ -274,7 +282,8 @@ impl Recovery {
     /// [`REFRESH_COMMANDS`] commands behind.
     pub fn refresh_due(&self, now: Instant) -> bool {
         self.watched_snapshot.is_none()
-            && (now.duration_since(self.last_refresh) > RESTORE_REFRESH
+            && (self.refresh_soon
+                || now.duration_since(self.last_refresh) > RESTORE_REFRESH
                 || self.since_refresh >= REFRESH_COMMANDS)
     }
 
@@ -284,6 +293,7 @@ impl Recovery {
         if request.is_some() {
             self.watched_snapshot = request;
             self.since_refresh = 0;
+            self.refresh_soon = false;
         }
         self.last_refresh = now;
     }
@@ -367,6 +377,13 @@ impl Recovery {
             .filter(|kept| (last_seq + 1..first_live).contains(&kept.replayed.stamped().seq))
             .map(|kept| kept.replayed.clone())
             .collect()
+    }
+
+    /// Both workers were lost and a new pair is starting: a snapshot asked of the old pair
+    /// will never come, and a fresh restore point is wanted as soon as the new one is ready.
+    pub fn restarted(&mut self) {
+        self.watched_snapshot = None;
+        self.refresh_soon = true;
     }
 
     /// The pair restarted from the patch: nothing before it can be replayed on it.

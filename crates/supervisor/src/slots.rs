@@ -201,7 +201,12 @@ impl SlotRuntime {
         link.dead_since_ns.store(detected.max(1), Ordering::Release);
         let mut worker = self.worker.take()?;
         let how = worker.reap();
-        let crashed = (!how.contains("SIGKILL") && !how.contains("SIGTERM")).then(|| Crash {
+        // Only a worker killed by a signal of its own making (abort, a memory error) while
+        // rendering may have been killed by a command: not one killed from outside, nor
+        // one that exited on an error, nor one that never rendered a block.
+        let by_itself =
+            how.contains("signal") && !how.contains("SIGKILL") && !how.contains("SIGTERM");
+        let crashed = (by_itself && rendered > 0).then(|| Crash {
             block: rendered,
             applying,
             at: Instant::now(),

@@ -34,7 +34,7 @@ use crate::live_patch::LivePatch;
 use crate::log_limit;
 use crate::metrics::{Metrics, MetricsReport};
 use crate::osc::{ControlRequest, OscServer};
-use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal};
+use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal, NO_BLOCK};
 use crate::recorder::Recorder;
 use crate::recovery::{
     answer_address, restart_backoff, Recovery, Replayed, Restart, RestorePoint, Suspect,
@@ -53,6 +53,9 @@ use crate::workers::{Worker, WorkerSpec};
 const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest the loop sleeps when nothing happens (it also sees a stop signal then).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Room kept in the command rings for live commands while a replay is fed to them (the
+/// output stamps at most 512 a block).
+const RING_MARGIN: usize = 2048;
 
 /// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
 /// thread that must outlive every worker (it spawns them).
@@ -772,6 +775,7 @@ impl Supervisor {
         // A replay still queued from an earlier restart is for workers that are gone.
         self.replay_queue.clear();
         self.replaying_from = None;
+        self.recovery.restarted();
         if let Restart::FromRestorePoint(point) = self.recovery.restart() {
             tracing::error!("both workers lost: restarting both from the restore point");
             self.save_state();
@@ -782,6 +786,7 @@ impl Supervisor {
         }
         tracing::error!("both workers lost and the restore point is poisoned: cold restart of both slots from the patch, at the horizon");
         self.recovery.restarted_from_patch();
+        self.shared.replay_gate.open();
         let start = self.shared.horizon.load(Ordering::Acquire) + 1;
         for slot in 0..2 {
             self.slots[slot].bind(slot, &self.shared);
@@ -833,7 +838,7 @@ impl Supervisor {
             return Ok(());
         }
         self.replaying_from = Some((self.restarts, point.last_seq));
-        self.shared.hold_for_replay(point.block, self.restarts);
+        self.shared.replay_gate.hold(self.restarts, point.block);
         for slot in 0..2 {
             self.slots[slot].prepare(slot, &self.shared);
             self.spawn(slot, StartMode::Join { request }, None)?;
@@ -899,11 +904,20 @@ impl Supervisor {
             "replaying the {} commands stamped since the restore point",
             replay.len()
         );
-        for replayed in replay {
+        // The gate after each command: the earliest block among the frames of those after
+        // it (a timed one may come before commands due sooner).
+        let frames = self.shared.block_frames as u64;
+        let mut gates = vec![NO_BLOCK; replay.len()];
+        for i in (1..replay.len()).rev() {
+            gates[i - 1] = gates[i].min(replay[i].stamped().frame / frames);
+        }
+        for (replayed, gate_after) in replay.into_iter().zip(gates) {
             match replayed {
-                Replayed::Command(stamped) => self
-                    .replay_queue
-                    .push_back(Inbound::Replay { stamped, restart }),
+                Replayed::Command(stamped) => self.replay_queue.push_back(Inbound::Replay {
+                    stamped,
+                    restart,
+                    gate_after,
+                }),
                 Replayed::Patch { switch, text } => {
                     let chronus_engine::Command::SwitchPatch { version, .. } = switch.command
                     else {
@@ -915,6 +929,7 @@ impl Supervisor {
                     self.replay_queue.push_back(Inbound::Replay {
                         stamped: switch,
                         restart,
+                        gate_after,
                     });
                 }
             }
@@ -923,13 +938,31 @@ impl Supervisor {
         self.feed_replay();
     }
 
-    /// Queues as much of a cold restart's replay as the output's queue has room for.
+    /// Queues as much of a cold restart's replay as the rings have room for: the output
+    /// pushes each item into both rings, and the restored workers drain them as the gate
+    /// rises, so the replay never overflows a ring however long it is.
     fn feed_replay(&mut self) {
-        while let Some(&item) = self.replay_queue.front() {
+        if self.replay_queue.is_empty() {
+            return;
+        }
+        let capacity = self.shared.slots[0].slot.layout().command_capacity as usize;
+        let in_rings = self
+            .shared
+            .slots
+            .iter()
+            .map(|link| link.slot.commands_pending() as usize)
+            .max()
+            .unwrap_or(0);
+        let mut room = capacity.saturating_sub(in_rings + self.shared.inbound.len() + RING_MARGIN);
+        while room > 0 {
+            let Some(&item) = self.replay_queue.front() else {
+                return;
+            };
             if self.shared.inbound.push(item).is_err() {
                 return;
             }
             self.replay_queue.pop_front();
+            room -= 1;
         }
     }
 

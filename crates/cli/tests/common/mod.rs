@@ -133,11 +133,25 @@ impl Server {
         }
     }
 
-    /// Numeric metrics and roles (`slot.N.role` as strings) from `/metrics`.
+    /// Numeric metrics and roles (`slot.N.role` as strings) from `/metrics`. UDP may lose
+    /// the request or the reply (a test flooding the server with its own traffic): it is
+    /// asked again every second, for up to 20 s.
     pub fn metrics_full(&self) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
-        self.send("/metrics", vec![]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut asked = Instant::now() - Duration::from_secs(1);
+        let mut buf = vec![0u8; 65_536];
         loop {
-            let m = self.recv().expect("a /metrics.reply");
+            assert!(Instant::now() < deadline, "no /metrics.reply within 20 s");
+            if asked.elapsed() >= Duration::from_secs(1) {
+                self.send("/metrics", vec![]);
+                asked = Instant::now();
+            }
+            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) else {
+                continue;
+            };
             if m.addr != "/metrics.reply" {
                 continue;
             }
