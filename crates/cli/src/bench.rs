@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Control latency in blocks.
     #[arg(long, default_value_t = 2)]
     depth: u64,
+    /// How long the soak runs, in seconds.
+    #[arg(long, default_value_t = 600)]
+    seconds: u64,
 }
 
 /// Benchmarks available.
@@ -45,12 +48,19 @@ pub struct BenchArgs {
 enum BenchKind {
     /// Detection, failover, rebuild and command latency of a running server.
     Failover,
+    /// A long run of fast control from three clients while workers are killed (singly
+    /// every 500 ms, both every 30 s): accounting, leaks and what was heard.
+    Soak,
 }
 
 /// Runs the benchmark and prints its table.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         BenchKind::Failover => failover(&args),
+        BenchKind::Soak => {
+            let _log = crate::init_logging("error");
+            crate::soak::run(args.seconds)
+        }
     }
 }
 

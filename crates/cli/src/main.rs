@@ -10,6 +10,7 @@ mod logging;
 mod modules;
 mod render;
 mod serve;
+mod soak;
 mod worker;
 
 use std::net::SocketAddr;
