@@ -147,9 +147,7 @@ fn finding_6_a_poison_waiting_in_the_restore_point_is_found_and_refused() {
         wav,
         log,
     } = Recorded::start("poison-waiting", &["--allow-fault-injection"]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     let due_in = Duration::from_secs(4);
     let due = Instant::now() + due_in;
     let poison = OscPacket::Bundle(OscBundle {
@@ -221,9 +219,7 @@ fn repeated_double_faults_back_off_and_the_music_always_comes_back() {
         wav,
         log,
     } = Recorded::start("backoff", &[]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     for (round, backoff_ms) in [0.0, 1000.0, 2000.0].into_iter().enumerate() {
         // Both hung: the output finds both late on the same block, a certain double fault.
         let pids = server.signal_both_workers("STOP");

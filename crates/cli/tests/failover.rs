@@ -135,9 +135,7 @@ fn lose_both_workers_and_get_the_music_back(name: &str, signal: &str) {
         wav,
         log,
     } = Recorded::start(name, &[]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     // Let a periodic restore point be taken (every 2 s), then change something after it,
     // which must come back through the replay.
     std::thread::sleep(Duration::from_millis(2_600));
@@ -175,9 +173,7 @@ fn a_command_that_kills_both_workers_is_dropped_and_refused() {
         wav,
         log,
     } = Recorded::start("poison", &["--allow-fault-injection"]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     std::thread::sleep(Duration::from_millis(2_600)); // a restore point is taken
     server.send("/mod/sine/freq", vec![OscType::Float(495.0)]);
     server.send("/debug/poison", vec![]);
@@ -220,9 +216,7 @@ fn a_hang_right_after_a_failover_is_caught_too() {
     let dir = temp_dir("hang-after-failover");
     let wav = dir.join("served.wav");
     let server = Server::start(&["--output", &format!("wav:{}", wav.display())]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(440.0)]);
-    server.sync(1);
+    server.play_note(440.0);
     std::thread::sleep(Duration::from_millis(2_600)); // a restore point exists
     let (numbers, texts) = server.metrics_full();
     let role = |slot: usize| texts[&format!("slot.{slot}.role")].clone();

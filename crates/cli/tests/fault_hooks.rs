@@ -30,9 +30,7 @@ fn survive(
         wav,
         log,
     } = Recorded::start(name, &["--allow-fault-injection"]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     std::thread::sleep(Duration::from_millis(300));
     for (address, args) in hooks {
         server.send(address, args.clone());

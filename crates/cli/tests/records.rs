@@ -140,9 +140,7 @@ fn finding_8_record_alongside_the_null_output_equals_the_replay_of_its_log() {
         "--command-log",
         log.to_str().unwrap(),
     ]);
-    server.send("/gate/adsr", vec![OscType::Int(1)]);
-    server.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    server.sync(1);
+    server.play_note(330.0);
     std::thread::sleep(Duration::from_millis(1_500));
     server.send("/mod/sine/freq", vec![OscType::Float(495.0)]);
     server.send("/mod/filter/cutoff", vec![OscType::Float(1_200.0)]);

@@ -36,9 +36,7 @@ fn kill_9_of_the_server_then_resume_brings_the_music_back_in_the_same_files() {
         state.to_str().unwrap(),
     ];
     let mut first = Server::start(&args);
-    first.send("/gate/adsr", vec![OscType::Int(1)]);
-    first.send("/mod/sine/freq", vec![OscType::Float(330.0)]);
-    first.sync(1);
+    first.play_note(330.0);
     // The state is refreshed every 2 s; this change comes after it, from the command log.
     std::thread::sleep(Duration::from_millis(2_500));
     first.send("/mod/sine/freq", vec![OscType::Float(495.0)]);

@@ -133,6 +133,14 @@ impl Server {
         }
     }
 
+    /// Opens the default patch's gate and sets its oscillator to `hz`, then waits for
+    /// `/synced`: a note that sounds until changed.
+    pub fn play_note(&self, hz: f32) {
+        self.send("/gate/adsr", vec![OscType::Int(1)]);
+        self.send("/mod/sine/freq", vec![OscType::Float(hz)]);
+        self.sync(1);
+    }
+
     /// Numeric metrics and roles (`slot.N.role` as strings) from `/metrics`. UDP may lose
     /// the request or the reply (a test flooding the server with its own traffic): it is
     /// asked again every second, for up to 20 s.
