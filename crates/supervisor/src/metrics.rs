@@ -177,7 +177,7 @@ macro_rules! metrics {
             /// Set by the supervisor loop: the wait before a cold restart that backs off, in
             /// ms (0: none waiting).
             pub cold_restart_backoff_ms: AtomicU64,
-            /// Set by the supervisor loop: double faults in a row, each within a minute of
+            /// Set by the supervisor loop: double faults in a row, each within 10 s of
             /// the last cold restart.
             pub double_faults_in_a_row: AtomicU64,
         }
@@ -386,8 +386,8 @@ metrics! {
         shm_leaks: u64, Gauge;
         /// Live worker processes.
         live_children: u64, Gauge;
-        /// Both workers lost again within a minute of the last cold restart, so many times
-        /// in a row (0 once the pair has played a minute since).
+        /// Both workers lost again within 10 s of the last cold restart, so many times
+        /// in a row (0 once the pair has played 10 s since).
         double_faults_in_a_row: u64, Gauge;
         /// How long the pending cold restart waits, in ms: repeated double faults back off
         /// 1, 2, 4 … up to 30 s between restarts (0: none waiting).

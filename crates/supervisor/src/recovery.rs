@@ -35,8 +35,10 @@ pub const REFRESH_COMMANDS: usize = 1000;
 /// Two workers dying on the same block within this time died of the same cause.
 pub const POISON_WINDOW: Duration = Duration::from_millis(500);
 /// A double fault within this time of the last cold restart is one more in a row, and the
-/// next restart backs off ([`restart_backoff`]); a pair that plays this long resets it.
-pub const HEALTHY_PAIR: Duration = Duration::from_secs(60);
+/// next restart backs off ([`restart_backoff`]); a pair that plays this long resets it. A
+/// pair that cannot live dies within seconds; one that played this long was healthy, and
+/// the next double fault is a new accident, restored at once.
+pub const HEALTHY_PAIR: Duration = Duration::from_secs(10);
 /// First back-off between cold restarts in a row.
 pub const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest back-off between cold restarts.

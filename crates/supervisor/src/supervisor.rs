@@ -727,7 +727,7 @@ impl Supervisor {
                 let wait = restart_backoff(self.double_faults_in_a_row);
                 if !wait.is_zero() {
                     tracing::error!(
-                        "both workers lost again, {} times in a row within a minute of a restart: restarting in {wait:?}",
+                        "both workers lost again, {} times in a row within 10 s of a restart: restarting in {wait:?}",
                         self.double_faults_in_a_row
                     );
                 }
