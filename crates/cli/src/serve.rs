@@ -185,6 +185,15 @@ fn resume(config: &mut ServeConfig, path: &Path) -> anyhow::Result<()> {
             engine.sample_rate, engine.block_frames, engine.seed
         );
     }
+    if config.patch_path.is_some() {
+        eprintln!("chronus: resuming with the state's patch; --patch is not read");
+    }
+    if config.command_log.is_none() {
+        eprintln!(
+            "chronus: resuming without --command-log: what was sent after the state was written is lost"
+        );
+    }
+    config.patch_path = None;
     config.sample_rate = engine.sample_rate;
     config.block_frames = engine.block_frames;
     config.seed = engine.seed;

@@ -50,6 +50,9 @@ pub struct WorkerCli {
     /// ready).
     #[arg(long, value_parser = parse_join_point)]
     die_at: Option<JoinPoint>,
+    /// Catch up at normal priority; ask for real time once joined (a spare).
+    #[arg(long)]
+    quiet_catch_up: bool,
 }
 
 fn parse_join_point(name: &str) -> Result<JoinPoint, String> {
@@ -106,6 +109,7 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
         parent_pid: args.parent_pid,
         realtime: args.realtime,
         die_at: args.die_at,
+        quiet_catch_up: args.quiet_catch_up,
     };
     match chronus_engine::run_worker(worker_args) {
         Ok(never) => match never {},

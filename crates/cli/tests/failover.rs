@@ -150,8 +150,9 @@ fn lose_both_workers_and_get_the_music_back(name: &str, signal: &str) {
     let metrics = server.wait_for_new_pair(&pids);
     server.quit();
     assert_eq!(metrics["live_children"], 2.0, "{metrics:?}");
-    // A few blocks of (faded) silence while the new pair catches up, no more.
-    assert!(metrics["underruns"] < 100.0, "{metrics:?}");
+    // Some (faded) silence while the new pair catches up: about 32 blocks (43 ms) on an
+    // idle machine; bounded generously here (a second), as a loaded one may take longer.
+    assert!(metrics["underruns"] < 750.0, "{metrics:?}");
     // The restored pair is in lockstep from its first block.
     assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
     let (left, _) = read_wav(&wav);

@@ -31,9 +31,11 @@ fn soxi_frames(path: &Path) -> Option<u64> {
     }))
 }
 
-/// The `@frame` of every line of a command log, in file order.
+/// The `@frame` of every line of a command log, in file order (comments, such as the
+/// session line, left out).
 fn logged_frames(log: &str) -> Vec<u64> {
     log.lines()
+        .filter(|line| !line.starts_with('#'))
         .map(|line| {
             let frame = line.strip_prefix('@').and_then(|l| l.split(' ').next());
             frame

@@ -110,6 +110,11 @@ pub struct WorkerArgs {
     pub realtime: bool,
     /// Fault injection: die at this point of joining (a spare only).
     pub die_at: Option<JoinPoint>,
+    /// A spare joining a worker that is heard: catch up at normal priority, and ask for
+    /// real-time scheduling only once caught up, so the catch-up never takes the CPU from
+    /// the worker being heard. (A pair restarting together has no one to spare: it asks
+    /// at once.)
+    pub quiet_catch_up: bool,
 }
 
 /// Why a worker stopped.
@@ -173,10 +178,8 @@ pub fn run_worker(args: WorkerArgs) -> Result<std::convert::Infallible, WorkerEr
         StartMode::Join { .. } => 0,
     };
     let mut engine = Engine::new(&args.patch, args.config, start_block)?;
-    // A worker that joins catches up at normal priority, so that rendering the blocks
-    // behind the output never takes the CPU from the worker being heard (or from the
-    // supervisor); it asks for real-time scheduling once it has caught up.
-    let mut realtime_when_joined = args.realtime && matches!(args.start, StartMode::Join { .. });
+    // A spare catches up at normal priority (see `quiet_catch_up`).
+    let mut realtime_when_joined = args.realtime && args.quiet_catch_up;
     if args.realtime && !realtime_when_joined {
         become_realtime();
     }

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -92,22 +92,27 @@ impl Default for LogQueue {
     }
 }
 
-/// Cuts a last line the server's death left unfinished off the log at `path` (if any).
-fn cut_to_whole_lines(path: &Path) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read(path) else {
-        return Ok(());
-    };
-    let whole = text
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |end| end + 1);
-    if whole < text.len() {
-        let file = std::fs::OpenOptions::new().write(true).open(path)?;
-        file.set_len(whole as u64).with_context(|| {
-            format!("cannot cut the unfinished last line of {}", path.display())
-        })?;
+/// Cuts a last line the server's death left unfinished off the log (if any), reading
+/// only its end.
+fn cut_to_whole_lines(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(piece, start)?;
+        if let Some(at) = piece.iter().rposition(|&b| b == b'\n') {
+            let whole = start + at as u64 + 1;
+            if whole < len {
+                file.set_len(whole)?;
+            }
+            return Ok(());
+        }
+        end = start;
     }
-    Ok(())
+    file.set_len(0)
 }
 
 /// A committed patch, which the log writes when its switch is stamped.
@@ -151,18 +156,32 @@ impl CommandLogWriter {
         epoch: Instant,
         metrics: Arc<Metrics>,
         append: bool,
+        session: u64,
     ) -> anyhow::Result<(CommandLogWriter, PatchSender)> {
-        let file = if append {
-            cut_to_whole_lines(path)?;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open command log {} to append", path.display()))?
-        } else {
-            File::create(path)
-                .with_context(|| format!("cannot create command log {}", path.display()))?
-        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot create command log {}", path.display()))?;
+        // Locked before it is emptied or cut: a server still running keeps its log.
+        crate::record_lock::lock_record_file(&file, path)?;
+        if append {
+            cut_to_whole_lines(&file).with_context(|| {
+                format!("cannot cut the unfinished last line of {}", path.display())
+            })?;
+            file.seek(std::io::SeekFrom::End(0))?;
+        } else if file.metadata()?.is_file() {
+            file.set_len(0)?;
+        }
+        // A new log names its session first, so a resume never takes another server's
+        // log for its own (written with the first batch, at once).
+        let mut lines = Vec::new();
+        if !append {
+            lines.extend_from_slice(crate::state_file::session_line(session).as_bytes());
+            lines.push(b'\n');
+        }
         let (patches_tx, patches) = mpsc::channel();
         let finish = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
@@ -171,7 +190,7 @@ impl CommandLogWriter {
             table,
             patches,
             committed: BTreeMap::new(),
-            lines: Vec::new(),
+            lines,
         };
         let injected_panic = Arc::new(AtomicBool::new(false));
         let (stop, panic) = (Arc::clone(&finish), Arc::clone(&injected_panic));
@@ -240,6 +259,9 @@ impl Writer {
         finish: &AtomicBool,
         injected_panic: &AtomicBool,
     ) {
+        if !self.lines.is_empty() {
+            self.write(metrics, 0);
+        }
         loop {
             // Read the flag first: everything queued before it was set is written below.
             let finishing = finish.load(Ordering::Acquire);
@@ -344,6 +366,7 @@ mod tests {
             Instant::now(),
             Arc::clone(&metrics),
             false,
+            0,
         )
         .unwrap();
         (writer, patches, queue, metrics)
@@ -377,7 +400,8 @@ mod tests {
             })
             .unwrap();
         let expected = format!(
-            "{}\n",
+            "{}\n{}\n",
+            crate::state_file::session_line(0),
             chronus_protocol::format_patch_log_line(128, 7, text)
         );
         // Written without any flush or stop: it is in the file within a few ms.

@@ -104,25 +104,33 @@ impl ServeConfig {
             .collect()
     }
 
-    /// Refuses two records (recordings and the command log) in one regular file: each
-    /// would overwrite the other. (A device such as `/dev/null` may take several.)
+    /// Refuses two records (recordings, the command log, the state file) in one regular
+    /// file, whatever the names (links included): each would overwrite the other. (A
+    /// device such as `/dev/null` may take several.)
     ///
     /// # Errors
     /// The first file named twice.
     pub fn check_record_files(&self) -> anyhow::Result<()> {
         let mut seen = Vec::new();
-        for path in self.recordings().iter().chain(&self.command_log) {
+        for path in self
+            .recordings()
+            .iter()
+            .chain(&self.command_log)
+            .chain(&self.state)
+        {
             if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
                 continue;
             }
-            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            if seen.contains(&absolute) {
+            let same = std::fs::canonicalize(path)
+                .or_else(|_| std::path::absolute(path))
+                .unwrap_or_else(|_| path.clone());
+            if seen.contains(&same) {
                 anyhow::bail!(
-                    "{} is named twice among --output wav:, --record and --command-log; give each record a file of its own",
+                    "{} is named twice among --output wav:, --record, --command-log and --state; give each record a file of its own",
                     path.display()
                 );
             }
-            seen.push(absolute);
+            seen.push(same);
         }
         Ok(())
     }

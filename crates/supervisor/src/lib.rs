@@ -12,7 +12,7 @@
 //!   horizon and reads each block from the active (or standby) slot.
 //! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
-//!   `--output wav:`).
+//!   `--output wav:`); [`record_lock`]: one server per record file.
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report;
@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod osc;
 pub mod output;
 pub mod patch_editor;
+pub mod record_lock;
 pub mod recorder;
 pub mod recovery;
 pub mod report;

@@ -311,9 +311,9 @@ metrics! {
         record_blocks_dropped;
         /// Recordings that failed to write (each is logged with its path and reason).
         record_write_errors;
-        /// Threads writing records (the recorder, the command log's writer) that ended
-        /// before the server stopped: a bug; their files end there, the sound plays on, and
-        /// the server exits with an error.
+        /// Threads writing records (the recorder, the command log's writer, the state
+        /// file's writer) that ended before the server stopped: a bug; their files end
+        /// there, the sound plays on, and the server exits with an error.
         record_threads_lost;
         /// Stamped commands not in the command log (its queue was full, or writing failed).
         command_log_dropped;

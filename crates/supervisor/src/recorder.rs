@@ -240,8 +240,17 @@ impl Recording {
             bits_per_sample: 32,
             sample_format: hound::SampleFormat::Float,
         };
-        let file = File::create(path)
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
             .with_context(|| format!("cannot create WAV file {}", path.display()))?;
+        // Locked before it is emptied: a server still running keeps its file.
+        crate::record_lock::lock_record_file(&file, path)?;
+        if file.metadata()?.is_file() {
+            file.set_len(0)?;
+        }
         let file = StopAfterError {
             file,
             failed: false,
@@ -259,27 +268,20 @@ impl Recording {
     /// Goes on with the recording at `path` (a resumed server's): its samples up to its
     /// header's length are kept, anything written after its last header (the dead server's
     /// last moments) is cut, and silence pads it to `frame`, so that its sample index stays
-    /// the stream's frame. A missing file is created.
+    /// the stream's frame. A missing or empty file is created.
     fn append(path: &Path, sample_rate: u32, frame: u64) -> anyhow::Result<Recording> {
-        if !path.exists() {
+        if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
             return Recording::create(path, sample_rate);
         }
-        let open = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("cannot open WAV file {} to append", path.display()))
-        };
-        // Where the header says the data ends: hound's appending writer stands there.
-        let mut probe = open()?;
-        let appending = hound::WavWriter::new_append(&mut probe)
-            .with_context(|| format!("{} is not a WAV file to append to", path.display()))?;
-        let spec = appending.spec();
-        // Not finalised: that would rewrite the header it just read (and it owns nothing).
-        std::mem::forget(appending);
-        let end = probe.stream_position()?;
-        probe.set_len(end)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open WAV file {} to append", path.display()))?;
+        crate::record_lock::lock_record_file(&file, path)?;
+        let spec = hound::WavReader::new(std::io::BufReader::new(&file))
+            .with_context(|| format!("{} is not a WAV file to append to", path.display()))?
+            .spec();
         if spec.channels != 2
             || spec.sample_rate != sample_rate
             || spec.sample_format != hound::SampleFormat::Float
@@ -290,8 +292,17 @@ impl Recording {
                 path.display()
             );
         }
+        // Where the header says the data ends: hound's appending writer stands there.
+        file.seek(SeekFrom::Start(0))?;
+        let appending = hound::WavWriter::new_append(&mut file)
+            .with_context(|| format!("{} is not a WAV file to append to", path.display()))?;
+        // Not finalised: that would rewrite the header it just read (and it owns nothing).
+        std::mem::forget(appending);
+        let end = file.stream_position()?;
+        file.set_len(end)?;
+        file.seek(SeekFrom::Start(0))?;
         let file = StopAfterError {
-            file: open()?,
+            file,
             failed: false,
         };
         let mut writer = hound::WavWriter::new_append(Buffered::new(file))

@@ -62,7 +62,7 @@ impl Resume {
             .context("the state file's snapshot does not restore")?;
         let mut last_patch_version = engine.highest_patch_version();
         let (tail, last_logged_seq) = match command_log {
-            Some(path) if path.exists() => log_tail(path, point.last_seq)?,
+            Some(path) if path.exists() => log_tail(path, point.last_seq, saved.session)?,
             _ => (String::new(), 0),
         };
         let desc = PatchDesc::from_toml_str(&saved.patch_text)
@@ -132,17 +132,39 @@ impl Resume {
 }
 
 /// The lines of the command log at `path` stamped after `last_seq` (in file order), and
-/// the highest seq it holds. A last line cut short by the server's death is left out.
-fn log_tail(path: &Path, last_seq: u64) -> anyhow::Result<(String, u64)> {
-    let text = std::fs::read_to_string(path)
+/// the highest seq it holds, read line by line (a long log is never held whole). A last
+/// line cut short by the server's death is left out.
+fn log_tail(path: &Path, last_seq: u64, session: u64) -> anyhow::Result<(String, u64)> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read the command log {}", path.display()))?;
-    let whole = match text.rfind('\n') {
-        Some(end) => &text[..=end],
-        None => "",
-    };
+    let mut reader = std::io::BufReader::new(file);
     let mut tail = String::new();
     let mut highest = 0;
-    for line in whole.lines() {
+    let mut line = String::new();
+    let read = reader
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the command log {}", path.display()))?;
+    if read == 0 {
+        return Ok((String::new(), 0));
+    }
+    let expected = crate::state_file::session_line(session);
+    if line.trim_end() != expected {
+        anyhow::bail!(
+            "the command log {} is not the one of the server that wrote the state (its first line is {:?}, not {expected:?})",
+            path.display(),
+            line.trim_end()
+        );
+    }
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read the command log {}", path.display()))?;
+        if read == 0 || !line.ends_with('\n') {
+            break;
+        }
+        let line = line.trim_end_matches('\n');
         let mut words = line.split_whitespace();
         let seq = match (words.next(), words.next()) {
             (Some(frame), Some(seq)) if frame.starts_with('@') => seq.parse::<u64>().ok(),

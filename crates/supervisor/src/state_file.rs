@@ -34,6 +34,10 @@ pub struct SavedState {
     pub version: String,
     /// The stream's settings (a snapshot fits only these).
     pub config: EngineConfig,
+    /// The session: the server that wrote it and those resumed from it, and their
+    /// command log (its first line names it), so that a state is never resumed with
+    /// another server's log.
+    pub session: u64,
     /// The restore point.
     pub point: RestorePoint,
     /// The patch the commands after the restore point address (TOML).
@@ -45,12 +49,17 @@ impl SavedState {
     ///
     /// # Errors
     /// When the snapshot does not restore (then there is nothing worth saving).
-    pub fn of(point: RestorePoint, config: EngineConfig) -> anyhow::Result<SavedState> {
+    pub fn of(
+        point: RestorePoint,
+        config: EngineConfig,
+        session: u64,
+    ) -> anyhow::Result<SavedState> {
         let engine = Engine::from_snapshot(&point.snapshot, config)
             .context("the restore point does not restore")?;
         Ok(SavedState {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config,
+            session,
             patch_text: engine.latest_patch_text().to_string(),
             point,
         })
@@ -60,8 +69,9 @@ impl SavedState {
     pub fn encode(&self) -> Vec<u8> {
         let c = &self.config;
         let mut bytes = format!(
-            "{MAGIC}\nversion {}\nrate {} block {} seed {} dc_blocker {} limiter {}\npoint {} {}\npatch {}\n",
+            "{MAGIC}\nversion {}\nsession {:016x}\nrate {} block {} seed {} dc_blocker {} limiter {}\npoint {} {}\npatch {}\n",
             self.version,
+            self.session,
             c.sample_rate,
             c.block_frames,
             c.seed,
@@ -89,6 +99,7 @@ impl SavedState {
             bail!("not a chronus state file");
         }
         let version = r.field("version")?.to_string();
+        let session = u64::from_str_radix(r.field("session")?, 16).context("bad session")?;
         let settings = r.line()?;
         let words: Vec<&str> = settings.split(' ').collect();
         let value = |name: &str| -> anyhow::Result<u64> {
@@ -135,6 +146,7 @@ impl SavedState {
         Ok(SavedState {
             version,
             config,
+            session,
             point: RestorePoint {
                 snapshot,
                 block,
@@ -184,6 +196,26 @@ impl SavedState {
         };
         write().with_context(|| format!("cannot write the state file {}", path.display()))
     }
+}
+
+/// A new session's id: the time and the process, mixed (unique enough to tell two
+/// servers' files apart).
+pub fn new_session() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    checksum(
+        &[
+            nanos.to_le_bytes(),
+            u64::from(std::process::id()).to_le_bytes(),
+        ]
+        .concat(),
+    )
+}
+
+/// The first line of a command log of session `session`.
+pub fn session_line(session: u64) -> String {
+    format!("# chronus session {session:016x}")
 }
 
 /// FNV-1a, 64 bits: enough to tell a damaged file.
@@ -244,25 +276,49 @@ pub struct StateWriter {
     pending: Arc<Pending>,
     thread: Option<std::thread::JoinHandle<()>>,
     ended: Arc<AtomicBool>,
+    /// `<path>.lock`, locked while the server runs: one server per state file.
+    _lock: File,
 }
 
 impl StateWriter {
-    /// Starts the writer for `path`, for a server with `config`.
+    /// Starts the writer for `path`, for a server with `config`, after writing `first`
+    /// there at once: a state file that cannot be written is an error at start-up, not a
+    /// surprise after the server's death.
     ///
     /// # Errors
-    /// When the thread cannot start.
+    /// When another server holds the file, it cannot be written, or the thread cannot
+    /// start.
     pub fn start(
         path: PathBuf,
         config: EngineConfig,
         metrics: Arc<Metrics>,
+        first: &RestorePoint,
+        session: u64,
     ) -> anyhow::Result<StateWriter> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| {
+                format!(
+                    "cannot create the state file's lock {}",
+                    lock_path.display()
+                )
+            })?;
+        crate::record_lock::lock_record_file(&lock, &path)?;
+        SavedState::of(first.clone(), config, session)?.write_atomic(&path)?;
+        Metrics::bump(&metrics.state_saves);
         let pending: Arc<Pending> = Arc::new((Mutex::new((None, false)), Condvar::new()));
         let ended = Arc::new(AtomicBool::new(false));
         let (shared, done) = (Arc::clone(&pending), Arc::clone(&ended));
         let thread = std::thread::Builder::new()
             .name("chronus-state".into())
             .spawn(move || {
-                write_loop(&path, config, &shared, &metrics);
+                write_loop(&path, config, session, &shared, &metrics);
                 done.store(true, Ordering::Release);
             })
             .context("cannot start the state file's writer")?;
@@ -270,6 +326,7 @@ impl StateWriter {
             pending,
             thread: Some(thread),
             ended,
+            _lock: lock,
         })
     }
 
@@ -300,7 +357,13 @@ impl StateWriter {
     }
 }
 
-fn write_loop(path: &Path, config: EngineConfig, pending: &Pending, metrics: &Metrics) {
+fn write_loop(
+    path: &Path,
+    config: EngineConfig,
+    session: u64,
+    pending: &Pending,
+    metrics: &Metrics,
+) {
     let (lock, wake) = pending;
     loop {
         let (point, stop) = {
@@ -316,7 +379,7 @@ fn write_loop(path: &Path, config: EngineConfig, pending: &Pending, metrics: &Me
             (guard.0.take(), guard.1)
         };
         if let Some(point) = point {
-            let written = SavedState::of(point, config).and_then(|s| s.write_atomic(path));
+            let written = SavedState::of(point, config, session).and_then(|s| s.write_atomic(path));
             match written {
                 Ok(()) => Metrics::bump(&metrics.state_saves),
                 Err(e) => {
@@ -339,7 +402,7 @@ mod tests {
     fn state() -> SavedState {
         let config = EngineConfig::new(48_000, 64, 7);
         let point = RestorePoint::of_patch(&PatchDesc::default_patch(), config).unwrap();
-        SavedState::of(point, config).unwrap()
+        SavedState::of(point, config, 0x1234).unwrap()
     }
 
     #[test]

@@ -80,8 +80,9 @@ pub struct Supervisor {
     recorder: Option<Recorder>,
     /// Writes the state file (`--state`) from its own thread.
     state_writer: Option<StateWriter>,
-    /// Whether the recorder's and the command log writer's untimely end was reported.
-    record_threads_lost: [bool; 2],
+    /// Whether the recorder's, the command log writer's and the state file writer's
+    /// untimely end was reported.
+    record_threads_lost: [bool; 3],
     output: Option<Playing>,
     osc_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
@@ -119,6 +120,10 @@ impl Supervisor {
     pub fn start(mut config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
         config.check_record_files()?;
         let resume = config.resume.take();
+        // A resumed server goes on in its predecessor's session (and files).
+        let session = resume
+            .as_ref()
+            .map_or_else(crate::state_file::new_session, |r| r.saved.session);
         let engine_config = EngineConfig {
             master: config.master,
             ..EngineConfig::new(config.sample_rate, config.block_frames, config.seed)
@@ -156,6 +161,7 @@ impl Supervisor {
                     shared.epoch,
                     Arc::clone(metrics),
                     resume.is_some(),
+                    session,
                 )?;
                 (Some(writer), Some(patches))
             }
@@ -215,12 +221,13 @@ impl Supervisor {
             None => RestorePoint::of_patch(&config.patch, engine_config)?,
         };
         let state_writer = match &config.state {
-            Some(path) => {
-                let writer =
-                    StateWriter::start(path.clone(), engine_config, Arc::clone(&shared.metrics))?;
-                writer.save(&initial);
-                Some(writer)
-            }
+            Some(path) => Some(StateWriter::start(
+                path.clone(),
+                engine_config,
+                Arc::clone(&shared.metrics),
+                &initial,
+                session,
+            )?),
             None => None,
         };
         let mut supervisor = Supervisor {
@@ -238,7 +245,7 @@ impl Supervisor {
             control,
             command_log,
             recorder,
-            record_threads_lost: [false; 2],
+            record_threads_lost: [false; 3],
             output: None,
             osc_thread: Some(osc_thread),
             started: Instant::now(),
@@ -258,7 +265,7 @@ impl Supervisor {
             None => {
                 for slot in 0..2 {
                     supervisor.slots[slot].bind(slot, &supervisor.shared);
-                    supervisor.spawn(slot, StartMode::Fresh { block: 0 }, None)?;
+                    supervisor.spawn(slot, StartMode::Fresh { block: 0 }, false, None)?;
                 }
             }
         }
@@ -266,7 +273,9 @@ impl Supervisor {
     }
 
     /// Starts both workers from a dead server's restore point, with what its command log
-    /// holds after it replayed, before the output starts at the block `resume` says.
+    /// holds after it replayed, as a cold restart does: the output starts at once at the
+    /// block `resume` says (silence until the pair has caught up), and the replay reaches
+    /// the pair as fast as their rings drain, however long it is.
     fn resume(&mut self, resume: Resume) -> anyhow::Result<()> {
         for replayed in resume.replay {
             match replayed {
@@ -282,6 +291,7 @@ impl Supervisor {
             self.recovery.history_len(),
             resume.start_block
         );
+        self.output = Some(select::start(&self.config, &self.shared, &self.stop)?);
         self.restart_from_copy(&point)
     }
 
@@ -340,6 +350,7 @@ impl Supervisor {
         self.drain_control();
         self.check_flags();
         self.advance_slots()?;
+        self.cancel_stale_restart();
         self.feed_replay();
         self.keep_restore_point();
         self.forget_old_double_faults();
@@ -414,10 +425,12 @@ impl Supervisor {
             self.command_log
                 .as_ref()
                 .is_some_and(CommandLogWriter::ended),
+            self.state_writer.as_ref().is_some_and(StateWriter::ended),
         ];
         let what = [
             "recorder thread stopped: the recordings end",
             "command log's writer stopped: the command log ends",
+            "state file's writer stopped: the state file stays as it was",
         ];
         for ((ended, reported), what) in ended
             .into_iter()
@@ -640,7 +653,7 @@ impl Supervisor {
         let request = self.next_request;
         self.next_request += 1;
         let die_at = self.spare_dies_at.take();
-        self.spawn(slot, StartMode::Join { request }, die_at)?;
+        self.spawn(slot, StartMode::Join { request }, true, die_at)?;
         self.slots[slot].replacement = true;
         if self
             .shared
@@ -689,6 +702,20 @@ impl Supervisor {
             let queued = self.shared.inbound.push(Inbound::Snapshot { request });
             self.recovery
                 .refresh_requested(queued.is_ok().then_some(request), now);
+        }
+    }
+
+    /// A cold restart waiting out its back-off is called off when a slot came back by
+    /// itself meanwhile (a spare joined from a worker that had not died after all).
+    fn cancel_stale_restart(&mut self) {
+        let both_dead = self.slots.iter().all(|s| s.state == SlotState::Dead);
+        if self.cold_restart_due.is_some() && !both_dead {
+            tracing::info!("a slot came back by itself: the pending cold restart is called off");
+            self.cold_restart_due = None;
+            self.shared
+                .metrics
+                .cold_restart_backoff_ms
+                .store(0, Ordering::Relaxed);
         }
     }
 
@@ -790,7 +817,7 @@ impl Supervisor {
         let start = self.shared.horizon.load(Ordering::Acquire) + 1;
         for slot in 0..2 {
             self.slots[slot].bind(slot, &self.shared);
-            self.spawn(slot, StartMode::Fresh { block: start }, None)?;
+            self.spawn(slot, StartMode::Fresh { block: start }, false, None)?;
         }
         Ok(())
     }
@@ -833,7 +860,7 @@ impl Supervisor {
             }
             self.replay_into_rings(point.last_seq)?;
             for slot in 0..2 {
-                self.spawn(slot, StartMode::Join { request }, None)?;
+                self.spawn(slot, StartMode::Join { request }, false, None)?;
             }
             return Ok(());
         }
@@ -841,15 +868,16 @@ impl Supervisor {
         self.shared.replay_gate.hold(self.restarts, point.block);
         for slot in 0..2 {
             self.slots[slot].prepare(slot, &self.shared);
-            self.spawn(slot, StartMode::Join { request }, None)?;
+            self.spawn(slot, StartMode::Join { request }, false, None)?;
         }
         self.shared.bind_pair(self.restarts);
         Ok(())
     }
 
-    /// Before the output starts (a resumed server), when this loop is the only writer of
-    /// the rings: pushes every command after `last_seq` into both bound slots' rings (a
-    /// patch switch's text first, as its chunks, numbered with the switch's seq).
+    /// Before the output starts (both workers lost at start-up), when this loop is the
+    /// only writer of the rings: pushes every command after `last_seq` into both bound
+    /// slots' rings (a patch switch's text first, as its chunks, numbered with the
+    /// switch's seq).
     ///
     /// # Errors
     /// When the rings cannot hold them all.
@@ -1004,11 +1032,13 @@ impl Supervisor {
         }
     }
 
-    /// Starts a worker in `slot`; `die_at` is fault injection for a spare.
+    /// Starts a worker in `slot`; `spare`: one joining a heard worker, which catches up
+    /// quietly; `die_at` is fault injection for it.
     fn spawn(
         &mut self,
         slot: usize,
         start: StartMode,
+        spare: bool,
         die_at: Option<JoinPoint>,
     ) -> anyhow::Result<()> {
         let link = &self.shared.slots[slot];
@@ -1022,6 +1052,7 @@ impl Supervisor {
             patch_path: self.patch.path(),
             realtime: self.config.realtime,
             die_at,
+            spare,
         };
         let worker = Worker::spawn(&spec)?;
         tracing::info!(

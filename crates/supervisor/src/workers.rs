@@ -48,6 +48,8 @@ pub struct WorkerSpec<'a> {
     pub realtime: bool,
     /// Fault injection: the point of its join at which this spare dies.
     pub die_at: Option<JoinPoint>,
+    /// A spare joining a heard worker: it catches up at normal priority.
+    pub spare: bool,
 }
 
 impl Worker {
@@ -94,6 +96,9 @@ impl Worker {
         }
         if let Some(path) = spec.patch_path {
             command.arg("--patch").arg(path);
+        }
+        if spec.spare {
+            command.arg("--quiet-catch-up");
         }
         if let Some(point) = spec.die_at {
             command.arg("--die-at").arg(point.name());
