@@ -18,23 +18,48 @@ use common::{
 };
 use rosc::OscType;
 
+/// A server's records in a fresh directory: its WAV, its command log, its state file.
+struct Files {
+    dir: std::path::PathBuf,
+    wav: std::path::PathBuf,
+    log: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Files {
+        let dir = temp_dir(name);
+        Files {
+            wav: dir.join("served.wav"),
+            log: dir.join("commands.log"),
+            state: dir.join("chronus.state"),
+            dir,
+        }
+    }
+
+    /// `serve`'s arguments to write them all.
+    fn args(wav: &std::path::Path, log: &std::path::Path, state: &std::path::Path) -> Vec<String> {
+        vec![
+            "--output".into(),
+            format!("wav:{}", wav.display()),
+            "--command-log".into(),
+            log.display().to_string(),
+            "--state".into(),
+            state.display().to_string(),
+        ]
+    }
+}
+
 #[test]
 fn kill_9_of_the_server_then_resume_brings_the_music_back_in_the_same_files() {
-    let dir = temp_dir("resume");
-    let (wav, log, state) = (
-        dir.join("served.wav"),
-        dir.join("commands.log"),
-        dir.join("chronus.state"),
-    );
-    let output = format!("wav:{}", wav.display());
-    let args = [
-        "--output",
-        output.as_str(),
-        "--command-log",
-        log.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ];
+    let Files {
+        dir,
+        wav,
+        log,
+        state,
+    } = Files::new("resume");
+    let args = Files::args(&wav, &log, &state);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut first = Server::start(&args);
     first.play_note(330.0);
     // The state is refreshed every 2 s; this change comes after it, from the command log.
@@ -173,21 +198,14 @@ fn the_systemd_unit_verifies() {
 /// its own; a state file that cannot be written is an error at start-up.
 #[test]
 fn files_in_use_another_sessions_log_and_an_unwritable_state_are_refused() {
-    let dir = temp_dir("resume-refusals");
-    let (wav, log, state) = (
-        dir.join("served.wav"),
-        dir.join("commands.log"),
-        dir.join("chronus.state"),
-    );
-    let output = format!("wav:{}", wav.display());
-    let args = [
-        "--output",
-        output.as_str(),
-        "--command-log",
-        log.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ];
+    let Files {
+        dir,
+        wav,
+        log,
+        state,
+    } = Files::new("resume-refusals");
+    let args = Files::args(&wav, &log, &state);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let running = Server::start(&args);
     running.play_note(330.0);
     let serve = |extra: &[&str]| {
