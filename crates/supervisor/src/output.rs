@@ -657,15 +657,7 @@ impl OutputCore {
                         frame,
                         command,
                     };
-                    for (link, bound) in shared.slots.iter().zip(bound) {
-                        if bound {
-                            let record = stamped.to_record(link.generation.load(Ordering::Acquire));
-                            if !link.slot.push_command(&record) {
-                                link.overflowed.store(true, Ordering::Release);
-                                Metrics::bump(&shared.metrics.ring_overflows);
-                            }
-                        }
-                    }
+                    push_to_bound(shared, bound, |generation| stamped.to_record(generation));
                     let now = shared.now_ns();
                     if let Some(log) = &shared.command_log {
                         let logged = LoggedCommand {
@@ -706,30 +698,14 @@ impl OutputCore {
                     if !shared.replay_gate.is_for(restart) {
                         continue;
                     }
-                    for (link, bound) in shared.slots.iter().zip(bound) {
-                        if bound {
-                            let record = stamped.to_record(link.generation.load(Ordering::Acquire));
-                            if !link.slot.push_command(&record) {
-                                link.overflowed.store(true, Ordering::Release);
-                                Metrics::bump(&shared.metrics.ring_overflows);
-                            }
-                        }
-                    }
+                    push_to_bound(shared, bound, |generation| stamped.to_record(generation));
                     shared.replay_gate.raise(restart, gate_after);
                 }
                 Inbound::ReplayDone { restart } => shared.replay_gate.raise(restart, NO_BLOCK),
                 Inbound::PatchChunk(mut chunk) => {
                     self.seq += 1;
                     chunk.seq = self.seq;
-                    for (link, bound) in shared.slots.iter().zip(bound) {
-                        if bound {
-                            let record = chunk.to_record(link.generation.load(Ordering::Acquire));
-                            if !link.slot.push_command(&record) {
-                                link.overflowed.store(true, Ordering::Release);
-                                Metrics::bump(&shared.metrics.ring_overflows);
-                            }
-                        }
-                    }
+                    push_to_bound(shared, bound, |generation| chunk.to_record(generation));
                 }
                 Inbound::Snapshot { request } => {
                     let active = shared.active.load(Ordering::Relaxed);
@@ -809,16 +785,12 @@ impl OutputCore {
         self.timed_waiting = self.waiting.iter().filter(|w| w.timed).count();
     }
 
+    /// Pushes `control` into the ring of `slot` alone (if bound).
     fn push_control(&self, shared: &OutputShared, slot: usize, control: Control) {
-        if let Some(link) = shared.slots.get(slot) {
-            if link.bound.load(Ordering::Acquire) {
-                let record = control.to_record(self.seq, link.generation.load(Ordering::Acquire));
-                if !link.slot.push_command(&record) {
-                    link.overflowed.store(true, Ordering::Release);
-                    Metrics::bump(&shared.metrics.ring_overflows);
-                }
-            }
-        }
+        let bound = [0, 1].map(|i| i == slot && shared.slots[i].bound.load(Ordering::Acquire));
+        push_to_bound(shared, bound, |generation| {
+            control.to_record(self.seq, generation)
+        });
     }
 
     fn notify(&self, shared: &OutputShared, notice: Notice) {
@@ -1008,6 +980,26 @@ impl ReplayGate {
         match self.0.load(Ordering::Acquire) & ReplayGate::OPEN {
             ReplayGate::OPEN => horizon,
             gate => horizon.min(gate),
+        }
+    }
+}
+
+/// Pushes the record `record_for(generation)` into the command ring of every slot
+/// `bound` says, each under its own generation: the one way records reach the workers,
+/// so both get the same ones in the same order. A full ring flags its slot (the
+/// supervisor replaces its worker) and is counted.
+fn push_to_bound(
+    shared: &OutputShared,
+    bound: [bool; 2],
+    record_for: impl Fn(u32) -> chronus_ipc::CommandRecord,
+) {
+    for (link, bound) in shared.slots.iter().zip(bound) {
+        if bound {
+            let record = record_for(link.generation.load(Ordering::Acquire));
+            if !link.slot.push_command(&record) {
+                link.overflowed.store(true, Ordering::Release);
+                Metrics::bump(&shared.metrics.ring_overflows);
+            }
         }
     }
 }
