@@ -40,7 +40,8 @@ enum Commands {
     Render(render::RenderArgs),
     /// Print every module type with its ports and parameters (Markdown).
     Modules,
-    /// Measure failover: detection, failover and spare rebuild times over many kills.
+    /// Measure on this machine: failover times over many kills, or a long soak of fast
+    /// control while workers are killed (`soak`).
     Bench(bench::BenchArgs),
     /// A worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
