@@ -13,8 +13,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_replay_equals_served_but_for_restarts, chronus, dominant_frequency, read_wav,
-    serve_command, temp_dir, Server,
+    assert_ends_at, assert_replay_equals_served_but_for_restarts, chronus, read_wav, serve_command,
+    temp_dir, Server,
 };
 use rosc::OscType;
 
@@ -85,13 +85,7 @@ fn kill_9_of_the_server_then_resume_brings_the_music_back_in_the_same_files() {
     second.quit();
     // The output plays (silence) from launch while the pair catches up.
     assert_eq!(metrics["lockstep_mismatches"], 0.0, "{metrics:?}");
-    let (left, _) = read_wav(&wav);
-    let tail = &left[left.len() - 9_600..];
-    let f = dominant_frequency(tail, 48_000.0);
-    assert!(
-        (f - 495.0).abs() <= 2.0,
-        "the last frequency set came back: {f} Hz"
-    );
+    assert_ends_at(&wav, 495.0, "the last frequency set came back");
     // One stretch differs: the silence padded where no server played (up to the restore
     // point's age, a few seconds at most).
     let allowance = 6.0 * 48_000.0 / 64.0;

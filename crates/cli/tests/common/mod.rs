@@ -557,6 +557,15 @@ pub fn assert_replay_equals_served_but_for_restarts(
     differing.len()
 }
 
+/// Checks that the last 0.2 s of the recording at `wav` (left channel) sound at `hz`
+/// (within 2 Hz); `what` says what that proves.
+pub fn assert_ends_at(wav: &Path, hz: f64, what: &str) {
+    let (left, _) = read_wav(wav);
+    let tail = &left[left.len() - 9_600..];
+    let f = dominant_frequency(tail, 48_000.0);
+    assert!((f - hz).abs() <= 2.0, "{what}: {f} Hz, not {hz} Hz");
+}
+
 /// Samples (interleaved stereo) of the fade-out every stop plays at the end: 10 ms in
 /// whole blocks, 8 blocks of the tests' 64 frames at 48 kHz.
 pub const SHUTDOWN_FADE_SAMPLES: usize = 8 * 64 * 2;
