@@ -370,7 +370,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates (truncates) every file of `paths`, or with `append_at` (a resumed server's
-    /// first frame) appends to each ([`Recording::append`]), and starts the thread that
+    /// first frame) appends to each (see `Recording::append`), and starts the thread that
     /// drains `ring` (which the output clock fills with stereo audio at `sample_rate`)
     /// into them.
     ///

@@ -841,7 +841,7 @@ impl Supervisor {
     }
 
     /// Starts both workers from restore point `point` (published as snapshot `request`),
-    /// held there ([`OutputShared::hold_for_replay`]) until everything stamped since is in
+    /// held there ([`ReplayGate::hold`](crate::output::ReplayGate::hold)) until everything stamped since is in
     /// their rings: the output binds both slots in one block and says from which command
     /// on it stamps into them ([`Notice::PairBound`]); the rest is replayed then
     /// ([`replay_to_new_pair`](Self::replay_to_new_pair)).
