@@ -9,7 +9,8 @@
 //!   losing both workers at once; [`state_file`]: the restore point on disk (`--state`),
 //!   and [`resume`]: starting from it after the supervisor's own death (`--resume`).
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
-//!   horizon and reads each block from the active (or standby) slot.
+//!   horizon and reads each block from the active (or standby) slot; [`clock_model`]:
+//!   which frame plays at which time, for timetags.
 //! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
@@ -22,6 +23,7 @@
 //! - [`command_log`]: the `--command-log` file and its writer thread; [`live_patch`]: the
 //!   stamped patch the loop follows through live edits.
 
+pub mod clock_model;
 pub mod command_log;
 pub mod config;
 pub mod live_patch;

@@ -368,6 +368,18 @@ metrics! {
         command_latency_ms_p99: Option<f64>, Time;
         /// Control latency set by `--depth`, in ms.
         control_latency_ms: f64, Gauge;
+        /// How fast the output's audio clock runs against the system clock, in parts per
+        /// million off the nominal sample rate: the clock model's measure, which timetags
+        /// follow (a sound card's crystal is tens of ppm off; the paced sink, 0).
+        clock_drift_ppm: f64, Gauge;
+        /// The clock model's last error, in µs: how far the last period's report was from
+        /// its line (wake-up jitter; the line itself moves far less).
+        clock_residual_us: f64, Gauge;
+        /// Root mean square of the clock model's recent errors, in µs.
+        clock_residual_rms_us: f64, Gauge;
+        /// Times the clock model started its line afresh: at the output's start, and at
+        /// every jump of the audio clock (a stall, an xrun, a reconnected device).
+        clock_restarts: u64, Counter;
         /// Stamping to `write` of the command log's last batch, in ms.
         command_log_lag_ms: f64, Gauge;
         /// The largest such lag since start, in ms.

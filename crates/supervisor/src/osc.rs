@@ -454,18 +454,23 @@ impl OscServer {
         Ok(())
     }
 
-    /// The frame that plays at `time` (an OSC timetag), estimated from the clock now.
+    /// The frame the output hands over at `time` (an OSC timetag): the clock model's line
+    /// at that moment, so bundles timed 100 ms apart land 4,800 frames apart whenever they
+    /// were sent. Before the output's first period, an estimate from the blocks played.
     /// Packets timed beyond [`MAX_AHEAD`] were refused before; the bound is kept here too,
     /// so the frame stays far from overflowing whatever the timetag.
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
-        let now_frame =
-            self.shared.played.load(Ordering::Acquire) * self.shared.block_frames as u64;
-        match ahead_of(time, SystemTime::now()) {
-            Some(ahead) => {
-                let ahead = ahead.min(MAX_AHEAD).as_secs_f64();
-                now_frame + (ahead * f64::from(self.shared.sample_rate)) as u64
+        let Some(ahead) = ahead_of(time, SystemTime::now()) else {
+            return 0; // in the past: as soon as possible (counted late by the clock)
+        };
+        let ahead = ahead.min(MAX_AHEAD);
+        match self.shared.clock.mapping() {
+            Some(line) => line.frame_at(self.shared.now_ns() as f64 + ahead.as_nanos() as f64),
+            None => {
+                let played = self.shared.played.load(Ordering::Acquire);
+                let ahead_frames = ahead.as_secs_f64() * f64::from(self.shared.sample_rate);
+                played * self.shared.block_frames as u64 + ahead_frames as u64
             }
-            None => 0, // in the past: as soon as possible (counted late by the clock)
         }
     }
 

@@ -33,6 +33,7 @@ use chronus_engine::{
 use chronus_ipc::{Slot, WorkerCounts};
 use crossbeam_queue::ArrayQueue;
 
+use crate::clock_model::{ClockLoop, ClockModel};
 use crate::command_log::{LogQueue, LoggedCommand};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
@@ -303,6 +304,8 @@ pub struct OutputShared {
     pair_to_bind: AtomicU64,
     /// The last seq stamped before the output starts (a resumed server's predecessor's).
     seq_before_start: AtomicU64,
+    /// Which frame the output hands over when: timetags are stamped by it.
+    pub clock: ClockModel,
 }
 
 impl OutputShared {
@@ -335,6 +338,7 @@ impl OutputShared {
             replay_gate: ReplayGate::default(),
             pair_to_bind: AtomicU64::new(0),
             seq_before_start: AtomicU64::new(0),
+            clock: ClockModel::new(sample_rate),
         }
     }
 
@@ -464,6 +468,8 @@ pub struct OutputCore {
     fade_out_played: Option<u64>,
     /// Commands went to the command log's queue in this period: wake its writer after.
     logged_this_period: bool,
+    /// The loop that publishes [`OutputShared::clock`] from the sink's reports.
+    clock: ClockLoop,
 }
 
 impl OutputCore {
@@ -479,6 +485,7 @@ impl OutputCore {
         }
         let seq = shared.seq_before_start.load(Ordering::Acquire);
         OutputCore {
+            clock: ClockLoop::new(shared.sample_rate),
             shared,
             next_block,
             horizon,
@@ -490,6 +497,19 @@ impl OutputCore {
             fade_out_played: None,
             logged_this_period: false,
         }
+    }
+
+    /// The first frame the next [`render_next`](Self::render_next) plays (frames counted
+    /// since block 0 of the server's timeline).
+    pub fn next_frame(&self) -> u64 {
+        self.next_block * self.shared.block_frames as u64
+    }
+
+    /// The sink's report, once per period: `frame` is handed to the sound system at
+    /// `at_ns` (ns since [`OutputShared::epoch`]). Feeds the clock model that maps
+    /// timetags to frames. Allocation-, lock- and panic-free.
+    pub fn handed_over(&mut self, frame: u64, at_ns: u64) {
+        self.clock.observe(&self.shared.clock, frame, at_ns);
     }
 
     /// The shared state.
@@ -669,14 +689,13 @@ impl OutputCore {
                         }
                         self.logged_this_period = true;
                     }
-                    let wait = frame
-                        .saturating_sub(block * frames)
-                        .saturating_mul(1_000_000_000)
-                        / u64::from(shared.sample_rate);
-                    shared
-                        .metrics
-                        .command_latency
-                        .record_ns(now.saturating_sub(received_ns) + wait);
+                    shared.metrics.command_latency.record_ns(self.heard_after(
+                        shared,
+                        frame,
+                        block,
+                        received_ns,
+                        now,
+                    ));
                     self.notify(
                         shared,
                         Notice::Stamped {
@@ -736,6 +755,26 @@ impl OutputCore {
                 }
             }
         }
+    }
+
+    /// How long after `received_ns` the frame `frame` is handed to the sound system: by
+    /// the clock model once it has a line, else counted from `block`, which plays `now`.
+    fn heard_after(
+        &self,
+        shared: &OutputShared,
+        frame: u64,
+        block: u64,
+        received_ns: u64,
+        now: u64,
+    ) -> u64 {
+        let heard = match self.clock.mapping() {
+            Some(line) => line.time_of(frame).max(0.0) as u64,
+            None => {
+                let ahead = frame.saturating_sub(block * shared.block_frames as u64);
+                now + ahead.saturating_mul(1_000_000_000) / u64::from(shared.sample_rate)
+            }
+        };
+        heard.saturating_sub(received_ns)
     }
 
     /// Whether one more command may wait for its frame: fewer than [`MAX_ADMITTED`] wait,

@@ -39,6 +39,9 @@ impl Reporter {
             &shared.engine_counts(),
             shared.control_latency_ms(),
         );
+        report.clock_drift_ppm = shared.clock.drift_ppm();
+        (report.clock_residual_us, report.clock_residual_rms_us) = shared.clock.residual_us();
+        report.clock_restarts = shared.clock.restarts();
         let slots = [0, 1].map(|i| sample(shared, i));
         let active = shared.active.load(Ordering::Relaxed).min(1);
         let voices = shared.slots[active].slot.voices();

@@ -171,6 +171,11 @@ struct CallbackFeeder {
 impl CallbackFeeder {
     fn fill(&mut self, data: &mut [f32]) {
         chronus_realtime::mark_realtime_thread();
+        // The first frame of `data`: the rest of the block begun last time, or the next.
+        let pending = ((self.block.len() - self.used.min(self.block.len())) / 2) as u64;
+        let first = self.core.next_frame().saturating_sub(pending);
+        let now = self.core.shared().now_ns();
+        self.core.handed_over(first, now);
         let mut written = 0;
         while written < data.len() {
             if self.used >= self.block.len() {

@@ -110,6 +110,9 @@ pub fn run_paced(
             Metrics::bump(&shared.metrics.output_late_wakeups);
             deadline = now;
         }
+        // The period is handed over at its deadline: the schedule is this sink's clock.
+        let handed_at = deadline.saturating_duration_since(shared.epoch).as_nanos() as u64;
+        core.handed_over(core.next_frame(), handed_at);
         core.render_next(&mut samples);
         write(&samples);
         deadline += period;
