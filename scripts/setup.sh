@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Chronus needs on Debian, idempotently:
-# the ALSA and JACK development files (cpal), jackd2, liblo-tools (oscsend/oscdump),
-# sox, stress-ng (to load the machine in robustness runs), and the rustfmt/clippy
-# components. Safe to run again and again.
+# the ALSA and JACK development files (cpal, jack), jackd2, liblo-tools (oscsend/oscdump),
+# sox, stress-ng (to load the machine in robustness runs), the rustfmt/clippy components,
+# and python-osc in a virtual environment of the project's (.venv; Debian's Python
+# refuses `pip install`), for the tests that play a real OSC client. Safe to run again
+# and again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng)
+packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +32,10 @@ if command -v rustup >/dev/null 2>&1; then
     for component in rustfmt clippy; do
         rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
     done
+fi
+
+if ! .venv/bin/python -c "import pythonosc" 2>/dev/null; then
+    echo "setup: installing python-osc into .venv" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check python-osc
 fi
