@@ -93,7 +93,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         output: OutputChoice::Null,
         sample_rate: 48_000,
         block_frames: args.block,
-        depth: args.depth,
+        depth: chronus_supervisor::depth::DepthSetting::Fixed(args.depth),
         seed: 0,
         patch: chronus_dsp::PatchDesc::default_patch(),
         patch_path: None,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chronus_supervisor::depth::DepthSetting;
 use chronus_supervisor::{OutputChoice, ServeConfig, Supervisor};
 
 /// Arguments of `chronus serve`.
@@ -30,9 +31,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(16..=4096))]
     block: u64,
     /// Control latency in blocks: how far ahead of what is heard the workers render.
-    /// Larger values ride out scheduling noise; smaller ones answer faster.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    depth: u64,
+    /// `auto` starts just above the output's period and adapts to the slack the workers
+    /// leave (raised before a block would be missed, lowered slowly); a number (1 to 256)
+    /// holds it (raised only to the output's period, with a log line).
+    #[arg(long, default_value = "auto")]
+    depth: DepthSetting,
     /// Seed for everything random in the patch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -117,14 +120,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = resume_from(args.resume.as_deref(), args.state.as_deref())? {
         resume(&mut config, &path)?;
     }
-    let block_ms = config.block_frames as f64 * 1000.0 / f64::from(config.sample_rate);
     let supervisor = Supervisor::start(config.clone(), stop)?;
     let addr = supervisor.osc_addr();
+    let depth = match config.depth {
+        DepthSetting::Auto => format!(
+            "depth auto (from {:.1} ms)",
+            supervisor.shared().control_latency_ms()
+        ),
+        DepthSetting::Fixed(_) => format!(
+            "control latency {:.1} ms",
+            supervisor.shared().control_latency_ms()
+        ),
+    };
     println!(
-        "chronus: serving OSC on udp {addr}; block {} frames at {} Hz, control latency {:.1} ms; {}",
+        "chronus: serving OSC on udp {addr}; block {} frames at {} Hz, {depth}; {}",
         config.block_frames,
         config.sample_rate,
-        block_ms * config.depth as f64,
         match (&config.resume, &config.patch_path) {
             (Some(resume), _) => format!(
                 "resumed at frame {} from the state of a server that died",

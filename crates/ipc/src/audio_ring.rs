@@ -7,6 +7,9 @@
 //! progress hint) and `read` (output: every block < it is consumed, so its
 //! entry may be reused).
 //!
+//! Beside the tag, in its cache line, the writer notes when it wrote the block (CLOCK_MONOTONIC),
+//! so the output can measure how long before its deadline a block was ready.
+//!
 //! The tag holds `n + 1` when the entry holds block `n`, and 0 when it is
 //! empty (zeroed memory reads as "no block", including for block 0) or being
 //! rewritten. The entry is a small seqlock:
@@ -96,6 +99,9 @@ impl AudioRing<'_> {
         for (d, s) in dst.iter().zip(samples) {
             d.store(s.to_bits(), Ordering::Relaxed);
         }
+        if let Some(done) = self.done_word(index) {
+            done.store(crate::monotonic_ns(), Ordering::Relaxed);
+        }
         tag.store(index + 1, Ordering::Release);
         self.written.fetch_max(index + 1, Ordering::Release);
         WriteOutcome::Written
@@ -138,6 +144,23 @@ impl AudioRing<'_> {
             (Some(want), Some((tag, _))) => tag.load(Ordering::Acquire) == want,
             _ => false,
         }
+    }
+
+    /// The word beside entry `index`'s tag that holds when its block was written (the
+    /// tag's cache line has room; a ring packed without it has none).
+    fn done_word(&self, index: u64) -> Option<&AtomicU64> {
+        if self.tag_stride < 2 {
+            return None;
+        }
+        let i = (index & self.mask) as usize;
+        self.tags.get(i * self.tag_stride + 1)
+    }
+
+    /// Output: when block `index` was written ([`crate::monotonic_ns`]), if it is in
+    /// the ring and the ring keeps the time.
+    pub(crate) fn done_ns(&self, index: u64) -> Option<u64> {
+        let done = self.done_word(index)?;
+        self.with_block(index, |_| done.load(Ordering::Relaxed))
     }
 
     /// Output: bitwise comparison of block `index` with `samples`.

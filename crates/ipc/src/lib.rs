@@ -47,3 +47,12 @@ pub struct CommandRecord {
     /// Kind-specific payload.
     pub payload: [u64; 5],
 }
+
+/// Nanoseconds of CLOCK_MONOTONIC: a clock all processes of the machine share, so a time
+/// one process notes in shared memory means the same to another.
+pub fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}

@@ -485,8 +485,9 @@ impl Slot {
         }
         let ring = self.audio_ring();
         for i in 0..self.layout.audio_capacity as usize {
-            if let Some(tag) = ring.tags.get(i * ring.tag_stride) {
-                tag.store(0, Ordering::Relaxed);
+            // The tag and the time beside it (when the block was written).
+            for word in ring.tags.iter().skip(i * ring.tag_stride).take(2) {
+                word.store(0, Ordering::Relaxed);
             }
             let s = i * ring.sample_stride;
             for w in ring.samples.get(s..s + ring.block_len).unwrap_or(&[]) {
@@ -542,6 +543,12 @@ impl Slot {
     /// Consumes nothing: see [`Slot::release_through`].
     pub fn read_block(&self, index: u64, out: &mut [f32]) -> bool {
         self.audio_ring().read(index, out)
+    }
+
+    /// Output: when the worker wrote block `index` ([`crate::monotonic_ns`], a clock every
+    /// process shares), if it is in the ring: the deadline minus this is the block's slack.
+    pub fn block_done_ns(&self, index: u64) -> Option<u64> {
+        self.audio_ring().done_ns(index)
     }
 
     /// Output: is block `index` in the ring right now?
@@ -694,6 +701,12 @@ impl Slot {
         self.u64_at(OFF_RENDER_LAST).store(ns, Ordering::Relaxed);
         self.u64_at(OFF_RENDER_PEAK)
             .fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Output: render time of the block the worker rendered last, in ns (without
+    /// resetting anything: the depth's margin follows it).
+    pub fn last_render_ns(&self) -> u64 {
+        self.u64_at(OFF_RENDER_LAST).load(Ordering::Relaxed)
     }
 
     /// Supervisor: (render time of the last block, peak since the previous
@@ -851,6 +864,23 @@ mod tests {
         let mut dedup = lines.clone();
         dedup.dedup();
         assert_eq!(lines, dedup);
+    }
+
+    #[test]
+    fn a_block_carries_when_it_was_written() {
+        let slot =
+            Slot::create("chronus-test-done", SlotLayout::new(64, 2, 8, 64).unwrap()).unwrap();
+        slot.rebind(1);
+        assert_eq!(slot.block_done_ns(0), None);
+        let before = crate::monotonic_ns();
+        assert_eq!(slot.write_block(0, &[0.5; 128]), WriteOutcome::Written);
+        let done = slot.block_done_ns(0).unwrap();
+        assert!(before <= done && done <= crate::monotonic_ns());
+        assert_eq!(
+            slot.block_done_ns(1),
+            None,
+            "a block not written has no time"
+        );
     }
 
     #[test]

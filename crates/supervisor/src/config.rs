@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use chronus_dsp::PatchDesc;
 
+use crate::depth::DepthSetting;
+
 /// Where played audio goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputChoice {
@@ -58,8 +60,9 @@ pub struct ServeConfig {
     pub sample_rate: u32,
     /// Frames per block.
     pub block_frames: usize,
-    /// Control latency in blocks: how far ahead of the played block workers may render.
-    pub depth: u64,
+    /// Control latency in blocks, how far ahead of the played block workers may render:
+    /// adapted (`auto`) or held (see [`crate::depth`]).
+    pub depth: DepthSetting,
     /// Seed for everything random in the patch.
     pub seed: u64,
     /// The patch both workers run.
@@ -92,6 +95,22 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The blocks the output's sink is expected to take at a time: the paced sink's
+    /// period, or the device buffer asked for (one block when unknown: the output measures
+    /// the real period and raises the depth to it).
+    pub fn period_blocks(&self) -> u64 {
+        match self.output {
+            OutputChoice::Null | OutputChoice::Wav(_) => crate::sinks::paced::period_blocks(
+                self.device_buffer,
+                self.block_frames,
+                self.depth,
+            ) as u64,
+            OutputChoice::Device | OutputChoice::Auto => self.device_buffer.map_or(1, |frames| {
+                u64::from(frames).div_ceil(self.block_frames.max(1) as u64)
+            }),
+        }
+    }
+
     /// Every WAV file to record: `--output wav:PATH` and each `--record wav:PATH`.
     pub fn recordings(&self) -> Vec<PathBuf> {
         let output = match &self.output {

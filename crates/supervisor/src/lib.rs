@@ -10,7 +10,8 @@
 //!   and [`resume`]: starting from it after the supervisor's own death (`--resume`).
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot; [`clock_model`]:
-//!   which frame plays at which time, for timetags.
+//!   which frame plays at which time, for timetags; [`depth`]: how far ahead the
+//!   workers render, adapted to the slack they leave.
 //! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
@@ -26,6 +27,7 @@
 pub mod clock_model;
 pub mod command_log;
 pub mod config;
+pub mod depth;
 pub mod live_patch;
 pub mod log_limit;
 pub mod metrics;

@@ -180,6 +180,11 @@ macro_rules! metrics {
             /// Set by the supervisor loop: double faults in a row, each within 10 s of
             /// the last cold restart.
             pub double_faults_in_a_row: AtomicU64,
+            /// Set by the output: the least depth its sink allows, in blocks.
+            pub depth_floor_blocks: AtomicU64,
+            /// Set by the output every second: the least slack of a block read in the last
+            /// second, in ns (0: none measured yet).
+            pub block_slack_min_ns: AtomicU64,
         }
 
         /// A point-in-time copy of every metric, as `/metrics` and `chronus status --json`
@@ -324,6 +329,9 @@ metrics! {
         /// State files that could not be written (logged with the path and reason); the
         /// previous one stays whole.
         state_save_errors;
+        /// Times the depth changed (`--depth auto` adapting it, or a depth raised to the
+        /// sink's period); each change is logged with its reason.
+        depth_changes;
     }
     report {
         /// Sum of the `commands_rejected.*` reasons.
@@ -366,8 +374,17 @@ metrics! {
         command_latency_ms_p95: Option<f64>, Time;
         /// Command latency p99 in ms.
         command_latency_ms_p99: Option<f64>, Time;
-        /// Control latency set by `--depth`, in ms.
+        /// Control latency the depth makes now, in ms (`depth_blocks` blocks).
         control_latency_ms: f64, Gauge;
+        /// The depth now: how many blocks ahead of the one playing the workers may render,
+        /// and how far ahead commands are stamped (`--depth auto` adapts it).
+        depth_blocks: u64, Gauge;
+        /// The least depth the sink allows: the blocks it takes at a time (its period).
+        depth_floor_blocks: u64, Gauge;
+        /// The least slack of a block in the last second, in ms: how long before the
+        /// output read it both serving workers had written it (under 0.5 ms, `--depth
+        /// auto` raises the depth).
+        block_slack_ms_min: Option<f64>, Time;
         /// How fast the output's audio clock runs against the system clock, in parts per
         /// million off the nominal sample rate: the clock model's measure, which timetags
         /// follow (a sound card's crystal is tens of ppm off; the paced sink, 0).
@@ -509,6 +526,11 @@ impl MetricsReport {
             command_log_lag_ms: m.command_log_lag_ns.load(Relaxed) as f64 / 1e6,
             command_log_lag_ms_max: m.command_log_lag_max_ns.load(Relaxed) as f64 / 1e6,
             double_faults_in_a_row: m.double_faults_in_a_row.load(Relaxed),
+            depth_floor_blocks: m.depth_floor_blocks.load(Relaxed),
+            block_slack_ms_min: match m.block_slack_min_ns.load(Relaxed) {
+                0 => None,
+                ns => Some(ns as f64 / 1e6),
+            },
             cold_restart_backoff_ms: m.cold_restart_backoff_ms.load(Relaxed),
             open_fds,
             mapped_segments,
@@ -789,6 +811,7 @@ mod tests {
         ] {
             histogram.record_ns(1_000_000);
         }
+        metrics.block_slack_min_ns.store(1_000_000, Relaxed);
         MetricsReport::counters(&metrics, &WorkerCounts::default(), 1.0)
     }
 

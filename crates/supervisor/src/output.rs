@@ -35,6 +35,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::clock_model::{ClockLoop, ClockModel};
 use crate::command_log::{LogQueue, LoggedCommand};
+use crate::depth::{DepthChange, DepthControl, DepthSetting};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
@@ -169,6 +170,8 @@ pub enum Notice {
         /// Block at which it will be taken.
         block: u64,
     },
+    /// The depth changed ([`crate::depth`]).
+    DepthChanged(DepthChange),
     /// The output now reads `to` instead of `from`.
     Failover {
         /// Slot given up.
@@ -284,8 +287,13 @@ pub struct OutputShared {
     pub block_frames: usize,
     /// Frames per second.
     pub sample_rate: u32,
-    /// Control latency in blocks.
-    pub depth: u64,
+    /// How the depth is set (`--depth`), and the blocks the sink was expected to take at
+    /// a time (the output measures the real period and corrects it).
+    pub depth_setting: DepthSetting,
+    period_blocks: u64,
+    /// The depth now (control latency in blocks): the output moves it under `--depth
+    /// auto` ([`crate::depth`]) and publishes it here.
+    depth: AtomicU64,
     /// Stamped commands for the command log's writer (`None`: no `--command-log`).
     pub command_log: Option<Arc<LogQueue>>,
     /// Played blocks for the recorder (`None`: nothing is recorded).
@@ -315,21 +323,25 @@ impl OutputShared {
         metrics: Arc<Metrics>,
         block_frames: usize,
         sample_rate: u32,
-        depth: u64,
+        depth: DepthSetting,
+        period_blocks: u64,
     ) -> OutputShared {
         let [a, b] = slots;
+        let initial_depth = depth.initial(period_blocks);
         OutputShared {
             slots: [SlotLink::new(a), SlotLink::new(b)],
             active: AtomicUsize::new(0),
             played: AtomicU64::new(0),
-            horizon: AtomicU64::new(depth),
+            horizon: AtomicU64::new(initial_depth),
             epoch: Instant::now(),
             inbound: ArrayQueue::new(8192),
             notices: ArrayQueue::new(65_536),
             metrics,
             block_frames,
             sample_rate,
-            depth,
+            depth_setting: depth,
+            period_blocks,
+            depth: AtomicU64::new(initial_depth),
             command_log: None,
             recording: None,
             fade_out: AtomicBool::new(false),
@@ -358,7 +370,7 @@ impl OutputShared {
     /// resumed server goes on in its predecessor's timeline. Before the output starts.
     pub fn start_at(&self, block: u64, seq: u64) {
         self.played.store(block, Ordering::Release);
-        self.horizon.store(block + self.depth, Ordering::Release);
+        self.horizon.store(block + self.depth(), Ordering::Release);
         self.seq_before_start.store(seq, Ordering::Release);
     }
 
@@ -410,9 +422,14 @@ impl OutputShared {
         self.slots[active].slot.counts()
     }
 
-    /// The control latency `--depth` sets, in milliseconds (reported in `/metrics`).
+    /// The depth now, in blocks (see [`crate::depth`]).
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The control latency the depth makes now, in milliseconds (reported in `/metrics`).
     pub fn control_latency_ms(&self) -> f64 {
-        self.depth as f64 * self.block_ns() as f64 / 1e6
+        self.depth() as f64 * self.block_ns() as f64 / 1e6
     }
 }
 
@@ -470,6 +487,15 @@ pub struct OutputCore {
     logged_this_period: bool,
     /// The loop that publishes [`OutputShared::clock`] from the sink's reports.
     clock: ClockLoop,
+    /// The depth's decisions ([`crate::depth`]).
+    depth: DepthControl,
+    /// The frame of the sink's last hand-over (its period is the distance to the next).
+    last_handed: Option<u64>,
+    /// When this period's blocks are read ([`chronus_ipc::monotonic_ns`]): their deadline.
+    read_at_ns: u64,
+    /// The least slack of the blocks read since [`Self::slack_window_start`], in ns.
+    slack_window_min: u64,
+    slack_window_start: u64,
 }
 
 impl OutputCore {
@@ -477,7 +503,17 @@ impl OutputCore {
     /// Workers may already render up to the horizon, `depth` blocks ahead.
     pub fn new(shared: Arc<OutputShared>) -> OutputCore {
         let next_block = shared.played.load(Ordering::Acquire);
-        let horizon = next_block + shared.depth;
+        let depth = DepthControl::new(
+            shared.depth_setting,
+            shared.period_blocks,
+            shared.block_ns(),
+        );
+        shared.depth.store(depth.depth(), Ordering::Relaxed);
+        shared
+            .metrics
+            .depth_floor_blocks
+            .store(depth.floor(), Ordering::Relaxed);
+        let horizon = next_block + depth.depth();
         for link in &shared.slots {
             if link.bound.load(Ordering::Acquire) {
                 link.slot.publish_horizon(shared.worker_horizon(horizon));
@@ -496,6 +532,11 @@ impl OutputCore {
             fade_in: false,
             fade_out_played: None,
             logged_this_period: false,
+            depth,
+            last_handed: None,
+            read_at_ns: 0,
+            slack_window_min: u64::MAX,
+            slack_window_start: next_block,
         }
     }
 
@@ -510,6 +551,46 @@ impl OutputCore {
     /// timetags to frames. Allocation-, lock- and panic-free.
     pub fn handed_over(&mut self, frame: u64, at_ns: u64) {
         self.clock.observe(&self.shared.clock, frame, at_ns);
+        if let Some(last) = self.last_handed.filter(|last| *last < frame) {
+            let blocks = (frame - last).div_ceil(self.shared.block_frames as u64);
+            let change = self.depth.period_seen(blocks);
+            let shared = Arc::clone(&self.shared);
+            shared
+                .metrics
+                .depth_floor_blocks
+                .store(self.depth.floor(), Ordering::Relaxed);
+            self.apply_depth(&shared, change);
+        }
+        self.last_handed = Some(frame);
+    }
+
+    /// Applies a depth change the controller decided: published for the horizon, counted
+    /// and logged (by the supervisor loop, from the notice).
+    fn apply_depth(&mut self, shared: &OutputShared, change: Option<DepthChange>) {
+        if let Some(change) = change {
+            shared.depth.store(change.to, Ordering::Relaxed);
+            Metrics::bump(&shared.metrics.depth_changes);
+            self.notify(shared, Notice::DepthChanged(change));
+        }
+    }
+
+    /// A block was read `slack_ns` after its serving workers had it (they render a block
+    /// in `render_ns`): the depth's input,
+    /// and the least slack of each second for `/metrics`.
+    fn slack_seen(&mut self, shared: &OutputShared, block: u64, slack_ns: u64, render_ns: u64) {
+        self.slack_window_min = self.slack_window_min.min(slack_ns);
+        let window_blocks = u64::from(shared.sample_rate) / shared.block_frames as u64;
+        if block >= self.slack_window_start + window_blocks.max(1) {
+            shared
+                .metrics
+                .block_slack_min_ns
+                // At least 1 ns: 0 reads as "not measured yet".
+                .store(self.slack_window_min.max(1), Ordering::Relaxed);
+            self.slack_window_min = u64::MAX;
+            self.slack_window_start = block;
+        }
+        let change = self.depth.block_read(slack_ns, render_ns);
+        self.apply_depth(shared, change);
     }
 
     /// The shared state.
@@ -524,6 +605,7 @@ impl OutputCore {
     /// allocates or panics (samples past the last whole block are set to 0.0).
     pub fn render_next(&mut self, out: &mut [f32]) {
         let shared = Arc::clone(&self.shared);
+        self.read_at_ns = chronus_ipc::monotonic_ns();
         let block_len = shared.block_frames * 2;
         let mut blocks = out.chunks_exact_mut(block_len);
         for block_out in &mut blocks {
@@ -575,7 +657,7 @@ impl OutputCore {
 
         // The commands above were stamped for block + depth (the old horizon), so workers
         // may now render through it: `depth` blocks ahead of the one playing now.
-        self.horizon = self.horizon.max(block + shared.depth + 1);
+        self.horizon = self.horizon.max(block + self.depth.depth() + 1);
         shared.horizon.store(self.horizon, Ordering::Release);
 
         self.read_block(shared, bound, block, out);
@@ -853,9 +935,13 @@ impl OutputCore {
 
         let got_active = !active_dead && bound[active] && active_link.slot.read_block(block, out);
         let served = if got_active {
+            let mut done = active_link.slot.block_done_ns(block);
+            let mut render_ns = active_link.slot.last_render_ns();
             if other_ready {
                 match other_link.slot.block_equals(block, out) {
                     Some(equal) => {
+                        done = done.max(other_link.slot.block_done_ns(block));
+                        render_ns = render_ns.max(other_link.slot.last_render_ns());
                         Metrics::bump(&shared.metrics.lockstep_blocks_compared);
                         if !equal {
                             Metrics::bump(&shared.metrics.lockstep_mismatches);
@@ -872,6 +958,10 @@ impl OutputCore {
                     }
                 }
             }
+            if let Some(done) = done {
+                let slack = self.read_at_ns.saturating_sub(done);
+                self.slack_seen(shared, block, slack, render_ns);
+            }
             true
         } else if other_live && other_link.slot.read_block(block, out) {
             shared.active.store(other, Ordering::Release);
@@ -879,6 +969,8 @@ impl OutputCore {
                 FailoverCause::Dead
             } else {
                 first_report(&active_link.missed_block, block);
+                let change = self.depth.missed();
+                self.apply_depth(shared, change);
                 FailoverCause::MissedDeadline
             };
             let detected = if active_dead {
@@ -911,6 +1003,8 @@ impl OutputCore {
                 && active_link.ready.load(Ordering::Acquire)
                 && first_report(&active_link.missed_block, block)
             {
+                let change = self.depth.missed();
+                self.apply_depth(shared, change);
                 self.notify(
                     shared,
                     Notice::ActiveMissed {

@@ -39,6 +39,7 @@ impl Reporter {
             &shared.engine_counts(),
             shared.control_latency_ms(),
         );
+        report.depth_blocks = shared.depth();
         report.clock_drift_ppm = shared.clock.drift_ppm();
         (report.clock_residual_us, report.clock_residual_rms_us) = shared.clock.residual_us();
         report.clock_restarts = shared.clock.restarts();

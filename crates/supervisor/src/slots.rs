@@ -37,7 +37,7 @@ pub fn create_shared(
     let layout = SlotLayout::new(
         config.block_frames as u32,
         2,
-        (config.depth + 8) as u32,
+        (config.depth.ceiling() + 8) as u32,
         16_384,
     )
     .context("invalid block size or depth")?;
@@ -52,6 +52,7 @@ pub fn create_shared(
         config.block_frames,
         config.sample_rate,
         config.depth,
+        config.period_blocks(),
     );
     if config.command_log.is_some() {
         shared = shared.with_command_log();

@@ -531,6 +531,7 @@ impl Supervisor {
                 Notice::PairBound { restart, first_seq } => {
                     self.replay_to_new_pair(restart, first_seq);
                 }
+                Notice::DepthChanged(change) => log_depth_change(change, &self.shared),
                 Notice::Underrun { block } => {
                     if log_limit::UNDERRUNS.allow() {
                         tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
@@ -1140,5 +1141,32 @@ impl Supervisor {
         } else {
             Err(anyhow::anyhow!("{}", failures.join("; ")))
         }
+    }
+}
+
+/// Says in the log why the depth changed, and what it means for latency.
+fn log_depth_change(change: crate::depth::DepthChange, shared: &OutputShared) {
+    use crate::depth::DepthReason;
+    let block_ms = shared.block_ns() as f64 / 1e6;
+    let (from, to) = (change.from, change.to);
+    let latency = format!(
+        "depth {from} -> {to} blocks (control latency {:.1} ms)",
+        to as f64 * block_ms
+    );
+    match change.reason {
+        DepthReason::LowSlack(ns) => tracing::info!(
+            "{latency}: a block was ready only {:.2} ms before it was played",
+            ns as f64 / 1e6
+        ),
+        DepthReason::Missed => {
+            tracing::warn!("{latency}: a worker missed a block's deadline")
+        }
+        DepthReason::Period(blocks) => tracing::warn!(
+            "{latency}: the output takes {blocks} blocks ({} frames) at a time, and a smaller depth would read blocks before the workers may render them",
+            blocks * shared.block_frames as u64
+        ),
+        DepthReason::Calm => tracing::info!(
+            "{latency}: the blocks of the last 10 s were ready early enough for one block less"
+        ),
     }
 }

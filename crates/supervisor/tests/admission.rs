@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chronus_engine::{Command, MAX_ADMITTED, MAX_ADMITTED_TIMED};
 use chronus_ipc::{Slot, SlotLayout};
+use chronus_supervisor::depth::DepthSetting;
 use chronus_supervisor::metrics::Metrics;
 use chronus_supervisor::output::{Inbound, Notice, OutputCore, OutputShared, Refusal};
 
@@ -27,7 +28,8 @@ fn output(name: &str) -> (Arc<OutputShared>, OutputCore, Arc<Metrics>) {
         Arc::clone(&metrics),
         64,
         48_000,
-        4,
+        DepthSetting::Fixed(4),
+        1,
     ));
     let core = OutputCore::new(Arc::clone(&shared));
     (shared, core, metrics)

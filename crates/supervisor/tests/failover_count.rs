@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chronus_ipc::{Slot, SlotLayout};
+use chronus_supervisor::depth::DepthSetting;
 use chronus_supervisor::metrics::Metrics;
 use chronus_supervisor::output::{Notice, OutputCore, OutputShared};
 
@@ -23,7 +24,8 @@ fn shared_with_two_ready_slots(name: &str) -> (Arc<OutputShared>, Arc<Metrics>) 
         Arc::clone(&metrics),
         64,
         48_000,
-        4,
+        DepthSetting::Fixed(4),
+        1,
     ));
     for link in &shared.slots {
         link.slot.rebind(1);

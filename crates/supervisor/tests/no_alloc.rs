@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chronus_engine::Command;
 use chronus_ipc::{Slot, SlotLayout};
+use chronus_supervisor::depth::DepthSetting;
 use chronus_supervisor::metrics::Metrics;
 use chronus_supervisor::output::{Inbound, OutputCore, OutputShared};
 
@@ -25,9 +26,16 @@ fn output_clock_allocates_nothing() {
     ];
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(
-        OutputShared::new(slots.clone(), Arc::clone(&metrics), 64, 48_000, 4)
-            .with_command_log()
-            .with_recording(),
+        OutputShared::new(
+            slots.clone(),
+            Arc::clone(&metrics),
+            64,
+            48_000,
+            DepthSetting::Fixed(4),
+            1,
+        )
+        .with_command_log()
+        .with_recording(),
     );
     for link in &shared.slots {
         link.slot.rebind(1);

@@ -26,21 +26,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// `chronus serve --osc 127.0.0.1:0 <extra>`, logging at `info` to the test's stderr.
 /// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded 2-core
-/// machine never makes a healthy worker miss a deadline.
+/// machine never makes a healthy worker miss a deadline (unless `extra` sets `--depth`).
 pub fn serve_command(extra: &[&str]) -> Command {
     let mut command = chronus();
+    command.args([
+        "serve",
+        "--osc",
+        "127.0.0.1:0",
+        "--block",
+        "64",
+        "--join-timeout",
+        "20",
+    ]);
+    if !extra.contains(&"--depth") {
+        command.args(["--depth", "24"]);
+    }
     command
-        .args([
-            "serve",
-            "--osc",
-            "127.0.0.1:0",
-            "--block",
-            "64",
-            "--depth",
-            "24",
-            "--join-timeout",
-            "20",
-        ])
         .args(extra)
         .env("CHRONUS_LOG", "info")
         .stdin(Stdio::null())

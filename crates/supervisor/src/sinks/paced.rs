@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Playing;
+use crate::depth::DepthSetting;
 use crate::metrics::Metrics;
 use crate::output::OutputCore;
 
@@ -58,13 +59,21 @@ pub fn spawn(
 pub const DEFAULT_PERIOD_FRAMES: u32 = 512;
 
 /// Blocks per period of a paced sink: `requested_frames` (or [`DEFAULT_PERIOD_FRAMES`]) in
-/// whole blocks, at least one, at most `depth`, and a divisor of `depth`. Within that, every
-/// block may render `depth` blocks' time before it is read, as with a period of one block;
-/// a longer period would read blocks the horizon has not let the workers render yet. A
-/// request cut down is logged.
-pub fn period_blocks(requested_frames: Option<u32>, block_frames: usize, depth: u64) -> usize {
+/// whole blocks, at least one. With a fixed depth, also at most the depth and a divisor of
+/// it: within that, every block may render `depth` blocks' time before it is read, as with
+/// a period of one block; a longer period would read blocks the horizon has not let the
+/// workers render yet. A request cut down is logged. With `--depth auto` the period is as
+/// asked, and the depth keeps above it ([`crate::depth`]).
+pub fn period_blocks(
+    requested_frames: Option<u32>,
+    block_frames: usize,
+    depth: DepthSetting,
+) -> usize {
     let frames = requested_frames.unwrap_or(DEFAULT_PERIOD_FRAMES) as usize;
     let wanted = (frames / block_frames.max(1)).max(1);
+    let DepthSetting::Fixed(depth) = depth else {
+        return wanted;
+    };
     let depth = usize::try_from(depth).unwrap_or(usize::MAX).max(1);
     let period = (1..=wanted.min(depth))
         .rev()
@@ -94,8 +103,9 @@ pub fn run_paced(
     // Lateness the schedule absorbs by playing the next period at once. Each block of it
     // may render for `depth` blocks' time before it is read; catching up takes that time
     // away, so never more than half of it (nor more than one period: no bursts).
-    let half_depth = Duration::from_nanos(shared.block_ns() * shared.depth / 2);
-    let most_late = period.min(half_depth);
+    let most_late = |shared: &crate::output::OutputShared| {
+        period.min(Duration::from_nanos(shared.block_ns() * shared.depth() / 2))
+    };
     let mut samples = vec![0.0f32; shared.block_frames * 2 * period_blocks];
     let mut deadline = Instant::now();
     while !shared.has_faded_out() {
@@ -105,7 +115,7 @@ pub fn run_paced(
         let now = Instant::now();
         if now < deadline {
             std::thread::sleep(deadline - now);
-        } else if now > deadline + most_late {
+        } else if now > deadline + most_late(&shared) {
             // Woke too late: start the schedule again from now rather than burst.
             Metrics::bump(&shared.metrics.output_late_wakeups);
             deadline = now;
@@ -136,7 +146,8 @@ pub(crate) mod tests {
             Arc::new(Metrics::default()),
             64,
             48_000,
-            4,
+            DepthSetting::Fixed(4),
+            1,
         ))
     }
 
@@ -215,19 +226,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn with_depth_auto_the_period_is_as_asked() {
+        assert_eq!(period_blocks(None, 64, DepthSetting::Auto), 8);
+        assert_eq!(period_blocks(Some(64), 64, DepthSetting::Auto), 1);
+        assert_eq!(period_blocks(Some(256), 64, DepthSetting::Auto), 4);
+        assert_eq!(period_blocks(Some(100), 64, DepthSetting::Auto), 1);
+    }
+
+    #[test]
     fn the_period_is_whole_blocks_and_divides_the_depth() {
         assert_eq!(DEFAULT_PERIOD_FRAMES, 512);
-        assert_eq!(period_blocks(None, 64, 8), 8);
-        assert_eq!(period_blocks(None, 64, 24), 8);
-        assert_eq!(period_blocks(None, 64, 12), 6);
-        assert_eq!(period_blocks(None, 64, 7), 7);
-        assert_eq!(period_blocks(None, 64, 2), 2);
-        assert_eq!(period_blocks(None, 64, 1), 1);
-        assert_eq!(period_blocks(None, 512, 24), 1);
-        assert_eq!(period_blocks(Some(100), 64, 24), 1);
-        assert_eq!(period_blocks(Some(1024), 64, 24), 12);
-        assert_eq!(period_blocks(Some(256), 64, 8), 4);
-        assert_eq!(period_blocks(Some(64), 64, 8), 1);
-        assert_eq!(period_blocks(Some(64 * 5), 64, 8), 4);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(8)), 8);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(24)), 8);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(12)), 6);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(7)), 7);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(2)), 2);
+        assert_eq!(period_blocks(None, 64, DepthSetting::Fixed(1)), 1);
+        assert_eq!(period_blocks(None, 512, DepthSetting::Fixed(24)), 1);
+        assert_eq!(period_blocks(Some(100), 64, DepthSetting::Fixed(24)), 1);
+        assert_eq!(period_blocks(Some(1024), 64, DepthSetting::Fixed(24)), 12);
+        assert_eq!(period_blocks(Some(256), 64, DepthSetting::Fixed(8)), 4);
+        assert_eq!(period_blocks(Some(64), 64, DepthSetting::Fixed(8)), 1);
+        assert_eq!(period_blocks(Some(64 * 5), 64, DepthSetting::Fixed(8)), 4);
     }
 }
