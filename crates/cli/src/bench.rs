@@ -51,6 +51,9 @@ enum BenchKind {
     /// A long run of fast control from three clients while workers are killed (singly
     /// every 500 ms, both every 30 s): accounting, leaks and what was heard.
     Soak,
+    /// Command latency (OSC receive to the frame handed to JACK) on private dummy JACK
+    /// servers at periods 64 and 128, depth auto and fixed, quiet and under stress-ng.
+    Latency,
 }
 
 /// Runs the benchmark and prints its table.
@@ -60,6 +63,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchKind::Soak => {
             let _log = crate::init_logging("error");
             crate::soak::run(args.seconds)
+        }
+        BenchKind::Latency => {
+            let _log = crate::init_logging("error");
+            crate::latency::run()
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod client;
+mod latency;
 mod logging;
 mod modules;
 mod render;

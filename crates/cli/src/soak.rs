@@ -205,25 +205,23 @@ pub fn run(seconds: u64) -> anyhow::Result<ExitCode> {
 }
 
 /// The server under soak, a child process.
-struct SoakServer {
+pub(crate) struct SoakServer {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl SoakServer {
     fn start() -> anyhow::Result<SoakServer> {
+        SoakServer::spawn(&["--output", "null", "--depth", "24"], &[])
+    }
+
+    /// `chronus serve --osc 127.0.0.1:0 --block 64 <args>` with `env`, logging errors
+    /// only (unless `CHRONUS_LOG` says otherwise); waits until it serves.
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<SoakServer> {
         let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--osc",
-                "127.0.0.1:0",
-                "--output",
-                "null",
-                "--block",
-                "64",
-                "--depth",
-                "24",
-            ])
+            .args(["serve", "--osc", "127.0.0.1:0", "--block", "64"])
+            .args(args)
+            .envs(env.iter().copied())
             .env(
                 "CHRONUS_LOG",
                 std::env::var("CHRONUS_LOG").unwrap_or_else(|_| "error".into()),
@@ -248,7 +246,7 @@ impl SoakServer {
         self.child.id()
     }
 
-    fn quit(mut self, metrics: &Metrics) -> anyhow::Result<()> {
+    pub(crate) fn quit(mut self, metrics: &Metrics) -> anyhow::Result<()> {
         metrics.ask("/quit", vec![]);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -273,14 +271,14 @@ impl Drop for SoakServer {
 }
 
 /// Reads the server's metrics over UDP (asking again if a datagram is lost).
-struct Metrics {
+pub(crate) struct Metrics {
     socket: UdpSocket,
     server: SocketAddr,
     queries: AtomicU64,
 }
 
 impl Metrics {
-    fn new(server: SocketAddr) -> anyhow::Result<Metrics> {
+    pub(crate) fn new(server: SocketAddr) -> anyhow::Result<Metrics> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
         Ok(Metrics {
@@ -295,7 +293,7 @@ impl Metrics {
         self.queries.load(Ordering::Relaxed)
     }
 
-    fn ask(&self, address: &str, args: Vec<OscType>) {
+    pub(crate) fn ask(&self, address: &str, args: Vec<OscType>) {
         let packet = OscPacket::Message(OscMessage {
             addr: address.to_string(),
             args,
@@ -322,7 +320,7 @@ impl Metrics {
         None
     }
 
-    fn read(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+    pub(crate) fn read(&self) -> anyhow::Result<BTreeMap<String, f64>> {
         for _ in 0..20 {
             self.ask("/metrics", vec![]);
             if let Some(m) = self.reply("/metrics.reply", Duration::from_secs(1)) {
@@ -348,7 +346,7 @@ impl Metrics {
         bail!("the server does not answer /metrics")
     }
 
-    fn sync(&self) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self) -> anyhow::Result<()> {
         for id in 0..20 {
             self.ask("/sync", vec![OscType::Int(id)]);
             if self.reply("/synced", Duration::from_secs(1)).is_some() {

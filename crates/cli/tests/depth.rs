@@ -90,11 +90,17 @@ fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_
 
     let text = std::fs::read_to_string(&stderr).unwrap();
     let changes: Vec<&str> = text.lines().filter(|l| l.contains(" depth ")).collect();
+    // The rise comes from a block ready too close to its deadline; on a machine loaded
+    // by other work, a worker descheduled at the wrong moment can miss one first (the
+    // other serves it: no underrun), and that raises the depth too.
     assert!(
-        changes.iter().any(|l| l.contains("ready only"))
+        changes
+            .iter()
+            .any(|l| l.contains("ready only") || l.contains("missed a block's deadline"))
             && changes.iter().any(|l| l.contains("one block less")),
         "the log does not say why the depth rose and fell: {changes:#?}"
     );
+    println!("{}", changes.join("\n"));
     assert_replay_equals_served(&log, &wav);
     let _ = std::fs::remove_dir_all(&dir);
 }
