@@ -12,6 +12,8 @@ pub enum OutputChoice {
     Auto,
     /// The default sound device (JACK if running, else ALSA); an error if there is none.
     Device,
+    /// A running JACK server (as the client `chronus`); an error if there is none.
+    Jack,
     /// Nowhere, paced in real time.
     Null,
     /// A 32-bit float stereo WAV file, paced in real time: the null sink plus a recording.
@@ -25,11 +27,12 @@ impl std::str::FromStr for OutputChoice {
         match s {
             "auto" => Ok(OutputChoice::Auto),
             "device" => Ok(OutputChoice::Device),
+            "jack" => Ok(OutputChoice::Jack),
             "null" => Ok(OutputChoice::Null),
             _ => match s.strip_prefix("wav:") {
                 Some(path) if !path.is_empty() => Ok(OutputChoice::Wav(PathBuf::from(path))),
                 _ => Err(format!(
-                    "unknown output '{s}': use auto, device, null or wav:PATH"
+                    "unknown output '{s}': use auto, jack, device, null or wav:PATH"
                 )),
             },
         }
@@ -74,6 +77,10 @@ pub struct ServeConfig {
     pub record: Vec<PathBuf>,
     /// The binary to re-execute as `worker` (normally the running `chronus`).
     pub worker_exe: PathBuf,
+    /// The period the sound device imposes, in frames, once known (JACK's buffer size,
+    /// read before the workers start; `None` for ALSA, the null sink and WAV files): the
+    /// depth must cover it, since a period's blocks are all read in one callback.
+    pub device_period_frames: Option<u32>,
     /// Device buffer size in frames (`None` = the device's default); for the null sink,
     /// the frames it plays per wake-up (`None` = [`DEFAULT_PERIOD_FRAMES`](crate::sinks::paced::DEFAULT_PERIOD_FRAMES)).
     pub device_buffer: Option<u32>,

@@ -10,7 +10,7 @@
 //!   and [`resume`]: starting from it after the supervisor's own death (`--resume`).
 //! - [`output`]: the output clock, which stamps commands, gates rendering with the
 //!   horizon and reads each block from the active (or standby) slot.
-//! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
+//! - [`sinks`]: JACK (the `jack` crate), ALSA device (cpal) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
