@@ -47,6 +47,36 @@ impl Sink for DeviceSink {
     }
 }
 
+/// ALSA's sound cards, one line of `/proc/asound/cards` each (for `chronus devices`).
+pub fn alsa_cards() -> Vec<String> {
+    std::fs::read_to_string(Path::new("/proc/asound/cards"))
+        .map(|cards| {
+            cards
+                .lines()
+                .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+                .map(|l| l.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The names of the output devices cpal's ALSA host lists, the default first (for
+/// `chronus devices`; the unpaced `null` PCM is among them on a machine without a card).
+pub fn alsa_output_devices() -> Vec<String> {
+    let Ok(host) = cpal::host_from_id(cpal::HostId::Alsa) else {
+        return Vec::new();
+    };
+    let default = host
+        .default_output_device()
+        .and_then(|d| d.name().ok())
+        .map(|name| format!("{name} (default)"));
+    let others = host
+        .output_devices()
+        .map(|devices| devices.filter_map(|d| d.name().ok()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    default.into_iter().chain(others).collect()
+}
+
 /// Whether ALSA sees at least one sound card (so its default device is a real, clocked
 /// one rather than the unpaced `null` PCM of a machine without sound hardware).
 pub fn alsa_has_card() -> bool {

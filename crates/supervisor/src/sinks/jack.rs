@@ -615,6 +615,7 @@ impl Watcher {
         let mut fallback: Option<Fallback> = None;
         let mut logged = (0u32, 0u32);
         let mut first_cycle_logged = false;
+        let mut xruns_logged = 0;
         let mut next_try = Instant::now();
         loop {
             self.link.wake.wait(RECONNECT_POLL);
@@ -637,6 +638,13 @@ impl Watcher {
                     );
                 }
                 self.log_changes(playing.client.as_client(), &mut logged);
+                let xruns = self.link.metrics.jack_xruns.load(Ordering::Relaxed);
+                if xruns != xruns_logged {
+                    tracing::warn!(
+                        "JACK xrun: a period of the JACK server was late ({xruns} since start, server-wide)"
+                    );
+                    xruns_logged = xruns;
+                }
                 if !self.link.dead.load(Ordering::Acquire) {
                     continue;
                 }
