@@ -16,8 +16,9 @@
 //!
 //! It plays about 15 s in real time (the kills wait for each spare to be rebuilt).
 //!
-//! Everything lives in one test function: libjack reads `JACK_DEFAULT_SERVER` at each
-//! client open, so the test binary sets it once, before any client of its own opens.
+//! Everything with a JACK server lives in one test function: libjack reads
+//! `JACK_DEFAULT_SERVER` at each client open, so the test binary sets it once, before any
+//! client of its own opens (the other test opens no client in this process).
 
 mod common;
 
@@ -306,6 +307,21 @@ fn assert_recording_equals_replay(
 }
 
 #[test]
+fn output_jack_without_a_server_fails_clearly() {
+    let output = common::chronus()
+        .args(["serve", "--osc", "127.0.0.1:0", "--output", "jack"])
+        .env("JACK_DEFAULT_SERVER", "chronus-test-no-such-server")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no JACK server 'chronus-test-no-such-server' is running"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn jack_plays_through_kills_and_a_server_restart_equal_to_the_replay() {
     let name = format!("chronus-test-{}", std::process::id());
     // Before any JACK client of this process opens (and this binary has no other test).
@@ -334,6 +350,18 @@ fn jack_plays_through_kills_and_a_server_restart_equal_to_the_replay() {
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let server = Server::start_command(command);
     assert!(jackd.ports().contains("chronus:out_1"), "{}", jackd.ports());
+    // A second server on the same JACK server is refused, saying why.
+    let second = common::chronus()
+        .args(["serve", "--osc", "127.0.0.1:0", "--output", "jack"])
+        .env("JACK_DEFAULT_SERVER", &name)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("already has a client named 'chronus'"),
+        "{said}"
+    );
 
     // Phase 1: a note through 20 kills of the active worker, recorded through JACK.
     let recorder = Recorder::start();

@@ -140,6 +140,7 @@ pub fn is_libjack_noise(message: &str) -> bool {
     const NOISE: &[&str] = &[
         "SetInitCallback",
         "Cannot connect to server",
+        "Cannot connect to the server",
         "server is not running",
         "Server is not running",
         "JackShmReadWritePtr",
@@ -213,7 +214,7 @@ pub fn open() -> anyhow::Result<(jack::Client, ServerInfo)> {
     let client = match jack::Client::new(CLIENT_NAME, options) {
         Ok((client, _status)) => client,
         Err(jack::Error::ClientError(status))
-            if status.contains(jack::ClientStatus::NAME_NOT_UNIQUE) =>
+            if status.contains(jack::ClientStatus::NAME_NOT_UNIQUE) || name_taken() =>
         {
             anyhow::bail!(
                 "the JACK server '{server}' already has a client named '{CLIENT_NAME}' (another chronus serve?); stop it, or play this one elsewhere (--output null)"
@@ -230,6 +231,22 @@ pub fn open() -> anyhow::Result<(jack::Client, ServerInfo)> {
     };
     let info = server_info(&client);
     Ok((client, info))
+}
+
+/// Whether the running server has a client named [`CLIENT_NAME`] (jackd2 refuses an exact
+/// name already taken with a bare server error, not `NAME_NOT_UNIQUE`), seen by its ports.
+fn name_taken() -> bool {
+    jack::Client::new("chronus_probe", jack::ClientOptions::NO_START_SERVER).is_ok_and(
+        |(client, _)| {
+            !client
+                .ports(
+                    Some(&format!("^{CLIENT_NAME}:")),
+                    None,
+                    jack::PortFlags::empty(),
+                )
+                .is_empty()
+        },
+    )
 }
 
 /// What `chronus devices` shows of JACK: the server's settings, read by a short-lived
