@@ -110,6 +110,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()?,
         // One block per period: the latency measured is the depth's, not a period's wait.
         device_buffer: Some(args.block as u32),
+        device_period_frames: None,
         join_timeout: Duration::from_secs(5),
         realtime: true,
         master: chronus_engine::MasterConfig::default(),

@@ -1,11 +1,12 @@
 //! The `chronus` binary: parses the command line and hands over to the crates.
 //!
 //! `serve` runs the server (supervisor, output, OSC); `send` and `status` are OSC clients;
-//! `render` runs the engine offline; `bench` measures failover; `worker` (hidden) is the
+//! `render` runs the engine offline; `devices` lists the sound systems; `bench` measures failover; `worker` (hidden) is the
 //! entry point of the re-executed worker processes.
 
 mod bench;
 mod client;
+mod devices;
 mod latency;
 mod logging;
 mod modules;
@@ -41,6 +42,9 @@ enum Commands {
     Render(render::RenderArgs),
     /// Print every module type with its ports and parameters (Markdown).
     Modules,
+    /// List the sound systems (JACK: server, rate, period, playback ports; ALSA: cards and
+    /// devices) and say what `serve --output auto` would pick and why.
+    Devices,
     /// Measure on this machine: failover times over many kills, or a long soak of fast
     /// control while workers are killed (`soak`).
     Bench(bench::BenchArgs),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Commands::Render(args) => render::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Modules => modules::run(),
+        Commands::Devices => devices::run(),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

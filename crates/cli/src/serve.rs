@@ -17,7 +17,9 @@ pub struct ServeArgs {
     /// UDP address to serve OSC on.
     #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
     osc: SocketAddr,
-    /// Where the sound goes: auto (JACK, then ALSA's default card, else null), device, null, or wav:PATH.
+    /// Where the sound goes: auto (JACK, then ALSA's default card, else null), jack, device
+    /// (JACK or ALSA), null, or wav:PATH. JACK imposes its sample rate and period
+    /// (--sample-rate is then only a wish); `chronus devices` shows what auto picks.
     #[arg(long, default_value = "auto")]
     output: OutputChoice,
     /// Also record what the output plays to a WAV file (wav:PATH), whatever the output;
@@ -107,6 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the chronus binary to start workers")?,
         device_buffer: args.device_buffer,
+        device_period_frames: None,
         join_timeout: Duration::from_secs_f64(args.join_timeout.max(0.1)),
         realtime: !args.no_realtime,
         master: chronus_engine::MasterConfig {
@@ -120,7 +123,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = resume_from(args.resume.as_deref(), args.state.as_deref())? {
         resume(&mut config, &path)?;
     }
-    let supervisor = Supervisor::start(config.clone(), stop)?;
+    let supervisor = Supervisor::start(config, stop)?;
+    // As the output imposed it (JACK's sample rate).
+    let config = supervisor.config().clone();
     let addr = supervisor.osc_addr();
     let depth = match config.depth {
         DepthSetting::Auto => format!(

@@ -14,6 +14,8 @@ pub enum OutputChoice {
     Auto,
     /// The default sound device (JACK if running, else ALSA); an error if there is none.
     Device,
+    /// A running JACK server (as the client `chronus`); an error if there is none.
+    Jack,
     /// Nowhere, paced in real time.
     Null,
     /// A 32-bit float stereo WAV file, paced in real time: the null sink plus a recording.
@@ -27,11 +29,12 @@ impl std::str::FromStr for OutputChoice {
         match s {
             "auto" => Ok(OutputChoice::Auto),
             "device" => Ok(OutputChoice::Device),
+            "jack" => Ok(OutputChoice::Jack),
             "null" => Ok(OutputChoice::Null),
             _ => match s.strip_prefix("wav:") {
                 Some(path) if !path.is_empty() => Ok(OutputChoice::Wav(PathBuf::from(path))),
                 _ => Err(format!(
-                    "unknown output '{s}': use auto, device, null or wav:PATH"
+                    "unknown output '{s}': use auto, jack, device, null or wav:PATH"
                 )),
             },
         }
@@ -77,6 +80,10 @@ pub struct ServeConfig {
     pub record: Vec<PathBuf>,
     /// The binary to re-execute as `worker` (normally the running `chronus`).
     pub worker_exe: PathBuf,
+    /// The period the sound device imposes, in frames, once known (JACK's buffer size,
+    /// read before the workers start; `None` for ALSA, the null sink and WAV files): the
+    /// depth must cover it, since a period's blocks are all read in one callback.
+    pub device_period_frames: Option<u32>,
     /// Device buffer size in frames (`None` = the device's default); for the null sink,
     /// the frames it plays per wake-up (`None` = [`DEFAULT_PERIOD_FRAMES`](crate::sinks::paced::DEFAULT_PERIOD_FRAMES)).
     pub device_buffer: Option<u32>,
@@ -96,8 +103,8 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The blocks the output's sink is expected to take at a time: the paced sink's
-    /// period, or the device buffer asked for (one block when unknown: the output measures
-    /// the real period and raises the depth to it).
+    /// period, JACK's period, or the device buffer asked for (one block when unknown: the
+    /// output measures the real period and raises the depth to it).
     pub fn period_blocks(&self) -> u64 {
         match self.output {
             OutputChoice::Null | OutputChoice::Wav(_) => crate::sinks::paced::period_blocks(
@@ -105,9 +112,12 @@ impl ServeConfig {
                 self.block_frames,
                 self.depth,
             ) as u64,
-            OutputChoice::Device | OutputChoice::Auto => self.device_buffer.map_or(1, |frames| {
-                u64::from(frames).div_ceil(self.block_frames.max(1) as u64)
-            }),
+            OutputChoice::Device | OutputChoice::Auto | OutputChoice::Jack => self
+                .device_period_frames
+                .or(self.device_buffer)
+                .map_or(1, |frames| {
+                    u64::from(frames).div_ceil(self.block_frames.max(1) as u64)
+                }),
         }
     }
 

@@ -12,7 +12,7 @@
 //!   horizon and reads each block from the active (or standby) slot; [`clock_model`]:
 //!   which frame plays at which time, for timetags; [`depth`]: how far ahead the
 //!   workers render, adapted to the slack they leave.
-//! - [`sinks`]: device (cpal: JACK, ALSA) and null destinations, and which one
+//! - [`sinks`]: JACK (the `jack` crate), ALSA device (cpal) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.

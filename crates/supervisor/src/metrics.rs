@@ -185,6 +185,12 @@ macro_rules! metrics {
             /// Set by the output every second: the least slack of a block read in the last
             /// second, in ns (0: none measured yet).
             pub block_slack_min_ns: AtomicU64,
+            /// Set by a device output: its period in frames (0: a paced sink).
+            pub device_period_frames: AtomicU64,
+            /// Set by a device output: the sample rate it runs at (0: a paced sink).
+            pub device_sample_rate: AtomicU64,
+            /// Set by the JACK output: whether it is connected to a JACK server now.
+            pub jack_connected: AtomicU64,
         }
 
         /// A point-in-time copy of every metric, as `/metrics` and `chronus status --json`
@@ -294,6 +300,12 @@ metrics! {
         blocks_played;
         /// Times the paced output woke too late and dropped its backlog.
         output_late_wakeups;
+        /// JACK xruns: periods the JACK server could not complete in time (server-wide: a
+        /// late client anywhere in the JACK graph counts). Must stay 0.
+        jack_xruns;
+        /// Times the output reconnected to a JACK server that had gone away (it plays on
+        /// a paced fallback meanwhile).
+        jack_reconnects;
         /// Records a full command ring could not take (the slot is then replaced).
         ring_overflows;
         /// Notices the output could not hand to the supervisor (must stay 0).
@@ -421,6 +433,16 @@ metrics! {
         /// How long the pending cold restart waits, in ms: repeated double faults back off
         /// 1, 2, 4 … up to 30 s between restarts (0: none waiting).
         cold_restart_backoff_ms: u64, Gauge;
+        /// The period of the sound device (JACK's buffer size) in frames, as it imposes
+        /// it; 0 for the null sink and `--output wav:` (see `--device-buffer`).
+        device_period_frames: u64, Gauge;
+        /// The sample rate of the sound device (JACK's) in Hz; 0 for the null sink. When
+        /// it differs from the engine's (a JACK server restarted at another rate), the
+        /// music plays at the wrong speed until the server is restarted: see the log.
+        device_sample_rate: u64, Gauge;
+        /// 1 while the JACK output is connected to its server; 0 while it waits for a
+        /// server that went away (or the output is not JACK).
+        jack_connected: u64, Gauge;
     }
 }
 
@@ -532,6 +554,9 @@ impl MetricsReport {
                 ns => Some(ns as f64 / 1e6),
             },
             cold_restart_backoff_ms: m.cold_restart_backoff_ms.load(Relaxed),
+            device_period_frames: m.device_period_frames.load(Relaxed),
+            device_sample_rate: m.device_sample_rate.load(Relaxed),
+            jack_connected: m.jack_connected.load(Relaxed),
             open_fds,
             mapped_segments,
             shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),

@@ -661,8 +661,11 @@ impl OutputCore {
         shared.horizon.store(self.horizon, Ordering::Release);
 
         self.read_block(shared, bound, block, out);
+        // A callback clock (JACK, a device) asks for blocks until it is closed, after the
+        // fade is out; the recordings end with the fade, as the paced sink's do.
+        let faded_before = shared.has_faded_out();
         self.fade_out(shared, out);
-        if let Some(ring) = &shared.recording {
+        if let Some(ring) = shared.recording.as_ref().filter(|_| !faded_before) {
             if !ring.push(out) {
                 Metrics::bump(&shared.metrics.record_blocks_dropped);
             }

@@ -84,6 +84,9 @@ pub struct Supervisor {
     /// untimely end was reported.
     record_threads_lost: [bool; 3],
     output: Option<Playing>,
+    /// What of the output was opened before the workers started (JACK's client), until
+    /// the output starts with it.
+    prepared_output: Option<select::Prepared>,
     osc_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
     /// Who asked for `/quit`; answered once everything is stopped.
@@ -119,6 +122,8 @@ impl Supervisor {
     /// workers that cannot be spawned.
     pub fn start(mut config: ServeConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Supervisor> {
         config.check_record_files()?;
+        // JACK imposes its sample rate and period: learn them before anything is sized.
+        let prepared_output = select::prepare(&mut config)?;
         let resume = config.resume.take();
         // A resumed server goes on in its predecessor's session (and files).
         let session = resume
@@ -247,6 +252,7 @@ impl Supervisor {
             recorder,
             record_threads_lost: [false; 3],
             output: None,
+            prepared_output: Some(prepared_output),
             osc_thread: Some(osc_thread),
             started: Instant::now(),
             quit_requests: Vec::new(),
@@ -291,8 +297,19 @@ impl Supervisor {
             self.recovery.history_len(),
             resume.start_block
         );
-        self.output = Some(select::start(&self.config, &self.shared, &self.stop)?);
+        self.output = Some(select::start(
+            &self.config,
+            self.prepared_output.take().unwrap_or_default(),
+            &self.shared,
+            &self.stop,
+        )?);
         self.restart_from_copy(&point)
+    }
+
+    /// The settings it runs with: those it was started with, and what the output imposed
+    /// (JACK's sample rate and period).
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
     }
 
     /// The OSC address actually bound (useful with port 0).
@@ -1087,7 +1104,12 @@ impl Supervisor {
         };
         self.shared.active.store(first, Ordering::Release);
         self.apply(first, Event::MadeActive);
-        self.output = Some(select::start(&self.config, &self.shared, &self.stop)?);
+        self.output = Some(select::start(
+            &self.config,
+            self.prepared_output.take().unwrap_or_default(),
+            &self.shared,
+            &self.stop,
+        )?);
         Ok(())
     }
 

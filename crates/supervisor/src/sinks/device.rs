@@ -1,4 +1,5 @@
-//! The device sink: a real-time callback from the sound system, through `cpal`.
+//! The device sink: a real-time callback from ALSA, through `cpal` (JACK has a sink of its
+//! own, [`super::jack`], through the `jack` crate).
 //!
 //! The callback is the clock: it asks for frames, we hand out blocks from
 //! [`OutputCore::render_next`], keeping the rest of a block for the next callback when
@@ -20,20 +21,9 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use super::{Playing, Sink};
 use crate::output::OutputCore;
 
-/// Which sound system a device output uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceHost {
-    /// A running JACK server.
-    Jack,
-    /// ALSA's default device.
-    Alsa,
-}
-
-/// The default output device of a sound system.
+/// ALSA's default output device.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceSink {
-    /// Which sound system.
-    pub host: DeviceHost,
     /// Frames per second asked of the device.
     pub sample_rate: u32,
     /// The device buffer in frames (`--device-buffer`), or the host's default.
@@ -42,7 +32,7 @@ pub struct DeviceSink {
 
 impl Sink for DeviceSink {
     fn describe(&self) -> String {
-        format!("{:?} device at {} Hz", self.host, self.sample_rate)
+        format!("ALSA device at {} Hz", self.sample_rate)
     }
 
     /// The device's callback is the clock: `stop` and `realtime` are the sound system's
@@ -53,35 +43,38 @@ impl Sink for DeviceSink {
         _stop: Arc<AtomicBool>,
         _realtime: bool,
     ) -> anyhow::Result<Playing> {
-        play(self.host, core, self.sample_rate, self.buffer_frames)
+        play(core, self.sample_rate, self.buffer_frames)
     }
 }
 
-/// Whether a JACK server is running for this user (its socket exists), checked without
-/// connecting, so that probing never starts a server and prints nothing. jackd2 puts its
-/// socket at `/dev/shm/jack_<server>_<uid>_0`; older builds used a directory per user.
-pub fn jack_server_running() -> bool {
-    let uid = rustix::process::getuid().as_raw();
-    let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".to_string());
-    // A socket file can outlive its server: only one that accepts a connection counts.
-    let socket = format!("/dev/shm/jack_{server}_{uid}_0");
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-        return true;
-    }
-    [
-        format!("/dev/shm/jack-{uid}/{server}"),
-        format!("/tmp/jack-{uid}/{server}"),
-    ]
-    .iter()
-    .any(|dir| {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("jack_"))
-            })
-            .unwrap_or(false)
-    })
+/// ALSA's sound cards, one line of `/proc/asound/cards` each (for `chronus devices`).
+pub fn alsa_cards() -> Vec<String> {
+    std::fs::read_to_string(Path::new("/proc/asound/cards"))
+        .map(|cards| {
+            cards
+                .lines()
+                .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+                .map(|l| l.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The names of the output devices cpal's ALSA host lists, the default first (for
+/// `chronus devices`; the unpaced `null` PCM is among them on a machine without a card).
+pub fn alsa_output_devices() -> Vec<String> {
+    let Ok(host) = cpal::host_from_id(cpal::HostId::Alsa) else {
+        return Vec::new();
+    };
+    let default = host
+        .default_output_device()
+        .and_then(|d| d.name().ok())
+        .map(|name| format!("{name} (default)"));
+    let others = host
+        .output_devices()
+        .map(|devices| devices.filter_map(|d| d.name().ok()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    default.into_iter().chain(others).collect()
 }
 
 /// Whether ALSA sees at least one sound card (so its default device is a real, clocked
@@ -96,35 +89,23 @@ pub fn alsa_has_card() -> bool {
         .unwrap_or(false)
 }
 
-/// Opens the default output device of `host` at `sample_rate`, stereo f32, starts
-/// playing from `core`, and logs which device it opened.
+/// Opens ALSA's default output device at `sample_rate`, stereo f32, starts playing from
+/// `core`, and logs which device it opened.
 ///
 /// # Errors
-/// When the host is unavailable, has no default output device, refuses the format, or
+/// When ALSA sees no sound card, has no default output device, refuses the format, or
 /// the stream cannot be built or started. The message says which and what to try.
-fn play(
-    host: DeviceHost,
-    core: OutputCore,
-    sample_rate: u32,
-    buffer_frames: Option<u32>,
-) -> anyhow::Result<Playing> {
-    let cpal_host = match host {
-        DeviceHost::Jack => {
-            if !jack_server_running() {
-                bail!("no JACK server is running (start one, e.g. `jackd -d dummy`, or use --output null)");
-            }
-            cpal::host_from_id(cpal::HostId::Jack).context("the JACK host is unavailable")?
-        }
-        DeviceHost::Alsa => {
-            if !alsa_has_card() {
-                bail!("ALSA sees no sound card (/proc/asound/cards is empty); use --output null or wav:PATH");
-            }
-            cpal::host_from_id(cpal::HostId::Alsa).context("the ALSA host is unavailable")?
-        }
-    };
+fn play(core: OutputCore, sample_rate: u32, buffer_frames: Option<u32>) -> anyhow::Result<Playing> {
+    if !alsa_has_card() {
+        bail!(
+            "ALSA sees no sound card (/proc/asound/cards is empty); use --output null or wav:PATH"
+        );
+    }
+    let cpal_host =
+        cpal::host_from_id(cpal::HostId::Alsa).context("the ALSA host is unavailable")?;
     let device = cpal_host
         .default_output_device()
-        .ok_or_else(|| anyhow!("{host:?} has no default output device"))?;
+        .ok_or_else(|| anyhow!("ALSA has no default output device"))?;
     let name = device
         .name()
         .unwrap_or_else(|_| "unnamed device".to_string());
@@ -151,12 +132,12 @@ fn play(
             None,
         )
         .with_context(|| {
-            format!("cannot open {name} ({host:?}) for 2 channels of f32 at {sample_rate} Hz")
+            format!("cannot open {name} (ALSA) for 2 channels of f32 at {sample_rate} Hz")
         })?;
     stream
         .play()
         .with_context(|| format!("cannot start {name}"))?;
-    tracing::info!("output: {host:?} device '{name}' at {sample_rate} Hz");
+    tracing::info!("output: ALSA device '{name}' at {sample_rate} Hz");
     Ok(Playing::device(stream, shared))
 }
 

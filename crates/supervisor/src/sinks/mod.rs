@@ -1,14 +1,15 @@
-//! Where played blocks go: a sound device, or nowhere (the null sink), each behind the one
+//! Where played blocks go: JACK, an ALSA device, or nowhere (the null sink), each behind the one
 //! [`Sink`] trait; and which one `--output` picks ([`select`]). A WAV file is not a sink:
 //! `--output wav:PATH` is the null sink plus a recording (see [`crate::recorder`]), so
 //! every output is recorded the same way.
 //!
-//! A device brings its own clock (its callback asks for frames). The null sink has none,
+//! JACK and a device bring their own clock (a callback asks for frames). The null sink has none,
 //! so [`paced`] plays a period of blocks per period on a thread of its own. Either
 //! way the output clock ([`OutputCore::render_next`]) fills whole blocks straight
 //! into the destination's buffer: no sink adds buffering, allocation or locking.
 
 pub mod device;
+pub mod jack;
 pub mod null;
 pub mod paced;
 pub mod select;
@@ -54,6 +55,8 @@ enum Clock {
     Paced(std::thread::JoinHandle<anyhow::Result<()>>),
     /// A device's callback; dropping the stream stops it (once the output faded out).
     Device(cpal::Stream, Arc<OutputShared>),
+    /// JACK's process callback, and the thread that owns the client.
+    Jack(jack::JackPlaying),
 }
 
 impl Playing {
@@ -71,20 +74,30 @@ impl Playing {
         }
     }
 
-    /// Whether it stopped by itself (its thread ended or panicked); a device never does.
+    /// A JACK client playing the output clock, watched by a thread of its own.
+    pub fn jack(playing: jack::JackPlaying) -> Playing {
+        Playing {
+            clock: Clock::Jack(playing),
+        }
+    }
+
+    /// Whether it stopped by itself (its thread ended or panicked; for JACK, the thread
+    /// that watches the client); a device never does.
     pub fn ended(&self) -> bool {
         match &self.clock {
             Clock::Paced(thread) => thread.is_finished(),
             Clock::Device(..) => false,
+            Clock::Jack(playing) => playing.ended(),
         }
     }
 
     /// Stops playing after the output's fade-out, so the last sample played is 0.0 (a
     /// paced thread fades out and ends once `stop` is set; it is joined; a device keeps
-    /// being called until the fade is out, a second at most).
+    /// being called until the fade is out, a second at most; so is a JACK client, which is
+    /// then deactivated and closed from a thread of ours).
     ///
     /// # Errors
-    /// The error the paced thread returned, or its panic.
+    /// The error the paced thread (or JACK's watcher) returned, or its panic.
     pub fn stop(self) -> anyhow::Result<()> {
         match self.clock {
             Clock::Paced(thread) => thread
@@ -99,6 +112,7 @@ impl Playing {
                 drop(stream);
                 Ok(())
             }
+            Clock::Jack(playing) => playing.stop(),
         }
     }
 }

@@ -95,8 +95,28 @@ pub fn run_paced(
     mut core: OutputCore,
     period_blocks: usize,
     stop: &AtomicBool,
-    mut write: impl FnMut(&[f32]),
+    write: impl FnMut(&[f32]),
 ) {
+    pace(
+        &mut core,
+        period_blocks,
+        stop,
+        &AtomicBool::new(false),
+        write,
+    );
+}
+
+/// The loop of [`run_paced`] on a borrowed clock, which also ends (between two periods)
+/// when `hand_back` is set, so that another clock can drive `core` from the next block on:
+/// the JACK output plays on this loop while its server is away. Returns whether it ended
+/// because the fade-out is over (else `hand_back` was set).
+pub fn pace(
+    core: &mut OutputCore,
+    period_blocks: usize,
+    stop: &AtomicBool,
+    hand_back: &AtomicBool,
+    mut write: impl FnMut(&[f32]),
+) -> bool {
     let shared = Arc::clone(core.shared());
     let period_blocks = period_blocks.max(1);
     let period = Duration::from_nanos(shared.block_ns() * period_blocks as u64);
@@ -109,6 +129,9 @@ pub fn run_paced(
     let mut samples = vec![0.0f32; shared.block_frames * 2 * period_blocks];
     let mut deadline = Instant::now();
     while !shared.has_faded_out() {
+        if hand_back.load(Ordering::Acquire) {
+            return false;
+        }
         if stop.load(Ordering::Acquire) {
             shared.request_fade_out();
         }
@@ -127,6 +150,7 @@ pub fn run_paced(
         write(&samples);
         deadline += period;
     }
+    true
 }
 
 #[cfg(test)]
