@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Chronus needs on Debian, idempotently:
-# the ALSA and JACK development files (cpal, jack), jackd2, liblo-tools (oscsend/oscdump),
+# the ALSA (cpal) and JACK (the jack crate) development files, jackd2, liblo-tools (oscsend/oscdump),
 # sox, stress-ng (to load the machine in robustness runs), the rustfmt/clippy components,
 # and python-osc in a virtual environment of the project's (.venv; Debian's Python
 # refuses `pip install`), for the tests that play a real OSC client. Safe to run again

@@ -484,17 +484,9 @@ impl jack::ProcessHandler for Process {
                 .store(feeder.next_frame, Ordering::Relaxed);
             self.first.noted.store(true, Ordering::Release);
         }
-        // The clock model: this period's first frame is handed over at the period's start,
-        // as JACK's own loop filters it (CLOCK_MONOTONIC µs), on the output's time base.
-        let now_ns = feeder.core.shared().now_ns();
-        let at_ns = match scope.cycle_times() {
-            Ok(times) => {
-                let since_start = chronus_ipc::monotonic_ns()
-                    .saturating_sub(times.current_usecs.saturating_mul(1_000));
-                now_ns.saturating_sub(since_start)
-            }
-            Err(_) => now_ns,
-        };
+        // The clock model: this period's first frame is handed over now, at the period's
+        // start (the loop smooths the wake-up's jitter).
+        let at_ns = feeder.core.shared().now_ns();
         feeder.core.handed_over(feeder.next_frame, at_ns);
         feeder.fill(left, right);
         if let Err(feeder) = self.link.handoff.push(feeder) {
