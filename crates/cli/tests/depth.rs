@@ -3,19 +3,24 @@
 //! depth changed equals its replay (the stamped frames decide, not the depth).
 //!
 //! Plays in real time for about 10 s, and up to 70 s more while it waits for the depth to
-//! fall (a calm stretch is 10 s), at `--depth auto` with a period of one block (64 frames,
-//! 1.3 ms): the setting where the depth is smallest, so where a miss is closest.
+//! fall (a calm stretch is 10 s), at `--depth auto` with a period of one block of 512
+//! frames (10.7 ms): one block is the setting where the depth is smallest, so where a miss
+//! is closest, and a block that long keeps the depth's two blocks longer than the stalls
+//! of a shared virtual machine, which no depth can foresee (a lone SCHED_FIFO thread on
+//! this machine kind, idle, overslept a 1 ms sleep by 2.5 ms at p99.9 and 16 ms at worst
+//! in 20 s).
 
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_replay_equals_served, get, serve_command, Server};
+use common::{get, render_replay_in_blocks, serve_command, Server};
 use rosc::OscType;
 
-/// A block of 64 frames at 48 kHz, in µs.
-const BLOCK_MICROS: i32 = 1_333;
+/// Frames per block, and a block at 48 kHz in µs.
+const BLOCK: u32 = 512;
+const BLOCK_MICROS: i32 = 10_667;
 
 #[test]
 fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_replay() {
@@ -27,8 +32,10 @@ fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_
     let mut command = serve_command(&[
         "--depth",
         "auto",
+        "--block",
+        "512",
         "--device-buffer",
-        "64",
+        "512",
         "--allow-fault-injection",
         "--output",
         &output,
@@ -42,15 +49,14 @@ fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_
     let before = server.metrics();
     let start_depth = get(&before, "depth_blocks");
 
-    // Both workers slowed alike, as by a heavier patch: 20 %, 40 %, 60 %, 80 % of a block.
+    // The active worker slowed, as by a heavier patch: 20 %, 40 %, 60 %, 80 % of a block.
+    // The depth follows the slower of the two serving workers. (Both slowed to 80 % would
+    // busy 1.6 of this machine's 2 cores with real-time threads: a lack of CPU, which no
+    // depth cures.) Should the slowed worker miss a block anyway, the other serves it and
+    // replaces it, and the next step slows the new active one.
     for percent in [20, 40, 60, 80] {
         let micros = BLOCK_MICROS * percent / 100;
-        for slot in 0..2 {
-            server.send(
-                "/debug/slow",
-                vec![OscType::Int(micros), OscType::Int(slot)],
-            );
-        }
+        server.send("/debug/slow", vec![OscType::Int(micros)]);
         std::thread::sleep(Duration::from_secs(2));
         server.send(
             "/mod/sine/freq",
@@ -67,6 +73,7 @@ fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_
     assert_eq!(get(&loaded, "underruns"), 0.0, "a block was missed");
 
     for slot in 0..2 {
+        // The active worker now, and the other, slowed if a failover came between.
         server.send("/debug/slow", vec![OscType::Int(0), OscType::Int(slot)]);
     }
     let deadline = Instant::now() + Duration::from_secs(70);
@@ -101,6 +108,15 @@ fn depth_auto_rises_under_load_with_no_underrun_falls_back_after_and_equals_its_
         "the log does not say why the depth rose and fell: {changes:#?}"
     );
     println!("{}", changes.join("\n"));
-    assert_replay_equals_served(&log, &wav);
+    // Everything but the shutdown's fade-out (a command-free 10 ms, in whole blocks).
+    let (served, replayed) = render_replay_in_blocks(&log, &wav, None, BLOCK);
+    assert_eq!(served.len(), replayed.len());
+    let fade = 2 * BLOCK as usize;
+    let differ = served[..served.len() - fade]
+        .iter()
+        .zip(&replayed)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differ, 0, "the served run differs from its replay");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,10 @@
 //! What is measured is each block's *slack*: how long before the output read it both
 //! serving workers had written it (the ring notes when each block was written). The
 //! margin kept is one more render of a block (the workers' last render time: a heavy
-//! patch's render time is what varies most) plus [`SCHEDULING_MARGIN_NS`] for wake-ups.
+//! patch's render time is what varies most) plus a margin for wake-ups: half a block or
+//! [`SCHEDULING_MARGIN_NS`], whichever is more, doubled after every miss (up to
+//! [`MAX_MARGIN_NS`]) and halved after each calm stretch, so a machine that stalls now and
+//! then earns itself a deeper margin and a quiet one a shallower.
 //! A block with less slack than that is a miss about to happen, so the depth rises as soon
 //! as one comes (never only after an underrun), by one block each time, then waits for
 //! the raise to show before judging again. When a long stretch of blocks had slack to
@@ -32,6 +35,9 @@ pub const MAX_AUTO_DEPTH: u64 = 64;
 /// plus the render time raises the depth, a miss is close. A real-time worker wakes in
 /// tens of microseconds; this leaves room for a loaded machine's worse.
 pub const SCHEDULING_MARGIN_NS: u64 = 500_000;
+
+/// The most the wake-up margin grows to after misses.
+pub const MAX_MARGIN_NS: u64 = 8_000_000;
 
 /// The margin kept above the raise threshold before a lower depth is tried: after one
 /// block less, the slack must still exceed the threshold by this.
@@ -132,6 +138,9 @@ pub struct DepthControl {
     block_ns: u64,
     /// Blocks to read before the last raise shows in the slack measured.
     settle_blocks: u64,
+    /// The wake-up margin now, and the least it goes back to.
+    margin_ns: u64,
+    base_margin_ns: u64,
     /// Blocks of the calm stretch, and those without the slack to lower the depth.
     calm_blocks: u64,
     tight_blocks: u64,
@@ -143,7 +152,10 @@ impl DepthControl {
     pub fn new(setting: DepthSetting, period_blocks: u64, block_ns: u64) -> DepthControl {
         let floor = period_blocks.max(1);
         let depth = setting.initial(floor);
+        let base_margin_ns = SCHEDULING_MARGIN_NS.max(block_ns / 2);
         DepthControl {
+            margin_ns: base_margin_ns,
+            base_margin_ns,
             adaptive: setting == DepthSetting::Auto,
             depth,
             ceiling: setting.ceiling().max(depth),
@@ -187,7 +199,7 @@ impl DepthControl {
             self.settle_blocks -= 1;
             return None;
         }
-        let raise_below = render_ns.saturating_add(SCHEDULING_MARGIN_NS);
+        let raise_below = render_ns.saturating_add(self.margin_ns);
         if slack_ns < raise_below {
             return self.raise(DepthReason::LowSlack(slack_ns));
         }
@@ -202,6 +214,11 @@ impl DepthControl {
         let lower = self.tight_blocks <= self.calm_blocks / TIGHT_ONE_IN;
         self.calm_blocks = 0;
         self.tight_blocks = 0;
+        if self.margin_ns > self.base_margin_ns {
+            // A calm stretch since the last miss: trust the machine a little more first.
+            self.margin_ns = (self.margin_ns / 2).max(self.base_margin_ns);
+            return None;
+        }
         if lower && self.depth > self.floor {
             let to = self.depth - 1;
             return Some(self.set(to, DepthReason::Calm));
@@ -209,12 +226,19 @@ impl DepthControl {
         None
     }
 
-    /// A block was missed: raise (an adaptive depth) at once.
+    /// A block was missed (a worker lacked it at its deadline): the margin doubles, and
+    /// an adaptive depth rises at once.
     pub fn missed(&mut self) -> Option<DepthChange> {
         if !self.adaptive || self.settle_blocks > 0 {
             return None;
         }
+        self.margin_ns = (self.margin_ns * 2).min(MAX_MARGIN_NS);
         self.raise(DepthReason::Missed)
+    }
+
+    /// The wake-up margin kept now, in ns.
+    pub fn margin_ns(&self) -> u64 {
+        self.margin_ns
     }
 
     fn raise(&mut self, reason: DepthReason) -> Option<DepthChange> {
@@ -303,7 +327,7 @@ mod tests {
         let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
         settle(&mut control, 0);
         // One block less would leave less than the raise threshold and its margin.
-        let slack = BLOCK_NS + SCHEDULING_MARGIN_NS + LOWER_MARGIN_NS - 1;
+        let slack = BLOCK_NS + BLOCK_NS / 2 + LOWER_MARGIN_NS - 1;
         for _ in 0..CALM_NS.div_ceil(BLOCK_NS) * 2 {
             assert_eq!(control.block_read(slack, 0), None);
         }
@@ -315,6 +339,7 @@ mod tests {
         let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
         settle(&mut control, 5_000_000);
         // 1.5 ms of slack is plenty for a light patch, not for one that takes 1.1 ms.
+        assert_eq!(control.margin_ns(), BLOCK_NS / 2);
         assert_eq!(control.block_read(1_500_000, 50_000), None);
         let change = control.block_read(1_500_000, 1_100_000).unwrap();
         assert_eq!(change.to, 3);
@@ -335,6 +360,31 @@ mod tests {
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].reason, DepthReason::Calm);
         assert_eq!(control.depth(), 1);
+    }
+
+    #[test]
+    fn a_miss_doubles_the_margin_and_calm_stretches_halve_it_before_the_depth_falls() {
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        settle(&mut control, 5_000_000);
+        let base = control.margin_ns();
+        assert_eq!(control.missed().unwrap().to, 3);
+        assert_eq!(control.margin_ns(), 2 * base);
+        settle(&mut control, 5_000_000);
+        let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
+        let mut changes = Vec::new();
+        for _ in 0..calm_blocks {
+            changes.extend(control.block_read(5_000_000, 0));
+        }
+        assert!(
+            changes.is_empty(),
+            "lowered before the margin came back: {changes:?}"
+        );
+        assert_eq!(control.margin_ns(), base);
+        for _ in 0..calm_blocks {
+            changes.extend(control.block_read(5_000_000, 0));
+        }
+        assert_eq!(changes.len(), 1);
+        assert_eq!(control.depth(), 2);
     }
 
     #[test]

@@ -464,6 +464,11 @@ impl PartialEq for Waiting {
 
 impl Eq for Waiting {}
 
+/// How long no slot may have the blocks due before their workers are taken for hung and
+/// replaced: longer than the stalls a loaded machine makes (both workers late alike, then
+/// catching up), short beside the restart of a pair it would otherwise cause.
+pub const STALL_GRACE: Duration = Duration::from_millis(16);
+
 /// Room kept in [`OutputCore::waiting`] beyond [`MAX_ADMITTED`] for patch switches, which
 /// are never refused (the OSC side already decodes against the new patch).
 const SWITCH_ROOM: usize = 256;
@@ -489,6 +494,11 @@ pub struct OutputCore {
     clock: ClockLoop,
     /// The depth's decisions ([`crate::depth`]).
     depth: DepthControl,
+    /// The first block of the current run of blocks no slot had ([`NO_BLOCK`]: none).
+    lacking_since: u64,
+    /// How many blocks of such a run are a stall ridden out, before its workers are
+    /// taken for hung ([`STALL_GRACE`]).
+    stall_grace_blocks: u64,
     /// The frame of the sink's last hand-over (its period is the distance to the next).
     last_handed: Option<u64>,
     /// When this period's blocks are read ([`chronus_ipc::monotonic_ns`]): their deadline.
@@ -503,11 +513,8 @@ impl OutputCore {
     /// Workers may already render up to the horizon, `depth` blocks ahead.
     pub fn new(shared: Arc<OutputShared>) -> OutputCore {
         let next_block = shared.played.load(Ordering::Acquire);
-        let depth = DepthControl::new(
-            shared.depth_setting,
-            shared.period_blocks,
-            shared.block_ns(),
-        );
+        let block_ns = shared.block_ns().max(1);
+        let depth = DepthControl::new(shared.depth_setting, shared.period_blocks, block_ns);
         shared.depth.store(depth.depth(), Ordering::Relaxed);
         shared
             .metrics
@@ -533,6 +540,8 @@ impl OutputCore {
             fade_out_played: None,
             logged_this_period: false,
             depth,
+            lacking_since: NO_BLOCK,
+            stall_grace_blocks: (STALL_GRACE.as_nanos() as u64).div_ceil(block_ns),
             last_handed: None,
             read_at_ns: 0,
             slack_window_min: u64::MAX,
@@ -1000,14 +1009,29 @@ impl OutputCore {
             // A dead worker's blocks written before it died are still good.
             true
         } else {
+            // No slot has the block. The first block of such a run is a miss for the depth;
+            // the workers are replaced only if it lasts STALL_GRACE: a machine that stalled
+            // for a few milliseconds delays both alike, and killing two workers that are
+            // catching up would turn a short gap into a restart of the pair.
+            let someone_due =
+                (!active_dead && active_link.ready.load(Ordering::Acquire)) || other_live;
+            if self.lacking_since == NO_BLOCK {
+                self.lacking_since = block;
+                // A miss of a worker that should have had it (not the silence of a pair
+                // being restarted).
+                if someone_due {
+                    let change = self.depth.missed();
+                    self.apply_depth(shared, change);
+                }
+            }
+            let hung = block - self.lacking_since >= self.stall_grace_blocks;
             // Nobody to fail over to, and the active worker (joined, not known dead) is
             // late: report it once, so a hung worker is replaced rather than waited for.
-            if !active_dead
+            if hung
+                && !active_dead
                 && active_link.ready.load(Ordering::Acquire)
                 && first_report(&active_link.missed_block, block)
             {
-                let change = self.depth.missed();
-                self.apply_depth(shared, change);
                 self.notify(
                     shared,
                     Notice::ActiveMissed {
@@ -1019,7 +1043,7 @@ impl OutputCore {
             // A live standby that lacks the block as well is as late: report it too, so
             // two hung workers are both replaced (and the pair restarted) rather than the
             // second waited for in silence.
-            if other_live && first_report(&other_link.missed_block, block) {
+            if hung && other_live && first_report(&other_link.missed_block, block) {
                 self.notify(shared, Notice::StandbyMissed { slot: other, block });
             }
             // A dead standby's blocks written before it died are still good: play them,
@@ -1028,6 +1052,7 @@ impl OutputCore {
         };
 
         if served {
+            self.lacking_since = NO_BLOCK;
             sanitize(out);
             if self.fade_in {
                 let len = (out.len() / 2).max(1) as f32;

@@ -26,18 +26,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// `chronus serve --osc 127.0.0.1:0 <extra>`, logging at `info` to the test's stderr.
 /// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded 2-core
-/// machine never makes a healthy worker miss a deadline (unless `extra` sets `--depth`).
+/// machine never makes a healthy worker miss a deadline (unless `extra` sets `--block` or
+/// `--depth`).
 pub fn serve_command(extra: &[&str]) -> Command {
     let mut command = chronus();
-    command.args([
-        "serve",
-        "--osc",
-        "127.0.0.1:0",
-        "--block",
-        "64",
-        "--join-timeout",
-        "20",
-    ]);
+    command.args(["serve", "--osc", "127.0.0.1:0", "--join-timeout", "20"]);
+    if !extra.contains(&"--block") {
+        command.args(["--block", "64"]);
+    }
     if !extra.contains(&"--depth") {
         command.args(["--depth", "24"]);
     }
@@ -456,6 +452,16 @@ pub fn assert_continuous(left: &[f32], max_step: f32) -> usize {
 /// starting from `patch` or the default patch) as long as the recording at `served`, into
 /// a WAV next to it. Returns both, interleaved: (served, replayed).
 pub fn render_replay(log: &Path, served: &Path, patch: Option<&Path>) -> (Vec<f32>, Vec<f32>) {
+    render_replay_in_blocks(log, served, patch, 64)
+}
+
+/// [`render_replay`] in blocks of `block` frames (as the server played them).
+pub fn render_replay_in_blocks(
+    log: &Path,
+    served: &Path,
+    patch: Option<&Path>,
+    block: u32,
+) -> (Vec<f32>, Vec<f32>) {
     let (_, interleaved) = read_wav(served);
     let replay = served.with_extension("replay.wav");
     let seconds = interleaved.len() as f64 / 2.0 / 48_000.0;
@@ -463,7 +469,7 @@ pub fn render_replay(log: &Path, served: &Path, patch: Option<&Path>) -> (Vec<f3
         .args([
             "render",
             "--block",
-            "64",
+            &block.to_string(),
             "--seconds",
             &format!("{seconds}"),
             "--replay",
