@@ -14,7 +14,8 @@
 //!    a fresh recorder gets equals the replay again; the served timeline went on meanwhile.
 //! 3. The server stops with no `ERROR` line on its stderr.
 //!
-//! It plays about 15 s in real time (the kills wait for each spare to be rebuilt).
+//! It plays about 15 s in real time (the kills wait for each spare to be rebuilt), at depth
+//! 24 (32 ms).
 //!
 //! Everything with a JACK server lives in one test function: libjack reads
 //! `JACK_DEFAULT_SERVER` at each client open, so the test binary sets it once, before any

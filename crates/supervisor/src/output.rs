@@ -467,7 +467,7 @@ impl Eq for Waiting {}
 /// How long no slot may have the blocks due before their workers are taken for hung and
 /// replaced: longer than the stalls a loaded machine makes (both workers late alike, then
 /// catching up), short beside the restart of a pair it would otherwise cause.
-pub const STALL_GRACE: Duration = Duration::from_millis(16);
+pub const STALL_GRACE: Duration = Duration::from_millis(32);
 
 /// Room kept in [`OutputCore::waiting`] beyond [`MAX_ADMITTED`] for patch switches, which
 /// are never refused (the OSC side already decodes against the new patch).
