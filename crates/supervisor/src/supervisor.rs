@@ -297,12 +297,7 @@ impl Supervisor {
             self.recovery.history_len(),
             resume.start_block
         );
-        self.output = Some(select::start(
-            &self.config,
-            self.prepared_output.take().unwrap_or_default(),
-            &self.shared,
-            &self.stop,
-        )?);
+        self.start_output()?;
         self.restart_from_copy(&point)
     }
 
@@ -310,6 +305,18 @@ impl Supervisor {
     /// (JACK's sample rate and period).
     pub fn config(&self) -> &ServeConfig {
         &self.config
+    }
+
+    /// Starts the output `--output` chose (with the JACK client opened at start, if any).
+    fn start_output(&mut self) -> anyhow::Result<()> {
+        let prepared = self.prepared_output.take().unwrap_or_default();
+        self.output = Some(select::start(
+            &self.config,
+            prepared,
+            &self.shared,
+            &self.stop,
+        )?);
+        Ok(())
     }
 
     /// The OSC address actually bound (useful with port 0).
@@ -1104,12 +1111,7 @@ impl Supervisor {
         };
         self.shared.active.store(first, Ordering::Release);
         self.apply(first, Event::MadeActive);
-        self.output = Some(select::start(
-            &self.config,
-            self.prepared_output.take().unwrap_or_default(),
-            &self.shared,
-            &self.stop,
-        )?);
+        self.start_output()?;
         Ok(())
     }
 
