@@ -80,7 +80,11 @@ impl Jackd {
             .stderr(Stdio::null())
             .status()
             .expect("jack_wait runs");
-        assert!(status.success(), "the JACK server {name} did not start");
+        assert!(
+            status.success(),
+            "the JACK server {name} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         Jackd {
             child: Some(child),
             name: name.to_string(),
