@@ -52,7 +52,7 @@ pub struct ServeArgs {
     #[arg(long)]
     command_log: Option<PathBuf>,
     /// Device buffer (period) in frames (default: the device's). For the null sink (and
-    /// `--output wav:`), the frames played per wake-up: default 512, at most the depth and a divisor of it.
+    /// `--output wav:`), the frames played per wake-up: default 512 (with a fixed `--depth`, at most the depth and a divisor of it).
     #[arg(long)]
     device_buffer: Option<u32>,
     /// Seconds a spare may take to start and join before it is replaced.
