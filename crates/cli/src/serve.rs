@@ -53,7 +53,7 @@ pub struct ServeArgs {
     command_log: Option<PathBuf>,
     /// Device buffer (period) in frames (default: the device's). For the null sink (and
     /// `--output wav:`), the frames played per wake-up: default 512 (with a fixed `--depth`, at most the depth and a divisor of it).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     device_buffer: Option<u32>,
     /// Seconds a spare may take to start and join before it is replaced.
     #[arg(long, default_value_t = 5.0)]

@@ -36,10 +36,11 @@ const SETTLING_SECONDS: f64 = 4.0;
 /// measurement gone wrong (a suspended machine), not a crystal.
 const MAX_DRIFT: f64 = 0.01;
 
-/// A report further than half a period (and [`JUMP_MIN_NS`]) from the loop's prediction
-/// restarts the loop from it: the audio clock jumped (an xrun skipped a period, a paced
-/// sink restarted its schedule after a stall, a device reconnected), and following a jump
-/// slowly would stamp frames against a clock that no longer exists.
+/// Two reports in a row further than half a period (and [`JUMP_MIN_NS`]) from the loop's
+/// prediction restart the loop from the second: the audio clock jumped (an xrun skipped a
+/// period, a paced sink restarted its schedule after a stall, a device reconnected), and
+/// following a jump slowly would stamp frames against a clock that no longer exists. One
+/// such report alone is a late wake-up, and is left out.
 const JUMP_PERIODS: f64 = 0.5;
 
 /// The least error taken for a jump, however short the period: wake-up jitter alone can
@@ -181,6 +182,8 @@ pub struct ClockLoop {
     line: Option<Mapping>,
     /// Frames followed since the last restart (the bandwidth narrows with them).
     frames_since_restart: u64,
+    /// The last report was off the line by a jump (left out, unless the next one is too).
+    off_the_line: bool,
     mean_square_ns: f64,
 }
 
@@ -191,6 +194,7 @@ impl ClockLoop {
             nominal_ns_per_frame: 1e9 / f64::from(sample_rate.max(1)),
             line: None,
             frames_since_restart: 0,
+            off_the_line: false,
             mean_square_ns: 0.0,
         }
     }
@@ -210,10 +214,13 @@ impl ClockLoop {
                 let predicted = line.time_of(frame);
                 let error = at_ns - predicted;
                 let period_ns = frames * line.ns_per_frame;
-                if error.abs() > (JUMP_PERIODS * period_ns).max(JUMP_MIN_NS) {
-                    self.restart(model, frame, at_ns, line.ns_per_frame)
-                } else {
-                    self.follow(model, line, frame, predicted, error, frames)
+                let jumped = error.abs() > (JUMP_PERIODS * period_ns).max(JUMP_MIN_NS);
+                let was_off = std::mem::replace(&mut self.off_the_line, jumped);
+                match (jumped, was_off) {
+                    (true, true) => self.restart(model, frame, at_ns, line.ns_per_frame),
+                    // One late report: the line stays as it was.
+                    (true, false) => return,
+                    (false, _) => self.follow(model, line, frame, predicted, error, frames),
                 }
             }
             // The first report, or a count that went back (a resumed or restarted output).
@@ -232,6 +239,7 @@ impl ClockLoop {
     ) -> Mapping {
         model.restarts.fetch_add(1, Ordering::Relaxed);
         self.frames_since_restart = 0;
+        self.off_the_line = false;
         Mapping {
             frame,
             at_ns,
@@ -344,13 +352,32 @@ mod tests {
         }
         assert_eq!(model.restarts(), 1);
         // A stall of 50 ms: the next period is handed over late and the schedule goes on
-        // from there.
-        let frame = 100 * 512;
-        let late = frame * 1_000_000_000 / 48_000 + 50_000_000;
-        clock.observe(&model, frame, late);
+        // from there. The first late report alone could be a late wake-up: left out.
+        let time = |frame: u64| frame * 1_000_000_000 / 48_000 + 50_000_000;
+        clock.observe(&model, 100 * 512, time(100 * 512));
+        assert_eq!(model.restarts(), 1);
+        clock.observe(&model, 101 * 512, time(101 * 512));
         assert_eq!(model.restarts(), 2);
         let m = model.mapping().unwrap();
-        assert_eq!(m.frame_at(late as f64), frame);
+        assert_eq!(m.frame_at(time(101 * 512) as f64), 101 * 512);
+    }
+
+    #[test]
+    fn one_late_wake_up_is_left_out() {
+        let model = ClockModel::new(48_000);
+        let mut clock = ClockLoop::new(48_000);
+        let time = |frame: u64| frame * 1_000_000_000 / 48_000;
+        for period in 0..100u64 {
+            clock.observe(&model, period * 256, time(period * 256));
+        }
+        let before = model.mapping().unwrap();
+        // A callback 4 ms late (its frames are not), then on time again.
+        clock.observe(&model, 100 * 256, time(100 * 256) + 4_000_000);
+        assert_eq!(model.mapping().unwrap(), before);
+        clock.observe(&model, 101 * 256, time(101 * 256));
+        assert_eq!(model.restarts(), 1);
+        let m = model.mapping().unwrap();
+        assert_eq!(m.frame_at(time(150 * 256) as f64), 150 * 256);
     }
 
     #[test]

@@ -106,12 +106,20 @@ impl ServeConfig {
     /// period, JACK's period, or the device buffer asked for (one block when unknown: the
     /// output measures the real period and raises the depth to it).
     pub fn period_blocks(&self) -> u64 {
+        let paced = || {
+            crate::sinks::paced::period_blocks(self.device_buffer, self.block_frames, self.depth)
+                as u64
+        };
+        // `auto` without JACK (its period is known by now) and without a sound card plays
+        // to the null sink.
+        let auto_to_null = self.output == OutputChoice::Auto
+            && self.device_period_frames.is_none()
+            && !crate::sinks::device::alsa_has_card();
+        if auto_to_null {
+            return paced();
+        }
         match self.output {
-            OutputChoice::Null | OutputChoice::Wav(_) => crate::sinks::paced::period_blocks(
-                self.device_buffer,
-                self.block_frames,
-                self.depth,
-            ) as u64,
+            OutputChoice::Null | OutputChoice::Wav(_) => paced(),
             OutputChoice::Device | OutputChoice::Auto | OutputChoice::Jack => self
                 .device_period_frames
                 .or(self.device_buffer)

@@ -6,9 +6,10 @@
 //! serving workers had written it (the ring notes when each block was written). The
 //! margin kept is one more render of a block (the workers' last render time: a heavy
 //! patch's render time is what varies most) plus a margin for wake-ups: half a block or
-//! [`SCHEDULING_MARGIN_NS`], whichever is more, doubled after every miss (up to
-//! [`MAX_MARGIN_NS`]) and halved after each calm stretch, so a machine that stalls now and
-//! then earns itself a deeper margin and a quiet one a shallower.
+//! [`SCHEDULING_MARGIN_NS`], whichever is more, doubled after every miss and every raise
+//! that comes within a minute of a lowering (up to [`MAX_MARGIN_NS`]), and halved after
+//! each calm stretch, so a machine that stalls now and then earns itself a deeper margin
+//! and a quiet one a shallower.
 //! A block with less slack than that is a miss about to happen, so the depth rises as soon
 //! as one comes (never only after an underrun), by one block each time, then waits for
 //! the raise to show before judging again. When a long stretch of blocks had slack to
@@ -35,6 +36,10 @@ pub const MAX_AUTO_DEPTH: u64 = 64;
 /// plus the render time raises the depth, a miss is close. A real-time worker wakes in
 /// tens of microseconds; this leaves room for a loaded machine's worse.
 pub const SCHEDULING_MARGIN_NS: u64 = 500_000;
+
+/// A raise this soon after a lowering means the lowering was one block too many: the
+/// margin doubles, as after a miss, so the depth does not swing back and forth.
+pub const REGRET_NS: u64 = 60_000_000_000;
 
 /// The most the wake-up margin grows to after misses.
 pub const MAX_MARGIN_NS: u64 = 8_000_000;
@@ -135,9 +140,13 @@ pub struct DepthControl {
     ceiling: u64,
     /// The blocks the sink takes at a time (the least depth that works).
     floor: u64,
+    /// The most the rings hold.
+    most: u64,
     block_ns: u64,
     /// Blocks to read before the last raise shows in the slack measured.
     settle_blocks: u64,
+    /// Blocks read since the depth was last lowered (a raise soon after is a regret).
+    blocks_since_lowered: u64,
     /// The wake-up margin now, and the least it goes back to.
     margin_ns: u64,
     base_margin_ns: u64,
@@ -148,17 +157,26 @@ pub struct DepthControl {
 
 impl DepthControl {
     /// Decisions for `setting`, starting for a sink that takes `period_blocks` at a
-    /// time, with blocks of `block_ns`.
-    pub fn new(setting: DepthSetting, period_blocks: u64, block_ns: u64) -> DepthControl {
-        let floor = period_blocks.max(1);
-        let depth = setting.initial(floor);
+    /// time, with blocks of `block_ns`, never deeper than `most` blocks (what the rings
+    /// hold).
+    pub fn new(
+        setting: DepthSetting,
+        period_blocks: u64,
+        block_ns: u64,
+        most: u64,
+    ) -> DepthControl {
+        let most = most.max(1);
+        let floor = period_blocks.clamp(1, most);
+        let depth = setting.initial(floor).min(most);
         let base_margin_ns = SCHEDULING_MARGIN_NS.max(block_ns / 2);
         DepthControl {
+            blocks_since_lowered: u64::MAX,
             margin_ns: base_margin_ns,
             base_margin_ns,
             adaptive: setting == DepthSetting::Auto,
             depth,
-            ceiling: setting.ceiling().max(depth),
+            ceiling: setting.ceiling().max(depth).min(most),
+            most,
             floor,
             block_ns: block_ns.max(1),
             settle_blocks: depth,
@@ -181,12 +199,18 @@ impl DepthControl {
     /// if below it (also a fixed one: below it, blocks would be read before they may be
     /// rendered).
     pub fn period_seen(&mut self, blocks: u64) -> Option<DepthChange> {
+        let blocks = blocks.clamp(1, self.most);
         if blocks <= self.floor {
+            // A shorter period (a JACK server back with another): the floor follows it
+            // down, and calm stretches bring the depth after it.
+            self.floor = blocks;
             return None;
         }
         self.floor = blocks;
-        self.ceiling = self.ceiling.max(blocks);
-        (self.depth < blocks).then(|| self.set(blocks, DepthReason::Period(blocks)))
+        // As at the start: one block above the period when adapting, the period if held.
+        let needed = if self.adaptive { blocks + 1 } else { blocks }.min(self.most);
+        self.ceiling = self.ceiling.max(needed);
+        (self.depth < needed).then(|| self.set(needed, DepthReason::Period(blocks)))
     }
 
     /// One block was read `slack_ns` after both serving workers had written it; they
@@ -199,8 +223,13 @@ impl DepthControl {
             self.settle_blocks -= 1;
             return None;
         }
+        self.blocks_since_lowered = self.blocks_since_lowered.saturating_add(1);
         let raise_below = render_ns.saturating_add(self.margin_ns);
         if slack_ns < raise_below {
+            if self.blocks_since_lowered.saturating_mul(self.block_ns) < REGRET_NS {
+                // The last lowering was one block too many: keep a wider margin.
+                self.margin_ns = (self.margin_ns * 2).min(MAX_MARGIN_NS);
+            }
             return self.raise(DepthReason::LowSlack(slack_ns));
         }
         self.calm_blocks += 1;
@@ -221,6 +250,7 @@ impl DepthControl {
         }
         if lower && self.depth > self.floor {
             let to = self.depth - 1;
+            self.blocks_since_lowered = 0;
             return Some(self.set(to, DepthReason::Calm));
         }
         None
@@ -276,26 +306,26 @@ mod tests {
     #[test]
     fn auto_starts_one_block_above_the_period() {
         assert_eq!(
-            DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS).depth(),
+            DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100).depth(),
             2
         );
         assert_eq!(
-            DepthControl::new(DepthSetting::Auto, 4, BLOCK_NS).depth(),
+            DepthControl::new(DepthSetting::Auto, 4, BLOCK_NS, 100).depth(),
             5
         );
         assert_eq!(
-            DepthControl::new(DepthSetting::Fixed(8), 4, BLOCK_NS).depth(),
+            DepthControl::new(DepthSetting::Fixed(8), 4, BLOCK_NS, 100).depth(),
             8
         );
         assert_eq!(
-            DepthControl::new(DepthSetting::Fixed(2), 4, BLOCK_NS).depth(),
+            DepthControl::new(DepthSetting::Fixed(2), 4, BLOCK_NS, 100).depth(),
             4
         );
     }
 
     #[test]
     fn little_slack_raises_before_a_miss_and_waits_for_the_raise_to_show() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         settle(&mut control, 2_000_000);
         let change = control.block_read(400_000, 0).unwrap();
         assert_eq!((change.from, change.to), (2, 3));
@@ -309,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_long_calm_lowers_one_block_at_a_time_never_below_the_period() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 2, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 2, BLOCK_NS, 100);
         assert_eq!(control.depth(), 3);
         settle(&mut control, 5_000_000);
         let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
@@ -324,7 +354,7 @@ mod tests {
 
     #[test]
     fn slack_only_just_enough_does_not_lower() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         settle(&mut control, 0);
         // One block less would leave less than the raise threshold and its margin.
         let slack = BLOCK_NS + BLOCK_NS / 2 + LOWER_MARGIN_NS - 1;
@@ -336,7 +366,7 @@ mod tests {
 
     #[test]
     fn the_margin_grows_with_the_render_time() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         settle(&mut control, 5_000_000);
         // 1.5 ms of slack is plenty for a light patch, not for one that takes 1.1 ms.
         assert_eq!(control.margin_ns(), BLOCK_NS / 2);
@@ -347,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_lone_spike_in_a_calm_stretch_does_not_hold_the_depth_up() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         assert_eq!(control.depth(), 2);
         settle(&mut control, 5_000_000);
         let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
@@ -364,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_miss_doubles_the_margin_and_calm_stretches_halve_it_before_the_depth_falls() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         settle(&mut control, 5_000_000);
         let base = control.margin_ns();
         assert_eq!(control.missed().unwrap().to, 3);
@@ -389,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_fixed_depth_holds_but_is_raised_to_the_period() {
-        let mut control = DepthControl::new(DepthSetting::Fixed(1), 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Fixed(1), 1, BLOCK_NS, 100);
         settle(&mut control, 0);
         assert_eq!(control.block_read(0, 0), None);
         assert_eq!(control.missed(), None);
@@ -402,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_miss_raises_and_the_ceiling_holds() {
-        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS);
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
         settle(&mut control, 0);
         let mut depth = control.depth();
         while depth < MAX_AUTO_DEPTH {
@@ -413,6 +443,49 @@ mod tests {
         }
         assert_eq!(control.missed(), None);
         assert_eq!(control.block_read(0, 0), None);
+    }
+
+    #[test]
+    fn the_depth_stays_within_what_the_rings_hold() {
+        let control = DepthControl::new(DepthSetting::Auto, 200, BLOCK_NS, 68);
+        assert_eq!((control.floor(), control.depth()), (68, 68));
+        let mut control = DepthControl::new(DepthSetting::Fixed(100), 1, BLOCK_NS, 68);
+        assert_eq!(control.depth(), 68);
+        assert_eq!(control.period_seen(500), None);
+    }
+
+    #[test]
+    fn the_floor_follows_the_period_both_ways() {
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
+        let change = control.period_seen(16).unwrap();
+        assert_eq!((change.to, control.floor()), (17, 16));
+        assert_eq!(control.period_seen(1), None);
+        assert_eq!(control.floor(), 1);
+        settle(&mut control, 50_000_000);
+        let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
+        for _ in 0..calm_blocks {
+            control.block_read(50_000_000, 0);
+        }
+        assert_eq!(
+            control.depth(),
+            16,
+            "calm brings the depth down after the floor"
+        );
+    }
+
+    #[test]
+    fn a_raise_soon_after_a_lowering_widens_the_margin() {
+        let mut control = DepthControl::new(DepthSetting::Auto, 1, BLOCK_NS, 100);
+        settle(&mut control, 5_000_000);
+        let base = control.margin_ns();
+        let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
+        for _ in 0..calm_blocks {
+            control.block_read(5_000_000, 0);
+        }
+        assert_eq!(control.depth(), 1);
+        settle(&mut control, 5_000_000);
+        assert_eq!(control.block_read(100_000, 0).unwrap().to, 2);
+        assert_eq!(control.margin_ns(), 2 * base);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::clock_model::{ClockLoop, ClockModel};
 use crate::command_log::{LogQueue, LoggedCommand};
-use crate::depth::{DepthChange, DepthControl, DepthSetting};
+use crate::depth::{DepthChange, DepthControl, DepthReason, DepthSetting};
 use crate::metrics::Metrics;
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
@@ -514,13 +514,27 @@ impl OutputCore {
     pub fn new(shared: Arc<OutputShared>) -> OutputCore {
         let next_block = shared.played.load(Ordering::Acquire);
         let block_ns = shared.block_ns().max(1);
-        let depth = DepthControl::new(shared.depth_setting, shared.period_blocks, block_ns);
+        // The rings hold `audio_capacity` blocks; the depth keeps a few of them free.
+        let ring_blocks = u64::from(shared.slots[0].slot.layout().audio_capacity);
+        let most = ring_blocks.saturating_sub(4).max(1);
+        let depth = DepthControl::new(shared.depth_setting, shared.period_blocks, block_ns, most);
         shared.depth.store(depth.depth(), Ordering::Relaxed);
         shared
             .metrics
             .depth_floor_blocks
             .store(depth.floor(), Ordering::Relaxed);
         let horizon = next_block + depth.depth();
+        if let DepthSetting::Fixed(asked) = shared.depth_setting {
+            if depth.depth() != asked {
+                // Said in the log like any change (the notice reaches the supervisor loop).
+                let change = DepthChange {
+                    from: asked,
+                    to: depth.depth(),
+                    reason: DepthReason::Period(depth.floor()),
+                };
+                let _ = shared.notices.push(Notice::DepthChanged(change));
+            }
+        }
         for link in &shared.slots {
             if link.bound.load(Ordering::Acquire) {
                 link.slot.publish_horizon(shared.worker_horizon(horizon));
@@ -783,13 +797,12 @@ impl OutputCore {
                         }
                         self.logged_this_period = true;
                     }
-                    shared.metrics.command_latency.record_ns(self.heard_after(
-                        shared,
-                        frame,
-                        block,
-                        received_ns,
-                        now,
-                    ));
+                    // How long an untimed command waits to be heard (a timed one waits for
+                    // the time its client chose).
+                    if !timed {
+                        let heard = self.heard_after(shared, frame, block, received_ns, now);
+                        shared.metrics.command_latency.record_ns(heard);
+                    }
                     self.notify(
                         shared,
                         Notice::Stamped {
@@ -965,6 +978,9 @@ impl OutputCore {
                     }
                     None => {
                         if first_report(&other_link.missed_block, block) {
+                            // A miss, though the active one covered it: the depth learns.
+                            let change = self.depth.missed();
+                            self.apply_depth(shared, change);
                             self.notify(shared, Notice::StandbyMissed { slot: other, block });
                         }
                     }

@@ -34,10 +34,11 @@ pub fn create_shared(
     config: &ServeConfig,
     snapshot_capacity: usize,
 ) -> anyhow::Result<(Arc<OutputShared>, SnapshotArea)> {
+    let period_blocks = config.period_blocks();
     let layout = SlotLayout::new(
         config.block_frames as u32,
         2,
-        (config.depth.ceiling() + 8) as u32,
+        (config.depth.ceiling().max(period_blocks + 1) + 8) as u32,
         16_384,
     )
     .context("invalid block size or depth")?;
@@ -52,7 +53,7 @@ pub fn create_shared(
         config.block_frames,
         config.sample_rate,
         config.depth,
-        config.period_blocks(),
+        period_blocks,
     );
     if config.command_log.is_some() {
         shared = shared.with_command_log();

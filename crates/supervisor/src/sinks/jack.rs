@@ -464,7 +464,7 @@ struct Process {
 }
 
 impl jack::ProcessHandler for Process {
-    fn process(&mut self, _: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
+    fn process(&mut self, client: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
         chronus_realtime::mark_realtime_thread();
         let [left, right] = &mut self.out;
         let (left, right) = (left.as_mut_slice(scope), right.as_mut_slice(scope));
@@ -484,9 +484,18 @@ impl jack::ProcessHandler for Process {
                 .store(feeder.next_frame, Ordering::Relaxed);
             self.first.noted.store(true, Ordering::Release);
         }
-        // The clock model: this period's first frame is handed over now, at the period's
-        // start (the loop smooths the wake-up's jitter).
-        let at_ns = feeder.core.shared().now_ns();
+        // The clock model: this period's first frame is handed over at the period's start,
+        // where JACK's own loop filter puts it (its cycle times, in JACK's microseconds,
+        // whose base is JACK's to choose: moved onto the output's by JACK's clock now); the
+        // callback's entry time before JACK has cycle times.
+        let now_ns = feeder.core.shared().now_ns();
+        let at_ns = match scope.cycle_times() {
+            Ok(times) => {
+                let since_start_us = client.time().saturating_sub(times.current_usecs);
+                now_ns.saturating_sub(since_start_us.saturating_mul(1_000))
+            }
+            Err(_) => now_ns,
+        };
         feeder.core.handed_over(feeder.next_frame, at_ns);
         feeder.fill(left, right);
         if let Err(feeder) = self.link.handoff.push(feeder) {

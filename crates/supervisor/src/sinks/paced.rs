@@ -72,7 +72,14 @@ pub fn period_blocks(
     let frames = requested_frames.unwrap_or(DEFAULT_PERIOD_FRAMES) as usize;
     let wanted = (frames / block_frames.max(1)).max(1);
     let DepthSetting::Fixed(depth) = depth else {
-        return wanted;
+        // The depth keeps one block above the period, within what the rings hold.
+        let most = (crate::depth::MAX_AUTO_DEPTH - 1) as usize;
+        if wanted > most {
+            tracing::warn!(
+                "--device-buffer {frames}: the null sink plays at most {most} blocks of {block_frames} frames per period with --depth auto"
+            );
+        }
+        return wanted.min(most);
     };
     let depth = usize::try_from(depth).unwrap_or(usize::MAX).max(1);
     let period = (1..=wanted.min(depth))
