@@ -134,7 +134,13 @@ pub fn pace(
         period.min(Duration::from_nanos(shared.block_ns() * shared.depth() / 2))
     };
     let mut samples = vec![0.0f32; shared.block_frames * 2 * period_blocks];
-    let mut deadline = Instant::now();
+    // Deadlines in exact arithmetic from the schedule's start (a period in whole ns would
+    // run the clock 0.25 ppm fast at 64-frame blocks).
+    let period_frames = (shared.block_frames * period_blocks) as u128;
+    let rate = u128::from(shared.sample_rate.max(1));
+    let mut schedule_start = Instant::now();
+    let mut periods: u128 = 0;
+    let mut deadline = schedule_start;
     while !shared.has_faded_out() {
         if hand_back.load(Ordering::Acquire) {
             return false;
@@ -148,6 +154,8 @@ pub fn pace(
         } else if now > deadline + most_late(&shared) {
             // Woke too late: start the schedule again from now rather than burst.
             Metrics::bump(&shared.metrics.output_late_wakeups);
+            schedule_start = now;
+            periods = 0;
             deadline = now;
         }
         // The period is handed over at its deadline: the schedule is this sink's clock.
@@ -155,7 +163,9 @@ pub fn pace(
         core.handed_over(core.next_frame(), handed_at);
         core.render_next(&mut samples);
         write(&samples);
-        deadline += period;
+        periods += 1;
+        let since_start = periods * period_frames * 1_000_000_000 / rate;
+        deadline = schedule_start + Duration::from_nanos(since_start as u64);
     }
     true
 }
