@@ -44,13 +44,8 @@ fn play_and_fail(name: &str, kill_signal: &str) {
     assert!(server.sync(1).is_empty(), "no reply to parameter changes");
     std::thread::sleep(Duration::from_millis(300));
 
-    // A simple deterministic random sequence of moments.
-    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
-    for kill in 1..=KILLS {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(150 + rng % 250));
+    for (kill, pause) in (1..=KILLS).zip(common::random_pauses(150, 250)) {
+        std::thread::sleep(pause);
         // Change a parameter now and then, so lockstep is tested with commands in flight.
         server.send(
             "/mod/gain/gain",

@@ -375,12 +375,8 @@ fn jack_plays_through_kills_and_a_server_restart_equal_to_the_replay() {
     server.send("/gate/adsr", vec![OscType::Bool(true)]);
     assert!(server.sync(1).is_empty(), "no reply to parameter changes");
     std::thread::sleep(Duration::from_millis(300));
-    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
-    for kill in 1..=KILLS {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(100 + rng % 200));
+    for (kill, pause) in (1..=KILLS).zip(common::random_pauses(100, 200)) {
+        std::thread::sleep(pause);
         server.send(
             "/mod/gain/gain",
             vec![OscType::Float(0.5 + 0.01 * kill as f32)],

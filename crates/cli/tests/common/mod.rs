@@ -349,6 +349,19 @@ impl Recorded {
     }
 }
 
+/// Pauses of `least_ms` to `least_ms + spread_ms` (exclusive), in a deterministic random
+/// sequence (xorshift) seeded by the process id: the moments a test strikes at (kills),
+/// different from run to run, and never in step with the blocks.
+pub fn random_pauses(least_ms: u64, spread_ms: u64) -> impl Iterator<Item = Duration> {
+    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    std::iter::repeat_with(move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        Duration::from_millis(least_ms + rng % spread_ms.max(1))
+    })
+}
+
 /// The value of metric `name`, which must be reported.
 pub fn get(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
     *metrics
