@@ -93,6 +93,26 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
     }
     server.sync(9);
 
+    // OSC 1.0: a message may leave out its type-tag string (old clients send `/status`
+    // so); it is a message without arguments, and answered.
+    server.send_raw(b"/status\0");
+    let replies = server.sync(10);
+    assert!(
+        replies.iter().any(|m| m.addr == "/status.reply"),
+        "no answer to /status without type tags: {replies:?}"
+    );
+    // A bundle nested deeper than the limit is refused with a reason, not dropped unsaid.
+    let mut deep = encode("/mod/sine/freq", vec![OscType::Float(300.0)]);
+    for _ in 0..40 {
+        let mut outer = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        outer.extend_from_slice(&(deep.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&deep);
+        deep = outer;
+    }
+    server.send_raw(&deep);
+    let reason = expect_fail(&server, "#bundle");
+    assert!(reason.contains("nested"), "{reason}");
+
     // Unknown module in a direct message still tells what to do.
     server.send("/mod/sinee/freq", vec![OscType::Float(440.0)]);
     let reason = expect_fail(&server, "/mod/sinee/freq");
@@ -100,20 +120,22 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
 
     std::thread::sleep(Duration::from_millis(300));
     let after = server.metrics();
+    // The too-deep bundle counts as undecodable (its messages were never read) though it
+    // is answered.
     assert_eq!(
         grew(&before, &after, "commands_rejected"),
-        17.0 + 5.0,
-        "17 answered /fail, 5 not OSC: {after:?}"
+        17.0 + 6.0,
+        "17 answered /fail, 5 not OSC, 1 bundle too deep: {after:?}"
     );
     assert_eq!(
         grew(&before, &after, "commands_rejected.undecodable"),
-        5.0,
+        6.0,
         "{after:?}"
     );
     assert_eq!(
         grew(&before, &after, "commands_accepted"),
-        17.0 + 1.0,
-        "nothing bad was accepted: only the 17 /syncs and this /metrics"
+        19.0 + 1.0 + 1.0,
+        "nothing bad was accepted: only the 19 /syncs, the OSC 1.0 /status and this /metrics"
     );
     assert_eq!(after["underruns"], 0.0);
     assert_eq!(after["crash_count"], 0.0);

@@ -152,6 +152,8 @@ pub fn decode_packet(
         return Err(PacketError::Empty);
     }
     check_depth(bytes, 0)?;
+    let tagged = with_type_tags(bytes);
+    let bytes = tagged.as_deref().unwrap_or(bytes);
     let retagged = symbols_as_strings(bytes);
     let bytes = retagged.as_deref().unwrap_or(bytes);
     let (rest, packet) =
@@ -271,6 +273,37 @@ fn check_depth(bytes: &[u8], depth: usize) -> Result<(), PacketError> {
         rest = &tail[size..];
     }
     Ok(())
+}
+
+/// A copy of `bytes` in which every message that is only an address (OSC 1.0 let a
+/// message leave out its type-tag string; old clients send `/status` so) has an empty
+/// type-tag string, or `None` when no message lacks one. Bundles are rebuilt with their
+/// elements' new sizes; anything malformed is left as it was, for the decoder to refuse.
+/// Called after [`check_depth`], so the recursion is bounded.
+fn with_type_tags(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.starts_with(b"#bundle\0") {
+        let mut rebuilt = bytes.get(..16)?.to_vec();
+        let mut changed = false;
+        let mut rest = bytes.get(16..)?;
+        while let Some((size, tail)) = rest.split_first_chunk::<4>() {
+            let size = u32::from_be_bytes(*size) as usize;
+            let element = tail.get(..size)?;
+            let fixed = with_type_tags(element);
+            changed |= fixed.is_some();
+            let element = fixed.as_deref().unwrap_or(element);
+            rebuilt.extend_from_slice(&u32::try_from(element.len()).ok()?.to_be_bytes());
+            rebuilt.extend_from_slice(element);
+            rest = &tail[size..];
+        }
+        return (changed && rest.is_empty()).then_some(rebuilt);
+    }
+    if !bytes.starts_with(b"/") {
+        return None;
+    }
+    // The address, its terminating NUL and padding to 4 bytes, and nothing after.
+    let end = bytes.iter().position(|&b| b == 0)?;
+    let padded = (end + 4) & !3;
+    (bytes.len() == padded).then(|| [bytes, b",\0\0\0"].concat())
 }
 
 /// A copy of `bytes` with every message's `S` (symbol) type tags turned into `s`
@@ -969,10 +1002,13 @@ mod tests {
         let t = table();
         let full = msg_bytes("/mod/sine/freq", vec![OscType::Float(440.0)]);
         for len in 1..full.len() {
-            assert!(
-                decode_packet(&t, &full[..len]).is_err(),
-                "prefix of {len} bytes decoded"
-            );
+            // Cut right after the address, it is an OSC 1.0 message without type tags,
+            // refused for its missing argument; anything else is not OSC.
+            let refused = match decode_packet(&t, &full[..len]) {
+                Err(_) => true,
+                Ok(results) => results.iter().all(Result::is_err),
+            };
+            assert!(refused, "prefix of {len} bytes decoded");
         }
         let bundle_bytes = encode(OscPacket::Bundle(bundle(0, vec![freq(1.0), freq(2.0)])));
         // Cutting exactly after the first element leaves a complete, shorter bundle.
@@ -993,6 +1029,32 @@ mod tests {
             decode_packet(&table(), &bytes),
             Err(PacketError::TrailingBytes(4))
         );
+    }
+
+    #[test]
+    fn a_message_without_a_type_tag_string_has_no_arguments() {
+        // OSC 1.0 clients may send just the address, padded: `/status` with no `,`.
+        let bare = b"/status\0".to_vec();
+        let decoded = decode_packet(&table(), &bare).unwrap();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].as_ref().unwrap().address, "/status");
+        // The same inside a bundle (whose element size the rebuild corrects).
+        let mut in_bundle = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        in_bundle.extend_from_slice(&(bare.len() as u32).to_be_bytes());
+        in_bundle.extend_from_slice(&bare);
+        in_bundle.extend_from_slice(&(12u32).to_be_bytes());
+        in_bundle.extend_from_slice(b"/version\0\0\0\0");
+        let decoded = decode_packet(&table(), &in_bundle).unwrap();
+        let addresses: Vec<_> = decoded
+            .iter()
+            .map(|d| d.as_ref().unwrap().address.clone())
+            .collect();
+        assert_eq!(addresses, ["/status", "/version"]);
+        // An address that needs arguments is refused for their lack, not as garbage.
+        let freq = decode_packet(&table(), b"/mod/sine/freq\0\0").unwrap();
+        assert!(freq[0].is_err());
+        // An unterminated address stays undecodable.
+        assert!(decode_packet(&table(), b"/status").is_err());
     }
 
     #[test]

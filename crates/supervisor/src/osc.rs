@@ -167,6 +167,14 @@ impl OscServer {
                         escaped(&error.to_string())
                     );
                 }
+                // A bundle is recognisable however deep it goes: say why nothing of it
+                // was taken (other bytes that are not OSC have no address to answer).
+                if error == chronus_protocol::PacketError::TooDeep {
+                    self.send(
+                        &reply::fail("#bundle", &format!("{error}: nothing in it was applied")),
+                        from,
+                    );
+                }
                 return;
             }
         };
