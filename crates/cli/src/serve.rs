@@ -150,9 +150,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (None, None) => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
         }
     );
-    println!(
-        "chronus: the gate is closed; make it sound with: chronus send --osc {addr} /gate/adsr 1"
-    );
+    // The hint names a gate of the patch that is playing (the first one it declares).
+    let gate = supervisor
+        .table()
+        .entries()
+        .find(|entry| entry.address.starts_with("/gate/"))
+        .map(|entry| entry.address.clone());
+    match gate {
+        Some(gate) => println!(
+            "chronus: the gate is closed; make it sound with: chronus send --osc {addr} {gate} 1"
+        ),
+        None => println!(
+            "chronus: this patch has no gate; change it live with chronus send --osc {addr} (chronus send --list shows the addresses)"
+        ),
+    }
     supervisor.run()?;
     Ok(ExitCode::SUCCESS)
 }
