@@ -106,6 +106,16 @@ fn receive_until(
     ExitCode::FAILURE
 }
 
+/// `address: reason`, or `reason` alone when it already starts with the address (the
+/// protocol's reasons do), so an error names its address once.
+fn naming_the_address_once(address: &str, reason: &str) -> String {
+    if reason.starts_with(address) {
+        reason.to_string()
+    } else {
+        format!("{address}: {reason}")
+    }
+}
+
 /// `chronus send ADDRESS ARGS…`.
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let table = client_table(args.patch.as_ref())?;
@@ -119,7 +129,10 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         match chronus_protocol::build_message(&table, &address, &texts) {
             Ok(message) => message,
             Err(fail) => {
-                eprintln!("chronus: {}: {}", fail.address, fail.reason);
+                eprintln!(
+                    "chronus: {}",
+                    naming_the_address_once(&fail.address, &fail.reason)
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -151,6 +164,9 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             quitting.then_some(ExitCode::SUCCESS)
         }
         Reply::Fail { address, reason } => {
+            let reason = reason
+                .strip_prefix(&format!("{address}: "))
+                .unwrap_or(&reason);
             eprintln!("/fail {address} {reason}");
             Some(ExitCode::FAILURE)
         }
