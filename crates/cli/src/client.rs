@@ -185,8 +185,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
         Reply::Version(v) => {
             println!(
-                "/version.reply {} {}.{}{}",
-                v.program, v.major, v.minor, v.patch
+                "/version.reply {} {}.{}{} {} {}",
+                v.program, v.major, v.minor, v.patch, v.branch, v.commit
             );
             None
         }

@@ -165,7 +165,18 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
         "one voice sounding with the gate open"
     );
     server.send("/version", vec![]);
-    assert_eq!(server.recv().unwrap().addr, "/version.reply");
+    let version = server.recv().unwrap();
+    assert_eq!(version.addr, "/version.reply");
+    // Program, major, minor, patch, branch, commit: the commit this binary was built from.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    if let Some(commit) = commit {
+        assert_eq!(version.args[5], OscType::String(commit), "{version:?}");
+    }
     server.quit();
 }
 

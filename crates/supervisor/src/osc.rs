@@ -293,10 +293,13 @@ impl OscServer {
                 }
                 Request::Version => {
                     answered(metrics);
-                    self.send(
-                        &reply::version_reply(&chronus_protocol::VersionReply::this_build()),
-                        from,
-                    );
+                    // The git branch and commit this server was built from (build.rs).
+                    let version = chronus_protocol::VersionReply {
+                        branch: env!("CHRONUS_GIT_BRANCH").to_string(),
+                        commit: env!("CHRONUS_GIT_COMMIT").to_string(),
+                        ..chronus_protocol::VersionReply::this_build()
+                    };
+                    self.send(&reply::version_reply(&version), from);
                 }
                 Request::Quit => {
                     answered(metrics);
