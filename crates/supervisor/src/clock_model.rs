@@ -184,6 +184,8 @@ pub struct ClockLoop {
     frames_since_restart: u64,
     /// The last report was off the line by a jump (left out, unless the next one is too).
     off_the_line: bool,
+    /// The sink said its clock jumped: the next report starts the line afresh.
+    jumped: bool,
     mean_square_ns: f64,
 }
 
@@ -195,8 +197,16 @@ impl ClockLoop {
             line: None,
             frames_since_restart: 0,
             off_the_line: false,
+            jumped: false,
             mean_square_ns: 0.0,
         }
+    }
+
+    /// The sink's word that its clock jumped (a paced sink that restarted its schedule
+    /// after a late wake-up): the next report starts the line afresh, however small the
+    /// jump, rather than bend the line toward it.
+    pub fn jumped(&mut self) {
+        self.jumped = true;
     }
 
     /// The current line, if any (the same as published).
@@ -209,6 +219,9 @@ impl ClockLoop {
     pub fn observe(&mut self, model: &ClockModel, frame: u64, at_ns: u64) {
         let at_ns = at_ns as f64;
         let line = match self.line {
+            Some(line) if std::mem::take(&mut self.jumped) => {
+                self.restart(model, frame, at_ns, line.ns_per_frame)
+            }
             Some(line) if frame > line.frame => {
                 let frames = (frame - line.frame) as f64;
                 let predicted = line.time_of(frame);
@@ -378,6 +391,24 @@ mod tests {
         assert_eq!(model.restarts(), 1);
         let m = model.mapping().unwrap();
         assert_eq!(m.frame_at(time(150 * 256) as f64), 150 * 256);
+    }
+
+    #[test]
+    fn a_jump_the_sink_reports_restarts_the_line_however_small() {
+        let model = ClockModel::new(48_000);
+        let mut clock = ClockLoop::new(48_000);
+        let time = |frame: u64| frame * 1_000_000_000 / 48_000;
+        for period in 0..100u64 {
+            clock.observe(&model, period * 64, time(period * 64));
+        }
+        let slope = model.mapping().unwrap().ns_per_frame;
+        // A schedule restarted 1.5 ms late: below the jump threshold, but the sink knows.
+        clock.jumped();
+        clock.observe(&model, 100 * 64, time(100 * 64) + 1_500_000);
+        assert_eq!(model.restarts(), 2);
+        let m = model.mapping().unwrap();
+        assert_eq!(m.ns_per_frame, slope, "the slope is kept");
+        assert_eq!(m.frame_at((time(200 * 64) + 1_500_000) as f64), 200 * 64);
     }
 
     #[test]

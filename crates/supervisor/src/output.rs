@@ -569,6 +569,11 @@ impl OutputCore {
         self.next_block * self.shared.block_frames as u64
     }
 
+    /// The sink's word that its clock jumped (see [`ClockLoop::jumped`]).
+    pub fn clock_jumped(&mut self) {
+        self.clock.jumped();
+    }
+
     /// The sink's report, once per period: `frame` is handed to the sound system at
     /// `at_ns` (ns since [`OutputShared::epoch`]). Feeds the clock model that maps
     /// timetags to frames. Allocation-, lock- and panic-free.

@@ -154,6 +154,7 @@ pub fn pace(
         } else if now > deadline + most_late(&shared) {
             // Woke too late: start the schedule again from now rather than burst.
             Metrics::bump(&shared.metrics.output_late_wakeups);
+            core.clock_jumped();
             schedule_start = now;
             periods = 0;
             deadline = now;
