@@ -731,10 +731,17 @@ impl Supervisor {
     }
 
     /// A cold restart waiting out its back-off is called off when a slot came back by
-    /// itself meanwhile (a spare joined from a worker that had not died after all).
+    /// itself meanwhile (a spare joined from a worker that had not died after all, and
+    /// serves).
     fn cancel_stale_restart(&mut self) {
-        let both_dead = self.slots.iter().all(|s| s.state == SlotState::Dead);
-        if self.cold_restart_due.is_some() && !both_dead {
+        // Back means serving again (a standby or active). A spare still joining is not:
+        // the restart was decided with it there (it joins from an active that is gone),
+        // and calling the restart off for it decided it again at once, round after round.
+        let serving = self
+            .slots
+            .iter()
+            .any(|s| matches!(s.state, SlotState::Active | SlotState::Standby));
+        if self.cold_restart_due.is_some() && serving {
             tracing::info!("a slot came back by itself: the pending cold restart is called off");
             self.cold_restart_due = None;
             self.shared
