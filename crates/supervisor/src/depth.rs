@@ -9,7 +9,8 @@
 //! [`SCHEDULING_MARGIN_NS`], whichever is more, doubled after every miss and every raise
 //! that comes within a minute of a lowering (up to [`MAX_MARGIN_NS`]), and halved after
 //! each calm stretch, so a machine that stalls now and then earns itself a deeper margin
-//! and a quiet one a shallower.
+//! and a quiet one a shallower. A depth at which no worker had a block in time (an
+//! underrun) is not gone back to for ten minutes ([`MISS_MEMORY_NS`]).
 //! A block with less slack than that is a miss about to happen, so the depth rises as soon
 //! as one comes (never only after an underrun), by one block each time, then waits for
 //! the raise to show before judging again. When a long stretch of blocks had slack to
@@ -55,6 +56,11 @@ pub const TIGHT_ONE_IN: u64 = 1_000;
 
 /// How long every block must have had slack to spare before the depth falls by one.
 pub const CALM_NS: u64 = 10_000_000_000;
+
+/// How long a depth that underran is not gone back to: a machine that stalled once
+/// (a virtual CPU taken away for a period) is likely to stall again, and calm stretches of
+/// seconds between its stalls say nothing about the next one.
+pub const MISS_MEMORY_NS: u64 = 600_000_000_000;
 
 /// How the depth is set: adapted (`auto`) or held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +159,10 @@ pub struct DepthControl {
     /// Blocks of the calm stretch, and those without the slack to lower the depth.
     calm_blocks: u64,
     tight_blocks: u64,
+    /// The deepest depth that underran within [`MISS_MEMORY_NS`] (0: none), and
+    /// the blocks read since.
+    missed_at_depth: u64,
+    blocks_since_missed: u64,
 }
 
 impl DepthControl {
@@ -182,6 +192,8 @@ impl DepthControl {
             settle_blocks: depth,
             calm_blocks: 0,
             tight_blocks: 0,
+            missed_at_depth: 0,
+            blocks_since_missed: 0,
         }
     }
 
@@ -219,6 +231,10 @@ impl DepthControl {
         if !self.adaptive {
             return None;
         }
+        self.blocks_since_missed = self.blocks_since_missed.saturating_add(1);
+        if self.blocks_since_missed.saturating_mul(self.block_ns) >= MISS_MEMORY_NS {
+            self.missed_at_depth = 0;
+        }
         if self.settle_blocks > 0 {
             self.settle_blocks -= 1;
             return None;
@@ -248,7 +264,7 @@ impl DepthControl {
             self.margin_ns = (self.margin_ns / 2).max(self.base_margin_ns);
             return None;
         }
-        if lower && self.depth > self.floor {
+        if lower && self.depth > self.floor && self.depth - 1 > self.missed_at_depth {
             let to = self.depth - 1;
             self.blocks_since_lowered = 0;
             return Some(self.set(to, DepthReason::Calm));
@@ -256,14 +272,25 @@ impl DepthControl {
         None
     }
 
-    /// A block was missed (a worker lacked it at its deadline): the margin doubles, and
-    /// an adaptive depth rises at once.
+    /// A block was missed by a worker (the other served it, or nobody did): the margin
+    /// doubles, and an adaptive depth rises at once.
     pub fn missed(&mut self) -> Option<DepthChange> {
         if !self.adaptive || self.settle_blocks > 0 {
             return None;
         }
         self.margin_ns = (self.margin_ns * 2).min(MAX_MARGIN_NS);
         self.raise(DepthReason::Missed)
+    }
+
+    /// No worker had a block at its deadline (an underrun): as [`Self::missed`], and the
+    /// depth that underran is not gone back to for [`MISS_MEMORY_NS`]. (A miss another
+    /// worker covered is heard by no one; the calm stretches judge those.)
+    pub fn underran(&mut self) -> Option<DepthChange> {
+        if self.adaptive {
+            self.missed_at_depth = self.missed_at_depth.max(self.depth);
+            self.blocks_since_missed = 0;
+        }
+        self.missed()
     }
 
     /// The wake-up margin kept now, in ns.
@@ -413,8 +440,40 @@ mod tests {
         for _ in 0..calm_blocks {
             changes.extend(control.block_read(5_000_000, 0));
         }
-        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes.len(),
+            1,
+            "a covered miss is not remembered: {changes:?}"
+        );
         assert_eq!(control.depth(), 2);
+    }
+
+    #[test]
+    fn a_depth_that_underran_is_not_gone_back_to_for_ten_minutes() {
+        let mut control = DepthControl::new(DepthSetting::Auto, 8, BLOCK_NS, 100);
+        let calm_blocks = CALM_NS.div_ceil(BLOCK_NS);
+        settle(&mut control, 50_000_000);
+        for _ in 0..calm_blocks {
+            control.block_read(50_000_000, 0);
+        }
+        assert_eq!(control.depth(), 8, "calm lowers to the period");
+        settle(&mut control, 50_000_000);
+        assert_eq!(control.underran().unwrap().to, 9);
+        settle(&mut control, 50_000_000);
+        let memory_blocks = MISS_MEMORY_NS.div_ceil(BLOCK_NS);
+        let mut changes = Vec::new();
+        for _ in 0..memory_blocks - 2 * calm_blocks {
+            changes.extend(control.block_read(50_000_000, 0));
+        }
+        assert!(
+            changes.is_empty(),
+            "went back to the depth that missed: {changes:?}"
+        );
+        for _ in 0..3 * calm_blocks {
+            changes.extend(control.block_read(50_000_000, 0));
+        }
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(control.depth(), 8);
     }
 
     #[test]

@@ -1041,7 +1041,7 @@ impl OutputCore {
                 // A miss of a worker that should have had it (not the silence of a pair
                 // being restarted).
                 if someone_due {
-                    let change = self.depth.missed();
+                    let change = self.depth.underran();
                     self.apply_depth(shared, change);
                 }
             }
