@@ -1,8 +1,11 @@
 //! `chronus send` and `chronus status`: small OSC clients of a running server.
 //!
-//! `send` types its arguments from the same address table the server uses (so a bad
-//! value fails locally with the server's own reason), sends the message followed by
-//! `/sync`, prints every reply, and exits 0 once `/synced` arrives, 1 on `/fail` or silence.
+//! `send` first asks the server for its address table (`/table`, over TCP), types its
+//! arguments from it and checks the message as the server would (so a bad value fails
+//! locally with the server's own reason, against the patch the server plays); a server
+//! that does not answer `/table` leaves only an offline check against `--patch` or the
+//! built-in patch, and `send` says so. It then sends the message followed by `/sync`,
+//! prints every reply, and exits 0 once `/synced` arrives, 1 on `/fail` or silence.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -24,10 +27,12 @@ pub struct SendArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
-    /// Patch the server runs, to type `/mod/…` arguments (default: the built-in patch).
+    /// Patch to check against when the server does not answer `/table` (default: the
+    /// built-in patch); with `--list`, the patch whose table is printed.
     #[arg(long)]
     patch: Option<PathBuf>,
-    /// Print the address table (Markdown) and exit.
+    /// Print the address table (Markdown) of `--patch` or the built-in patch, and exit.
+    /// (Offline: the reference docs are generated from it.)
     #[arg(long)]
     list: bool,
     /// OSC address, e.g. /mod/sine/freq.
@@ -44,7 +49,7 @@ pub struct StatusArgs {
     /// Server address.
     #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
     osc: SocketAddr,
-    /// Print one JSON object instead of a table.
+    /// Print every metric as one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
     /// Seconds to wait for the answer.
@@ -118,14 +123,28 @@ fn naming_the_address_once(address: &str, reason: &str) -> String {
 
 /// `chronus send ADDRESS ARGS…`.
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let table = client_table(args.patch.as_ref())?;
     if args.list {
-        print!("{}", table.to_markdown());
+        print!("{}", client_table(args.patch.as_ref())?.to_markdown());
         return Ok(ExitCode::SUCCESS);
     }
+    let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let address = args.address.unwrap_or_default();
     let texts: Vec<&str> = args.args.iter().map(String::as_str).collect();
-    let message = if table.lookup(&address).is_some() {
+    let (table, the_servers) = match ask_table(args.osc, timeout) {
+        Ok(table) => (table, true),
+        Err(why) => {
+            let patch = args
+                .patch
+                .as_ref()
+                .map_or("the built-in patch".to_string(), |p| {
+                    p.display().to_string()
+                });
+            eprintln!("chronus: the server did not give its address table ({why}); checked offline against {patch}");
+            (client_table(args.patch.as_ref())?, false)
+        }
+    };
+    let known = table.lookup(&address).is_some() || chronus_protocol::pattern::is_pattern(&address);
+    let message = if known || the_servers {
         match chronus_protocol::build_message(&table, &address, &texts) {
             Ok(message) => message,
             Err(fail) => {
@@ -144,7 +163,6 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             args: texts.iter().map(|t| guess_type(t)).collect(),
         }
     };
-    let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let socket = socket_for(args.osc, timeout)?;
     socket.send_to(&encode(message), args.osc)?;
     let quitting = address == "/quit";
@@ -208,11 +226,69 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             print!("{text}");
             None
         }
+        Reply::Table { modules, .. } => {
+            for (id, type_name) in modules {
+                println!("{id} {type_name}");
+            }
+            None
+        }
         Reply::Other(message) => {
             println!("{} {:?}", message.addr, message.args);
             None
         }
     }))
+}
+
+/// The running server's address table, asked with `/table` over TCP (OSC 1.0 framing:
+/// each packet preceded by its size; the reply grows with the patch, past what a UDP
+/// reply should carry).
+///
+/// # Errors
+/// Why not, in a few words: no TCP connection, no or another answer in time, or a module
+/// type this build does not know.
+pub fn ask_table(server: SocketAddr, timeout: Duration) -> Result<AddressTable, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&server, timeout)
+        .map_err(|e| format!("no TCP connection to {server}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let _ = stream.set_nodelay(true);
+    let request = encode(OscMessage {
+        addr: chronus_protocol::table::TABLE.into(),
+        args: vec![],
+    });
+    let mut framed = (request.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&request);
+    stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| stream.write_all(&framed))
+        .map_err(|e| format!("cannot ask over TCP: {e}"))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("no answer to /table in time".to_string());
+        }
+        let read_exact = |stream: &mut std::net::TcpStream, buf: &mut [u8]| {
+            stream.set_read_timeout(Some(left))?;
+            stream.read_exact(buf)
+        };
+        let mut size = [0u8; 4];
+        read_exact(&mut stream, &mut size).map_err(|e| format!("no answer to /table: {e}"))?;
+        let size = u32::from_be_bytes(size) as usize;
+        if size > 16 << 20 {
+            return Err(format!("a reply of {size} bytes is not OSC framing"));
+        }
+        let mut packet = vec![0u8; size];
+        read_exact(&mut stream, &mut packet).map_err(|e| format!("no answer to /table: {e}"))?;
+        match chronus_protocol::parse_reply(&packet) {
+            Ok(Reply::Table {
+                fault_injection,
+                modules,
+            }) => return AddressTable::from_type_names(&modules, fault_injection),
+            Ok(Reply::Fail { reason, .. }) => return Err(format!("/fail: {reason}")),
+            // Anything else (a push to this connection) is not the answer: read on.
+            Ok(_) | Err(_) => {}
+        }
+    }
 }
 
 fn guess_type(text: &str) -> OscType {
@@ -255,9 +331,90 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&object)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&object)?);
+        print!("{}", summary(&object));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The short human summary `chronus status` prints: one line each for the sound, the
+/// workers, failovers, latency and depth, load, voices and commands (`--json` has every
+/// metric).
+pub fn summary(metrics: &serde_json::Value) -> String {
+    let number = |name: &str| metrics.get(name).and_then(serde_json::Value::as_f64);
+    let count = |name: &str| number(name).map_or("?".to_string(), |n| format!("{n:.0}"));
+    let ms = |name: &str| number(name).map_or("-".to_string(), |n| format!("{n:.2} ms"));
+    let percent = |name: &str| number(name).map_or("?".to_string(), |n| format!("{n:.1} %"));
+    let workers: Vec<String> = metrics
+        .get("workers")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let field = |name: &str| w.get(name).cloned().unwrap_or(serde_json::Value::Null);
+            let text = |name: &str| match field(name) {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => "?".to_string(),
+                other => other.to_string(),
+            };
+            let load = field("load_percent")
+                .as_f64()
+                .map_or("?".to_string(), |n| format!("{n:.1} %"));
+            format!(
+                "slot {} {} (pid {}, load {load})",
+                text("slot"),
+                text("role"),
+                text("pid")
+            )
+        })
+        .collect();
+    let spare = match metrics
+        .get("spare_ready")
+        .and_then(serde_json::Value::as_bool)
+    {
+        Some(true) => "spare ready",
+        Some(false) => "NO SPARE READY",
+        None => "spare unknown",
+    };
+    let mut lines = vec![
+        format!(
+            "sound      {} blocks played, {} underruns, {} deadline misses",
+            count("blocks_played"),
+            count("underruns"),
+            count("deadline_misses")
+        ),
+        format!("workers    {}; {spare}", workers.join(", ")),
+        format!(
+            "failovers  {} (last {}, p99 {}); {} crashes, {} cold restarts",
+            count("failover_count"),
+            ms("failover_ms_last"),
+            ms("failover_ms_p99"),
+            count("crash_count"),
+            count("cold_restarts")
+        ),
+        format!(
+            "latency    commands p50 {}, p99 {}; depth {} blocks ({} ahead, floor {})",
+            ms("command_latency_ms_p50"),
+            ms("command_latency_ms_p99"),
+            count("depth_blocks"),
+            ms("control_latency_ms"),
+            count("depth_floor_blocks")
+        ),
+        format!(
+            "load       {} on average, {} at peak",
+            percent("worker_load_percent"),
+            percent("worker_load_peak_percent")
+        ),
+        format!("voices     {}", count("voices_sounding")),
+        format!(
+            "commands   {} received, {} accepted, {} rejected, {} dropped",
+            count("commands_received"),
+            count("commands_accepted"),
+            count("commands_rejected"),
+            count("commands_dropped")
+        ),
+    ];
+    lines.push(String::new());
+    lines.join("\n")
 }
 
 /// Whether a metric is a time, load or rate (shown with decimals) rather than a count.
@@ -316,4 +473,53 @@ pub fn metrics_to_json(pairs: &[(String, chronus_protocol::MetricValue)]) -> ser
         .collect();
     object.insert("workers".into(), serde_json::Value::Array(workers));
     serde_json::Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronus_protocol::MetricValue;
+
+    #[test]
+    fn the_status_summary_names_workers_failovers_latency_and_depth() {
+        let pairs: Vec<(String, MetricValue)> = [
+            ("blocks_played", 1120.0),
+            ("underruns", 0.0),
+            ("failover_count", 3.0),
+            ("failover_ms_last", 0.12),
+            ("command_latency_ms_p50", 3.5),
+            ("command_latency_ms_p99", 4.25),
+            ("depth_blocks", 4.0),
+            ("spare_ready", 1.0),
+            ("slot.0.pid", 4121.0),
+            ("slot.1.pid", 4122.0),
+            ("worker_load_percent", 12.34),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), MetricValue::Number(value)))
+        .chain([
+            (
+                "slot.0.role".to_string(),
+                MetricValue::Text("active".into()),
+            ),
+            (
+                "slot.1.role".to_string(),
+                MetricValue::Text("standby".into()),
+            ),
+        ])
+        .collect();
+        let text = summary(&metrics_to_json(&pairs));
+        for expected in [
+            "1120 blocks played, 0 underruns",
+            "slot 0 active (pid 4121",
+            "slot 1 standby (pid 4122",
+            "spare ready",
+            "failovers  3 (last 0.12 ms, p99 -)",
+            "commands p50 3.50 ms, p99 4.25 ms; depth 4 blocks",
+            "12.3 % on average",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in\n{text}");
+        }
+        assert!(!text.contains('{'), "no JSON in the summary:\n{text}");
+    }
 }

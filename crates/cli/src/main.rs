@@ -34,9 +34,11 @@ struct Cli {
 enum Commands {
     /// Run the synth server: two worker processes in lockstep, OSC on UDP, audio out.
     Serve(serve::ServeArgs),
-    /// Send one OSC message (typed from the address table), wait for the server's answer.
+    /// Send one OSC message (typed and checked against the server's own address table),
+    /// wait for the server's answer.
     Send(client::SendArgs),
-    /// Show the server's metrics.
+    /// Show how the server is doing: workers, failovers, latency, depth, load, voices
+    /// (`--json`: every metric).
     Status(client::StatusArgs),
     /// Render a patch offline, as fast as possible, with the same engine.
     Render(render::RenderArgs),

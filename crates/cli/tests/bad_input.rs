@@ -204,16 +204,19 @@ fn send_and_status_cli() {
         String::from_utf8_lossy(&bad.stderr).contains("out of range"),
         "{bad:?}"
     );
-    // Refused by the server: an address this client does not know.
+    // Refused locally too: an address the server's own table (asked with /table) lacks.
     let unknown = chronus()
         .args(["send", "--osc", &osc, "/nope", "1"])
         .output()
         .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("/fail /nope"),
+        String::from_utf8_lossy(&unknown.stderr).contains("chronus: /nope: unknown address /nope"),
         "{unknown:?}"
     );
+    // The server refuses it too, from a client that does not check (counted below).
+    server.send("/nope", vec![OscType::Int(1)]);
+    assert_eq!(server.sync(9).len(), 1, "a /fail for /nope");
 
     let json = server.status_json();
     for key in [

@@ -6,7 +6,7 @@
 
 use rosc::{OscMessage, OscType};
 
-use crate::decode::{validate_message, Fail};
+use crate::decode::Fail;
 use crate::signature::ArgKind;
 use crate::table::AddressTable;
 
@@ -44,7 +44,8 @@ fn type_arg(kind: Option<ArgKind>, text: &str) -> OscType {
 /// Builds the OSC message `chronus send` sends, typing each command-line string as the
 /// table declares it (numbers → float for a number, int for an integer, int 0/1 for a gate,
 /// which also takes on/off/true/false, OSC string for a text), then validates it exactly
-/// as the server would.
+/// as the server would. An address pattern (`/mod/*/gain`) is typed as its first match
+/// and checked for every match, as the server does.
 ///
 /// # Errors
 /// Returns the same [`Fail`] the server would answer: unknown address (with a
@@ -56,14 +57,33 @@ pub fn build_message(
     args: &[&str],
 ) -> Result<OscMessage, Fail> {
     let message = type_message(table, address, args);
-    validate_message(table, &message)?;
-    Ok(message)
+    let decoded = crate::decode::decode_one(table, message.clone(), crate::decode::When::Now);
+    match decoded.into_iter().find_map(Result::err) {
+        Some(fail) => Err(fail),
+        None => Ok(message),
+    }
 }
 
 /// Types text arguments per the table into an OSC message, without validating it.
 pub(crate) fn type_message(table: &AddressTable, address: &str, args: &[&str]) -> OscMessage {
+    // A pattern is typed as the first address it matches (a patch's modules of one kind
+    // share their types; a mismatch is refused by the check after).
+    let first_match = crate::pattern::is_pattern(address)
+        .then(|| {
+            let untyped = OscMessage {
+                addr: address.to_string(),
+                args: Vec::new(),
+            };
+            crate::pattern::expand(table, &untyped)
+                .ok()
+                .flatten()?
+                .into_iter()
+                .next()
+        })
+        .flatten();
+    let exact = first_match.as_ref().map_or(address, |m| m.addr.as_str());
     let kinds: Vec<ArgKind> = table
-        .lookup(address)
+        .lookup(exact)
         .map(|entry| entry.args.iter().map(|a| a.kind).collect())
         .unwrap_or_default();
     OscMessage {

@@ -162,17 +162,47 @@ pub fn decode_packet(
         return Err(PacketError::TrailingBytes(rest.len()));
     }
     match packet {
-        OscPacket::Message(msg) => Ok(vec![decode_one(table, msg, When::Now)]),
+        OscPacket::Message(msg) => Ok(decode_one(table, msg, When::Now)),
         OscPacket::Bundle(bundle) => Ok(decode_bundle(table, bundle)),
     }
 }
 
-fn decode_one(table: &AddressTable, msg: OscMessage, time: When) -> Result<Decoded, Fail> {
-    validate_message(table, &msg).map(|request| Decoded {
-        request,
-        address: msg.addr,
-        time,
-    })
+/// One message's requests: one, or one per match of an address pattern (see
+/// [`pattern`](crate::pattern)), all or nothing: if any match fails, the message is one
+/// [`Fail`] saying which and why.
+pub(crate) fn decode_one(
+    table: &AddressTable,
+    msg: OscMessage,
+    time: When,
+) -> Vec<Result<Decoded, Fail>> {
+    let decoded = |one: OscMessage| {
+        validate_message(table, &one).map(|request| Decoded {
+            request,
+            address: one.addr,
+            time,
+        })
+    };
+    let matches = match crate::pattern::expand(table, &msg) {
+        Ok(None) => return vec![decoded(msg)],
+        Ok(Some(matches)) => matches,
+        Err(fail) => return vec![Err(fail)],
+    };
+    let count = matches.len();
+    let results: Result<Vec<Decoded>, Fail> = matches.into_iter().map(decoded).collect();
+    match results {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(fail) => {
+            let pattern = clip(&msg.addr);
+            vec![Err(Fail {
+                reason: format!(
+                    "{pattern}: nothing applied (the pattern matches {count} address{}): {}",
+                    if count == 1 { "" } else { "es" },
+                    fail.reason
+                ),
+                address: pattern,
+            })]
+        }
+    }
 }
 
 fn decode_bundle(table: &AddressTable, bundle: OscBundle) -> Vec<Result<Decoded, Fail>> {
@@ -181,7 +211,7 @@ fn decode_bundle(table: &AddressTable, bundle: OscBundle) -> Vec<Result<Decoded,
     flatten(bundle, When::Now, &mut messages, &mut time_error);
     let results: Vec<Result<Decoded, Fail>> = messages
         .into_iter()
-        .map(|(msg, time)| decode_one(table, msg, time))
+        .flat_map(|(msg, time)| decode_one(table, msg, time))
         .collect();
     let culprit = time_error.or_else(|| {
         results.iter().enumerate().find_map(|(i, result)| {
@@ -427,6 +457,95 @@ mod tests {
                 time: When::Now,
             }
         );
+    }
+
+    fn all(bytes: &[u8]) -> Vec<Result<Decoded, Fail>> {
+        decode_packet(&table(), bytes).unwrap()
+    }
+
+    #[test]
+    fn a_pattern_is_one_command_per_match_all_or_nothing() {
+        let results = all(&msg_bytes("/mod/s*/[af]*", vec![OscType::Float(0.5)]));
+        let addresses: Vec<&str> = results
+            .iter()
+            .map(|r| r.as_ref().unwrap().address.as_str())
+            .collect();
+        assert_eq!(addresses, ["/mod/sine/amp", "/mod/sine/freq"]);
+        assert!(matches!(
+            results[1].as_ref().unwrap().request,
+            Request::Engine(Command::SetParam { node: 0, param: 0, value }) if value == 0.5
+        ));
+        let gates = all(&msg_bytes("/gate/{env,sine}", vec![OscType::Int(1)]));
+        assert_eq!(gates.len(), 1, "only env has a gate");
+
+        // One match out of range: the whole message is refused, once.
+        let refused = all(&msg_bytes("/mod/*/{freq,level}", vec![OscType::Float(5.0)]));
+        assert_eq!(refused.len(), 1);
+        let fail = refused[0].as_ref().unwrap_err();
+        assert_eq!(fail.address, "/mod/*/{freq,level}");
+        assert!(
+            fail.reason.starts_with("/mod/*/{freq,level}: nothing applied (the pattern matches 2 addresses): /mod/env/level:"),
+            "{}",
+            fail.reason
+        );
+
+        for (pattern, why) in [
+            ("/mod/nothing*/freq", "matches no address"),
+            ("/stat*", "matches no address"), // questions take no patterns
+            (
+                "/mod/[sine/freq",
+                "not a valid address pattern: '[' is not closed",
+            ),
+        ] {
+            let fail = one(&msg_bytes(pattern, vec![OscType::Float(1.0)])).unwrap_err();
+            assert!(fail.reason.contains(why), "{pattern}: {}", fail.reason);
+        }
+    }
+
+    #[test]
+    fn get_and_ramp_take_a_pattern_of_parameters() {
+        let gets = all(&msg_bytes(
+            "/get",
+            vec![OscType::String("/mod/sine/*".into())],
+        ));
+        let asked: Vec<String> = gets
+            .into_iter()
+            .map(|r| match r.unwrap().request {
+                Request::Get { address, .. } => address,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(asked, ["/mod/sine/amp", "/mod/sine/freq"]);
+        let ramps = all(&msg_bytes(
+            "/ramp",
+            vec![
+                OscType::String("/mod/*/level".into()),
+                OscType::Float(-6.0),
+                OscType::Float(1.0),
+            ],
+        ));
+        assert_eq!(ramps.len(), 1);
+        assert!(ramps[0].is_ok());
+        let fail = one(&msg_bytes("/get", vec![OscType::String("/gate/*".into())])).unwrap_err();
+        assert!(
+            fail.reason.contains("matches no parameter address"),
+            "{}",
+            fail.reason
+        );
+    }
+
+    #[test]
+    fn a_failing_pattern_refuses_its_whole_bundle() {
+        let packet = OscPacket::Bundle(bundle(
+            0,
+            vec![
+                freq(220.0),
+                OscPacket::Message(message("/mod/*/freq", vec![OscType::Float(1e6)])),
+            ],
+        ));
+        let results = all(&encode(packet));
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(Result::is_err));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   patch's module instances) that the server, `chronus send`, the command files and the
 //!   README all use;
 //! - [`decode`]: UDP datagram → validated [`Request`]s or [`Fail`]s, bundles all or nothing;
+//! - [`pattern`]: OSC address patterns (`/mod/*/gain`), one request per match;
 //! - [`args`]: the client side's typing of command-line strings;
 //! - [`reply`]: encoders for `/fail`, `/done`, `/synced`, `/status.reply`, `/get.reply`,
 //!   `/params.reply`, `/patch/dump.reply`, … and the client-side reply decoder;
@@ -56,6 +57,7 @@
 
 pub mod args;
 pub mod decode;
+pub mod pattern;
 pub mod reply;
 pub mod signature;
 pub mod table;

@@ -27,6 +27,8 @@ pub const GET_REPLY: &str = "/get.reply";
 pub const PARAMS_REPLY: &str = "/params.reply";
 /// Address of the `/patch/dump` reply.
 pub const PATCH_DUMP_REPLY: &str = "/patch/dump.reply";
+/// Address of the answer to `/table`.
+pub const TABLE_REPLY: &str = "/table.reply";
 
 /// One parameter as `/params.reply` describes it, so a client can discover a module
 /// (build a UI, check a range) without reading the docs.
@@ -205,6 +207,13 @@ pub enum Reply {
     },
     /// `/patch/dump.reply <toml>`: the draft patch as TOML text.
     PatchDump(String),
+    /// `/table.reply <fault_injection> [<id> <type>]…`: the running patch's modules.
+    Table {
+        /// Whether the server has the fault-injection addresses.
+        fault_injection: bool,
+        /// (instance id, type name) of each module, in patch order.
+        modules: Vec<(String, String)>,
+    },
     /// Any other message (shown raw by `chronus send`).
     Other(OscMessage),
 }
@@ -298,6 +307,16 @@ pub fn version_reply(version: &VersionReply) -> Vec<u8> {
             version.commit.as_str().into(),
         ],
     )
+}
+
+/// `/table.reply <fault_injection> [<id> <type>]…` (`,i` then `ss` per module): the
+/// answer to `/table`, the running patch's module instances in patch order.
+pub fn table_reply(table: &crate::AddressTable) -> Vec<u8> {
+    let mut args = vec![OscType::Int(i32::from(table.fault_injection()))];
+    for (id, type_name) in table.module_types() {
+        args.extend([OscType::String(id.to_string()), type_name.into()]);
+    }
+    encode(TABLE_REPLY, args)
 }
 
 /// `/get.reply <address> <value>` (`,sf`): the answer to `/get <address>`.
@@ -441,6 +460,21 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
             Reply::Params { id, params }
         }
         PATCH_DUMP_REPLY => Reply::PatchDump(string(0)?),
+        TABLE_REPLY => {
+            if args.len() % 2 != 1 {
+                return Err(malformed(
+                    "expected a flag then an id and a type per module",
+                ));
+            }
+            let modules = (1..args.len())
+                .step_by(2)
+                .map(|i| Ok((string(i)?, string(i + 1)?)))
+                .collect::<Result<Vec<_>, ReplyError>>()?;
+            Reply::Table {
+                fault_injection: int(0)? != 0,
+                modules,
+            }
+        }
         _ => Reply::Other(msg),
     };
     Ok(reply)

@@ -42,6 +42,8 @@ pub const METRICS: &str = "/metrics";
 pub const SYNC: &str = "/sync";
 /// Address of the version query (scsynth's `/version`).
 pub const VERSION: &str = "/version";
+/// Address of the address-table query (the running patch's module instances).
+pub const TABLE: &str = "/table";
 /// Address that stops the server (scsynth's `/quit`).
 pub const QUIT: &str = "/quit";
 /// Fault injection: crash a worker.
@@ -154,6 +156,9 @@ pub enum Request {
     Metrics,
     /// `/version`: answer `/version.reply`.
     Version,
+    /// `/table`: answer `/table.reply` with the running patch's module instances, from
+    /// which a client rebuilds the server's address table exactly.
+    Table,
     /// `/quit`: answer `/done /quit` and stop.
     Quit,
     /// Fault injection: a panic in one of the server's threads, to show that each is
@@ -368,6 +373,12 @@ static FIXED: &[Fixed] = &[
         "/version.reply program major minor patch branch commit",
         "Reports the program name and version, in scsynth's /version.reply layout.",
         |_| Ok(Request::Version),
+    ),
+    query(
+        TABLE,
+        "/table.reply fault_injection [id type]…",
+        "Reports the running patch's module instances in patch order (id and type of each) and whether fault injection is on (1/0). The address table is a function of these: `/mod/<id>/<param>` for each parameter (`/params <id>` gives units and ranges), `/gate/<id>` for modules with a gate, and the fixed addresses; `chronus send` asks it (over TCP: the reply grows with the patch) to check a message against the server's own patch.",
+        |_| Ok(Request::Table),
     ),
     query(
         QUIT,
@@ -902,6 +913,8 @@ pub struct AddressTable {
     gate_addresses: Vec<Option<String>>,
     /// `modules[node]`: instance id and spec, for `/params` and module-id lookups.
     modules: Vec<(String, &'static ModuleSpec)>,
+    /// Whether the fault-injection addresses are in.
+    fault_injection: bool,
 }
 
 /// The slot argument of the debug addresses: which worker to hit (default: the active one).
@@ -930,6 +943,7 @@ impl AddressTable {
             param_addresses: Vec::with_capacity(modules.len()),
             gate_addresses: Vec::with_capacity(modules.len()),
             modules: Vec::with_capacity(modules.len()),
+            fault_injection,
         };
         for (index, (id, spec)) in modules.iter().enumerate() {
             let Ok(node) = NodeIndex::try_from(index) else {
@@ -1046,6 +1060,39 @@ impl AddressTable {
             Target::Param { node, param } => Some((node, param)),
             _ => None,
         }
+    }
+
+    /// The table of module instances named by type (as `/table.reply` lists them), for a
+    /// client rebuilding a server's table.
+    ///
+    /// # Errors
+    /// A type this build does not know (the server is another version), naming it.
+    pub fn from_type_names(
+        modules: &[(String, String)],
+        fault_injection: bool,
+    ) -> Result<AddressTable, String> {
+        let modules = modules
+            .iter()
+            .map(|(id, type_name)| {
+                chronus_dsp::spec_for(type_name)
+                    .map(|spec| (id.clone(), spec))
+                    .ok_or_else(|| format!("module '{id}' is of type '{type_name}', which this chronus does not know (is the server another version?)"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(AddressTable::new(&modules, fault_injection))
+    }
+
+    /// The module instances in patch order: (instance id, type name), as `/table.reply`
+    /// lists them.
+    pub fn module_types(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.modules
+            .iter()
+            .map(|(id, spec)| (id.as_str(), spec.type_name))
+    }
+
+    /// Whether the fault-injection addresses are in this table.
+    pub fn fault_injection(&self) -> bool {
+        self.fault_injection
     }
 
     /// The node index of module instance `id`, if the patch has it.

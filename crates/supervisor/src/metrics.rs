@@ -254,7 +254,8 @@ metrics! {
         /// Blocks the output could fill from neither slot.
         underruns;
         /// Commands that arrived: every OSC message (each message of a bundle counts,
-        /// queries and `/sync` included), and each undecodable packet as one. Each is then
+        /// queries and `/sync` included; a message to an address pattern counts once per
+        /// address it matches, once if refused), and each undecodable packet as one. Each is then
         /// either accepted or rejected: `commands_received = commands_accepted +
         /// commands_rejected`.
         commands_received;

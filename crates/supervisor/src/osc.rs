@@ -301,6 +301,10 @@ impl OscServer {
                     };
                     self.send(&reply::version_reply(&version), from);
                 }
+                Request::Table => {
+                    answered(metrics);
+                    self.send(&reply::table_reply(&self.table), from);
+                }
                 Request::Quit => {
                     answered(metrics);
                     self.stop.store(true, Ordering::Release);
