@@ -394,6 +394,7 @@ fn symbol_tags(bytes: &[u8], base: usize, out: &mut Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::{ArgKind, ArgSpec};
     use crate::table::tests::table;
     use crate::table::PatchEdit;
     use chronus_engine::command::{Command, Fault};
@@ -1227,7 +1228,86 @@ mod tests {
         ]
     }
 
+    /// A valid OSC argument for `spec` of `address`, drawn from `seed` (texts are names
+    /// this table has, as the address wants them).
+    fn valid_arg(address: &str, spec: &ArgSpec, seed: u64) -> OscType {
+        let unit = (seed % 10_001) as f64 / 10_000.0;
+        match spec.kind {
+            // `/ramp`'s target is in its parameter's range (its address: /mod/sine/freq).
+            ArgKind::Number { .. } if (address, spec.name) == ("/ramp", "target") => {
+                OscType::Float((0.01 + 19_999.99 * unit) as f32)
+            }
+            ArgKind::Number { min, max, .. } => {
+                let value = f64::from(min) + (f64::from(max) - f64::from(min)) * unit;
+                OscType::Float((value as f32).clamp(min, max))
+            }
+            ArgKind::Gate => {
+                if seed % 2 == 0 {
+                    OscType::Bool(seed % 4 == 0)
+                } else {
+                    OscType::Int((seed % 4 == 1) as i32)
+                }
+            }
+            ArgKind::Int { min, max } => {
+                let span = (max - min) as u64 + 1;
+                OscType::Int((min + (seed % span) as i64) as i32)
+            }
+            ArgKind::Text { .. } => OscType::String(
+                match (address, spec.name) {
+                    ("/ramp", "address") => "/mod/sine/freq",
+                    (_, "address") => ["/mod/sine/freq", "/mod/env/level"][(seed % 2) as usize],
+                    ("/patch/add", "id") => "lfo",
+                    (_, "id") => "sine",
+                    (_, "type") => "sine",
+                    (_, "from") => "sine",
+                    (_, "to") => "env",
+                    (_, "param") => "freq",
+                    (_, "point") => "ready",
+                    (_, other) => panic!("no valid text for {address} {other}: add one here"),
+                }
+                .to_string(),
+            ),
+        }
+    }
+
     proptest! {
+        #[test]
+        fn every_address_decodes_its_valid_arguments_and_engine_commands_round_trip(
+            seeds in proptest::collection::vec(any::<u64>(), 4),
+            leave_out_optional in any::<bool>(),
+        ) {
+            let table = table();
+            for entry in table.entries() {
+                let count = if leave_out_optional { entry.required_args() } else { entry.args.len() };
+                let args: Vec<OscType> = entry.args[..count]
+                    .iter()
+                    .zip(&seeds)
+                    .map(|(spec, &seed)| valid_arg(&entry.address, spec, seed))
+                    .collect();
+                let decoded = one(&msg_bytes(&entry.address, args.clone()))
+                    .unwrap_or_else(|fail| panic!("{} {args:?}: {}", entry.address, fail.reason));
+                prop_assert_eq!(&decoded.address, &entry.address);
+                let Request::Engine(command) = &decoded.request else {
+                    continue;
+                };
+                // The inverse of decoding (what the command log writes) gives the address
+                // back, and its values decode to the same command again.
+                if let Some((address, values)) = table.describe(command) {
+                    let again: Vec<OscType> = values
+                        .iter()
+                        .map(|value| match value {
+                            Value::Number(v) => OscType::Float(*v),
+                            Value::Gate(on) => OscType::Bool(*on),
+                            Value::Int(v) => OscType::Long(*v),
+                            Value::Text(t) => OscType::String(t.clone()),
+                        })
+                        .collect();
+                    let redecoded = one(&msg_bytes(&address, again)).unwrap();
+                    prop_assert_eq!(redecoded.request, decoded.request.clone());
+                }
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_packet(&table(), &bytes);
