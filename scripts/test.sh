@@ -10,3 +10,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The ci profile (Cargo.toml): optimised, since the end-to-end tests play real-time audio on
 # a possibly loaded machine, without LTO so a fresh clone builds quickly.
 cargo test --workspace --profile ci
+# A bounded fuzz run of the OSC decoder and the server's whole packet path (20 s each,
+# after their build); scripts/fuzz.sh 3600 is the long run.
+./scripts/fuzz.sh 20

@@ -33,6 +33,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod osc;
 pub mod output;
+pub mod packet_path;
 pub mod patch_editor;
 pub mod record_lock;
 pub mod recorder;

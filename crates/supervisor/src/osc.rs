@@ -144,7 +144,7 @@ impl OscServer {
         }
     }
 
-    fn handle_datagram(&mut self, bytes: &[u8], from: ReplyTo) {
+    pub(crate) fn handle_datagram(&mut self, bytes: &[u8], from: ReplyTo) {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
