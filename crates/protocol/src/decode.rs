@@ -1242,10 +1242,11 @@ mod tests {
                 OscType::Float((value as f32).clamp(min, max))
             }
             ArgKind::Gate => {
-                if seed % 2 == 0 {
-                    OscType::Bool(seed % 4 == 0)
-                } else {
-                    OscType::Int((seed % 4 == 1) as i32)
+                // T/F, or 0/1 as an int.
+                match seed % 4 {
+                    0 => OscType::Bool(true),
+                    1 => OscType::Bool(false),
+                    on => OscType::Int((on == 3) as i32),
                 }
             }
             ArgKind::Int { min, max } => {
