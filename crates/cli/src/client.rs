@@ -1,6 +1,6 @@
 //! `chronus send` and `chronus status`: small OSC clients of a running server.
 //!
-//! `send` first asks the server for its address table (`/table`, over TCP), types its
+//! `send` first asks the server for its address table (`/table`, over UDP, else TCP), types its
 //! arguments from it and checks the message as the server would (so a bad value fails
 //! locally with the server's own reason, against the patch the server plays); a server
 //! that does not answer `/table` leaves only an offline check against `--patch` or the
@@ -130,7 +130,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let address = args.address.unwrap_or_default();
     let texts: Vec<&str> = args.args.iter().map(String::as_str).collect();
-    let (table, the_servers) = match ask_table(args.osc, timeout) {
+    let socket = socket_for(args.osc, timeout)?;
+    let (table, the_servers) = match ask_table(&socket, args.osc, timeout) {
         Ok(table) => (table, true),
         Err(why) => {
             let patch = args
@@ -163,7 +164,6 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             args: texts.iter().map(|t| guess_type(t)).collect(),
         }
     };
-    let socket = socket_for(args.osc, timeout)?;
     socket.send_to(&encode(message), args.osc)?;
     let quitting = address == "/quit";
     let sync_id = (std::process::id() & 0x7fff_ffff) as i32;
@@ -239,17 +239,66 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     }))
 }
 
-/// The running server's address table, asked with `/table` over TCP (OSC 1.0 framing:
-/// each packet preceded by its size; the reply grows with the patch, past what a UDP
-/// reply should carry).
+/// The running server's address table, asked with `/table`: over UDP from `socket` first
+/// (one datagram each way), then over TCP if that answer does not come or is refused (a
+/// server exposed beyond loopback sends replies larger than their request over TCP only).
 ///
 /// # Errors
-/// Why not, in a few words: no TCP connection, no or another answer in time, or a module
-/// type this build does not know.
-pub fn ask_table(server: SocketAddr, timeout: Duration) -> Result<AddressTable, String> {
+/// Why not, in a few words, for both transports: no answer in time, no TCP connection,
+/// or a module type this build does not know.
+pub fn ask_table(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<AddressTable, String> {
+    let over_udp = match ask_table_over_udp(socket, server, timeout.min(Duration::from_secs(1))) {
+        Ok(Reply::Table {
+            fault_injection,
+            modules,
+        }) => return AddressTable::from_type_names(&modules, fault_injection),
+        Ok(Reply::Fail { reason, .. }) => format!("over UDP: /fail {reason}"),
+        Ok(_) => "over UDP: another answer".to_string(),
+        Err(why) => format!("over UDP: {why}"),
+    };
+    ask_table_over_tcp(server, timeout)
+        .map_err(|over_tcp| format!("{over_udp}; over TCP: {over_tcp}"))
+}
+
+/// Sends `/table` from `socket` and waits for `/table.reply` or its `/fail`.
+fn ask_table_over_udp(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let request = encode(OscMessage {
+        addr: chronus_protocol::table::TABLE.into(),
+        args: vec![],
+    });
+    socket
+        .send_to(&request, server)
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_536];
+    while Instant::now() < deadline {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        match chronus_protocol::parse_reply(buf.get(..len).unwrap_or_default()) {
+            Ok(reply @ Reply::Table { .. }) => return Ok(reply),
+            Ok(Reply::Fail { address, reason }) if address == chronus_protocol::table::TABLE => {
+                return Ok(Reply::Fail { address, reason })
+            }
+            _ => {} // not the answer (a late reply to someone else's question)
+        }
+    }
+    Err("no answer in time".to_string())
+}
+
+/// Asks `/table` over TCP (OSC 1.0 framing: each packet preceded by its size).
+fn ask_table_over_tcp(server: SocketAddr, timeout: Duration) -> Result<AddressTable, String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&server, timeout)
-        .map_err(|e| format!("no TCP connection to {server}: {e}"))?;
+        .map_err(|e| format!("no connection to {server}: {e}"))?;
     let deadline = Instant::now() + timeout;
     let _ = stream.set_nodelay(true);
     let request = encode(OscMessage {
@@ -261,24 +310,24 @@ pub fn ask_table(server: SocketAddr, timeout: Duration) -> Result<AddressTable, 
     stream
         .set_write_timeout(Some(timeout))
         .and_then(|()| stream.write_all(&framed))
-        .map_err(|e| format!("cannot ask over TCP: {e}"))?;
+        .map_err(|e| format!("cannot ask: {e}"))?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("no answer to /table in time".to_string());
+            return Err("no answer in time".to_string());
         }
         let read_exact = |stream: &mut std::net::TcpStream, buf: &mut [u8]| {
             stream.set_read_timeout(Some(left))?;
             stream.read_exact(buf)
         };
         let mut size = [0u8; 4];
-        read_exact(&mut stream, &mut size).map_err(|e| format!("no answer to /table: {e}"))?;
+        read_exact(&mut stream, &mut size).map_err(|e| format!("no answer: {e}"))?;
         let size = u32::from_be_bytes(size) as usize;
         if size > 16 << 20 {
             return Err(format!("a reply of {size} bytes is not OSC framing"));
         }
         let mut packet = vec![0u8; size];
-        read_exact(&mut stream, &mut packet).map_err(|e| format!("no answer to /table: {e}"))?;
+        read_exact(&mut stream, &mut packet).map_err(|e| format!("no answer: {e}"))?;
         match chronus_protocol::parse_reply(&packet) {
             Ok(Reply::Table {
                 fault_injection,

@@ -377,7 +377,7 @@ static FIXED: &[Fixed] = &[
     query(
         TABLE,
         "/table.reply fault_injection [id type]…",
-        "Reports the running patch's module instances in patch order (id and type of each) and whether fault injection is on (1/0). The address table is a function of these: `/mod/<id>/<param>` for each parameter (`/params <id>` gives units and ranges), `/gate/<id>` for modules with a gate, and the fixed addresses; `chronus send` asks it (over TCP: the reply grows with the patch) to check a message against the server's own patch.",
+        "Reports the running patch's module instances in patch order (id and type of each) and whether fault injection is on (1/0). The address table is a function of these: `/mod/<id>/<param>` for each parameter (`/params <id>` gives units and ranges), `/gate/<id>` for modules with a gate, and the fixed addresses; `chronus send` asks it (over UDP, else TCP: the reply grows with the patch) to check a message against the server's own patch.",
         |_| Ok(Request::Table),
     ),
     query(
