@@ -275,6 +275,9 @@ metrics! {
         /// Rejected: handling the message panicked (a bug; counted in `handler_panics`), or
         /// it came after that message in the same packet.
         commands_rejected_panic = "commands_rejected.panic";
+        /// Rejected with `/fail`: `/quit` or `/debug/...` from a client other than loopback
+        /// (taken only with `--allow-remote-quit`); a bundle holding one is refused whole.
+        commands_rejected_not_permitted = "commands_rejected.not_permitted";
         /// Applied by the supervisor: queries answered, `/sync` (once everything before it is
         /// stamped), patch edits other than commit, `/quit`, `/debug/...` (once handed to a
         /// worker).
@@ -320,6 +323,23 @@ metrics! {
         /// `HANDLER_QUEUE` packets behind (a flood); they are not in `commands_received`.
         /// (Datagrams the kernel drops when the socket's buffer is full are not seen at all.)
         udp_datagrams_dropped;
+        /// Packets ignored (no answer) because their sender is neither loopback nor in a
+        /// network `--allow` names. Like every `packets_*` refusal, counted before decoding
+        /// and not in `commands_received`: every packet read is either handed to the OSC
+        /// handler or counted in exactly one of `packets_refused_not_allowed`,
+        /// `packets_rate_limited`, `packets_too_large` and `udp_datagrams_dropped`.
+        packets_refused_not_allowed;
+        /// Packets dropped (no answer) because their client sent more than `--rate-limit`
+        /// packets a second (a UDP source address or a TCP connection is one client).
+        packets_rate_limited;
+        /// Packets dropped (no answer) for being larger than `--max-packet` bytes.
+        packets_too_large;
+        /// Replies not sent over UDP because they were larger than what their client (not
+        /// loopback, not allow-listed) had sent: each packet's client got one short `/fail`
+        /// saying to ask over TCP instead, and nothing more.
+        replies_refused_amplification;
+        /// TCP connections closed at once because their peer is not allowed (`--allow`).
+        tcp_clients_refused_not_allowed;
         /// TCP clients disconnected because they left too many replies unread.
         tcp_slow_clients_dropped;
         /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
@@ -577,7 +597,8 @@ impl MetricsReport {
             + self.commands_rejected_invalid
             + self.commands_rejected_busy
             + self.commands_rejected_patch_edit
-            + self.commands_rejected_panic;
+            + self.commands_rejected_panic
+            + self.commands_rejected_not_permitted;
         self.commands_applied = self.commands_applied_by_engine + self.commands_answered;
         self.commands_dropped = self.commands_dropped_stale
             + self.commands_dropped_queue_full

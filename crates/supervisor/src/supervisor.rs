@@ -188,8 +188,10 @@ impl Supervisor {
         let socket = Arc::new(socket);
         let replier = Arc::new(Replier::new(
             Arc::clone(&socket),
+            config.tcp_framing,
             Arc::clone(&shared.metrics),
         ));
+        let exposure = Arc::new(config.exposure.clone());
         let (packets_tx, packets) = mpsc::sync_channel(transport::HANDLER_QUEUE);
         // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
         let udp_addr = socket.local_addr().unwrap_or(config.osc);
@@ -197,8 +199,13 @@ impl Supervisor {
             &socket,
             udp_addr,
             &replier,
-            packets_tx,
-            &stop,
+            &transport::Readers {
+                packets: packets_tx,
+                stop: Arc::clone(&stop),
+                exposure: Arc::clone(&exposure),
+                metrics: Arc::clone(&shared.metrics),
+            },
+            config.tcp_framing,
             config.tcp_idle_timeout,
         )?;
         let server = OscServer {
@@ -207,6 +214,8 @@ impl Supervisor {
             table: table.clone(),
             editor,
             fault_injection: config.allow_fault_injection,
+            exposure,
+            reply_budget: crate::exposure::ReplyBudget::unlimited(),
             shared: Arc::clone(&shared),
             reporter: Reporter::new(Arc::clone(&shared)),
             stop: Arc::clone(&stop),
