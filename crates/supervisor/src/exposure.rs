@@ -176,11 +176,11 @@ impl Exposure {
             return None;
         }
         Some(format!(
-            "OSC on {addr} is open to every client that can reach it: anyone may play, edit the patch and read the metrics (/quit and /debug/* stay loopback-only{}). Restrict clients with --allow CIDR (e.g. --allow 192.168.1.0/24), or serve on 127.0.0.1",
+            "OSC on {addr} is open to every client that can reach it: anyone may play, edit the patch and read the metrics{}. Restrict clients with --allow CIDR (e.g. --allow 192.168.1.0/24), or serve on 127.0.0.1",
             if self.allow_remote_quit {
-                " unless --allow-remote-quit, which is given"
+                ", and with --allow-remote-quit also stop the server and inject faults"
             } else {
-                ""
+                " (/quit and /debug/* stay loopback-only)"
             }
         ))
     }

@@ -212,6 +212,7 @@ impl OscServer {
                 Ok(decoded) => decoded,
                 Err(fail) => {
                     Metrics::bump(&metrics.commands_rejected_invalid);
+                    self.handling = Some(fail.address.clone());
                     if log_limit::REFUSED.allow() {
                         tracing::info!(
                             "refused {} from {from}: {}",
