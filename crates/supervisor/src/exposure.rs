@@ -162,6 +162,14 @@ impl Exposure {
         is_loopback(ip) || self.allow.iter().any(|net| net.contains(ip))
     }
 
+    /// Whether a push (`/notify`) may go to a UDP subscriber at `addr`: only to an allowed
+    /// peer ([`is_allowed_peer`](Self::is_allowed_peer)), since a push is a reply to no
+    /// request at all and a forged subscription would aim it at someone else. (TCP
+    /// subscribers need no such check.)
+    pub fn may_push_udp(&self, addr: SocketAddr) -> bool {
+        self.is_allowed_peer(addr.ip())
+    }
+
     /// Whether `/quit` and fault injection (`/debug/*`) are taken from `ip`: from
     /// loopback always, from others only with `--allow-remote-quit`.
     pub fn may_quit_or_inject(&self, ip: IpAddr) -> bool {
@@ -424,6 +432,8 @@ mod tests {
             assert_eq!(policy.admits(peer), admits, "{policy:?} admits {peer}");
             assert_eq!(policy.is_allowed_peer(peer), allowed, "{policy:?} {peer}");
             assert_eq!(policy.may_quit_or_inject(peer), quit, "{policy:?} {peer}");
+            let udp = SocketAddr::new(peer, 57_120);
+            assert_eq!(policy.may_push_udp(udp), allowed, "{policy:?} {udp}");
         }
     }
 

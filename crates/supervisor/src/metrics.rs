@@ -639,6 +639,20 @@ pub fn metrics_markdown() -> String {
            applied, until its frame plays.\n\n\
          After a cold restart from the patch (both workers lost with no snapshot to restart\n\
          from) the engine's counts start again from zero.\n\n\
+         ## Packet accounting\n\n\
+         Before a packet is decoded, its transport's reader may refuse it whole, without an\n\
+         answer: its sender is not allowed (`--allow`: `packets_refused_not_allowed`), is over\n\
+         its rate (`--rate-limit`: `packets_rate_limited`), the packet is larger than\n\
+         `--max-packet` (`packets_too_large`), or, over UDP, the OSC thread is\n\
+         `HANDLER_QUEUE` packets behind (`udp_datagrams_dropped`). A refused packet is in none\n\
+         of the `commands_*` counts; every other packet is handed to the OSC thread, where each\n\
+         of its messages (or the packet, if it is not OSC) is one command received. So for a\n\
+         client that sends only single messages (no bundles), once the server is between\n\
+         packets:\n\n\
+         - `packets sent = commands_received + packets_refused_not_allowed +\n\
+           packets_rate_limited + packets_too_large + udp_datagrams_dropped + the datagrams\n\
+           the kernel dropped` (`RcvbufErrors` in /proc/net/snmp: the socket's buffer was\n\
+           full). `crates/cli/tests/flood.rs` checks it with a million malformed packets.\n\n\
          ## The list\n\n\
          | name | kind | meaning |\n| --- | --- | --- |\n",
     );
