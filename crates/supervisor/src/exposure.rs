@@ -18,6 +18,9 @@
 //!   ([`ReplyBudget`]): UDP source addresses can be forged, and a server that answers a
 //!   16-byte `/metrics` with 884 bytes would amplify an attack on whoever's address was
 //!   forged. A reply that does not fit becomes one short `/fail` saying to ask over TCP.
+//!   (Replies made after the packet was handled, such as a `/fail` at stamping, go to
+//!   such a client only if no larger than the smallest request: see
+//!   [`Replier::send_deferred`](crate::transport::Replier::send_deferred).)
 //! - **Power**: `/quit` and fault injection (`/debug/*`) are taken only from loopback
 //!   unless `--allow-remote-quit` ([`Exposure::may_quit_or_inject`]).
 

@@ -336,7 +336,9 @@ metrics! {
         packets_too_large;
         /// Replies not sent over UDP because they were larger than what their client (not
         /// loopback, not allow-listed) had sent: each packet's client got one short `/fail`
-        /// saying to ask over TCP instead, and nothing more.
+        /// saying to ask over TCP instead, and nothing more. Replies made later (a `/fail`
+        /// at stamping, `/done /quit`) larger than the smallest request (16 bytes) are
+        /// dropped for such clients and counted here too.
         replies_refused_amplification;
         /// TCP connections closed at once because their peer is not allowed (`--allow`).
         tcp_clients_refused_not_allowed;

@@ -6,9 +6,10 @@
 //! `/version`) are answered here at once; bad input is answered with `/fail` and changes
 //! nothing. Replies go to the sender's address, without waiting (see
 //! [`Replier`](crate::transport::Replier)); to a UDP client that is neither loopback nor
-//! allow-listed, never more bytes than its packet had, and `/quit` and `/debug/*` are
-//! taken only from loopback unless `--allow-remote-quit` (see [`exposure`](crate::exposure)). A panic while handling a packet is caught with
-//! that packet: it is answered with `/fail`, counted, and the next packet is handled.
+//! allow-listed, never more bytes than its packet had; and `/quit` and `/debug/*` are
+//! taken only from loopback unless `--allow-remote-quit` (see
+//! [`exposure`](crate::exposure)). A panic while handling a packet is caught with that
+//! packet: it is answered with `/fail`, counted, and the next packet is handled.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};

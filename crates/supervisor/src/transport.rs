@@ -49,6 +49,8 @@ const REPLY_QUEUE: usize = 256;
 /// Packets of one TCP client waiting for the handler at most: with [`MAX_TCP_CLIENTS`]
 /// clients that is half of the handler's queue, so UDP always finds room.
 const IN_FLIGHT_PER_CLIENT: usize = 32;
+/// The smallest request that gets a deferred reply: `/sync <id>`, 16 bytes.
+pub const SMALLEST_REQUEST: usize = 16;
 /// Packets waiting for the OSC handler, from every transport.
 pub const HANDLER_QUEUE: usize = 4096;
 /// How long a TCP connection may pass without a byte either way before it is closed.
@@ -129,6 +131,8 @@ pub struct Replier {
     udp: Arc<UdpSocket>,
     /// How TCP replies are framed (as the requests are).
     framing: Framing,
+    /// Who is trusted with deferred UDP replies ([`send_deferred`](Self::send_deferred)).
+    exposure: Arc<Exposure>,
     clients: Mutex<BTreeMap<u64, Client>>,
     /// Writer threads, joined at [`finish`](Self::finish) so the last replies go out.
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -138,11 +142,17 @@ pub struct Replier {
 
 impl Replier {
     /// A replier for `udp` with no TCP clients yet, framing TCP replies with `framing`,
-    /// counting into `metrics`.
-    pub fn new(udp: Arc<UdpSocket>, framing: Framing, metrics: Arc<Metrics>) -> Replier {
+    /// trusting UDP peers as `exposure` says, counting into `metrics`.
+    pub fn new(
+        udp: Arc<UdpSocket>,
+        framing: Framing,
+        exposure: Arc<Exposure>,
+        metrics: Arc<Metrics>,
+    ) -> Replier {
         Replier {
             udp,
             framing,
+            exposure,
             clients: Mutex::new(BTreeMap::new()),
             writers: Mutex::new(Vec::new()),
             metrics,
@@ -185,6 +195,23 @@ impl Replier {
                 }
             }
         }
+    }
+
+    /// Sends a reply made after its packet was handled (`/synced` once stamped, a
+    /// `/fail` at stamping or after a restart, `/done /quit`), where the request's size is
+    /// no longer known: to a UDP client that is not an allowed peer
+    /// ([`Exposure::is_allowed_peer`]) only if it is no larger than
+    /// [`SMALLEST_REQUEST`] bytes (`/synced` answers `/sync` at the same size), else it is
+    /// dropped and counted in `replies_refused_amplification`; everywhere else as
+    /// [`send`](Self::send).
+    pub fn send_deferred(&self, bytes: &[u8], to: ReplyTo) {
+        if let ReplyTo::Udp(addr) = to {
+            if bytes.len() > SMALLEST_REQUEST && !self.exposure.is_allowed_peer(addr.ip()) {
+                Metrics::bump(&self.metrics.replies_refused_amplification);
+                return;
+            }
+        }
+        self.send(bytes, to);
     }
 
     /// Stops taking replies, lets every TCP writer send what it has queued (up to
