@@ -20,24 +20,11 @@ use std::time::{Duration, Instant};
 use common::{chronus, encode, grew, Server};
 use rosc::{OscMessage, OscPacket, OscType};
 
-/// This machine's non-loopback address, as `ip route get 1` reports it (`src …`), or
-/// `None` (and a line saying why the test does not run) where there is none.
+/// This machine's non-loopback address, or `None` and a line saying the test is skipped.
 fn machine_address(test: &str) -> Option<IpAddr> {
-    let found = Command::new("ip")
-        .args(["route", "get", "1"])
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let mut words = text.split_whitespace();
-            words.find(|&w| w == "src")?;
-            words.next()?.parse::<IpAddr>().ok()
-        })
-        .filter(|ip| !ip.is_loopback());
+    let found = common::machine_address(test);
     if found.is_none() {
-        eprintln!(
-            "SKIPPED {test}: this machine has no non-loopback address (`ip route get 1` reports no src), so no client can be other than loopback here"
-        );
+        eprintln!("SKIPPED {test}");
     }
     found
 }

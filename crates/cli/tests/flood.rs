@@ -1,11 +1,13 @@
 //! End to end: a flood of 1,000,000 malformed and truncated packets (800,000 over UDP from
-//! four sockets, 200,000 over four TCP connections) while the server plays a note and
-//! records it. The server stays up, the recording has no gap (and equals the offline
+//! four loopback sockets and one bound to this machine's non-loopback address, which
+//! `--allow` does not admit; 200,000 over four TCP connections) while the server plays a
+//! note and records it. The server stays up, the recording has no gap (and equals the offline
 //! replay of its command log, sample for sample), and every packet sent is accounted for
 //! by the server's own counters and the kernel's:
 //!
 //! `sent = commands_rejected (undecodable + invalid) + packets_rate_limited +
-//! packets_too_large + udp_datagrams_dropped + the kernel's drops`
+//! packets_too_large + packets_refused_not_allowed + udp_datagrams_dropped + the
+//! kernel's drops`
 //!
 //! where the kernel's drops are the datagrams it threw away because the server's socket
 //! buffer was full (`RcvbufErrors` in /proc/net/snmp). That counter is the whole
@@ -30,11 +32,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_continuous, assert_replay_equals_served, encode, grew, read_wav, Recorded};
+use common::{
+    assert_continuous, assert_replay_equals_served, chronus, encode, grew, machine_address,
+    read_wav, temp_dir, Server,
+};
 use rosc::OscType;
 
 const UDP_SOCKETS: usize = 4;
-const UDP_PER_SOCKET: u64 = 200_000;
+const UDP_PACKETS: u64 = 800_000;
+/// Of those, sent by the client the server does not admit (when this machine has a
+/// non-loopback address; else the loopback sockets send them).
+const OUTSIDER_PACKETS: u64 = 50_000;
 const TCP_CONNECTIONS: usize = 4;
 const TCP_PER_CONNECTION: u64 = 50_000;
 /// The server's `--max-packet` here: the flood's oversized packets are just above it.
@@ -210,13 +218,32 @@ fn flood_tcp(server: SocketAddr, n: u64, seed: u64) -> u64 {
 #[test]
 fn a_million_bad_packets_are_all_accounted_for_and_the_music_plays_on() {
     let started = Instant::now();
-    let Recorded {
-        server,
-        dir,
-        wav,
-        log,
-    } = Recorded::start("flood", &["--max-packet", &MAX_PACKET.to_string()]);
+    let dir = temp_dir("flood");
+    let (wav, log) = (dir.join("served.wav"), dir.join("commands.log"));
+    let mut command = chronus();
+    // `serve_command`'s settings, on every interface, serving loopback and 198.51.100.0/24
+    // (TEST-NET-2: none of this machine's addresses) only.
+    command
+        .args(["serve", "--osc", "0.0.0.0:0", "--join-timeout", "20"])
+        .args([
+            "--block",
+            "64",
+            "--depth",
+            "24",
+            "--allow",
+            "198.51.100.0/24",
+        ])
+        .args(["--max-packet", &MAX_PACKET.to_string()])
+        .arg("--output")
+        .arg(format!("wav:{}", wav.display()))
+        .arg("--command-log")
+        .arg(&log)
+        .env("CHRONUS_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let server = Server::start_command(command);
     server.play_note(440.0);
+    let outsider = machine_address("flood: the not-allowed part of the flood is sent from loopback instead, so packets_refused_not_allowed is not exercised");
     let before = server.metrics();
     let kernel_before = kernel_udp_rcvbuf_errors();
 
@@ -224,14 +251,29 @@ fn a_million_bad_packets_are_all_accounted_for_and_the_music_plays_on() {
     let udp_replies = Arc::new(AtomicU64::new(0));
     let mut drains = Vec::new();
     let mut senders = Vec::new();
+    if let Some(ip) = outsider {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        let to = SocketAddr::new(ip, server.addr.port());
+        senders.push(std::thread::spawn(move || {
+            flood_udp(&socket, to, OUTSIDER_PACKETS, 0x0bad_cafe);
+        }));
+    }
+    let loopback_packets = UDP_PACKETS
+        - if outsider.is_some() {
+            OUTSIDER_PACKETS
+        } else {
+            0
+        };
     for s in 0..UDP_SOCKETS {
+        let n = loopback_packets / UDP_SOCKETS as u64
+            + u64::from((s as u64) < loopback_packets % UDP_SOCKETS as u64);
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let drain = socket.try_clone().unwrap();
         let (stop, count) = (Arc::clone(&stop), Arc::clone(&udp_replies));
         drains.push(std::thread::spawn(move || drain_udp(drain, stop, count)));
         let addr = server.addr;
         senders.push(std::thread::spawn(move || {
-            flood_udp(&socket, addr, UDP_PER_SOCKET, 0x9e37_79b9 + s as u64);
+            flood_udp(&socket, addr, n, 0x9e37_79b9 + s as u64);
         }));
     }
     let tcp: Vec<_> = (0..TCP_CONNECTIONS)
@@ -255,7 +297,7 @@ fn a_million_bad_packets_are_all_accounted_for_and_the_music_plays_on() {
     }
     let kernel = kernel_udp_rcvbuf_errors() - kernel_before;
 
-    let sent = UDP_SOCKETS as u64 * UDP_PER_SOCKET + TCP_CONNECTIONS as u64 * TCP_PER_CONNECTION;
+    let sent = UDP_PACKETS + TCP_CONNECTIONS as u64 * TCP_PER_CONNECTION;
     let delta = |name: &str| grew(&before, &after, name) as u64;
     let (undecodable, rejected) = (
         delta("commands_rejected.undecodable"),
@@ -297,6 +339,15 @@ fn a_million_bad_packets_are_all_accounted_for_and_the_music_plays_on() {
         "the command accounting is exact"
     );
     assert!(rate_limited > 0 && too_large > 0 && undecodable > 0 && rejected > undecodable);
+    if outsider.is_some() {
+        // Some of the outsider's datagrams may be among the kernel's drops.
+        assert!(
+            not_allowed > 0 && not_allowed <= OUTSIDER_PACKETS,
+            "{not_allowed}"
+        );
+    } else {
+        assert_eq!(not_allowed, 0);
+    }
 
     // It stayed up and played on: no worker lost, no block missed, and still answering.
     assert_eq!(after["handler_panics"], 0.0, "{after:?}");
