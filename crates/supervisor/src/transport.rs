@@ -631,8 +631,9 @@ impl TcpReader<'_> {
         self.readers.stop.load(Ordering::Acquire) || self.activity.closed.load(Ordering::Acquire)
     }
 
-    /// Appends up to `len - bytes.len()` bytes to `bytes` (at most what is there now, at
-    /// least one); false at the end of the stream, an error or stop.
+    /// Reads into `bytes` until it holds `len` bytes, waiting across read timeouts (each
+    /// a look at the stop flag); false at the end of the stream, an error or stop. Bytes
+    /// read before a timeout are kept.
     fn read_some(&mut self, bytes: &mut Vec<u8>, len: usize) -> bool {
         loop {
             if self.stopped() {
