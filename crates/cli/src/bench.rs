@@ -115,6 +115,8 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         realtime: true,
         master: chronus_engine::MasterConfig::default(),
         tcp_idle_timeout: chronus_supervisor::transport::DEFAULT_TCP_IDLE_TIMEOUT,
+        exposure: chronus_supervisor::exposure::Exposure::default(),
+        tcp_framing: chronus_supervisor::framing::Framing::default(),
         state: None,
         resume: None,
     };

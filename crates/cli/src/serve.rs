@@ -14,9 +14,37 @@ use chronus_supervisor::{OutputChoice, ServeConfig, Supervisor};
 /// Arguments of `chronus serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// UDP address to serve OSC on.
+    /// Address to serve OSC on, over UDP and TCP (same port). Loopback by default; any
+    /// other address (0.0.0.0 for every interface) prints a warning unless --allow
+    /// restricts the clients.
     #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
     osc: SocketAddr,
+    /// Serve only clients in these networks (and loopback): CIDR like 192.168.1.0/24, or
+    /// one address; repeatable, or comma-separated. Packets from others are ignored and
+    /// counted (packets_refused_not_allowed), their TCP connections closed. Allow-listed
+    /// clients may also get UDP replies larger than their requests (others are told to ask
+    /// over TCP). Default: every client that reaches the address.
+    #[arg(long, value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
+    allow: Vec<chronus_supervisor::exposure::Cidr>,
+    /// Take /quit and the /debug/* fault injection from any allowed client, not only from
+    /// loopback.
+    #[arg(long)]
+    allow_remote_quit: bool,
+    /// Packets a second one client may send (a UDP source address, or a TCP connection),
+    /// with a burst of as many; beyond, packets are dropped and counted
+    /// (packets_rate_limited). 0: no limit.
+    #[arg(long, value_name = "PACKETS", default_value_t = chronus_supervisor::exposure::DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
+    /// Largest OSC packet taken, in bytes (64 to 1048576); larger ones are dropped and
+    /// counted (packets_too_large).
+    #[arg(long, value_name = "BYTES", default_value_t = chronus_supervisor::exposure::DEFAULT_MAX_PACKET as u64,
+          value_parser = clap::value_parser!(u64).range(chronus_supervisor::exposure::MIN_MAX_PACKET as u64..=chronus_supervisor::exposure::MAX_MAX_PACKET as u64))]
+    max_packet: u64,
+    /// How OSC packets are framed on TCP: size (OSC 1.0: a 32-bit big-endian size before
+    /// each packet, as scsynth and liblo do) or slip (OSC 1.1: SLIP, double END). Replies
+    /// are framed the same way.
+    #[arg(long, value_name = "size|slip", default_value = "size")]
+    tcp_framing: chronus_supervisor::framing::Framing,
     /// Where the sound goes: auto (JACK, then ALSA's default card, else null), jack, device
     /// (JACK or ALSA), null, or wav:PATH. JACK imposes its sample rate and period
     /// (--sample-rate is then only a wish); `chronus devices` shows what auto picks.
@@ -117,9 +145,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             limiter: !args.no_limiter,
         },
         tcp_idle_timeout: Duration::from_secs_f64(args.tcp_idle_timeout.clamp(0.1, 1e6)),
+        exposure: chronus_supervisor::exposure::Exposure {
+            allow: args.allow,
+            allow_remote_quit: args.allow_remote_quit,
+            rate_limit: args.rate_limit,
+            max_packet: args.max_packet as usize,
+        },
+        tcp_framing: args.tcp_framing,
         state: args.state.clone(),
         resume: None,
     };
+    if let Some(warning) = config.exposure.bind_warning(config.osc) {
+        tracing::warn!("{warning}");
+        eprintln!("chronus: warning: {warning}");
+    }
     if let Some(path) = resume_from(args.resume.as_deref(), args.state.as_deref())? {
         resume(&mut config, &path)?;
     }

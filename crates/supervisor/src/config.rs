@@ -95,6 +95,11 @@ pub struct ServeConfig {
     pub master: chronus_engine::MasterConfig,
     /// A TCP connection with no bytes either way for this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
+    /// Who may talk to the server, how much, and what it may send back (`--allow`,
+    /// `--allow-remote-quit`, `--rate-limit`, `--max-packet`).
+    pub exposure: crate::exposure::Exposure,
+    /// How OSC packets are framed on TCP (`--tcp-framing`), replies included.
+    pub tcp_framing: crate::framing::Framing,
     /// Where to keep the restore point on disk (`--state`), for `--resume`.
     pub state: Option<PathBuf>,
     /// Start from a dead server's state (`--resume`) instead of from scratch.

@@ -15,7 +15,9 @@
 //! - [`sinks`]: JACK (the `jack` crate), ALSA device (cpal) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
-//! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
+//! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out; [`framing`]:
+//!   TCP framings (OSC 1.0 size prefix, SLIP); [`exposure`]: who may talk, how much,
+//!   and what goes back (`--allow`, rate and size limits, no UDP amplification).
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report;
 //!   [`report`]: building it on the thread that asks, never on a real-time one.
@@ -28,6 +30,8 @@ pub mod clock_model;
 pub mod command_log;
 pub mod config;
 pub mod depth;
+pub mod exposure;
+pub mod framing;
 pub mod live_patch;
 pub mod log_limit;
 pub mod metrics;

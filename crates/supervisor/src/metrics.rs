@@ -276,6 +276,9 @@ metrics! {
         /// Rejected: handling the message panicked (a bug; counted in `handler_panics`), or
         /// it came after that message in the same packet.
         commands_rejected_panic = "commands_rejected.panic";
+        /// Rejected with `/fail`: `/quit` or `/debug/...` from a client other than loopback
+        /// (taken only with `--allow-remote-quit`); a bundle holding one is refused whole.
+        commands_rejected_not_permitted = "commands_rejected.not_permitted";
         /// Applied by the supervisor: queries answered, `/sync` (once everything before it is
         /// stamped), patch edits other than commit, `/quit`, `/debug/...` (once handed to a
         /// worker).
@@ -321,6 +324,25 @@ metrics! {
         /// `HANDLER_QUEUE` packets behind (a flood); they are not in `commands_received`.
         /// (Datagrams the kernel drops when the socket's buffer is full are not seen at all.)
         udp_datagrams_dropped;
+        /// Packets ignored (no answer) because their sender is neither loopback nor in a
+        /// network `--allow` names. Like every `packets_*` refusal, counted before decoding
+        /// and not in `commands_received`: every packet read is either handed to the OSC
+        /// handler or counted in exactly one of `packets_refused_not_allowed`,
+        /// `packets_rate_limited`, `packets_too_large` and `udp_datagrams_dropped`.
+        packets_refused_not_allowed;
+        /// Packets dropped (no answer) because their client sent more than `--rate-limit`
+        /// packets a second (a UDP source address or a TCP connection is one client).
+        packets_rate_limited;
+        /// Packets dropped (no answer) for being larger than `--max-packet` bytes.
+        packets_too_large;
+        /// Replies not sent over UDP because they were larger than what their client (not
+        /// loopback, not allow-listed) had sent: each packet's client got one short `/fail`
+        /// saying to ask over TCP instead, and nothing more. Replies made later (a `/fail`
+        /// at stamping, `/done /quit`) larger than the smallest request (16 bytes) are
+        /// dropped for such clients and counted here too.
+        replies_refused_amplification;
+        /// TCP connections closed at once because their peer is not allowed (`--allow`).
+        tcp_clients_refused_not_allowed;
         /// TCP clients disconnected because they left too many replies unread.
         tcp_slow_clients_dropped;
         /// TCP connections closed for being idle (timeout, or the longest idle at the limit).
@@ -578,7 +600,8 @@ impl MetricsReport {
             + self.commands_rejected_invalid
             + self.commands_rejected_busy
             + self.commands_rejected_patch_edit
-            + self.commands_rejected_panic;
+            + self.commands_rejected_panic
+            + self.commands_rejected_not_permitted;
         self.commands_applied = self.commands_applied_by_engine + self.commands_answered;
         self.commands_dropped = self.commands_dropped_stale
             + self.commands_dropped_queue_full
@@ -619,6 +642,20 @@ pub fn metrics_markdown() -> String {
            applied, until its frame plays.\n\n\
          After a cold restart from the patch (both workers lost with no snapshot to restart\n\
          from) the engine's counts start again from zero.\n\n\
+         ## Packet accounting\n\n\
+         Before a packet is decoded, its transport's reader may refuse it whole, without an\n\
+         answer: its sender is not allowed (`--allow`: `packets_refused_not_allowed`), is over\n\
+         its rate (`--rate-limit`: `packets_rate_limited`), the packet is larger than\n\
+         `--max-packet` (`packets_too_large`), or, over UDP, the OSC thread is\n\
+         `HANDLER_QUEUE` packets behind (`udp_datagrams_dropped`). A refused packet is in none\n\
+         of the `commands_*` counts; every other packet is handed to the OSC thread, where each\n\
+         of its messages (or the packet, if it is not OSC) is one command received. So for a\n\
+         client that sends only single messages (no bundles), once the server is between\n\
+         packets:\n\n\
+         - `packets sent = commands_received + packets_refused_not_allowed +\n\
+           packets_rate_limited + packets_too_large + udp_datagrams_dropped + the datagrams\n\
+           the kernel dropped` (`RcvbufErrors` in /proc/net/snmp: the socket's buffer was\n\
+           full). `crates/cli/tests/flood.rs` checks it with a million malformed packets.\n\n\
          ## The list\n\n\
          | name | kind | meaning |\n| --- | --- | --- |\n",
     );

@@ -5,8 +5,11 @@
 //! the output clock's lock-free queue to be stamped; questions (`/status`, `/metrics`,
 //! `/version`) are answered here at once; bad input is answered with `/fail` and changes
 //! nothing. Replies go to the sender's address, without waiting (see
-//! [`Replier`](crate::transport::Replier)). A panic while handling a packet is caught with
-//! that packet: it is answered with `/fail`, counted, and the next packet is handled.
+//! [`Replier`](crate::transport::Replier)); to a UDP client that is neither loopback nor
+//! allow-listed, never more bytes than its packet had; and `/quit` and `/debug/*` are
+//! taken only from loopback unless `--allow-remote-quit` (see
+//! [`exposure`](crate::exposure)). A panic while handling a packet is caught with that
+//! packet: it is answered with `/fail`, counted, and the next packet is handled.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use chronus_protocol::reply::ParamInfo;
 use chronus_protocol::table::PanicThread;
 use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, When};
 
+use crate::exposure::{Exposure, ReplyBudget, ReplyDecision};
 use crate::patch_editor::PatchEditor;
 use crate::transport::{Incoming, Replier, ReplyTo};
 
@@ -74,6 +78,10 @@ pub struct OscServer {
     pub editor: PatchEditor,
     /// Whether `/debug/*` exists (kept when the table is rebuilt).
     pub fault_injection: bool,
+    /// Who may do what, and what may go back over UDP.
+    pub exposure: Arc<Exposure>,
+    /// What may still be sent for the packet being handled (set for each packet).
+    pub reply_budget: ReplyBudget,
     /// The output clock's shared state.
     pub shared: Arc<OutputShared>,
     /// Builds `/metrics` and `/status` answers here, off the real-time loops.
@@ -111,9 +119,14 @@ impl OscServer {
     /// the panic is counted in `handler_panics` and logged, and the server goes on.
     fn handle_guarded(&mut self, packet: &Incoming) {
         self.handling = None;
+        let udp_peer = match packet.from {
+            ReplyTo::Udp(addr) => Some(addr.ip()),
+            ReplyTo::Tcp(_) => None,
+        };
+        self.reply_budget = self.exposure.reply_budget(udp_peer, packet.bytes.len());
         let unaccounted_before = unaccounted(&self.shared.metrics);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.handle_datagram(&packet.bytes, packet.from);
+            self.handle_datagram(&packet.bytes, packet.from, packet.peer);
         }));
         let Err(panic) = handled else {
             return;
@@ -144,7 +157,7 @@ impl OscServer {
         }
     }
 
-    pub(crate) fn handle_datagram(&mut self, bytes: &[u8], from: ReplyTo) {
+    pub(crate) fn handle_datagram(&mut self, bytes: &[u8], from: ReplyTo, peer: std::net::IpAddr) {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
@@ -180,13 +193,17 @@ impl OscServer {
         };
         // A bundle is all or nothing: if it cannot be taken whole, refuse every message
         // in it rather than apply half.
-        if let Some(reason) = self.whole_packet_refusal(&results) {
+        if let Some((refusal, reason)) = self.whole_packet_refusal(&results, peer) {
             for result in &results {
                 let address = match result {
                     Ok(decoded) => decoded.address.as_str(),
                     Err(fail) => fail.address.as_str(),
                 };
-                Metrics::bump(refusal_counter(metrics, &reason));
+                Metrics::bump(refusal.counter(metrics));
+                if refusal == Refusal::NotPermitted && log_limit::REFUSED.allow() {
+                    tracing::warn!("refused {} from {peer}: {reason}", escaped(address));
+                }
+                self.handling = Some(address.to_string());
                 self.send(&reply::fail(address, &reason), from);
             }
             return;
@@ -196,6 +213,7 @@ impl OscServer {
                 Ok(decoded) => decoded,
                 Err(fail) => {
                     Metrics::bump(&metrics.commands_rejected_invalid);
+                    self.handling = Some(fail.address.clone());
                     if log_limit::REFUSED.allow() {
                         tracing::info!(
                             "refused {} from {from}: {}",
@@ -353,25 +371,48 @@ impl OscServer {
         }
     }
 
-    /// Why a packet must be refused as a whole, if it must: the queue cannot take all its
+    /// Why a packet must be refused as a whole, if it must: it holds `/quit` or
+    /// `/debug/*` from a `peer` not permitted to send them, the queue cannot take all its
     /// commands, or it is timed more than [`MAX_AHEAD`] ahead (surely a client's wrong
     /// clock or epoch, and a frame too far to compute safely).
-    fn whole_packet_refusal(&self, results: &[Result<Decoded, Fail>]) -> Option<String> {
+    fn whole_packet_refusal(
+        &self,
+        results: &[Result<Decoded, Fail>],
+        peer: std::net::IpAddr,
+    ) -> Option<(Refusal, String)> {
+        let privileged = results.iter().flatten().any(|decoded| {
+            matches!(
+                decoded.request,
+                Request::Quit
+                    | Request::Fault { .. }
+                    | Request::DebugPanic { .. }
+                    | Request::SpareDies { .. }
+            )
+        });
+        if privileged && !self.exposure.may_quit_or_inject(peer) {
+            return Some((
+                Refusal::NotPermitted,
+                "/quit and /debug/* are taken only from loopback (the server's --allow-remote-quit takes them from any allowed client); nothing applied".to_string(),
+            ));
+        }
         let wanted = results.iter().filter(|r| r.is_ok()).count();
         let room = self.shared.inbound.capacity() - self.shared.inbound.len();
         if wanted > room {
-            return Some("server busy: too many commands waiting; nothing applied".to_string());
+            return Some((
+                Refusal::Busy,
+                "server busy: too many commands waiting; nothing applied".to_string(),
+            ));
         }
         let now = SystemTime::now();
         results.iter().flatten().find_map(|decoded| match decoded.time {
             When::At(time) => ahead_of(time, now)
                 .filter(|&ahead| ahead > MAX_AHEAD)
                 .map(|ahead| {
-                    format!(
+                    (Refusal::Invalid, format!(
                         "the bundle is timed {:.1} s ahead; at most {} s ahead is taken (is the client's clock or epoch right?); nothing applied",
                         ahead.as_secs_f64(),
                         MAX_AHEAD.as_secs()
-                    )
+                    ))
                 }),
             When::Now => None,
         })
@@ -512,9 +553,33 @@ impl OscServer {
         reply::metrics_reply(&self.reporter.build().to_pairs())
     }
 
-    /// Sends an encoded reply; a failed send is logged, never fatal.
-    pub fn send(&self, bytes: &[u8], to: ReplyTo) {
-        self.replier.send(bytes, to);
+    /// Sends an encoded reply; a failed send is logged, never fatal. Over UDP, within the
+    /// packet's [`ReplyBudget`]: a reply that does not fit becomes one short `/fail`
+    /// naming the message being answered and saying to ask over TCP (counted in
+    /// `replies_refused_amplification`, as is every reply left out after it).
+    pub fn send(&mut self, bytes: &[u8], to: ReplyTo) {
+        let decision = match to {
+            ReplyTo::Udp(_) => self.reply_budget.decide(bytes.len()),
+            ReplyTo::Tcp(_) => ReplyDecision::Send,
+        };
+        match decision {
+            ReplyDecision::Send => self.replier.send(bytes, to),
+            ReplyDecision::Refuse => {
+                Metrics::bump(&self.shared.metrics.replies_refused_amplification);
+                if log_limit::REFUSED.allow() {
+                    tracing::info!(
+                        "a {}-byte reply to {to} not sent: larger than its request and the client is not allowed (--allow); told to use TCP",
+                        bytes.len()
+                    );
+                }
+                let address = self.handling.as_deref().unwrap_or("#bundle");
+                self.replier
+                    .send(&reply::fail(address, crate::exposure::USE_TCP), to);
+            }
+            ReplyDecision::Drop => {
+                Metrics::bump(&self.shared.metrics.replies_refused_amplification);
+            }
+        }
     }
 }
 
@@ -522,26 +587,45 @@ impl OscServer {
 /// counters, so between packets it is constant.
 fn unaccounted(metrics: &Metrics) -> u64 {
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let rejected = [
+    load(&metrics.commands_received)
+        .saturating_sub(load(&metrics.commands_accepted) + commands_rejected(metrics))
+}
+
+/// Commands rejected so far, every reason summed (`commands_rejected` in `/metrics`).
+pub(crate) fn commands_rejected(metrics: &Metrics) -> u64 {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    [
         &metrics.commands_rejected_undecodable,
         &metrics.commands_rejected_invalid,
         &metrics.commands_rejected_busy,
         &metrics.commands_rejected_patch_edit,
         &metrics.commands_rejected_panic,
+        &metrics.commands_rejected_not_permitted,
     ]
     .into_iter()
     .map(load)
-    .sum::<u64>();
-    load(&metrics.commands_received).saturating_sub(load(&metrics.commands_accepted) + rejected)
+    .sum::<u64>()
 }
 
-/// The counter for a packet refused whole for `reason` (from `whole_packet_refusal`):
-/// no room in the queue, or timed too far ahead.
-fn refusal_counter<'m>(metrics: &'m Metrics, reason: &str) -> &'m std::sync::atomic::AtomicU64 {
-    if reason.starts_with("server busy") {
-        &metrics.commands_rejected_busy
-    } else {
-        &metrics.commands_rejected_invalid
+/// Why a packet is refused whole (from `whole_packet_refusal`), which says where each of
+/// its messages is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `/quit` or `/debug/*` from a client not permitted to send them.
+    NotPermitted,
+    /// No room in the queue.
+    Busy,
+    /// Timed too far ahead.
+    Invalid,
+}
+
+impl Refusal {
+    fn counter(self, metrics: &Metrics) -> &std::sync::atomic::AtomicU64 {
+        match self {
+            Refusal::NotPermitted => &metrics.commands_rejected_not_permitted,
+            Refusal::Busy => &metrics.commands_rejected_busy,
+            Refusal::Invalid => &metrics.commands_rejected_invalid,
+        }
     }
 }
 

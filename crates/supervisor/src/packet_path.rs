@@ -20,6 +20,8 @@ use chronus_ipc::{Slot, SlotLayout};
 use chronus_protocol::AddressTable;
 
 use crate::depth::DepthSetting;
+use crate::exposure::Exposure;
+use crate::framing::Framing;
 use crate::metrics::Metrics;
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{OutputCore, OutputShared};
@@ -80,12 +82,20 @@ impl PacketPath {
         client.set_nonblocking(true)?;
         let (packets_tx, packets) = mpsc::sync_channel(1);
         let (control_tx, control) = mpsc::channel();
+        let exposure = Arc::new(Exposure::default());
         let server = OscServer {
-            replier: Arc::new(Replier::new(socket, Arc::clone(&metrics))),
+            replier: Arc::new(Replier::new(
+                socket,
+                Framing::SizePrefix,
+                Arc::clone(&exposure),
+                Arc::clone(&metrics),
+            )),
             packets,
             table: AddressTable::clone(&table),
             editor,
             fault_injection: false,
+            exposure,
+            reply_budget: crate::exposure::ReplyBudget::unlimited(),
             shared: Arc::clone(&shared),
             reporter: Reporter::new(Arc::clone(&shared)),
             stop: Arc::new(AtomicBool::new(false)),
@@ -108,8 +118,19 @@ impl PacketPath {
     /// Handles `bytes` as a datagram from the harness's client, stamps what it queued,
     /// and drains the replies and notices it caused.
     pub fn handle(&mut self, bytes: &[u8]) {
-        let from = ReplyTo::Udp(self.client.local_addr().expect("a bound socket"));
-        self.server.handle_datagram(bytes, from);
+        self.handle_from(bytes, std::net::Ipv4Addr::LOCALHOST.into());
+    }
+
+    /// As [`handle`](Self::handle), judged as if sent from `peer` (what `/quit` and fault
+    /// injection are refused by; replies still go to the harness's own loopback socket).
+    pub fn handle_from(&mut self, bytes: &[u8], peer: std::net::IpAddr) {
+        let client = self.client.local_addr().expect("a bound socket");
+        let from = ReplyTo::Udp(client);
+        self.server.reply_budget = self
+            .server
+            .exposure
+            .reply_budget(Some(client.ip()), bytes.len());
+        self.server.handle_datagram(bytes, from, peer);
         self.core.render_next(&mut self.block);
         while self.control.try_recv().is_ok() {}
         while self.shared.notices.pop().is_some() {}
@@ -120,6 +141,15 @@ impl PacketPath {
     /// The counters, for the accounting every packet must keep.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// (received, accepted + rejected): the two sides of the accounting identity every
+    /// packet must keep equal.
+    pub fn accounting(&self) -> (u64, u64) {
+        let m = &self.shared.metrics;
+        let received = m.commands_received.load(Ordering::Relaxed);
+        let accepted = m.commands_accepted.load(Ordering::Relaxed);
+        (received, accepted + crate::osc::commands_rejected(m))
     }
 }
 
@@ -151,16 +181,20 @@ mod tests {
         for packet in &packets {
             path.handle(packet);
         }
+        path.handle_from(&encode("/quit", vec![]), [192, 0, 2, 7].into());
+        assert_eq!(
+            path.accounting(),
+            (11, 11),
+            "a pattern counts once per match"
+        );
         let m = path.metrics();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let rejected = load(&m.commands_rejected_undecodable)
-            + load(&m.commands_rejected_invalid)
-            + load(&m.commands_rejected_busy)
-            + load(&m.commands_rejected_patch_edit)
-            + load(&m.commands_rejected_panic);
-        assert_eq!(load(&m.commands_received), 10, "a pattern counts per match");
-        assert_eq!(load(&m.commands_accepted) + rejected, 10);
         assert_eq!(load(&m.commands_rejected_undecodable), 2);
         assert_eq!(load(&m.commands_rejected_invalid), 1);
+        assert_eq!(
+            load(&m.commands_rejected_not_permitted),
+            1,
+            "/quit from afar"
+        );
     }
 }

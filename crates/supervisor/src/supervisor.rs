@@ -186,8 +186,11 @@ impl Supervisor {
         };
         let (control_tx, control) = mpsc::channel();
         let socket = Arc::new(socket);
+        let exposure = Arc::new(config.exposure.clone());
         let replier = Arc::new(Replier::new(
             Arc::clone(&socket),
+            config.tcp_framing,
+            Arc::clone(&exposure),
             Arc::clone(&shared.metrics),
         ));
         let (packets_tx, packets) = mpsc::sync_channel(transport::HANDLER_QUEUE);
@@ -197,8 +200,13 @@ impl Supervisor {
             &socket,
             udp_addr,
             &replier,
-            packets_tx,
-            &stop,
+            &transport::Readers {
+                packets: packets_tx,
+                stop: Arc::clone(&stop),
+                exposure: Arc::clone(&exposure),
+                metrics: Arc::clone(&shared.metrics),
+            },
+            config.tcp_framing,
             config.tcp_idle_timeout,
         )?;
         let server = OscServer {
@@ -207,6 +215,8 @@ impl Supervisor {
             table: table.clone(),
             editor,
             fault_injection: config.allow_fault_injection,
+            exposure,
+            reply_budget: crate::exposure::ReplyBudget::unlimited(),
             shared: Arc::clone(&shared),
             reporter: Reporter::new(Arc::clone(&shared)),
             stop: Arc::clone(&stop),
@@ -516,7 +526,7 @@ impl Supervisor {
                     why,
                 } => self.refused(command, reply_to, why),
                 Notice::Synced { id, reply_to } => {
-                    self.replier.send(&reply::synced(id), reply_to);
+                    self.replier.send_deferred(&reply::synced(id), reply_to);
                 }
                 Notice::SnapshotRequested {
                     request,
@@ -603,7 +613,7 @@ impl Supervisor {
                             "that thread is not running: record with --record wav:PATH, log with --command-log PATH",
                         ),
                     };
-                    self.replier.send(&answer, reply_to);
+                    self.replier.send_deferred(&answer, reply_to);
                 }
             }
         }
@@ -1039,7 +1049,8 @@ impl Supervisor {
             );
         }
         if let Some(to) = reply_to {
-            self.replier.send(&reply::fail(&address, why.reason()), to);
+            self.replier
+                .send_deferred(&reply::fail(&address, why.reason()), to);
         }
     }
 
@@ -1057,7 +1068,7 @@ impl Supervisor {
             suspect.seq,
         );
         if let Some(to) = suspect.reply_to {
-            self.replier.send(
+            self.replier.send_deferred(
                 &reply::fail(&address, "this command made both workers fail; it was dropped and the sound restored without it"),
                 to,
             );
@@ -1157,7 +1168,7 @@ impl Supervisor {
         self.drain_control();
         self.patch.remove_files();
         for to in std::mem::take(&mut self.quit_requests) {
-            self.replier.send(&reply::done("/quit"), to);
+            self.replier.send_deferred(&reply::done("/quit"), to);
         }
         // TCP clients' writers send what is queued (`/done /quit` included) before exit.
         self.replier.finish(Duration::from_secs(1));

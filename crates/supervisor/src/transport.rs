@@ -9,8 +9,16 @@
 //! (the OSC thread, the real-time supervisor loop) ever waits on a socket, and one client
 //! that never reads stalls no one but itself: when its queue is full it is disconnected.
 //!
-//! TCP carries OSC 1.0 framing, as scsynth and liblo do: each packet is preceded by its
-//! size as a big-endian 32-bit integer. A TCP client may have only a few packets waiting
+//! Before a packet reaches the handler, its reader applies the [`exposure`](crate::exposure)
+//! policy: a packet from a client that is not allowed, over its client's rate, or larger
+//! than the limit is dropped there and counted (`packets_*`), without an answer and
+//! without the handler's time. Each check is a table lookup or a comparison, so no reader
+//! waits on anyone for it.
+//!
+//! TCP carries OSC 1.0 framing by default, as scsynth and liblo do: each packet is
+//! preceded by its size as a big-endian 32-bit integer; `--tcp-framing slip` takes OSC
+//! 1.1's SLIP instead (see [`framing`](crate::framing)), and replies are framed the same
+//! way. A TCP client may have only a few packets waiting
 //! for the handler at a time, so however fast one client sends, the handler's queue keeps
 //! room for everyone else. A connection with no bytes either way for the idle timeout is
 //! closed, and when [`MAX_TCP_CLIENTS`] are connected the longest-idle one makes room for
@@ -18,17 +26,21 @@
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::exposure::{Exposure, RateLimiter, TokenBucket};
+use crate::framing::{Framing, SlipDecoder, SlipEvent};
 use crate::log_limit;
 use crate::metrics::Metrics;
 
-/// Largest OSC packet accepted over TCP (UDP is bounded by the datagram size anyway).
-const MAX_TCP_PACKET: usize = 1 << 20;
+/// A size prefix beyond this (1 MiB, the largest `--max-packet`) closes the connection:
+/// the stream is surely not OSC 1.0 framing, and skipping that much would only waste time.
+/// A packet within it but over `--max-packet` is skipped and counted.
+const MAX_TCP_PACKET: usize = crate::exposure::MAX_MAX_PACKET;
 /// Most TCP clients connected at once; a newcomer beyond this closes the longest-idle one.
 pub const MAX_TCP_CLIENTS: usize = 64;
 /// Replies waiting for one TCP client's writer; a client that lets this many pile up is
@@ -37,6 +49,8 @@ const REPLY_QUEUE: usize = 256;
 /// Packets of one TCP client waiting for the handler at most: with [`MAX_TCP_CLIENTS`]
 /// clients that is half of the handler's queue, so UDP always finds room.
 const IN_FLIGHT_PER_CLIENT: usize = 32;
+/// The smallest request that gets a deferred reply: `/sync <id>`, 16 bytes.
+pub const SMALLEST_REQUEST: usize = 16;
 /// Packets waiting for the OSC handler, from every transport.
 pub const HANDLER_QUEUE: usize = 4096;
 /// How long a TCP connection may pass without a byte either way before it is closed.
@@ -70,6 +84,9 @@ pub struct Incoming {
     pub bytes: Vec<u8>,
     /// Its sender.
     pub from: ReplyTo,
+    /// The sender's IP address (for a TCP client, its peer's), for the decisions of the
+    /// [`exposure`](crate::exposure) policy.
+    pub peer: IpAddr,
     /// For a TCP packet, its place among its client's packets in flight, given back when
     /// the handler drops the packet.
     _in_flight: Option<InFlight>,
@@ -112,6 +129,10 @@ struct Client {
 /// never held across I/O.
 pub struct Replier {
     udp: Arc<UdpSocket>,
+    /// How TCP replies are framed (as the requests are).
+    framing: Framing,
+    /// Who is trusted with deferred UDP replies ([`send_deferred`](Self::send_deferred)).
+    exposure: Arc<Exposure>,
     clients: Mutex<BTreeMap<u64, Client>>,
     /// Writer threads, joined at [`finish`](Self::finish) so the last replies go out.
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -120,10 +141,18 @@ pub struct Replier {
 }
 
 impl Replier {
-    /// A replier for `udp` with no TCP clients yet, counting into `metrics`.
-    pub fn new(udp: Arc<UdpSocket>, metrics: Arc<Metrics>) -> Replier {
+    /// A replier for `udp` with no TCP clients yet, framing TCP replies with `framing`,
+    /// trusting UDP peers as `exposure` says, counting into `metrics`.
+    pub fn new(
+        udp: Arc<UdpSocket>,
+        framing: Framing,
+        exposure: Arc<Exposure>,
+        metrics: Arc<Metrics>,
+    ) -> Replier {
         Replier {
             udp,
+            framing,
+            exposure,
             clients: Mutex::new(BTreeMap::new()),
             writers: Mutex::new(Vec::new()),
             metrics,
@@ -146,9 +175,7 @@ impl Replier {
             }
             ReplyTo::Tcp(id) => {
                 // One buffer, so the writer sends each reply in one write.
-                let mut framed = Vec::with_capacity(4 + bytes.len());
-                framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                framed.extend_from_slice(bytes);
+                let framed = self.framing.encode(bytes);
                 let queued = self
                     .lock_clients()
                     .get(&id)
@@ -168,6 +195,23 @@ impl Replier {
                 }
             }
         }
+    }
+
+    /// Sends a reply made after its packet was handled (`/synced` once stamped, a
+    /// `/fail` at stamping or after a restart, `/done /quit`), where the request's size is
+    /// no longer known: to a UDP client that is not an allowed peer
+    /// ([`Exposure::is_allowed_peer`]) only if it is no larger than
+    /// [`SMALLEST_REQUEST`] bytes (`/synced` answers `/sync` at the same size), else it is
+    /// dropped and counted in `replies_refused_amplification`; everywhere else as
+    /// [`send`](Self::send).
+    pub fn send_deferred(&self, bytes: &[u8], to: ReplyTo) {
+        if let ReplyTo::Udp(addr) = to {
+            if bytes.len() > SMALLEST_REQUEST && !self.exposure.is_allowed_peer(addr.ip()) {
+                Metrics::bump(&self.metrics.replies_refused_amplification);
+                return;
+            }
+        }
+        self.send(bytes, to);
     }
 
     /// Stops taking replies, lets every TCP writer send what it has queued (up to
@@ -258,8 +302,22 @@ impl Replier {
     }
 }
 
+/// What every reader needs besides its socket: where packets go, when to stop, the
+/// exposure policy, and the counters.
+#[derive(Clone)]
+pub struct Readers {
+    /// The OSC handler's queue.
+    pub packets: SyncSender<Incoming>,
+    /// Set when the server is stopping.
+    pub stop: Arc<AtomicBool>,
+    /// Who may talk, how much.
+    pub exposure: Arc<Exposure>,
+    /// Counters of refusals and drops.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Starts every transport: the UDP reader on `socket`, and a TCP listener on the same
-/// address `udp_addr` (OSC 1.0 size-prefixed packets) closing connections idle for
+/// address `udp_addr` (framed as `framing` says) closing connections idle for
 /// `tcp_idle_timeout`, or UDP only if TCP cannot bind.
 ///
 /// # Errors
@@ -268,25 +326,20 @@ pub fn spawn_all(
     socket: &Arc<UdpSocket>,
     udp_addr: SocketAddr,
     replier: &Arc<Replier>,
-    packets: SyncSender<Incoming>,
-    stop: &Arc<AtomicBool>,
+    readers: &Readers,
+    framing: Framing,
     tcp_idle_timeout: Duration,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     use anyhow::Context;
-    let mut threads = vec![spawn_udp_reader(
-        Arc::clone(socket),
-        packets.clone(),
-        Arc::clone(stop),
-        Arc::clone(&replier.metrics),
-    )
-    .context("cannot start the UDP reader")?];
+    let mut threads = vec![spawn_udp_reader(Arc::clone(socket), readers.clone())
+        .context("cannot start the UDP reader")?];
     match TcpListener::bind(udp_addr) {
         Ok(listener) => threads.push(
             spawn_tcp_listener(
                 listener,
                 Arc::clone(replier),
-                packets,
-                Arc::clone(stop),
+                readers.clone(),
+                framing,
                 tcp_idle_timeout,
             )
             .context("cannot start the TCP listener")?,
@@ -296,26 +349,52 @@ pub fn spawn_all(
     Ok(threads)
 }
 
-/// Reads UDP datagrams into `packets` until `stop`; one the handler has no room for is
+/// Reads UDP datagrams into the handler's queue until `stop`. A datagram from a sender
+/// the policy does not admit, over its sender's rate (one client per source address), or
+/// larger than `--max-packet` is dropped and counted; one the handler has no room for is
 /// dropped and counted in `udp_datagrams_dropped`.
 pub fn spawn_udp_reader(
     socket: Arc<UdpSocket>,
-    packets: SyncSender<Incoming>,
-    stop: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
+    readers: Readers,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     socket.set_read_timeout(Some(POLL))?;
     std::thread::Builder::new()
         .name("chronus-osc-udp".into())
         .stack_size(256 * 1024)
         .spawn(move || {
+            let Readers {
+                packets,
+                stop,
+                exposure,
+                metrics,
+            } = readers;
+            let started = Instant::now();
+            let mut limiter = RateLimiter::new(exposure.rate_limit, 0);
             let mut buf = vec![0u8; 65_536];
             while !stop.load(Ordering::Acquire) {
                 match socket.recv_from(&mut buf) {
                     Ok((len, from)) => {
+                        let now_ns = started.elapsed().as_nanos() as u64;
+                        let refused = if !exposure.admits(from.ip()) {
+                            Some((&metrics.packets_refused_not_allowed, "its sender is not allowed (--allow)"))
+                        } else if !limiter.allow(from.ip(), now_ns) {
+                            Some((&metrics.packets_rate_limited, "its sender is over --rate-limit"))
+                        } else if len > exposure.max_packet {
+                            Some((&metrics.packets_too_large, "it is larger than --max-packet"))
+                        } else {
+                            None
+                        };
+                        if let Some((counter, why)) = refused {
+                            Metrics::bump(counter);
+                            if log_limit::DROPPED.allow() {
+                                tracing::warn!("OSC: ignored a {len}-byte datagram from {from}: {why}");
+                            }
+                            continue;
+                        }
                         let packet = Incoming {
                             bytes: buf.get(..len).unwrap_or_default().to_vec(),
                             from: ReplyTo::Udp(from),
+                            peer: from.ip(),
                             _in_flight: None,
                         };
                         if let Err(TrySendError::Full(_)) = packets.try_send(packet) {
@@ -337,13 +416,14 @@ pub fn spawn_udp_reader(
 }
 
 /// Accepts TCP clients on `listener` until `stop`, each with a reader and a writer
-/// thread; closes clients idle for `idle_timeout`, and the longest-idle one when a
-/// newcomer finds [`MAX_TCP_CLIENTS`] connected.
+/// thread; closes at once a connection from a peer the policy does not admit, closes
+/// clients idle for `idle_timeout`, and the longest-idle one when a newcomer finds
+/// [`MAX_TCP_CLIENTS`] connected.
 pub fn spawn_tcp_listener(
     listener: TcpListener,
     replier: Arc<Replier>,
-    packets: SyncSender<Incoming>,
-    stop: Arc<AtomicBool>,
+    readers: Readers,
+    framing: Framing,
     idle_timeout: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // A blocking accept that gives up after POLL: no wake-ups while nobody connects.
@@ -358,14 +438,23 @@ pub fn spawn_tcp_listener(
         .stack_size(256 * 1024)
         .spawn(move || {
             let mut next_id = 1;
-            while !stop.load(Ordering::Acquire) {
+            while !readers.stop.load(Ordering::Acquire) {
                 replier.close_idle(idle_timeout);
                 match listener.accept() {
+                    Ok((stream, peer)) if !readers.exposure.admits(peer.ip()) => {
+                        Metrics::bump(&readers.metrics.tcp_clients_refused_not_allowed);
+                        if log_limit::TCP.allow() {
+                            tracing::warn!(
+                                "OSC: closed a tcp connection from {peer}: not allowed (--allow)"
+                            );
+                        }
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
                     Ok((stream, peer)) => {
                         replier.make_room();
                         let id = next_id;
                         next_id += 1;
-                        match start_client(&replier, stream, id, &packets, &stop) {
+                        match start_client(&replier, stream, id, peer.ip(), &readers, framing) {
                             Ok(()) => {
                                 if log_limit::TCP.allow() {
                                     tracing::info!("OSC: tcp client {id} connected from {peer}");
@@ -388,13 +477,14 @@ pub fn spawn_tcp_listener(
         })
 }
 
-/// Registers client `id` and starts its reader and writer threads.
+/// Registers client `id` (connected from `peer`) and starts its reader and writer threads.
 fn start_client(
     replier: &Arc<Replier>,
     stream: TcpStream,
     id: u64,
-    packets: &SyncSender<Incoming>,
-    stop: &Arc<AtomicBool>,
+    peer: IpAddr,
+    readers: &Readers,
+    framing: Framing,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(POLL))?;
@@ -418,7 +508,7 @@ fn start_client(
     };
     replier.lock_clients().insert(id, client);
     let reader = {
-        let (replier, packets, stop) = (Arc::clone(replier), packets.clone(), Arc::clone(stop));
+        let (replier, readers) = (Arc::clone(replier), readers.clone());
         std::thread::Builder::new()
             .name(format!("chronus-osc-tcp-{id}"))
             .stack_size(256 * 1024)
@@ -427,20 +517,27 @@ fn start_client(
                 let _end = EndOfRequests {
                     replier: &replier,
                     id,
-                    stop: &stop,
+                    stop: &readers.stop,
                 };
                 let in_flight = Arc::new(AtomicUsize::new(0));
-                read_packets(
-                    reader_stream,
+                let mut client = TcpReader {
+                    stream: std::io::BufReader::new(reader_stream),
                     id,
-                    &packets,
-                    &stop,
-                    &replier,
-                    &activity,
-                    &in_flight,
-                );
+                    peer,
+                    readers: &readers,
+                    replier: &replier,
+                    activity: &activity,
+                    in_flight: &in_flight,
+                    started: Instant::now(),
+                    bucket: TokenBucket::full(readers.exposure.rate_limit, 0),
+                };
+                match framing {
+                    Framing::SizePrefix => client.read_size_prefixed(),
+                    Framing::Slip => client.read_slip(),
+                }
                 // Every reply to this client's packets is queued once they are handled.
-                while in_flight.load(Ordering::Acquire) > 0 && !stop.load(Ordering::Acquire) {
+                while in_flight.load(Ordering::Acquire) > 0 && !readers.stop.load(Ordering::Acquire)
+                {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 if log_limit::TCP.allow() {
@@ -513,30 +610,70 @@ fn write_replies(
     let _ = replier.lock_clients().remove(&id);
 }
 
-/// Reads size-prefixed packets from one client until it closes, errs, or sends a packet
-/// size beyond [`MAX_TCP_PACKET`] (a broken stream cannot be resynchronised). A packet's
-/// buffer grows as its bytes arrive, so a client announcing a large packet and sending
-/// nothing holds no memory for it.
-fn read_packets(
-    stream: TcpStream,
+/// The reader of one TCP client: cuts packets out of its stream, applies the rate and size
+/// limits (this connection is one client), and hands the rest to the handler.
+struct TcpReader<'a> {
+    stream: std::io::BufReader<TcpStream>,
     id: u64,
-    packets: &SyncSender<Incoming>,
-    stop: &AtomicBool,
-    replier: &Replier,
-    activity: &Activity,
-    in_flight: &Arc<AtomicUsize>,
-) {
-    let mut stream = std::io::BufReader::new(stream);
-    // Fills `bytes` up to `len` bytes; false at the end of the stream, an error or stop.
-    let mut read_to = |bytes: &mut Vec<u8>, len: usize| -> bool {
-        while bytes.len() < len {
-            if stop.load(Ordering::Acquire) || activity.closed.load(Ordering::Acquire) {
+    peer: IpAddr,
+    readers: &'a Readers,
+    replier: &'a Replier,
+    activity: &'a Activity,
+    in_flight: &'a Arc<AtomicUsize>,
+    /// The clock of `bucket`.
+    started: Instant,
+    bucket: TokenBucket,
+}
+
+impl TcpReader<'_> {
+    /// Whether to stop reading: the server stops or the replier closed the connection.
+    fn stopped(&self) -> bool {
+        self.readers.stop.load(Ordering::Acquire) || self.activity.closed.load(Ordering::Acquire)
+    }
+
+    /// Reads into `bytes` until it holds `len` bytes, waiting across read timeouts (each
+    /// a look at the stop flag); false at the end of the stream, an error or stop. Bytes
+    /// read before a timeout are kept.
+    fn read_some(&mut self, bytes: &mut Vec<u8>, len: usize) -> bool {
+        loop {
+            if self.stopped() {
                 return false;
             }
-            let wanted = (len - bytes.len()) as u64;
-            match (&mut stream).take(wanted).read_to_end(bytes) {
-                Ok(0) => return false,
-                Ok(_) => replier.touch(activity),
+            let wanted = len.saturating_sub(bytes.len()) as u64;
+            match (&mut self.stream).take(wanted).read_to_end(bytes) {
+                Ok(0) if wanted > 0 => return false,
+                Ok(_) => {
+                    self.replier.touch(self.activity);
+                    return true;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {} // `read_to_end` keeps what it read before the timeout
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Replaces `chunk` with the bytes the stream has now (at least one, as soon as one
+    /// arrives); false at the end of the stream, an error or stop.
+    fn read_chunk(&mut self, chunk: &mut Vec<u8>) -> bool {
+        use std::io::BufRead;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            match self.stream.fill_buf() {
+                Ok([]) => return false,
+                Ok(available) => {
+                    chunk.clear();
+                    chunk.extend_from_slice(available);
+                    let taken = available.len();
+                    self.stream.consume(taken);
+                    self.replier.touch(self.activity);
+                    return true;
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -545,42 +682,130 @@ fn read_packets(
                 Err(_) => return false,
             }
         }
-        true
-    };
-    loop {
-        let mut size = Vec::with_capacity(4);
-        if !read_to(&mut size, 4) {
-            return;
+    }
+
+    /// Fills `bytes` up to `len` bytes; false at the end of the stream, an error or stop.
+    /// The buffer grows as bytes arrive, so a client announcing a large packet and
+    /// sending nothing holds no memory for it.
+    fn read_to(&mut self, bytes: &mut Vec<u8>, len: usize) -> bool {
+        while bytes.len() < len {
+            if !self.read_some(bytes, len) {
+                return false;
+            }
         }
-        let len = <[u8; 4]>::try_from(size.as_slice()).map_or(0, u32::from_be_bytes) as usize;
-        if len > MAX_TCP_PACKET {
-            if log_limit::TCP.allow() {
+        true
+    }
+
+    /// Reads size-prefixed packets (OSC 1.0) until the client closes, errs, or sends a
+    /// packet size beyond [`MAX_TCP_PACKET`] (a broken stream cannot be resynchronised).
+    /// A packet over `--max-packet` is skipped and counted.
+    fn read_size_prefixed(&mut self) {
+        loop {
+            let mut size = Vec::with_capacity(4);
+            if !self.read_to(&mut size, 4) {
+                return;
+            }
+            let len = <[u8; 4]>::try_from(size.as_slice()).map_or(0, u32::from_be_bytes) as usize;
+            if len > self.readers.exposure.max_packet {
+                Metrics::bump(&self.readers.metrics.packets_too_large);
+                let max = self.readers.exposure.max_packet;
+                if len > MAX_TCP_PACKET {
+                    if log_limit::TCP.allow() {
+                        tracing::warn!(
+                            "OSC: tcp client {} sent a {len}-byte packet size (at most {max}); closing the connection",
+                            self.id
+                        );
+                    }
+                    return;
+                }
+                if log_limit::DROPPED.allow() {
+                    tracing::warn!(
+                        "OSC: skipped a {len}-byte packet of tcp client {}: larger than --max-packet {max}",
+                        self.id
+                    );
+                }
+                let mut left = len;
+                while left > 0 {
+                    let mut chunk = Vec::new();
+                    if !self.read_some(&mut chunk, left.min(64 * 1024)) {
+                        return;
+                    }
+                    left -= chunk.len();
+                }
+                continue;
+            }
+            let mut bytes = Vec::new();
+            if !self.read_to(&mut bytes, len) {
+                return;
+            }
+            if !self.deliver(bytes) {
+                return;
+            }
+        }
+    }
+
+    /// Reads SLIP-framed packets (OSC 1.1) until the client closes or errs; a packet over
+    /// `--max-packet` is skipped to its END and counted.
+    fn read_slip(&mut self) {
+        let mut decoder = SlipDecoder::new(self.readers.exposure.max_packet);
+        let mut chunk = Vec::with_capacity(8192);
+        loop {
+            if !self.read_chunk(&mut chunk) {
+                return;
+            }
+            for &byte in &chunk {
+                match decoder.push(byte) {
+                    None => {}
+                    Some(SlipEvent::TooLarge) => {
+                        Metrics::bump(&self.readers.metrics.packets_too_large);
+                        if log_limit::DROPPED.allow() {
+                            tracing::warn!(
+                                "OSC: skipped a packet of tcp client {}: larger than --max-packet {}",
+                                self.id,
+                                self.readers.exposure.max_packet
+                            );
+                        }
+                    }
+                    Some(SlipEvent::Packet(bytes)) => {
+                        let handed = self.deliver(bytes);
+                        if !handed {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one packet to the handler unless it is over the client's rate (dropped and
+    /// counted); first waits for the handler to take this client's earlier packets, so one
+    /// client cannot fill the queue everyone shares. False when the server stops.
+    fn deliver(&mut self, bytes: Vec<u8>) -> bool {
+        let rate = self.readers.exposure.rate_limit;
+        let now_ns = self.started.elapsed().as_nanos() as u64;
+        if rate > 0 && !self.bucket.take(rate, rate, now_ns) {
+            Metrics::bump(&self.readers.metrics.packets_rate_limited);
+            if log_limit::DROPPED.allow() {
                 tracing::warn!(
-                    "OSC: tcp client {id} sent a {len}-byte packet size (at most {MAX_TCP_PACKET}); closing the connection"
+                    "OSC: dropped a packet of tcp client {}: over --rate-limit {rate} a second",
+                    self.id
                 );
             }
-            return;
+            return true;
         }
-        let mut bytes = Vec::new();
-        if !read_to(&mut bytes, len) {
-            return;
-        }
-        // Wait for the handler to take this client's earlier packets: one client cannot
-        // fill the queue everyone shares.
-        while in_flight.load(Ordering::Acquire) >= IN_FLIGHT_PER_CLIENT {
-            if stop.load(Ordering::Acquire) {
-                return;
+        while self.in_flight.load(Ordering::Acquire) >= IN_FLIGHT_PER_CLIENT {
+            if self.readers.stop.load(Ordering::Acquire) {
+                return false;
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         let packet = Incoming {
             bytes,
-            from: ReplyTo::Tcp(id),
-            _in_flight: Some(InFlight(Arc::clone(in_flight))),
+            from: ReplyTo::Tcp(self.id),
+            peer: self.peer,
+            _in_flight: Some(InFlight(Arc::clone(self.in_flight))),
         };
-        if packets.send(packet).is_err() {
-            return;
-        }
+        self.readers.packets.send(packet).is_ok()
     }
 }

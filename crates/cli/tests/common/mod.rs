@@ -601,3 +601,26 @@ pub fn timetag_in(ahead: Duration) -> OscTime {
         fractional: ((u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000) as u32,
     }
 }
+
+/// This machine's non-loopback address, as `ip route get 1` reports it (`src …`): a client
+/// bound to it is not loopback, though it runs here. `None` (with a line naming `test`
+/// and saying why) where there is none.
+pub fn machine_address(test: &str) -> Option<std::net::IpAddr> {
+    let found = Command::new("ip")
+        .args(["route", "get", "1"])
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut words = text.split_whitespace();
+            words.find(|&w| w == "src")?;
+            words.next()?.parse::<std::net::IpAddr>().ok()
+        })
+        .filter(|ip| !ip.is_loopback());
+    if found.is_none() {
+        eprintln!(
+            "{test}: this machine has no non-loopback address (`ip route get 1` reports no src), so no client can be other than loopback here"
+        );
+    }
+    found
+}

@@ -9,7 +9,6 @@
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run packet_path` from `crates/protocol` (scripts/fuzz.sh).
 #![no_main]
 
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 
 use chronus_supervisor::packet_path::PacketPath;
@@ -19,15 +18,11 @@ fuzz_target!(|data: &[u8]| {
     static PATH: OnceLock<Mutex<PacketPath>> = OnceLock::new();
     let path = PATH.get_or_init(|| Mutex::new(PacketPath::new().expect("a packet path")));
     let mut path = path.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    for packet in data.split(|&b| b == 0xff).take(16) {
-        path.handle(packet);
-        let m = path.metrics();
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let rejected = load(&m.commands_rejected_undecodable)
-            + load(&m.commands_rejected_invalid)
-            + load(&m.commands_rejected_busy)
-            + load(&m.commands_rejected_patch_edit)
-            + load(&m.commands_rejected_panic);
-        assert_eq!(load(&m.commands_received), load(&m.commands_accepted) + rejected);
+    for (i, packet) in data.split(|&b| b == 0xff).take(16).enumerate() {
+        // Every other packet as from another machine (where /quit and faults are refused).
+        let peer = if i % 2 == 0 { [127, 0, 0, 1] } else { [192, 0, 2, 7] };
+        path.handle_from(packet, std::net::IpAddr::from(peer));
+        let (received, accounted) = path.accounting();
+        assert_eq!(received, accounted, "every message accepted or rejected, once");
     }
 });
