@@ -72,15 +72,32 @@ fn encode(message: OscMessage) -> Vec<u8> {
     rosc::encoder::encode(&OscPacket::Message(message)).unwrap_or_default()
 }
 
+/// A UDP socket connected to `server`: replies from anyone else are not read, and a
+/// server that is not running is known at once (the kernel reports the refusal).
 fn socket_for(server: SocketAddr, timeout: Duration) -> anyhow::Result<UdpSocket> {
-    let local = if server.is_ipv6() {
-        "[::1]:0"
-    } else {
-        "127.0.0.1:0"
+    let local = match (server.is_ipv6(), server.ip().is_loopback()) {
+        (false, true) => "127.0.0.1:0",
+        (false, false) => "0.0.0.0:0",
+        (true, true) => "[::1]:0",
+        (true, false) => "[::]:0",
     };
     let socket = UdpSocket::bind(local).context("cannot open a UDP socket")?;
+    socket
+        .connect(server)
+        .with_context(|| format!("cannot reach {server}"))?;
     socket.set_read_timeout(Some(timeout.min(Duration::from_millis(100))))?;
     Ok(socket)
+}
+
+/// An I/O error as the user should read it: a time-out is "no answer in time".
+fn said(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer in time".to_string()
+        }
+        std::io::ErrorKind::ConnectionRefused => "nothing listens there".to_string(),
+        _ => error.to_string(),
+    }
 }
 
 /// Receives replies until `done` says stop or `timeout` passes.
@@ -92,8 +109,13 @@ fn receive_until(
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65_536];
     while Instant::now() < deadline {
-        let Ok((len, _)) = socket.recv_from(&mut buf) else {
-            continue;
+        let len = match socket.recv(&mut buf) {
+            Ok(len) => len,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                eprintln!("chronus: nothing listens there (is `chronus serve` running?)");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => continue,
         };
         match chronus_protocol::parse_reply(buf.get(..len).unwrap_or_default()) {
             Ok(reply) => {
@@ -111,10 +133,10 @@ fn receive_until(
     ExitCode::FAILURE
 }
 
-/// `address: reason`, or `reason` alone when it already starts with the address (the
+/// `address: reason`, or `reason` alone when it already names the address (the
 /// protocol's reasons do), so an error names its address once.
 fn naming_the_address_once(address: &str, reason: &str) -> String {
-    if reason.starts_with(address) {
+    if reason.contains(address) {
         reason.to_string()
     } else {
         format!("{address}: {reason}")
@@ -131,21 +153,22 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let address = args.address.unwrap_or_default();
     let texts: Vec<&str> = args.args.iter().map(String::as_str).collect();
     let socket = socket_for(args.osc, timeout)?;
-    let (table, the_servers) = match ask_table(&socket, args.osc, timeout) {
+    // The table query takes at most half the time allowed; the answer the rest.
+    let (table, strict) = match ask_table(&socket, args.osc, timeout / 2) {
         Ok(table) => (table, true),
         Err(why) => {
-            let patch = args
-                .patch
-                .as_ref()
-                .map_or("the built-in patch".to_string(), |p| {
-                    p.display().to_string()
-                });
-            eprintln!("chronus: the server did not give its address table ({why}); checked offline against {patch}");
-            (client_table(args.patch.as_ref())?, false)
+            // Against a patch the user named, an unknown address is refused; against the
+            // built-in patch it is sent unchecked (the server may play another).
+            let checked = match &args.patch {
+                Some(patch) => format!("checked offline against {}", patch.display()),
+                None => "checked offline against the built-in patch (an address it lacks is sent unchecked)".to_string(),
+            };
+            eprintln!("chronus: the server did not give its address table ({why}); {checked}");
+            (client_table(args.patch.as_ref())?, args.patch.is_some())
         }
     };
     let known = table.lookup(&address).is_some() || chronus_protocol::pattern::is_pattern(&address);
-    let message = if known || the_servers {
+    let message = if known || strict {
         match chronus_protocol::build_message(&table, &address, &texts) {
             Ok(message) => message,
             Err(fail) => {
@@ -164,7 +187,10 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             args: texts.iter().map(|t| guess_type(t)).collect(),
         }
     };
-    socket.send_to(&encode(message), args.osc)?;
+    if let Err(e) = socket.send(&encode(message)) {
+        eprintln!("chronus: cannot send to {}: {}", args.osc, said(&e));
+        return Ok(ExitCode::FAILURE);
+    }
     let quitting = address == "/quit";
     let sync_id = (std::process::id() & 0x7fff_ffff) as i32;
     if !quitting {
@@ -172,7 +198,10 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             addr: "/sync".into(),
             args: vec![OscType::Int(sync_id)],
         };
-        socket.send_to(&encode(sync), args.osc)?;
+        if let Err(e) = socket.send(&encode(sync)) {
+            eprintln!("chronus: cannot send to {}: {}", args.osc, said(&e));
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(receive_until(&socket, timeout, |reply| match reply {
         Reply::Synced(id) if id == sync_id => Some(ExitCode::SUCCESS),
@@ -251,7 +280,8 @@ pub fn ask_table(
     server: SocketAddr,
     timeout: Duration,
 ) -> Result<AddressTable, String> {
-    let over_udp = match ask_table_over_udp(socket, server, timeout.min(Duration::from_secs(1))) {
+    let udp_wait = (timeout / 2).min(Duration::from_millis(500));
+    let over_udp = match ask_table_over_udp(socket, udp_wait) {
         Ok(Reply::Table {
             fault_injection,
             modules,
@@ -260,28 +290,25 @@ pub fn ask_table(
         Ok(_) => "over UDP: another answer".to_string(),
         Err(why) => format!("over UDP: {why}"),
     };
-    ask_table_over_tcp(server, timeout)
+    ask_table_over_tcp(server, timeout.saturating_sub(udp_wait))
         .map_err(|over_tcp| format!("{over_udp}; over TCP: {over_tcp}"))
 }
 
-/// Sends `/table` from `socket` and waits for `/table.reply` or its `/fail`.
-fn ask_table_over_udp(
-    socket: &UdpSocket,
-    server: SocketAddr,
-    timeout: Duration,
-) -> Result<Reply, String> {
+/// Sends `/table` from `socket` (connected to the server) and waits for `/table.reply` or
+/// its `/fail`.
+fn ask_table_over_udp(socket: &UdpSocket, timeout: Duration) -> Result<Reply, String> {
     let request = encode(OscMessage {
         addr: chronus_protocol::table::TABLE.into(),
         args: vec![],
     });
-    socket
-        .send_to(&request, server)
-        .map_err(|e| e.to_string())?;
+    socket.send(&request).map_err(|e| said(&e))?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65_536];
     while Instant::now() < deadline {
-        let Ok((len, _)) = socket.recv_from(&mut buf) else {
-            continue;
+        let len = match socket.recv(&mut buf) {
+            Ok(len) => len,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(said(&e)),
+            Err(_) => continue,
         };
         match chronus_protocol::parse_reply(buf.get(..len).unwrap_or_default()) {
             Ok(reply @ Reply::Table { .. }) => return Ok(reply),
@@ -298,7 +325,7 @@ fn ask_table_over_udp(
 fn ask_table_over_tcp(server: SocketAddr, timeout: Duration) -> Result<AddressTable, String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&server, timeout)
-        .map_err(|e| format!("no connection to {server}: {e}"))?;
+        .map_err(|e| format!("no connection to {server}: {}", said(&e)))?;
     let deadline = Instant::now() + timeout;
     let _ = stream.set_nodelay(true);
     let request = encode(OscMessage {
@@ -310,7 +337,7 @@ fn ask_table_over_tcp(server: SocketAddr, timeout: Duration) -> Result<AddressTa
     stream
         .set_write_timeout(Some(timeout))
         .and_then(|()| stream.write_all(&framed))
-        .map_err(|e| format!("cannot ask: {e}"))?;
+        .map_err(|e| format!("cannot ask: {}", said(&e)))?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -321,13 +348,13 @@ fn ask_table_over_tcp(server: SocketAddr, timeout: Duration) -> Result<AddressTa
             stream.read_exact(buf)
         };
         let mut size = [0u8; 4];
-        read_exact(&mut stream, &mut size).map_err(|e| format!("no answer: {e}"))?;
+        read_exact(&mut stream, &mut size).map_err(|e| said(&e))?;
         let size = u32::from_be_bytes(size) as usize;
         if size > 16 << 20 {
             return Err(format!("a reply of {size} bytes is not OSC framing"));
         }
         let mut packet = vec![0u8; size];
-        read_exact(&mut stream, &mut packet).map_err(|e| format!("no answer: {e}"))?;
+        read_exact(&mut stream, &mut packet).map_err(|e| said(&e))?;
         match chronus_protocol::parse_reply(&packet) {
             Ok(Reply::Table {
                 fault_injection,
@@ -354,13 +381,10 @@ fn guess_type(text: &str) -> OscType {
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let socket = socket_for(args.osc, timeout)?;
-    socket.send_to(
-        &encode(OscMessage {
-            addr: "/metrics".into(),
-            args: vec![],
-        }),
-        args.osc,
-    )?;
+    socket.send(&encode(OscMessage {
+        addr: "/metrics".into(),
+        args: vec![],
+    }))?;
     let mut metrics = None;
     let code = receive_until(&socket, timeout, |reply| match reply {
         Reply::Metrics(pairs) => {
@@ -408,12 +432,17 @@ pub fn summary(metrics: &serde_json::Value) -> String {
             let load = field("load_percent")
                 .as_f64()
                 .map_or("?".to_string(), |n| format!("{n:.1} %"));
-            format!(
-                "slot {} {} (pid {}, load {load})",
-                text("slot"),
-                text("role"),
-                text("pid")
-            )
+            let pid = field("pid").as_u64().unwrap_or(0);
+            if pid == 0 {
+                // No process in the slot (dead, or not spawned yet): nothing to show of one.
+                format!("slot {} {}", text("slot"), text("role"))
+            } else {
+                format!(
+                    "slot {} {} (pid {pid}, load {load})",
+                    text("slot"),
+                    text("role")
+                )
+            }
         })
         .collect();
     let spare = match metrics
@@ -433,7 +462,7 @@ pub fn summary(metrics: &serde_json::Value) -> String {
         ),
         format!("workers    {}; {spare}", workers.join(", ")),
         format!(
-            "failovers  {} (last {}, p99 {}); {} crashes, {} cold restarts",
+            "failovers  {} (last {}, p99 {}); crashes {}, cold restarts {}",
             count("failover_count"),
             ms("failover_ms_last"),
             ms("failover_ms_p99"),

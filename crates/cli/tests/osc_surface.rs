@@ -108,8 +108,29 @@ fn send_checks_against_the_patch_the_server_plays() {
     // The built-in patch's are refused with the server's reason, before anything is sent.
     let out = send(&server, &["/mod/sine/freq", "440"]);
     assert!(!out.status.success());
+    // Named once.
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "chronus: unknown address /mod/sine/freq (did you mean /mod/osc/freq?)"
+    );
+    // Offline against a patch the user names, an address it lacks is refused too.
+    let out = chronus()
+        .args([
+            "send",
+            "--osc",
+            "127.0.0.1:9",
+            "--timeout",
+            "0.5",
+            "--patch",
+        ])
+        .arg(&bass)
+        .args(["/gate/adsr", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("unknown address /mod/sine/freq (did you mean /mod/osc/freq?)"),
+        text(&out.stderr).contains("checked offline against")
+            && text(&out.stderr).contains("unknown address /gate/adsr"),
         "{}",
         text(&out.stderr)
     );

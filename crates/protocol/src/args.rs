@@ -57,11 +57,15 @@ pub fn build_message(
     args: &[&str],
 ) -> Result<OscMessage, Fail> {
     let message = type_message(table, address, args);
-    let decoded = crate::decode::decode_one(table, message.clone(), crate::decode::When::Now);
-    match decoded.into_iter().find_map(Result::err) {
-        Some(fail) => Err(fail),
-        None => Ok(message),
-    }
+    let mut budget = crate::pattern::PACKET_MATCH_BUDGET;
+    crate::decode::decode_one(
+        table,
+        message.clone(),
+        crate::decode::When::Now,
+        0,
+        &mut budget,
+    )?;
+    Ok(message)
 }
 
 /// Types text arguments per the table into an OSC message, without validating it.
@@ -74,11 +78,13 @@ pub(crate) fn type_message(table: &AddressTable, address: &str, args: &[&str]) -
                 addr: address.to_string(),
                 args: Vec::new(),
             };
-            crate::pattern::expand(table, &untyped)
-                .ok()
-                .flatten()?
-                .into_iter()
-                .next()
+            crate::pattern::expand(table, &untyped, &mut {
+                crate::pattern::PACKET_MATCH_BUDGET
+            })
+            .ok()
+            .flatten()?
+            .into_iter()
+            .next()
         })
         .flatten();
     let exact = first_match.as_ref().map_or(address, |m| m.addr.as_str());

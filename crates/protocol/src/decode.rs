@@ -29,6 +29,12 @@ pub struct Decoded {
     pub address: String,
     /// When it should take effect.
     pub time: When,
+    /// The position in its packet of the message it came from, counting from 0 (the
+    /// requests one address pattern makes share it).
+    pub message: usize,
+    /// The address pattern the message was sent to, when this request is one of its
+    /// matches (a refusal of the whole packet names the pattern, once).
+    pub pattern: Option<String>,
 }
 
 /// A refused message: the server answers `/fail <address> <reason>`.
@@ -162,59 +168,102 @@ pub fn decode_packet(
         return Err(PacketError::TrailingBytes(rest.len()));
     }
     match packet {
-        OscPacket::Message(msg) => Ok(decode_one(table, msg, When::Now)),
+        OscPacket::Message(msg) => {
+            let mut budget = crate::pattern::PACKET_MATCH_BUDGET;
+            Ok(flat(vec![decode_one(
+                table,
+                msg,
+                When::Now,
+                0,
+                &mut budget,
+            )]))
+        }
         OscPacket::Bundle(bundle) => Ok(decode_bundle(table, bundle)),
     }
 }
 
 /// One message's requests: one, or one per match of an address pattern (see
 /// [`pattern`](crate::pattern)), all or nothing: if any match fails, the message is one
-/// [`Fail`] saying which and why.
+/// [`Fail`] saying which and why. `message` is its position in the packet; its patterns'
+/// matching steps are charged to the packet's `budget`.
 pub(crate) fn decode_one(
     table: &AddressTable,
     msg: OscMessage,
     time: When,
-) -> Vec<Result<Decoded, Fail>> {
-    let decoded = |one: OscMessage| {
-        validate_message(table, &one).map(|request| Decoded {
+    message: usize,
+    budget: &mut u64,
+) -> Result<Vec<Decoded>, Fail> {
+    let Some(matches) = crate::pattern::expand(table, &msg, budget)? else {
+        let request = validate_message(table, &msg)?;
+        return Ok(vec![Decoded {
             request,
-            address: one.addr,
+            address: msg.addr,
             time,
-        })
-    };
-    let matches = match crate::pattern::expand(table, &msg) {
-        Ok(None) => return vec![decoded(msg)],
-        Ok(Some(matches)) => matches,
-        Err(fail) => return vec![Err(fail)],
+            message,
+            pattern: None,
+        }]);
     };
     let count = matches.len();
-    let results: Result<Vec<Decoded>, Fail> = matches.into_iter().map(decoded).collect();
-    match results {
-        Ok(all) => all.into_iter().map(Ok).collect(),
-        Err(fail) => {
-            let pattern = clip(&msg.addr);
-            vec![Err(Fail {
-                reason: format!(
-                    "{pattern}: nothing applied (the pattern matches {count} address{}): {}",
-                    if count == 1 { "" } else { "es" },
-                    fail.reason
-                ),
-                address: pattern,
-            })]
+    let pattern = crate::pattern::is_pattern(&msg.addr).then(|| msg.addr.clone());
+    let mut decoded = Vec::with_capacity(count);
+    for one in matches {
+        match validate_message(table, &one) {
+            Ok(request) => decoded.push(Decoded {
+                request,
+                address: one.addr,
+                time,
+                message,
+                pattern: pattern.clone(),
+            }),
+            Err(fail) => {
+                let sent = clip(&msg.addr);
+                // The match's reason starts with its address; a pattern in the argument
+                // (`/get`, `/ramp`) has the address as sent: say it once.
+                let detail = match fail.reason.strip_prefix(&format!("{sent}: ")) {
+                    Some(rest) if fail.address == sent => rest.to_string(),
+                    _ => fail.reason,
+                };
+                return Err(Fail {
+                    reason: format!(
+                        "{sent}: nothing applied (the pattern matches {count} address{}): {detail}",
+                        if count == 1 { "" } else { "es" },
+                    ),
+                    address: sent,
+                });
+            }
         }
     }
+    Ok(decoded)
+}
+
+/// A packet's results in the flat form the server acts on: each message's requests in
+/// order, or its [`Fail`].
+fn flat(per_message: Vec<Result<Vec<Decoded>, Fail>>) -> Vec<Result<Decoded, Fail>> {
+    let mut results = Vec::with_capacity(per_message.len());
+    for message in per_message {
+        match message {
+            Ok(decoded) => results.extend(decoded.into_iter().map(Ok)),
+            Err(fail) => results.push(Err(fail)),
+        }
+    }
+    results
 }
 
 fn decode_bundle(table: &AddressTable, bundle: OscBundle) -> Vec<Result<Decoded, Fail>> {
     let mut messages = Vec::new();
     let mut time_error = None;
     flatten(bundle, When::Now, &mut messages, &mut time_error);
-    let results: Vec<Result<Decoded, Fail>> = messages
+    let mut budget = crate::pattern::PACKET_MATCH_BUDGET;
+    let per_message: Vec<(String, Result<Vec<Decoded>, Fail>)> = messages
         .into_iter()
-        .flat_map(|(msg, time)| decode_one(table, msg, time))
+        .enumerate()
+        .map(|(i, (msg, time))| {
+            let sent = clip(&msg.addr);
+            (sent, decode_one(table, msg, time, i, &mut budget))
+        })
         .collect();
     let culprit = time_error.or_else(|| {
-        results.iter().enumerate().find_map(|(i, result)| {
+        per_message.iter().enumerate().find_map(|(i, (_, result))| {
             result.as_ref().err().map(|fail| {
                 format!(
                     "message {} ({}) failed: {}",
@@ -226,20 +275,16 @@ fn decode_bundle(table: &AddressTable, bundle: OscBundle) -> Vec<Result<Decoded,
         })
     });
     let Some(culprit) = culprit else {
-        return results;
+        return flat(per_message.into_iter().map(|(_, result)| result).collect());
     };
-    results
+    // One refusal per message as sent (a pattern's matches are one message).
+    per_message
         .into_iter()
-        .map(|result| match result {
-            Ok(decoded) => {
-                let address = clip(&decoded.address);
-                Err(Fail {
-                    reason: format!(
-                        "{address}: not applied: the bundle was refused because {culprit}"
-                    ),
-                    address,
-                })
-            }
+        .map(|(sent, result)| match result {
+            Ok(_) => Err(Fail {
+                reason: format!("{sent}: not applied: the bundle was refused because {culprit}"),
+                address: sent,
+            }),
             Err(fail) => Err(Fail {
                 reason: format!("{}; the whole bundle was refused", fail.reason),
                 address: fail.address,
@@ -456,6 +501,8 @@ mod tests {
                 }),
                 address: "/mod/sine/freq".to_string(),
                 time: When::Now,
+                message: 0,
+                pattern: None,
             }
         );
     }
@@ -547,6 +594,75 @@ mod tests {
         let results = all(&encode(packet));
         assert_eq!(results.len(), 2);
         assert!(results.iter().all(Result::is_err));
+    }
+
+    #[test]
+    fn a_refused_bundle_names_each_message_once_as_sent() {
+        // A pattern of three matches, then a bad message: two refusals, the pattern's
+        // naming the pattern, and the culprit numbered as sent.
+        let packet = OscPacket::Bundle(bundle(
+            0,
+            vec![
+                OscPacket::Message(message("/mod/s*/*", vec![OscType::Float(0.5)])),
+                freq(1e9),
+            ],
+        ));
+        let results = all(&encode(packet));
+        let fails: Vec<Fail> = results.into_iter().map(Result::unwrap_err).collect();
+        assert_eq!(fails.len(), 2, "{fails:?}");
+        assert_eq!(fails[0].address, "/mod/s*/*");
+        assert!(
+            fails[0]
+                .reason
+                .contains("because message 2 (/mod/sine/freq) failed"),
+            "{}",
+            fails[0].reason
+        );
+        // Matches of a pattern in a bundle that stands share their message's position.
+        let packet = OscPacket::Bundle(bundle(
+            0,
+            vec![
+                freq(220.0),
+                OscPacket::Message(message("/mod/s*/*", vec![OscType::Float(0.5)])),
+            ],
+        ));
+        let positions: Vec<(usize, Option<String>)> = all(&encode(packet))
+            .into_iter()
+            .map(|r| {
+                let d = r.unwrap();
+                (d.message, d.pattern)
+            })
+            .collect();
+        let pattern = Some("/mod/s*/*".to_string());
+        assert_eq!(positions, [(0, None), (1, pattern.clone()), (1, pattern)]);
+    }
+
+    #[test]
+    fn a_packet_of_costly_patterns_is_refused_not_matched_for_long() {
+        // Ids of 200 characters (as /patch/add takes), a pattern of 120 wildcards against
+        // each: each costs 121 x 201 steps, and a bundle of many goes over the budget.
+        let ids: Vec<String> = (0..40)
+            .map(|i| format!("{i:03}{}b", "a".repeat(196)))
+            .collect();
+        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = ids
+            .iter()
+            .map(|id| (id.clone(), chronus_dsp::spec_for("adsr").unwrap()))
+            .collect();
+        let table = AddressTable::new(&modules, false);
+        let pattern = format!("/mod/{}b/*", "*a".repeat(60));
+        let one_message = OscPacket::Message(message(&pattern, vec![OscType::Float(0.5)]));
+        let started = std::time::Instant::now();
+        let results = decode_packet(
+            &table,
+            &encode(OscPacket::Bundle(bundle(0, vec![one_message; 100]))),
+        )
+        .unwrap();
+        let elapsed = started.elapsed();
+        let fail = results[0].as_ref().unwrap_err();
+        assert!(fail.reason.contains("matching steps"), "{}", fail.reason);
+        // Deterministic step counting bounds the time; this bound is only a sanity check.
+        println!("{} refusals in {elapsed:?}", results.len());
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
     }
 
     #[test]

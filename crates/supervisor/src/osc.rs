@@ -164,12 +164,7 @@ impl OscServer {
         // Command accounting (see `commands_received` in metrics.rs): every message counts
         // as received here, then exactly once as accepted or rejected below.
         let results = match chronus_protocol::decode_packet(&self.table, bytes) {
-            Ok(results) => {
-                metrics
-                    .commands_received
-                    .fetch_add(results.len() as u64, Ordering::Relaxed);
-                results
-            }
+            Ok(results) => results,
             Err(error) => {
                 Metrics::bump(&metrics.commands_received);
                 Metrics::bump(&metrics.commands_rejected_undecodable);
@@ -192,13 +187,14 @@ impl OscServer {
             }
         };
         // A bundle is all or nothing: if it cannot be taken whole, refuse every message
-        // in it rather than apply half.
+        // in it rather than apply half, once per message as sent (a pattern's matches are
+        // one message).
         if let Some((refusal, reason)) = self.whole_packet_refusal(&results, peer) {
-            for result in &results {
-                let address = match result {
-                    Ok(decoded) => decoded.address.as_str(),
-                    Err(fail) => fail.address.as_str(),
-                };
+            let sent = addresses_as_sent(&results);
+            metrics
+                .commands_received
+                .fetch_add(sent.len() as u64, Ordering::Relaxed);
+            for address in sent {
                 Metrics::bump(refusal.counter(metrics));
                 if refusal == Refusal::NotPermitted && log_limit::REFUSED.allow() {
                     tracing::warn!("refused {} from {peer}: {reason}", escaped(address));
@@ -208,6 +204,9 @@ impl OscServer {
             }
             return;
         }
+        metrics
+            .commands_received
+            .fetch_add(results.len() as u64, Ordering::Relaxed);
         for result in results {
             let decoded = match result {
                 Ok(decoded) => decoded,
@@ -589,6 +588,28 @@ fn unaccounted(metrics: &Metrics) -> u64 {
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     load(&metrics.commands_received)
         .saturating_sub(load(&metrics.commands_accepted) + commands_rejected(metrics))
+}
+
+/// The address of each message of a packet as its client sent it, in order: the matches
+/// of one address pattern (adjacent, sharing their message's position) are its pattern,
+/// once.
+fn addresses_as_sent(results: &[Result<Decoded, Fail>]) -> Vec<&str> {
+    let mut sent = Vec::with_capacity(results.len());
+    let mut last_message = None;
+    for result in results {
+        match result {
+            Ok(decoded) if last_message == Some(decoded.message) => {}
+            Ok(decoded) => {
+                last_message = Some(decoded.message);
+                sent.push(decoded.pattern.as_deref().unwrap_or(&decoded.address));
+            }
+            Err(fail) => {
+                last_message = None;
+                sent.push(fail.address.as_str());
+            }
+        }
+    }
+    sent
 }
 
 /// Commands rejected so far, every reason summed (`commands_rejected` in `/metrics`).

@@ -187,10 +187,24 @@ mod tests {
             (11, 11),
             "a pattern counts once per match"
         );
+        // A bundle refused whole (timed a century ahead): its pattern counts once.
+        let far = rosc::OscPacket::Bundle(rosc::OscBundle {
+            timetag: rosc::OscTime::from((u32::MAX, 0)),
+            content: vec![rosc::OscPacket::Message(rosc::OscMessage {
+                addr: "/mod/*/gain".into(),
+                args: vec![rosc::OscType::Float(0.5)],
+            })],
+        });
+        path.handle(&rosc::encoder::encode(&far).unwrap());
+        assert_eq!(path.accounting(), (12, 12), "a refused pattern counts once");
         let m = path.metrics();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         assert_eq!(load(&m.commands_rejected_undecodable), 2);
-        assert_eq!(load(&m.commands_rejected_invalid), 1);
+        assert_eq!(
+            load(&m.commands_rejected_invalid),
+            2,
+            "30000 Hz, and the far bundle"
+        );
         assert_eq!(
             load(&m.commands_rejected_not_permitted),
             1,
