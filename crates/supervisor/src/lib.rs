@@ -15,7 +15,8 @@
 //! - [`sinks`]: JACK (the `jack` crate), ALSA device (cpal) and null destinations, and which one
 //!   `--output` picks; [`recorder`]: WAV recordings of whatever plays (`--record`,
 //!   `--output wav:`); [`record_lock`]: one server per record file.
-//! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out.
+//! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out; [`notify`]:
+//!   pushes to `/notify` subscribers (events, metrics, levels, scope, spectrum).
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report;
 //!   [`report`]: building it on the thread that asks, never on a real-time one.
@@ -31,6 +32,7 @@ pub mod depth;
 pub mod live_patch;
 pub mod log_limit;
 pub mod metrics;
+pub mod notify;
 pub mod osc;
 pub mod output;
 pub mod patch_editor;

@@ -170,6 +170,12 @@ impl Replier {
         }
     }
 
+    /// Whether TCP client `id` is still connected (a `/notify` subscription over TCP ends
+    /// with its connection).
+    pub fn is_connected(&self, id: u64) -> bool {
+        self.lock_clients().contains_key(&id)
+    }
+
     /// Stops taking replies, lets every TCP writer send what it has queued (up to
     /// `within`), then closes every connection. For the end of a shutdown, after the last
     /// replies (`/done /quit`) were sent.
