@@ -307,9 +307,10 @@ fn levels_spectrum_and_scope_follow_the_note_and_the_33rd_subscriber_is_refused(
 }
 
 /// Depth 24 blocks of 64 (32 ms). `/dumpOSC 1` makes the log show each incoming message,
-/// with its arguments; an unknown topic is refused with the list of topics.
+/// with its arguments; an unknown topic is refused with the list of topics; `metrics`
+/// pushes the metrics at the rate asked, `patch` a committed patch's switch.
 #[test]
-fn dump_osc_logs_incoming_messages_and_bad_topics_are_refused() {
+fn dump_osc_logs_incoming_messages_and_metrics_and_patch_are_pushed() {
     let dir = temp_dir("notify-dump-osc");
     let log = dir.join("serve.stderr");
     let mut command = serve_command(&["--output", "null"]);
@@ -343,6 +344,42 @@ fn dump_osc_logs_incoming_messages_and_bad_topics_are_refused() {
     assert!(
         reason.contains("unknown topic 'levles'") && reason.contains("levels"),
         "{reason}"
+    );
+
+    let subscriber = Subscriber::new(&server);
+    assert!(done_notify(&subscriber.subscribe(&["metrics=10", "patch"])));
+    let metrics = subscriber
+        .wait_for(|m| m.addr == "/chronus/metrics", PATIENCE)
+        .expect("a /chronus/metrics push");
+    let names: Vec<&str> = metrics.args.iter().step_by(2).map(text).collect();
+    assert!(names.contains(&"blocks_played"), "{names:?}");
+    assert!(names.contains(&"notify_subscribers"), "{names:?}");
+    // Ten a second: a few more within a few seconds (however loaded the machine).
+    for _ in 0..3 {
+        subscriber
+            .wait_for(|m| m.addr == "/chronus/metrics", PATIENCE)
+            .expect("more /chronus/metrics pushes");
+    }
+
+    server.send(
+        "/patch/set",
+        vec![
+            OscType::String("sine".into()),
+            OscType::String("freq".into()),
+            OscType::Float(220.0),
+        ],
+    );
+    server.send("/patch/commit", vec![]);
+    let switched = subscriber
+        .wait_for(|m| m.addr == "/chronus/patch", PATIENCE)
+        .expect("a /chronus/patch push");
+    assert!(
+        matches!(switched.args[0], OscType::Int(version) if version >= 1),
+        "{switched:?}"
+    );
+    assert!(
+        matches!(switched.args[1], OscType::Long(frame) if frame > 0),
+        "{switched:?}"
     );
     server.quit();
     let _ = std::fs::remove_dir_all(&dir);

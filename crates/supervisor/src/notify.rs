@@ -9,7 +9,7 @@
 //!    while a subscriber wants `levels`, `scope` or `spectrum`, the output clock copies
 //!    each played block into [`OutputShared::monitor`], a preallocated wait-free ring.
 //! 2. The notify thread ([`Notifier::run`], normal priority) takes each event, and every
-//!    [`TICK`] drains the monitor ring into its [`Analysis`] and sees which periodic topic
+//!    [`TICK`] (while a periodic topic is wanted; [`IDLE_TICK`] otherwise) drains the monitor ring into its [`Analysis`] and sees which periodic topic
 //!    is due; it encodes the push once (`chronus_protocol::reply::push_*`).
 //! 3. [`Subscribers::to`] lists who has that topic, and [`Replier::send`] sends it to each
 //!    without waiting (a UDP datagram, or a TCP client's queue).
@@ -47,8 +47,11 @@ pub const MAX_SUBSCRIBERS: usize = 32;
 pub const UDP_LEASE: Duration = Duration::from_secs(60);
 /// Events waiting for the notify thread; beyond this they are dropped and counted.
 pub const EVENT_QUEUE: usize = 1024;
-/// How often the thread looks at the monitor ring and the periodic topics.
+/// How often the thread looks at the monitor ring and the periodic topics while someone
+/// subscribes to one (`metrics`, `levels`, `scope`, `spectrum`).
 pub const TICK: Duration = Duration::from_millis(10);
+/// How often it looks otherwise (only to expire subscriptions): each look wakes a CPU.
+pub const IDLE_TICK: Duration = Duration::from_millis(250);
 /// Frames of the output kept for `spectrum` (the FFT's length: 5.9 Hz a bin at 48 kHz, so
 /// bands down to about 100 Hz are wider than a bin; the lowest few are not, and read the
 /// bin nearest their centre).
@@ -69,12 +72,6 @@ pub const SPECTRUM_FLOOR_DB: f32 = -120.0;
 const AUDIO_INTERVAL: Duration = Duration::from_nanos(1_000_000_000 / 30);
 /// Interval of `spectrum` pushes (15 Hz).
 const SPECTRUM_INTERVAL: Duration = Duration::from_nanos(1_000_000_000 / 15);
-
-/// Samples of the monitor ring for `sample_rate`: half a second of stereo, dozens of the
-/// notify thread's ticks.
-pub fn monitor_ring_samples(sample_rate: u32) -> usize {
-    (sample_rate as usize).max(2 * WINDOW_FRAMES)
-}
 
 /// Whether pushes may go to `addr` over UDP: loopback only (a push is larger than the
 /// request that asked for it, so an open UDP port would amplify spoofed requests).
@@ -481,7 +478,7 @@ impl Notifier {
             stop: Arc::clone(stop),
             subscribers: Subscribers::default(),
             analysis: Analysis::default(),
-            taken: Vec::with_capacity(monitor_ring_samples(shared.sample_rate)),
+            taken: Vec::with_capacity(shared.monitor.capacity()),
             next_levels: now,
             next_spectrum: now,
             audio_was_wanted: false,
@@ -502,6 +499,8 @@ impl Notifier {
     pub fn run(mut self) {
         let mut next_tick = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
+            // A subscription to a periodic topic brings the next tick forward at once.
+            next_tick = next_tick.min(Instant::now() + self.tick_interval());
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(wait) {
                 Ok(event) => self.guarded(|this| this.handle(event)),
@@ -511,8 +510,18 @@ impl Notifier {
             let now = Instant::now();
             if now >= next_tick {
                 self.guarded(|this| this.tick(now));
-                next_tick = (next_tick + TICK).max(now);
+                next_tick = (next_tick + self.tick_interval()).max(now);
             }
+        }
+    }
+
+    /// [`TICK`] while a periodic topic is wanted, else [`IDLE_TICK`].
+    fn tick_interval(&self) -> Duration {
+        let wanted = self.subscribers.wanted();
+        if wanted.any_audio() || wanted.contains(Topic::Metrics) {
+            TICK
+        } else {
+            IDLE_TICK
         }
     }
 

@@ -355,7 +355,7 @@ impl OutputShared {
             depth: AtomicU64::new(initial_depth),
             command_log: None,
             recording: None,
-            monitor: SampleRing::new(crate::notify::monitor_ring_samples(sample_rate)),
+            monitor: SampleRing::for_monitor(sample_rate),
             notify_topics: AtomicU16::new(0),
             fade_out: AtomicBool::new(false),
             faded_out: AtomicBool::new(false),
