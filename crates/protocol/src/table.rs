@@ -273,6 +273,12 @@ impl Topic {
         matches!(self, Topic::Levels | Topic::Scope | Topic::Spectrum)
     }
 
+    /// Whether it is pushed at a rate (the notify thread then looks often), rather than
+    /// when something happens.
+    pub fn is_periodic(self) -> bool {
+        matches!(self, Topic::Metrics) || self.is_audio()
+    }
+
     fn bit(self) -> u16 {
         1 << (self as u16)
     }

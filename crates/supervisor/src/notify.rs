@@ -517,8 +517,7 @@ impl Notifier {
 
     /// [`TICK`] while a periodic topic is wanted, else [`IDLE_TICK`].
     fn tick_interval(&self) -> Duration {
-        let wanted = self.subscribers.wanted();
-        if wanted.any_audio() || wanted.contains(Topic::Metrics) {
+        if self.subscribers.wanted().iter().any(Topic::is_periodic) {
             TICK
         } else {
             IDLE_TICK
@@ -556,13 +555,15 @@ impl Notifier {
                     .subscribe(from, subscription, Instant::now())
                 {
                     Ok(()) => {
-                        let topics: Vec<&str> =
-                            subscription.topics.iter().map(Topic::name).collect();
-                        tracing::info!("{from} subscribed to {}", topics.join(", "));
+                        if log_limit::SUBSCRIPTIONS.allow() {
+                            let topics: Vec<&str> =
+                                subscription.topics.iter().map(Topic::name).collect();
+                            tracing::info!("{from} subscribed to {}", topics.join(", "));
+                        }
                         reply::done(NOTIFY)
                     }
                     Err(reason) => {
-                        if log_limit::REFUSED.allow() {
+                        if log_limit::SUBSCRIPTIONS.allow() {
                             tracing::info!("refused /notify from {from}: {reason}");
                         }
                         reply::fail(NOTIFY, &reason)
@@ -573,7 +574,7 @@ impl Notifier {
                 self.replier.send(&answer, from);
             }
             NotifyEvent::Unsubscribe { from } => {
-                if self.subscribers.unsubscribe(from) {
+                if self.subscribers.unsubscribe(from) && log_limit::SUBSCRIPTIONS.allow() {
                     tracing::info!("{from} unsubscribed");
                 }
                 self.publish_wanted();
@@ -629,7 +630,9 @@ impl Notifier {
         let replier = &self.replier;
         let gone = self.subscribers.expire(now, |id| replier.is_connected(id));
         if gone > 0 {
-            tracing::info!("{gone} /notify subscription(s) lapsed or lost their connection");
+            if log_limit::SUBSCRIPTIONS.allow() {
+                tracing::info!("{gone} /notify subscription(s) lapsed or lost their connection");
+            }
             self.publish_wanted();
         }
         let wanted = self.subscribers.wanted();
