@@ -574,6 +574,30 @@ mod tests {
     }
 
     #[test]
+    fn pushes_have_the_documented_types() {
+        assert_eq!(type_tags(&push_failover(1, 48_000, "worker died")), ",ihs");
+        assert_eq!(type_tags(&push_worker(0, "standby", 4242)), ",isi");
+        assert_eq!(
+            type_tags(&push_params("/mod/sine/freq", 440.0, None)),
+            ",sf"
+        );
+        assert_eq!(
+            type_tags(&push_params("/mod/sine/gain", 0.2, Some(1.5))),
+            ",sff"
+        );
+        assert_eq!(type_tags(&push_patch(2, 96_000)), ",ih");
+        assert_eq!(type_tags(&push_levels(&[(0.5, 0.3), (0.4, 0.2)])), ",ffff");
+        assert_eq!(type_tags(&push_scope(8, &[0.1, -0.1])), ",iff");
+        assert_eq!(type_tags(&push_spectrum(20.0, 20_000.0, &[-3.0])), ",fff");
+        let metrics = push_metrics(&[("blocks_played".to_string(), MetricValue::Number(7.0))]);
+        assert_eq!(type_tags(&metrics), ",sd");
+        let Ok(Reply::Other(msg)) = parse_reply(&metrics) else {
+            panic!("a push reads as another message");
+        };
+        assert_eq!(msg.addr, PUSH_METRICS);
+    }
+
+    #[test]
     fn status_reply_has_scsynth_types() {
         let bytes = status_reply(&status());
         assert_eq!(type_tags(&bytes), ",iiiiiffdd");
