@@ -193,7 +193,14 @@ pub(crate) fn decode_one(
     message: usize,
     budget: &mut u64,
 ) -> Result<Vec<Decoded>, Fail> {
-    let Some(matches) = crate::pattern::expand(table, &msg, budget)? else {
+    let expanded = crate::pattern::expand(table, &msg, budget).map_err(|reason| {
+        let address = clip(&msg.addr);
+        Fail {
+            reason: format!("{address}: {reason}"),
+            address,
+        }
+    })?;
+    let Some(matches) = expanded else {
         let request = validate_message(table, &msg)?;
         return Ok(vec![Decoded {
             request,
@@ -730,6 +737,41 @@ mod tests {
 
     fn reason(msg: OscMessage) -> String {
         validate_message(&table(), &msg).unwrap_err().reason
+    }
+
+    #[test]
+    fn notify_decodes_topics_and_refuses_unknown_ones() {
+        use crate::table::{Subscription, Topic, Topics};
+        let request = |args: Vec<OscType>| {
+            one(&msg_bytes("/notify", args))
+                .map(|decoded| decoded.request)
+                .map_err(|fail| fail.reason)
+        };
+        assert_eq!(request(vec![OscType::Int(0)]), Ok(Request::Notify(None)));
+        // No topic: the events.
+        let Ok(Request::Notify(Some(events))) = request(vec![OscType::Int(1)]) else {
+            panic!("not a subscription");
+        };
+        assert_eq!(events.topics, Topics::of(&Topic::EVENTS));
+        assert_eq!(
+            request(vec![OscType::Int(1), text("levels"), text("metrics=10")]),
+            Ok(Request::Notify(Some(Subscription {
+                topics: Topics::of(&[Topic::Levels, Topic::Metrics]),
+                metrics_hz: 10.0,
+            })))
+        );
+        let unknown = request(vec![OscType::Int(1), text("levles")]).unwrap_err();
+        assert!(
+            unknown.starts_with("/notify: unknown topic 'levles' (topics: failover, worker, metrics, levels, scope, spectrum, params, patch"),
+            "{unknown}"
+        );
+        let too_fast = request(vec![OscType::Int(1), text("metrics=1000")]).unwrap_err();
+        assert!(too_fast.contains("bad metrics rate"), "{too_fast}");
+        assert!(request(vec![OscType::Int(2)]).is_err());
+        assert_eq!(
+            one(&msg_bytes("/dumpOSC", vec![OscType::Int(1)])).map(|d| d.request),
+            Ok(Request::DumpOsc(true))
+        );
     }
 
     #[test]
@@ -1380,6 +1422,7 @@ mod tests {
                     (_, "to") => "env",
                     (_, "param") => "freq",
                     (_, "point") => "ready",
+                    (_, "topic") => ["failover", "levels", "metrics=5"][(seed % 3) as usize],
                     (_, other) => panic!("no valid text for {address} {other}: add one here"),
                 }
                 .to_string(),

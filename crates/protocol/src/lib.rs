@@ -71,7 +71,9 @@ pub use reply::{
     parse_reply, MetricValue, ParamInfo, Reply, ReplyError, StatusReply, VersionReply,
 };
 pub use signature::{check_arg, ArgKind, ArgSpec, Value};
-pub use table::{table_for_patch, AddressTable, Entry, PatchEdit, Request};
+pub use table::{
+    table_for_patch, AddressTable, Entry, PatchEdit, Request, Subscription, Topic, Topics,
+};
 pub use text::{
     format_log_line, format_patch_log_line, parse_command_file, parse_command_log, LogEntry,
     LoggedCommand, TextError, TimedCommand,

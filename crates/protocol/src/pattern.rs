@@ -20,7 +20,6 @@
 
 use rosc::{OscMessage, OscType};
 
-use crate::decode::Fail;
 use crate::signature::clip;
 use crate::table::{AddressTable, Target, GET, RAMP};
 
@@ -282,32 +281,27 @@ fn matching<'t>(
 /// parameter addresses as its first argument. `None`: the message holds no pattern.
 ///
 /// # Errors
-/// A [`Fail`] (for the message as sent) when the pattern does not parse, is used where
-/// patterns are not taken, or matches nothing.
+/// The reason (for a `/fail` to the message as sent, after its address) when the pattern
+/// does not parse, is used where patterns are not taken, matches nothing, or the packet's
+/// matching budget runs out.
 pub(crate) fn expand(
     table: &AddressTable,
     msg: &OscMessage,
     budget: &mut u64,
-) -> Result<Option<Vec<OscMessage>>, Fail> {
-    let address = clip(&msg.addr);
-    let fail = |reason: String| Fail {
-        address: address.clone(),
-        reason: format!("{address}: {reason}"),
-    };
+) -> Result<Option<Vec<OscMessage>>, String> {
     if is_pattern(&msg.addr) {
         let pattern = Pattern::parse(&msg.addr)
-            .map_err(|why| fail(format!("not a valid address pattern: {why}")))?;
+            .map_err(|why| format!("not a valid address pattern: {why}"))?;
         let matches = matching(
             table,
             &pattern,
             |target| matches!(target, Target::Param { .. } | Target::Gate { .. }),
             budget,
-        )
-        .map_err(fail)?;
+        )?;
         if matches.is_empty() {
-            return Err(fail(
+            return Err(
                 "the pattern matches no address (patterns are taken for /mod/<id>/<param> and /gate/<id> addresses; `chronus send --list` shows them)".to_string(),
-            ));
+            );
         }
         return Ok(Some(
             matches
@@ -327,19 +321,18 @@ pub(crate) fn expand(
         return Ok(None); // a text argument, checked as such
     }
     let pattern = Pattern::parse(argument_pattern)
-        .map_err(|why| fail(format!("argument 1 is not a valid address pattern: {why}")))?;
+        .map_err(|why| format!("argument 1 is not a valid address pattern: {why}"))?;
     let matches = matching(
         table,
         &pattern,
         |target| matches!(target, Target::Param { .. }),
         budget,
-    )
-    .map_err(fail)?;
+    )?;
     if matches.is_empty() {
-        return Err(fail(format!(
+        return Err(format!(
             "the pattern {} matches no parameter address",
             clip(argument_pattern)
-        )));
+        ));
     }
     Ok(Some(
         matches

@@ -5,6 +5,7 @@
 //! `/done <address>`, `/synced <id>`, `/status.reply ,iiiiiffdd`, `/version.reply`.
 //! Chronus's own queries answer in the same style: `/get.reply <address> <value>`,
 //! `/params.reply <id> [name unit min max default current]…`, `/patch/dump.reply <toml>`.
+//! Pushes to `/notify` subscribers are `/chronus/<topic>` messages (`push_*` below).
 
 use rosc::{OscMessage, OscPacket, OscType};
 
@@ -287,11 +288,18 @@ pub fn metrics_reply<V>(metrics: &[(String, V)]) -> Vec<u8>
 where
     V: Clone + Into<MetricValue>,
 {
-    let args = metrics
+    encode(METRICS_REPLY, metrics_args(metrics))
+}
+
+/// Name/value pairs as `/metrics.reply` and `/chronus/metrics` carry them.
+fn metrics_args<V>(metrics: &[(String, V)]) -> Vec<OscType>
+where
+    V: Clone + Into<MetricValue>,
+{
+    metrics
         .iter()
         .flat_map(|(name, value)| [OscType::String(name.clone()), value.clone().into().to_osc()])
-        .collect();
-    encode(METRICS_REPLY, args)
+        .collect()
 }
 
 /// `/version.reply` (`,siisss`): program, major, minor, patch, branch, commit.
@@ -345,6 +353,95 @@ pub fn params_reply(id: &str, params: &[ParamInfo]) -> Vec<u8> {
 /// `/patch/dump.reply <toml>` (`,s`): the answer to `/patch/dump`.
 pub fn patch_dump_reply(toml: &str) -> Vec<u8> {
     encode(PATCH_DUMP_REPLY, vec![toml.into()])
+}
+
+/// Address of the `failover` push: `/chronus/failover <slot:i> <frame:h> <cause:s>`.
+pub const PUSH_FAILOVER: &str = "/chronus/failover";
+/// Address of the `worker` push: `/chronus/worker <slot:i> <role:s> <pid:i>`.
+pub const PUSH_WORKER: &str = "/chronus/worker";
+/// Address of the `metrics` push (laid out as `/metrics.reply`).
+pub const PUSH_METRICS: &str = "/chronus/metrics";
+/// Address of the `levels` push: `/chronus/levels <peak L> <rms L> <peak R> <rms R>`.
+pub const PUSH_LEVELS: &str = "/chronus/levels";
+/// Address of the `scope` push: `/chronus/scope <step:i>` then interleaved frames.
+pub const PUSH_SCOPE: &str = "/chronus/scope";
+/// Address of the `spectrum` push: `/chronus/spectrum <low Hz> <high Hz>` then band levels.
+pub const PUSH_SPECTRUM: &str = "/chronus/spectrum";
+/// Address of the `params` push: `/chronus/params <address:s> <value:f> [seconds:f]`.
+pub const PUSH_PARAMS: &str = "/chronus/params";
+/// Address of the `patch` push: `/chronus/patch <version:i> <frame:h>`.
+pub const PUSH_PATCH: &str = "/chronus/patch";
+
+/// `/chronus/failover <slot> <frame> <cause>` (`,ihs`): the output now reads `slot`, from
+/// the block starting at `frame`, because of `cause` (`worker died`, `missed deadline`).
+pub fn push_failover(slot: i32, frame: u64, cause: &str) -> Vec<u8> {
+    encode(
+        PUSH_FAILOVER,
+        vec![
+            OscType::Int(slot),
+            OscType::Long(frame as i64),
+            cause.into(),
+        ],
+    )
+}
+
+/// `/chronus/worker <slot> <role> <pid>` (`,isi`): the slot's state changed (`starting`,
+/// `joining`, `standby`, `active`, `dead`, `empty`), with its worker's pid (0: none).
+pub fn push_worker(slot: i32, role: &str, pid: u32) -> Vec<u8> {
+    encode(
+        PUSH_WORKER,
+        vec![OscType::Int(slot), role.into(), OscType::Int(pid as i32)],
+    )
+}
+
+/// `/chronus/metrics` name/value pairs, laid out as [`metrics_reply`].
+pub fn push_metrics(metrics: &[(String, MetricValue)]) -> Vec<u8> {
+    encode(PUSH_METRICS, metrics_args(metrics))
+}
+
+/// `/chronus/levels` (`,ffff` for stereo): peak then RMS of each channel, linear (1.0 is
+/// full scale), over the audio played since the last push.
+pub fn push_levels(peak_rms: &[(f32, f32)]) -> Vec<u8> {
+    let args = peak_rms
+        .iter()
+        .flat_map(|&(peak, rms)| [OscType::Float(peak), OscType::Float(rms)])
+        .collect();
+    encode(PUSH_LEVELS, args)
+}
+
+/// `/chronus/scope <step>` then interleaved samples (`,i` then `f` each): every `step`-th
+/// frame of the latest window of the output.
+pub fn push_scope(step: i32, interleaved: &[f32]) -> Vec<u8> {
+    let mut args = Vec::with_capacity(1 + interleaved.len());
+    args.push(OscType::Int(step));
+    args.extend(interleaved.iter().map(|&v| OscType::Float(v)));
+    encode(PUSH_SCOPE, args)
+}
+
+/// `/chronus/spectrum <low Hz> <high Hz>` then one level per band in dBFS (`,ff` then `f`
+/// each): the bands split `low..high` into equal ratios.
+pub fn push_spectrum(low_hz: f32, high_hz: f32, bands_db: &[f32]) -> Vec<u8> {
+    let mut args = Vec::with_capacity(2 + bands_db.len());
+    args.extend([OscType::Float(low_hz), OscType::Float(high_hz)]);
+    args.extend(bands_db.iter().map(|&v| OscType::Float(v)));
+    encode(PUSH_SPECTRUM, args)
+}
+
+/// `/chronus/params <address> <value>` (`,sf`), or with `seconds` (`,sff`) for a glide
+/// towards `value`: a parameter change the server accepted.
+pub fn push_params(address: &str, value: f32, seconds: Option<f32>) -> Vec<u8> {
+    let mut args = vec![address.into(), OscType::Float(value)];
+    args.extend(seconds.map(OscType::Float));
+    encode(PUSH_PARAMS, args)
+}
+
+/// `/chronus/patch <version> <frame>` (`,ih`): committed patch `version` plays from
+/// `frame`.
+pub fn push_patch(version: u32, frame: u64) -> Vec<u8> {
+    encode(
+        PUSH_PATCH,
+        vec![OscType::Int(version as i32), OscType::Long(frame as i64)],
+    )
 }
 
 /// Reads one reply datagram (client side: `chronus send`, `chronus status`).
@@ -508,6 +605,30 @@ mod tests {
             nominal_sample_rate: 48000.0,
             actual_sample_rate: 47999.5,
         }
+    }
+
+    #[test]
+    fn pushes_have_the_documented_types() {
+        assert_eq!(type_tags(&push_failover(1, 48_000, "worker died")), ",ihs");
+        assert_eq!(type_tags(&push_worker(0, "standby", 4242)), ",isi");
+        assert_eq!(
+            type_tags(&push_params("/mod/sine/freq", 440.0, None)),
+            ",sf"
+        );
+        assert_eq!(
+            type_tags(&push_params("/mod/sine/gain", 0.2, Some(1.5))),
+            ",sff"
+        );
+        assert_eq!(type_tags(&push_patch(2, 96_000)), ",ih");
+        assert_eq!(type_tags(&push_levels(&[(0.5, 0.3), (0.4, 0.2)])), ",ffff");
+        assert_eq!(type_tags(&push_scope(8, &[0.1, -0.1])), ",iff");
+        assert_eq!(type_tags(&push_spectrum(20.0, 20_000.0, &[-3.0])), ",fff");
+        let metrics = push_metrics(&[("blocks_played".to_string(), MetricValue::Number(7.0))]);
+        assert_eq!(type_tags(&metrics), ",sd");
+        let Ok(Reply::Other(msg)) = parse_reply(&metrics) else {
+            panic!("a push reads as another message");
+        };
+        assert_eq!(msg.addr, PUSH_METRICS);
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub const VERSION: &str = "/version";
 pub const TABLE: &str = "/table";
 /// Address that stops the server (scsynth's `/quit`).
 pub const QUIT: &str = "/quit";
+/// Address of the push subscription (scsynth's `/notify`): `/notify 1 [topics…]`.
+pub const NOTIFY: &str = "/notify";
+/// Address that logs every incoming message (scsynth's `/dumpOSC`): `/dumpOSC 1|0`.
+pub const DUMP_OSC: &str = "/dumpOSC";
 /// Fault injection: crash a worker.
 pub const DEBUG_CRASH: &str = "/debug/crash";
 /// Fault injection: a lockstep command that kills every worker applying it.
@@ -161,6 +165,13 @@ pub enum Request {
     Table,
     /// `/quit`: answer `/done /quit` and stop.
     Quit,
+    /// `/notify 1 [topics…]` (`Some`: subscribe the sender, or renew and replace its
+    /// subscription) or `/notify 0` (`None`: end it). Answered by the server's notify
+    /// thread, `/done /notify` or `/fail /notify <reason>`.
+    Notify(Option<Subscription>),
+    /// `/dumpOSC 1|0`: log every incoming message (escaped, rate-limited) at info level,
+    /// or stop doing so.
+    DumpOsc(bool),
     /// Fault injection: a panic in one of the server's threads, to show that each is
     /// watched: no packet makes the server deaf, and no record ends unnoticed (only in a
     /// table built with `fault_injection`).
@@ -194,7 +205,216 @@ pub enum PanicThread {
     Recorder,
     /// 3: in the command log's writer: the log ends, the server plays on and reports it.
     CommandLog,
+    /// 4: in the notify thread (pushes to `/notify` subscribers): caught there, counted in
+    /// `notify_panics`, and the pushes go on.
+    Notify,
 }
+
+/// What a `/notify` subscriber can ask to be pushed. Adding a topic is one variant here
+/// (with its name in [`Topic::ALL`] order) and its producer in the server's notify thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Topic {
+    /// `/chronus/failover <slot> <frame> <cause>`: the output switched slots.
+    Failover,
+    /// `/chronus/worker <slot> <role> <pid>`: a slot's worker changed role (spawned,
+    /// joining, standby, active, dead).
+    Worker,
+    /// `/chronus/metrics name value …` (as `/metrics.reply`), at the rate asked
+    /// (`metrics=<Hz>`, default 2 Hz).
+    Metrics,
+    /// `/chronus/levels` peak and RMS per channel of the output, 30 times a second.
+    Levels,
+    /// `/chronus/scope`: a decimated window of the output, 30 times a second.
+    Scope,
+    /// `/chronus/spectrum`: the output's magnitudes in fixed log-spaced bands, 15 times a
+    /// second.
+    Spectrum,
+    /// `/chronus/params <address> <value> [seconds]`: every parameter change accepted,
+    /// whoever sent it.
+    Params,
+    /// `/chronus/patch <version> <frame>`: a committed patch was switched in.
+    Patch,
+}
+
+impl Topic {
+    /// Every topic, in the order they are documented.
+    pub const ALL: [Topic; 8] = [
+        Topic::Failover,
+        Topic::Worker,
+        Topic::Metrics,
+        Topic::Levels,
+        Topic::Scope,
+        Topic::Spectrum,
+        Topic::Params,
+        Topic::Patch,
+    ];
+
+    /// The topics a `/notify 1` without topics subscribes to: the events, none of the
+    /// periodic streams.
+    pub const EVENTS: [Topic; 4] = [Topic::Failover, Topic::Worker, Topic::Params, Topic::Patch];
+
+    /// Its name in `/notify` arguments.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Failover => "failover",
+            Topic::Worker => "worker",
+            Topic::Metrics => "metrics",
+            Topic::Levels => "levels",
+            Topic::Scope => "scope",
+            Topic::Spectrum => "spectrum",
+            Topic::Params => "params",
+            Topic::Patch => "patch",
+        }
+    }
+
+    /// The topic named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether its producer analyses the output's blocks (which the output then copies
+    /// for the notify thread).
+    pub fn is_audio(self) -> bool {
+        matches!(self, Topic::Levels | Topic::Scope | Topic::Spectrum)
+    }
+
+    /// Whether it is pushed at a rate (the notify thread then looks often), rather than
+    /// when something happens.
+    pub fn is_periodic(self) -> bool {
+        matches!(self, Topic::Metrics) || self.is_audio()
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of [`Topic`]s (a bit each): copied freely, compared cheaply, shared as one atomic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Topics(u16);
+
+impl Topics {
+    /// No topic.
+    pub const NONE: Topics = Topics(0);
+
+    /// The set of `topics`.
+    pub fn of(topics: &[Topic]) -> Topics {
+        Topics(topics.iter().fold(0, |bits, t| bits | t.bit()))
+    }
+
+    /// Whether `topic` is in the set.
+    pub fn contains(self, topic: Topic) -> bool {
+        self.0 & topic.bit() != 0
+    }
+
+    /// The set with `topic` added.
+    pub fn with(self, topic: Topic) -> Topics {
+        Topics(self.0 | topic.bit())
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: Topics) -> Topics {
+        Topics(self.0 | other.0)
+    }
+
+    /// The topics [`Topic::is_audio`] says analyse the output.
+    const AUDIO: Topics = Topics(
+        (1 << Topic::Levels as u16) | (1 << Topic::Scope as u16) | (1 << Topic::Spectrum as u16),
+    );
+
+    /// Whether any topic of the set analyses the output ([`Topic::is_audio`]). One mask
+    /// test: the output clock asks every block.
+    pub fn any_audio(self) -> bool {
+        self.0 & Topics::AUDIO.0 != 0
+    }
+
+    /// The topics of the set, in [`Topic::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Topic> {
+        Topic::ALL.into_iter().filter(move |t| self.contains(*t))
+    }
+
+    /// The set as bits (for an atomic).
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set from [`bits`](Self::bits).
+    pub fn from_bits(bits: u16) -> Topics {
+        Topics(bits)
+    }
+}
+
+/// What `/notify 1 [topics…]` asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Subscription {
+    /// The topics to push.
+    pub topics: Topics,
+    /// Pushes of `metrics` per second ([`METRICS_HZ_DEFAULT`] unless `metrics=<Hz>`).
+    pub metrics_hz: f32,
+}
+
+/// Rate of the `metrics` topic when `/notify` names it without a rate.
+pub const METRICS_HZ_DEFAULT: f32 = 2.0;
+/// Lowest rate `metrics=<Hz>` takes.
+pub const METRICS_HZ_MIN: f32 = 0.1;
+/// Highest rate `metrics=<Hz>` takes (a report reads `/proc`: not for every block).
+pub const METRICS_HZ_MAX: f32 = 30.0;
+
+/// Reads the topic arguments of `/notify 1`: names of [`Topic::ALL`], the metrics topic
+/// optionally as `metrics=<Hz>`; none at all means [`Topic::EVENTS`].
+///
+/// # Errors
+/// The `/fail` reason for an unknown topic or a bad rate, listing what is accepted.
+pub fn parse_topics(names: &[String]) -> Result<Subscription, String> {
+    let mut subscription = Subscription {
+        topics: if names.is_empty() {
+            Topics::of(&Topic::EVENTS)
+        } else {
+            Topics::NONE
+        },
+        metrics_hz: METRICS_HZ_DEFAULT,
+    };
+    let known = || {
+        Topic::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in names {
+        if let Some(rate) = name.strip_prefix("metrics=") {
+            let hz: f32 = rate
+                .parse()
+                .ok()
+                .filter(|hz: &f32| (METRICS_HZ_MIN..=METRICS_HZ_MAX).contains(hz))
+                .ok_or_else(|| {
+                    format!(
+                        "{NOTIFY}: bad metrics rate '{}' (metrics=<Hz>, {METRICS_HZ_MIN} to {METRICS_HZ_MAX})",
+                        clip(rate)
+                    )
+                })?;
+            subscription.metrics_hz = hz;
+            subscription.topics = subscription.topics.with(Topic::Metrics);
+            continue;
+        }
+        let topic = Topic::from_name(name).ok_or_else(|| {
+            format!(
+                "{NOTIFY}: unknown topic '{}' (topics: {}; metrics=<Hz> sets the metrics rate)",
+                clip(name),
+                known()
+            )
+        })?;
+        subscription.topics = subscription.topics.with(topic);
+    }
+    Ok(subscription)
+}
+
+/// One optional topic argument of `/notify`.
+const TOPIC_ARG: ArgSpec = ArgSpec {
+    name: "topic",
+    kind: ArgKind::Text { max_len: 32 },
+    optional: true,
+};
 
 /// An edit of the server's draft patch (`/patch/…`). The protocol only checks argument
 /// types and counts; the server validates ids, types and ports against the draft, and
@@ -386,6 +606,50 @@ static FIXED: &[Fixed] = &[
         "Stops the server: fades out, stops the workers, exits.",
         |_| Ok(Request::Quit),
     ),
+    Fixed {
+        address: NOTIFY,
+        args: &[
+            ArgSpec {
+                name: "on",
+                kind: ArgKind::Int { min: 0, max: 1 },
+                optional: false,
+            },
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+            TOPIC_ARG,
+        ],
+        reply: "/done /notify, then pushes; or /fail /notify <reason>",
+        doc: "1 subscribes the sender to pushes (again: renews and replaces its subscription), 0 ends it. Topics: failover (`/chronus/failover <slot:i> <frame:h> <cause:s>`), worker (`/chronus/worker <slot:i> <role:s> <pid:i>`), params (`/chronus/params <address:s> <value:f> [seconds:f]`, every parameter change accepted, whoever sent it; a /ramp gives its target and seconds), patch (`/chronus/patch <version:i> <frame:h>`), metrics (`/chronus/metrics` name value …, 2 Hz, or `metrics=<Hz>` from 0.1 to 30), levels (`/chronus/levels <peak L> <rms L> <peak R> <rms R>`, linear, 30 Hz), scope (`/chronus/scope <step:i>` then 256 frames L R …, one frame in `step` of the last 2,048, 30 Hz), spectrum (`/chronus/spectrum <low Hz> <high Hz>` then 32 band levels in dBFS, log-spaced, 15 Hz). No topic: failover, worker, params and patch. Over TCP, or UDP from loopback only; at most 32 subscribers; a UDP subscription ends after 60 s unless renewed, a TCP one with its connection.",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            if call.int(0)? == 0 {
+                return Ok(Request::Notify(None));
+            }
+            let names = (1..call.values.len())
+                .map(|i| call.text(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            parse_topics(&names).map(|s| Request::Notify(Some(s)))
+        },
+    },
+    Fixed {
+        address: DUMP_OSC,
+        args: &[ArgSpec {
+            name: "on",
+            kind: ArgKind::Int { min: 0, max: 1 },
+            optional: false,
+        }],
+        reply: "/done /dumpOSC",
+        doc: "1: logs every incoming message (address and arguments, escaped, at most 10 lines a second) at info level; 0: stops.",
+        engine: false,
+        fault_injection: false,
+        build: |call| Ok(Request::DumpOsc(call.int(0)? == 1)),
+    },
     Fixed {
         address: RAMP,
         args: &[
@@ -649,11 +913,11 @@ static FIXED: &[Fixed] = &[
         address: DEBUG_PANIC,
         args: &[ArgSpec {
             name: "thread",
-            kind: ArgKind::Int { min: 0, max: 3 },
+            kind: ArgKind::Int { min: 0, max: 4 },
             optional: true,
         }],
-        reply: "/fail /debug/panic <reason>, or /done /debug/panic (2, 3)",
-        doc: "Fault injection: panics in one of the server's threads. 0 (the default): in the OSC thread while handling this message; the panic is caught, answered with /fail and counted in `handler_panics`, and the server goes on. 1: the OSC thread dies instead, and the server exits with an error rather than play on deaf. 2: the recorder's thread (with --record or --output wav:), 3: the command log's writer (with --command-log): that record ends, the server says so and counts it in `record_threads_lost`, plays on, and exits with an error at its stop.",
+        reply: "/fail /debug/panic <reason>, or /done /debug/panic (2, 3, 4)",
+        doc: "Fault injection: panics in one of the server's threads. 0 (the default): in the OSC thread while handling this message; the panic is caught, answered with /fail and counted in `handler_panics`, and the server goes on. 1: the OSC thread dies instead, and the server exits with an error rather than play on deaf. 2: the recorder's thread (with --record or --output wav:), 3: the command log's writer (with --command-log): that record ends, the server says so and counts it in `record_threads_lost`, plays on, and exits with an error at its stop. 4: the notify thread: caught there, counted in `notify_panics`, and the pushes go on.",
         engine: false,
         fault_injection: true,
         build: |call| {
@@ -668,6 +932,7 @@ static FIXED: &[Fixed] = &[
                     1 => PanicThread::Osc,
                     2 => PanicThread::Recorder,
                     3 => PanicThread::CommandLog,
+                    4 => PanicThread::Notify,
                     _ => return Err(call.internal()),
                 },
             })
@@ -701,6 +966,27 @@ fn ramp(call: &Call<'_>) -> Result<Request, String> {
         target,
         seconds: call.number(2)?,
     }))
+}
+
+/// The arguments as the docs list them, a run of the same argument once with its count
+/// (`/notify`'s eight optional topics: "topic: …, optional, up to 8 times").
+fn describe_args(args: &[ArgSpec]) -> String {
+    let mut parts: Vec<(String, usize)> = Vec::new();
+    for arg in args {
+        let text = arg.describe();
+        match parts.last_mut() {
+            Some((last, count)) if *last == text => *count += 1,
+            _ => parts.push((text, 1)),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(text, count)| match count {
+            1 => text,
+            n => format!("{text}, up to {n} times"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A message whose every argument passed [`check_arg`], as a [`Fixed`] address reads it.
@@ -1127,12 +1413,7 @@ impl AddressTable {
             let args = if entry.args.is_empty() {
                 "none".to_string()
             } else {
-                entry
-                    .args
-                    .iter()
-                    .map(ArgSpec::describe)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                describe_args(&entry.args)
             };
             let _ = writeln!(
                 out,
@@ -1641,5 +1922,21 @@ pub(crate) mod tests {
         assert_eq!(t.suggest(&"x".repeat(10_000)), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn topic_sets_know_which_topics_analyse_the_sound() {
+        for topic in Topic::ALL {
+            assert_eq!(
+                Topics::of(&[topic]).any_audio(),
+                topic.is_audio(),
+                "{topic:?}"
+            );
+            assert_eq!(Topic::from_name(topic.name()), Some(topic));
+        }
+        assert!(!Topics::of(&Topic::EVENTS).any_audio());
+        let all = Topics::of(&Topic::ALL);
+        assert_eq!(all.iter().collect::<Vec<_>>(), Topic::ALL.to_vec());
+        assert_eq!(Topics::from_bits(all.bits()), all);
     }
 }

@@ -17,7 +17,9 @@
 //!   `--output wav:`); [`record_lock`]: one server per record file.
 //! - [`osc`]: the OSC handler; [`transport`]: UDP and TCP in, replies out; [`framing`]:
 //!   TCP framings (OSC 1.0 size prefix, SLIP); [`exposure`]: who may talk, how much,
-//!   and what goes back (`--allow`, rate and size limits, no UDP amplification).
+//!   and what goes back (`--allow`, rate and size limits, no UDP amplification);
+//!   [`notify`]: pushes to `/notify` subscribers (events, metrics, levels, scope,
+//!   spectrum).
 //! - [`workers`]: spawning the re-executed worker processes.
 //! - [`metrics`]: lock-free counters and histograms behind `/metrics`, and the report;
 //!   [`report`]: building it on the thread that asks, never on a real-time one.
@@ -35,6 +37,7 @@ pub mod framing;
 pub mod live_patch;
 pub mod log_limit;
 pub mod metrics;
+pub mod notify;
 pub mod osc;
 pub mod output;
 pub mod packet_path;

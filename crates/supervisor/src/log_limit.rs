@@ -29,8 +29,22 @@ pub static UNDERRUNS: LogLimit = LogLimit::new("underruns");
 /// panic hook's report and the handler's line.
 pub static PANICS: LogLimit = LogLimit::new("panic reports");
 
+/// Incoming messages logged by `/dumpOSC 1` (a client decides how many arrive).
+pub static DUMP_OSC: LogLimit = LogLimit::new("dumpOSC lines");
+/// `/notify` subscriptions made, renewed, ended or refused (a client may send many).
+pub static SUBSCRIPTIONS: LogLimit = LogLimit::new("/notify subscription messages");
+
 /// Every limit, for [`summarise_past_seconds`].
-static ALL: [&LogLimit; 6] = [&UNDECODABLE, &REFUSED, &DROPPED, &TCP, &UNDERRUNS, &PANICS];
+static ALL: [&LogLimit; 8] = [
+    &UNDECODABLE,
+    &REFUSED,
+    &DROPPED,
+    &TCP,
+    &UNDERRUNS,
+    &PANICS,
+    &DUMP_OSC,
+    &SUBSCRIPTIONS,
+];
 
 /// Puts the panic hook (the report Rust writes to stderr for every panic, with a backtrace
 /// when `RUST_BACKTRACE` is set) under the [`PANICS`] limit, so a panic a client can repeat

@@ -191,6 +191,8 @@ macro_rules! metrics {
             pub device_sample_rate: AtomicU64,
             /// Set by the JACK output: whether it is connected to a JACK server now.
             pub jack_connected: AtomicU64,
+            /// Set by the notify thread: its subscribers now.
+            pub notify_subscribers: AtomicU64,
         }
 
         /// A point-in-time copy of every metric, as `/metrics` and `chronus status --json`
@@ -367,6 +369,14 @@ metrics! {
         /// Times the depth changed (`--depth auto` adapting it, or a depth raised to the
         /// sink's period); each change is logged with its reason.
         depth_changes;
+        /// Messages pushed to `/notify` subscribers (one per subscriber and message).
+        notify_pushes;
+        /// What the notify thread never got: events its queue had no room for, and played
+        /// blocks the monitor ring had no room for (it fell behind). Nothing waits for it.
+        notify_dropped;
+        /// Panics caught in the notify thread (a bug; logged): it drops what it was doing
+        /// and pushes on.
+        notify_panics;
     }
     report {
         /// Sum of the `commands_rejected.*` reasons.
@@ -466,6 +476,8 @@ metrics! {
         /// 1 while the JACK output is connected to its server; 0 while it waits for a
         /// server that went away (or the output is not JACK).
         jack_connected: u64, Gauge;
+        /// `/notify` subscribers now (at most 32).
+        notify_subscribers: u64, Gauge;
     }
 }
 
@@ -580,6 +592,7 @@ impl MetricsReport {
             device_period_frames: m.device_period_frames.load(Relaxed),
             device_sample_rate: m.device_sample_rate.load(Relaxed),
             jack_connected: m.jack_connected.load(Relaxed),
+            notify_subscribers: m.notify_subscribers.load(Relaxed),
             open_fds,
             mapped_segments,
             shm_leaks: mapped_segments.saturating_sub(EXPECTED_SEGMENTS),

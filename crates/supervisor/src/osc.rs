@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chronus_engine::command::PATCH_CHUNK_BYTES;
@@ -30,6 +30,7 @@ use crate::transport::{Incoming, Replier, ReplyTo};
 
 use crate::log_limit::{self, escaped};
 use crate::metrics::Metrics;
+use crate::notify::{NotifyEvent, NotifySender};
 use crate::output::{Inbound, OutputShared};
 use crate::report::Reporter;
 
@@ -84,8 +85,13 @@ pub struct OscServer {
     pub reply_budget: ReplyBudget,
     /// The output clock's shared state.
     pub shared: Arc<OutputShared>,
-    /// Builds `/metrics` and `/status` answers here, off the real-time loops.
-    pub reporter: Reporter,
+    /// Builds `/metrics` and `/status` answers here, off the real-time loops (shared with
+    /// the notify thread's `metrics` pushes).
+    pub reporter: Arc<Mutex<Reporter>>,
+    /// Subscriptions and parameter changes for the notify thread.
+    pub notify: NotifySender,
+    /// `/dumpOSC 1`: log every incoming message.
+    pub dump_osc: bool,
     /// Set when the server is shutting down.
     pub stop: Arc<AtomicBool>,
     /// Requests for the supervisor loop.
@@ -161,6 +167,9 @@ impl OscServer {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
         let received_ns = self.shared.now_ns();
+        if self.dump_osc && log_limit::DUMP_OSC.allow() {
+            tracing::info!("dumpOSC: {from}: {}", escaped(&dump_text(bytes)));
+        }
         // Command accounting (see `commands_received` in metrics.rs): every message counts
         // as received here, then exactly once as accepted or rejected below.
         let results = match chronus_protocol::decode_packet(&self.table, bytes) {
@@ -240,6 +249,7 @@ impl OscServer {
                     };
                     if self.shared.inbound.push(item).is_ok() {
                         Metrics::bump(&metrics.commands_accepted);
+                        self.report_param_change(&command);
                     } else {
                         Metrics::bump(&metrics.commands_rejected_busy);
                         self.send(
@@ -322,6 +332,35 @@ impl OscServer {
                     answered(metrics);
                     self.send(&reply::table_reply(&self.table), from);
                 }
+                Request::Notify(subscription) => {
+                    let event = match subscription {
+                        Some(subscription) => NotifyEvent::Subscribe { from, subscription },
+                        None => NotifyEvent::Unsubscribe { from },
+                    };
+                    // Answered by the notify thread, once the table changed.
+                    if self.notify.send(event) {
+                        answered(metrics);
+                    } else {
+                        Metrics::bump(&metrics.commands_rejected_busy);
+                        self.send(
+                            &reply::fail(&decoded.address, "server busy: try again"),
+                            from,
+                        );
+                    }
+                }
+                Request::DumpOsc(on) => {
+                    answered(metrics);
+                    self.dump_osc = on;
+                    tracing::info!(
+                        "dumpOSC {} (asked by {from})",
+                        if on {
+                            "on: logging every incoming message"
+                        } else {
+                            "off"
+                        }
+                    );
+                    self.send(&reply::done(&decoded.address), from);
+                }
                 Request::Quit => {
                     answered(metrics);
                     self.stop.store(true, Ordering::Release);
@@ -335,6 +374,13 @@ impl OscServer {
                     PanicThread::Osc => {
                         answered(metrics);
                         self.die = true;
+                    }
+                    PanicThread::Notify => {
+                        answered(metrics);
+                        let event = NotifyEvent::DebugPanic { reply_to: from };
+                        if !self.notify.send(event) {
+                            self.send(&reply::fail(&decoded.address, "server busy"), from);
+                        }
                     }
                     PanicThread::Recorder | PanicThread::CommandLog => {
                         // The supervisor owns those threads: it answers.
@@ -529,8 +575,47 @@ impl OscServer {
         }
     }
 
+    /// Tells the notify thread about an accepted parameter change (`params` topic), when
+    /// someone subscribes to it: a set of `/mod/…` or `/engine/gain`, or a `/ramp`.
+    fn report_param_change(&self, command: &Command) {
+        if !self
+            .notify
+            .wanted()
+            .contains(chronus_protocol::Topic::Params)
+        {
+            return;
+        }
+        let (address, value, seconds) = match *command {
+            Command::SetParam { node, param, value } => {
+                (self.table.param_address(node, param), value, None)
+            }
+            Command::Ramp {
+                node,
+                param,
+                target,
+                seconds,
+            } => (self.table.param_address(node, param), target, Some(seconds)),
+            Command::EngineGain(gain) => (Some(chronus_protocol::table::ENGINE_GAIN), gain, None),
+            _ => return,
+        };
+        if let Some(address) = address {
+            self.notify.send(NotifyEvent::Param {
+                address: address.to_string(),
+                value,
+                seconds,
+            });
+        }
+    }
+
+    fn report(&self) -> crate::metrics::MetricsReport {
+        self.reporter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .build()
+    }
+
     fn status_reply(&mut self) -> Vec<u8> {
-        let report = self.reporter.build();
+        let report = self.report();
         let (avg, peak, voices) = (
             report.worker_load_percent,
             report.worker_load_peak_percent,
@@ -549,7 +634,7 @@ impl OscServer {
     }
 
     fn metrics_reply(&mut self) -> Vec<u8> {
-        reply::metrics_reply(&self.reporter.build().to_pairs())
+        reply::metrics_reply(&self.report().to_pairs())
     }
 
     /// Sends an encoded reply; a failed send is logged, never fatal. Over UDP, within the
@@ -579,6 +664,45 @@ impl OscServer {
                 Metrics::bump(&self.shared.metrics.replies_refused_amplification);
             }
         }
+    }
+}
+
+/// A packet as `/dumpOSC` logs it: each message's address and arguments, strings quoted,
+/// a bundle's messages separated by `; ` (the caller escapes it).
+fn dump_text(bytes: &[u8]) -> String {
+    fn message(packet: &rosc::OscPacket, out: &mut Vec<String>) {
+        match packet {
+            rosc::OscPacket::Message(msg) => {
+                let mut text = msg.addr.clone();
+                for arg in &msg.args {
+                    let shown = match arg {
+                        rosc::OscType::String(s) => format!("{s:?}"),
+                        rosc::OscType::Int(v) => v.to_string(),
+                        rosc::OscType::Long(v) => v.to_string(),
+                        rosc::OscType::Float(v) => v.to_string(),
+                        rosc::OscType::Double(v) => v.to_string(),
+                        rosc::OscType::Bool(v) => v.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    text.push(' ');
+                    text.push_str(&shown);
+                }
+                out.push(text);
+            }
+            rosc::OscPacket::Bundle(bundle) => {
+                for inner in &bundle.content {
+                    message(inner, out);
+                }
+            }
+        }
+    }
+    match rosc::decoder::decode_udp(bytes) {
+        Ok((_, packet)) => {
+            let mut messages = Vec::new();
+            message(&packet, &mut messages);
+            messages.join("; ")
+        }
+        Err(_) => format!("({} bytes, not OSC)", bytes.len()),
     }
 }
 

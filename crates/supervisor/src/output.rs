@@ -16,14 +16,18 @@
 //!
 //! 4. hands the played block to the recording ring and each stamped command to the command
 //!    log's queue, when the server records or logs (the files are written by threads of
-//!    their own: [`recorder`](crate::recorder), [`command_log`](crate::command_log)).
+//!    their own: [`recorder`](crate::recorder), [`command_log`](crate::command_log)), and
+//!    the played block to the monitor ring while a `/notify` subscriber wants the sound
+//!    analysed ([`notify`](crate::notify)).
 //!
 //! It allocates nothing, takes no lock and never waits: everything it shares with the
 //! supervisor is an atomic or a lock-free bounded queue.
 
 use std::cmp::Ordering as KeyOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -298,6 +302,13 @@ pub struct OutputShared {
     pub command_log: Option<Arc<LogQueue>>,
     /// Played blocks for the recorder (`None`: nothing is recorded).
     pub recording: Option<Arc<SampleRing>>,
+    /// Played blocks for the notify thread's analysis (levels, scope, spectrum), filled
+    /// only while [`notify_topics`](Self::notify_topics) has one of them.
+    pub monitor: SampleRing,
+    /// The `/notify` topics some subscriber has ([`chronus_protocol::Topics`] bits), set by
+    /// the notify thread: the output copies blocks to the monitor ring and the OSC thread
+    /// reports parameter changes only when someone listens.
+    pub notify_topics: AtomicU16,
     /// Set to stop the sound: the output fades out over [`FADE_OUT`] and then plays silence.
     pub fade_out: AtomicBool,
     /// Set by the output once the fade is out: everything played since is exactly 0.0.
@@ -344,6 +355,8 @@ impl OutputShared {
             depth: AtomicU64::new(initial_depth),
             command_log: None,
             recording: None,
+            monitor: SampleRing::for_monitor(sample_rate),
+            notify_topics: AtomicU16::new(0),
             fade_out: AtomicBool::new(false),
             faded_out: AtomicBool::new(false),
             wake: Wake::new(),
@@ -697,6 +710,13 @@ impl OutputCore {
             if !ring.push(out) {
                 Metrics::bump(&shared.metrics.record_blocks_dropped);
             }
+        }
+        // Wait-free and allocation-free, like the recording ring; a full ring (the notify
+        // thread fell behind) loses the block for the analysis only.
+        let topics =
+            chronus_protocol::Topics::from_bits(shared.notify_topics.load(Ordering::Relaxed));
+        if topics.any_audio() && !shared.monitor.push(out) {
+            Metrics::bump(&shared.metrics.notify_dropped);
         }
 
         for (link, bound) in shared.slots.iter().zip(bound) {

@@ -2,8 +2,8 @@
 //! through the same decoding, validation, dispatch and stamping the server runs, for the
 //! fuzz target (`crates/protocol/fuzz`, target `packet_path`) and for tests.
 //!
-//! A [`PacketPath`] is the server's [`OscServer`] over the built-in patch, with the
-//! output core behind it stamping what each packet queued (no worker is bound: stamping
+//! A [`PacketPath`] is the server's [`OscServer`] over the built-in patch (with its notify
+//! thread, so `/notify` is handled as served), with the output core behind it stamping what each packet queued (no worker is bound: stamping
 //! and its accounting work alike without one), and a UDP socket of its own standing for
 //! the client, so replies really go out. The per-packet panic guard is left out: a panic
 //! here is a bug the fuzzer must see, not one the guard would answer with `/fail`.
@@ -11,7 +11,7 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chronus_dsp::PatchDesc;
@@ -23,6 +23,7 @@ use crate::depth::DepthSetting;
 use crate::exposure::Exposure;
 use crate::framing::Framing;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{OutputCore, OutputShared};
 use crate::patch_editor::PatchEditor;
@@ -83,13 +84,18 @@ impl PacketPath {
         let (packets_tx, packets) = mpsc::sync_channel(1);
         let (control_tx, control) = mpsc::channel();
         let exposure = Arc::new(Exposure::default());
+        let replier = Arc::new(Replier::new(
+            socket,
+            Framing::SizePrefix,
+            Arc::clone(&exposure),
+            Arc::clone(&metrics),
+        ));
+        let reporter = Arc::new(Mutex::new(Reporter::new(Arc::clone(&shared))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (notify, _notify_thread) =
+            Notifier::start(&shared, &replier, Arc::clone(&reporter), &stop)?;
         let server = OscServer {
-            replier: Arc::new(Replier::new(
-                socket,
-                Framing::SizePrefix,
-                Arc::clone(&exposure),
-                Arc::clone(&metrics),
-            )),
+            replier,
             packets,
             table: AddressTable::clone(&table),
             editor,
@@ -97,8 +103,10 @@ impl PacketPath {
             exposure,
             reply_budget: crate::exposure::ReplyBudget::unlimited(),
             shared: Arc::clone(&shared),
-            reporter: Reporter::new(Arc::clone(&shared)),
-            stop: Arc::new(AtomicBool::new(false)),
+            reporter,
+            notify,
+            dump_osc: false,
+            stop: Arc::clone(&stop),
             control: control_tx,
             handling: None,
             die: false,
@@ -138,6 +146,11 @@ impl PacketPath {
         while self.client.recv(&mut reply).is_ok() {}
     }
 
+    /// The stop flag the harness's notify thread ends at.
+    fn stop(&self) {
+        self.server.stop.store(true, Ordering::Release);
+    }
+
     /// The counters, for the accounting every packet must keep.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -150,6 +163,12 @@ impl PacketPath {
         let received = m.commands_received.load(Ordering::Relaxed);
         let accepted = m.commands_accepted.load(Ordering::Relaxed);
         (received, accepted + crate::osc::commands_rejected(m))
+    }
+}
+
+impl Drop for PacketPath {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -54,6 +54,18 @@ impl SampleRing {
         SampleRing::new(sample_rate as usize * 2 * RING_SECONDS as usize)
     }
 
+    /// A ring for the notify thread's analysis of the sound (`/notify levels`, …): half a
+    /// second of stereo at `sample_rate` (at least 16,384 samples), dozens of that thread's
+    /// ticks.
+    pub fn for_monitor(sample_rate: u32) -> SampleRing {
+        SampleRing::new((sample_rate as usize).max(16_384))
+    }
+
+    /// Samples it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.samples.len()
+    }
+
     /// Appends `block` whole, or nothing if it does not fit (returns false). Producer only;
     /// allocation-, lock- and wait-free.
     pub fn push(&self, block: &[f32]) -> bool {

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -33,6 +33,7 @@ use crate::config::ServeConfig;
 use crate::live_patch::LivePatch;
 use crate::log_limit;
 use crate::metrics::{Metrics, MetricsReport};
+use crate::notify::{Notifier, NotifyEvent, NotifySender};
 use crate::osc::{ControlRequest, OscServer};
 use crate::output::{FailoverCause, Inbound, Notice, OutputShared, Refusal, NO_BLOCK};
 use crate::recorder::Recorder;
@@ -80,6 +81,12 @@ pub struct Supervisor {
     recorder: Option<Recorder>,
     /// Writes the state file (`--state`) from its own thread.
     state_writer: Option<StateWriter>,
+    /// Failovers, workers' roles and patch switches for `/notify` subscribers.
+    notify: NotifySender,
+    /// The notify thread (it catches its own panics; its end is reported once).
+    notify_thread: Option<std::thread::JoinHandle<()>>,
+    /// Whether the notify thread's untimely end was reported.
+    notify_thread_lost: bool,
     /// Whether the recorder's, the command log writer's and the state file writer's
     /// untimely end was reported.
     record_threads_lost: [bool; 3],
@@ -194,6 +201,12 @@ impl Supervisor {
             Arc::clone(&shared.metrics),
         ));
         let (packets_tx, packets) = mpsc::sync_channel(transport::HANDLER_QUEUE);
+        // One reporter for `/metrics` answers and `metrics` pushes: a report takes the
+        // workers' render times since the last one.
+        let reporter = Arc::new(Mutex::new(Reporter::new(Arc::clone(&shared))));
+        let (notify, notify_thread) =
+            Notifier::start(&shared, &replier, Arc::clone(&reporter), &stop)
+                .context("cannot start the notify thread")?;
         // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
         let udp_addr = socket.local_addr().unwrap_or(config.osc);
         let transport_threads = transport::spawn_all(
@@ -218,7 +231,9 @@ impl Supervisor {
             exposure,
             reply_budget: crate::exposure::ReplyBudget::unlimited(),
             shared: Arc::clone(&shared),
-            reporter: Reporter::new(Arc::clone(&shared)),
+            reporter,
+            notify: notify.clone(),
+            dump_osc: false,
             stop: Arc::clone(&stop),
             control: control_tx,
             handling: None,
@@ -275,6 +290,9 @@ impl Supervisor {
             double_faults_in_a_row: 0,
             spare_dies_at: None,
             state_writer,
+            notify,
+            notify_thread: Some(notify_thread),
+            notify_thread_lost: false,
         };
         match resume {
             Some(resume) => supervisor.resume(resume)?,
@@ -421,13 +439,22 @@ impl Supervisor {
         }
     }
 
-    /// Publishes each slot's state and worker pid for reports built on other threads.
+    /// Publishes each slot's state and worker pid for reports built on other threads, and
+    /// a change of either to `/notify` subscribers of `worker`.
     fn publish_slots(&self) {
-        for (runtime, link) in self.slots.iter().zip(&self.shared.slots) {
+        for (slot, (runtime, link)) in self.slots.iter().zip(&self.shared.slots).enumerate() {
             let pid = runtime.worker.as_ref().map_or(0, |w| w.pid);
-            link.published_state
-                .store(runtime.state.index(), Ordering::Release);
-            link.published_pid.store(pid, Ordering::Release);
+            let state = runtime.state.index();
+            let old_state = link.published_state.swap(state, Ordering::AcqRel);
+            let old_pid = link.published_pid.swap(pid, Ordering::AcqRel);
+            let wanted = self
+                .notify
+                .wanted()
+                .contains(chronus_protocol::Topic::Worker);
+            if wanted && (old_state != state || old_pid != pid) {
+                let role = runtime.state.name();
+                self.notify.send(NotifyEvent::Worker { slot, role, pid });
+            }
         }
     }
 
@@ -445,8 +472,23 @@ impl Supervisor {
                 }
             }
             self.watch_record_threads();
+            self.watch_notify_thread();
         }
         Ok(())
+    }
+
+    /// Says once when the notify thread ended before the stop (it catches its own panics,
+    /// so this is a bug): subscribers get no more pushes, and the sound plays on.
+    fn watch_notify_thread(&mut self) {
+        let ended = self
+            .notify_thread
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished);
+        if ended && !self.notify_thread_lost && !self.stop.load(Ordering::Acquire) {
+            self.notify_thread_lost = true;
+            Metrics::bump(&self.shared.metrics.notify_panics);
+            tracing::error!("the notify thread stopped: /notify subscribers get no more pushes; the sound plays on");
+        }
     }
 
     /// Says at once when the recorder or the command log's writer ends before the stop (a
@@ -552,6 +594,16 @@ impl Supervisor {
                     );
                     self.apply(to, Event::MadeActive);
                     self.apply(from, Event::DroppedByOutput { block });
+                    let cause = match cause {
+                        FailoverCause::Dead => "worker died",
+                        FailoverCause::MissedDeadline => "missed deadline",
+                    };
+                    let frame = block * self.shared.block_frames as u64;
+                    self.notify.send(NotifyEvent::Failover {
+                        slot: to,
+                        frame,
+                        cause,
+                    });
                 }
                 Notice::ActiveMissed { slot, block } => {
                     self.apply(slot, Event::ActiveMissed { block });
@@ -578,6 +630,7 @@ impl Supervisor {
     /// A committed patch's switch was stamped (see [`LivePatch::switched`]): its text.
     fn on_patch_switch(&mut self, version: u32, frame: u64) -> Option<String> {
         self.drain_control();
+        self.notify.send(NotifyEvent::Patch { version, frame });
         self.patch.switched(version, frame)
     }
 
@@ -1160,6 +1213,9 @@ impl Supervisor {
             }
         }
         if let Some(handle) = self.osc_thread.take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = self.notify_thread.take() {
             let _ = handle.join();
         }
         for handle in std::mem::take(&mut self.transport_threads) {

@@ -214,6 +214,17 @@ impl Replier {
         self.send(bytes, to);
     }
 
+    /// The exposure policy replies follow (also who may get `/notify` pushes over UDP).
+    pub fn exposure(&self) -> &Exposure {
+        &self.exposure
+    }
+
+    /// Whether TCP client `id` is still connected (a `/notify` subscription over TCP ends
+    /// with its connection).
+    pub fn is_connected(&self, id: u64) -> bool {
+        self.lock_clients().contains_key(&id)
+    }
+
     /// Stops taking replies, lets every TCP writer send what it has queued (up to
     /// `within`), then closes every connection. For the end of a shutdown, after the last
     /// replies (`/done /quit`) were sent.

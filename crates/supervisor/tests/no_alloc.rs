@@ -2,8 +2,9 @@
 //! rings, refusing what cannot wait (too many timed commands, commands a patch switch
 //! makes stale), publishing the horizon, reading the active slot, comparing the standby,
 //! failing over, playing an underrun, fading out at the stop, handing blocks to the
-//! recording ring and stamped commands to the command log's queue, measured with a counting
-//! global allocator.
+//! recording ring and stamped commands to the command log's queue, and blocks to the
+//! monitor ring while a `/notify` subscriber wants levels, measured with a counting global
+//! allocator.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,6 +47,12 @@ fn output_clock_allocates_nothing() {
     let mut core = OutputCore::new(Arc::clone(&shared));
     let block: Vec<f32> = (0..128).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
     let mut out = vec![0.0f32; 128];
+    // A `/notify levels` subscriber: the output copies every block to the monitor ring,
+    // which the notify thread (here: this loop) drains into a buffer allocated before.
+    let levels = chronus_protocol::Topics::of(&[chronus_protocol::Topic::Levels]);
+    shared.notify_topics.store(levels.bits(), Ordering::Relaxed);
+    let mut monitored = Vec::with_capacity(1 << 16);
+    let mut monitored_samples = 0;
 
     chronus_alloc_counter::counting(true);
     for n in 0..3_000u64 {
@@ -101,6 +108,10 @@ fn output_clock_allocates_nothing() {
         }
         core.render_next(&mut out);
         while shared.notices.pop().is_some() {}
+        if n % 100 == 99 {
+            shared.monitor.take_into(&mut monitored);
+            monitored_samples += monitored.len();
+        }
     }
     chronus_alloc_counter::counting(false);
     assert_eq!(
@@ -115,6 +126,9 @@ fn output_clock_allocates_nothing() {
     // Every block and every command went to the recorder's and the log's queues.
     assert_eq!(metrics.record_blocks_dropped.load(Ordering::SeqCst), 0);
     assert_eq!(metrics.command_log_dropped.load(Ordering::SeqCst), 0);
+    // Every block played reached the monitor ring.
+    assert_eq!(metrics.notify_dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(monitored_samples, 3_000 * 128);
     let timed_admitted = chronus_engine::MAX_ADMITTED_TIMED;
     assert_eq!(
         metrics.commands_dropped_queue_full.load(Ordering::SeqCst),
