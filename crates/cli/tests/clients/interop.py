@@ -1,13 +1,16 @@
 """A python-osc client (a client we did not write) driving Chronus over UDP and TCP.
 
-Usage: interop.py HOST PORT udp|tcp1.0|tcp1.1
+Usage: interop.py HOST PORT udp|tcp1.0|tcp1.1 [push]
 
 Sets parameters (one by a pattern), reads them back with /get, asks /status and /metrics,
 and checks that a bad value gets /fail. Prints one line per step; exits 1 at the first
-step that does not hold, saying why.
+step that does not hold, saying why. With `push`: subscribes to the `failover` topic
+(/notify), prints "subscribed", and waits up to 30 s for a /chronus/failover push (the
+test kills the active worker meanwhile).
 """
 
 import sys
+import time
 
 from pythonosc import tcp_client, udp_client
 
@@ -33,18 +36,39 @@ class Client:
         self.client.send_message(address, args)
         self.sync_id += 1
         self.client.send_message("/sync", self.sync_id)
+        return self.wait_for("/synced", [self.sync_id], 10)[:-1]
+
+    def wait_for(self, address, params, seconds):
+        """The messages received before `address params`, waiting at most `seconds`."""
+        deadline = time.monotonic() + seconds
         replies = []
-        for _ in range(100):
-            for message in self.client.get_messages(5):
-                if message.address == "/synced" and message.params == [self.sync_id]:
-                    return replies
-                replies.append(message)
-        fail(address, f"no /synced {self.sync_id}; got {replies}")
+        while time.monotonic() < deadline:
+            try:
+                for message in self.client.get_messages(1):
+                    if message.address == address and (params is None or message.params == params):
+                        replies.append(message)
+                        return replies
+                    replies.append(message)
+            except (TimeoutError, OSError):
+                pass
+        fail(address, f"no {address} {params} within {seconds} s; got {replies}")
+
+
+def push(client):
+    replies = client.ask("/notify", [1, "failover"])
+    if not any(r.address == "/done" and r.params == ["/notify"] for r in replies):
+        fail("subscribe", replies)
+    print("subscribed", flush=True)
+    pushed = client.wait_for("/chronus/failover", None, 30)[-1]
+    slot, frame, cause = pushed.params
+    print(f"ok push /chronus/failover slot {slot} frame {frame} cause {cause}", flush=True)
 
 
 def main():
     host, port, transport = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     client = Client(host, port, transport)
+    if sys.argv[4:] == ["push"]:
+        return push(client)
 
     if replies := client.ask("/mod/sine/freq", 330.0):
         fail("set", f"unexpected replies {replies}")
