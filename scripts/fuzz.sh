@@ -21,7 +21,7 @@ for target in decode packet_path; do
     echo "fuzz: $target for $seconds s" >&2
     log="fuzz/$target.log"
     if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --release "$target" "fuzz/corpus/$target" fuzz/seeds -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log" >&2
         echo "fuzz: $target failed (its input is in crates/protocol/fuzz/artifacts/$target/)" >&2
         exit 1

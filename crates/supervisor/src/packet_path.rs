@@ -36,6 +36,9 @@ const BLOCK_FRAMES: usize = 64;
 /// The server's packet handling, driven one packet at a time.
 pub struct PacketPath {
     server: OscServer,
+    /// The built-in patch's editor and table, to start each input from.
+    fresh_editor: PatchEditor,
+    fresh_table: AddressTable,
     core: OutputCore,
     shared: Arc<OutputShared>,
     block: Vec<f32>,
@@ -94,6 +97,7 @@ impl PacketPath {
         let stop = Arc::new(AtomicBool::new(false));
         let (notify, _notify_thread) =
             Notifier::start(&shared, &replier, Arc::clone(&reporter), &stop)?;
+        let fresh_editor = editor.clone();
         let server = OscServer {
             replier,
             packets,
@@ -113,6 +117,8 @@ impl PacketPath {
             command_log: None,
         };
         Ok(PacketPath {
+            fresh_table: table.clone(),
+            fresh_editor,
             server,
             core,
             shared,
@@ -144,6 +150,14 @@ impl PacketPath {
         while self.shared.notices.pop().is_some() {}
         let mut reply = [0u8; 65_536];
         while self.client.recv(&mut reply).is_ok() {}
+    }
+
+    /// Back to the built-in patch, no draft, every parameter at its start (cheap: a fuzz
+    /// input starts here, so what an input does depends on it alone, and a crash found
+    /// replays from its input).
+    pub fn reset_patch(&mut self) {
+        self.server.editor = self.fresh_editor.clone();
+        self.server.table = self.fresh_table.clone();
     }
 
     /// The stop flag the harness's notify thread ends at.

@@ -16,6 +16,7 @@ use chronus_dsp::{ModuleDesc, Patch, PatchDesc};
 use chronus_engine::{Command, Engine, EngineConfig};
 
 /// The running patch, the draft being edited, and the parameter values.
+#[derive(Clone)]
 pub struct PatchEditor {
     current: PatchDesc,
     draft: Option<PatchDesc>,
