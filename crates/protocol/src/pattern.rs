@@ -4,8 +4,9 @@
 //!
 //! The grammar, within one `/`-separated part (nothing matches across a `/`):
 //! `?` one character, `*` any run of characters (also none), `[abc]`, `[a-z]` and the
-//! negated `[!a-z]` one character of (or not of) a set, `{foo,bar}` one of the listed
-//! strings; anything else matches itself. The matcher is ours, not rosc's
+//! negated `[!a-z]` one character of (or not of) a set (inside brackets only `-` and a
+//! leading `!` mean something), `{foo,bar}` one of the listed strings; anything else
+//! matches itself. The matcher is ours, not rosc's
 //! `address::Matcher`: that one lets `[0-9]` match several characters and a negated class
 //! run past a `/`. Matching is a memoised walk over (pattern position, text position) per
 //! part, each pair decided once in constant time, so a part costs at most the product of
@@ -68,8 +69,8 @@ impl Pattern {
     ///
     /// # Errors
     /// A reason for a pattern that does not start with `/`, is longer than
-    /// [`MAX_PATTERN_LEN`], has an unclosed `[` or `{`, a stray `]` or `}`, an empty class or
-    /// choice, a reversed range (`[z-a]`), or a pattern character inside `{…}`.
+    /// [`MAX_PATTERN_LEN`], has an unclosed `[` or `{`, a stray `]` or `}`, an empty class,
+    /// a reversed range (`[z-a]`), or a pattern character inside `{…}`.
     pub fn parse(pattern: &str) -> Result<Pattern, String> {
         if pattern.chars().count() > MAX_PATTERN_LEN {
             return Err(format!(
@@ -145,9 +146,6 @@ fn parse_part(part: &str) -> Result<Vec<Token>, String> {
                     match chars.next() {
                         None => return Err("'[' is not closed".to_string()),
                         Some(']') => break,
-                        Some(low) if is_pattern_char(low) => {
-                            return Err(format!("'{low}' inside '[…]'"));
-                        }
                         Some(low) => {
                             // `a-z` is a range; a `-` last in the class is itself.
                             if chars.next_if_eq(&'-').is_none() {
@@ -182,9 +180,6 @@ fn parse_part(part: &str) -> Result<Vec<Token>, String> {
                         }
                         Some(c) => choices.last_mut().expect("never empty").push(c),
                     }
-                }
-                if choices.iter().all(Vec::is_empty) {
-                    return Err("'{}' holds no choice".to_string());
                 }
                 Token::Choice(choices)
             }
@@ -385,6 +380,11 @@ mod tests {
             ("/gate/{kick,snare}", "/gate/hat", false),
             ("/gate/{k,ki}ck", "/gate/kick", true), // the longer choice when the shorter fails
             ("/gate/x{,y}", "/gate/x", true),
+            ("/gate/x{}", "/gate/x", true),
+            // Inside brackets only `-` and a leading `!` mean something (OSC 1.0).
+            ("/mod/[*s]ine", "/mod/sine", true),
+            ("/mod/[*s]ine", "/mod/*ine", true),
+            ("/mod/[?]", "/mod/x", false),
         ];
         for (pattern, address, expected) in cases {
             assert_eq!(matches(pattern, address), expected, "{pattern} {address}");
@@ -401,7 +401,6 @@ mod tests {
             ("/mod/[]", "holds no character"),
             ("/mod/[z-a]", "reversed"),
             ("/mod/{a*,b}", "inside"),
-            ("/mod/{}", "no choice"),
         ] {
             let error = Pattern::parse(pattern).unwrap_err();
             assert!(error.contains(why), "{pattern}: {error}");
