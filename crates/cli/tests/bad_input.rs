@@ -112,6 +112,23 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
     server.send_raw(&deep);
     let reason = expect_fail(&server, "#bundle");
     assert!(reason.contains("nested"), "{reason}");
+    // Also while /dumpOSC logs every packet (its logging read the packet with the
+    // recursive decoder before the depth check: 500 levels overflowed the OSC thread's
+    // stack, and the server died).
+    server.send("/dumpOSC", vec![OscType::Int(1)]);
+    assert_eq!(server.sync(11).len(), 1, "/done /dumpOSC");
+    let mut deeper = encode("/status", vec![]);
+    for _ in 0..3000 {
+        let mut outer = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
+        outer.extend_from_slice(&(deeper.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&deeper);
+        deeper = outer;
+    }
+    server.send_raw(&deeper);
+    let reason = expect_fail(&server, "#bundle");
+    assert!(reason.contains("nested"), "{reason}");
+    server.send("/dumpOSC", vec![OscType::Int(0)]);
+    assert_eq!(server.sync(12).len(), 1, "/done /dumpOSC");
 
     // Unknown module in a direct message still tells what to do.
     server.send("/mod/sinee/freq", vec![OscType::Float(440.0)]);
@@ -124,18 +141,18 @@ fn bad_messages_are_refused_and_the_sound_plays_on() {
     // is answered.
     assert_eq!(
         grew(&before, &after, "commands_rejected"),
-        17.0 + 6.0,
-        "17 answered /fail, 5 not OSC, 1 bundle too deep: {after:?}"
+        17.0 + 7.0,
+        "17 answered /fail, 5 not OSC, 2 bundles too deep: {after:?}"
     );
     assert_eq!(
         grew(&before, &after, "commands_rejected.undecodable"),
-        6.0,
+        7.0,
         "{after:?}"
     );
     assert_eq!(
         grew(&before, &after, "commands_accepted"),
-        19.0 + 1.0 + 1.0,
-        "nothing bad was accepted: only the 19 /syncs, the OSC 1.0 /status and this /metrics"
+        20.0 + 1.0 + 1.0 + 4.0,
+        "nothing bad was accepted: only the 20 /syncs, the OSC 1.0 /status, this /metrics, and two /dumpOSC with their /syncs"
     );
     assert_eq!(after["underruns"], 0.0);
     assert_eq!(after["crash_count"], 0.0);

@@ -384,3 +384,31 @@ fn dump_osc_logs_incoming_messages_and_metrics_and_patch_are_pushed() {
     server.quit();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Depth 24 blocks of 64 (32 ms). A TCP subscriber to a quiet topic outlives the idle
+/// timeout (1 s here): its subscription counts as activity, so a failover long after still
+/// reaches it.
+#[test]
+fn a_tcp_subscription_holds_its_connection_open_past_the_idle_timeout() {
+    let server = Server::start(&[
+        "--output",
+        "null",
+        "--allow-fault-injection",
+        "--tcp-idle-timeout",
+        "1",
+    ]);
+    let mut tcp = TcpStream::connect(server.addr).expect("TCP on the OSC port");
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp_send(
+        &mut tcp,
+        "/notify",
+        vec![OscType::Int(1), OscType::String("failover".into())],
+    );
+    assert!(done_notify(&tcp_receive(&mut tcp)));
+    // Three idle timeouts with nothing either way.
+    std::thread::sleep(Duration::from_secs(3));
+    server.send("/debug/crash", vec![]);
+    let push = tcp_receive(&mut tcp);
+    assert_eq!(push.addr, "/chronus/failover", "{push:?}");
+    server.quit();
+}

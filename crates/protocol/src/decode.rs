@@ -154,6 +154,29 @@ pub fn decode_packet(
     table: &AddressTable,
     bytes: &[u8],
 ) -> Result<Vec<Result<Decoded, Fail>>, PacketError> {
+    match parse_packet(bytes)? {
+        OscPacket::Message(msg) => {
+            let mut budget = crate::pattern::PACKET_MATCH_BUDGET;
+            Ok(flat(vec![decode_one(
+                table,
+                msg,
+                When::Now,
+                0,
+                &mut budget,
+            )]))
+        }
+        OscPacket::Bundle(bundle) => Ok(decode_bundle(table, bundle)),
+    }
+}
+
+/// The OSC packet in `bytes`, unvalidated: the one way the server reads a packet's
+/// structure (also to log it), so nothing reaches rosc's recursive decoder before the depth
+/// check. Messages without a type-tag string (OSC 1.0) have no arguments; OSC symbols read
+/// as strings.
+///
+/// # Errors
+/// As [`decode_packet`]: empty, nested too deep, undecodable, or followed by stray bytes.
+pub fn parse_packet(bytes: &[u8]) -> Result<OscPacket, PacketError> {
     if bytes.is_empty() {
         return Err(PacketError::Empty);
     }
@@ -167,19 +190,7 @@ pub fn decode_packet(
     if !rest.is_empty() {
         return Err(PacketError::TrailingBytes(rest.len()));
     }
-    match packet {
-        OscPacket::Message(msg) => {
-            let mut budget = crate::pattern::PACKET_MATCH_BUDGET;
-            Ok(flat(vec![decode_one(
-                table,
-                msg,
-                When::Now,
-                0,
-                &mut budget,
-            )]))
-        }
-        OscPacket::Bundle(bundle) => Ok(decode_bundle(table, bundle)),
-    }
+    Ok(packet)
 }
 
 /// One message's requests: one, or one per match of an address pattern (see

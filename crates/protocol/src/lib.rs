@@ -65,7 +65,8 @@ pub mod text;
 
 pub use args::build_message;
 pub use decode::{
-    decode_packet, validate_message, Decoded, Fail, PacketError, When, MAX_BUNDLE_DEPTH,
+    decode_packet, parse_packet, validate_message, Decoded, Fail, PacketError, When,
+    MAX_BUNDLE_DEPTH,
 };
 pub use reply::{
     parse_reply, MetricValue, ParamInfo, Reply, ReplyError, StatusReply, VersionReply,

@@ -555,6 +555,11 @@ impl Notifier {
     fn handle(&mut self, event: NotifyEvent) {
         match event {
             NotifyEvent::Subscribe { from, subscription } => {
+                // Slots of closed connections and lapsed leases are free before a newcomer
+                // is counted against the limit.
+                let replier = &self.replier;
+                self.subscribers
+                    .expire(Instant::now(), |id| replier.is_connected(id));
                 let answer = match self
                     .subscribers
                     .subscribe(from, subscription, Instant::now())
@@ -633,7 +638,7 @@ impl Notifier {
     /// that are due.
     fn tick(&mut self, now: Instant) {
         let replier = &self.replier;
-        let gone = self.subscribers.expire(now, |id| replier.is_connected(id));
+        let gone = self.subscribers.expire(now, |id| replier.hold_open(id));
         if gone > 0 {
             if log_limit::SUBSCRIPTIONS.allow() {
                 tracing::info!("{gone} /notify subscription(s) lapsed or lost their connection");

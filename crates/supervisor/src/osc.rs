@@ -332,6 +332,19 @@ impl OscServer {
                     answered(metrics);
                     self.send(&reply::table_reply(&self.table), from);
                 }
+                Request::Notify(_) if matches!(from, ReplyTo::Udp(addr) if !self.exposure.may_push_udp(addr)) =>
+                {
+                    // Refused here, under this packet's reply budget: the notify thread's
+                    // answers are not held to the request's size.
+                    Metrics::bump(&metrics.commands_rejected_not_permitted);
+                    self.send(
+                        &reply::fail(
+                            &decoded.address,
+                            "use TCP (UDP pushes go to loopback and --allow'ed clients only)",
+                        ),
+                        from,
+                    );
+                }
                 Request::Notify(subscription) => {
                     let event = match subscription {
                         Some(subscription) => NotifyEvent::Subscribe { from, subscription },
@@ -432,12 +445,13 @@ impl OscServer {
                     | Request::Fault { .. }
                     | Request::DebugPanic { .. }
                     | Request::SpareDies { .. }
+                    | Request::DumpOsc(_)
             )
         });
         if privileged && !self.exposure.may_quit_or_inject(peer) {
             return Some((
                 Refusal::NotPermitted,
-                "/quit and /debug/* are taken only from loopback (the server's --allow-remote-quit takes them from any allowed client); nothing applied".to_string(),
+                "/quit, /dumpOSC and /debug/* are taken only from loopback (the server's --allow-remote-quit takes them from any allowed client); nothing applied".to_string(),
             ));
         }
         let wanted = results.iter().filter(|r| r.is_ok()).count();
@@ -676,7 +690,8 @@ fn dump_text(bytes: &[u8]) -> String {
                 let mut text = msg.addr.clone();
                 for arg in &msg.args {
                     let shown = match arg {
-                        rosc::OscType::String(s) => format!("{s:?}"),
+                        // Quoted as is: the log line escapes the whole text once.
+                        rosc::OscType::String(s) => format!("\"{s}\""),
                         rosc::OscType::Int(v) => v.to_string(),
                         rosc::OscType::Long(v) => v.to_string(),
                         rosc::OscType::Float(v) => v.to_string(),
@@ -696,13 +711,13 @@ fn dump_text(bytes: &[u8]) -> String {
             }
         }
     }
-    match rosc::decoder::decode_udp(bytes) {
-        Ok((_, packet)) => {
+    match chronus_protocol::parse_packet(bytes) {
+        Ok(packet) => {
             let mut messages = Vec::new();
             message(&packet, &mut messages);
             messages.join("; ")
         }
-        Err(_) => format!("({} bytes, not OSC)", bytes.len()),
+        Err(error) => format!("({} bytes: {error})", bytes.len()),
     }
 }
 

@@ -225,6 +225,19 @@ impl Replier {
         self.lock_clients().contains_key(&id)
     }
 
+    /// Whether TCP client `id` is still connected; if it is, this counts as activity, so
+    /// the idle timeout spares a connection that holds a `/notify` subscription (its
+    /// topics may be quiet for longer than the timeout).
+    pub fn hold_open(&self, id: u64) -> bool {
+        match self.lock_clients().get(&id) {
+            Some(client) => {
+                self.touch(&client.activity);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops taking replies, lets every TCP writer send what it has queued (up to
     /// `within`), then closes every connection. For the end of a shutdown, after the last
     /// replies (`/done /quit`) were sent.
