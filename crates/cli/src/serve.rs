@@ -26,8 +26,8 @@ pub struct ServeArgs {
     /// over TCP). Default: every client that reaches the address.
     #[arg(long, value_name = "CIDR", num_args = 1.., value_delimiter = ',')]
     allow: Vec<chronus_supervisor::exposure::Cidr>,
-    /// Take /quit and the /debug/* fault injection from any allowed client, not only from
-    /// loopback.
+    /// Take /quit, /dumpOSC and the /debug/* fault injection from any allowed client, not
+    /// only from loopback.
     #[arg(long)]
     allow_remote_quit: bool,
     /// Packets a second one client may send (a UDP source address, or a TCP connection),

@@ -645,7 +645,7 @@ static FIXED: &[Fixed] = &[
             optional: false,
         }],
         reply: "/done /dumpOSC",
-        doc: "1: logs every incoming message (address and arguments, escaped, at most 10 lines a second) at info level; 0: stops.",
+        doc: "1: logs every incoming message (address and arguments, escaped, at most 10 lines a second) at info level; 0: stops. Taken only from loopback, as /quit (unless --allow-remote-quit).",
         engine: false,
         fault_injection: false,
         build: |call| Ok(Request::DumpOsc(call.int(0)? == 1)),
