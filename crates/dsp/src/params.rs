@@ -45,6 +45,7 @@ pub struct Params {
     spec: &'static ModuleSpec,
     kinds: [Kind; MAX_PARAMS],
     values: [Smoother; MAX_PARAMS],
+    sample_rate: f32,
 }
 
 impl Params {
@@ -58,6 +59,7 @@ impl Params {
             values: std::array::from_fn(|i| {
                 Smoother::with_default_ramp(spec.params.get(i).map_or(0.0, |p| p.default), sr)
             }),
+            sample_rate: sr,
         }
     }
 
@@ -69,6 +71,19 @@ impl Params {
     /// The same parameters with `indices` taking effect at once, rounded to whole numbers.
     pub fn whole(self, indices: &[usize]) -> Params {
         self.with_kind(Kind::Whole, indices)
+    }
+
+    /// The same parameters with `indices` gliding geometrically (at a constant ratio per
+    /// sample, see [`Smoother::geometric`]) over `ms` milliseconds: for positive values
+    /// heard on a log scale (cutoffs, resonance). Snapshots are the same size.
+    pub fn geometric(mut self, indices: &[usize], ms: f32) -> Params {
+        let sr = self.sample_rate;
+        for &i in indices {
+            if let (Some(Kind::Glide), Some(s)) = (self.kinds.get(i), self.values.get_mut(i)) {
+                *s = Smoother::geometric(s.target(), crate::smoother::ramp_samples(sr, ms));
+            }
+        }
+        self
     }
 
     fn with_kind(mut self, kind: Kind, indices: &[usize]) -> Params {
