@@ -86,6 +86,18 @@ impl Params {
         self
     }
 
+    /// The same parameters with `indices` gliding linearly over `ms` milliseconds instead
+    /// of the default 10 ms (a delay-modulation depth, whose fast glide bends pitch).
+    pub fn glide_ms(mut self, indices: &[usize], ms: f32) -> Params {
+        let sr = self.sample_rate;
+        for &i in indices {
+            if let (Some(Kind::Glide), Some(s)) = (self.kinds.get(i), self.values.get_mut(i)) {
+                *s = Smoother::new(s.target(), crate::smoother::ramp_samples(sr, ms));
+            }
+        }
+        self
+    }
+
     fn with_kind(mut self, kind: Kind, indices: &[usize]) -> Params {
         for &i in indices {
             if let (Some(k), Some(s)) = (self.kinds.get_mut(i), self.values.get_mut(i)) {
