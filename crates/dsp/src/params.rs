@@ -27,11 +27,13 @@ pub fn sane_sample_rate(sample_rate: f32) -> f32 {
 /// How a new value of a parameter reaches the DSP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Glides over [`crate::smoother::DEFAULT_RAMP_MS`]: a jump would click (gains,
+    /// Glides over [`crate::smoother::DEFAULT_RAMP_MS`] (or the time and curve set by
+    /// [`Params::geometric`] or [`Params::glide_ms`]): a jump would click (gains,
     /// frequencies, cutoffs). Saved as the whole smoother.
     Glide,
-    /// Takes effect at once (times, modes, values read when something happens). Saved
-    /// as the value.
+    /// Takes effect at once (times, modes, values read when something happens); a module
+    /// whose output a jump of it would click crossfades itself (see
+    /// `modules::common::ChoiceFade`). Saved as the value.
     Instant,
     /// Takes effect at once, rounded to a whole number (a choice among shapes).
     Whole,
