@@ -723,6 +723,33 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_mid_crossfade_and_mid_glide_continues_bit_identically() {
+        let input: Vec<f32> = (0..4096)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let mut a = Biquad::new(SR);
+        let mut out = vec![0.0f32; 4096];
+        a.process(&[&input[..1000]], &mut [&mut out[..1000]]);
+        a.set_param(MODE, 4.0);
+        a.set_param(GAIN, 12.0);
+        a.set_param(Q, 15.0);
+        // 203 samples in: mid-segment, mid-crossfade, mid-glide.
+        a.process(&[&input[1000..1203]], &mut [&mut out[1000..1203]]);
+        assert!(a.gliding && a.fade_remaining > 0 && a.countdown > 0);
+        let mut bytes = vec![0u8; a.state_len()];
+        a.save_state(&mut StateWriter::new(&mut bytes));
+        let mut b = Biquad::new(SR);
+        b.load_state(&mut StateReader::new(&bytes)).unwrap();
+        let mut other = vec![0.0f32; 4096];
+        a.process(&[&input[1203..]], &mut [&mut out[1203..]]);
+        b.process(&[&input[1203..]], &mut [&mut other[1203..]]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out[1203..]), bits(&other[1203..]));
+        assert!(!a.gliding && !b.gliding);
+        assert_eq!(a.coefficients(), b.coefficients());
+    }
+
+    #[test]
     fn every_mode_crossfade_stays_bounded_at_extreme_settings() {
         // Every blend of two stable designs is stable (a convex set); this plays every
         // switch at the extremes of cutoff and q with a full-scale input.
