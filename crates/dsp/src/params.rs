@@ -27,11 +27,13 @@ pub fn sane_sample_rate(sample_rate: f32) -> f32 {
 /// How a new value of a parameter reaches the DSP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Glides over [`crate::smoother::DEFAULT_RAMP_MS`]: a jump would click (gains,
+    /// Glides over [`crate::smoother::DEFAULT_RAMP_MS`] (or the time and curve set by
+    /// [`Params::geometric`] or [`Params::glide_ms`]): a jump would click (gains,
     /// frequencies, cutoffs). Saved as the whole smoother.
     Glide,
-    /// Takes effect at once (times, modes, values read when something happens). Saved
-    /// as the value.
+    /// Takes effect at once (times, modes, values read when something happens); a module
+    /// whose output a jump of it would click crossfades itself (see
+    /// `modules::common::ChoiceFade`). Saved as the value.
     Instant,
     /// Takes effect at once, rounded to a whole number (a choice among shapes).
     Whole,
@@ -45,6 +47,7 @@ pub struct Params {
     spec: &'static ModuleSpec,
     kinds: [Kind; MAX_PARAMS],
     values: [Smoother; MAX_PARAMS],
+    sample_rate: f32,
 }
 
 impl Params {
@@ -58,6 +61,7 @@ impl Params {
             values: std::array::from_fn(|i| {
                 Smoother::with_default_ramp(spec.params.get(i).map_or(0.0, |p| p.default), sr)
             }),
+            sample_rate: sr,
         }
     }
 
@@ -69,6 +73,31 @@ impl Params {
     /// The same parameters with `indices` taking effect at once, rounded to whole numbers.
     pub fn whole(self, indices: &[usize]) -> Params {
         self.with_kind(Kind::Whole, indices)
+    }
+
+    /// The same parameters with `indices` gliding geometrically (at a constant ratio per
+    /// sample, see [`Smoother::geometric`]) over `ms` milliseconds: for positive values
+    /// heard on a log scale (cutoffs, resonance). Snapshots are the same size.
+    pub fn geometric(mut self, indices: &[usize], ms: f32) -> Params {
+        let sr = self.sample_rate;
+        for &i in indices {
+            if let (Some(Kind::Glide), Some(s)) = (self.kinds.get(i), self.values.get_mut(i)) {
+                *s = Smoother::geometric(s.target(), crate::smoother::ramp_samples(sr, ms));
+            }
+        }
+        self
+    }
+
+    /// The same parameters with `indices` gliding linearly over `ms` milliseconds instead
+    /// of the default 10 ms (a delay-modulation depth, whose fast glide bends pitch).
+    pub fn glide_ms(mut self, indices: &[usize], ms: f32) -> Params {
+        let sr = self.sample_rate;
+        for &i in indices {
+            if let (Some(Kind::Glide), Some(s)) = (self.kinds.get(i), self.values.get_mut(i)) {
+                *s = Smoother::new(s.target(), crate::smoother::ramp_samples(sr, ms));
+            }
+        }
+        self
     }
 
     fn with_kind(mut self, kind: Kind, indices: &[usize]) -> Params {

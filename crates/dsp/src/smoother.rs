@@ -3,12 +3,22 @@
 //! A [`Smoother`] glides from its current value to a new target in a fixed number of
 //! samples and lands on the target exactly (no exponential tail that would take forever
 //! and decay into denormals). Its whole state is four plain numbers, saved in snapshots.
+//! A glide is linear in the value, or, for a [`Smoother::geometric`] one, linear in its
+//! logarithm (a constant ratio per sample): the right curve for values heard on a log
+//! scale, such as a cutoff (pitch) or a resonance, whose linear glide would spend its
+//! first few samples on most of the audible change.
 
 use crate::state::{StateError, StateReader, StateWriter};
 
 /// Default glide time for smoothed parameters: long enough to remove clicks,
 /// short enough to feel immediate.
 pub const DEFAULT_RAMP_MS: f32 = 10.0;
+
+/// Glide time of geometric glides ([`Smoother::geometric`]) of filter cutoffs and
+/// resonances: an 11-octave cutoff jump or a q jump from 0.707 to 20 swept over this time
+/// neither clicks nor strikes the filter's resonance like a bell (checked for every
+/// module by `tests/click_free.rs`), yet still feels immediate.
+pub const FILTER_RAMP_MS: f32 = 30.0;
 
 /// A deterministic linear ramp towards a target value.
 ///
@@ -22,6 +32,8 @@ pub struct Smoother {
     step: f32,
     remaining: u32,
     ramp_len: u32,
+    /// Glides multiply `current` by `step` (a ratio) instead of adding it.
+    geometric: bool,
 }
 
 impl Smoother {
@@ -37,7 +49,23 @@ impl Smoother {
             step: 0.0,
             remaining: 0,
             ramp_len,
+            geometric: false,
         }
+    }
+
+    /// Like [`Smoother::new`], but glides at a constant ratio per sample (linear in the
+    /// logarithm of the value). For positive values only: a glide from or to a value that
+    /// is not positive lands at once.
+    pub fn geometric(value: f32, ramp_len: u32) -> Self {
+        Smoother {
+            geometric: true,
+            ..Smoother::new(value, ramp_len)
+        }
+    }
+
+    /// True if glides are geometric (see [`Smoother::geometric`]).
+    pub fn is_geometric(&self) -> bool {
+        self.geometric
     }
 
     /// A smoother settled at `value` whose glides take [`DEFAULT_RAMP_MS`] at `sample_rate`;
@@ -58,9 +86,21 @@ impl Smoother {
             self.step = 0.0;
             self.remaining = 0;
         } else {
-            self.step = (target - self.current) / self.ramp_len as f32;
+            self.step = if self.geometric {
+                if self.current > 0.0 && target > 0.0 {
+                    // The per-sample ratio, in f64 so that the product lands close to the
+                    // target (the last sample lands on it exactly).
+                    (f64::from(target) / f64::from(self.current))
+                        .powf(1.0 / f64::from(self.ramp_len)) as f32
+                } else {
+                    f32::NAN
+                }
+            } else {
+                (target - self.current) / self.ramp_len as f32
+            };
             self.remaining = self.ramp_len;
-            if !self.step.is_finite() || self.step == 0.0 {
+            let still = if self.geometric { 1.0 } else { 0.0 };
+            if !self.step.is_finite() || self.step == still {
                 // Degenerate glide (infinite distance, or too small to move): land now.
                 self.current = target;
                 self.step = 0.0;
@@ -93,6 +133,8 @@ impl Smoother {
             self.remaining -= 1;
             if self.remaining == 0 {
                 self.current = self.target;
+            } else if self.geometric {
+                self.current *= self.step;
             } else {
                 self.current += self.step;
             }
@@ -215,6 +257,26 @@ mod tests {
         s.set_target(5.0);
         assert!(s.is_settled());
         assert_eq!(s.next(), 5.0);
+    }
+
+    #[test]
+    fn geometric_glide_has_a_constant_ratio_and_lands_exactly() {
+        let mut s = Smoother::geometric(0.707, 480);
+        s.set_target(20.0);
+        let mut prev = 0.707f32;
+        let ratio = (20.0f64 / 0.707).powf(1.0 / 480.0);
+        for i in 0..480 {
+            let v = s.next();
+            if i < 479 {
+                assert!((f64::from(v / prev) - ratio).abs() < 1e-5, "at {i}");
+            }
+            prev = v;
+        }
+        assert_eq!(prev, 20.0);
+        assert!(s.is_settled());
+        // Not positive: no glide, it lands at once.
+        s.set_target(0.0);
+        assert_eq!((s.next(), s.is_settled()), (0.0, true));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! chorus. `mix` crossfades linearly: `dry * (1 - mix) + wet * mix`.
 //!
 //! The delay buffer (about 27 ms) is allocated at creation and is part of the snapshot,
-//! with the LFO phase. Depth and mix glide over 10 ms; a rate change keeps the phase
+//! with the LFO phase. Depth glides over [`DEPTH_RAMP_MS`], mix over 10 ms; a rate change keeps the phase
 //! (no jump). No feedback, so nothing recirculates.
 
 use crate::params::Params;
@@ -31,6 +31,10 @@ pub const MIX: usize = 2;
 pub const BASE_MS: f32 = 15.0;
 /// Largest `depth` (the buffer is sized for `BASE_MS + MAX_DEPTH_MS`).
 pub const MAX_DEPTH_MS: f32 = 10.0;
+/// Glide time of `depth`: the delay of each voice moves with it, so a 10 ms glide of a
+/// 10 ms depth bent the voices by up to an octave; over 100 ms the bend stays a few
+/// percent, like the modulation itself.
+pub const DEPTH_RAMP_MS: f32 = 100.0;
 /// Number of voices.
 pub const VOICES: usize = 3;
 
@@ -46,7 +50,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     ],
     params: &[
         ParamSpec::hz("rate", 0.01..=10.0, 0.8).doc("LFO speed of the delay modulation."),
-        ParamSpec::ms("depth", 0.0..=10.0, 3.0).doc("How far each voice's delay swings either side of 15 ms; glides over 10 ms."),
+        ParamSpec::ms("depth", 0.0..=10.0, 3.0).doc("How far each voice's delay swings either side of 15 ms; glides over 100 ms (a faster glide would bend the pitch)."),
         ParamSpec::linear("mix", 0.0..=1.0, 0.5).doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
     ],
     has_gate: false,
@@ -72,7 +76,9 @@ impl Chorus {
         Chorus {
             samples_per_ms: sr / 1000.0,
             sample_rate: f64::from(sr),
-            params: Params::new(&SPEC, sr).instant(&[RATE]),
+            params: Params::new(&SPEC, sr)
+                .instant(&[RATE])
+                .glide_ms(&[DEPTH], DEPTH_RAMP_MS),
             phase: 0.0,
             buf: vec![0.0; len],
             pos: 0,

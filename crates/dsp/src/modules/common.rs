@@ -135,6 +135,130 @@ pub fn mode_index(value: f32) -> u8 {
     value.round().max(0.0) as u8
 }
 
+/// Length of the crossfade when a stepped parameter (a mode, a shape, a law) changes.
+pub const CHOICE_FADE_MS: f32 = 10.0;
+
+/// Most choices a [`ChoiceFade`] fades between (a stepped parameter's values 0..=7).
+pub const MAX_CHOICES: usize = 8;
+
+/// A click-free switch between the choices of a stepped parameter (a filter's mode, a
+/// waveshaper's curve): instead of jumping, the output crossfades linearly from what
+/// played to the new choice over [`CHOICE_FADE_MS`].
+///
+/// It holds a weight per choice: at a switch it records the weights in use, and they
+/// move in a straight line to the new choice alone. A switch in the middle of a fade
+/// starts from the blend playing at that moment, so any sequence of switches is
+/// continuous. The module computes the output of every choice whose weight is not zero
+/// and sums them with [`ChoiceFade::weights`]; while no fade runs it plays
+/// [`ChoiceFade::choice`] alone, on its resting path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceFade {
+    /// The weights when the fade started.
+    start: [f32; MAX_CHOICES],
+    /// The choice faded to (and played alone when no fade runs).
+    choice: u8,
+    /// Samples of the fade still to come.
+    remaining: u32,
+    /// Fade length in samples.
+    len: u32,
+}
+
+impl ChoiceFade {
+    /// Playing `choice` alone, with fades of [`CHOICE_FADE_MS`] at `sample_rate`.
+    pub fn new(choice: u8, sample_rate: f32) -> ChoiceFade {
+        let len = crate::smoother::ramp_samples(sample_rate, CHOICE_FADE_MS).max(1);
+        let mut start = [0.0; MAX_CHOICES];
+        start[usize::from(choice).min(MAX_CHOICES - 1)] = 1.0;
+        ChoiceFade {
+            start,
+            choice: choice.min(MAX_CHOICES as u8 - 1),
+            remaining: 0,
+            len,
+        }
+    }
+
+    /// The choice playing (or being faded to).
+    #[inline]
+    pub fn choice(&self) -> u8 {
+        self.choice
+    }
+
+    /// True while a fade runs.
+    #[inline]
+    pub fn is_fading(&self) -> bool {
+        self.remaining > 0
+    }
+
+    /// Starts a fade from what plays now to `choice`; switching to the choice already
+    /// playing alone does nothing.
+    pub fn switch(&mut self, choice: u8) {
+        let choice = choice.min(MAX_CHOICES as u8 - 1);
+        if choice == self.choice && self.remaining == 0 {
+            return;
+        }
+        self.start = self.current();
+        self.choice = choice;
+        self.remaining = self.len;
+    }
+
+    /// The weights in use now (they sum to 1).
+    fn current(&self) -> [f32; MAX_CHOICES] {
+        let t = self.remaining as f32 / self.len as f32;
+        let mut w = [0.0; MAX_CHOICES];
+        for (i, (w, s)) in w.iter_mut().zip(self.start).enumerate() {
+            let target = if i == usize::from(self.choice) {
+                1.0
+            } else {
+                0.0
+            };
+            *w = target + (s - target) * t;
+        }
+        w
+    }
+
+    /// Advances one sample and returns the weights of every choice for it.
+    #[inline]
+    pub fn weights(&mut self) -> [f32; MAX_CHOICES] {
+        self.remaining = self.remaining.saturating_sub(1);
+        self.current()
+    }
+
+    /// Ends any fade on the choice; part of a module's reset.
+    pub fn settle(&mut self) {
+        self.start = [0.0; MAX_CHOICES];
+        self.start[usize::from(self.choice)] = 1.0;
+        self.remaining = 0;
+    }
+
+    /// Writes the fade (start weights, choice, samples remaining).
+    pub fn save(&self, w: &mut StateWriter<'_>) {
+        for v in self.start {
+            w.put_f32(v);
+        }
+        w.put_u8(self.choice);
+        w.put_u32(self.remaining);
+    }
+
+    /// Reads what [`ChoiceFade::save`] wrote; `choices` is how many the module has.
+    ///
+    /// # Errors
+    /// [`StateError::Truncated`] for short input; [`StateError::InvalidValue`] for a
+    /// choice out of range.
+    pub fn load(&mut self, r: &mut StateReader<'_>, choices: u8) -> Result<(), StateError> {
+        for v in &mut self.start {
+            let x = r.get_f32()?;
+            *v = if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+        self.choice = load_tag(r, choices, "choice")?;
+        self.remaining = r.get_u32()?.min(self.len);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Shared test helpers: render through `process`, measure a sine's gain, and the

@@ -7,11 +7,13 @@
 //!   (dry and wet of one source), whose sum would bulge +3 dB at the middle under
 //!   the equal-power law.
 //!
-//! `mix` glides over 10 ms; a `curve` change switches at once.
+//! `mix` glides over 10 ms; a `curve` change crossfades from the old law's gains to the
+//! new law's over 10 ms.
 
 use crate::params::Params;
 use crate::module::Module;
-use crate::modules::common::{input, mode_index, sanitize};
+use crate::modules::common::{input, mode_index, sanitize, ChoiceFade};
+use crate::state::{StateError, StateReader, StateWriter};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 
 /// Index of the `mix` parameter.
@@ -29,7 +31,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ParamSpec::linear("mix", 0.0..=1.0, 0.5)
             .doc("Position: 0 all a, 1 all b; glides over 10 ms."),
         ParamSpec::number("curve", 0.0..=1.0, 0.0)
-            .doc("Law: 0 equal power (unrelated signals), 1 linear (versions of one signal)."),
+            .doc("Law: 0 equal power (unrelated signals), 1 linear (versions of one signal); a switch crossfades over 10 ms."),
     ],
     has_gate: false,
 };
@@ -49,6 +51,8 @@ pub fn gains(mix: f32, linear: bool) -> (f32, f32) {
 #[derive(Debug, Clone)]
 pub struct Crossfade {
     params: Params,
+    /// The crossfade between the two laws after a `curve` change.
+    law: ChoiceFade,
 }
 
 impl Crossfade {
@@ -56,6 +60,7 @@ impl Crossfade {
     pub fn new(sample_rate: f32) -> Self {
         Crossfade {
             params: Params::new(&SPEC, sample_rate).instant(&[CURVE]),
+            law: ChoiceFade::new(0, crate::params::sane_sample_rate(sample_rate)),
         }
     }
 }
@@ -75,7 +80,16 @@ impl Module for Crossfade {
         };
         let (a, b) = (input(inputs, 0), input(inputs, 1));
         let linear = mode_index(self.params[CURVE].target()) == 1;
-        if self.params[MIX].is_settled() {
+        if self.law.is_fading() {
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                let mix = self.params[MIX].next();
+                let w = self.law.weights();
+                let (pa, pb) = gains(mix, false);
+                let (la, lb) = gains(mix, true);
+                let (ga, gb) = (w[0] * pa + w[1] * la, w[0] * pb + w[1] * lb);
+                *o = sanitize(a) * ga + sanitize(b) * gb;
+            }
+        } else if self.params[MIX].is_settled() {
             let (ga, gb) = gains(self.params[MIX].current(), linear);
             for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
                 *o = sanitize(a) * ga + sanitize(b) * gb;
@@ -86,6 +100,24 @@ impl Module for Crossfade {
                 *o = sanitize(a) * ga + sanitize(b) * gb;
             }
         }
+    }
+
+    fn param_changed(&mut self, index: usize) {
+        if index == CURVE {
+            self.law.switch(mode_index(self.params[CURVE].target()));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.law.settle();
+    }
+
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
+        self.law.save(w);
+    }
+
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.law.load(r, 2)
     }
 
 }

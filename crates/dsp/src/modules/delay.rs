@@ -2,11 +2,14 @@
 //!
 //! The delay time is `time` ms, or, when `bpm` is above 0, `beats * 60 / bpm` seconds
 //! (a quarter note at 120 bpm with `beats` 1 is 500 ms); either way it is held to
-//! 2 samples ..= 2 s. Time changes glide linearly over [`TIME_RAMP_MS`] (tape-style: the
-//! pitch bends during the glide, nothing clicks), and reads between samples use 4-point
-//! cubic Hermite interpolation, so a gliding time stays smooth. At a whole number of
-//! samples the read is exact: an impulse comes back at exactly the set time, scaled by
-//! `feedback` on every further trip.
+//! 2 samples ..= 2 s. A time change crossfades over [`TIME_FADE_MS`] from a read head at
+//! the old time to one at the new time: no click and no pitch bend (a gliding head, as
+//! on tape, swept a jump from 0 to 2 s through the whole line at 20 times the speed, a
+//! loud chirp). A change that arrives while a crossfade runs waits for it to end, then
+//! fades from where it landed, so any sequence of changes is continuous. Reads between
+//! samples use 4-point cubic Hermite interpolation. At a whole number of samples the
+//! read is exact: an impulse comes back at exactly the set time, scaled by `feedback` on
+//! every further trip.
 //!
 //! The 2 s buffer is allocated when the module is created from the sample rate and is
 //! part of the snapshot (about 384 KB at 48 kHz): a spare that loads it plays the same
@@ -17,7 +20,7 @@
 use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::modules::common::{flush, input, load_buffer, load_index, sanitize, save_buffer};
-use crate::smoother::{ramp_samples, Smoother};
+use crate::smoother::ramp_samples;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -34,8 +37,8 @@ pub const BEATS: usize = 4;
 
 /// Longest delay, in seconds (the buffer is sized for it).
 pub const MAX_SECONDS: f64 = 2.0;
-/// Glide time of delay-time changes: long enough that a jump bends pitch instead of clicking.
-pub const TIME_RAMP_MS: f32 = 100.0;
+/// Crossfade time between the old and the new read head when the delay time changes.
+pub const TIME_FADE_MS: f32 = 50.0;
 /// Shortest delay in samples: the cubic read needs one newer sample than the one it reads.
 pub const MIN_DELAY_SAMPLES: f32 = 2.0;
 
@@ -46,21 +49,28 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     inputs: &[PortSpec::audio("in")],
     outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec::ms("time", 0.0..=2_000.0, 250.0).doc("Delay time when bpm is 0 (at least 2 samples); changes glide over 100 ms."),
+        ParamSpec::ms("time", 0.0..=2_000.0, 250.0).doc("Delay time when bpm is 0 (at least 2 samples); a change crossfades from the old time to the new over 50 ms (no pitch bend)."),
         ParamSpec::linear("feedback", 0.0..=0.95, 0.3).doc("Share of the output fed back into the line (echo decay per trip); glides over 10 ms."),
         ParamSpec::linear("mix", 0.0..=1.0, 0.5).doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
-        ParamSpec::number("bpm", 0.0..=300.0, 0.0).doc("Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to 2 s); 0 uses `time`."),
-        ParamSpec::number("beats", 0.0625..=4.0, 1.0).doc("Delay in beats when bpm is above 0 (0.25 = a sixteenth at 4/4, 0.75 = dotted eighth)."),
+        ParamSpec::number("bpm", 0.0..=300.0, 0.0).doc("Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to 2 s); 0 uses `time`. Changes crossfade like `time`."),
+        ParamSpec::number("beats", 0.0625..=4.0, 1.0).doc("Delay in beats when bpm is above 0 (0.25 = a sixteenth at 4/4, 0.75 = dotted eighth). Changes crossfade like `time`."),
     ],
     has_gate: false,
 };
 
-/// Delay state: parameters, smoothers, the line and its write position.
+/// Delay state: parameters, smoothers, the read heads, the line and its write position.
 #[derive(Debug, Clone)]
 pub struct Delay {
     sample_rate: f32,
-    /// Delay in samples (fractional), gliding.
-    delay: Smoother,
+    /// Delay in samples (fractional) of the head faded to (the only one when no
+    /// crossfade runs).
+    delay: f32,
+    /// Delay of the head faded from.
+    from: f32,
+    /// Samples of the crossfade still to come (0: none).
+    remaining: u32,
+    /// Crossfade length in samples.
+    fade_len: u32,
     params: Params,
     buf: Vec<f32>,
     /// Where the next sample is written.
@@ -75,12 +85,16 @@ impl Delay {
         let len = (MAX_SECONDS * f64::from(sr)).ceil() as usize + 4;
         let mut d = Delay {
             sample_rate: sr,
-            delay: Smoother::new(0.0, ramp_samples(sr, TIME_RAMP_MS)),
+            delay: 0.0,
+            from: 0.0,
+            remaining: 0,
+            fade_len: ramp_samples(sr, TIME_FADE_MS).max(1),
             params: Params::new(&SPEC, sr).instant(&[TIME, BPM, BEATS]),
             buf: vec![0.0; len],
             pos: 0,
         };
-        d.delay.set_immediate(d.target_delay());
+        d.delay = d.target_delay();
+        d.from = d.delay;
         d
     }
 
@@ -100,9 +114,9 @@ impl Delay {
         (ms * self.sample_rate / 1000.0).clamp(MIN_DELAY_SAMPLES, self.max_delay())
     }
 
-    /// The delay in samples in effect now (gliding towards the target).
+    /// The delay in samples of the read head playing now (or being faded to).
     pub fn delay_samples(&self) -> f32 {
-        self.delay.current()
+        self.delay
     }
 
     /// Reads the line `d` samples back from the next write position (d >= 2).
@@ -130,6 +144,19 @@ impl Delay {
     }
 }
 
+impl Delay {
+    /// Starts a crossfade from the head playing to one at the parameters' delay, if it
+    /// differs.
+    fn start_fade(&mut self) {
+        let target = self.target_delay();
+        if target.to_bits() != self.delay.to_bits() {
+            self.from = self.delay;
+            self.delay = target;
+            self.remaining = self.fade_len;
+        }
+    }
+}
+
 impl Module for Delay {
     fn params(&self) -> &Params {
         &self.params
@@ -139,11 +166,11 @@ impl Module for Delay {
         &mut self.params
     }
 
-    /// A new time or tempo glides the delay there (tape-style).
+    /// A new time or tempo starts a crossfade to a head there, unless one runs: then
+    /// the crossfade that follows it picks the new time up.
     fn param_changed(&mut self, index: usize) {
-        if matches!(index, TIME | BPM | BEATS) {
-            let target = self.target_delay();
-            self.delay.set_target(target);
+        if matches!(index, TIME | BPM | BEATS) && self.remaining == 0 {
+            self.start_fade();
         }
     }
 
@@ -154,11 +181,23 @@ impl Module for Delay {
         let x = input(inputs, 0);
         let len = self.buf.len();
         for (o, &x) in out.iter_mut().zip(x) {
-            let d = self.delay.next();
             let fb = self.params[FEEDBACK].next();
             let mix = self.params[MIX].next();
             let x = sanitize(x);
-            let wet = self.read(d);
+            let wet = if self.remaining > 0 {
+                self.remaining -= 1;
+                let t = self.remaining as f32 / self.fade_len as f32;
+                let (old, new) = (self.read(self.from), self.read(self.delay));
+                let wet = new + (old - new) * t;
+                if self.remaining == 0 {
+                    // Landed; a change that came during the fade starts the next one.
+                    self.from = self.delay;
+                    self.start_fade();
+                }
+                wet
+            } else {
+                self.read(self.delay)
+            };
             if let Some(slot) = self.buf.get_mut(self.pos) {
                 *slot = flush(sanitize(x + fb * wet));
             }
@@ -171,19 +210,29 @@ impl Module for Delay {
     }
 
     fn clear(&mut self) {
-        self.delay.settle();
+        self.delay = self.target_delay();
+        self.from = self.delay;
+        self.remaining = 0;
         self.buf.fill(0.0);
         self.pos = 0;
     }
 
     fn save_dsp(&self, w: &mut StateWriter<'_>) {
-        self.delay.save_state(w);
+        w.put_f32(self.delay);
+        w.put_f32(self.from);
+        w.put_u32(self.remaining);
         w.put_u32(self.pos as u32);
         save_buffer(w, &self.buf);
     }
 
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
-        self.delay.load_state(r)?;
+        // `read` holds any delay in range, so a damaged snapshot cannot read outside the
+        // line; NaN is replaced by the parameters' delay.
+        let target = self.target_delay();
+        let sane = |d: f32| if d.is_finite() { d } else { target };
+        self.delay = sane(r.get_f32()?);
+        self.from = sane(r.get_f32()?);
+        self.remaining = r.get_u32()?.min(self.fade_len);
         self.pos = load_index(r, self.buf.len(), "delay write position")?;
         load_buffer(r, &mut self.buf)
     }
@@ -193,6 +242,7 @@ impl Module for Delay {
 mod tests {
     use super::*;
     use crate::modules::common::testing::{render, sine, SR};
+    use crate::smoother::Smoother;
 
     fn delay(time: f32, feedback: f32, mix: f32) -> Delay {
         let mut d = Delay::new(SR);
@@ -256,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn changing_the_time_glides_without_a_click() {
+    fn changing_the_time_crossfades_without_a_click_or_a_bend() {
         let mut d = delay(100.0, 0.0, 1.0);
         let x = sine(200.0, 1.0, 48_000);
         let mut out = Vec::new();
@@ -268,13 +318,23 @@ mod tests {
             d.process(&[block], &mut [&mut o]);
             out.extend_from_slice(&o);
         }
-        // A 200 Hz sine moves at most 0.026 per sample; during the glide the read moves
-        // at up to 3x speed (pitch bend), never by a jump.
+        // A 200 Hz sine moves at most 0.026 per sample; the crossfade of two heads of it
+        // never moves faster (no jump, no bend).
         let max_step = out[5000..]
             .windows(2)
             .fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()));
-        assert!(max_step < 0.1, "{max_step}");
+        assert!(max_step < 0.027, "{max_step}");
         assert_eq!(d.delay_samples(), 14_400.0);
+        // Two changes in quick succession: the second waits for the first fade, then
+        // fades on; the time lands on the last one.
+        d.set_param(TIME, 50.0);
+        let _ = render(&mut d, &[vec![0.0; 64]], 1);
+        d.set_param(TIME, 20.0);
+        assert_eq!(d.delay_samples(), 2_400.0);
+        let _ = render(&mut d, &[vec![0.0; 2400]], 1);
+        assert_eq!((d.delay_samples(), d.from), (960.0, 2_400.0));
+        let _ = render(&mut d, &[vec![0.0; 2400]], 1);
+        assert_eq!((d.delay_samples(), d.remaining), (960.0, 0));
     }
 
     #[test]
@@ -290,6 +350,6 @@ mod tests {
     fn buffer_is_two_seconds_and_in_the_snapshot() {
         let d = Delay::new(SR);
         assert_eq!(d.buf.len(), 96_004);
-        assert_eq!(d.state_len(), 12 + 3 * Smoother::STATE_LEN + 4 + 4 * 96_004);
+        assert_eq!(d.state_len(), 12 + 2 * Smoother::STATE_LEN + 4 + 4 + 4 + 4 + 4 * 96_004);
     }
 }

@@ -7,13 +7,14 @@
 //!   rich, and keeps changing character as the drive rises.
 //!
 //! Every curve keeps the wet signal within ±1. `mix` crossfades linearly:
-//! `dry * (1 - mix) + wet * mix`. Drive and mix glide over 10 ms; a shape change switches
-//! at once. Not oversampled: at high drive the harmonics above Nyquist alias, which is
+//! `dry * (1 - mix) + wet * mix`. Drive and mix glide over 10 ms; a shape change
+//! crossfades the old curve's output into the new one's over 10 ms. Not oversampled: at high drive the harmonics above Nyquist alias, which is
 //! part of the character at these settings; put a lowpass after it to tame it.
 
 use crate::params::Params;
 use crate::module::Module;
-use crate::modules::common::{input, mode_index, sanitize};
+use crate::modules::common::{input, mode_index, sanitize, ChoiceFade};
+use crate::state::{StateError, StateReader, StateWriter};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 
 /// Index of the `drive` parameter.
@@ -33,7 +34,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ParamSpec::linear("drive", 1.0..=50.0, 4.0)
             .doc("Gain into the curve: 1 is gentle, 50 is brutal; glides over 10 ms."),
         ParamSpec::number("shape", 0.0..=2.0, 0.0)
-            .doc("Curve: 0 tanh (smooth), 1 hard clip, 2 foldback (rounded to the nearest)."),
+            .doc("Curve: 0 tanh (smooth), 1 hard clip, 2 foldback (rounded to the nearest); a change crossfades over 10 ms."),
         ParamSpec::linear("mix", 0.0..=1.0, 1.0)
             .doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
     ],
@@ -80,6 +81,8 @@ impl Shape {
 #[derive(Debug, Clone)]
 pub struct Distortion {
     params: Params,
+    /// The crossfade between curves after a `shape` change.
+    fade: ChoiceFade,
 }
 
 impl Distortion {
@@ -87,6 +90,7 @@ impl Distortion {
     pub fn new(sample_rate: f32) -> Self {
         Distortion {
             params: Params::new(&SPEC, sample_rate).instant(&[SHAPE]),
+            fade: ChoiceFade::new(0, crate::params::sane_sample_rate(sample_rate)),
         }
     }
 }
@@ -109,8 +113,37 @@ impl Module for Distortion {
             let drive = self.params[DRIVE].next();
             let mix = self.params[MIX].next();
             let x = sanitize(x);
-            *o = x * (1.0 - mix) + shape.apply(x * drive) * mix;
+            let wet = if self.fade.is_fading() {
+                let mut wet = 0.0;
+                for (i, w) in self.fade.weights().into_iter().enumerate().take(3) {
+                    if w != 0.0 {
+                        wet += w * Shape::from_index(i as u8).apply(x * drive);
+                    }
+                }
+                wet
+            } else {
+                shape.apply(x * drive)
+            };
+            *o = x * (1.0 - mix) + wet * mix;
         }
+    }
+
+    fn param_changed(&mut self, index: usize) {
+        if index == SHAPE {
+            self.fade.switch(mode_index(self.params[SHAPE].target()));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.fade.settle();
+    }
+
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
+        self.fade.save(w);
+    }
+
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.fade.load(r, 3)
     }
 
 }

@@ -14,9 +14,12 @@
 //!
 //! The random steps come from a SplitMix64 seeded with the node's seed, so lockstepped
 //! workers agree; its state is in the snapshot. `freq`, `depth` and `offset` glide over
-//! 10 ms; a `shape` change takes effect at once (it is a deliberate jump).
+//! 10 ms; a `shape` change crossfades from the old shape to the new over 10 ms (a jump
+//! of the control signal would click in whatever it modulates; the square and the
+//! sample-and-hold keep their own steps).
 
 use super::noise::SplitMix64;
+use crate::modules::common::{mode_index, ChoiceFade};
 use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
@@ -40,7 +43,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     params: &[
         ParamSpec::hz("freq", 0.001..=100.0, 1.0).doc("Rate (glides over 10 ms)."),
         ParamSpec::linear("depth", 0.0..=1.0, 1.0).doc("Amplitude of the shape around the offset (glides over 10 ms)."),
-        ParamSpec::number("shape", 0.0..=4.0, 0.0).doc("Waveform, rounded: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold."),
+        ParamSpec::number("shape", 0.0..=4.0, 0.0).doc("Waveform, rounded: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold; a change crossfades over 10 ms."),
         ParamSpec::number("offset", -1.0..=1.0, 0.0).doc("Constant added to the output (glides over 10 ms)."),
     ],
     has_gate: false,
@@ -57,6 +60,8 @@ pub struct Lfo {
     /// Current sample-and-hold value.
     held: f32,
     params: Params,
+    /// The crossfade between shapes after a `shape` change.
+    fade: ChoiceFade,
 }
 
 impl Lfo {
@@ -72,14 +77,14 @@ impl Lfo {
             phase: 0.0,
             held,
             params: Params::new(&SPEC, sr).whole(&[SHAPE]),
+            fade: ChoiceFade::new(0, sr),
         }
     }
 
-    /// The shape's value at the current phase.
+    /// The value of shape `shape` (a `shape` parameter value) at the current phase.
     #[inline]
-    fn wave(&self) -> f32 {
+    fn wave(&self, shape: f32) -> f32 {
         let p = self.phase as f32;
-        let shape = self.params[SHAPE].target();
         if shape < 1.5 {
             let tri = triangle(p);
             if shape < 0.5 {
@@ -131,7 +136,18 @@ impl Module for Lfo {
             let f = f64::from(self.params[FREQ].next());
             let depth = self.params[DEPTH].next();
             let offset = self.params[OFFSET].next();
-            *o = offset + depth * self.wave();
+            let wave = if self.fade.is_fading() {
+                let mut v = 0.0;
+                for (i, w) in self.fade.weights().into_iter().enumerate().take(5) {
+                    if w != 0.0 {
+                        v += w * self.wave(i as f32);
+                    }
+                }
+                v
+            } else {
+                self.wave(self.params[SHAPE].target())
+            };
+            *o = offset + depth * wave;
             // freq > 0 and far below the sample rate: one subtraction wraps.
             self.phase += f * self.inv_sample_rate;
             if self.phase >= 1.0 {
@@ -144,7 +160,14 @@ impl Module for Lfo {
         }
     }
 
+    fn param_changed(&mut self, index: usize) {
+        if index == SHAPE {
+            self.fade.switch(mode_index(self.params[SHAPE].target()));
+        }
+    }
+
     fn clear(&mut self) {
+        self.fade.settle();
         self.rng = SplitMix64::new(self.seed);
         self.held = self.rng.next_bipolar();
         self.phase = 0.0;
@@ -154,6 +177,7 @@ impl Module for Lfo {
         w.put_u64(self.rng.state());
         w.put_f64(self.phase);
         w.put_f32(self.held);
+        self.fade.save(w);
     }
 
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
@@ -169,7 +193,7 @@ impl Module for Lfo {
         }
         self.phase = phase;
         self.held = held;
-        Ok(())
+        self.fade.load(r, 5)
     }
 }
 
@@ -217,7 +241,7 @@ mod tests {
         for i in 0..10_000 {
             l.phase = f64::from(i) / 10_000.0;
             let want = (std::f64::consts::TAU * l.phase).sin();
-            let err = (f64::from(l.wave()) - want).abs();
+            let err = (f64::from(l.wave(0.0)) - want).abs();
             assert!(err < 5e-5, "{}: {err}", l.phase);
         }
     }

@@ -13,7 +13,10 @@
 //! Hence `|out| <= ceiling` by construction, with no overshoot and no distortion from
 //! clipping; a final clamp to the ceiling only guards float rounding (the tests check it
 //! practically never acts). Latency: L samples (48 at 48 kHz). Mono in, mono out.
-//! A ceiling change applies from the next sample (the clamp covers the lookahead window).
+//! A ceiling change glides over 10 ms (linearly in dB). Each sample is held to the
+//! ceiling in effect when it came in (kept beside it in the lookahead ring), so lowering
+//! the ceiling fades the level down instead of clipping the samples already in the
+//! lookahead; the output reaches a new ceiling one lookahead after the glide.
 //! Lookahead rings and gain state are part of the snapshot; the gain state and running
 //! sum are f64.
 
@@ -38,7 +41,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     inputs: &[PortSpec::audio("in")],
     outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec::db("ceiling", -24.0..=0.0, -0.3).doc("Highest output peak, dBFS; never exceeded."),
+        ParamSpec::db("ceiling", -24.0..=0.0, -0.3).doc("Highest output peak, dBFS; never exceeded (a change glides over 10 ms)."),
         ParamSpec::ms("release", 1.0..=1_000.0, 50.0).doc("Time constant of the gain's recovery after a peak."),
     ],
     has_gate: false,
@@ -55,6 +58,8 @@ pub struct Limiter {
     release_coef: f64,
     /// Delayed input (L samples).
     delay: Vec<f32>,
+    /// The linear ceiling in effect when each delayed sample came in.
+    ceilings: Vec<f32>,
     /// Needed gains `r` of the last L+1 inputs.
     needs: Vec<f32>,
     /// Released gains of the last L samples (the moving average's window).
@@ -80,10 +85,11 @@ impl Limiter {
             .clamp(1.0, 65_536.0) as usize;
         let mut l = Limiter {
             sample_rate: sr,
-            params: Params::new(&SPEC, sr).instant(&[CEILING, RELEASE]),
+            params: Params::new(&SPEC, sr).instant(&[RELEASE]),
             ceiling: 1.0,
             release_coef: 0.0,
             delay: vec![0.0; look],
+            ceilings: vec![1.0; look],
             needs: vec![1.0; look + 1],
             window: vec![1.0; look],
             pos: 0,
@@ -103,7 +109,7 @@ impl Limiter {
     }
 
     fn update(&mut self) {
-        self.ceiling = 10f32.powf(self.params[CEILING].target() / 20.0);
+        self.ceiling = db_to_linear(self.params[CEILING].current());
         let samples = f64::from(self.params[RELEASE].target()) * f64::from(self.sample_rate) / 1000.0;
         self.release_coef = (-1.0 / samples.max(1.0)).exp();
     }
@@ -129,6 +135,9 @@ impl Limiter {
     #[inline]
     fn tick(&mut self, x: f32) -> f32 {
         let x = sanitize(x);
+        if !self.params[CEILING].is_settled() {
+            self.ceiling = db_to_linear(self.params[CEILING].next());
+        }
         let ceiling = self.ceiling;
         let need = if x.abs() > ceiling {
             ceiling / x.abs()
@@ -173,14 +182,23 @@ impl Limiter {
         if let Some(slot) = self.delay.get_mut(self.pos) {
             *slot = x;
         }
+        let delayed_ceiling = self.ceilings.get(self.pos).copied().unwrap_or(ceiling);
+        if let Some(slot) = self.ceilings.get_mut(self.pos) {
+            *slot = ceiling;
+        }
         self.pos += 1;
         if self.pos >= len {
             self.pos = 0;
             // Re-sum once per lap so rounding in the running sum cannot drift.
             self.sum = self.window.iter().map(|&g| f64::from(g)).sum();
         }
-        (delayed * gain).clamp(-ceiling, ceiling)
+        (delayed * gain).clamp(-delayed_ceiling, delayed_ceiling)
     }
+}
+
+/// Linear amplitude of a level in dB.
+fn db_to_linear(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
 }
 
 impl Module for Limiter {
@@ -208,7 +226,9 @@ impl Module for Limiter {
 
     fn clear(&mut self) {
         let look = self.delay.len();
+        self.update();
         self.delay.fill(0.0);
+        self.ceilings.fill(self.ceiling);
         self.needs.fill(1.0);
         self.window.fill(1.0);
         self.pos = 0;
@@ -221,6 +241,7 @@ impl Module for Limiter {
 
     fn save_dsp(&self, w: &mut StateWriter<'_>) {
         save_buffer(w, &self.delay);
+        save_buffer(w, &self.ceilings);
         save_buffer(w, &self.needs);
         save_buffer(w, &self.window);
         w.put_u32(self.pos as u32);
@@ -234,6 +255,14 @@ impl Module for Limiter {
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.update();
         load_buffer(r, &mut self.delay)?;
+        load_buffer(r, &mut self.ceilings)?;
+        for c in &mut self.ceilings {
+            // A damaged snapshot must not make the output clamp panic (NaN or negative
+            // bounds); the ceilings are never above full scale.
+            if !(*c > 0.0 && *c <= 1.0) {
+                *c = 1.0;
+            }
+        }
         load_buffer(r, &mut self.needs)?;
         load_buffer(r, &mut self.window)?;
         self.pos = load_index(r, self.delay.len(), "limiter position")?;

@@ -4,13 +4,16 @@
 //! and for gentle tone shaping. A trapezoidal (TPT) one-pole: `G = g/(1+g)`,
 //! `g = tan(pi fc/fs)`; `lp = G (x - s) + s`, `s' = 2 lp - s`; `hp = x - lp`. Its response
 //! is the analog `1/(1+s)` (lowpass) and `s/(1+s)` (highpass) at the prewarped
-//! frequency, -3 dB at the cutoff. `mode` 0 lowpass, 1 highpass. The cutoff glides over
-//! 10 ms with the coefficient recomputed every sample of the glide. The memory is f64,
-//! flushed below 1e-20 every sample.
+//! frequency, -3 dB at the cutoff. `mode` 0 lowpass, 1 highpass; a switch crossfades the
+//! two outputs of the one core over 10 ms (exact, no transient). The cutoff glides
+//! geometrically (evenly in pitch) over [`FILTER_RAMP_MS`] with the coefficient
+//! recomputed every sample of the glide. The memory is f64, flushed below 1e-20 every
+//! sample.
 
 use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::modules::common::{flush64, input, mode_index, sanitize};
+use crate::modules::common::{flush64, input, mode_index, sanitize, ChoiceFade};
+use crate::smoother::FILTER_RAMP_MS;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -30,9 +33,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     outputs: &[PortSpec::audio("out")],
     params: &[
         ParamSpec::number("mode", 0.0..=1.0, 0.0)
-            .doc("0 lowpass, 1 highpass (rounded to the nearest)."),
+            .doc("0 lowpass, 1 highpass (rounded to the nearest); a switch crossfades over 10 ms."),
         ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0)
-            .doc("-3 dB frequency; glides over 10 ms; held below 0.49 x sample rate."),
+            .doc("-3 dB frequency; glides evenly in pitch over 30 ms; held below 0.49 x sample rate."),
     ],
     has_gate: false,
 };
@@ -52,6 +55,8 @@ pub struct OnePole {
     gain: f64,
     s: f64,
     gliding: bool,
+    /// The crossfade between lowpass and highpass.
+    fade: ChoiceFade,
 }
 
 impl OnePole {
@@ -61,10 +66,13 @@ impl OnePole {
         let cutoff = SPEC.params[CUTOFF].default;
         OnePole {
             sample_rate: f64::from(sr),
-            params: Params::new(&SPEC, sr).instant(&[MODE]),
+            params: Params::new(&SPEC, sr)
+                .instant(&[MODE])
+                .geometric(&[CUTOFF], FILTER_RAMP_MS),
             gain: stage_gain(f64::from(sr), f64::from(cutoff)),
             s: 0.0,
             gliding: false,
+            fade: ChoiceFade::new(0, sr),
         }
     }
 }
@@ -81,6 +89,8 @@ impl Module for OnePole {
     fn param_changed(&mut self, index: usize) {
         if index == CUTOFF {
             self.gliding = true;
+        } else if index == MODE {
+            self.fade.switch(mode_index(self.params[MODE].target()));
         }
     }
 
@@ -100,7 +110,14 @@ impl Module for OnePole {
             let x = f64::from(sanitize(x));
             let lp = (x - s) * self.gain + s;
             s = flush64(2.0 * lp - s);
-            *o = if highpass { x - lp } else { lp } as f32;
+            *o = if self.fade.is_fading() {
+                let w = self.fade.weights();
+                f64::from(w[0]) * lp + f64::from(w[1]) * (x - lp)
+            } else if highpass {
+                x - lp
+            } else {
+                lp
+            } as f32;
         }
         self.s = s;
     }
@@ -109,18 +126,21 @@ impl Module for OnePole {
         self.gain = stage_gain(self.sample_rate, f64::from(self.params[CUTOFF].target()));
         self.s = 0.0;
         self.gliding = false;
+        self.fade.settle();
     }
 
     fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_f64(self.gain);
         w.put_f64(self.s);
         w.put_bool(self.gliding);
+        self.fade.save(w);
     }
 
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.gain = r.get_f64()?;
         self.s = r.get_f64()?;
         self.gliding = r.get_bool()?;
+        self.fade.load(r, 2)?;
         Ok(())
     }
 }

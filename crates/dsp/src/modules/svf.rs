@@ -10,12 +10,16 @@
 //!
 //! Responses with `s = j tan(pi f / fs) / tan(pi fc / fs)` and `k = 1/q`:
 //! lowpass `1/(s^2 + k s + 1)`, highpass `s^2/(…)`, bandpass `k s/(…)`, notch `(s^2 + 1)/(…)`.
-//! Cutoff and q glide over 10 ms with the coefficients recomputed every sample of a glide;
-//! a mode change switches at once. Memories are f64, flushed below 1e-20 every sample.
+//! Cutoff and q glide geometrically (evenly in pitch and in dB) over [`FILTER_RAMP_MS`]
+//! with the coefficients recomputed every sample of a glide; a mode change crossfades
+//! the outputs of the old and new mode (both come from the one core, so the fade is
+//! exact and starts no transient) over 10 ms. Memories are f64, flushed below 1e-20
+//! every sample.
 
 use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::modules::common::{flush64, input, mode_index, sanitize};
+use crate::modules::common::{flush64, input, mode_index, sanitize, ChoiceFade};
+use crate::smoother::FILTER_RAMP_MS;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -37,9 +41,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     inputs: &[PortSpec::audio("in")],
     outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec::number("mode", 0.0..=3.0, 0.0).doc("Response: 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch (rounded to the nearest)."),
-        ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0).doc("Cutoff (centre for bandpass and notch); glides over 10 ms; held below 0.49 x sample rate."),
-        ParamSpec::q("q", 0.1..=20.0, 0.707).doc("Resonance: 0.707 is flat (Butterworth); higher peaks (lowpass/highpass) or narrows (bandpass/notch)."),
+        ParamSpec::number("mode", 0.0..=3.0, 0.0).doc("Response: 0 lowpass, 1 highpass, 2 bandpass (0 dB peak), 3 notch (rounded to the nearest); a switch crossfades over 10 ms."),
+        ParamSpec::hz("cutoff", 10.0..=20_000.0, 1_000.0).doc("Cutoff (centre for bandpass and notch); glides evenly in pitch over 30 ms; held below 0.49 x sample rate."),
+        ParamSpec::q("q", 0.1..=20.0, 0.707).doc("Resonance: 0.707 is flat (Butterworth); higher peaks (lowpass/highpass) or narrows (bandpass/notch); glides evenly in dB over 30 ms."),
     ],
     has_gate: false,
 };
@@ -104,6 +108,8 @@ pub struct Svf {
     ic2: f64,
     /// True while the coefficients lag the parameter targets.
     gliding: bool,
+    /// The crossfade between modes.
+    fade: ChoiceFade,
 }
 
 impl Svf {
@@ -113,7 +119,9 @@ impl Svf {
         let p = SPEC.params;
         Svf {
             sample_rate: f64::from(sr),
-            params: Params::new(&SPEC, sr).instant(&[MODE]),
+            params: Params::new(&SPEC, sr)
+                .instant(&[MODE])
+                .geometric(&[CUTOFF, Q], FILTER_RAMP_MS),
             coefs: Coefs::new(
                 f64::from(sr),
                 f64::from(p[CUTOFF].default),
@@ -122,6 +130,7 @@ impl Svf {
             ic1: 0.0,
             ic2: 0.0,
             gliding: false,
+            fade: ChoiceFade::new(0, sr),
         }
     }
 
@@ -131,22 +140,34 @@ impl Svf {
     }
 }
 
-/// One sample of the core; returns the selected output and updates the memories.
+/// One sample of the core: updates the memories and returns input, band and low
+/// (`v0`, `v1`, `v2`).
 #[inline(always)]
-fn step(c: &Coefs, mode: Mode, x: f32, ic1: &mut f64, ic2: &mut f64) -> f32 {
+fn core(c: &Coefs, x: f32, ic1: &mut f64, ic2: &mut f64) -> (f64, f64, f64) {
     let v0 = f64::from(sanitize(x));
     let v3 = v0 - *ic2;
     let v1 = c.a1 * *ic1 + c.a2 * v3;
     let v2 = *ic2 + c.a2 * *ic1 + c.a3 * v3;
     *ic1 = flush64(2.0 * v1 - *ic1);
     *ic2 = flush64(2.0 * v2 - *ic2);
-    let y = match mode {
+    (v0, v1, v2)
+}
+
+/// The output of `mode` from the core's signals.
+#[inline(always)]
+fn select(c: &Coefs, mode: Mode, (v0, v1, v2): (f64, f64, f64)) -> f64 {
+    match mode {
         Mode::Lowpass => v2,
         Mode::Highpass => v0 - c.k * v1 - v2,
         Mode::Bandpass => c.k * v1,
         Mode::Notch => v0 - c.k * v1,
-    };
-    y as f32
+    }
+}
+
+/// One sample of the core; returns the selected output and updates the memories.
+#[inline(always)]
+fn step(c: &Coefs, mode: Mode, x: f32, ic1: &mut f64, ic2: &mut f64) -> f32 {
+    select(c, mode, core(c, x, ic1, ic2)) as f32
 }
 
 impl Module for Svf {
@@ -161,6 +182,8 @@ impl Module for Svf {
     fn param_changed(&mut self, index: usize) {
         if index == CUTOFF || index == Q {
             self.gliding = true;
+        } else if index == MODE {
+            self.fade.switch(mode_index(self.params[MODE].target()));
         }
     }
 
@@ -171,7 +194,24 @@ impl Module for Svf {
         let x = input(inputs, 0);
         let (mut ic1, mut ic2) = (self.ic1, self.ic2);
         let mode = self.mode();
-        if self.gliding {
+        if self.fade.is_fading() {
+            for (o, &x) in out.iter_mut().zip(x) {
+                if self.gliding {
+                    let c = self.params[CUTOFF].next();
+                    let q = self.params[Q].next();
+                    self.coefs = Coefs::new(self.sample_rate, f64::from(c), f64::from(q));
+                    self.gliding = !(self.params[CUTOFF].is_settled() && self.params[Q].is_settled());
+                }
+                let v = core(&self.coefs, x, &mut ic1, &mut ic2);
+                let mut y = 0.0;
+                for (i, w) in self.fade.weights().into_iter().enumerate().take(4) {
+                    if w != 0.0 {
+                        y += f64::from(w) * select(&self.coefs, Mode::from_index(i as u8), v);
+                    }
+                }
+                *o = y as f32;
+            }
+        } else if self.gliding {
             for (o, &x) in out.iter_mut().zip(x) {
                 if self.gliding {
                     let c = self.params[CUTOFF].next();
@@ -200,6 +240,7 @@ impl Module for Svf {
         self.ic1 = 0.0;
         self.ic2 = 0.0;
         self.gliding = false;
+        self.fade.settle();
     }
 
     fn save_dsp(&self, w: &mut StateWriter<'_>) {
@@ -208,6 +249,7 @@ impl Module for Svf {
             w.put_f64(v);
         }
         w.put_bool(self.gliding);
+        self.fade.save(w);
     }
 
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
@@ -220,6 +262,7 @@ impl Module for Svf {
         self.ic1 = r.get_f64()?;
         self.ic2 = r.get_f64()?;
         self.gliding = r.get_bool()?;
+        self.fade.load(r, 4)?;
         Ok(())
     }
 }

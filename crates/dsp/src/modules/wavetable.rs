@@ -12,8 +12,10 @@
 //! | 5 | formant | resonances near harmonics 4 and 11 over a quiet `1/k` tail (vowel-like) |
 //!
 //! `morph` crossfades from table `table` towards table `table + 1` (at the last table it
-//! has nothing to blend with). The read position `table + morph` glides over 10 ms, so
-//! changing either parameter never clicks: a table jump sweeps through the tables between.
+//! has nothing to blend with). A change of either parameter crossfades over 10 ms from
+//! the blend of tables playing to the new one, directly: a jump from the sine to the
+//! triangle never sweeps through the bright saw and square between them (a morph change
+//! within one pair of tables is the same as gliding the morph).
 //!
 //! Every table is a mipmapped band-limited ladder (see [`crate::modules::bandlimited`]),
 //! so aliases stay more than 100 dB down, and each is normalised to peak at 1. The `fm`
@@ -25,7 +27,7 @@ use super::bandlimited::{
 use super::table_oscillator::{FM_IN, FREQ_PARAM, GAIN_PARAM, TONE_OUT};
 use crate::params::Params;
 use crate::module::{sane_sample_rate, Module};
-use crate::smoother::Smoother;
+use crate::smoother::{ramp_samples, DEFAULT_RAMP_MS};
 use crate::spec::{ModuleSpec, ParamSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -50,13 +52,14 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     params: &[
         FREQ_PARAM,
         GAIN_PARAM,
-        ParamSpec::number("table", 0.0..=5.0, 1.0).doc("Table index, rounded: 0 sine, 1 saw, 2 square, 3 triangle, 4 organ, 5 formant."),
+        ParamSpec::number("table", 0.0..=5.0, 1.0).doc("Table index, rounded: 0 sine, 1 saw, 2 square, 3 triangle, 4 organ, 5 formant; a change crossfades directly to the new table over 10 ms."),
         ParamSpec::linear("morph", 0.0..=1.0, 0.0).doc("Crossfade from `table` towards the next table (glides over 10 ms)."),
     ],
     has_gate: false,
 };
 
-/// Wavetable state: phase, the smoothed read position `table + morph`, and parameters.
+/// Wavetable state: phase, the read position `table + morph` with its crossfade, and
+/// parameters.
 #[derive(Debug, Clone)]
 pub struct Wavetable {
     inv_sample_rate: f64,
@@ -65,8 +68,14 @@ pub struct Wavetable {
     /// Fixed-point phase: a fraction of a cycle in units of 2⁻⁶⁴.
     phase: u64,
     params: Params,
-    /// `table + morph`, clamped to `[0, TABLES − 1]`, gliding.
-    position: Smoother,
+    /// `table + morph`, clamped to `[0, TABLES − 1]`: where the crossfade goes.
+    position: f32,
+    /// The weight of every table when the crossfade started.
+    start: [f32; TABLES],
+    /// Samples of the crossfade still to come (0: playing `position` alone).
+    remaining: u32,
+    /// Crossfade length in samples.
+    fade_len: u32,
     /// Frequency the increment and level pairs were computed for; they are a pure
     /// function of it, so not part of the snapshot.
     cached_freq: f32,
@@ -88,10 +97,10 @@ impl Wavetable {
             ladder,
             tables,
             phase: 0,
-            position: Smoother::with_default_ramp(
-                read_position(params.get(TABLE), params.get(MORPH)),
-                sr,
-            ),
+            position: read_position(params.get(TABLE), params.get(MORPH)),
+            start: weights_of(read_position(params.get(TABLE), params.get(MORPH))),
+            remaining: 0,
+            fade_len: ramp_samples(sr, DEFAULT_RAMP_MS).max(1),
             params,
             cached_freq: 0.0,
             inc: 0,
@@ -109,12 +118,37 @@ fn split_position(pos: f32) -> (usize, f32) {
     (index, pos - index as f32)
 }
 
+/// The weight of every table when reading at `pos`.
+fn weights_of(pos: f32) -> [f32; TABLES] {
+    let (index, blend) = split_position(pos);
+    let mut w = [0.0; TABLES];
+    if let Some(x) = w.get_mut(index) {
+        *x = 1.0 - blend;
+    }
+    if let Some(x) = w.get_mut(index + 1) {
+        *x += blend;
+    }
+    w
+}
+
 /// Where `table` and `morph` point: `table + morph`, never past the last table.
 fn read_position(table: f32, morph: f32) -> f32 {
     (table + morph).clamp(0.0, (TABLES - 1) as f32)
 }
 
 impl Wavetable {
+    /// The weight of every table now: from the start weights in a straight line to the
+    /// position's, by the part of the crossfade done.
+    fn weights(&self) -> [f32; TABLES] {
+        let t = self.remaining as f32 / self.fade_len as f32;
+        let to = weights_of(self.position);
+        let mut w = [0.0; TABLES];
+        for ((w, s), to) in w.iter_mut().zip(self.start).zip(to) {
+            *w = to + (s - to) * t;
+        }
+        w
+    }
+
     /// Caches the phase increment and every table's level pair for frequency `f`.
     #[inline]
     fn retune(&mut self, f: f32) {
@@ -141,7 +175,13 @@ impl Module for Wavetable {
     fn param_changed(&mut self, index: usize) {
         if index == TABLE || index == MORPH {
             let (table, morph) = (self.params[TABLE].target(), self.params[MORPH].target());
-            self.position.set_target(read_position(table, morph));
+            let position = read_position(table, morph);
+            if position.to_bits() != self.position.to_bits() {
+                // From the blend playing now, so a change mid-crossfade is continuous too.
+                self.start = self.weights();
+                self.position = position;
+                self.remaining = self.fade_len;
+            }
         }
     }
 
@@ -150,10 +190,10 @@ impl Module for Wavetable {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.params[FREQ].is_settled() && self.position.is_settled() {
+        if fm_is_silent(fm) && self.params[FREQ].is_settled() && self.remaining == 0 {
             // Constant frequency and tables: the vectorised block path (same bits).
             self.retune(fm_freq(self.params[FREQ].current(), 0.0));
-            let (index, blend) = split_position(self.position.current());
+            let (index, blend) = split_position(self.position);
             let first = self.pairs.get(index).copied();
             let second = self.pairs.get(index + 1).copied().filter(|_| blend > 0.0);
             let mut phase = self.phase;
@@ -181,12 +221,23 @@ impl Module for Wavetable {
         for (i, o) in out.iter_mut().enumerate() {
             let f = fm_freq(self.params[FREQ].next(), fm.get(i).copied().unwrap_or(0.0));
             let g = self.params[GAIN].next();
-            let (index, blend) = split_position(self.position.next());
             self.retune(f);
-            let a = self.pairs.get(index).map_or(0.0, |p| p.read(self.phase));
-            let v = match self.pairs.get(index + 1) {
-                Some(next) if blend > 0.0 => a + blend * (next.read(self.phase) - a),
-                _ => a,
+            let v = if self.remaining > 0 {
+                self.remaining -= 1;
+                let mut v = 0.0;
+                for (w, pair) in self.weights().into_iter().zip(&self.pairs) {
+                    if w != 0.0 {
+                        v += w * pair.read(self.phase);
+                    }
+                }
+                v
+            } else {
+                let (index, blend) = split_position(self.position);
+                let a = self.pairs.get(index).map_or(0.0, |p| p.read(self.phase));
+                match self.pairs.get(index + 1) {
+                    Some(next) if blend > 0.0 => a + blend * (next.read(self.phase) - a),
+                    _ => a,
+                }
             };
             *o = v * g;
             self.phase = self.phase.wrapping_add(self.inc);
@@ -195,26 +246,34 @@ impl Module for Wavetable {
 
     fn clear(&mut self) {
         self.phase = 0;
-        self.position.settle();
+        self.remaining = 0;
+        self.start = weights_of(self.position);
     }
 
     fn save_dsp(&self, w: &mut StateWriter<'_>) {
         w.put_u64(self.phase);
-        self.position.save_state(w);
+        w.put_f32(self.position);
+        for v in self.start {
+            w.put_f32(v);
+        }
+        w.put_u32(self.remaining);
     }
 
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         self.phase = r.get_u64()?;
         let at = r.position();
-        self.position.load_state(r)?;
-        let (current, target) = (self.position.current(), self.position.target());
-        let max = (TABLES - 1) as f32;
-        if !(0.0..=max).contains(&current) || !(0.0..=max).contains(&target) {
+        self.position = r.get_f32()?;
+        if !(0.0..=(TABLES - 1) as f32).contains(&self.position) {
             return Err(StateError::InvalidValue {
                 what: "wavetable position",
                 offset: at,
             });
         }
+        for v in &mut self.start {
+            let x = r.get_f32()?;
+            *v = if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
+        }
+        self.remaining = r.get_u32()?.min(self.fade_len);
         Ok(())
     }
 }
@@ -280,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn table_param_is_integer_and_jumps_glide() {
+    fn table_param_is_integer_and_jumps_crossfade() {
         let mut s = osc(220.0, 0.0, 0.0);
         s.set_param(TABLE, 2.6);
         assert_eq!(s.param(TABLE), 3.0);
@@ -288,9 +347,19 @@ mod tests {
         assert_eq!(s.param(MORPH), 1.0);
         s.set_param(TABLE, 5.0);
         let _ = render(&mut s, &[], 480);
-        assert_eq!(s.position.current(), 5.0);
-        // A jump from sine to formant passes through the tables in between, without steps
-        // bigger than the waveforms' own slopes.
+        assert_eq!((s.position, s.remaining), (5.0, 0));
+        // A jump from sine to formant crossfades the two directly: the tables between
+        // (saw, square, ...) never play.
+        let mut s = osc(100.0, 0.0, 0.0);
+        let _ = render(&mut s, &[], 480);
+        s.set_param(TABLE, 5.0);
+        for _ in 0..480 {
+            let w = s.weights();
+            assert_eq!(w[1..5], [0.0; 4]);
+            assert!((w[0] + w[5] - 1.0).abs() < 1e-6);
+            let _ = render(&mut s, &[], 1);
+        }
+        assert_eq!(s.weights()[5], 1.0);
         let mut s = osc(100.0, 0.0, 0.0);
         let _ = render(&mut s, &[], 480);
         s.set_param(TABLE, 5.0);
