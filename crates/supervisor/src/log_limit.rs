@@ -148,6 +148,16 @@ pub fn escaped(text: &str) -> impl std::fmt::Display + '_ {
     text.escape_debug()
 }
 
+/// The message a caught panic carries (`panic!` with a literal or a formatted string),
+/// for the log line that says a thread caught one and went on.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -537,11 +537,7 @@ impl Notifier {
             return;
         };
         Metrics::bump(&self.shared.metrics.notify_panics);
-        let what = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("no message");
+        let what = log_limit::panic_message(&*panic);
         if log_limit::PANICS.allow() {
             tracing::error!(
                 "notify thread panicked ({}); counted in notify_panics, pushing on",

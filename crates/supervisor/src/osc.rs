@@ -145,11 +145,7 @@ impl OscServer {
             .metrics
             .commands_rejected_panic
             .fetch_add(lost, Ordering::Relaxed);
-        let what = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("no message");
+        let what = log_limit::panic_message(&*panic);
         if log_limit::PANICS.allow() {
             tracing::error!(
                 "OSC: handling a packet from {} panicked ({}); answered /fail, serving on",
