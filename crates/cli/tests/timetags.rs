@@ -87,6 +87,7 @@ fn notes_land_4800_frames_apart(name: &str, extra: &[&str]) {
     args.extend_from_slice(extra);
     let run = Recorded::start(name, &args);
     let port = run.server.addr.port().to_string();
+    let restarts_before = get(&run.server.metrics(), "clock_restarts");
     let client = python()
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/timed_bundles.py"))
         .args(["127.0.0.1", &port, "/gate/env", "10", "0.1", "0.06", "0.05"])
@@ -100,6 +101,11 @@ fn notes_land_4800_frames_apart(name: &str, extra: &[&str]) {
     run.server.sync(1);
     let metrics = run.server.metrics();
     assert_eq!(get(&metrics, "late_commands"), 0.0, "a bundle came late");
+    // A paced sink that wakes later than it can absorb (a period, at most half the depth)
+    // starts its schedule again from then: its output really slips, as a device's would at
+    // an xrun, and one spacing across the slip differs. Such slips are counted; a loaded
+    // 2-core machine makes them now and then at a period of one block (1.3 ms).
+    let slips = (get(&metrics, "clock_restarts") - restarts_before) as usize;
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (wav, log) = (run.wav.clone(), run.log.clone());
     run.server.quit();
@@ -110,10 +116,11 @@ fn notes_land_4800_frames_apart(name: &str, extra: &[&str]) {
         .windows(2)
         .map(|w| w[1] as i64 - w[0] as i64)
         .collect();
-    println!("{name}: stamped at {stamped:?}, spacing {spacing:?}");
+    println!("{name}: stamped at {stamped:?}, spacing {spacing:?}, {slips} clock restarts");
+    let off = spacing.iter().filter(|d| (*d - 4_800).abs() > 1).count();
     assert!(
-        spacing.iter().all(|d| (d - 4_800).abs() <= 1),
-        "notes 100 ms apart were stamped {spacing:?} frames apart"
+        off <= slips && off < spacing.len() / 2,
+        "notes 100 ms apart were stamped {spacing:?} frames apart, with {slips} clock restarts"
     );
     let (left, _) = read_wav(&wav);
     assert_eq!(
