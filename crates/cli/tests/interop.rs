@@ -15,17 +15,6 @@ use std::process::Command;
 use common::*;
 use rosc::OscType;
 
-/// The project's python (scripts/setup.sh makes it, with python-osc).
-fn python() -> Command {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/setup.sh (it installs python-osc there)",
-        venv.display()
-    );
-    Command::new(venv)
-}
-
 /// liblo's `oscsend` (scripts/setup.sh installs liblo-tools).
 fn oscsend(target: &[&str], address: &str, types: &str, args: &[&str]) {
     let status = Command::new("oscsend")

@@ -10,9 +10,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{get, read_wav, Recorded};
+use common::{get, python, read_wav, Recorded};
 
 /// A sine through an envelope with no attack and no release: silence (exactly 0.0)
 /// between notes, and a note's first sample is not 0.0, so its onset is a frame.
@@ -43,17 +42,6 @@ to = "out:left"
 from = "env:out"
 to = "out:right"
 "#;
-
-/// The project's python (scripts/setup.sh makes it, with python-osc).
-fn python() -> Command {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/setup.sh (it installs python-osc there)",
-        venv.display()
-    );
-    Command::new(venv)
-}
 
 /// Frames where a note starts: a sample not 0.0 after one that is.
 fn onsets(left: &[f32]) -> Vec<u64> {

@@ -624,3 +624,15 @@ pub fn machine_address(test: &str) -> Option<std::net::IpAddr> {
     }
     found
 }
+
+/// The project's python (scripts/setup.sh makes it, with python-osc), for the tests that
+/// drive the server with a client we did not write.
+pub fn python() -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/setup.sh (it installs python-osc there)",
+        venv.display()
+    );
+    Command::new(venv)
+}
