@@ -111,6 +111,7 @@ pub fn sine() -> Chain {
             ModuleDesc::new("out", "output"),
         ],
         connections: vec![Connection::new("sine", "out:left")],
+        instruments: Vec::new(),
     };
     Chain {
         name: "1 sine 440 Hz",
@@ -130,6 +131,7 @@ pub fn voice_chain() -> Chain {
         desc: Some(PatchDesc {
             modules,
             connections,
+            instruments: Vec::new(),
         }),
     }
 }
@@ -153,6 +155,7 @@ pub fn saw_ladder() -> Chain {
             Connection::new("ladder", "gain"),
             Connection::new("gain", "out:left"),
         ],
+        instruments: Vec::new(),
     });
     Chain {
         name: "3 saw>ladder>gain",
@@ -196,6 +199,7 @@ pub fn poly() -> Chain {
         desc: Some(PatchDesc {
             modules,
             connections,
+            instruments: Vec::new(),
         }),
     }
 }
@@ -215,6 +219,7 @@ pub fn reverb() -> Chain {
         PatchDesc {
             modules,
             connections,
+            instruments: Vec::new(),
         }
     });
     Chain {

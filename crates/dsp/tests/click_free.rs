@@ -89,6 +89,18 @@ const EXCEPTIONS: &[(&str, &str, f32, &str)] = &[
         0.0,
         "an attack time of 0 is an instant attack (as a gate opening with attack 0); a running attack shortened to 0 ends at once",
     ),
+    (
+        "note",
+        "pitch",
+        0.0,
+        "the note's `freq` is heard as an oscillator's frequency, whose phase stays continuous: a pitch step with glide 0 (a legato note change) changes the frequency, it does not click; `glide` makes it a glide",
+    ),
+    (
+        "note",
+        "pitch",
+        127.0,
+        "as the step to 0: a change of an oscillator's frequency, not of a waveform",
+    ),
 ];
 
 fn patch_for(spec: &ModuleSpec) -> PatchDesc {
@@ -114,6 +126,7 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
     PatchDesc {
         modules,
         connections,
+        instruments: Vec::new(),
     }
 }
 

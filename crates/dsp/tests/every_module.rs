@@ -41,11 +41,13 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
                 ModuleDesc::new("out", "output"),
             ],
             connections: vec![Connection::new("src:out", "out:left")],
+            instruments: Vec::new(),
         };
     }
     PatchDesc {
         modules,
         connections,
+        instruments: Vec::new(),
     }
 }
 

@@ -79,6 +79,7 @@ fn chain() -> impl Strategy<Value = PatchDesc> {
             PatchDesc {
                 modules,
                 connections,
+                instruments: Vec::new(),
             }
         })
 }

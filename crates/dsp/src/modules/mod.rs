@@ -67,6 +67,7 @@ module_types! {
     ar: |sr, _, _| Box::new(ar::Ar::new(sr)),
     distortion: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
     chorus: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
+    note: |sr, _, _| Box::new(note::Note::new(sr)),
 }
 
 /// Every module type's spec, in registry order; what the protocol builds its address

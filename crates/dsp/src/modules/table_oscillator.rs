@@ -4,7 +4,7 @@
 //! struct built with another [`Shape`] and [`ModuleSpec`]. `square` (two reads of the saw
 //! table) and `wavetable` (morphing between tables) have their own structs.
 
-use super::bandlimited::{apply_gain, fm_freq, fm_is_silent, Shape, TableVoice};
+use super::bandlimited::{apply_gain, fm_freq, Shape, TableVoice};
 use crate::module::{sane_sample_rate, Module};
 use crate::params::Params;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
@@ -20,7 +20,7 @@ pub const FM_IN: &[PortSpec] = &[PortSpec::audio("fm")];
 /// See [`FM_IN`].
 pub const TONE_OUT: &[PortSpec] = &[PortSpec::audio("out")];
 /// The `freq` parameter every table oscillator starts with (index [`FREQ`]).
-pub const FREQ_PARAM: ParamSpec = ParamSpec::hz("freq", 0.01..=20_000.0, 440.0)
+pub const FREQ_PARAM: ParamSpec = ParamSpec::hz("freq", 0.0..=20_000.0, 440.0)
     .doc("Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it.");
 /// The `gain` parameter every table oscillator has second (index [`GAIN`]).
 pub const GAIN_PARAM: ParamSpec =
@@ -62,9 +62,10 @@ impl Module for TableOscillator {
             return;
         };
         let fm = inputs.first().copied().unwrap_or(&[]);
-        if fm_is_silent(fm) && self.params[FREQ].is_settled() {
-            // Constant frequency: the vectorised block path (same bits).
-            self.voice.tune(fm_freq(self.params[FREQ].current(), 0.0));
+        if let (Some(fm), true) = (constant(fm), self.params[FREQ].is_settled()) {
+            // Constant frequency (a held note's pitch at `fm`, or none): the vectorised
+            // block path (same bits).
+            self.voice.tune(fm_freq(self.params[FREQ].current(), fm));
             self.voice.fill(out);
             apply_gain(out, &mut self.params[GAIN]);
             return;
@@ -90,4 +91,17 @@ impl Module for TableOscillator {
         self.voice.phase = r.get_u64()?;
         Ok(())
     }
+}
+
+/// The value every sample of `signal` holds, if they are all the same (bit for bit), 0.0
+/// for an empty signal; `None` if it varies.
+#[inline]
+fn constant(signal: &[f32]) -> Option<f32> {
+    let Some(&first) = signal.first() else {
+        return Some(0.0);
+    };
+    signal
+        .iter()
+        .all(|x| x.to_bits() == first.to_bits())
+        .then_some(first)
 }

@@ -19,6 +19,32 @@ pub struct PatchDesc {
     /// Port-to-port connections; unconnected inputs read silence.
     #[serde(default)]
     pub connections: Vec<Connection>,
+    /// Polyphonic instruments: sub-graphs rendered once per voice, played with notes.
+    /// Each appears in `connections` as a source module with the instrument's name and
+    /// one output, `out`, the sum of its voices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instruments: Vec<InstrumentDesc>,
+}
+
+/// A polyphonic instrument: a voice's sub-graph, instantiated `voices` times.
+///
+/// Inside it, the module ids are its own (they are addressed as `<instrument>.<id>`:
+/// `/mod/keys.filter/cutoff` sets the cutoff of every voice), a `note` module gives each
+/// voice its note, and the connection target `out` is the voice's output. Notes are
+/// given to voices by the instrument's allocator (`/note/on`), never by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentDesc {
+    /// Unique among the patch's module ids and instrument names.
+    pub name: String,
+    /// How many notes can sound at once (1..=4096); all are allocated when the patch is
+    /// compiled, so a note never allocates.
+    pub voices: usize,
+    /// The modules of one voice.
+    pub modules: Vec<ModuleDesc>,
+    /// Connections inside one voice; `out` (or `out:out`) is the voice's output.
+    #[serde(default)]
+    pub connections: Vec<Connection>,
 }
 
 /// One module instance in a patch.
@@ -76,9 +102,47 @@ impl Connection {
     }
 }
 
+impl InstrumentDesc {
+    /// The default patch's instrument: 16 voices of note -> saw -> ladder -> adsr -> vca
+    /// (ids "note", "osc", "filter", "env", "vca"), velocity on the VCA's cv: a classic
+    /// subtractive polysynth, `/note/on 60 100` away from sound.
+    pub fn keys() -> InstrumentDesc {
+        InstrumentDesc {
+            name: "keys".to_string(),
+            voices: 16,
+            modules: vec![
+                ModuleDesc::new("note", "note"),
+                ModuleDesc::new("osc", "saw")
+                    .with_param("freq", 0.0)
+                    .with_param("gain", 0.3),
+                ModuleDesc::new("filter", "ladder")
+                    .with_param("cutoff", 2_500.0)
+                    .with_param("resonance", 0.2),
+                ModuleDesc::new("env", "adsr")
+                    .with_param("attack", 5.0)
+                    .with_param("decay", 300.0)
+                    .with_param("sustain", 0.6)
+                    .with_param("release", 250.0),
+                ModuleDesc::new("vca", "vca"),
+            ],
+            connections: vec![
+                Connection::new("note:freq", "osc:fm"),
+                Connection::new("osc:out", "filter:in"),
+                Connection::new("filter:out", "env:in"),
+                Connection::new("env:out", "vca:in"),
+                Connection::new("note:velocity", "vca:cv"),
+                Connection::new("vca:out", "out"),
+            ],
+        }
+    }
+}
+
 impl PatchDesc {
-    /// sine -> adsr -> filter (biquad) -> gain -> out (output), with ids "sine", "adsr",
-    /// "filter", "gain", "out": the prototype's chain, played when no patch is given.
+    /// The patch played when no patch is given: the prototype's seed voice, sine -> adsr ->
+    /// filter (biquad) -> gain (ids "sine", "adsr", "filter", "gain"), played with
+    /// `/gate/adsr`, and the instrument `keys` ([`InstrumentDesc::keys`]), played with
+    /// `/note/on`, mixed by `mix` into `out` (output). With no note playing the mix adds
+    /// exact zeros, so the seed voice sounds as it did alone.
     pub fn default_patch() -> PatchDesc {
         PatchDesc {
             modules: vec![
@@ -87,13 +151,17 @@ impl PatchDesc {
                 ModuleDesc::new("filter", "biquad"),
                 ModuleDesc::new("gain", "gain"),
                 ModuleDesc::new("out", "output"),
+                ModuleDesc::new("mix", "mixer").with_param("level2", 0.5),
             ],
             connections: vec![
                 Connection::new("sine:out", "adsr:in"),
                 Connection::new("adsr:out", "filter:in"),
                 Connection::new("filter:out", "gain:in"),
-                Connection::new("gain:out", "out:left"),
+                Connection::new("gain:out", "mix:in1"),
+                Connection::new("keys:out", "mix:in2"),
+                Connection::new("mix:out", "out:left"),
             ],
+            instruments: vec![InstrumentDesc::keys()],
         }
     }
 

@@ -176,6 +176,15 @@ pub enum PatchError {
         /// Their ids.
         ids: Vec<String>,
     },
+    /// An instrument that cannot be built (its voice's sub-graph, its voice count, or
+    /// its name).
+    #[error("instrument '{name}': {reason}")]
+    Instrument {
+        /// The instrument's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

@@ -8,10 +8,14 @@
 
 mod desc;
 mod error;
+mod instrument;
 mod module_state;
 
-pub use desc::{Connection, ModuleDesc, PatchDesc};
+pub use desc::{Connection, InstrumentDesc, ModuleDesc, PatchDesc};
 pub use error::PatchError;
+pub use instrument::{Expression, FADE_SECONDS, INSTRUMENT_SPEC, MAX_VOICES, VOICE_OUT};
+
+use instrument::Instrument;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,11 +42,84 @@ enum Source {
     Node { exec: usize, port: usize },
 }
 
-/// One module instance with its wiring and output buffers.
+/// What renders at a node: a module, or an instrument (all its voices, summed).
+enum Unit {
+    Module(Box<dyn Module>),
+    Instrument(Box<Instrument>),
+}
+
+impl Unit {
+    fn spec(&self) -> &'static ModuleSpec {
+        match self {
+            Unit::Module(m) => m.spec(),
+            Unit::Instrument(_) => &INSTRUMENT_SPEC,
+        }
+    }
+
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        match self {
+            Unit::Module(m) => m.process(inputs, outputs),
+            Unit::Instrument(i) => {
+                if let Some(out) = outputs.first_mut() {
+                    i.process(out);
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Unit::Module(m) => m.reset(),
+            Unit::Instrument(i) => i.reset(),
+        }
+    }
+
+    /// Notes or envelopes sounding: an envelope that is not idle counts one, an
+    /// instrument counts its sounding voices.
+    fn sounding(&self) -> usize {
+        match self {
+            Unit::Module(m) => usize::from(m.is_sounding()),
+            Unit::Instrument(i) => i.voices_sounding(),
+        }
+    }
+
+    fn save_state(&self, w: &mut StateWriter<'_>) {
+        match self {
+            Unit::Module(m) => m.save_state(w),
+            Unit::Instrument(i) => i.save_state(w),
+        }
+    }
+
+    fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        match self {
+            Unit::Module(m) => m.load_state(r),
+            Unit::Instrument(i) => i.load_state(r),
+        }
+    }
+
+    fn state_len(&self) -> usize {
+        let mut counter = StateWriter::counter();
+        self.save_state(&mut counter);
+        counter.position()
+    }
+}
+
+/// A module of an instrument's voice, addressed as one node (`<instrument>.<id>`): what
+/// is set on it is set on every voice.
+struct Member {
+    /// `<instrument>.<id>`.
+    id: String,
+    /// Execution position of the instrument's node.
+    exec: usize,
+    /// The module's node in each voice's patch.
+    local: u16,
+}
+
+/// One module instance (or instrument) with its wiring and output buffers.
 struct Node {
     id: String,
-    module: Box<dyn Module>,
-    /// `module.state_len()`, counted once at compile time (it is constant per instance).
+    unit: Unit,
+    /// `unit.state_len()`, counted once at compile time (it is constant per instance).
     state_len: usize,
     /// One source per input port.
     inputs: Vec<Source>,
@@ -62,8 +139,10 @@ pub struct Patch {
     nodes: Vec<Node>,
     /// Declaration index -> execution position.
     exec_of: Vec<usize>,
-    /// Id -> declaration index.
+    /// Id -> node index (declaration index; instrument members after every declaration).
     by_id: BTreeMap<String, u16>,
+    /// Instrument members, by node index minus `exec_of.len()`.
+    members: Vec<Member>,
     /// Execution position of the `output` node.
     output_exec: usize,
     /// Whether some module reads the output module's outputs, so it must run; otherwise
@@ -183,30 +262,44 @@ impl Patch {
                 max_block,
             });
         }
-        let count = desc.modules.len();
-        if count > usize::from(u16::MAX) {
+        // Declarations: the modules, then the instruments (each a source in the graph).
+        let module_count = desc.modules.len();
+        let count = module_count + desc.instruments.len();
+        let nodes_addressed = count
+            + desc
+                .instruments
+                .iter()
+                .map(|i| i.modules.len())
+                .sum::<usize>();
+        if nodes_addressed > usize::from(u16::MAX) {
             return Err(PatchError::TooManyModules {
-                count,
+                count: nodes_addressed,
                 max: usize::from(u16::MAX),
             });
         }
+        let ids: Vec<&str> = desc
+            .modules
+            .iter()
+            .map(|m| m.id.as_str())
+            .chain(desc.instruments.iter().map(|i| i.name.as_str()))
+            .collect();
 
         // Ids.
         let mut by_id: BTreeMap<String, u16> = BTreeMap::new();
-        for (i, m) in desc.modules.iter().enumerate() {
-            if !valid_id(&m.id) {
-                return Err(PatchError::InvalidId { id: m.id.clone() });
+        for (i, &id) in ids.iter().enumerate() {
+            if !valid_id(id) {
+                return Err(PatchError::InvalidId { id: id.to_string() });
             }
             // `count <= u16::MAX`, so the index fits.
             let idx = u16::try_from(i).unwrap_or(u16::MAX);
-            if let Some(&first) = by_id.get(&m.id) {
+            if let Some(&first) = by_id.get(id) {
                 return Err(PatchError::DuplicateId {
-                    id: m.id.clone(),
+                    id: id.to_string(),
                     first: usize::from(first),
                     second: i,
                 });
             }
-            by_id.insert(m.id.clone(), idx);
+            by_id.insert(id.to_string(), idx);
         }
 
         // Types and parameters.
@@ -254,6 +347,7 @@ impl Patch {
             }
             specs.push(spec);
         }
+        specs.extend(desc.instruments.iter().map(|_| &INSTRUMENT_SPEC));
 
         // Exactly one output.
         let outputs: Vec<usize> = (0..count)
@@ -282,10 +376,7 @@ impl Patch {
                         from: c.from.clone(),
                         to: c.to.clone(),
                         module: module_id.to_string(),
-                        suggestion: error::suggest(
-                            module_id,
-                            desc.modules.iter().map(|m| m.id.as_str()),
-                        ),
+                        suggestion: error::suggest(module_id, ids.iter().copied()),
                     });
                 };
                 let module = usize::from(idx);
@@ -333,7 +424,7 @@ impl Patch {
             let slot = &mut inputs[to.module][to.port];
             if let Some(Wire { text: first, .. }) = slot {
                 return Err(PatchError::InputConnectedTwice {
-                    module: desc.modules[to.module].id.clone(),
+                    module: ids[to.module].to_string(),
                     port: specs[to.module].inputs[to.port].name.to_string(),
                     first: first.to_string(),
                     second: c.from.clone(),
@@ -375,7 +466,7 @@ impl Patch {
             return Err(PatchError::Cycle {
                 modules: find_cycle(&in_degree, &inputs)
                     .into_iter()
-                    .map(|i| desc.modules[i].id.clone())
+                    .map(|i| ids[i].to_string())
                     .collect(),
             });
         }
@@ -390,23 +481,37 @@ impl Patch {
         fp.u64(count as u64);
         let mut nodes = Vec::with_capacity(count);
         for &decl in &order {
-            let m = &desc.modules[decl];
             let spec = specs[decl];
             let node_seed = splitmix64(seed ^ splitmix64(decl as u64));
-            let mut module = modules::create(spec.type_name, sample_rate, max_block, node_seed)
-                .ok_or_else(|| PatchError::UnknownType {
-                    module: m.id.clone(),
-                    type_name: m.type_name.clone(),
-                    suggestion: None,
-                    known: names(modules::all_specs().iter().map(|s| s.type_name)),
-                })?;
-            for (name, &value) in &m.params {
-                if let Some(i) = spec.param_index(name) {
-                    module.set_param(i, value);
+            let unit = match desc.modules.get(decl) {
+                Some(m) => {
+                    let mut module =
+                        modules::create(spec.type_name, sample_rate, max_block, node_seed)
+                            .ok_or_else(|| PatchError::UnknownType {
+                                module: m.id.clone(),
+                                type_name: m.type_name.clone(),
+                                suggestion: None,
+                                known: names(modules::all_specs().iter().map(|s| s.type_name)),
+                            })?;
+                    for (name, &value) in &m.params {
+                        if let Some(i) = spec.param_index(name) {
+                            module.set_param(i, value);
+                        }
+                    }
+                    // Initial values are where the module starts, not something to glide to.
+                    module.reset();
+                    Unit::Module(module)
                 }
-            }
-            // Initial values are where the module starts, not something to glide to.
-            module.reset();
+                None => {
+                    let instrument = &desc.instruments[decl - module_count];
+                    Unit::Instrument(Box::new(Instrument::compile(
+                        instrument,
+                        sample_rate,
+                        max_block,
+                        node_seed,
+                    )?))
+                }
+            };
             let srcs: Vec<Source> = inputs[decl]
                 .iter()
                 .map(|s| match *s {
@@ -419,7 +524,7 @@ impl Patch {
                 .collect();
             fp.bytes(spec.type_name.as_bytes());
             fp.bytes(&[0xff]);
-            let state_len = module.state_len();
+            let state_len = unit.state_len();
             fp.u64(state_len as u64);
             for s in &inputs[decl] {
                 match *s {
@@ -431,12 +536,28 @@ impl Patch {
                 }
             }
             nodes.push(Node {
-                id: m.id.clone(),
+                id: ids[decl].to_string(),
                 outputs: vec![vec![0.0; max_block]; spec.outputs.len()],
                 inputs: srcs,
-                module,
+                unit,
                 state_len,
             });
+        }
+
+        // Instrument members, addressed after every declaration.
+        let mut members = Vec::new();
+        for (k, instrument) in desc.instruments.iter().enumerate() {
+            let exec = exec_of[module_count + k];
+            for (local, m) in instrument.modules.iter().enumerate() {
+                let id = format!("{}.{}", instrument.name, m.id);
+                let index = u16::try_from(count + members.len()).unwrap_or(u16::MAX);
+                by_id.insert(id.clone(), index);
+                members.push(Member {
+                    id,
+                    exec,
+                    local: local as u16,
+                });
+            }
         }
 
         let output_exec = exec_of[output_decl];
@@ -453,6 +574,7 @@ impl Patch {
             output_is_read,
             exec_of,
             by_id,
+            members,
             zeros: vec![0.0; max_block],
             nonfinite_resets: 0,
             fingerprint: fp.0,
@@ -476,25 +598,41 @@ impl Patch {
         self.max_block
     }
 
-    /// Number of modules (nodes) in the patch.
+    /// Number of node indices: the modules and instruments of the description, then
+    /// every instrument's members (`<instrument>.<id>`). Callers walk `0..node_count()`
+    /// with [`Patch::node_id`] and [`Patch::node_spec`] to list what can be addressed.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.exec_of.len() + self.members.len()
     }
 
-    /// Node index of the module called `id`: its position in `desc.modules`, stable for
-    /// the life of the patch and what commands carry as a `u16`.
+    /// Node index of the module called `id` (or instrument, or `<instrument>.<id>`
+    /// member): its position in `desc.modules` (then `desc.instruments`, then the members
+    /// in order), stable for the life of the patch and what commands carry as a `u16`.
     pub fn node_index(&self, id: &str) -> Option<u16> {
         self.by_id.get(id).copied()
     }
 
     /// Id of node `node`, for messages and `/status`.
     pub fn node_id(&self, node: u16) -> Option<&str> {
-        self.node(node).map(|n| n.id.as_str())
+        match self.node(node) {
+            Some(n) => Some(n.id.as_str()),
+            None => self.member(node).map(|m| m.id.as_str()),
+        }
     }
 
-    /// Spec of node `node`'s type, so callers can resolve parameter names and ranges.
+    /// Spec of node `node`'s type ([`INSTRUMENT_SPEC`] for an instrument), so callers can
+    /// resolve parameter names and ranges.
     pub fn node_spec(&self, node: u16) -> Option<&'static ModuleSpec> {
-        self.node(node).map(|n| n.module.spec())
+        match self.node(node) {
+            Some(n) => Some(n.unit.spec()),
+            None => {
+                let (instrument, local) = self.member_of(node)?;
+                instrument
+                    .members()
+                    .get(usize::from(local))
+                    .map(|(_, spec)| *spec)
+            }
+        }
     }
 
     /// Node indices in the order they render (sources before the modules they feed).
@@ -502,6 +640,14 @@ impl Patch {
         self.nodes
             .iter()
             .filter_map(|n| self.by_id.get(&n.id).copied())
+    }
+
+    /// Names of the instruments with their node indices, in declaration order.
+    pub fn instruments(&self) -> impl Iterator<Item = (&str, u16)> + '_ {
+        (0..self.exec_of.len() as u16).filter_map(|node| {
+            let n = self.node(node)?;
+            matches!(n.unit, Unit::Instrument(_)).then_some((n.id.as_str(), node))
+        })
     }
 
     fn node(&self, node: u16) -> Option<&Node> {
@@ -516,30 +662,140 @@ impl Patch {
             .and_then(|&e| self.nodes.get_mut(e))
     }
 
+    fn member(&self, node: u16) -> Option<&Member> {
+        let index = usize::from(node).checked_sub(self.exec_of.len())?;
+        self.members.get(index)
+    }
+
+    /// The instrument a member node belongs to, and its node in each voice.
+    fn member_of(&self, node: u16) -> Option<(&Instrument, u16)> {
+        let m = self.member(node)?;
+        match &self.nodes.get(m.exec)?.unit {
+            Unit::Instrument(i) => Some((i, m.local)),
+            Unit::Module(_) => None,
+        }
+    }
+
+    /// The instrument at node `node` (an instrument's own node, not a member's).
+    fn instrument_mut(&mut self, node: u16) -> Option<&mut Instrument> {
+        match &mut self.node_mut(node)?.unit {
+            Unit::Instrument(i) => Some(i),
+            Unit::Module(_) => None,
+        }
+    }
+
     /// Sets parameter `param` of node `node` (clamped to its range; smoothed parameters
-    /// glide). Out-of-range node or parameter indices are ignored: the render thread
-    /// never panics on a command.
+    /// glide); for an instrument member, in every voice. Out-of-range node or parameter
+    /// indices are ignored: the render thread never panics on a command.
     pub fn set_param(&mut self, node: u16, param: u16, value: f32) {
         if let Some(n) = self.node_mut(node) {
-            if usize::from(param) < n.module.spec().params.len() {
-                n.module.set_param(usize::from(param), value);
+            if let Unit::Module(m) = &mut n.unit {
+                if usize::from(param) < m.spec().params.len() {
+                    m.set_param(usize::from(param), value);
+                }
+            }
+            return;
+        }
+        let Some(&Member { exec, local, .. }) = self.member(node) else {
+            return;
+        };
+        if let Some(Node {
+            unit: Unit::Instrument(i),
+            ..
+        }) = self.nodes.get_mut(exec)
+        {
+            i.set_param(local, param, value);
+        }
+    }
+
+    /// Current target of parameter `param` of node `node` (of a member: the same in every
+    /// voice), or `None` for bad indices.
+    pub fn param(&self, node: u16, param: u16) -> Option<f32> {
+        match self.node(node) {
+            Some(Node {
+                unit: Unit::Module(m),
+                ..
+            }) => (usize::from(param) < m.spec().params.len()).then(|| m.param(usize::from(param))),
+            Some(_) => None,
+            None => {
+                let (instrument, local) = self.member_of(node)?;
+                instrument.param(local, param)
             }
         }
     }
 
-    /// Current target of parameter `param` of node `node`, or `None` for bad indices.
-    pub fn param(&self, node: u16, param: u16) -> Option<f32> {
-        let n = self.node(node)?;
-        (usize::from(param) < n.module.spec().params.len())
-            .then(|| n.module.param(usize::from(param)))
+    /// Opens or closes the gate of node `node` (ignored by modules without a gate, by
+    /// instrument members, whose gates belong to the notes, and for a bad index).
+    pub fn set_gate(&mut self, node: u16, on: bool) {
+        if let Some(Node {
+            unit: Unit::Module(m),
+            ..
+        }) = self.node_mut(node)
+        {
+            m.set_gate(on);
+        }
     }
 
-    /// Opens or closes the gate of node `node` (ignored by modules without a gate and for
-    /// a bad index).
-    pub fn set_gate(&mut self, node: u16, on: bool) {
+    /// Returns module `node` to its fresh state, parameter targets kept (glides end on
+    /// them): how a voice's note module jumps to a new note.
+    pub(crate) fn reset_node(&mut self, node: u16) {
         if let Some(n) = self.node_mut(node) {
-            n.module.set_gate(on);
+            n.unit.reset();
         }
+    }
+
+    /// Starts note `note` (MIDI number, fractional allowed) at `velocity` (0..=127; 0 is
+    /// a note-off) on instrument `node`, tagged `id` (0: none), held until
+    /// [`Patch::note_off`] or, if `length` is not 0, for `length` frames. Ignored if
+    /// `node` is not an instrument. Allocates nothing.
+    pub fn note_on(&mut self, node: u16, note: f32, velocity: f32, id: u32, length: u64) {
+        if let Some(i) = self.instrument_mut(node) {
+            i.note_on(note, velocity, id, length);
+        }
+    }
+
+    /// Releases the oldest held instance of `note` (the one tagged `id`, if not 0) on
+    /// instrument `node`; with the sustain pedal down it sounds on until the pedal is up.
+    pub fn note_off(&mut self, node: u16, note: f32, id: u32) {
+        if let Some(i) = self.instrument_mut(node) {
+            i.note_off(note, id);
+        }
+    }
+
+    /// Sets a per-note expression on instrument `node`'s voices playing the note tagged
+    /// `target`, or, if no voice has that id, playing note number `target`.
+    pub fn note_expression(&mut self, node: u16, target: f32, kind: Expression, value: f32) {
+        if let Some(i) = self.instrument_mut(node) {
+            i.expression(target, kind, value);
+        }
+    }
+
+    /// The sustain pedal of instrument `node`.
+    pub fn sustain(&mut self, node: u16, on: bool) {
+        if let Some(i) = self.instrument_mut(node) {
+            i.set_sustain(on);
+        }
+    }
+
+    /// Every voice of every instrument fades to silence within [`FADE_SECONDS`].
+    pub fn panic_notes(&mut self) {
+        for n in &mut self.nodes {
+            if let Unit::Instrument(i) = &mut n.unit {
+                i.panic();
+            }
+        }
+    }
+
+    /// Notes that took a voice from another note, over every instrument (a metric: an
+    /// instrument with too few voices for what is played steals often).
+    pub fn voice_steals(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| match &n.unit {
+                Unit::Instrument(i) => i.steals(),
+                Unit::Module(_) => 0,
+            })
+            .sum()
     }
 
     /// Renders `left.len()` frames (== `right.len()`, normally 1..=max_block) of the whole
@@ -572,6 +828,18 @@ impl Patch {
                 }
             }
         }
+    }
+
+    /// Renders `out.len()` (<= max_block) frames of the graph and copies only the
+    /// output's left input into `out`: a voice of an instrument, whose output is mono.
+    pub(crate) fn process_mono(&mut self, out: &mut [f32]) {
+        let n = out.len().min(self.max_block);
+        self.render(n);
+        let left = match self.nodes.get(self.output_exec).map(|n| &n.inputs[..]) {
+            Some(&[left, ..]) => left,
+            _ => Source::Zero,
+        };
+        copy_into(out, self.source(left, n));
     }
 
     /// The first `n` samples of what `src` reads: a node's output buffer or the zeros.
@@ -622,12 +890,12 @@ impl Patch {
                 // started with fault injection enabled.
                 panic!("fault injection: a panic in module '{}''s process", node.id);
             }
-            node.module.process(ins, outs);
+            node.unit.process(ins, outs);
 
             // NaN guard: a module that produced NaN/inf is reset and its block silenced,
             // so the bad value never reaches another module or the speakers.
             if outs.iter().any(|o| has_nonfinite(o)) {
-                node.module.reset();
+                node.unit.reset();
                 for o in outs.iter_mut() {
                     o.fill(0.0);
                 }
@@ -636,10 +904,10 @@ impl Patch {
         }
     }
 
-    /// How many modules are sounding on their own account (envelopes not idle); the
-    /// "voices sounding" metric.
+    /// How many voices are sounding: the envelopes of the patch that are not idle, and
+    /// every instrument's voices that are not free; the "voices sounding" metric.
     pub fn voices_sounding(&self) -> usize {
-        self.nodes.iter().filter(|n| n.module.is_sounding()).count()
+        self.nodes.iter().map(|n| n.unit.sounding()).sum()
     }
 
     /// How many times a module produced NaN/inf and was reset (its output for that block
@@ -652,7 +920,7 @@ impl Patch {
     /// recovering from a bad state without recompiling.
     pub fn reset(&mut self) {
         for n in &mut self.nodes {
-            n.module.reset();
+            n.unit.reset();
         }
     }
 
@@ -672,7 +940,7 @@ impl Patch {
         w.put_u64(self.nonfinite_resets);
         for &e in &self.exec_of {
             if let Some(n) = self.nodes.get(e) {
-                n.module.save_state(w);
+                n.unit.save_state(w);
             }
         }
     }
@@ -724,7 +992,7 @@ impl Patch {
             let Some(n) = self.exec_of.get(i).and_then(|&e| self.nodes.get_mut(e)) else {
                 continue;
             };
-            if let Err(e) = n.module.load_state(r) {
+            if let Err(e) = n.unit.load_state(r) {
                 self.reset();
                 return Err(e);
             }
@@ -840,12 +1108,26 @@ mod tests {
     #[test]
     fn default_patch_compiles_in_chain_order_and_plays_on_both_channels() {
         let mut p = playing_default();
-        assert_eq!(p.node_count(), 5);
+        // 6 modules, the instrument `keys`, its 5 members.
+        assert_eq!(p.node_count(), 12);
         assert_eq!(p.node_index("filter"), Some(2));
         assert_eq!(p.node_id(2), Some("filter"));
         assert_eq!(p.node_spec(2).unwrap().type_name, "biquad");
-        assert_eq!(p.node_id(5), None);
-        assert_eq!(p.execution_order().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(p.node_index("keys"), Some(6));
+        assert_eq!(p.node_spec(6).unwrap().type_name, "instrument");
+        assert_eq!(p.node_index("keys.filter"), Some(9));
+        assert_eq!(p.node_spec(9).unwrap().type_name, "ladder");
+        assert_eq!(p.node_id(11), Some("keys.vca"));
+        assert_eq!(p.node_id(12), None);
+        assert_eq!(
+            p.instruments().collect::<Vec<_>>(),
+            vec![("keys", 6)],
+            "instruments are listed with their nodes"
+        );
+        assert_eq!(
+            p.execution_order().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 6, 5, 4]
+        );
         let (l, r) = render(&mut p, 4800, 64);
         assert_eq!(bits(&l), bits(&r), "mono chain on both channels");
         let peak = l.iter().fold(0.0f32, |m, x| m.max(x.abs()));
@@ -882,6 +1164,7 @@ mod tests {
                 Connection::new("s1", "g"),
                 Connection::new("s2", "out:right"),
             ],
+            instruments: Vec::new(),
         };
         let p = compile(&desc);
         // Ready set ordered by declaration index: s2 (2) before s1 (3), then g, then out.
@@ -901,6 +1184,7 @@ mod tests {
                 Connection::new("a", "out:left"),
                 Connection::new("b", "out:right"),
             ],
+            instruments: Vec::new(),
         };
         let mut p = compile(&desc);
         let (l, r) = render(&mut p, 256, 64);
@@ -912,6 +1196,7 @@ mod tests {
                 ModuleDesc::new("out", "output"),
             ],
             connections: vec![Connection::new("a", "out:right")],
+            instruments: Vec::new(),
         };
         let (l, r) = render(&mut compile(&desc), 256, 64);
         assert!(l.iter().all(|&x| x == 0.0));
@@ -934,6 +1219,7 @@ mod tests {
                 ModuleDesc::new("out", "output"),
             ],
             connections: vec![Connection::new("s", "out")],
+            instruments: Vec::new(),
         };
         let (l, _) = render(&mut compile(&desc2), 48, 48);
         // 1 kHz at 48 kHz: period 48 samples, so sample 12 is the positive peak.
@@ -1109,6 +1395,7 @@ mod tests {
                 Connection::new("s", "out:left"),
                 Connection::new("out:left", "g"),
             ],
+            instruments: Vec::new(),
         };
         let mut p = compile(&desc);
         let (l, _) = render(&mut p, 64, 64);
@@ -1128,6 +1415,7 @@ mod tests {
                 ModuleDesc::new("out", "output"),
             ],
             connections: vec![Connection::new("s", "out")],
+            instruments: Vec::new(),
         };
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
@@ -1169,6 +1457,7 @@ mod tests {
         PatchDesc {
             modules: types.iter().map(|(id, t)| ModuleDesc::new(id, t)).collect(),
             connections: conns.iter().map(|(f, t)| Connection::new(f, t)).collect(),
+            instruments: Vec::new(),
         }
     }
 
@@ -1341,9 +1630,32 @@ mod tests {
         );
     }
 
+    /// The default patch's seed voice alone, as the default patch was before it had
+    /// an instrument.
+    fn seed_voice() -> PatchDesc {
+        let mut d = PatchDesc::default_patch();
+        d.modules.truncate(5);
+        d.instruments.clear();
+        d.connections.truncate(3);
+        d.connections.push(Connection::new("gain:out", "out:left"));
+        d
+    }
+
+    #[test]
+    fn the_seed_voice_sounds_as_it_did_alone() {
+        let mut full = playing_default();
+        let mut alone = compile(&seed_voice());
+        alone.set_gate(alone.node_index("adsr").unwrap(), true);
+        let (l, r) = render(&mut full, 48_000, 64);
+        let (al, ar) = render(&mut alone, 48_000, 64);
+        assert!(l.iter().zip(&al).all(|(a, b)| a == b));
+        assert!(r.iter().zip(&ar).all(|(a, b)| a == b));
+        assert!(al.iter().any(|&x| x != 0.0));
+    }
+
     #[test]
     fn error_audio_into_a_control_input_is_a_type_mismatch() {
-        let mut d = PatchDesc::default_patch();
+        let mut d = seed_voice();
         d.modules.insert(4, ModuleDesc::new("amp", "vca"));
         d.connections[3] = Connection::new("gain:out", "amp:in");
         d.connections.push(Connection::new("sine:out", "amp:cv"));

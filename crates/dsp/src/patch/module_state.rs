@@ -22,7 +22,7 @@ impl Patch {
         else {
             return false;
         };
-        n.module.save_state(w);
+        n.unit.save_state(w);
         true
     }
 
@@ -47,9 +47,9 @@ impl Patch {
                 offset: 0,
             });
         };
-        let result = n.module.load_state(r);
+        let result = n.unit.load_state(r);
         if result.is_err() {
-            n.module.reset();
+            n.unit.reset();
         }
         result
     }

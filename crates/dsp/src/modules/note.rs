@@ -1,0 +1,262 @@
+//! `note`: a voice's note, as signals: the source module of an instrument's voice.
+//!
+//! An instrument (see [`crate::patch`]) renders its sub-graph once per voice; the voice
+//! allocator gives each voice a note by setting this module's parameters (`pitch`,
+//! `velocity`, and the per-note expression `bend`, `pressure`, `timbre`) and opening its
+//! gate. The module turns them into control signals the rest of the voice reads: `freq`
+//! (Hz, bend included) for an oscillator's `fm` input (with the oscillator's own `freq`
+//! at 0), `velocity` for a VCA's `cv`, and `gate`, `pressure`, `timbre` for anything
+//! else. Keeping the note in parameters means it is saved, restored and carried like any
+//! other module state, with nothing special in snapshots.
+//!
+//! Pitch changes while the gate is open glide over `glide` milliseconds, evenly in
+//! pitch; a note started on a voice jumps there (the allocator resets the module first).
+//! Bend, pressure and timbre glide over 10 ms, so per-note expression never clicks.
+
+use crate::module::Module;
+use crate::params::Params;
+use crate::spec::{ModuleSpec, ParamSpec, PortSpec, Unit};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Index of the `pitch` parameter.
+pub const PITCH: usize = 0;
+/// Index of the `velocity` parameter.
+pub const VELOCITY: usize = 1;
+/// Index of the `bend` parameter.
+pub const BEND: usize = 2;
+/// Index of the `pressure` parameter.
+pub const PRESSURE: usize = 3;
+/// Index of the `timbre` parameter.
+pub const TIMBRE: usize = 4;
+/// Index of the `glide` parameter.
+pub const GLIDE: usize = 5;
+
+/// Index of the `freq` output.
+pub const FREQ_OUT: usize = 0;
+
+/// Static description of the `note` type.
+pub static SPEC: ModuleSpec = ModuleSpec {
+    type_name: "note",
+    doc: "A voice's note inside an instrument: pitch as a frequency (bend included), gate, velocity and per-note expression, set by the voice allocator (/note/on …).",
+    inputs: &[],
+    outputs: &[
+        PortSpec::control("freq"),
+        PortSpec::control("gate"),
+        PortSpec::control("velocity"),
+        PortSpec::control("pressure"),
+        PortSpec::control("timbre"),
+    ],
+    params: &[
+        ParamSpec::new("pitch", Unit::Number, 0.0..=127.0, 60.0)
+            .doc("MIDI note number (C4 = 60, fractional for microtones); set by /note/on."),
+        ParamSpec::linear("velocity", 0.0..=1.0, 0.0)
+            .doc("Velocity of the note, 0..1 (/note/on's 0..127 divided by 127)."),
+        ParamSpec::new("bend", Unit::Number, -96.0..=96.0, 0.0)
+            .doc("Per-note pitch bend in semitones (/note/bend), added to pitch; glides over 10 ms."),
+        ParamSpec::linear("pressure", 0.0..=1.0, 0.0)
+            .doc("Per-note pressure (/note/pressure, MPE aftertouch); glides over 10 ms."),
+        ParamSpec::linear("timbre", 0.0..=1.0, 0.0)
+            .doc("Per-note timbre (/note/timbre, MPE Y axis); glides over 10 ms."),
+        ParamSpec::ms("glide", 0.0..=10_000.0, 0.0)
+            .doc("Time a pitch change takes while the note is held (portamento), evenly in pitch."),
+    ],
+    has_gate: true,
+};
+
+/// Frequency of a (fractional) MIDI note number, A4 = 69 = 440 Hz.
+#[inline]
+pub fn note_hz(note: f64) -> f32 {
+    (440.0 * ((note - 69.0) / 12.0).exp2()) as f32
+}
+
+/// The note module's state: the pitch it sounds now (gliding towards the `pitch`
+/// parameter) and the gate.
+#[derive(Debug, Clone)]
+pub struct Note {
+    params: Params,
+    sample_rate: f32,
+    /// Pitch sounding now, in note numbers.
+    pitch_now: f64,
+    /// Change of `pitch_now` per sample while gliding.
+    glide_step: f64,
+    /// Samples of glide left (0: `pitch_now` is the parameter).
+    glide_left: u32,
+    gate: bool,
+}
+
+impl Note {
+    /// A note module at rest: gate closed, pitch 60, velocity 0.
+    pub fn new(sample_rate: f32) -> Self {
+        Note {
+            params: Params::new(&SPEC, sample_rate).instant(&[PITCH, VELOCITY, GLIDE]),
+            sample_rate: crate::params::sane_sample_rate(sample_rate),
+            pitch_now: f64::from(SPEC.params[PITCH].default),
+            glide_step: 0.0,
+            glide_left: 0,
+            gate: false,
+        }
+    }
+
+    /// The pitch of the next sample, stepping the glide.
+    #[inline]
+    fn next_pitch(&mut self) -> f64 {
+        if self.glide_left > 0 {
+            self.glide_left -= 1;
+            self.pitch_now = if self.glide_left == 0 {
+                f64::from(self.params.get(PITCH))
+            } else {
+                self.pitch_now + self.glide_step
+            };
+        }
+        self.pitch_now
+    }
+}
+
+impl Module for Note {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    fn param_changed(&mut self, index: usize) {
+        if index != PITCH {
+            return;
+        }
+        let target = f64::from(self.params.get(PITCH));
+        let glide = (f64::from(self.params.get(GLIDE)) * 1e-3 * f64::from(self.sample_rate))
+            .round() as u32;
+        if self.gate && glide > 0 {
+            self.glide_step = (target - self.pitch_now) / f64::from(glide);
+            self.glide_left = glide;
+        } else {
+            self.pitch_now = target;
+            self.glide_left = 0;
+        }
+    }
+
+    fn set_gate(&mut self, on: bool) {
+        self.gate = on;
+    }
+
+    fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        let gate = if self.gate { 1.0 } else { 0.0 };
+        let velocity = self.params.get(VELOCITY);
+        let [freq, gate_out, velocity_out, pressure, timbre, ..] = outputs else {
+            return;
+        };
+        gate_out.fill(gate);
+        velocity_out.fill(velocity);
+        for (i, p) in [(PRESSURE, &mut **pressure), (TIMBRE, &mut **timbre)] {
+            let s = &mut self.params[i];
+            if s.is_settled() {
+                p.fill(s.current());
+            } else {
+                for o in p.iter_mut() {
+                    *o = s.next();
+                }
+            }
+        }
+        if self.glide_left == 0 && self.params[BEND].is_settled() {
+            // A held note: one frequency for the whole block.
+            let hz = note_hz(self.pitch_now + f64::from(self.params[BEND].current()));
+            freq.fill(hz);
+        } else {
+            for o in freq.iter_mut() {
+                let bend = f64::from(self.params[BEND].next());
+                *o = note_hz(self.next_pitch() + bend);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.pitch_now = f64::from(self.params.get(PITCH));
+        self.glide_step = 0.0;
+        self.glide_left = 0;
+        self.gate = false;
+    }
+
+    fn save_dsp(&self, w: &mut StateWriter<'_>) {
+        w.put_f64(self.pitch_now);
+        w.put_f64(self.glide_step);
+        w.put_u32(self.glide_left);
+        w.put_u8(u8::from(self.gate));
+    }
+
+    fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        let offset = r.position();
+        let pitch_now = r.get_f64()?;
+        if !pitch_now.is_finite() {
+            return Err(StateError::InvalidValue {
+                what: "note pitch",
+                offset,
+            });
+        }
+        self.pitch_now = pitch_now;
+        self.glide_step = r.get_f64()?;
+        self.glide_left = r.get_u32()?;
+        self.gate = r.get_u8()? != 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::common::testing::{render_len, SR};
+
+    fn outputs(n: &mut Note, frames: usize) -> Vec<Vec<f32>> {
+        render_len(n, &[], SPEC.outputs.len(), frames)
+    }
+
+    #[test]
+    fn a4_is_440_and_c4_is_middle_c() {
+        assert_eq!(note_hz(69.0), 440.0);
+        assert!((note_hz(60.0) - 261.6256).abs() < 1e-3);
+        assert!((note_hz(60.5) / note_hz(60.0) - 2f32.powf(1.0 / 24.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn outputs_follow_the_note() {
+        let mut n = Note::new(SR);
+        n.set_param(PITCH, 69.0);
+        n.set_param(VELOCITY, 0.5);
+        n.reset();
+        n.set_gate(true);
+        let out = outputs(&mut n, 64);
+        assert!(out[0].iter().all(|&f| f == 440.0));
+        assert!(out[1].iter().all(|&g| g == 1.0));
+        assert!(out[2].iter().all(|&v| v == 0.5));
+        n.set_gate(false);
+        assert!(outputs(&mut n, 8)[1].iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn bend_glides_to_its_pitch() {
+        let mut n = Note::new(SR);
+        n.set_param(PITCH, 69.0);
+        n.reset();
+        n.set_param(BEND, 12.0);
+        let freq = outputs(&mut n, 1000).remove(0);
+        assert!(freq.windows(2).all(|w| w[1] >= w[0]), "rises smoothly");
+        assert_eq!(freq[999], 880.0);
+    }
+
+    #[test]
+    fn pitch_glides_only_while_held() {
+        let mut n = Note::new(SR);
+        n.set_param(GLIDE, 10.0);
+        n.set_param(PITCH, 57.0);
+        // Gate closed: a jump.
+        assert_eq!(outputs(&mut n, 4)[0][0], 220.0);
+        n.set_gate(true);
+        n.set_param(PITCH, 69.0);
+        let freq = outputs(&mut n, 600).remove(0);
+        assert!(freq[0] > 220.0 && freq[0] < 221.0, "{}", freq[0]);
+        assert!(freq[239] < 440.0 && freq[240] > 300.0);
+        assert_eq!(freq[479], 440.0);
+        assert!(freq.windows(2).all(|w| w[1] >= w[0]));
+    }
+}

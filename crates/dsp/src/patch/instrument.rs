@@ -1,0 +1,999 @@
+//! Instruments: a voice's sub-graph rendered once per voice, and the voice allocator that
+//! gives notes to voices.
+//!
+//! Every voice is a small [`Patch`] compiled from the instrument's modules (plus an
+//! `output` called `out`), all compiled with the patch, so starting a note allocates
+//! nothing. The allocator is deterministic, a function of the notes played and of the
+//! rendered sound only (no clock, no randomness): a note takes the first free voice;
+//! with none free it steals the voice released longest ago, else the quietest (the
+//! smallest peak in its last block, ties to the lowest index). A stolen voice fades out
+//! over [`FADE_SECONDS`] and is reset before the new note starts on it, so a steal never
+//! clicks; the new note starts that much later. `/panic` fades every voice the same way.
+//!
+//! Only voices that sound are rendered: a released voice whose envelopes are idle (or,
+//! in an instrument without an envelope, whose release fade has ended) is free and costs
+//! nothing. Everything here is in the snapshot, so a spare continues every note exactly.
+
+use super::{Patch, PatchDesc, PatchError};
+use crate::modules::note;
+use crate::spec::{ModuleSpec, PortSpec};
+use crate::state::{StateError, StateReader, StateWriter};
+
+/// Length of the fade of a stolen voice, of `/panic`, and of a voice released in an
+/// instrument that has no envelope: long enough not to click, short enough not to smear.
+pub const FADE_SECONDS: f64 = 0.003;
+/// Most voices one instrument may declare.
+pub const MAX_VOICES: usize = 4096;
+/// Id of the implicit output module of a voice: connections to `out` are its output.
+pub const VOICE_OUT: &str = "out";
+
+/// What an instrument is to the rest of the patch: a source with one output, the sum of
+/// its voices. Listed as type `instrument` in `/table.reply`.
+pub static INSTRUMENT_SPEC: ModuleSpec = ModuleSpec {
+    type_name: "instrument",
+    doc: "A polyphonic instrument: its voices' sub-graph rendered once per sounding voice and summed; played with /note/….",
+    inputs: &[],
+    outputs: &[PortSpec::audio("out")],
+    params: &[],
+    has_gate: false,
+};
+
+/// A per-note expression, the three dimensions of MPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expression {
+    /// Pitch bend in semitones (the `note` module's `bend`).
+    Bend,
+    /// Pressure 0..1 (aftertouch).
+    Pressure,
+    /// Timbre 0..1 (MPE's Y axis).
+    Timbre,
+}
+
+impl Expression {
+    /// The `note` module parameter this expression sets.
+    fn param(self) -> u16 {
+        (match self {
+            Expression::Bend => note::BEND,
+            Expression::Pressure => note::PRESSURE,
+            Expression::Timbre => note::TIMBRE,
+        }) as u16
+    }
+}
+
+/// Where a voice is in a note's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Silent, not rendered, first to be given a note.
+    Free,
+    /// Its key is down.
+    Held,
+    /// Its key is up but the sustain pedal holds it.
+    Sustained,
+    /// Its key is up: the envelopes release.
+    Released,
+    /// Fading out (stolen, panicked or released without an envelope); then reset, and
+    /// its `next` note starts, or it is free.
+    Fading,
+}
+
+impl Phase {
+    fn to_u8(self) -> u8 {
+        match self {
+            Phase::Free => 0,
+            Phase::Held => 1,
+            Phase::Sustained => 2,
+            Phase::Released => 3,
+            Phase::Fading => 4,
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Phase> {
+        Some(match v {
+            0 => Phase::Free,
+            1 => Phase::Held,
+            2 => Phase::Sustained,
+            3 => Phase::Released,
+            4 => Phase::Fading,
+            _ => return None,
+        })
+    }
+}
+
+/// A note to start on a voice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NoteStart {
+    note: f32,
+    /// 0..1.
+    velocity: f32,
+    id: u32,
+    /// Frames until the note releases itself (`/note/play`); 0: held until a note-off.
+    length: u64,
+}
+
+/// One voice: its own compiled sub-graph and where it is in a note's life.
+struct Voice {
+    patch: Patch,
+    phase: Phase,
+    note: f32,
+    id: u32,
+    /// Allocation order of its note (older notes have smaller numbers).
+    started: u64,
+    /// Order of its release (for stealing the one released longest ago).
+    released: u64,
+    /// Frames until the note releases itself; `u64::MAX`: not scheduled.
+    release_in: u64,
+    /// Frames of fade left (phase `Fading`).
+    fade_left: u32,
+    /// The note waiting for the fade to end.
+    next: Option<NoteStart>,
+    /// Peak of its last rendered block: how loud it is, for stealing the quietest.
+    level: f32,
+}
+
+/// A compiled instrument: its voices and their allocator.
+pub(crate) struct Instrument {
+    voices: Vec<Voice>,
+    /// Node of the first `note` module in each voice's patch, if there is one.
+    note: Option<u16>,
+    /// Nodes with a gate in each voice (the note and the envelopes).
+    gated: Vec<u16>,
+    /// Whether a module other than `note` has a gate: an envelope whose end frees the voice.
+    has_envelope: bool,
+    sustain: bool,
+    /// Counter giving allocation and release orders.
+    order: u64,
+    steals: u64,
+    fade_frames: u32,
+    /// One voice's block, before it is added to the sum.
+    scratch: Vec<f32>,
+    /// Member ids and specs, in declaration order (the voice patches' node order).
+    members: Vec<(String, &'static ModuleSpec)>,
+}
+
+/// Unit gain of a fade at `left` frames left of `total`: 1 just before it starts, exactly
+/// 0 on its last frame.
+#[inline]
+fn fade_gain(left: u32, total: u32) -> f32 {
+    left.saturating_sub(1) as f32 / total.max(1) as f32
+}
+
+impl Instrument {
+    /// Compiles `voices` copies of the instrument's sub-graph. `seed` is split per voice,
+    /// so noise differs between voices and is the same in every process.
+    pub(crate) fn compile(
+        desc: &super::InstrumentDesc,
+        sample_rate: f32,
+        max_block: usize,
+        seed: u64,
+    ) -> Result<Instrument, PatchError> {
+        let invalid = |reason: String| PatchError::Instrument {
+            name: desc.name.clone(),
+            reason,
+        };
+        if !(1..=MAX_VOICES).contains(&desc.voices) {
+            return Err(invalid(format!(
+                "voices = {}: an instrument has 1 to {MAX_VOICES} voices",
+                desc.voices
+            )));
+        }
+        if let Some(m) = desc.modules.iter().find(|m| m.id == VOICE_OUT) {
+            return Err(invalid(format!(
+                "module id '{}' is reserved: `{VOICE_OUT}` is the voice's output",
+                m.id
+            )));
+        }
+        if let Some(m) = desc.modules.iter().find(|m| m.type_name == "output") {
+            return Err(invalid(format!(
+                "module '{}' is an output; a voice has none of its own: connect to `{VOICE_OUT}`",
+                m.id
+            )));
+        }
+        let mut modules = desc.modules.clone();
+        modules.push(super::ModuleDesc::new(VOICE_OUT, "output"));
+        let connections = desc
+            .connections
+            .iter()
+            .map(|c| {
+                let into_out = c.to == VOICE_OUT || c.to.starts_with("out:");
+                super::Connection {
+                    from: c.from.clone(),
+                    to: if into_out {
+                        "out:left".to_string()
+                    } else {
+                        c.to.clone()
+                    },
+                }
+            })
+            .collect();
+        let voice_desc = PatchDesc {
+            modules,
+            connections,
+            instruments: Vec::new(),
+        };
+        let mut voices = Vec::with_capacity(desc.voices);
+        for v in 0..desc.voices {
+            let voice_seed = super::splitmix64(seed ^ super::splitmix64(v as u64 + 1));
+            let patch = Patch::compile(&voice_desc, sample_rate, max_block, voice_seed)
+                .map_err(|e| invalid(e.to_string()))?;
+            voices.push(Voice {
+                patch,
+                phase: Phase::Free,
+                note: 0.0,
+                id: 0,
+                started: 0,
+                released: 0,
+                release_in: u64::MAX,
+                fade_left: 0,
+                next: None,
+                level: 0.0,
+            });
+        }
+        let first = &voices[0].patch;
+        let members: Vec<(String, &'static ModuleSpec)> = desc
+            .modules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((m.id.clone(), first.node_spec(i as u16)?)))
+            .collect();
+        let note = members
+            .iter()
+            .position(|(_, s)| s.type_name == note::SPEC.type_name)
+            .map(|i| i as u16);
+        let gated: Vec<u16> = (0..members.len() as u16)
+            .filter(|&i| members[usize::from(i)].1.has_gate)
+            .collect();
+        let has_envelope = gated
+            .iter()
+            .any(|&i| members[usize::from(i)].1.type_name != note::SPEC.type_name);
+        Ok(Instrument {
+            voices,
+            note,
+            gated,
+            has_envelope,
+            sustain: false,
+            order: 0,
+            steals: 0,
+            fade_frames: ((FADE_SECONDS * f64::from(sample_rate)).round() as u32).max(1),
+            scratch: vec![0.0; max_block],
+            members,
+        })
+    }
+
+    /// The member modules: (id within the instrument, spec), in declaration order.
+    pub(crate) fn members(&self) -> &[(String, &'static ModuleSpec)] {
+        &self.members
+    }
+
+    /// Sets parameter `param` of member `member` in every voice (each glides on its own).
+    pub(crate) fn set_param(&mut self, member: u16, param: u16, value: f32) {
+        for v in &mut self.voices {
+            v.patch.set_param(member, param, value);
+        }
+    }
+
+    /// The value of parameter `param` of member `member` (every voice has the same).
+    pub(crate) fn param(&self, member: u16, param: u16) -> Option<f32> {
+        self.voices.first()?.patch.param(member, param)
+    }
+
+    /// Voices making sound (any phase but free).
+    pub(crate) fn voices_sounding(&self) -> usize {
+        self.voices
+            .iter()
+            .filter(|v| v.phase != Phase::Free)
+            .count()
+    }
+
+    /// Notes that took a voice from another note (or replaced one waiting for a voice).
+    pub(crate) fn steals(&self) -> u64 {
+        self.steals
+    }
+
+    fn next_order(&mut self) -> u64 {
+        self.order = self.order.wrapping_add(1);
+        self.order
+    }
+
+    /// Starts a note (velocity 0..=127; 0 is a note-off, as in MIDI) held until
+    /// [`Instrument::note_off`], or for `length` frames if that is not 0.
+    pub(crate) fn note_on(&mut self, note: f32, velocity: f32, id: u32, length: u64) {
+        if velocity <= 0.0 {
+            self.note_off(note, id);
+            return;
+        }
+        let start = NoteStart {
+            note,
+            velocity: (velocity / 127.0).clamp(0.0, 1.0),
+            id,
+            length,
+        };
+        let voices = &self.voices;
+        let pick = voices
+            .iter()
+            .position(|v| v.phase == Phase::Free)
+            .or_else(|| {
+                // The voice released longest ago.
+                (0..voices.len())
+                    .filter(|&i| voices[i].phase == Phase::Released)
+                    .min_by_key(|&i| voices[i].released)
+            })
+            .or_else(|| {
+                // The quietest held or sustained voice (ties: the lowest index).
+                (0..voices.len())
+                    .filter(|&i| matches!(voices[i].phase, Phase::Held | Phase::Sustained))
+                    .min_by(|&a, &b| voices[a].level.total_cmp(&voices[b].level))
+            });
+        match pick {
+            Some(i) if self.voices[i].phase == Phase::Free => self.start(i, start),
+            Some(i) => {
+                self.steals += 1;
+                let fade = self.fade_frames;
+                let v = &mut self.voices[i];
+                v.phase = Phase::Fading;
+                v.fade_left = fade;
+                v.release_in = u64::MAX;
+                v.next = Some(start);
+            }
+            None => {
+                // Every voice is fading already: the note waiting longest for one gives
+                // its place (the lowest index among equals).
+                self.steals += 1;
+                if let Some(v) = self
+                    .voices
+                    .iter_mut()
+                    .filter(|v| v.next.is_some())
+                    .min_by_key(|v| v.fade_left)
+                {
+                    v.next = Some(start);
+                } else if let Some(v) = self.voices.first_mut() {
+                    v.next = Some(start);
+                }
+            }
+        }
+    }
+
+    /// Gives voice `i` the note `start` now: its note module jumps to the pitch, the
+    /// gates open.
+    fn start(&mut self, i: usize, start: NoteStart) {
+        let order = self.next_order();
+        let Some(v) = self.voices.get_mut(i) else {
+            return;
+        };
+        if let Some(n) = self.note {
+            v.patch.set_param(n, note::PITCH as u16, start.note);
+            v.patch.set_param(n, note::VELOCITY as u16, start.velocity);
+            for e in [Expression::Bend, Expression::Pressure, Expression::Timbre] {
+                v.patch.set_param(n, e.param(), 0.0);
+            }
+            // A new note on a voice jumps to its pitch and expression.
+            v.patch.reset_node(n);
+        }
+        for &g in &self.gated {
+            v.patch.set_gate(g, true);
+        }
+        v.phase = Phase::Held;
+        v.note = start.note;
+        v.id = start.id;
+        v.started = order;
+        v.release_in = if start.length == 0 {
+            u64::MAX
+        } else {
+            start.length
+        };
+        v.next = None;
+    }
+
+    /// Releases the oldest held voice playing `note` (with `id`, if not 0), or
+    /// sustains it while the pedal is down. A note still waiting for its voice is
+    /// released as soon as it starts.
+    pub(crate) fn note_off(&mut self, note: f32, id: u32) {
+        let matches = |v_note: f32, v_id: u32| {
+            if id != 0 {
+                v_id == id
+            } else {
+                v_note == note
+            }
+        };
+        let held = (0..self.voices.len())
+            .filter(|&i| {
+                let v = &self.voices[i];
+                v.phase == Phase::Held && matches(v.note, v.id)
+            })
+            .min_by_key(|&i| self.voices[i].started);
+        if let Some(i) = held {
+            if self.sustain {
+                self.voices[i].phase = Phase::Sustained;
+            } else {
+                self.release(i);
+            }
+            return;
+        }
+        if let Some(next) = self
+            .voices
+            .iter_mut()
+            .filter_map(|v| v.next.as_mut())
+            .find(|n| matches(n.note, n.id) && n.length != 1)
+        {
+            next.length = 1;
+        }
+    }
+
+    /// Closes voice `i`'s gates: its envelopes release (or, without one, it fades).
+    fn release(&mut self, i: usize) {
+        let order = self.next_order();
+        let (fade, has_envelope) = (self.fade_frames, self.has_envelope);
+        let Some(v) = self.voices.get_mut(i) else {
+            return;
+        };
+        for &g in &self.gated {
+            v.patch.set_gate(g, false);
+        }
+        v.release_in = u64::MAX;
+        v.released = order;
+        if has_envelope {
+            v.phase = Phase::Released;
+        } else {
+            v.phase = Phase::Fading;
+            v.fade_left = fade;
+            v.next = None;
+        }
+    }
+
+    /// Sets a per-note expression on the voices playing note id `target` (if a voice has
+    /// that id) or else note number `target`.
+    pub(crate) fn expression(&mut self, target: f32, kind: Expression, value: f32) {
+        let Some(n) = self.note else {
+            return;
+        };
+        let playing =
+            |v: &Voice| matches!(v.phase, Phase::Held | Phase::Sustained | Phase::Released);
+        let by_id = target >= 1.0
+            && target.fract() == 0.0
+            && self
+                .voices
+                .iter()
+                .any(|v| playing(v) && v.id != 0 && v.id as f32 == target);
+        for v in &mut self.voices {
+            let hit = if by_id {
+                v.id != 0 && v.id as f32 == target
+            } else {
+                v.note == target
+            };
+            if playing(v) && hit {
+                v.patch.set_param(n, kind.param(), value);
+            }
+        }
+    }
+
+    /// Sustain pedal: down holds released notes; up releases every note it held.
+    pub(crate) fn set_sustain(&mut self, on: bool) {
+        self.sustain = on;
+        if !on {
+            for i in 0..self.voices.len() {
+                if self.voices[i].phase == Phase::Sustained {
+                    self.release(i);
+                }
+            }
+        }
+    }
+
+    /// Every voice fades to silence at once (no note waits), the pedal is up.
+    pub(crate) fn panic(&mut self) {
+        self.sustain = false;
+        let fade = self.fade_frames;
+        for v in &mut self.voices {
+            if v.phase != Phase::Free {
+                if v.phase != Phase::Fading {
+                    v.fade_left = fade;
+                }
+                v.phase = Phase::Fading;
+                v.next = None;
+                v.release_in = u64::MAX;
+            }
+        }
+    }
+
+    /// Renders `out.len()` (<= max_block) frames: the sum of the sounding voices.
+    pub(crate) fn process(&mut self, out: &mut [f32]) {
+        out.fill(0.0);
+        let n = out.len();
+        for i in 0..self.voices.len() {
+            if self.voices[i].phase == Phase::Free {
+                continue;
+            }
+            let mut done = 0;
+            while done < n {
+                let v = &mut self.voices[i];
+                let mut end = n;
+                if v.release_in < (n - done) as u64 {
+                    end = done + v.release_in as usize;
+                }
+                if v.phase == Phase::Fading && (v.fade_left as usize) < end - done {
+                    end = done + v.fade_left as usize;
+                }
+                if v.phase == Phase::Free {
+                    self.scratch[done..n].fill(0.0);
+                    break;
+                }
+                if end > done {
+                    let block = &mut self.scratch[done..end];
+                    v.patch.process_mono(block);
+                    if v.phase == Phase::Fading {
+                        for x in block.iter_mut() {
+                            *x *= fade_gain(v.fade_left, self.fade_frames);
+                            v.fade_left -= 1;
+                        }
+                    }
+                    if v.release_in != u64::MAX {
+                        v.release_in -= (end - done) as u64;
+                    }
+                }
+                done = end;
+                if v.release_in == 0 {
+                    v.release_in = u64::MAX;
+                    if v.phase == Phase::Held {
+                        if self.sustain {
+                            v.phase = Phase::Sustained;
+                        } else {
+                            self.release(i);
+                        }
+                    }
+                }
+                let v = &mut self.voices[i];
+                if v.phase == Phase::Fading && v.fade_left == 0 {
+                    v.patch.reset();
+                    v.level = 0.0;
+                    match v.next.take() {
+                        Some(next) => self.start(i, next),
+                        None => v.phase = Phase::Free,
+                    }
+                }
+            }
+            let v = &mut self.voices[i];
+            let mut peak = 0.0f32;
+            for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
+                *o += x;
+                peak = peak.max(x.abs());
+            }
+            v.level = peak;
+            if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
+                v.phase = Phase::Free;
+            }
+        }
+    }
+
+    /// Every voice free and fresh (parameter targets kept), the pedal up.
+    pub(crate) fn reset(&mut self) {
+        self.sustain = false;
+        for v in &mut self.voices {
+            v.patch.reset();
+            v.phase = Phase::Free;
+            v.next = None;
+            v.release_in = u64::MAX;
+            v.fade_left = 0;
+            v.level = 0.0;
+        }
+    }
+
+    /// Writes the allocator and every voice (a constant number of bytes).
+    pub(crate) fn save_state(&self, w: &mut StateWriter<'_>) {
+        w.put_bool(self.sustain);
+        w.put_u64(self.order);
+        w.put_u64(self.steals);
+        for v in &self.voices {
+            w.put_u8(v.phase.to_u8());
+            w.put_f32(v.note);
+            w.put_u32(v.id);
+            w.put_u64(v.started);
+            w.put_u64(v.released);
+            w.put_u64(v.release_in);
+            w.put_u32(v.fade_left);
+            let next = v.next.unwrap_or(NoteStart {
+                note: 0.0,
+                velocity: 0.0,
+                id: 0,
+                length: 0,
+            });
+            w.put_bool(v.next.is_some());
+            w.put_f32(next.note);
+            w.put_f32(next.velocity);
+            w.put_u32(next.id);
+            w.put_u64(next.length);
+            w.put_f32(v.level);
+            v.patch.save_state(w);
+        }
+    }
+
+    /// Reads what [`Instrument::save_state`] wrote. On error the caller resets.
+    pub(crate) fn load_state(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        self.sustain = r.get_bool()?;
+        self.order = r.get_u64()?;
+        self.steals = r.get_u64()?;
+        let fade_frames = self.fade_frames;
+        for v in &mut self.voices {
+            let offset = r.position();
+            v.phase = Phase::from_u8(r.get_u8()?).ok_or(StateError::InvalidValue {
+                what: "voice phase",
+                offset,
+            })?;
+            v.note = r.get_f32()?;
+            v.id = r.get_u32()?;
+            v.started = r.get_u64()?;
+            v.released = r.get_u64()?;
+            v.release_in = r.get_u64()?;
+            let offset = r.position();
+            v.fade_left = r.get_u32()?;
+            if v.fade_left > fade_frames {
+                return Err(StateError::InvalidValue {
+                    what: "voice fade",
+                    offset,
+                });
+            }
+            let has_next = r.get_bool()?;
+            let next = NoteStart {
+                note: r.get_f32()?,
+                velocity: r.get_f32()?,
+                id: r.get_u32()?,
+                length: r.get_u64()?,
+            };
+            v.next = has_next.then_some(next);
+            v.level = r.get_f32()?;
+            v.patch.load_state(r)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::{Connection, InstrumentDesc, ModuleDesc};
+
+    const SR: f32 = 48_000.0;
+    const BLOCK: usize = 64;
+
+    /// A patch with one instrument `inst` (`voices` voices of `modules`, wired by
+    /// `connections`) straight into the output.
+    fn patch_with(instrument: InstrumentDesc) -> Patch {
+        let name = instrument.name.clone();
+        let desc = PatchDesc {
+            modules: vec![ModuleDesc::new("out", "output")],
+            connections: vec![Connection::new(&format!("{name}:out"), "out:left")],
+            instruments: vec![instrument],
+        };
+        Patch::compile(&desc, SR, BLOCK, 3).unwrap()
+    }
+
+    fn keys(voices: usize) -> Patch {
+        patch_with(InstrumentDesc {
+            voices,
+            ..InstrumentDesc::keys()
+        })
+    }
+
+    /// Triangle voices (smooth: a click stands out): note -> triangle -> adsr -> vca.
+    fn triangles(voices: usize) -> Patch {
+        patch_with(InstrumentDesc {
+            name: "tri".to_string(),
+            voices,
+            modules: vec![
+                ModuleDesc::new("note", "note"),
+                ModuleDesc::new("osc", "triangle")
+                    .with_param("freq", 0.0)
+                    .with_param("gain", 0.2),
+                ModuleDesc::new("env", "adsr")
+                    .with_param("attack", 2.0)
+                    .with_param("release", 200.0),
+                ModuleDesc::new("vca", "vca"),
+            ],
+            connections: vec![
+                Connection::new("note:freq", "osc:fm"),
+                Connection::new("osc:out", "env:in"),
+                Connection::new("env:out", "vca:in"),
+                Connection::new("note:velocity", "vca:cv"),
+                Connection::new("vca", "out"),
+            ],
+        })
+    }
+
+    fn render(p: &mut Patch, frames: usize) -> Vec<f32> {
+        let mut left = vec![0.0; frames];
+        let mut right = vec![0.0; frames];
+        for (l, r) in left.chunks_mut(BLOCK).zip(right.chunks_mut(BLOCK)) {
+            p.process(l, r);
+        }
+        left
+    }
+
+    /// Level in dB of the `hz` component of `signal` (Hann window, one DFT bin).
+    fn level_db(signal: &[f32], hz: f64) -> f64 {
+        let n = signal.len() as f64;
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for (i, &x) in signal.iter().enumerate() {
+            let window = 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n).cos();
+            let w = std::f64::consts::TAU * hz * i as f64 / f64::from(SR);
+            re += f64::from(x) * window * w.cos();
+            im += f64::from(x) * window * w.sin();
+        }
+        20.0 * ((re * re + im * im).sqrt() * 4.0 / n).max(1e-12).log10()
+    }
+
+    /// The largest sample-to-sample step in `signal`.
+    fn largest_jump(signal: &[f32]) -> f32 {
+        signal
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn instrument(p: &Patch, node: u16) -> &Instrument {
+        match &p.nodes[p.exec_of[usize::from(node)]].unit {
+            super::super::Unit::Instrument(i) => i,
+            super::super::Unit::Module(_) => panic!("not an instrument"),
+        }
+    }
+
+    fn node(p: &Patch, id: &str) -> u16 {
+        p.node_index(id).unwrap()
+    }
+
+    #[test]
+    fn a_chord_of_four_notes_peaks_at_its_four_bins_within_3_db() {
+        let mut p = keys(16);
+        let keys = node(&p, "keys");
+        let chord = [57.0, 60.0, 64.0, 67.0];
+        for note in chord {
+            p.note_on(keys, note, 100.0, 0, 0);
+        }
+        assert_eq!(p.voices_sounding(), 4);
+        let _ = render(&mut p, 24_000);
+        // One second: bins 1 Hz apart.
+        let second = render(&mut p, 48_000);
+        let mut levels = Vec::new();
+        for note in chord {
+            let hz = f64::from(crate::modules::note::note_hz(f64::from(note)));
+            let bin = hz.round();
+            let around: Vec<(f64, f64)> = (-4..=4)
+                .map(|k| (bin + f64::from(k), level_db(&second, bin + f64::from(k))))
+                .collect();
+            let (peak_at, peak) =
+                around
+                    .iter()
+                    .copied()
+                    .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            assert!(
+                (peak_at - hz).abs() <= 1.0,
+                "note {note}: peak at {peak_at} Hz, expected {hz:.1} Hz ({around:?})"
+            );
+            levels.push(peak);
+        }
+        let (lo, hi) = levels
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+        assert!(hi - lo <= 3.0, "levels {levels:?} dB");
+        assert!(lo > -30.0, "levels {levels:?} dB");
+    }
+
+    #[test]
+    fn a_steal_jumps_no_more_than_the_same_notes_on_enough_voices() {
+        // 64 notes, one every 5 ms, each held 150 ms: 16 voices steal from note 17 on
+        // (the quietest held or the oldest released), 64 voices never do.
+        let play = |voices: usize| {
+            let mut p = triangles(voices);
+            let tri = node(&p, "tri");
+            let mut out = Vec::new();
+            let step = 240;
+            let mut held: Vec<(usize, f32)> = Vec::new();
+            for k in 0..64 + 40 {
+                let now = k * step;
+                held.retain(|&(end, note)| {
+                    if end <= now {
+                        p.note_off(tri, note, 0);
+                    }
+                    end > now
+                });
+                if k < 64 {
+                    // Low notes: slow slopes, so a click would stand out.
+                    let note = 30.0 + (k * 7 % 24) as f32;
+                    p.note_on(tri, note, 100.0, 0, 0);
+                    held.push((now + 7200, note));
+                }
+                out.extend(render(&mut p, step));
+            }
+            (out, p.voice_steals())
+        };
+        let (few, steals) = play(16);
+        let (many, none) = play(64);
+        assert_eq!(none, 0);
+        assert!(steals >= 40, "{steals} steals");
+        // Around each steal: from the sample before the note-on that steals to the new
+        // note's first milliseconds on its voice.
+        let fade = (FADE_SECONDS * f64::from(SR)) as usize;
+        let around_steals = |signal: &[f32]| {
+            (16..64)
+                .map(|k| largest_jump(&signal[k * 240 - 1..k * 240 + fade + 240]))
+                .fold(0.0, f32::max)
+        };
+        let (a, b) = (around_steals(&few), around_steals(&many));
+        assert!(a <= 1.1 * b, "largest jump {a} with 16 voices, {b} with 64");
+        // A voice cut dead would jump by up to its peak, 0.2 x 100/127.
+        assert!(a < 0.03, "{a}");
+    }
+
+    #[test]
+    fn panic_reaches_exact_silence_within_the_fade_without_a_jump() {
+        let mut p = keys(16);
+        let keys = node(&p, "keys");
+        for note in [48.0, 55.0, 60.0, 64.0, 67.0, 72.0] {
+            p.note_on(keys, note, 127.0, 0, 0);
+        }
+        let before = render(&mut p, 4800);
+        p.panic_notes();
+        let fade = (FADE_SECONDS * f64::from(SR)).round() as usize;
+        let after = render(&mut p, 4800);
+        assert!(
+            after[fade..].iter().all(|&x| x == 0.0),
+            "silent after the fade"
+        );
+        assert!(after[..fade].iter().any(|&x| x != 0.0), "a fade, not a cut");
+        let mut joined = before[4700..].to_vec();
+        joined.extend(&after[..fade + 10]);
+        assert!(largest_jump(&joined) <= 1.1 * largest_jump(&before[2400..]));
+        assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn sustain_holds_released_notes_until_the_pedal_is_up() {
+        let mut p = keys(4);
+        let keys = node(&p, "keys");
+        p.note_on(keys, 60.0, 100.0, 0, 0);
+        p.sustain(keys, true);
+        let _ = render(&mut p, 4800);
+        p.note_off(keys, 60.0, 0);
+        // Far longer than the release (250 ms): still sounding.
+        let held = render(&mut p, 48_000);
+        assert!(held[47_000..].iter().any(|&x| x.abs() > 0.01));
+        assert_eq!(p.voices_sounding(), 1);
+        p.sustain(keys, false);
+        let released = render(&mut p, 96_000);
+        assert!(released[90_000..].iter().all(|&x| x == 0.0));
+        assert_eq!(p.voices_sounding(), 0);
+        // Without the pedal, a note-off releases at once.
+        p.note_on(keys, 60.0, 100.0, 0, 0);
+        let _ = render(&mut p, 4800);
+        p.note_off(keys, 60.0, 0);
+        let _ = render(&mut p, 96_000);
+        assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn a_bend_moves_one_notes_bin_only() {
+        let mut p = keys(16);
+        let keys = node(&p, "keys");
+        p.note_on(keys, 60.0, 100.0, 1, 0);
+        p.note_on(keys, 67.0, 100.0, 2, 0);
+        let _ = render(&mut p, 24_000);
+        let plain = render(&mut p, 48_000);
+        // By id: the note tagged 1 (C4) bends up a whole tone, to D4.
+        p.note_expression(keys, 1.0, Expression::Bend, 2.0);
+        let _ = render(&mut p, 4_800);
+        let bent = render(&mut p, 48_000);
+        let hz = |note: f64| f64::from(crate::modules::note::note_hz(note));
+        let (c4, d4, g4) = (hz(60.0), hz(62.0), hz(67.0));
+        assert!(level_db(&bent, c4) < level_db(&plain, c4) - 30.0, "C4 gone");
+        assert!(
+            level_db(&bent, d4) > level_db(&plain, d4) + 30.0,
+            "D4 there"
+        );
+        assert!(
+            (level_db(&bent, g4) - level_db(&plain, g4)).abs() < 0.5,
+            "G4 untouched"
+        );
+        // By note number, when no voice has that id: G4 bends down to F4.
+        p.note_expression(keys, 67.0, Expression::Bend, -2.0);
+        let _ = render(&mut p, 4_800);
+        let both = render(&mut p, 48_000);
+        assert!(level_db(&both, hz(65.0)) > level_db(&bent, hz(65.0)) + 30.0);
+        assert!((level_db(&both, d4) - level_db(&bent, d4)).abs() < 0.5);
+    }
+
+    #[test]
+    fn notes_take_free_voices_first_then_the_oldest_released() {
+        let mut p = keys(2);
+        let keys = node(&p, "keys");
+        p.note_on(keys, 60.0, 100.0, 0, 0);
+        p.note_on(keys, 64.0, 100.0, 0, 0);
+        let _ = render(&mut p, 480);
+        assert_eq!(p.voice_steals(), 0);
+        p.note_off(keys, 64.0, 0);
+        p.note_off(keys, 60.0, 0);
+        let _ = render(&mut p, 480);
+        // Both released, 64 first: it is the one taken.
+        p.note_on(keys, 72.0, 100.0, 0, 0);
+        let i = instrument(&p, keys);
+        assert_eq!(i.voices[1].next.map(|n| n.note), Some(72.0));
+        assert_eq!(i.voices[0].phase, Phase::Released);
+        assert_eq!(p.voice_steals(), 1);
+        // After the fade the new note holds that voice.
+        let _ = render(&mut p, 480);
+        let i = instrument(&p, keys);
+        assert_eq!((i.voices[1].phase, i.voices[1].note), (Phase::Held, 72.0));
+    }
+
+    #[test]
+    fn a_played_note_releases_itself_on_its_frame() {
+        let mut p = keys(4);
+        let keys = node(&p, "keys");
+        // 1000 frames: not a block boundary.
+        p.note_on(keys, 60.0, 100.0, 0, 1000);
+        let _ = render(&mut p, 960);
+        let i = instrument(&p, keys);
+        assert_eq!(
+            (i.voices[0].phase, i.voices[0].release_in),
+            (Phase::Held, 40)
+        );
+        let _ = render(&mut p, 64);
+        let i = instrument(&p, keys);
+        assert_eq!(i.voices[0].phase, Phase::Released);
+        let _ = render(&mut p, 48_000);
+        assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_mid_steal_continues_bit_identically() {
+        let mut p = keys(2);
+        let inst = node(&p, "keys");
+        for (k, note) in [60.0, 64.0, 67.0].into_iter().enumerate() {
+            p.note_on(inst, note, 90.0, k as u32 + 1, 0);
+            let _ = render(&mut p, 64);
+        }
+        p.sustain(inst, true);
+        p.note_expression(inst, 3.0, Expression::Pressure, 0.5);
+        let mut bytes = vec![0u8; p.state_len()];
+        let mut w = StateWriter::new(&mut bytes);
+        p.save_state(&mut w);
+        assert_eq!(w.finish(), Ok(p.state_len()));
+        let mut spare = keys(2);
+        spare.load_state(&mut StateReader::new(&bytes)).unwrap();
+        let a = render(&mut p, 9600);
+        let b = render(&mut spare, 9600);
+        assert_eq!(
+            a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(p.voice_steals(), spare.voice_steals());
+    }
+
+    #[test]
+    fn bad_instruments_are_refused_with_the_reason() {
+        let bad = |i: InstrumentDesc| {
+            let desc = PatchDesc {
+                modules: vec![ModuleDesc::new("out", "output")],
+                connections: vec![],
+                instruments: vec![i],
+            };
+            Patch::compile(&desc, SR, BLOCK, 3).unwrap_err().to_string()
+        };
+        let e = bad(InstrumentDesc {
+            voices: 0,
+            ..InstrumentDesc::keys()
+        });
+        assert!(
+            e.contains("instrument 'keys'") && e.contains("1 to 4096"),
+            "{e}"
+        );
+        let mut i = InstrumentDesc::keys();
+        i.modules[1].type_name = "sawe".to_string();
+        let e = bad(i);
+        assert!(
+            e.contains("instrument 'keys'") && e.contains("did you mean 'saw'"),
+            "{e}"
+        );
+        let mut i = InstrumentDesc::keys();
+        i.modules.push(ModuleDesc::new("out", "gain"));
+        assert!(bad(i).contains("reserved"));
+        let mut i = InstrumentDesc::keys();
+        i.name = "out".to_string();
+        assert!(bad(i).contains("'out'"));
+    }
+}
