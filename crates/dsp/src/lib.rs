@@ -40,7 +40,10 @@ pub mod state;
 pub use module::{Module, MAX_PORTS};
 pub use modules::{all_specs, create, spec_for};
 pub use params::{Params, MAX_PARAMS};
-pub use patch::{Connection, ModuleDesc, Patch, PatchDesc, PatchError};
+pub use patch::{
+    Connection, Expression, InstrumentDesc, ModuleDesc, Patch, PatchDesc, PatchError,
+    INSTRUMENT_SPEC,
+};
 pub use smoother::Smoother;
 pub use spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};
 pub use state::{StateError, StateReader, StateWriter};

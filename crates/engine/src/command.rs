@@ -5,6 +5,7 @@
 //! every worker as a fixed-size [`CommandRecord`]. Both workers apply the same records at
 //! the same frames, which is what keeps them in lockstep.
 
+use chronus_dsp::Expression;
 use chronus_ipc::CommandRecord;
 
 /// Index of a module instance in a compiled patch (its position in the patch description).
@@ -49,6 +50,60 @@ pub enum Command {
     /// aborts every worker that applies it, in lockstep, to exercise the handling of a
     /// command that kills both workers at once.
     DebugPoison,
+    /// Start note `note` (MIDI number, fractional allowed) at `velocity` (0..=127; 0 is a
+    /// note-off) on instrument `instrument`, tagged `id` (0: none), held until a note-off.
+    NoteOn {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// MIDI note number, C4 = 60.
+        note: f32,
+        /// 0..=127.
+        velocity: f32,
+        /// Tells apart two held instances of one note (MPE); 0: none.
+        id: u32,
+    },
+    /// Release the oldest held instance of `note` (the one tagged `id`, if not 0).
+    NoteOff {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// MIDI note number.
+        note: f32,
+        /// The note-on's id; 0: any instance of `note`.
+        id: u32,
+    },
+    /// Start a note that releases itself after `seconds`, inside the engine (so the
+    /// note-off is exact to the frame and survives a failover).
+    NotePlay {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// MIDI note number.
+        note: f32,
+        /// 0..=127.
+        velocity: f32,
+        /// How long the note is held.
+        seconds: f32,
+    },
+    /// A per-note expression (bend, pressure, timbre) on the voices playing the note
+    /// tagged `target`, or, when no voice has that id, note number `target`.
+    NoteExpression {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// A note id, or a note number.
+        target: f32,
+        /// Which expression.
+        kind: Expression,
+        /// Semitones for a bend, 0..1 for pressure and timbre.
+        value: f32,
+    },
+    /// The sustain pedal of an instrument.
+    Sustain {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// Down (held notes sound on after their note-off) or up (they release).
+        on: bool,
+    },
+    /// Every voice of every instrument fades to silence at once.
+    Panic,
     /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
     /// [`Instruction::PatchChunk`] records before this command, with a short crossfade.
     SwitchPatch {
@@ -69,6 +124,12 @@ mod kind {
     pub const SWITCH_PATCH: u32 = 6;
     pub const PATCH_CHUNK: u32 = 7;
     pub const DEBUG_POISON: u32 = 8;
+    pub const NOTE_ON: u32 = 9;
+    pub const NOTE_OFF: u32 = 10;
+    pub const NOTE_PLAY: u32 = 11;
+    pub const NOTE_EXPRESSION: u32 = 12;
+    pub const SUSTAIN: u32 = 13;
+    pub const PANIC: u32 = 14;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -253,6 +314,62 @@ impl StampedCommand {
                 kind::SWITCH_PATCH
             }
             Command::DebugPoison => kind::DEBUG_POISON,
+            Command::NoteOn {
+                instrument,
+                note,
+                velocity,
+                id,
+            } => {
+                payload[0] = u64::from(instrument);
+                payload[1] = u64::from(note.to_bits());
+                payload[2] = u64::from(velocity.to_bits());
+                payload[3] = u64::from(id);
+                kind::NOTE_ON
+            }
+            Command::NoteOff {
+                instrument,
+                note,
+                id,
+            } => {
+                payload[0] = u64::from(instrument);
+                payload[1] = u64::from(note.to_bits());
+                payload[3] = u64::from(id);
+                kind::NOTE_OFF
+            }
+            Command::NotePlay {
+                instrument,
+                note,
+                velocity,
+                seconds,
+            } => {
+                payload[0] = u64::from(instrument);
+                payload[1] = u64::from(note.to_bits());
+                payload[2] = u64::from(velocity.to_bits());
+                payload[3] = u64::from(seconds.to_bits());
+                kind::NOTE_PLAY
+            }
+            Command::NoteExpression {
+                instrument,
+                target,
+                kind,
+                value,
+            } => {
+                payload[0] = u64::from(instrument);
+                payload[1] = u64::from(target.to_bits());
+                payload[2] = u64::from(value.to_bits());
+                payload[3] = match kind {
+                    Expression::Bend => 0,
+                    Expression::Pressure => 1,
+                    Expression::Timbre => 2,
+                };
+                kind::NOTE_EXPRESSION
+            }
+            Command::Sustain { instrument, on } => {
+                payload[0] = u64::from(instrument);
+                payload[1] = u64::from(on);
+                kind::SUSTAIN
+            }
+            Command::Panic => kind::PANIC,
         };
         CommandRecord {
             seq: self.seq,
@@ -311,6 +428,12 @@ impl Instruction {
                 Err(RecordError::Malformed(record.kind))
             }
         };
+        let flag = |v: u64| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(RecordError::Malformed(record.kind)),
+        };
+        let id = |v: u64| u32::try_from(v).map_err(|_| RecordError::Malformed(record.kind));
         let stamped = |command| {
             Ok(Instruction::Stamped(StampedCommand {
                 seq: record.seq,
@@ -332,12 +455,47 @@ impl Instruction {
             }),
             kind::GATE => stamped(Command::Gate {
                 node: small(p[0])?,
-                on: match p[1] {
-                    0 => false,
-                    1 => true,
+                on: flag(p[1])?,
+            }),
+            kind::NOTE_ON => stamped(Command::NoteOn {
+                instrument: small(p[0])?,
+                note: float(p[1])?,
+                velocity: float(p[2])?,
+                id: id(p[3])?,
+            }),
+            kind::NOTE_OFF => stamped(Command::NoteOff {
+                instrument: small(p[0])?,
+                note: float(p[1])?,
+                id: id(p[3])?,
+            }),
+            kind::NOTE_PLAY => {
+                let seconds = float(p[3])?;
+                if seconds < 0.0 {
+                    return Err(RecordError::Malformed(record.kind));
+                }
+                stamped(Command::NotePlay {
+                    instrument: small(p[0])?,
+                    note: float(p[1])?,
+                    velocity: float(p[2])?,
+                    seconds,
+                })
+            }
+            kind::NOTE_EXPRESSION => stamped(Command::NoteExpression {
+                instrument: small(p[0])?,
+                target: float(p[1])?,
+                value: float(p[2])?,
+                kind: match p[3] {
+                    0 => Expression::Bend,
+                    1 => Expression::Pressure,
+                    2 => Expression::Timbre,
                     _ => return Err(RecordError::Malformed(record.kind)),
                 },
             }),
+            kind::SUSTAIN => stamped(Command::Sustain {
+                instrument: small(p[0])?,
+                on: flag(p[1])?,
+            }),
+            kind::PANIC => stamped(Command::Panic),
             kind::ENGINE_GAIN => stamped(Command::EngineGain(float(p[0])?)),
             kind::TEST_TONE => stamped(Command::TestTone),
             kind::DEBUG_POISON => stamped(Command::DebugPoison),
@@ -418,6 +576,46 @@ mod tests {
                 len: 900,
             },
             Command::DebugPoison,
+            Command::NoteOn {
+                instrument: 6,
+                note: 60.5,
+                velocity: 100.0,
+                id: 77,
+            },
+            Command::NoteOff {
+                instrument: 6,
+                note: 60.5,
+                id: 0,
+            },
+            Command::NotePlay {
+                instrument: 7,
+                note: 64.0,
+                velocity: 1.0,
+                seconds: 0.25,
+            },
+            Command::NoteExpression {
+                instrument: 6,
+                target: 77.0,
+                kind: Expression::Bend,
+                value: -2.5,
+            },
+            Command::NoteExpression {
+                instrument: 6,
+                target: 60.0,
+                kind: Expression::Pressure,
+                value: 0.5,
+            },
+            Command::NoteExpression {
+                instrument: 6,
+                target: 60.0,
+                kind: Expression::Timbre,
+                value: 1.0,
+            },
+            Command::Sustain {
+                instrument: 6,
+                on: true,
+            },
+            Command::Panic,
         ];
         for (i, command) in commands.into_iter().enumerate() {
             let stamped = StampedCommand {

@@ -592,6 +592,38 @@ impl Engine {
                 self.patch.set_param(node, param, value);
             }
             Command::Gate { node, on } => self.patch.set_gate(node, on),
+            Command::NoteOn {
+                instrument,
+                note,
+                velocity,
+                id,
+            } => self.patch.note_on(instrument, note, velocity, id, 0),
+            Command::NoteOff {
+                instrument,
+                note,
+                id,
+            } => self.patch.note_off(instrument, note, id),
+            Command::NotePlay {
+                instrument,
+                note,
+                velocity,
+                seconds,
+            } => {
+                // The note-off is the voice's own countdown: exact to the frame, and in
+                // the snapshot with the voice.
+                let frames = (f64::from(seconds.max(0.0)) * f64::from(self.config.sample_rate))
+                    .round()
+                    .max(1.0) as u64;
+                self.patch.note_on(instrument, note, velocity, 0, frames);
+            }
+            Command::NoteExpression {
+                instrument,
+                target,
+                kind,
+                value,
+            } => self.patch.note_expression(instrument, target, kind, value),
+            Command::Sustain { instrument, on } => self.patch.sustain(instrument, on),
+            Command::Panic => self.patch.panic_notes(),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
             Command::DebugPoison => {
                 // Fault injection, asked for explicitly by a server started with it enabled.

@@ -414,6 +414,7 @@ fn worker_counts(engine: &Engine) -> WorkerCounts {
         stale: counters.stale,
         bad_patches: counters.bad_patches,
         waiting: engine.commands_waiting() as u64,
+        voice_steals: engine.patch().voice_steals(),
     }
 }
 

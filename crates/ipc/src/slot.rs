@@ -44,8 +44,8 @@
 //!    592  u64    worker       voices sounding after the last block
 //!    600  u64    worker       applying: block of the last command applied
 //!    608  u64    worker       applying: its sequence number + 1 (0 = none yet)
-//!    640  u64    worker       engine counts (WorkerCounts, 5 words): applied,
-//!                             late, stale, bad_patches, waiting
+//!    640  u64    worker       engine counts (WorkerCounts, 6 words): applied,
+//!                             late, stale, bad_patches, waiting, voice_steals
 //!   1024  u64    output       command ring: command_capacity records of
 //!                             8 words (seq, generation | kind << 32, frame,
 //!                             payload[5])
@@ -133,11 +133,13 @@ pub struct WorkerCounts {
     pub bad_patches: u64,
     /// Commands queued for a frame not reached yet.
     pub waiting: u64,
+    /// Notes that took a voice from another note (instruments with too few voices).
+    pub voice_steals: u64,
 }
 
 impl WorkerCounts {
     /// Words the counts take in the header.
-    const WORDS: usize = 5;
+    const WORDS: usize = 6;
 
     fn to_words(self) -> [u64; WorkerCounts::WORDS] {
         [
@@ -146,28 +148,31 @@ impl WorkerCounts {
             self.stale,
             self.bad_patches,
             self.waiting,
+            self.voice_steals,
         ]
     }
 
     fn from_words(words: [u64; WorkerCounts::WORDS]) -> WorkerCounts {
-        let [applied, late, stale, bad_patches, waiting] = words;
+        let [applied, late, stale, bad_patches, waiting, voice_steals] = words;
         WorkerCounts {
             applied,
             late,
             stale,
             bad_patches,
             waiting,
+            voice_steals,
         }
     }
 }
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 22] = [
+const BINDING_U64: [usize; 23] = [
     OFF_COUNTS,
     OFF_COUNTS + 8,
     OFF_COUNTS + 16,
     OFF_COUNTS + 24,
     OFF_COUNTS + 32,
+    OFF_COUNTS + 40,
     OFF_HORIZON,
     OFF_CMD_WRITE,
     OFF_CMD_READ,
@@ -1085,6 +1090,7 @@ mod tests {
             stale: 2,
             bad_patches: 4,
             waiting: 5,
+            voice_steals: 6,
         };
         s.publish_counts(&counts);
         assert_eq!(s.counts(), counts);

@@ -88,9 +88,16 @@ pub(crate) fn type_message(table: &AddressTable, address: &str, args: &[&str]) -
         })
         .flatten();
     let exact = first_match.as_ref().map_or(address, |m| m.addr.as_str());
+    // A word that reads as a number is not the leading optional text (an instrument).
+    let first_is_text = args
+        .first()
+        .is_some_and(|word| word.trim().parse::<f64>().is_err());
     let kinds: Vec<ArgKind> = table
         .lookup(exact)
-        .map(|entry| entry.args.iter().map(|a| a.kind).collect())
+        .map(|entry| {
+            let (declared, _) = entry.declared_for(first_is_text);
+            declared.iter().map(|a| a.kind).collect()
+        })
         .unwrap_or_default();
     OscMessage {
         addr: address.to_string(),

@@ -107,7 +107,12 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
         };
         return Err(fail(format!("unknown address {address} ({hint})")));
     };
-    let (required, max, got) = (entry.required_args(), entry.args.len(), msg.args.len());
+    let first_is_text = matches!(msg.args.first(), Some(rosc::OscType::String(_)));
+    let (declared, left_out) = entry.declared_for(first_is_text);
+    // A leading optional text that is given counts as required: the rest follow it.
+    let named = first_is_text && entry.declared_for(false).1;
+    let required = declared.iter().filter(|a| !a.optional).count() + usize::from(named);
+    let (max, got) = (declared.len(), msg.args.len());
     if got < required || got > max {
         let expected = match (required, max) {
             (0, 0) => "no arguments".to_string(),
@@ -117,12 +122,15 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
         };
         return Err(fail(format!("{address}: expected {expected}, got {got}")));
     }
-    let values = entry
-        .args
+    let checked = declared
         .iter()
         .zip(&msg.args)
         .enumerate()
-        .map(|(i, (spec, arg))| check_arg(&address, i + 1, spec, arg))
+        .map(|(i, (spec, arg))| check_arg(&address, i + 1, spec, arg));
+    let values = left_out
+        .then_some(Ok(Value::Absent))
+        .into_iter()
+        .chain(checked)
         .collect::<Result<Vec<Value>, String>>()
         .map_err(fail)?;
     entry
@@ -1433,6 +1441,7 @@ mod tests {
                     (_, "to") => "env",
                     (_, "param") => "freq",
                     (_, "point") => "ready",
+                    (_, "instrument") => "keys",
                     (_, "topic") => ["failover", "levels", "metrics=5"][(seed % 3) as usize],
                     (_, other) => panic!("no valid text for {address} {other}: add one here"),
                 }
@@ -1449,8 +1458,11 @@ mod tests {
         ) {
             let table = table();
             for entry in table.entries() {
-                let count = if leave_out_optional { entry.required_args() } else { entry.args.len() };
-                let args: Vec<OscType> = entry.args[..count]
+                // Leaving out the optional arguments leaves out a leading instrument too.
+                let (declared, _) = entry.declared_for(!leave_out_optional);
+                let required = declared.iter().filter(|a| !a.optional).count();
+                let count = if leave_out_optional { required } else { declared.len() };
+                let args: Vec<OscType> = declared[..count]
                     .iter()
                     .zip(&seeds)
                     .map(|(spec, &seed)| valid_arg(&entry.address, spec, seed))
@@ -1466,11 +1478,12 @@ mod tests {
                 if let Some((address, values)) = table.describe(command) {
                     let again: Vec<OscType> = values
                         .iter()
-                        .map(|value| match value {
-                            Value::Number(v) => OscType::Float(*v),
-                            Value::Gate(on) => OscType::Bool(*on),
-                            Value::Int(v) => OscType::Long(*v),
-                            Value::Text(t) => OscType::String(t.clone()),
+                        .filter_map(|value| match value {
+                            Value::Number(v) => Some(OscType::Float(*v)),
+                            Value::Gate(on) => Some(OscType::Bool(*on)),
+                            Value::Int(v) => Some(OscType::Long(*v)),
+                            Value::Text(t) => Some(OscType::String(t.clone())),
+                            Value::Absent => None,
                         })
                         .collect();
                     let redecoded = one(&msg_bytes(&address, again)).unwrap();

@@ -57,6 +57,7 @@
 
 pub mod args;
 pub mod decode;
+mod notes;
 pub mod pattern;
 pub mod reply;
 pub mod signature;

@@ -126,6 +126,9 @@ pub enum Value {
     Int(i64),
     /// A non-empty text within its length limit.
     Text(String),
+    /// A leading optional text argument the message left out (`/note/on 60 100` names
+    /// no instrument: the patch's first plays it). See `Entry::declared_for`.
+    Absent,
 }
 
 /// Longest string or address quoted back in a reason, so replies stay small.

@@ -470,19 +470,19 @@ pub enum PatchEdit {
 /// to [`FIXED`] (and, for a new request, its variant and its handler).
 pub(crate) struct Fixed {
     /// The exact OSC address.
-    address: &'static str,
+    pub(crate) address: &'static str,
     /// Declared arguments, in order; optional ones come last.
-    args: &'static [ArgSpec],
+    pub(crate) args: &'static [ArgSpec],
     /// What the server answers on success.
-    reply: &'static str,
+    pub(crate) reply: &'static str,
     /// One line for users: what the address does.
-    doc: &'static str,
+    pub(crate) doc: &'static str,
     /// Its request is an engine command, allowed in command files and logs.
-    engine: bool,
+    pub(crate) engine: bool,
     /// Present only in a table built with `fault_injection` (`--allow-fault-injection`).
-    fault_injection: bool,
+    pub(crate) fault_injection: bool,
     /// The request a checked message stands for, or the `/fail` reason.
-    build: fn(&Call<'_>) -> Result<Request, String>,
+    pub(crate) build: fn(&Call<'_>) -> Result<Request, String>,
 }
 
 impl PartialEq for Fixed {
@@ -1004,35 +1004,35 @@ pub(crate) struct Call<'a> {
 impl Call<'_> {
     /// The reason given when the declared arguments and the request disagree (a bug of
     /// the table, reported rather than panicked on).
-    fn internal(&self) -> String {
+    pub(crate) fn internal(&self) -> String {
         format!(
             "{}: internal error: table and action disagree",
             self.address
         )
     }
 
-    fn number(&self, i: usize) -> Result<f32, String> {
+    pub(crate) fn number(&self, i: usize) -> Result<f32, String> {
         match self.values.get(i) {
             Some(Value::Number(v)) => Ok(*v),
             _ => Err(self.internal()),
         }
     }
 
-    fn gate(&self, i: usize) -> Result<bool, String> {
+    pub(crate) fn gate(&self, i: usize) -> Result<bool, String> {
         match self.values.get(i) {
             Some(Value::Gate(on)) => Ok(*on),
             _ => Err(self.internal()),
         }
     }
 
-    fn int(&self, i: usize) -> Result<i64, String> {
+    pub(crate) fn int(&self, i: usize) -> Result<i64, String> {
         match self.values.get(i) {
             Some(Value::Int(v)) => Ok(*v),
             _ => Err(self.internal()),
         }
     }
 
-    fn text(&self, i: usize) -> Result<String, String> {
+    pub(crate) fn text(&self, i: usize) -> Result<String, String> {
         match self.values.get(i) {
             Some(Value::Text(v)) => Ok(v.clone()),
             _ => Err(self.internal()),
@@ -1130,6 +1130,25 @@ impl Entry {
         self.args.iter().filter(|a| !a.optional).count()
     }
 
+    /// The arguments a message declares, given whether its first argument is a text;
+    /// and whether a leading optional text was left out. Only a *leading* optional text
+    /// (the instrument of `/note/…`) can be left out before other arguments: it is
+    /// present exactly when the first argument sent is a text, since the arguments
+    /// after it are numbers.
+    pub fn declared_for(&self, first_is_text: bool) -> (&[ArgSpec], bool) {
+        match self.args.split_first() {
+            Some((first, rest))
+                if first.optional
+                    && matches!(first.kind, ArgKind::Text { .. })
+                    && !rest.is_empty()
+                    && !first_is_text =>
+            {
+                (rest, true)
+            }
+            _ => (&self.args, false),
+        }
+    }
+
     /// The argument list as users write it: `<freq>`, `<micros> [slot]`, or empty.
     pub fn signature(&self) -> String {
         self.args
@@ -1179,6 +1198,7 @@ pub fn engine_command_addresses() -> String {
     names.extend(
         FIXED
             .iter()
+            .chain(crate::notes::FIXED)
             .filter(|fixed| fixed.engine && !fixed.fault_injection)
             .map(|fixed| fixed.address.to_string()),
     );
@@ -1253,7 +1273,8 @@ impl AddressTable {
                 params.push(address);
             }
             table.param_addresses.push(params);
-            if spec.has_gate {
+            // An instrument member's gate belongs to its notes (`/note/on`), not to a client.
+            if spec.has_gate && !id.contains('.') {
                 let address = format!("{GATE_PREFIX}{id}");
                 table.insert(Entry {
                     address: address.clone(),
@@ -1283,7 +1304,7 @@ impl AddressTable {
     }
 
     fn insert_fixed(&mut self, fault_injection: bool) {
-        for fixed in FIXED {
+        for fixed in FIXED.iter().chain(crate::notes::FIXED) {
             if fixed.fault_injection && !fault_injection {
                 continue;
             }
@@ -1361,6 +1382,10 @@ impl AddressTable {
             .iter()
             .map(|(id, type_name)| {
                 chronus_dsp::spec_for(type_name)
+                    .or_else(|| {
+                        (type_name == chronus_dsp::INSTRUMENT_SPEC.type_name)
+                            .then_some(&chronus_dsp::INSTRUMENT_SPEC)
+                    })
                     .map(|spec| (id.clone(), spec))
                     .ok_or_else(|| format!("module '{id}' is of type '{type_name}', which this chronus does not know (is the server another version?)"))
             })
@@ -1374,6 +1399,30 @@ impl AddressTable {
         self.modules
             .iter()
             .map(|(id, spec)| (id.as_str(), spec.type_name))
+    }
+
+    /// The instruments (name, node), in the patch's order: the first plays the notes that
+    /// name none.
+    pub fn instruments(&self) -> impl Iterator<Item = (&str, NodeIndex)> {
+        self.modules
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, spec))| std::ptr::eq(*spec, &chronus_dsp::INSTRUMENT_SPEC))
+            .filter_map(|(i, (id, _))| Some((id.as_str(), NodeIndex::try_from(i).ok()?)))
+    }
+
+    /// The node of the instrument called `name`.
+    pub fn instrument(&self, name: &str) -> Option<NodeIndex> {
+        self.instruments()
+            .find(|(known, _)| *known == name)
+            .map(|(_, node)| node)
+    }
+
+    /// The name of the instrument at `node`.
+    pub fn instrument_name(&self, node: NodeIndex) -> Option<&str> {
+        self.instruments()
+            .find(|(_, known)| *known == node)
+            .map(|(name, _)| name)
     }
 
     /// Whether the fault-injection addresses are in this table.
@@ -1460,6 +1509,12 @@ impl AddressTable {
                 ],
             )),
             Command::SwitchPatch { .. } => None,
+            Command::NoteOn { .. }
+            | Command::NoteOff { .. }
+            | Command::NotePlay { .. }
+            | Command::NoteExpression { .. }
+            | Command::Sustain { .. }
+            | Command::Panic => crate::notes::describe(self, command),
         }
     }
 }
@@ -1472,25 +1527,42 @@ impl AddressTable {
 /// A message naming the module instance and its unknown type (with a "did you mean …?"
 /// hint among the known types) when a type is not in the module registry.
 pub fn table_for_patch(desc: &PatchDesc, fault_injection: bool) -> Result<AddressTable, String> {
+    // In the patch's node order: the modules, the instruments, then every instrument's
+    // members as `<instrument>.<id>`.
+    let instruments = desc
+        .instruments
+        .iter()
+        .map(|i| Ok((i.name.clone(), &chronus_dsp::INSTRUMENT_SPEC)));
+    let members = desc.instruments.iter().flat_map(|i| {
+        i.modules.iter().map(move |m| {
+            let id = format!("{}.{}", i.name, m.id);
+            (id, m.type_name.as_str())
+        })
+    });
     let modules = desc
         .modules
         .iter()
-        .map(|module| match chronus_dsp::spec_for(&module.type_name) {
-            Some(spec) => Ok((module.id.clone(), spec)),
+        .map(|m| (m.id.clone(), m.type_name.as_str()))
+        .chain(members)
+        .map(|(id, type_name)| match chronus_dsp::spec_for(type_name) {
+            Some(spec) => Ok((id, spec)),
             None => {
                 let known = chronus_dsp::all_specs().iter().map(|spec| spec.type_name);
-                let hint = match suggest_among(&module.type_name, known) {
+                let hint = match suggest_among(type_name, known) {
                     Some(close) => format!(" (did you mean '{close}'?)"),
                     None => String::new(),
                 };
                 Err(format!(
-                    "unknown module type '{}' for module '{}'{hint}",
-                    module.type_name, module.id
+                    "unknown module type '{type_name}' for module '{id}'{hint}"
                 ))
             }
         })
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(AddressTable::new(&modules, fault_injection))
+    let mut nodes = modules;
+    let members = nodes.split_off(desc.modules.len());
+    nodes.extend(instruments.collect::<Result<Vec<_>, String>>()?);
+    nodes.extend(members);
+    Ok(AddressTable::new(&nodes, fault_injection))
 }
 
 /// The closest of `candidates` to `input` by edit distance, if close enough (at most a
@@ -1626,7 +1698,11 @@ pub(crate) mod tests {
     /// The table used by most tests: `sine` (node 0) and `env` (node 1), fault injection on.
     pub(crate) fn table() -> AddressTable {
         AddressTable::new(
-            &[("sine".to_string(), &SINE), ("env".to_string(), &ENV)],
+            &[
+                ("sine".to_string(), &SINE),
+                ("env".to_string(), &ENV),
+                ("keys".to_string(), &chronus_dsp::INSTRUMENT_SPEC),
+            ],
             true,
         )
     }
@@ -1850,7 +1926,12 @@ pub(crate) mod tests {
         assert_eq!(t.node_of("nope"), None);
         let (id, spec) = t.module(1).unwrap();
         assert_eq!((id, spec.type_name), ("env", "adsr"));
-        assert!(t.module(2).is_none());
+        assert_eq!(t.module(2).map(|(id, _)| id), Some("keys"));
+        assert!(t.module(3).is_none());
+        assert_eq!(t.instruments().collect::<Vec<_>>(), [("keys", 2)]);
+        assert_eq!(t.instrument("keys"), Some(2));
+        assert_eq!(t.instrument("env"), None);
+        assert_eq!(t.instrument_name(2), Some("keys"));
         assert_eq!(t.param_address(0, 1), Some("/mod/sine/amp"));
         assert_eq!(t.param_address(0, 2), None);
         assert_eq!(t.suggest_param("/mod/sine/frq"), Some("/mod/sine/freq"));
@@ -1898,7 +1979,7 @@ pub(crate) mod tests {
     fn engine_command_addresses_are_the_tables_engine_commands() {
         assert_eq!(
             engine_command_addresses(),
-            "/mod/…, /gate/…, /engine/gain, /test and /ramp"
+            "/mod/…, /gate/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain and /panic"
         );
         let t = AddressTable::new(&[], false);
         for address in [ENGINE_GAIN, TEST, RAMP] {
@@ -1909,7 +1990,22 @@ pub(crate) mod tests {
             .filter(|entry| entry.is_engine_command())
             .map(|entry| entry.address.as_str())
             .collect();
-        assert_eq!(engine, [ENGINE_GAIN, RAMP, TEST]);
+        assert_eq!(
+            engine,
+            [
+                ENGINE_GAIN,
+                "/note/bend",
+                "/note/off",
+                "/note/on",
+                "/note/play",
+                "/note/pressure",
+                "/note/timbre",
+                "/panic",
+                RAMP,
+                "/sustain",
+                TEST
+            ]
+        );
     }
 
     #[test]

@@ -247,13 +247,15 @@ pub fn format_log_line(table: &AddressTable, frame: u64, seq: u64, command: &Com
         Some((address, values)) => {
             let mut line = format!("@{frame} {seq} {address}");
             for value in values {
+                let word = match value {
+                    Value::Number(v) => v.to_string(),
+                    Value::Gate(on) => (if on { "1" } else { "0" }).to_string(),
+                    Value::Int(v) => v.to_string(),
+                    Value::Text(text) => write_text(&text),
+                    Value::Absent => continue,
+                };
                 line.push(' ');
-                match value {
-                    Value::Number(v) => line.push_str(&v.to_string()),
-                    Value::Gate(on) => line.push_str(if on { "1" } else { "0" }),
-                    Value::Int(v) => line.push_str(&v.to_string()),
-                    Value::Text(text) => line.push_str(&write_text(&text)),
-                }
+                line.push_str(&word);
             }
             line
         }

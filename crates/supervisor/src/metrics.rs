@@ -446,8 +446,12 @@ metrics! {
         command_log_lag_ms: f64, Gauge;
         /// The largest such lag since start, in ms.
         command_log_lag_ms_max: f64, Gauge;
-        /// Voices (envelopes) sounding in the active worker.
+        /// Voices sounding in the active worker: instrument voices not free, and the
+        /// patch's own envelopes not idle.
         voices_sounding: u64, Gauge;
+        /// Notes that took a voice from another note (an instrument with too few voices
+        /// for what is played), in the active worker's engine.
+        voice_steals: u64, Counter;
         /// Average worker load in % of the block period (active and standby).
         worker_load_percent: f64, Gauge;
         /// Peak worker load in % over the last second.
@@ -609,6 +613,7 @@ impl MetricsReport {
         self.commands_dropped_bad_patch = engine.bad_patches;
         self.engine_late_commands = engine.late;
         self.engine_commands_waiting = engine.waiting;
+        self.voice_steals = engine.voice_steals;
         self.commands_rejected = self.commands_rejected_undecodable
             + self.commands_rejected_invalid
             + self.commands_rejected_busy

@@ -217,8 +217,8 @@ mod tests {
         path.handle_from(&encode("/quit", vec![]), [192, 0, 2, 7].into());
         assert_eq!(
             path.accounting(),
-            (11, 11),
-            "a pattern counts once per match"
+            (13, 13),
+            "a pattern counts once per match (/mod/*/gain: sine, gain, keys.osc, keys.vca)"
         );
         // A bundle refused whole (timed a century ahead): its pattern counts once.
         let far = rosc::OscPacket::Bundle(rosc::OscBundle {
@@ -229,7 +229,7 @@ mod tests {
             })],
         });
         path.handle(&rosc::encoder::encode(&far).unwrap());
-        assert_eq!(path.accounting(), (12, 12), "a refused pattern counts once");
+        assert_eq!(path.accounting(), (14, 14), "a refused pattern counts once");
         let m = path.metrics();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         assert_eq!(load(&m.commands_rejected_undecodable), 2);

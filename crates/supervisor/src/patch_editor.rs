@@ -383,9 +383,9 @@ mod tests {
             value: 330.0,
         });
         e.add("gain2", "gain").unwrap();
-        e.disconnect("gain", "out").unwrap();
+        e.disconnect("gain", "mix").unwrap();
         e.connect("gain", "gain2").unwrap();
-        e.connect("gain2", "out").unwrap();
+        e.connect("gain2", "mix:in1").unwrap();
         e.set("gain2", "gain", 0.5).unwrap();
         let committed = e.commit().unwrap();
         assert_eq!(committed.version, 2);

@@ -1,0 +1,533 @@
+//! The note addresses: `/note/on`, `/note/off`, `/note/play`, `/note/bend`,
+//! `/note/pressure`, `/note/timbre`, `/sustain` and `/panic`.
+//!
+//! Each takes an optional leading instrument name (`/note/on keys 60 100`); without one,
+//! the patch's first instrument plays (`/note/on 60 100`). Notes are MIDI note numbers
+//! (C4 = 60, fractional for microtones), velocities 0..127 (fractional allowed; 0 is a
+//! note-off, as in MIDI). An optional note id tells apart two held instances of one
+//! note (as MPE controllers need); the expression addresses name a note by its id, or
+//! by its number when no sounding note has that id.
+//!
+//! Every one is an engine command: stamped, logged, replayed and applied in lockstep,
+//! like `/mod/…`.
+
+use chronus_dsp::spec::Unit;
+use chronus_dsp::Expression;
+use chronus_engine::command::{Command, NodeIndex};
+
+use crate::signature::{clip, ArgKind, ArgSpec, Value};
+use crate::table::{AddressTable, Call, Fixed, Request, MAX_NAME_BYTES};
+
+/// Address of note-on: `/note/on [instrument] <note> <velocity> [id]`.
+pub const NOTE_ON: &str = "/note/on";
+/// Address of note-off: `/note/off [instrument] <note> [id]`.
+pub const NOTE_OFF: &str = "/note/off";
+/// Address of a note with its length: `/note/play [instrument] <note> <velocity> <seconds>`.
+pub const NOTE_PLAY: &str = "/note/play";
+/// Address of per-note pitch bend: `/note/bend [instrument] <id or note> <semitones>`.
+pub const NOTE_BEND: &str = "/note/bend";
+/// Address of per-note pressure: `/note/pressure [instrument] <id or note> <0..1>`.
+pub const NOTE_PRESSURE: &str = "/note/pressure";
+/// Address of per-note timbre: `/note/timbre [instrument] <id or note> <0..1>`.
+pub const NOTE_TIMBRE: &str = "/note/timbre";
+/// Address of the sustain pedal: `/sustain [instrument] 0|1`.
+pub const SUSTAIN: &str = "/sustain";
+/// Address that silences every voice at once: `/panic`.
+pub const PANIC: &str = "/panic";
+
+/// Largest note id: ids travel as `f32` in the expression commands, which hold every
+/// integer up to 2^24 exactly.
+pub const MAX_NOTE_ID: i64 = (1 << 24) - 1;
+
+/// The optional leading instrument name.
+const INSTRUMENT: ArgSpec = ArgSpec {
+    name: "instrument",
+    kind: ArgKind::Text {
+        max_len: MAX_NAME_BYTES,
+    },
+    optional: true,
+};
+
+const NOTE: ArgSpec = ArgSpec {
+    name: "note",
+    kind: ArgKind::Number {
+        unit: Unit::Number,
+        min: 0.0,
+        max: 127.0,
+        default: 60.0,
+    },
+    optional: false,
+};
+
+const VELOCITY: ArgSpec = ArgSpec {
+    name: "velocity",
+    kind: ArgKind::Number {
+        unit: Unit::Number,
+        min: 0.0,
+        max: 127.0,
+        default: 100.0,
+    },
+    optional: false,
+};
+
+const ID: ArgSpec = ArgSpec {
+    name: "id",
+    kind: ArgKind::Int {
+        min: 0,
+        max: MAX_NOTE_ID,
+    },
+    optional: true,
+};
+
+/// The note an expression is for: a note id, or a note number.
+const TARGET: ArgSpec = ArgSpec {
+    name: "id_or_note",
+    kind: ArgKind::Number {
+        unit: Unit::Number,
+        min: 0.0,
+        max: MAX_NOTE_ID as f32,
+        default: 60.0,
+    },
+    optional: false,
+};
+
+const fn amount(name: &'static str, unit: Unit, min: f32, max: f32) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind: ArgKind::Number {
+            unit,
+            min,
+            max,
+            default: 0.0,
+        },
+        optional: false,
+    }
+}
+
+/// The note addresses, in the order they are documented.
+pub(crate) static FIXED: &[Fixed] = &[
+    Fixed {
+        address: NOTE_ON,
+        args: &[INSTRUMENT, NOTE, VELOCITY, ID],
+        reply: "none",
+        doc: "Starts a note on the instrument (default: the patch's first) on a free voice, else the one released longest ago, else the quietest (faded out over 3 ms first). Velocity 0 is a note-off. `id` (0..16777215) tells apart two held instances of one note.",
+        engine: true,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Engine(Command::NoteOn {
+                instrument: instrument(call)?,
+                note: call.number(1)?,
+                velocity: call.number(2)?,
+                id: id(call, 3)?,
+            }))
+        },
+    },
+    Fixed {
+        address: NOTE_OFF,
+        args: &[INSTRUMENT, NOTE, ID],
+        reply: "none",
+        doc: "Releases the oldest held instance of the note (the one started with `id`, if given); with the sustain pedal down it sounds on until the pedal is up.",
+        engine: true,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Engine(Command::NoteOff {
+                instrument: instrument(call)?,
+                note: call.number(1)?,
+                id: id(call, 2)?,
+            }))
+        },
+    },
+    Fixed {
+        address: NOTE_PLAY,
+        args: &[
+            INSTRUMENT,
+            NOTE,
+            VELOCITY,
+            amount("seconds", Unit::Seconds, 0.0, 3600.0),
+        ],
+        reply: "none",
+        doc: "Plays a note for `seconds`: its note-off is scheduled inside the engine, exact to the frame and kept across a failover.",
+        engine: true,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Engine(Command::NotePlay {
+                instrument: instrument(call)?,
+                note: call.number(1)?,
+                velocity: call.number(2)?,
+                seconds: call.number(3)?,
+            }))
+        },
+    },
+    Fixed {
+        address: NOTE_BEND,
+        args: &[
+            INSTRUMENT,
+            TARGET,
+            amount("semitones", Unit::Number, -96.0, 96.0),
+        ],
+        reply: "none",
+        doc: "Bends one note (by its id, or its number when no sounding note has that id) by `semitones`, gliding over 10 ms; the other notes keep their pitch.",
+        engine: true,
+        fault_injection: false,
+        build: |call| expression(call, Expression::Bend),
+    },
+    Fixed {
+        address: NOTE_PRESSURE,
+        args: &[
+            INSTRUMENT,
+            TARGET,
+            amount("pressure", Unit::Linear, 0.0, 1.0),
+        ],
+        reply: "none",
+        doc: "Sets one note's pressure (MPE aftertouch), the `pressure` output of its voice's `note` module.",
+        engine: true,
+        fault_injection: false,
+        build: |call| expression(call, Expression::Pressure),
+    },
+    Fixed {
+        address: NOTE_TIMBRE,
+        args: &[
+            INSTRUMENT,
+            TARGET,
+            amount("timbre", Unit::Linear, 0.0, 1.0),
+        ],
+        reply: "none",
+        doc: "Sets one note's timbre (MPE's Y axis), the `timbre` output of its voice's `note` module.",
+        engine: true,
+        fault_injection: false,
+        build: |call| expression(call, Expression::Timbre),
+    },
+    Fixed {
+        address: SUSTAIN,
+        args: &[
+            INSTRUMENT,
+            ArgSpec {
+                name: "on",
+                kind: ArgKind::Gate,
+                optional: false,
+            },
+        ],
+        reply: "none",
+        doc: "The sustain pedal: 1 holds the notes released after it, 0 releases them.",
+        engine: true,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Engine(Command::Sustain {
+                instrument: instrument(call)?,
+                on: call.gate(1)?,
+            }))
+        },
+    },
+    Fixed {
+        address: PANIC,
+        args: &[],
+        reply: "none",
+        doc: "Every voice of every instrument fades to silence within 3 ms (no click); the sustain pedals go up.",
+        engine: true,
+        fault_injection: false,
+        build: |_| Ok(Request::Engine(Command::Panic)),
+    },
+];
+
+/// The instrument named by argument 0, or the patch's first when it is left out.
+fn instrument(call: &Call<'_>) -> Result<NodeIndex, String> {
+    let table = call.table;
+    match call.values.first() {
+        Some(Value::Absent) => table
+            .instruments()
+            .next()
+            .map(|(_, node)| node)
+            .ok_or_else(|| {
+                format!(
+                "{}: this patch has no instrument (a patch declares them under [[instruments]])",
+                call.address
+            )
+            }),
+        Some(Value::Text(name)) => table.instrument(name).ok_or_else(|| {
+            let known: Vec<&str> = table.instruments().map(|(name, _)| name).collect();
+            let hint = match known.as_slice() {
+                [] => "this patch has none".to_string(),
+                names => format!("instruments: {}", names.join(", ")),
+            };
+            format!(
+                "{}: unknown instrument '{}' ({hint})",
+                call.address,
+                clip(name)
+            )
+        }),
+        _ => Err(call.internal()),
+    }
+}
+
+/// An optional note id: 0 when left out.
+fn id(call: &Call<'_>, i: usize) -> Result<u32, String> {
+    match call.values.get(i) {
+        None => Ok(0),
+        Some(_) => u32::try_from(call.int(i)?).map_err(|_| call.internal()),
+    }
+}
+
+fn expression(call: &Call<'_>, kind: Expression) -> Result<Request, String> {
+    Ok(Request::Engine(Command::NoteExpression {
+        instrument: instrument(call)?,
+        target: call.number(1)?,
+        kind,
+        value: call.number(2)?,
+    }))
+}
+
+/// Address and arguments of a note command, always naming its instrument (so a command
+/// log reads the same whatever instrument comes first); `None` for other commands and
+/// for an instrument this table does not have.
+pub(crate) fn describe(table: &AddressTable, command: &Command) -> Option<(String, Vec<Value>)> {
+    let name = |node: NodeIndex| {
+        table
+            .instrument_name(node)
+            .map(|n| Value::Text(n.to_string()))
+    };
+    let (address, values) = match *command {
+        Command::NoteOn {
+            instrument,
+            note,
+            velocity,
+            id,
+        } => (
+            NOTE_ON,
+            vec![
+                name(instrument)?,
+                Value::Number(note),
+                Value::Number(velocity),
+                Value::Int(i64::from(id)),
+            ],
+        ),
+        Command::NoteOff {
+            instrument,
+            note,
+            id,
+        } => (
+            NOTE_OFF,
+            vec![
+                name(instrument)?,
+                Value::Number(note),
+                Value::Int(i64::from(id)),
+            ],
+        ),
+        Command::NotePlay {
+            instrument,
+            note,
+            velocity,
+            seconds,
+        } => (
+            NOTE_PLAY,
+            vec![
+                name(instrument)?,
+                Value::Number(note),
+                Value::Number(velocity),
+                Value::Number(seconds),
+            ],
+        ),
+        Command::NoteExpression {
+            instrument,
+            target,
+            kind,
+            value,
+        } => (
+            match kind {
+                Expression::Bend => NOTE_BEND,
+                Expression::Pressure => NOTE_PRESSURE,
+                Expression::Timbre => NOTE_TIMBRE,
+            },
+            vec![
+                name(instrument)?,
+                Value::Number(target),
+                Value::Number(value),
+            ],
+        ),
+        Command::Sustain { instrument, on } => (SUSTAIN, vec![name(instrument)?, Value::Gate(on)]),
+        Command::Panic => (PANIC, vec![]),
+        _ => return None,
+    };
+    Some((address.to_string(), values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::validate_message;
+    use crate::table::table_for_patch;
+    use chronus_dsp::PatchDesc;
+    use rosc::{OscMessage, OscType};
+
+    fn table() -> AddressTable {
+        table_for_patch(&PatchDesc::default_patch(), false).unwrap()
+    }
+
+    fn check(table: &AddressTable, address: &str, args: Vec<OscType>) -> Result<Command, String> {
+        let msg = OscMessage {
+            addr: address.to_string(),
+            args,
+        };
+        match validate_message(table, &msg) {
+            Ok(Request::Engine(command)) => Ok(command),
+            Ok(other) => panic!("{other:?}"),
+            Err(fail) => Err(fail.reason),
+        }
+    }
+
+    #[test]
+    fn notes_go_to_the_first_instrument_unless_one_is_named() {
+        let t = table();
+        let keys = t.instrument("keys").unwrap();
+        assert_eq!(
+            check(&t, NOTE_ON, vec![OscType::Int(60), OscType::Int(100)]),
+            Ok(Command::NoteOn {
+                instrument: keys,
+                note: 60.0,
+                velocity: 100.0,
+                id: 0
+            })
+        );
+        assert_eq!(
+            check(
+                &t,
+                NOTE_ON,
+                vec![
+                    OscType::String("keys".into()),
+                    OscType::Float(60.5),
+                    OscType::Float(90.5),
+                    OscType::Int(7)
+                ]
+            ),
+            Ok(Command::NoteOn {
+                instrument: keys,
+                note: 60.5,
+                velocity: 90.5,
+                id: 7
+            })
+        );
+        assert_eq!(
+            check(&t, NOTE_OFF, vec![OscType::Int(60)]),
+            Ok(Command::NoteOff {
+                instrument: keys,
+                note: 60.0,
+                id: 0
+            })
+        );
+        assert_eq!(
+            check(&t, NOTE_BEND, vec![OscType::Int(7), OscType::Float(-1.5)]),
+            Ok(Command::NoteExpression {
+                instrument: keys,
+                target: 7.0,
+                kind: Expression::Bend,
+                value: -1.5
+            })
+        );
+        assert_eq!(
+            check(&t, SUSTAIN, vec![OscType::Bool(true)]),
+            Ok(Command::Sustain {
+                instrument: keys,
+                on: true
+            })
+        );
+        assert_eq!(check(&t, PANIC, vec![]), Ok(Command::Panic));
+    }
+
+    #[test]
+    fn bad_notes_are_refused_with_the_reason() {
+        let t = table();
+        let err = |address: &str, args: Vec<OscType>| check(&t, address, args).unwrap_err();
+        let e = err(
+            NOTE_ON,
+            vec![
+                OscType::String("kyes".into()),
+                OscType::Int(60),
+                OscType::Int(1),
+            ],
+        );
+        assert_eq!(e, "/note/on: unknown instrument 'kyes' (instruments: keys)");
+        let e = err(NOTE_ON, vec![OscType::Int(60), OscType::Int(128)]);
+        assert!(e.contains("out of range 0..127"), "{e}");
+        // Four numbers: the instrument is left out, so at most three.
+        let e = err(
+            NOTE_ON,
+            vec![
+                OscType::Int(60),
+                OscType::Int(1),
+                OscType::Int(2),
+                OscType::Int(3),
+            ],
+        );
+        assert!(e.contains("expected 2 to 3 arguments"), "{e}");
+        let e = err(NOTE_ON, vec![OscType::String("keys".into())]);
+        assert!(e.contains("expected 3 to 4 arguments"), "{e}");
+        let e = err(
+            NOTE_ON,
+            vec![OscType::Int(60), OscType::Int(1), OscType::Int(-1)],
+        );
+        assert!(e.contains("id"), "{e}");
+        let e = err(NOTE_PRESSURE, vec![OscType::Int(60), OscType::Float(1.5)]);
+        assert!(e.contains("out of range"), "{e}");
+        // A patch without instruments says so.
+        let mut bare = PatchDesc::default_patch();
+        bare.instruments.clear();
+        bare.connections.retain(|c| !c.from.starts_with("keys"));
+        let t = table_for_patch(&bare, false).unwrap();
+        let e = check(&t, NOTE_ON, vec![OscType::Int(60), OscType::Int(100)]).unwrap_err();
+        assert!(e.contains("this patch has no instrument"), "{e}");
+    }
+
+    #[test]
+    fn the_command_line_types_an_instrument_only_when_one_is_written() {
+        let t = table();
+        let typed = |words: &[&str]| crate::args::build_message(&t, NOTE_ON, words);
+        let plain = typed(&["60", "100"]).unwrap();
+        assert_eq!(plain.args, [OscType::Float(60.0), OscType::Float(100.0)]);
+        let named = typed(&["keys", "60", "100", "3"]).unwrap();
+        assert_eq!(named.args[0], OscType::String("keys".into()));
+        assert_eq!(named.args[3], OscType::Int(3));
+        assert!(typed(&["piano", "60", "100"]).is_err());
+    }
+
+    #[test]
+    fn note_commands_are_logged_with_their_instrument_and_replay_the_same() {
+        let t = table();
+        let keys = t.instrument("keys").unwrap();
+        let commands = [
+            Command::NoteOn {
+                instrument: keys,
+                note: 61.25,
+                velocity: 99.5,
+                id: 12,
+            },
+            Command::NotePlay {
+                instrument: keys,
+                note: 64.0,
+                velocity: 80.0,
+                seconds: 0.5,
+            },
+            Command::NoteExpression {
+                instrument: keys,
+                target: 12.0,
+                kind: Expression::Timbre,
+                value: 0.25,
+            },
+            Command::Sustain {
+                instrument: keys,
+                on: false,
+            },
+            Command::Panic,
+        ];
+        for (seq, command) in commands.iter().enumerate() {
+            let line = crate::text::format_log_line(&t, 4800, seq as u64 + 1, command);
+            let parsed = crate::text::parse_command_log(&t, &line).unwrap();
+            let expected = crate::text::LogEntry::Command(crate::text::LoggedCommand {
+                frame: 4800,
+                seq: seq as u64 + 1,
+                command: *command,
+            });
+            assert_eq!(parsed, [expected], "{line}");
+        }
+        let line = crate::text::format_log_line(&t, 0, 1, &commands[0]);
+        assert!(line.contains("/note/on keys 61.25 99.5 12"), "{line}");
+    }
+}
