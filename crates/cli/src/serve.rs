@@ -186,7 +186,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 resume.start_block * config.block_frames as u64
             ),
             (None, Some(p)) => format!("patch {}", p.display()),
-            (None, None) => "default patch sine -> adsr -> filter -> gain -> out".to_string(),
+            (None, None) => "default patch sine -> adsr -> filter -> gain, and instrument keys (16 voices of saw -> ladder -> adsr -> vca), mixed into out".to_string(),
         }
     );
     // The hint names a gate of the patch that is playing (the first one it declares).
@@ -202,6 +202,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => println!(
             "chronus: this patch has no gate; change it live with chronus send --osc {addr} (chronus send --list shows the addresses)"
         ),
+    }
+    if let Some((instrument, _)) = supervisor.table().instruments().next() {
+        println!(
+            "chronus: play notes on instrument {instrument} with: chronus send --osc {addr} /note/on 60 100 (and /note/off 60)"
+        );
     }
     supervisor.run()?;
     Ok(ExitCode::SUCCESS)

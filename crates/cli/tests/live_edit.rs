@@ -87,7 +87,17 @@ fn live_patch_edit_ramp_and_failover_replay_exactly() {
     };
     assert!(toml.contains("boost"), "{toml}");
 
-    // A ramp inside the engine, and a kill in the middle of it.
+    // A ramp inside the engine, and a kill in the middle of it; /get follows the ramp.
+    let freq_now = || {
+        server.send("/get", vec![s("/mod/sine/freq")]);
+        let get = server.recv().unwrap();
+        match get.args.as_slice() {
+            [_, OscType::Float(value)] => *value,
+            other => panic!("{other:?}"),
+        }
+    };
+    let start = freq_now();
+    assert!(start < 600.0, "{start}");
     server.send(
         "/ramp",
         vec![
@@ -98,11 +108,17 @@ fn live_patch_edit_ramp_and_failover_replay_exactly() {
     );
     server.sync(3);
     std::thread::sleep(Duration::from_millis(150));
+    let mid = freq_now();
+    assert!(
+        start < mid && mid < 660.0,
+        "mid-ramp /get: {start} < {mid} < 660"
+    );
     signal(server.active_pid(), "KILL");
     server.wait_until(Duration::from_secs(30), |m| {
         m["replacements"] == 1.0 && m["spare_ready"] == 1.0
     });
     std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(freq_now(), 660.0, "/get after the ramp");
     let metrics = server.metrics();
     server.quit();
     assert_eq!(metrics["underruns"], 0.0, "{metrics:?}");

@@ -60,8 +60,15 @@ fn render_follows_the_commands_file_and_is_deterministic() {
 #[test]
 fn example_patches_render_and_sound() {
     let dir = temp_dir("examples");
-    let commands = dir.join("notes.txt");
-    std::fs::write(&commands, "0 /gate/env 1\n1 /gate/env 0\n").unwrap();
+    // A gate for the patches played by their envelope `env`, notes for the instruments.
+    let gate = dir.join("gate.txt");
+    std::fs::write(&gate, "0 /gate/env 1\n1 /gate/env 0\n").unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(
+        &notes,
+        "0 /note/on 60 100\n0 /note/on 67 100\n1 /note/off 60\n1 /note/off 67\n",
+    )
+    .unwrap();
     let patches = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../patches");
     let mut count = 0;
     for entry in std::fs::read_dir(&patches).unwrap() {
@@ -70,11 +77,17 @@ fn example_patches_render_and_sound() {
             continue;
         }
         let out = dir.join("out.wav");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let commands = if text.contains("[[instruments]]") {
+            &notes
+        } else {
+            &gate
+        };
         let status = chronus()
             .args(["render", "--seconds", "1.5", "--patch"])
             .arg(&path)
             .arg("--commands")
-            .arg(&commands)
+            .arg(commands)
             .arg("-o")
             .arg(&out)
             .status()

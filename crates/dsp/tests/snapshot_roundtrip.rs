@@ -2,7 +2,9 @@
 //! the calls, and a snapshot taken at any block boundary lets a fresh patch continue
 //! bit-identically, however the blocks are split.
 
-use chronus_dsp::{all_specs, Connection, ModuleDesc, Patch, PatchDesc, StateReader, StateWriter};
+use chronus_dsp::{
+    all_specs, Connection, Expression, ModuleDesc, Patch, PatchDesc, StateReader, StateWriter,
+};
 use proptest::prelude::*;
 
 const SR: f32 = 48_000.0;
@@ -18,6 +20,21 @@ enum Op {
     SetParam { node: u16, param: u16, frac: f32 },
     /// Open or close a gate (possibly of a module without one, or no module).
     Gate { node: u16, on: bool },
+    /// A note on the patch's instrument `keys`, if it has one (`length` 0: held).
+    NoteOn {
+        note: u8,
+        velocity: u8,
+        id: u32,
+        length: u64,
+    },
+    /// A note-off (by number, or by id when `id` is not 0).
+    NoteOff { note: u8, id: u32 },
+    /// A per-note expression.
+    Expression { target: u8, kind: u8, value: f32 },
+    /// The sustain pedal.
+    Sustain(bool),
+    /// Every voice fades out.
+    Panic,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -25,6 +42,13 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1..=MAX_BLOCK, 0..=MAX_BLOCK).prop_map(|(frames, cut)| Op::Render { frames, cut: cut.min(frames) }),
         2 => (0u16..9, 0u16..5, -0.2f32..1.2).prop_map(|(node, param, frac)| Op::SetParam { node, param, frac }),
         1 => (0u16..9, any::<bool>()).prop_map(|(node, on)| Op::Gate { node, on }),
+        3 => (58u8..66, 0u8..128, 0u32..4, prop_oneof![Just(0u64), 1u64..400]).prop_map(
+            |(note, velocity, id, length)| Op::NoteOn { note, velocity, id, length }
+        ),
+        2 => (58u8..66, 0u32..4).prop_map(|(note, id)| Op::NoteOff { note, id }),
+        1 => (0u8..66, 0u8..3, -1.0f32..1.0).prop_map(|(target, kind, value)| Op::Expression { target, kind, value }),
+        1 => any::<bool>().prop_map(Op::Sustain),
+        1 => Just(Op::Panic),
     ]
 }
 
@@ -84,8 +108,19 @@ fn chain() -> impl Strategy<Value = PatchDesc> {
         })
 }
 
+/// The default patch with 2 voices in `keys`, so that notes steal voices.
+fn few_voices() -> PatchDesc {
+    let mut d = PatchDesc::default_patch();
+    d.instruments[0].voices = 2;
+    d
+}
+
 fn desc() -> impl Strategy<Value = PatchDesc> {
-    prop_oneof![Just(PatchDesc::default_patch()), chain()]
+    prop_oneof![
+        Just(PatchDesc::default_patch()),
+        Just(few_voices()),
+        chain()
+    ]
 }
 
 fn compile(d: &PatchDesc) -> Patch {
@@ -124,7 +159,30 @@ fn apply(p: &mut Patch, op: &Op, split: bool, out: &mut Vec<u32>) {
             p.set_param(node, param, value);
         }
         Op::Gate { node, on } => p.set_gate(node, on),
+        Op::NoteOn {
+            note,
+            velocity,
+            id,
+            length,
+        } => p.note_on(keys(p), note.into(), velocity.into(), id, length),
+        Op::NoteOff { note, id } => p.note_off(keys(p), note.into(), id),
+        Op::Expression {
+            target,
+            kind,
+            value,
+        } => {
+            let kind =
+                [Expression::Bend, Expression::Pressure, Expression::Timbre][usize::from(kind)];
+            p.note_expression(keys(p), target.into(), kind, value);
+        }
+        Op::Sustain(on) => p.sustain(keys(p), on),
+        Op::Panic => p.panic_notes(),
     }
+}
+
+/// The instrument's node, or one that is not an instrument (the note is then ignored).
+fn keys(p: &Patch) -> u16 {
+    p.node_index("keys").unwrap_or(0)
 }
 
 fn snapshot(p: &Patch) -> Vec<u8> {
@@ -180,6 +238,7 @@ proptest! {
         }
         prop_assert!(got == expect, "outputs differ after the snapshot/split run");
         prop_assert_eq!(second.voices_sounding(), straight.voices_sounding());
+        prop_assert_eq!(second.voice_steals(), straight.voice_steals());
         prop_assert_eq!(second.nonfinite_resets(), straight.nonfinite_resets());
         for node in 0..straight.node_count() as u16 {
             for param in 0..5 {

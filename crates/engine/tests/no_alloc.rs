@@ -23,24 +23,64 @@ fn render_loop_allocates_nothing() {
     let mut heard = vec![0.0f32; 128];
     let mut snapshot = vec![0u8; engine.snapshot_len()];
 
+    let keys = engine.patch().node_index("keys").unwrap();
+    let keys_cutoff = engine.patch().node_index("keys.filter").unwrap();
+
     chronus_alloc_counter::counting(true);
     for n in 0..2_000u64 {
-        // The output side: stamp a few commands into the ring, open the horizon.
-        let command = match n % 4 {
-            0 => Command::SetParam {
-                node: 0,
-                param: 0,
-                value: 200.0 + n as f32,
+        // The output side: stamp a few commands into the ring, open the horizon. Notes
+        // too (more than the 16 voices: steals), expression, the pedal and /panic.
+        let note = 36.0 + (n * 7 % 48) as f32;
+        let command = match n % 12 {
+            4 => Command::NoteOn {
+                instrument: keys,
+                note,
+                velocity: 100.0,
+                id: n as u32,
             },
-            1 => Command::Gate {
-                node: 1,
-                on: n % 8 == 1,
+            5 => Command::NoteOff {
+                instrument: keys,
+                note: note - 7.0,
+                id: 0,
             },
-            2 => Command::EngineGain(0.5 + (n % 5) as f32 * 0.1),
-            _ => Command::SetParam {
-                node: 2,
+            6 => Command::NotePlay {
+                instrument: keys,
+                note,
+                velocity: 60.0,
+                seconds: 0.01,
+            },
+            7 => Command::NoteExpression {
+                instrument: keys,
+                target: (n - 3) as f32,
+                kind: chronus_dsp::Expression::Bend,
+                value: 1.5,
+            },
+            8 => Command::Sustain {
+                instrument: keys,
+                on: n % 24 == 8,
+            },
+            9 if n % 600 == 9 => Command::Panic,
+            9 => Command::SetParam {
+                node: keys_cutoff,
                 param: 0,
-                value: 500.0 + n as f32,
+                value: 300.0 + n as f32,
+            },
+            _ => match n % 4 {
+                0 => Command::SetParam {
+                    node: 0,
+                    param: 0,
+                    value: 200.0 + n as f32,
+                },
+                1 => Command::Gate {
+                    node: 1,
+                    on: n % 8 == 1,
+                },
+                2 => Command::EngineGain(0.5 + (n % 5) as f32 * 0.1),
+                _ => Command::SetParam {
+                    node: 2,
+                    param: 0,
+                    value: 500.0 + n as f32,
+                },
             },
         };
         let stamped = StampedCommand {
@@ -72,4 +112,5 @@ fn render_loop_allocates_nothing() {
         "allocations in the render loop"
     );
     assert!(heard.iter().any(|&s| s != 0.0), "it did render sound");
+    assert!(engine.patch().voice_steals() > 0, "notes stole voices");
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk};
@@ -232,11 +232,17 @@ impl OscServer {
             self.handling = Some(decoded.address.clone());
             match decoded.request {
                 Request::Engine(command) => {
-                    self.editor.observe(&command);
-                    let at_frame = match decoded.time {
-                        When::Now => None,
-                        When::At(time) => Some(self.frame_for(time)),
+                    let (at_frame, at) = match decoded.time {
+                        When::Now => (None, Instant::now()),
+                        When::At(time) => (
+                            Some(self.frame_for(time)),
+                            Instant::now()
+                                + ahead_of(time, SystemTime::now())
+                                    .unwrap_or_default()
+                                    .min(MAX_AHEAD),
+                        ),
                     };
+                    self.editor.observe(&command, at);
                     let item = Inbound::Command {
                         command,
                         received_ns,
@@ -280,7 +286,10 @@ impl OscServer {
                     param,
                 } => {
                     answered(metrics);
-                    let value = self.editor.value(node, param).unwrap_or(0.0);
+                    let value = self
+                        .editor
+                        .value_at(node, param, Instant::now())
+                        .unwrap_or(0.0);
                     self.send(&reply::get_reply(&address, value), from);
                 }
                 Request::Params { id, node } => {
@@ -294,7 +303,9 @@ impl OscServer {
                                 .map(|(i, p)| {
                                     ParamInfo::from_spec(
                                         p,
-                                        self.editor.value(node, i as u16).unwrap_or(p.default),
+                                        self.editor
+                                            .value_at(node, i as u16, Instant::now())
+                                            .unwrap_or(p.default),
                                     )
                                 })
                                 .collect()

@@ -6,11 +6,14 @@
 //! changes) and hands it to the output clock, which stamps the switch like any command,
 //! so both workers swap patches on the same frame, with a short crossfade.
 //!
-//! The editor also keeps the value of every parameter as the commands decoded so far
-//! leave it (`/get`, `/params`), and folds those values into a committed draft so that a
-//! live edit does not reset what was played.
+//! The editor also follows every parameter through the commands decoded so far: when
+//! each change takes effect (now, or at a bundle's time) and how a `/ramp` moves it, so
+//! `/get` and `/params` report the value a parameter has *now* (mid-ramp, the ramped
+//! value; before a timed bundle's moment, the value it replaces), and a committed draft
+//! keeps what was played (each parameter's last target).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use chronus_dsp::{ModuleDesc, Patch, PatchDesc};
 use chronus_engine::{Command, Engine, EngineConfig};
@@ -23,12 +26,50 @@ pub struct PatchEditor {
     /// Parameters set explicitly in the draft with `/patch/set` (id, param).
     draft_overrides: BTreeSet<(String, String)>,
     version: u32,
-    /// Current value of every parameter of the running patch: `[node][param]`.
-    values: Vec<Vec<f32>>,
+    /// Every parameter of the running patch, `[node][param]`: where it is going and when.
+    values: Vec<Vec<Track>>,
     /// (module id, type) of the running patch, by node.
     modules: Vec<(String, &'static chronus_dsp::ModuleSpec)>,
     config: EngineConfig,
     snapshot_capacity: usize,
+}
+
+/// A parameter's course: `from` until `start`, then a straight line to `to` at `end` (a
+/// jump when they are equal), then `to`.
+///
+/// One course per parameter: a change replaces it, starting from where the old one is at
+/// the change's moment. So when several changes of one parameter wait for the future (two
+/// timed bundles), the one accepted last is followed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Track {
+    from: f32,
+    to: f32,
+    start: Instant,
+    end: Instant,
+}
+
+impl Track {
+    fn settled(value: f32) -> Track {
+        let now = Instant::now();
+        Track {
+            from: value,
+            to: value,
+            start: now,
+            end: now,
+        }
+    }
+
+    /// The value at `t`.
+    fn at(&self, t: Instant) -> f32 {
+        if t < self.start {
+            self.from
+        } else if t >= self.end {
+            self.to
+        } else {
+            let done = (t - self.start).as_secs_f64() / (self.end - self.start).as_secs_f64();
+            (f64::from(self.from) + (f64::from(self.to) - f64::from(self.from)) * done) as f32
+        }
+    }
 }
 
 /// A patch accepted by `/patch/commit`, ready to be sent to the workers.
@@ -89,7 +130,7 @@ impl PatchEditor {
             .map(|n| {
                 let count = patch.node_spec(n).map_or(0, |s| s.params.len()) as u16;
                 (0..count)
-                    .map(|p| patch.param(n, p).unwrap_or(0.0))
+                    .map(|p| Track::settled(patch.param(n, p).unwrap_or(0.0)))
                     .collect()
             })
             .collect();
@@ -100,38 +141,54 @@ impl PatchEditor {
         &self.modules
     }
 
-    /// Follows a command decoded from a client, so `/get` answers what it set.
-    pub fn observe(&mut self, command: &Command) {
-        let (node, param, value) = match *command {
-            Command::SetParam { node, param, value } => (node, param, value),
+    /// Follows a command decoded from a client, taking effect at `at` (now, or a bundle's
+    /// time), so `/get` answers what it sets when it sets it.
+    pub fn observe(&mut self, command: &Command, at: Instant) {
+        let (node, param, value, glide) = match *command {
+            Command::SetParam { node, param, value } => (node, param, value, 0.0),
             Command::Ramp {
                 node,
                 param,
                 target,
-                ..
-            } => (node, param, target),
+                seconds,
+            } => (node, param, target, seconds),
             _ => return,
         };
         let spec = self.modules.get(usize::from(node)).map(|m| m.1);
-        if let (Some(slot), Some(spec)) = (
+        if let (Some(track), Some(spec)) = (
             self.values
                 .get_mut(usize::from(node))
                 .and_then(|v| v.get_mut(usize::from(param))),
             spec,
         ) {
-            *slot = spec
+            let to = spec
                 .params
                 .get(usize::from(param))
                 .map_or(value, |p| p.clamp(value));
+            let glide = Duration::try_from_secs_f32(glide).unwrap_or_default();
+            *track = Track {
+                from: track.at(at),
+                to,
+                start: at,
+                end: at + glide,
+            };
         }
     }
 
-    /// The value of a parameter, as the commands so far leave it (a ramp's target).
+    /// Where a parameter is going: the last value set (a ramp's target), which a
+    /// committed draft keeps.
     pub fn value(&self, node: u16, param: u16) -> Option<f32> {
-        self.values
-            .get(usize::from(node))?
-            .get(usize::from(param))
-            .copied()
+        self.track(node, param).map(|t| t.to)
+    }
+
+    /// The value a parameter has at `now`: mid-ramp, the ramped value; before a timed
+    /// change's moment, the value it replaces.
+    pub fn value_at(&self, node: u16, param: u16, now: Instant) -> Option<f32> {
+        self.track(node, param).map(|t| t.at(now))
+    }
+
+    fn track(&self, node: u16, param: u16) -> Option<&Track> {
+        self.values.get(usize::from(node))?.get(usize::from(param))
     }
 
     fn draft_mut(&mut self) -> &mut PatchDesc {
@@ -377,11 +434,14 @@ mod tests {
     #[test]
     fn a_valid_edit_commits_and_keeps_played_values() {
         let mut e = editor();
-        e.observe(&Command::SetParam {
-            node: 0,
-            param: 0,
-            value: 330.0,
-        });
+        e.observe(
+            &Command::SetParam {
+                node: 0,
+                param: 0,
+                value: 330.0,
+            },
+            Instant::now(),
+        );
         e.add("gain2", "gain").unwrap();
         e.disconnect("gain", "mix").unwrap();
         e.connect("gain", "gain2").unwrap();
@@ -397,6 +457,52 @@ mod tests {
         );
         let desc = PatchDesc::from_toml_str(&committed.text).unwrap();
         assert_eq!(desc.modules[0].params["freq"], 330.0);
+    }
+
+    #[test]
+    fn get_reports_the_value_now_mid_ramp_and_before_a_timed_change() {
+        let mut e = editor();
+        let t0 = Instant::now();
+        let cutoff = |e: &PatchEditor, at: Duration| e.value_at(2, 0, t0 + at).unwrap();
+        let before = cutoff(&e, Duration::ZERO);
+        // A ramp from the current value to 400 Hz over 2 s.
+        e.observe(
+            &Command::Ramp {
+                node: 2,
+                param: 0,
+                target: 400.0,
+                seconds: 2.0,
+            },
+            t0,
+        );
+        assert_eq!(cutoff(&e, Duration::ZERO), before);
+        let halfway = cutoff(&e, Duration::from_secs(1));
+        assert!((halfway - (before + 400.0) / 2.0).abs() < 1.0, "{halfway}");
+        assert_eq!(cutoff(&e, Duration::from_secs(3)), 400.0);
+        assert_eq!(e.value(2, 0), Some(400.0), "the target, for a commit");
+        // A bundle timed 5 s ahead: the old value until then.
+        e.observe(
+            &Command::SetParam {
+                node: 2,
+                param: 0,
+                value: 900.0,
+            },
+            t0 + Duration::from_secs(5),
+        );
+        assert_eq!(cutoff(&e, Duration::from_secs(4)), 400.0);
+        assert_eq!(cutoff(&e, Duration::from_secs(5)), 900.0);
+        // A ramp started mid-ramp starts where the first one is.
+        e.observe(
+            &Command::Ramp {
+                node: 2,
+                param: 0,
+                target: 100.0,
+                seconds: 1.0,
+            },
+            t0 + Duration::from_millis(5_500),
+        );
+        assert_eq!(cutoff(&e, Duration::from_millis(5_500)), 900.0);
+        assert_eq!(cutoff(&e, Duration::from_secs(7)), 100.0);
     }
 
     #[test]

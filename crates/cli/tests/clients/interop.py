@@ -80,7 +80,13 @@ def main():
     client.ask("/mod/*/gain", 0.25)
     replies = client.ask("/get", "/mod/*/gain")
     got = sorted((r.params[0], r.params[1]) for r in replies if r.address == "/get.reply")
-    want = [("/mod/filter/gain", 0.25), ("/mod/gain/gain", 0.25), ("/mod/sine/gain", 0.25)]
+    want = [
+        ("/mod/filter/gain", 0.25),
+        ("/mod/gain/gain", 0.25),
+        ("/mod/keys.osc/gain", 0.25),
+        ("/mod/keys.vca/gain", 0.25),
+        ("/mod/sine/gain", 0.25),
+    ]
     if got != want:
         fail("pattern", f"{got} != {want}")
     print("ok pattern", flush=True)

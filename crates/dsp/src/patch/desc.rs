@@ -191,6 +191,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_patches_compile() {
+        for text in [
+            include_str!("../../../../patches/bass.toml"),
+            include_str!("../../../../patches/pad.toml"),
+            include_str!("../../../../patches/poly.toml"),
+        ] {
+            let desc = PatchDesc::from_toml_str(text).unwrap();
+            crate::Patch::compile(&desc, 48_000.0, 64, 1).unwrap();
+            assert_eq!(
+                PatchDesc::from_toml_str(&desc.to_toml_string()).unwrap(),
+                desc
+            );
+        }
+        let poly = PatchDesc::from_toml_str(include_str!("../../../../patches/poly.toml")).unwrap();
+        assert_eq!(poly.instruments[0].voices, 32);
+    }
+
+    #[test]
     fn default_patch_toml_round_trip() {
         let d = PatchDesc::default_patch();
         let text = d.to_toml_string();

@@ -26,6 +26,8 @@ pub const FADE_SECONDS: f64 = 0.003;
 pub const MAX_VOICES: usize = 4096;
 /// Id of the implicit output module of a voice: connections to `out` are its output.
 pub const VOICE_OUT: &str = "out";
+/// How fast a voice's loudness measure falls: its time constant, in seconds.
+const LEVEL_FALL_SECONDS: f64 = 0.05;
 
 /// What an instrument is to the rest of the patch: a source with one output, the sum of
 /// its voices. Listed as type `instrument` in `/table.reply`.
@@ -126,7 +128,8 @@ struct Voice {
     fade_left: u32,
     /// The note waiting for the fade to end.
     next: Option<NoteStart>,
-    /// Peak of its last rendered block: how loud it is, for stealing the quietest.
+    /// How loud it is, for stealing the quietest: a peak follower (instant rise, 50 ms
+    /// fall) run sample by sample, so it does not depend on where blocks are split.
     level: f32,
 }
 
@@ -144,10 +147,23 @@ pub(crate) struct Instrument {
     order: u64,
     steals: u64,
     fade_frames: u32,
+    /// Per-sample factor of the loudness measure's fall.
+    level_fall: f32,
     /// One voice's block, before it is added to the sum.
     scratch: Vec<f32>,
     /// Member ids and specs, in declaration order (the voice patches' node order).
     members: Vec<(String, &'static ModuleSpec)>,
+}
+
+impl Voice {
+    /// The voice is done: fresh again (so its state does not depend on when its end was
+    /// noticed) and free.
+    fn free(&mut self) {
+        self.patch.reset();
+        self.level = 0.0;
+        self.phase = Phase::Free;
+        self.release_in = u64::MAX;
+    }
 }
 
 /// Unit gain of a fade at `left` frames left of `total`: 1 just before it starts, exactly
@@ -254,6 +270,7 @@ impl Instrument {
             order: 0,
             steals: 0,
             fade_frames: ((FADE_SECONDS * f64::from(sample_rate)).round() as u32).max(1),
+            level_fall: (-1.0 / (LEVEL_FALL_SECONDS * f64::from(sample_rate))).exp() as f32,
             scratch: vec![0.0; max_block],
             members,
         })
@@ -541,23 +558,23 @@ impl Instrument {
                 }
                 let v = &mut self.voices[i];
                 if v.phase == Phase::Fading && v.fade_left == 0 {
-                    v.patch.reset();
-                    v.level = 0.0;
-                    match v.next.take() {
-                        Some(next) => self.start(i, next),
-                        None => v.phase = Phase::Free,
+                    v.free();
+                    if let Some(next) = v.next.take() {
+                        self.start(i, next);
                     }
                 }
             }
             let v = &mut self.voices[i];
-            let mut peak = 0.0f32;
+            let mut level = v.level;
             for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
                 *o += x;
-                peak = peak.max(x.abs());
+                level = x.abs().max(level * self.level_fall);
             }
-            v.level = peak;
+            v.level = level;
+            // Its envelopes ended (at some frame of this call: after it, it rendered
+            // exact silence). Freed here or at an earlier split, the voice is the same.
             if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
-                v.phase = Phase::Free;
+                v.free();
             }
         }
     }
