@@ -62,11 +62,11 @@ fn live_patch_edit_ramp_and_failover_replay_exactly() {
     // Insert a second gain stage between gain and out, commit.
     server.send("/patch/add", vec![s("boost"), s("gain")]);
     expect_done(&server, "/patch/add");
-    server.send("/patch/disconnect", vec![s("gain"), s("out")]);
+    server.send("/patch/disconnect", vec![s("gain"), s("mix")]);
     expect_done(&server, "/patch/disconnect");
     server.send("/patch/connect", vec![s("gain"), s("boost")]);
     expect_done(&server, "/patch/connect");
-    server.send("/patch/connect", vec![s("boost"), s("out")]);
+    server.send("/patch/connect", vec![s("boost"), s("mix:in1")]);
     expect_done(&server, "/patch/connect");
     server.send(
         "/patch/set",

@@ -53,6 +53,8 @@ fn an_address_pattern_sets_every_match_or_nothing() {
         [
             ("/mod/filter/gain".to_string(), 0.5),
             ("/mod/gain/gain".to_string(), 0.5),
+            ("/mod/keys.osc/gain".to_string(), 0.5),
+            ("/mod/keys.vca/gain".to_string(), 0.5),
             ("/mod/sine/gain".to_string(), 0.5)
         ]
     );

@@ -57,7 +57,6 @@
 
 pub mod args;
 pub mod decode;
-mod notes;
 pub mod pattern;
 pub mod reply;
 pub mod signature;

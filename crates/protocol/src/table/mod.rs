@@ -19,6 +19,8 @@
 //! patch-editing addresses (`/ramp`, `/get`, `/params`, `/patch/…`) whose text arguments
 //! name module instances and parameter addresses of this same table.
 
+mod notes;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -1198,7 +1200,7 @@ pub fn engine_command_addresses() -> String {
     names.extend(
         FIXED
             .iter()
-            .chain(crate::notes::FIXED)
+            .chain(notes::FIXED)
             .filter(|fixed| fixed.engine && !fixed.fault_injection)
             .map(|fixed| fixed.address.to_string()),
     );
@@ -1304,7 +1306,7 @@ impl AddressTable {
     }
 
     fn insert_fixed(&mut self, fault_injection: bool) {
-        for fixed in FIXED.iter().chain(crate::notes::FIXED) {
+        for fixed in FIXED.iter().chain(notes::FIXED) {
             if fixed.fault_injection && !fault_injection {
                 continue;
             }
@@ -1514,7 +1516,7 @@ impl AddressTable {
             | Command::NotePlay { .. }
             | Command::NoteExpression { .. }
             | Command::Sustain { .. }
-            | Command::Panic => crate::notes::describe(self, command),
+            | Command::Panic => notes::describe(self, command),
         }
     }
 }
