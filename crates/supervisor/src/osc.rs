@@ -582,18 +582,45 @@ impl OscServer {
     /// Packets timed beyond [`MAX_AHEAD`] were refused before; the bound is kept here too,
     /// so the frame stays far from overflowing whatever the timetag.
     fn frame_for(&self, time: rosc::OscTime) -> u64 {
-        let Some(ahead) = ahead_of(time, SystemTime::now()) else {
+        let (system, monotonic_ns) = self.clock_pair();
+        let Some(ahead) = ahead_of(time, system) else {
             return 0; // in the past: as soon as possible (counted late by the clock)
         };
         let ahead = ahead.min(MAX_AHEAD);
         match self.shared.clock.mapping() {
-            Some(line) => line.frame_at(self.shared.now_ns() as f64 + ahead.as_nanos() as f64),
+            Some(line) => line.frame_at(monotonic_ns as f64 + ahead.as_nanos() as f64),
             None => {
                 let played = self.shared.played.load(Ordering::Acquire);
                 let ahead_frames = ahead.as_secs_f64() * f64::from(self.shared.sample_rate);
                 played * self.shared.block_frames as u64 + ahead_frames as u64
             }
         }
+    }
+
+    /// The system clock (which timetags name) and the monotonic clock (which the clock
+    /// model's line is drawn in) read at one moment: each pair is bracketed by two
+    /// monotonic reads and read again, up to a few times, while the bracket is wider than
+    /// [`CLOCK_PAIR_NS`]. A thread preempted between the two reads (a loaded machine, the
+    /// real-time workers taking both cores) would otherwise misplace a timetag by as long
+    /// as it waited: 62 µs are 3 frames.
+    fn clock_pair(&self) -> (SystemTime, u64) {
+        let mut best: Option<(u64, SystemTime, u64)> = None;
+        for _ in 0..CLOCK_PAIR_TRIES {
+            let before = self.shared.now_ns();
+            let system = SystemTime::now();
+            let after = self.shared.now_ns();
+            let width = after.saturating_sub(before);
+            if best.is_none_or(|(narrowest, ..)| width < narrowest) {
+                best = Some((width, system, before + width / 2));
+            }
+            if width <= CLOCK_PAIR_NS {
+                break;
+            }
+        }
+        best.map_or_else(
+            || (SystemTime::now(), self.shared.now_ns()),
+            |(_, system, monotonic)| (system, monotonic),
+        )
     }
 
     /// Tells the notify thread about an accepted parameter change (`params` topic), when
@@ -808,6 +835,11 @@ const NTP_TO_UNIX_SECONDS: u64 = 2_208_988_800;
 
 /// How far ahead a bundle may be timed: further is refused with `/fail`.
 pub const MAX_AHEAD: Duration = Duration::from_secs(60);
+
+/// Widest bracket accepted around a reading of the system clock (see `clock_pair`).
+const CLOCK_PAIR_NS: u64 = 4_000;
+/// Readings tried for a narrow bracket before the narrowest is taken.
+const CLOCK_PAIR_TRIES: usize = 16;
 
 /// How far `time` (an OSC timetag) lies ahead of `now`, or `None` if it has passed. Plain
 /// arithmetic on durations since 1900, so any 64-bit timetag works: rosc's conversion to

@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use chronus_dsp::modules::note;
 use chronus_dsp::{ModuleDesc, Patch, PatchDesc};
 use chronus_engine::{Command, Engine, EngineConfig};
 
@@ -134,6 +135,25 @@ impl PatchEditor {
                     .collect()
             })
             .collect();
+    }
+
+    /// Takes the parameter values of `patch` (a restored engine's: a resumed server goes
+    /// on with what its predecessor played) for the modules it shares with the running
+    /// patch (same id, same type).
+    pub fn follow(&mut self, patch: &Patch) {
+        for (node, (id, spec)) in self.modules.iter().enumerate() {
+            let Some(there) = patch.node_index(id) else {
+                continue;
+            };
+            if patch.node_spec(there).map(|s| s.type_name) != Some(spec.type_name) {
+                continue;
+            }
+            for (param, track) in self.values[node].iter_mut().enumerate() {
+                if let Some(value) = patch.param(there, param as u16) {
+                    *track = Track::settled(value);
+                }
+            }
+        }
     }
 
     /// The running patch's module instances (id, spec), in node order.
@@ -344,19 +364,29 @@ impl PatchEditor {
                     .to_string(),
             );
         };
-        // Keep what was played: parameters not set in the draft take their current values.
-        for module in &mut draft.modules {
-            let Some(node) = self.modules.iter().position(|(id, _)| *id == module.id) else {
+        // Keep what was played: parameters not set in the draft take their current values,
+        // the instruments' members' too (`<instrument>.<id>`), but for a voice's own note.
+        let mut members: Vec<(String, &mut ModuleDesc)> = Vec::new();
+        for instrument in &mut draft.instruments {
+            for module in &mut instrument.modules {
+                members.push((format!("{}.{}", instrument.name, module.id), module));
+            }
+        }
+        let top = draft.modules.iter_mut().map(|m| (m.id.clone(), m));
+        for (id, module) in top.chain(members) {
+            let Some(node) = self.modules.iter().position(|(known, _)| *known == id) else {
                 continue;
             };
             let spec = self.modules[node].1;
             if spec.type_name != module.type_name {
                 continue;
             }
+            let per_note = id.contains('.') && spec.type_name == note::SPEC.type_name;
             for (index, param) in spec.params.iter().enumerate() {
-                if self
-                    .draft_overrides
-                    .contains(&(module.id.clone(), param.name.to_string()))
+                if (per_note && note::PER_NOTE.contains(&index))
+                    || self
+                        .draft_overrides
+                        .contains(&(id.clone(), param.name.to_string()))
                 {
                     continue;
                 }
@@ -503,6 +533,48 @@ mod tests {
         );
         assert_eq!(cutoff(&e, Duration::from_millis(5_500)), 900.0);
         assert_eq!(cutoff(&e, Duration::from_secs(7)), 100.0);
+    }
+
+    #[test]
+    fn a_commit_keeps_what_was_played_on_instruments_and_a_resume_follows_the_engine() {
+        let mut e = editor();
+        let table = chronus_protocol::table_for_patch(&PatchDesc::default_patch(), false).unwrap();
+        let (cutoff, param) = table.param_at("/mod/keys.filter/cutoff").unwrap();
+        e.observe(
+            &Command::SetParam {
+                node: cutoff,
+                param,
+                value: 700.0,
+            },
+            Instant::now(),
+        );
+        e.add("x", "gain").unwrap();
+        let committed = e.commit().unwrap();
+        let desc = PatchDesc::from_toml_str(&committed.text).unwrap();
+        let filter = &desc.instruments[0].modules[2];
+        assert_eq!(
+            (filter.id.as_str(), filter.params["cutoff"]),
+            ("filter", 700.0)
+        );
+        // The new patch numbers its nodes anew (x comes before the instrument).
+        let moved = e
+            .modules()
+            .iter()
+            .position(|(id, _)| id == "keys.filter")
+            .unwrap() as u16;
+        assert_ne!(moved, cutoff);
+        assert_eq!(e.value(moved, param), Some(700.0), "/get after the commit");
+        assert!(
+            !desc.instruments[0].modules[0].params.contains_key("pitch"),
+            "a voice's note is not folded in"
+        );
+
+        // A restored engine's values are followed.
+        let mut fresh = editor();
+        let mut played = Patch::compile(&PatchDesc::default_patch(), 48_000.0, 64, 0).unwrap();
+        played.set_param(2, 0, 1234.0);
+        fresh.follow(&played);
+        assert_eq!(fresh.value(2, 0), Some(1234.0));
     }
 
     #[test]

@@ -156,6 +156,18 @@ impl Supervisor {
         if let Some(resume) = &resume {
             editor.number_after(resume.last_patch_version);
             shared.start_at(resume.start_block, resume.last_seq);
+            // `/get` goes on from what the dead server played: the restore point's
+            // values, then the commands replayed after it.
+            if let Ok(engine) =
+                chronus_engine::Engine::from_snapshot(&resume.saved.point.snapshot, engine_config)
+            {
+                editor.follow(engine.patch());
+            }
+            for replayed in &resume.replay {
+                if let crate::recovery::Replayed::Command(stamped) = replayed {
+                    editor.observe(&stamped.command, std::time::Instant::now());
+                }
+            }
         }
         let socket = UdpSocket::bind(config.osc).with_context(|| {
             format!(

@@ -31,6 +31,11 @@ pub const TIMBRE: usize = 4;
 /// Index of the `glide` parameter.
 pub const GLIDE: usize = 5;
 
+/// The parameters the voice allocator owns: each voice has its own (its note and the
+/// note's expression), so they are not addressed as `/mod/<instrument>.<note>/…` (which
+/// sets a parameter on every voice): `/note/…` sets them.
+pub const PER_NOTE: [usize; 5] = [PITCH, VELOCITY, BEND, PRESSURE, TIMBRE];
+
 /// Index of the `freq` output.
 pub const FREQ_OUT: usize = 0;
 

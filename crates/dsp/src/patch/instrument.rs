@@ -51,7 +51,19 @@ pub enum Expression {
     Timbre,
 }
 
+/// The three expressions, in the order a [`NoteStart`] keeps them.
+const EXPRESSIONS: [Expression; 3] = [Expression::Bend, Expression::Pressure, Expression::Timbre];
+
 impl Expression {
+    /// Its place in a [`NoteStart`]'s expression.
+    fn index(self) -> usize {
+        match self {
+            Expression::Bend => 0,
+            Expression::Pressure => 1,
+            Expression::Timbre => 2,
+        }
+    }
+
     /// The `note` module parameter this expression sets.
     fn param(self) -> u16 {
         (match self {
@@ -110,6 +122,9 @@ struct NoteStart {
     id: u32,
     /// Frames until the note releases itself (`/note/play`); 0: held until a note-off.
     length: u64,
+    /// Per-note expression sent while the note waited for its voice (bend, pressure,
+    /// timbre), so a stealing note starts with it.
+    expression: [f32; 3],
 }
 
 /// One voice: its own compiled sub-graph and where it is in a note's life.
@@ -204,21 +219,62 @@ impl Instrument {
                 m.id
             )));
         }
+        if desc.name.parse::<f64>().is_ok() {
+            return Err(invalid(
+                "a name that reads as a number could not be told from a note in /note/on"
+                    .to_string(),
+            ));
+        }
+        let notes = desc
+            .modules
+            .iter()
+            .filter(|m| m.type_name == note::SPEC.type_name)
+            .count();
+        if notes > 1 {
+            return Err(invalid(format!(
+                "{notes} note modules; a voice plays one note: give it one `note` and connect its outputs wherever they are needed"
+            )));
+        }
+        if let Some(c) = desc
+            .connections
+            .iter()
+            .find(|c| c.to.starts_with(&format!("{VOICE_OUT}:")))
+        {
+            return Err(invalid(format!(
+                "connection '{}' -> '{}': a voice's output is mono, connect to `{VOICE_OUT}` (pan after the instrument)",
+                c.from, c.to
+            )));
+        }
+        match desc
+            .connections
+            .iter()
+            .filter(|c| c.to == VOICE_OUT)
+            .count()
+        {
+            0 => {
+                return Err(invalid(format!(
+                    "nothing is connected to `{VOICE_OUT}`: its voices would be silent"
+                )))
+            }
+            1 => {}
+            n => {
+                return Err(invalid(format!(
+                    "{n} connections into `{VOICE_OUT}`; it takes one: sum them with a mixer first"
+                )))
+            }
+        }
         let mut modules = desc.modules.clone();
         modules.push(super::ModuleDesc::new(VOICE_OUT, "output"));
         let connections = desc
             .connections
             .iter()
-            .map(|c| {
-                let into_out = c.to == VOICE_OUT || c.to.starts_with("out:");
-                super::Connection {
-                    from: c.from.clone(),
-                    to: if into_out {
-                        "out:left".to_string()
-                    } else {
-                        c.to.clone()
-                    },
-                }
+            .map(|c| super::Connection {
+                from: c.from.clone(),
+                to: if c.to == VOICE_OUT {
+                    "out:left".to_string()
+                } else {
+                    c.to.clone()
+                },
             })
             .collect();
         let voice_desc = PatchDesc {
@@ -323,49 +379,46 @@ impl Instrument {
             velocity: (velocity / 127.0).clamp(0.0, 1.0),
             id,
             length,
+            expression: [0.0; 3],
         };
         let voices = &self.voices;
-        let pick = voices
-            .iter()
-            .position(|v| v.phase == Phase::Free)
-            .or_else(|| {
-                // The voice released longest ago.
-                (0..voices.len())
-                    .filter(|&i| voices[i].phase == Phase::Released)
-                    .min_by_key(|&i| voices[i].released)
-            })
+        let fading = |waiting: bool| {
+            // The fading voice that ends first (ties: the lowest index).
+            (0..voices.len())
+                .filter(|&i| {
+                    voices[i].phase == Phase::Fading && voices[i].next.is_some() == waiting
+                })
+                .min_by_key(|&i| voices[i].fade_left)
+        };
+        if let Some(i) = voices.iter().position(|v| v.phase == Phase::Free) {
+            self.start(i, start);
+        } else if let Some(i) = fading(false) {
+            // A voice already fading out (a /panic, a release without an envelope) with
+            // no note waiting: the note takes it when the fade ends; nothing is stolen.
+            self.voices[i].next = Some(start);
+        } else if let Some(i) = (0..voices.len())
+            .filter(|&i| voices[i].phase == Phase::Released)
+            .min_by_key(|&i| voices[i].released)
             .or_else(|| {
                 // The quietest held or sustained voice (ties: the lowest index).
                 (0..voices.len())
                     .filter(|&i| matches!(voices[i].phase, Phase::Held | Phase::Sustained))
                     .min_by(|&a, &b| voices[a].level.total_cmp(&voices[b].level))
-            });
-        match pick {
-            Some(i) if self.voices[i].phase == Phase::Free => self.start(i, start),
-            Some(i) => {
-                self.steals += 1;
-                let fade = self.fade_frames;
-                let v = &mut self.voices[i];
-                v.phase = Phase::Fading;
-                v.fade_left = fade;
-                v.release_in = u64::MAX;
-                v.next = Some(start);
-            }
-            None => {
-                // Every voice is fading already: the note waiting longest for one gives
-                // its place (the lowest index among equals).
-                self.steals += 1;
-                if let Some(v) = self
-                    .voices
-                    .iter_mut()
-                    .filter(|v| v.next.is_some())
-                    .min_by_key(|v| v.fade_left)
-                {
-                    v.next = Some(start);
-                } else if let Some(v) = self.voices.first_mut() {
-                    v.next = Some(start);
-                }
-            }
+            })
+        {
+            // Steal the voice released longest ago, else the quietest.
+            self.steals += 1;
+            let fade = self.fade_frames;
+            let v = &mut self.voices[i];
+            v.phase = Phase::Fading;
+            v.fade_left = fade;
+            v.release_in = u64::MAX;
+            v.next = Some(start);
+        } else if let Some(i) = fading(true) {
+            // Every voice fades with a note waiting for it: the note that has waited
+            // longest (its voice ends first) gives its place, a note lost as by a steal.
+            self.steals += 1;
+            self.voices[i].next = Some(start);
         }
     }
 
@@ -379,8 +432,8 @@ impl Instrument {
         if let Some(n) = self.note {
             v.patch.set_param(n, note::PITCH as u16, start.note);
             v.patch.set_param(n, note::VELOCITY as u16, start.velocity);
-            for e in [Expression::Bend, Expression::Pressure, Expression::Timbre] {
-                v.patch.set_param(n, e.param(), 0.0);
+            for (e, value) in EXPRESSIONS.into_iter().zip(start.expression) {
+                v.patch.set_param(n, e.param(), value);
             }
             // A new note on a voice jumps to its pitch and expression.
             v.patch.reset_node(n);
@@ -464,20 +517,21 @@ impl Instrument {
         };
         let playing =
             |v: &Voice| matches!(v.phase, Phase::Held | Phase::Sustained | Phase::Released);
+        let has_id = |id: u32| id != 0 && id as f32 == target;
         let by_id = target >= 1.0
             && target.fract() == 0.0
             && self
                 .voices
                 .iter()
-                .any(|v| playing(v) && v.id != 0 && v.id as f32 == target);
+                .any(|v| (playing(v) && has_id(v.id)) || v.next.is_some_and(|n| has_id(n.id)));
+        let hit = |note: f32, id: u32| if by_id { has_id(id) } else { note == target };
         for v in &mut self.voices {
-            let hit = if by_id {
-                v.id != 0 && v.id as f32 == target
-            } else {
-                v.note == target
-            };
-            if playing(v) && hit {
+            if playing(v) && hit(v.note, v.id) {
                 v.patch.set_param(n, kind.param(), value);
+            }
+            // A note waiting for its voice starts with it.
+            if let Some(next) = v.next.as_mut().filter(|next| hit(next.note, next.id)) {
+                next.expression[kind.index()] = value;
             }
         }
     }
@@ -610,12 +664,16 @@ impl Instrument {
                 velocity: 0.0,
                 id: 0,
                 length: 0,
+                expression: [0.0; 3],
             });
             w.put_bool(v.next.is_some());
             w.put_f32(next.note);
             w.put_f32(next.velocity);
             w.put_u32(next.id);
             w.put_u64(next.length);
+            for x in next.expression {
+                w.put_f32(x);
+            }
             w.put_f32(v.level);
             v.patch.save_state(w);
         }
@@ -652,6 +710,7 @@ impl Instrument {
                 velocity: r.get_f32()?,
                 id: r.get_u32()?,
                 length: r.get_u64()?,
+                expression: [r.get_f32()?, r.get_f32()?, r.get_f32()?],
             };
             v.next = has_next.then_some(next);
             v.level = r.get_f32()?;
@@ -915,6 +974,87 @@ mod tests {
     }
 
     #[test]
+    fn a_chord_after_a_panic_plays_every_note_and_steals_nothing() {
+        let mut p = keys(16);
+        let keys = node(&p, "keys");
+        for note in 40..56 {
+            p.note_on(keys, note as f32, 100.0, 0, 0);
+        }
+        let _ = render(&mut p, 4800);
+        let steals = p.voice_steals();
+        p.panic_notes();
+        for note in [60.0, 64.0, 67.0] {
+            p.note_on(keys, note, 100.0, 0, 0);
+        }
+        assert_eq!(
+            p.voice_steals(),
+            steals,
+            "fading voices are taken, not stolen"
+        );
+        let _ = render(&mut p, 24_000);
+        assert_eq!(p.voices_sounding(), 3);
+        let second = render(&mut p, 48_000);
+        for note in [60.0, 64.0, 67.0] {
+            let hz = f64::from(crate::modules::note::note_hz(note));
+            assert!(level_db(&second, hz) > -30.0, "{note} sounds");
+        }
+    }
+
+    #[test]
+    fn a_chord_change_on_one_frame_without_an_envelope_keeps_every_note() {
+        let mut p = patch_with(InstrumentDesc {
+            name: "organ".to_string(),
+            voices: 4,
+            modules: vec![
+                ModuleDesc::new("note", "note"),
+                ModuleDesc::new("osc", "triangle").with_param("freq", 0.0),
+                ModuleDesc::new("vca", "vca"),
+            ],
+            connections: vec![
+                Connection::new("note:freq", "osc:fm"),
+                Connection::new("osc", "vca:in"),
+                Connection::new("note:velocity", "vca:cv"),
+                Connection::new("vca", "out"),
+            ],
+        });
+        let organ = node(&p, "organ");
+        for note in [53.0, 57.0, 60.0, 65.0] {
+            p.note_on(organ, note, 100.0, 0, 0);
+        }
+        let _ = render(&mut p, 4800);
+        for (off, on) in [(53.0, 55.0), (57.0, 59.0), (60.0, 62.0), (65.0, 67.0)] {
+            p.note_off(organ, off, 0);
+            p.note_on(organ, on, 100.0, 0, 0);
+        }
+        let _ = render(&mut p, 24_000);
+        assert_eq!(p.voices_sounding(), 4);
+        let second = render(&mut p, 48_000);
+        for note in [55.0, 59.0, 62.0, 67.0] {
+            let hz = f64::from(crate::modules::note::note_hz(note));
+            assert!(level_db(&second, hz) > -30.0, "{note} sounds");
+        }
+        assert_eq!(p.voice_steals(), 0);
+    }
+
+    #[test]
+    fn expression_sent_with_a_stealing_note_reaches_it() {
+        let mut p = keys(2);
+        let keys = node(&p, "keys");
+        // Notes whose harmonics miss 71 and 83.
+        p.note_on(keys, 49.0, 100.0, 0, 0);
+        p.note_on(keys, 50.0, 100.0, 0, 0);
+        let _ = render(&mut p, 4800);
+        // Both voices held: the note steals one, and its bend arrives while it waits.
+        p.note_on(keys, 71.0, 127.0, 7, 0);
+        p.note_expression(keys, 7.0, Expression::Bend, 12.0);
+        let _ = render(&mut p, 24_000);
+        let second = render(&mut p, 48_000);
+        let hz = |note: f64| f64::from(crate::modules::note::note_hz(note));
+        assert!(level_db(&second, hz(83.0)) > -30.0, "bent up an octave");
+        assert!(level_db(&second, hz(71.0)) < level_db(&second, hz(83.0)) - 30.0);
+    }
+
+    #[test]
     fn notes_take_free_voices_first_then_the_oldest_released() {
         let mut p = keys(2);
         let keys = node(&p, "keys");
@@ -1012,5 +1152,20 @@ mod tests {
         let mut i = InstrumentDesc::keys();
         i.name = "out".to_string();
         assert!(bad(i).contains("'out'"));
+        let mut i = InstrumentDesc::keys();
+        i.name = "7".to_string();
+        assert!(bad(i).contains("reads as a number"));
+        let mut i = InstrumentDesc::keys();
+        i.modules.push(ModuleDesc::new("note2", "note"));
+        assert!(bad(i).contains("2 note modules"));
+        let mut i = InstrumentDesc::keys();
+        i.connections.last_mut().unwrap().to = "out:zzz".to_string();
+        assert!(bad(i).contains("mono"));
+        let mut i = InstrumentDesc::keys();
+        i.connections.pop();
+        assert!(bad(i).contains("nothing is connected"));
+        let mut i = InstrumentDesc::keys();
+        i.connections.push(Connection::new("osc:out", "out"));
+        assert!(bad(i).contains("2 connections into `out`"));
     }
 }

@@ -28,7 +28,7 @@ use crate::state::{StateError, StateReader, StateWriter};
 /// refused instead of loaded.
 pub const STATE_MAGIC: u32 = u32::from_le_bytes(*b"CHRN");
 /// Snapshot format version; bump when any module's layout changes.
-pub const STATE_VERSION: u32 = 3;
+pub const STATE_VERSION: u32 = 4;
 /// Bytes the patch itself writes before the modules: magic, version, fingerprint,
 /// non-finite reset counter.
 const HEADER_LEN: usize = 4 + 4 + 8 + 8;

@@ -1215,8 +1215,9 @@ pub fn engine_command_addresses() -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddressTable {
     entries: BTreeMap<String, Entry>,
-    /// `param_addresses[node][param]`: inverse map used by [`AddressTable::describe`].
-    param_addresses: Vec<Vec<String>>,
+    /// `param_addresses[node][param]`: inverse map used by [`AddressTable::describe`];
+    /// `None` for a parameter that has no address (a voice's note, set by `/note/…`).
+    param_addresses: Vec<Vec<Option<String>>>,
     /// `gate_addresses[node]`: gate address of each module, if it has a gate.
     gate_addresses: Vec<Option<String>>,
     /// `modules[node]`: instance id and spec, for `/params` and module-id lookups.
@@ -1259,7 +1260,18 @@ impl AddressTable {
             };
             table.modules.push((id.clone(), *spec));
             let mut params = Vec::with_capacity(spec.params.len());
+            // A voice's note (its pitch, velocity and expression) belongs to the
+            // allocator, each voice its own: `/note/…` sets it, not `/mod/…`.
+            let per_note = |index: usize| {
+                id.contains('.')
+                    && spec.type_name == chronus_dsp::modules::note::SPEC.type_name
+                    && chronus_dsp::modules::note::PER_NOTE.contains(&index)
+            };
             for (param_index, param) in spec.params.iter().enumerate() {
+                if per_note(param_index) {
+                    params.push(None);
+                    continue;
+                }
                 let Ok(param_index) = u16::try_from(param_index) else {
                     break;
                 };
@@ -1272,7 +1284,7 @@ impl AddressTable {
                     node,
                     param_index,
                 ));
-                params.push(address);
+                params.push(Some(address));
             }
             table.param_addresses.push(params);
             // An instrument member's gate belongs to its notes (`/note/on`), not to a client.
@@ -1353,7 +1365,11 @@ impl AddressTable {
     pub fn suggest_param(&self, address: &str) -> Option<&str> {
         suggest_among(
             address,
-            self.param_addresses.iter().flatten().map(String::as_str),
+            self.param_addresses
+                .iter()
+                .flatten()
+                .flatten()
+                .map(String::as_str),
         )
     }
 
@@ -1450,8 +1466,8 @@ impl AddressTable {
     pub fn param_address(&self, node: NodeIndex, param: u16) -> Option<&str> {
         self.param_addresses
             .get(usize::from(node))?
-            .get(usize::from(param))
-            .map(String::as_str)
+            .get(usize::from(param))?
+            .as_deref()
     }
 
     /// Markdown table (address | arguments | reply | what it does) for the README and
