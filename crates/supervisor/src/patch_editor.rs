@@ -231,22 +231,24 @@ impl PatchEditor {
             ));
         }
         let draft = self.draft_mut();
-        if draft.modules.iter().any(|m| m.id == id) {
+        if has_node(draft, id) {
             return Err(format!("a module '{id}' already exists"));
         }
         draft.modules.push(ModuleDesc::new(id, type_name));
         Ok(())
     }
 
-    /// `/patch/remove <id>`: removes the module and every connection to or from it.
+    /// `/patch/remove <id>`: removes the module (or instrument) and every connection to
+    /// or from it.
     ///
     /// # Errors
     /// An unknown id.
     pub fn remove(&mut self, id: &str) -> Result<(), String> {
         let draft = self.draft_mut();
-        let before = draft.modules.len();
+        let before = draft.modules.len() + draft.instruments.len();
         draft.modules.retain(|m| m.id != id);
-        if draft.modules.len() == before {
+        draft.instruments.retain(|i| i.name != id);
+        if draft.modules.len() + draft.instruments.len() == before {
             return Err(format!("no module '{id}' in the patch"));
         }
         let module_of = |end: &str| end.split(':').next().unwrap_or("").to_string();
@@ -264,7 +266,7 @@ impl PatchEditor {
         let draft = self.draft_mut();
         for end in [from, to] {
             let module = end.split(':').next().unwrap_or("");
-            if !draft.modules.iter().any(|m| m.id == module) {
+            if !has_node(draft, module) {
                 return Err(format!("no module '{module}' in the patch"));
             }
         }
@@ -418,15 +420,26 @@ impl PatchEditor {
 
 /// `module:port` for a connection end, filling in the module's first output (or input)
 /// when only the module is named, as the patch compiler does.
+/// Whether the patch has a module or an instrument called `id` (one namespace).
+fn has_node(desc: &PatchDesc, id: &str) -> bool {
+    desc.modules.iter().any(|m| m.id == id) || desc.instruments.iter().any(|i| i.name == id)
+}
+
 fn full_end(desc: &PatchDesc, end: &str, output: bool) -> String {
     if end.contains(':') {
         return end.to_string();
     }
+    let instrument = desc
+        .instruments
+        .iter()
+        .any(|i| i.name == end)
+        .then_some(&chronus_dsp::INSTRUMENT_SPEC);
     let port = desc
         .modules
         .iter()
         .find(|m| m.id == end)
         .and_then(|m| chronus_dsp::spec_for(&m.type_name))
+        .or(instrument)
         .and_then(|s| {
             if output {
                 s.outputs.first()
@@ -575,6 +588,22 @@ mod tests {
         played.set_param(2, 0, 1234.0);
         fresh.follow(&played);
         assert_eq!(fresh.value(2, 0), Some(1234.0));
+    }
+
+    #[test]
+    fn instruments_are_rewired_live() {
+        let mut e = editor();
+        e.disconnect("keys", "mix:in2").unwrap();
+        e.connect("keys:out", "mix:in3").unwrap();
+        assert!(e
+            .add("keys", "gain")
+            .unwrap_err()
+            .contains("already exists"));
+        let committed = e.commit().unwrap();
+        assert!(committed.text.contains("mix:in3"), "{}", committed.text);
+        e.remove("keys").unwrap();
+        let committed = e.commit().unwrap();
+        assert!(!committed.text.contains("keys"), "{}", committed.text);
     }
 
     #[test]
