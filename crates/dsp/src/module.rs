@@ -16,6 +16,12 @@ use crate::state::{StateError, StateReader, StateWriter};
 /// which is what keeps `Patch::process` free of allocation.
 pub const MAX_PORTS: usize = 8;
 
+/// Voices of an instrument rendered side by side where their module type can (see
+/// [`Module::side_by_side`]): four f64 lanes are two SSE2 vectors per operation (four
+/// f32 lanes one), and four independent feedback chains keep the pipeline busy where
+/// one voice alone waits on its own latency.
+pub const VOICE_LANES: usize = 4;
+
 /// A DSP unit that renders blocks, holds its own state, and can snapshot it as bytes.
 ///
 /// A module type writes only what is its own: [`Module::process`], its [`Params`]
@@ -51,6 +57,14 @@ pub trait Module: Send {
     /// summed into the "voices sounding" metric.
     fn is_sounding(&self) -> bool {
         false
+    }
+
+    /// This module as [`std::any::Any`], for the types that can render the voices of an
+    /// instrument side by side (the instrument downcasts it to the concrete type and
+    /// runs that type's lane kernel, e.g. [`crate::modules::ladder::LadderLanes`]);
+    /// `None`, the default, for the others, which render voice by voice.
+    fn side_by_side(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
     }
 
     /// Returns the signal state (phases, filter memories, buffers, envelope stage) to

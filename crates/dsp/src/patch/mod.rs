@@ -19,8 +19,9 @@ use instrument::Instrument;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::module::{Module, MAX_PORTS};
+use crate::module::{Module, MAX_PORTS, VOICE_LANES};
 use crate::modules;
+use crate::modules::ladder::{Ladder, LadderLanes};
 use crate::spec::{ModuleSpec, Rate};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -835,6 +836,14 @@ impl Patch {
     pub(crate) fn process_mono(&mut self, out: &mut [f32]) {
         let n = out.len().min(self.max_block);
         self.render(n);
+        self.mono_output(out);
+    }
+
+    /// Copies the first `out.len()` frames of the output's left input, as the last
+    /// render left them, into `out`: a voice's block after
+    /// [`Patch::render_side_by_side`].
+    pub(crate) fn mono_output(&self, out: &mut [f32]) {
+        let n = out.len().min(self.max_block);
         let left = match self.nodes.get(self.output_exec).map(|n| &n.inputs[..]) {
             Some(&[left, ..]) => left,
             _ => Source::Zero,
@@ -860,48 +869,143 @@ impl Patch {
     /// copies its sources itself).
     fn render(&mut self, n: usize) {
         for i in 0..self.nodes.len() {
-            if i == self.output_exec && !self.output_is_read {
-                continue;
-            }
-            let (done, rest) = self.nodes.split_at_mut(i);
-            let Some((node, _)) = rest.split_first_mut() else {
-                break;
-            };
-            let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
-            for (slot, src) in ins.iter_mut().zip(&node.inputs) {
-                *slot = match *src {
-                    Source::Zero => self.zeros.get(..n),
-                    Source::Node { exec, port } => done
-                        .get(exec)
-                        .and_then(|d| d.outputs.get(port))
-                        .and_then(|b| b.get(..n)),
-                }
-                .unwrap_or(&[]);
-            }
-            let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
-            let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
-            for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
-                *slot = buf.get_mut(..n).unwrap_or(&mut []);
-            }
-            let ins = ins.get(..n_in).unwrap_or(&[]);
-            let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
-            if self.panic_in_process {
-                // Stands for a bug in a module's code, asked for explicitly by a server
-                // started with fault injection enabled.
-                panic!("fault injection: a panic in module '{}''s process", node.id);
-            }
-            node.unit.process(ins, outs);
+            self.render_node(i, n);
+        }
+    }
 
-            // NaN guard: a module that produced NaN/inf is reset and its block silenced,
-            // so the bad value never reaches another module or the speakers.
-            if outs.iter().any(|o| has_nonfinite(o)) {
-                node.unit.reset();
-                for o in outs.iter_mut() {
-                    o.fill(0.0);
+    /// Runs the node at execution position `i` for `n` (<= max_block) frames (the
+    /// output module only when it is read), then guards its outputs.
+    #[inline]
+    fn render_node(&mut self, i: usize, n: usize) {
+        if i == self.output_exec && !self.output_is_read {
+            return;
+        }
+        let (done, rest) = self.nodes.split_at_mut(i);
+        let Some((node, _)) = rest.split_first_mut() else {
+            return;
+        };
+        let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
+        for (slot, src) in ins.iter_mut().zip(&node.inputs) {
+            *slot = match *src {
+                Source::Zero => self.zeros.get(..n),
+                Source::Node { exec, port } => done
+                    .get(exec)
+                    .and_then(|d| d.outputs.get(port))
+                    .and_then(|b| b.get(..n)),
+            }
+            .unwrap_or(&[]);
+        }
+        let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
+        let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
+        for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
+            *slot = buf.get_mut(..n).unwrap_or(&mut []);
+        }
+        let ins = ins.get(..n_in).unwrap_or(&[]);
+        let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
+        if self.panic_in_process {
+            // Stands for a bug in a module's code, asked for explicitly by a server
+            // started with fault injection enabled.
+            panic!("fault injection: a panic in module '{}''s process", node.id);
+        }
+        node.unit.process(ins, outs);
+        self.guard_node(i, n);
+    }
+
+    /// The NaN guard of the node at execution position `i`: if it produced NaN/inf in
+    /// its first `n` frames, it is reset and its block silenced, so the bad value never
+    /// reaches another module or the speakers.
+    #[inline]
+    fn guard_node(&mut self, i: usize, n: usize) {
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if node
+            .outputs
+            .iter()
+            .any(|o| has_nonfinite(o.get(..n).unwrap_or(&[])))
+        {
+            node.unit.reset();
+            for o in node.outputs.iter_mut() {
+                o.get_mut(..n).unwrap_or(&mut []).fill(0.0);
+            }
+            self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
+        }
+    }
+
+    /// Renders the voice patches `voices` (compiled from one description, so the same
+    /// nodes in the same order) for `n` (<= max_block) frames, node by node: side by
+    /// side where the node's type has a lane kernel and every voice's instance can use
+    /// it now, voice by voice elsewhere. Each patch ends exactly as [`Patch::render`]
+    /// would leave it, bit for bit; [`Patch::mono_output`] then reads each voice.
+    pub(crate) fn render_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], n: usize) {
+        let count = voices.iter().map(|p| p.nodes.len()).min().unwrap_or(0);
+        for i in 0..count {
+            if !Self::ladders_side_by_side(voices, i, n) {
+                for p in voices.iter_mut() {
+                    p.render_node(i, n);
                 }
-                self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
             }
         }
+    }
+
+    /// Node `i` of every voice through one [`LadderLanes`], if it is a settled ladder in
+    /// all of them (then true); otherwise nothing is done and the result is false.
+    fn ladders_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], i: usize, n: usize) -> bool {
+        /// Frames per pass through the interleaved buffers (on the stack).
+        const CHUNK: usize = 64;
+        fn ladder(p: &mut Patch, i: usize) -> Option<&mut Ladder> {
+            match &mut p.nodes.get_mut(i)?.unit {
+                Unit::Module(m) => m.side_by_side()?.downcast_mut::<Ladder>(),
+                Unit::Instrument(_) => None,
+            }
+        }
+        let mut lanes = LadderLanes::<VOICE_LANES>::default();
+        for (lane, p) in voices.iter_mut().enumerate() {
+            if p.panic_in_process {
+                return false;
+            }
+            match ladder(p, i) {
+                Some(l) if l.is_settled() => lanes.load(lane, l),
+                _ => return false,
+            }
+        }
+        let mut x = [[0.0f32; VOICE_LANES]; CHUNK];
+        let mut y = [[0.0f32; VOICE_LANES]; CHUNK];
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(CHUNK);
+            let frames = start..start + len;
+            for (lane, p) in voices.iter().enumerate() {
+                let input = p
+                    .nodes
+                    .get(i)
+                    .and_then(|node| node.inputs.first())
+                    .map_or(&[][..], |&src| p.source(src, n));
+                for (xi, &v) in x.iter_mut().zip(input.get(frames.clone()).unwrap_or(&[])) {
+                    xi[lane] = v;
+                }
+            }
+            lanes.run(&x[..len], &mut y[..len]);
+            for (lane, p) in voices.iter_mut().enumerate() {
+                let out = p
+                    .nodes
+                    .get_mut(i)
+                    .and_then(|node| node.outputs.first_mut())
+                    .and_then(|b| b.get_mut(frames.clone()))
+                    .unwrap_or(&mut []);
+                for (o, yi) in out.iter_mut().zip(&y) {
+                    *o = yi[lane];
+                }
+            }
+            start += len;
+        }
+        for (lane, p) in voices.iter_mut().enumerate() {
+            if let Some(l) = ladder(p, i) {
+                lanes.store(lane, l);
+            }
+            p.guard_node(i, n);
+        }
+        true
     }
 
     /// How many voices are sounding: the envelopes of the patch that are not idle, and
