@@ -23,15 +23,18 @@
 //!    under 70 % load, found by doubling and bisection on real renders.
 //!
 //! Rows 1 and 2 time the two sides in alternating rounds and report the medians and
-//! their ratio; rows 3 and 4 report the median load. Environment: `BENCH_ROUNDS`
-//! (default 7) and `BENCH_ROUND_SECONDS` (default 0.2); arguments that are row numbers
-//! run only those rows.
+//! their ratio; rows 3 and 4 report the median load. Time is the rendering thread's
+//! CPU time (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock: on a shared machine the
+//! time the thread waits for a core is not counted, so the load is what one core needs. Environment: `BENCH_ROUNDS`
+//! (default 7) and `BENCH_ROUND_SECONDS` (default 0.2); `BENCH_STAT=min` reports the
+//! fastest round instead of the median (to compare two builds on a busy machine);
+//! arguments that are row numbers run only those rows.
 
 mod common;
 
 use std::time::Duration;
 
-use chronus_bench::{self as cb, env_or, median, time};
+use chronus_bench::{self as cb, env_or, summary, time_cpu as time};
 use chronus_dsp::modules::note::note_hz;
 use chronus_dsp::patch::{InstrumentDesc, MAX_VOICES};
 use common::{Chronus, Fundsp};
@@ -89,7 +92,7 @@ fn side_by_side(
         c.push(time(chronus, round));
         f.push(time(fundsp, round));
     }
-    (median(&mut c), median(&mut f))
+    (summary(&mut c), summary(&mut f))
 }
 
 /// `keys` with `voices` held notes plus the reverb: median load over `rounds` rounds.
@@ -106,7 +109,7 @@ fn keys_load(voices: usize, rounds: usize, round: Duration) -> f64 {
         voices,
         "every voice sounds to the end"
     );
-    median(&mut loads)
+    summary(&mut loads)
 }
 
 /// The largest multiple of 16 voices of `keys` plus the reverb under [`cb::MAX_LOAD`]
@@ -155,7 +158,7 @@ fn main() {
     let run = |row: usize| only.is_empty() || only.contains(&row);
 
     println!(
-        "Voices, Chronus vs fundsp 0.23: {} Hz, {}-frame blocks, one core, every note held in its sustain; median of {rounds} rounds of {:.2} s",
+        "Voices, Chronus vs fundsp 0.23: {} Hz, {}-frame blocks, one core, every note held in its sustain; thread CPU time, median of {rounds} rounds of {:.2} s",
         cb::SAMPLE_RATE,
         cb::BLOCK,
         round.as_secs_f64()
