@@ -28,7 +28,7 @@
 //! below 1e-20 every 16 samples.
 
 use crate::params::Params;
-use crate::module::{sane_sample_rate, Module};
+use crate::module::{sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
 use crate::modules::common::{flush64, input, sanitize};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -307,6 +307,33 @@ pub struct LadderLanes<const L: usize> {
     countdown: [u32; L],
 }
 
+impl VoiceLanes for LadderLanes<VOICE_LANES> {
+    type Module = Ladder;
+
+    fn ready(m: &Ladder) -> bool {
+        m.is_settled()
+    }
+
+    fn load(&mut self, lane: usize, m: &Ladder) {
+        LadderLanes::load(self, lane, m);
+    }
+
+    fn store(&self, lane: usize, m: &mut Ladder) {
+        LadderLanes::store(self, lane, m);
+    }
+
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
+        let n = x.iter().map(|s| s.len()).chain(y.iter().map(|s| s.len())).min().unwrap_or(0);
+        self.run_with(n, |i| x.map(|s| s.get(i).copied().unwrap_or(0.0)), |i, v| {
+            for (s, v) in y.iter_mut().zip(v) {
+                if let Some(o) = s.get_mut(i) {
+                    *o = v;
+                }
+            }
+        });
+    }
+}
+
 impl<const L: usize> Default for LadderLanes<L> {
     fn default() -> Self {
         LadderLanes {
@@ -364,13 +391,32 @@ impl<const L: usize> LadderLanes<L> {
 
     /// Renders `x` (frame-major: `x[i][lane]`) into `y` as far as both reach.
     pub fn run(&mut self, x: &[[f32; L]], y: &mut [[f32; L]]) {
+        self.run_with(x.len().min(y.len()), |i| x.get(i).copied().unwrap_or([0.0; L]), |i, v| {
+            if let Some(o) = y.get_mut(i) {
+                *o = v;
+            }
+        });
+    }
+
+    /// Renders `n` frames, frame `i`'s lanes read from `input(i)` and written to
+    /// `output(i, lanes)`: [`LadderLanes::run`] on interleaved buffers, the instrument on
+    /// each voice's own buffers (no interleaving copies).
+    #[inline(always)]
+    pub fn run_with(
+        &mut self,
+        n: usize,
+        mut input: impl FnMut(usize) -> [f32; L],
+        mut output: impl FnMut(usize, [f32; L]),
+    ) {
         let LadderLanes {
             c, g4, a, b, d, e, eq, din, ..
         } = *self;
         let mut s = self.s;
         let mut fb = self.fb;
         let mut countdown = self.countdown;
-        for (yo, xi) in y.iter_mut().zip(x) {
+        for i in 0..n {
+            let xi = input(i);
+            let mut yo = [0.0f32; L];
             // Lane by lane, exactly the statements of `run_settled`.
             for l in 0..L {
                 let [s0, s1, s2, s3] = [s[0][l], s[1][l], s[2][l], s[3][l]];
@@ -399,6 +445,7 @@ impl<const L: usize> LadderLanes<L> {
                     fb[l] = flush64(fb[l]);
                 }
             }
+            output(i, yo);
         }
         self.s = s;
         self.fb = fb;

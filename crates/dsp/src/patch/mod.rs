@@ -19,9 +19,10 @@ use instrument::Instrument;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::module::{Module, MAX_PORTS, VOICE_LANES};
+use crate::module::{Module, VoiceLanes, MAX_PORTS, VOICE_LANES};
 use crate::modules;
-use crate::modules::ladder::{Ladder, LadderLanes};
+use crate::modules::biquad::BiquadLanes;
+use crate::modules::ladder::LadderLanes;
 use crate::spec::{ModuleSpec, Rate};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -940,7 +941,9 @@ impl Patch {
     pub(crate) fn render_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], n: usize) {
         let count = voices.iter().map(|p| p.nodes.len()).min().unwrap_or(0);
         for i in 0..count {
-            if !Self::ladders_side_by_side(voices, i, n) {
+            let done = Self::kernel_side_by_side::<LadderLanes<VOICE_LANES>>(voices, i, n)
+                || Self::kernel_side_by_side::<BiquadLanes>(voices, i, n);
+            if !done {
                 for p in voices.iter_mut() {
                     p.render_node(i, n);
                 }
@@ -948,64 +951,64 @@ impl Patch {
         }
     }
 
-    /// Node `i` of every voice through one [`LadderLanes`], if it is a settled ladder in
-    /// all of them (then true); otherwise nothing is done and the result is false.
-    fn ladders_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], i: usize, n: usize) -> bool {
-        /// Frames per pass through the interleaved buffers (on the stack).
-        const CHUNK: usize = 64;
-        fn ladder(p: &mut Patch, i: usize) -> Option<&mut Ladder> {
-            match &mut p.nodes.get_mut(i)?.unit {
-                Unit::Module(m) => m.side_by_side()?.downcast_mut::<Ladder>(),
-                Unit::Instrument(_) => None,
-            }
+    /// Node `i` of every voice through one `K` kernel, if it is a `K::Module` ready for
+    /// it in all of them (then true); otherwise nothing is done and the result is false.
+    /// The kernel reads and writes each voice's own buffers.
+    fn kernel_side_by_side<K: VoiceLanes>(
+        voices: &mut [&mut Patch; VOICE_LANES],
+        i: usize,
+        n: usize,
+    ) -> bool {
+        let parts = voices.each_mut().map(|p| p.lane_parts::<K>(i, n));
+        // Four lanes spelled out: a change of VOICE_LANES is a compile error here.
+        let [Some(p0), Some(p1), Some(p2), Some(p3)] = parts else {
+            return false;
+        };
+        if ![&p0, &p1, &p2, &p3].iter().all(|p| K::ready(p.0)) {
+            return false;
         }
-        let mut lanes = LadderLanes::<VOICE_LANES>::default();
-        for (lane, p) in voices.iter_mut().enumerate() {
-            if p.panic_in_process {
-                return false;
-            }
-            match ladder(p, i) {
-                Some(l) if l.is_settled() => lanes.load(lane, l),
-                _ => return false,
-            }
+        let mut lanes = K::default();
+        for (lane, p) in [&p0, &p1, &p2, &p3].into_iter().enumerate() {
+            lanes.load(lane, p.0);
         }
-        let mut x = [[0.0f32; VOICE_LANES]; CHUNK];
-        let mut y = [[0.0f32; VOICE_LANES]; CHUNK];
-        let mut start = 0;
-        while start < n {
-            let len = (n - start).min(CHUNK);
-            let frames = start..start + len;
-            for (lane, p) in voices.iter().enumerate() {
-                let input = p
-                    .nodes
-                    .get(i)
-                    .and_then(|node| node.inputs.first())
-                    .map_or(&[][..], |&src| p.source(src, n));
-                for (xi, &v) in x.iter_mut().zip(input.get(frames.clone()).unwrap_or(&[])) {
-                    xi[lane] = v;
-                }
-            }
-            lanes.run(&x[..len], &mut y[..len]);
-            for (lane, p) in voices.iter_mut().enumerate() {
-                let out = p
-                    .nodes
-                    .get_mut(i)
-                    .and_then(|node| node.outputs.first_mut())
-                    .and_then(|b| b.get_mut(frames.clone()))
-                    .unwrap_or(&mut []);
-                for (o, yi) in out.iter_mut().zip(&y) {
-                    *o = yi[lane];
-                }
-            }
-            start += len;
+        let (m0, x0, y0) = p0;
+        let (m1, x1, y1) = p1;
+        let (m2, x2, y2) = p2;
+        let (m3, x3, y3) = p3;
+        lanes.run([x0, x1, x2, x3], [y0, y1, y2, y3]);
+        for (lane, m) in [m0, m1, m2, m3].into_iter().enumerate() {
+            lanes.store(lane, m);
         }
-        for (lane, p) in voices.iter_mut().enumerate() {
-            if let Some(l) = ladder(p, i) {
-                lanes.store(lane, l);
-            }
+        for p in voices.iter_mut() {
             p.guard_node(i, n);
         }
         true
+    }
+
+    /// For [`Patch::kernel_side_by_side`]: node `i` as a `K::Module`, the first `n`
+    /// frames of its input and of its output buffer; `None` if it is another type (or
+    /// fault injection is armed, which the voice-by-voice path performs).
+    #[allow(clippy::type_complexity)]
+    fn lane_parts<K: VoiceLanes>(
+        &mut self,
+        i: usize,
+        n: usize,
+    ) -> Option<(&mut K::Module, &[f32], &mut [f32])> {
+        if self.panic_in_process {
+            return None;
+        }
+        let (done, rest) = self.nodes.split_at_mut(i);
+        let node = rest.first_mut()?;
+        let input = match *node.inputs.first()? {
+            Source::Zero => self.zeros.get(..n)?,
+            Source::Node { exec, port } => done.get(exec)?.outputs.get(port)?.get(..n)?,
+        };
+        let output = node.outputs.first_mut()?.get_mut(..n)?;
+        let module = match &mut node.unit {
+            Unit::Module(m) => m.side_by_side()?.downcast_mut::<K::Module>()?,
+            Unit::Instrument(_) => return None,
+        };
+        Some((module, input, output))
     }
 
     /// How many voices are sounding: the envelopes of the patch that are not idle, and
