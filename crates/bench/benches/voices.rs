@@ -22,8 +22,9 @@
 //! 4. the largest number of `keys` voices (a multiple of 16) plus the reverb rendered
 //!    under 70 % load, found by doubling and bisection on real renders.
 //!
-//! Rows 1 and 2 time the two sides in alternating rounds and report the medians and
-//! their ratio; rows 3 and 4 report the median load. Time is the rendering thread's
+//! Rows 1 and 2 time the two sides in alternating rounds and report the medians, their
+//! ratio, and the ratio of each side's fastest round ("fastest"); rows 3 and 4 report
+//! the median load. Time is the rendering thread's
 //! CPU time (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock: on a shared machine the
 //! time the thread waits for a core is not counted, so the load is what one core needs. Environment: `BENCH_ROUNDS`
 //! (default 7) and `BENCH_ROUND_SECONDS` (default 0.2); `BENCH_STAT=min` reports the
@@ -78,13 +79,14 @@ fn fundsp_voice(hz: f32, gain: f32) -> An<impl AudioNode<Inputs = U0, Outputs = 
 }
 
 /// Times `chronus` and `fundsp` in alternating rounds after a warm-up; the medians in
-/// nanoseconds per sample.
+/// nanoseconds per sample, and the ratio of the two sides' fastest rounds (the rounds
+/// least disturbed by whatever else the machine runs).
 fn side_by_side(
     chronus: &mut Chronus,
     fundsp: &mut Fundsp,
     rounds: usize,
     round: Duration,
-) -> (f64, f64) {
+) -> (f64, f64, f64) {
     time(chronus, round);
     time(fundsp, round);
     let (mut c, mut f) = (Vec::new(), Vec::new());
@@ -92,7 +94,18 @@ fn side_by_side(
         c.push(time(chronus, round));
         f.push(time(fundsp, round));
     }
-    (summary(&mut c), summary(&mut f))
+    let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let ratio = fastest(&c) / fastest(&f);
+    (summary(&mut c), summary(&mut f), ratio)
+}
+
+/// The machine's load average over the last minute (`/proc/loadavg`), printed beside
+/// the table: on a shared machine the numbers are only as quiet as the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "n/a".to_string())
 }
 
 /// `keys` with `voices` held notes plus the reverb: median load over `rounds` rounds.
@@ -165,8 +178,8 @@ fn main() {
     );
     println!("fundsp: its cheapest equivalent voice (fixed coefficients where Chronus's parameters rest), summed by busi");
     println!(
-        "{:<46} {:>12} {:>12} {:>15}",
-        "row", "Chronus", "fundsp", "Chronus/fundsp"
+        "{:<46} {:>12} {:>12} {:>15} {:>9}",
+        "row", "Chronus", "fundsp", "Chronus/fundsp", "fastest"
     );
     if run(1) {
         let v = cb::VOICES;
@@ -176,14 +189,20 @@ fn main() {
         let mut fundsp = Fundsp::new(Box::new(busi::<U16, _, _>(|i| {
             fundsp_keys_voice(note_hz(f64::from(cb::note_of(i as usize))))
         })));
-        let (c, f) = side_by_side(&mut chronus, &mut fundsp, rounds, round);
+        let (c, f, fastest) = side_by_side(&mut chronus, &mut fundsp, rounds, round);
+        assert_eq!(
+            chronus.patch.voices_sounding(),
+            v,
+            "every voice sounds to the end"
+        );
         let (c, f) = (c / v as f64, f / v as f64);
         println!(
-            "{:<46} {:>12.2} {:>12.2} {:>15.2}",
+            "{:<46} {:>12.2} {:>12.2} {:>15.2} {:>9.2}",
             "1 keys voice, 16 voices: ns/voice/sample",
             c,
             f,
-            c / f
+            c / f,
+            fastest
         );
     }
     if run(2) {
@@ -194,13 +213,19 @@ fn main() {
         let mut fundsp = Fundsp::new(Box::new(busi::<U16, _, _>(|i| {
             fundsp_voice(cb::voice_hz(i as usize), cb::GAIN / v as f32)
         })));
-        let (c, f) = side_by_side(&mut chronus, &mut fundsp, rounds, round);
+        let (c, f, fastest) = side_by_side(&mut chronus, &mut fundsp, rounds, round);
+        assert_eq!(
+            chronus.patch.voices_sounding(),
+            v,
+            "every voice sounds to the end"
+        );
         println!(
-            "{:<46} {:>12.2} {:>12.2} {:>15.2}",
+            "{:<46} {:>12.2} {:>12.2} {:>15.2} {:>9.2}",
             "2 16 voices tri|sine>adsr>biquad>gain: ns/smp",
             c,
             f,
-            c / f
+            c / f,
+            fastest
         );
     }
     if run(3) {
@@ -219,4 +244,9 @@ fn main() {
             format!("{n} ({load:.3})")
         );
     }
+    println!(
+        "machine load average (1 min) at the end: {} on {} cores",
+        load_average(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 }
