@@ -534,7 +534,8 @@ impl Instrument {
     pub(crate) fn process(&mut self, out: &mut [f32]) {
         out.fill(0.0);
         let n = out.len();
-        let side_by_side = self.side_by_side;
+        // (An empty block renders nothing, so no voice is marked rendered for it.)
+        let side_by_side = self.side_by_side && n > 0;
         let mut whole = self
             .voices
             .iter_mut()
