@@ -875,8 +875,10 @@ impl Patch {
     }
 
     /// Runs the node at execution position `i` for `n` (<= max_block) frames (the
-    /// output module only when it is read), then guards its outputs.
-    #[inline]
+    /// output module only when it is read), then guards its outputs (as
+    /// [`Patch::guard_node`] does, on the slices at hand). Inlined into [`Patch::render`]:
+    /// this is every patch's inner loop.
+    #[inline(always)]
     fn render_node(&mut self, i: usize, n: usize) {
         if i == self.output_exec && !self.output_is_read {
             return;
@@ -909,13 +911,21 @@ impl Patch {
             panic!("fault injection: a panic in module '{}''s process", node.id);
         }
         node.unit.process(ins, outs);
-        self.guard_node(i, n);
+
+        // NaN guard: a module that produced NaN/inf is reset and its block silenced,
+        // so the bad value never reaches another module or the speakers.
+        if outs.iter().any(|o| has_nonfinite(o)) {
+            node.unit.reset();
+            for o in outs.iter_mut() {
+                o.fill(0.0);
+            }
+            self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
+        }
     }
 
-    /// The NaN guard of the node at execution position `i`: if it produced NaN/inf in
-    /// its first `n` frames, it is reset and its block silenced, so the bad value never
-    /// reaches another module or the speakers.
-    #[inline]
+    /// The NaN guard of the node at execution position `i`, for the side-by-side path:
+    /// if it produced NaN/inf in its first `n` frames, it is reset and its block
+    /// silenced, so the bad value never reaches another module or the speakers.
     fn guard_node(&mut self, i: usize, n: usize) {
         let Some(node) = self.nodes.get_mut(i) else {
             return;
