@@ -14,64 +14,13 @@
 //! `BENCH_ROUND_SECONDS` (default 0.2) change the schedule; arguments that are chain
 //! numbers (`1 4`) run only those chains.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+mod common;
 
-use chronus_bench as cb;
+use std::time::Duration;
+
+use chronus_bench::{self as cb, env_or, median, time};
+use common::{Chronus, Fundsp};
 use fundsp::prelude32::*;
-
-/// Something that renders 64-frame blocks.
-trait Render {
-    /// Renders one block.
-    fn block(&mut self);
-}
-
-/// Chronus: a compiled patch and its stereo output buffers.
-struct Chronus {
-    patch: chronus_dsp::Patch,
-    left: Vec<f32>,
-    right: Vec<f32>,
-}
-
-impl Render for Chronus {
-    fn block(&mut self) {
-        self.patch.process(&mut self.left, &mut self.right);
-        black_box(&mut self.left);
-        black_box(&mut self.right);
-    }
-}
-
-/// fundsp: a graph behind its block interface, with an output buffer per channel.
-struct Fundsp {
-    unit: Box<dyn AudioUnit>,
-    input: BufferVec,
-    output: BufferVec,
-}
-
-impl Fundsp {
-    fn new(mut unit: Box<dyn AudioUnit>) -> Self {
-        unit.set_sample_rate(f64::from(cb::SAMPLE_RATE));
-        unit.allocate();
-        let input = BufferVec::new(unit.inputs());
-        let output = BufferVec::new(unit.outputs());
-        Fundsp {
-            unit,
-            input,
-            output,
-        }
-    }
-}
-
-impl Render for Fundsp {
-    fn block(&mut self) {
-        self.unit.process(
-            cb::BLOCK,
-            &self.input.buffer_ref(),
-            &mut self.output.buffer_mut(),
-        );
-        black_box(&mut self.output);
-    }
-}
 
 /// Chain 2 in fundsp: sine times a held ADSR, through a 1 kHz lowpass, scaled.
 fn fundsp_voice(hz: f32, gain: f32) -> An<impl AudioNode<Inputs = U0, Outputs = U1>> {
@@ -94,40 +43,6 @@ fn fundsp_chain(n: usize) -> Box<dyn AudioUnit> {
                 >> reverb_stereo(cb::REVERB_ROOM_M, cb::REVERB_TIME_S, cb::REVERB_DAMPING),
         ),
     }
-}
-
-/// Renders blocks for at least `duration` and returns nanoseconds per sample (frame).
-fn time(r: &mut dyn Render, duration: Duration) -> f64 {
-    const BATCH: usize = 64;
-    let start = Instant::now();
-    let mut blocks = 0usize;
-    loop {
-        for _ in 0..BATCH {
-            r.block();
-        }
-        blocks += BATCH;
-        let elapsed = start.elapsed();
-        if elapsed >= duration {
-            return elapsed.as_nanos() as f64 / (blocks * cb::BLOCK) as f64;
-        }
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {
@@ -164,11 +79,7 @@ fn main() {
                 continue;
             }
         };
-        let mut chronus = Chronus {
-            patch,
-            left: vec![0.0; cb::BLOCK],
-            right: vec![0.0; cb::BLOCK],
-        };
+        let mut chronus = Chronus::new(patch);
         let mut fundsp = Fundsp::new(fundsp_chain(n));
         // Warm-up: caches, branch predictors, envelopes past their attack and decay.
         time(&mut chronus, round);

@@ -9,6 +9,9 @@
 //! The benchmark's contract with fundsp is that both sides compute the same chain with the
 //! same parameters; the constants below are shared by both sides for that reason.
 
+use std::time::{Duration, Instant};
+
+use chronus_dsp::patch::InstrumentDesc;
 use chronus_dsp::{spec_for, Connection, ModuleDesc, Patch, PatchDesc, PatchError};
 
 /// Sample rate of every benchmark, in Hz.
@@ -228,6 +231,212 @@ pub fn reverb() -> Chain {
     }
 }
 
+/// Voices the `voices` benchmark aims to hold under 70 % load (DESIGN.md's budget).
+pub const VOICES_TARGET: usize = 1_000;
+/// Load the `voices` benchmark counts voices under: render time / real time.
+pub const MAX_LOAD: f64 = 0.7;
+/// Velocity (MIDI, 0..=127) of every note the `voices` benchmark holds.
+pub const VELOCITY: f32 = 100.0;
+/// Seconds rendered after the notes start before the `voices` benchmark times anything:
+/// past the `keys` envelope's attack and decay (5 + 300 ms), so every voice sustains.
+pub const SETTLE_S: f32 = 0.4;
+
+/// MIDI note of voice `i` of a `voices` benchmark: a chromatic run from C2 over four
+/// octaves, then again a hundredth of a semitone higher, so no two voices share a pitch.
+pub fn note_of(i: usize) -> f32 {
+    36.0 + (i % 48) as f32 + 0.01 * (i / 48) as f32
+}
+
+/// The `keys` instrument ([`InstrumentDesc::keys`]) with `voices` voices, straight into
+/// the output (`reverb`: through a shared stereo `reverb` at its defaults first): the
+/// patch of the `voices` benchmark's count of voices.
+pub fn keys(voices: usize, reverb: bool) -> PatchDesc {
+    let instrument = InstrumentDesc {
+        voices,
+        ..InstrumentDesc::keys()
+    };
+    let mut modules = vec![ModuleDesc::new("out", "output")];
+    let connections = if reverb {
+        modules.push(ModuleDesc::new("reverb", "reverb"));
+        vec![
+            Connection::new("keys:out", "reverb:in"),
+            Connection::new("reverb:left", "out:left"),
+            Connection::new("reverb:right", "out:right"),
+        ]
+    } else {
+        vec![Connection::new("keys:out", "out:left")]
+    };
+    PatchDesc {
+        modules,
+        connections,
+        instruments: vec![instrument],
+    }
+}
+
+/// Chain 2 as a 16-voice instrument `poly`: note -> triangle (freq 0, pitch at `fm`) ->
+/// adsr -> biquad -> gain, every parameter as in chain 2. The honest polyphonic form of
+/// chain 4: a triangle because `sine` has no `fm` input for the note's pitch (the band-
+/// limited triangle reads a table; the sine computes a polynomial).
+pub fn poly_instrument() -> PatchDesc {
+    let instrument = InstrumentDesc {
+        name: "poly".to_string(),
+        voices: VOICES,
+        modules: vec![
+            ModuleDesc::new("note", "note"),
+            ModuleDesc::new("osc", "triangle")
+                .with_param("freq", 0.0)
+                .with_param("gain", 1.0),
+            ModuleDesc::new("adsr", "adsr")
+                .with_param("attack", ATTACK_S * 1000.0)
+                .with_param("decay", DECAY_S * 1000.0)
+                .with_param("sustain", SUSTAIN)
+                .with_param("release", RELEASE_S * 1000.0),
+            ModuleDesc::new("filter", "biquad")
+                .with_param("cutoff", CUTOFF_HZ)
+                .with_param("q", BIQUAD_Q),
+            ModuleDesc::new("gain", "gain").with_param("gain", GAIN / VOICES as f32),
+        ],
+        connections: vec![
+            Connection::new("note:freq", "osc:fm"),
+            Connection::new("osc", "adsr"),
+            Connection::new("adsr:out", "filter"),
+            Connection::new("filter", "gain"),
+            Connection::new("gain", "out"),
+        ],
+    };
+    PatchDesc {
+        modules: vec![ModuleDesc::new("out", "output")],
+        connections: vec![Connection::new("poly:out", "out:left")],
+        instruments: vec![instrument],
+    }
+}
+
+/// Compiles `desc` (48 kHz, 64-frame blocks), holds `notes` notes on its instrument
+/// `name` (pitches `pitch(i)`, velocity [`VELOCITY`]) and renders [`SETTLE_S`] seconds,
+/// so every note sustains when the timing starts.
+///
+/// # Errors
+/// Any [`PatchError`] from [`Patch::compile`]; [`PatchError::Instrument`] if `name` is
+/// not an instrument of the patch or fewer than `notes` voices sound after the settling.
+pub fn hold_notes(
+    desc: &PatchDesc,
+    name: &str,
+    notes: usize,
+    pitch: impl Fn(usize) -> f32,
+) -> Result<Patch, PatchError> {
+    let mut patch = Patch::compile(desc, SAMPLE_RATE, BLOCK, 1)?;
+    let failed = |reason: String| PatchError::Instrument {
+        name: name.to_string(),
+        reason,
+    };
+    let node = patch
+        .instruments()
+        .find(|&(n, _)| n == name)
+        .map(|(_, node)| node)
+        .ok_or_else(|| failed("no such instrument".to_string()))?;
+    for i in 0..notes {
+        patch.note_on(node, pitch(i), VELOCITY, 0, 0);
+    }
+    let (mut l, mut r) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
+    for _ in 0..(SETTLE_S * SAMPLE_RATE) as usize / BLOCK {
+        patch.process(&mut l, &mut r);
+    }
+    if patch.voices_sounding() != notes {
+        return Err(failed(format!(
+            "{} voices sound of {notes} notes held",
+            patch.voices_sounding()
+        )));
+    }
+    Ok(patch)
+}
+
+/// Something the benchmarks render block by block.
+pub trait Render {
+    /// Renders one [`BLOCK`]-frame block.
+    fn block(&mut self);
+}
+
+/// Renders blocks of `r` for at least `duration` and returns nanoseconds per frame.
+pub fn time(r: &mut dyn Render, duration: Duration) -> f64 {
+    const BATCH: usize = 64;
+    let start = Instant::now();
+    let mut blocks = 0usize;
+    loop {
+        for _ in 0..BATCH {
+            r.block();
+        }
+        blocks += BATCH;
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            return elapsed.as_nanos() as f64 / (blocks * BLOCK) as f64;
+        }
+    }
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+fn thread_cpu_ns() -> u128 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+}
+
+/// [`time`] by this thread's CPU time instead of the wall clock: renders blocks of `r`
+/// for at least `duration` of CPU time and returns CPU nanoseconds per frame. On a
+/// shared machine the time the thread waits for a core is not counted, so the
+/// measure is what one core needs, however busy the others keep it.
+pub fn time_cpu(r: &mut dyn Render, duration: Duration) -> f64 {
+    const BATCH: usize = 64;
+    let start = thread_cpu_ns();
+    let mut blocks = 0usize;
+    loop {
+        for _ in 0..BATCH {
+            r.block();
+        }
+        blocks += BATCH;
+        let elapsed = thread_cpu_ns() - start;
+        if elapsed >= duration.as_nanos() {
+            return elapsed as f64 / (blocks * BLOCK) as f64;
+        }
+    }
+}
+
+/// The median of `v` (sorted in place); the benchmarks report medians because the
+/// machine is shared and a round can be slowed by anything.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// What the benchmarks report of a side's rounds: the median, or with `BENCH_STAT=min`
+/// the fastest round, which on a machine shared with a build is the round least
+/// disturbed (for comparing two builds of Chronus, not for the published table).
+pub fn summary(v: &mut [f64]) -> f64 {
+    if std::env::var("BENCH_STAT").is_ok_and(|s| s == "min") {
+        v.iter().copied().fold(f64::INFINITY, f64::min)
+    } else {
+        median(v)
+    }
+}
+
+/// Environment variable `name` parsed, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nanoseconds of real time per frame at [`SAMPLE_RATE`]: what load is measured against.
+pub fn frame_ns() -> f64 {
+    1e9 / f64::from(SAMPLE_RATE)
+}
+
 /// All five chains, in table order.
 pub fn chains() -> Vec<Chain> {
     vec![sine(), voice_chain(), saw_ladder(), poly(), reverb()]
@@ -268,5 +477,21 @@ mod tests {
             }
             assert!(energy > 1.0, "{} is silent", chain.name);
         }
+    }
+
+    #[test]
+    fn voices_benchmark_patches_hold_every_note() {
+        for (desc, name, notes) in [
+            (keys(40, true), "keys", 40),
+            (keys(3, false), "keys", 3),
+            (poly_instrument(), "poly", VOICES),
+        ] {
+            let mut p = hold_notes(&desc, name, notes, note_of).unwrap();
+            let (mut l, mut r) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
+            p.process(&mut l, &mut r);
+            assert!(l.iter().any(|&x| x != 0.0), "{name} is silent");
+            assert_eq!(p.voices_sounding(), notes);
+        }
+        assert!(hold_notes(&keys(2, false), "keys", 3, note_of).is_err());
     }
 }

@@ -16,6 +16,35 @@ use crate::state::{StateError, StateReader, StateWriter};
 /// which is what keeps `Patch::process` free of allocation.
 pub const MAX_PORTS: usize = 8;
 
+/// Voices of an instrument rendered side by side where their module type can (see
+/// [`Module::side_by_side`]): four f64 lanes are two SSE2 vectors per operation (four
+/// f32 lanes one), and four independent feedback chains keep the pipeline busy where
+/// one voice alone waits on its own latency.
+pub const VOICE_LANES: usize = 4;
+
+/// A module type's kernel that renders [`VOICE_LANES`] instances (one per voice of an
+/// instrument) side by side: the type's own block loop with every value an array over
+/// the lanes, the same operations in the same order per lane, so each lane gives the
+/// bits its module gives alone. For types with one input and one output whose block
+/// loop is a feedback chain (filters), where one voice alone waits on latency.
+///
+/// The instrument [`VoiceLanes::load`]s each voice's instance, [`VoiceLanes::run`]s the
+/// block from each voice's input buffer into its output buffer and
+/// [`VoiceLanes::store`]s each instance back.
+pub trait VoiceLanes: Default {
+    /// The module type.
+    type Module: Module + 'static;
+    /// True if `m` renders its next block on the path the kernel reproduces (its
+    /// parameters at rest); otherwise the voices render one by one.
+    fn ready(m: &Self::Module) -> bool;
+    /// Takes `m`'s constants and state into lane `lane` (ignored past the last lane).
+    fn load(&mut self, lane: usize, m: &Self::Module);
+    /// Writes lane `lane`'s state back into `m`, the instance loaded there.
+    fn store(&self, lane: usize, m: &mut Self::Module);
+    /// Renders lane `l`'s input `x[l]` into its output `y[l]`, as far as all reach.
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], y: [&mut [f32]; VOICE_LANES]);
+}
+
 /// A DSP unit that renders blocks, holds its own state, and can snapshot it as bytes.
 ///
 /// A module type writes only what is its own: [`Module::process`], its [`Params`]
@@ -51,6 +80,13 @@ pub trait Module: Send {
     /// summed into the "voices sounding" metric.
     fn is_sounding(&self) -> bool {
         false
+    }
+
+    /// This module as [`std::any::Any`], for the types that have a [`VoiceLanes`] kernel
+    /// (the instrument downcasts it to the concrete type and runs the kernel); `None`,
+    /// the default, for the others, which render voice by voice.
+    fn side_by_side(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
     }
 
     /// Returns the signal state (phases, filter memories, buffers, envelope stage) to

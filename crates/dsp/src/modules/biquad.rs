@@ -27,7 +27,7 @@
 
 use crate::params::Params;
 use crate::smoother::FILTER_RAMP_MS;
-use crate::module::{sane_sample_rate, Module};
+use crate::module::{sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -437,6 +437,103 @@ impl Biquad {
 /// denormals (slow on x86); done in software, never through FPU flags.
 const DENORMAL_FLOOR: f64 = 1e-20;
 
+/// [`VOICE_LANES`] settled biquads (one per voice of an instrument) side by side: the
+/// settled loop of [`Biquad`]'s `process` with every value an array over the lanes,
+/// the same operations in the same order per lane (the denormal flush a select), so
+/// each lane gives the bits its biquad gives alone (`lanes_match_biquads_alone`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BiquadLanes {
+    b0: [f64; VOICE_LANES],
+    b1: [f64; VOICE_LANES],
+    b2: [f64; VOICE_LANES],
+    a1: [f64; VOICE_LANES],
+    a2: [f64; VOICE_LANES],
+    x1: [f64; VOICE_LANES],
+    x2: [f64; VOICE_LANES],
+    y1: [f64; VOICE_LANES],
+    y2: [f64; VOICE_LANES],
+}
+
+impl VoiceLanes for BiquadLanes {
+    type Module = Biquad;
+
+    fn ready(m: &Biquad) -> bool {
+        !m.gliding
+    }
+
+    fn load(&mut self, lane: usize, m: &Biquad) {
+        if lane >= VOICE_LANES {
+            return;
+        }
+        let Coefficients { b0, b1, b2, a1, a2 } = m.coefs;
+        (self.b0[lane], self.b1[lane], self.b2[lane]) = (b0, b1, b2);
+        (self.a1[lane], self.a2[lane]) = (a1, a2);
+        let Memories { x1, x2, y1, y2 } = m.mem;
+        (self.x1[lane], self.x2[lane], self.y1[lane], self.y2[lane]) = (x1, x2, y1, y2);
+    }
+
+    fn store(&self, lane: usize, m: &mut Biquad) {
+        if lane >= VOICE_LANES {
+            return;
+        }
+        m.mem = Memories {
+            x1: self.x1[lane],
+            x2: self.x2[lane],
+            y1: self.y1[lane],
+            y2: self.y2[lane],
+        };
+    }
+
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
+        let n = x.iter().map(|s| s.len()).chain(y.iter().map(|s| s.len())).min().unwrap_or(0);
+        self.run_with(n, |i| x.map(|s| s.get(i).copied().unwrap_or(0.0)), |i, v| {
+            for (s, v) in y.iter_mut().zip(v) {
+                if let Some(o) = s.get_mut(i) {
+                    *o = v;
+                }
+            }
+        });
+    }
+}
+
+impl BiquadLanes {
+    /// Renders `n` frames, frame `i`'s lanes read from `input(i)` and written to
+    /// `output(i, lanes)`: the instrument reads and writes each voice's own buffers.
+    #[inline(always)]
+    pub fn run_with(
+        &mut self,
+        n: usize,
+        mut input: impl FnMut(usize) -> [f32; VOICE_LANES],
+        mut output: impl FnMut(usize, [f32; VOICE_LANES]),
+    ) {
+        let BiquadLanes {
+            b0, b1, b2, a1, a2, ..
+        } = *self;
+        let (mut x1, mut x2, mut y1, mut y2) = (self.x1, self.x2, self.y1, self.y2);
+        for i in 0..n {
+            let xi = input(i);
+            // Statement by statement across the lanes (so the compiler packs them), each
+            // lane exactly the settled loop of `process`; the flush is a select.
+            let x = xi.map(f64::from);
+            let mut y = [0.0f64; VOICE_LANES];
+            for l in 0..VOICE_LANES {
+                let older = b0[l] * x[l] + b1[l] * x1[l] + b2[l] * x2[l] - a2[l] * y2[l];
+                y[l] = older - a1[l] * y1[l];
+            }
+            x2 = x1;
+            x1 = x;
+            y2 = y1;
+            for l in 0..VOICE_LANES {
+                let flush = (y[l].abs() < DENORMAL_FLOOR) & (y2[l].abs() < DENORMAL_FLOOR);
+                y1[l] = if flush { 0.0 } else { y[l] };
+                y2[l] = if flush { 0.0 } else { y2[l] };
+            }
+            output(i, y.map(|v| v as f32));
+        }
+        (self.x1, self.x2, self.y1, self.y2) = (x1, x2, y1, y2);
+    }
+}
+
 impl Module for Biquad {
     fn params(&self) -> &Params {
         &self.params
@@ -504,6 +601,10 @@ impl Module for Biquad {
             }
         }
         self.mem = mem;
+    }
+
+    fn side_by_side(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn clear(&mut self) {
@@ -908,5 +1009,78 @@ mod tests {
         c.load_state(&mut StateReader::new(&bytes)).unwrap();
         assert_eq!(c.param(MODE), 5.0);
         assert_eq!(c.param(GAIN), -6.0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Four biquads (their own modes, coefficients and memories, one ringing down
+        /// into the denormal flush) rendered side by side give exactly the bits each
+        /// gives alone.
+        #[test]
+        fn lanes_match_biquads_alone(
+            settings in proptest::collection::vec(
+                (10.0f32..20_000.0, 0.1f32..20.0, 0u8..7, -24.0f32..24.0, 1usize..300), 4),
+            signal in proptest::collection::vec(-2.0f32..2.0, 64..300),
+            quiet in 0usize..4,
+        ) {
+            let render = |b: &mut Biquad, x: &[f32]| {
+                let mut out = vec![0.0f32; x.len()];
+                b.process(&[x], &mut [&mut out]);
+                out
+            };
+            let mut alone: Vec<Biquad> = settings
+                .iter()
+                .map(|&(cutoff, q, mode, gain, warm)| {
+                    let mut b = Biquad::new(SR);
+                    b.set_param(CUTOFF, cutoff);
+                    b.set_param(Q, q);
+                    b.set_param(MODE, f32::from(mode));
+                    b.set_param(GAIN, gain);
+                    b.reset();
+                    let warm_up: Vec<f32> =
+                        (0..warm).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.2).collect();
+                    let _ = render(&mut b, &warm_up);
+                    b
+                })
+                .collect();
+            let mut side: Vec<Biquad> = alone.clone();
+            // Lane `quiet` hears silence after a tiny impulse: its memories decay to
+            // the flush.
+            let input = |lane: usize, i: usize| {
+                if lane == quiet {
+                    if i == 0 { 1e-15 } else { 0.0 }
+                } else {
+                    signal[(i + 13 * lane) % signal.len()]
+                }
+            };
+            let n = signal.len() * 20;
+            let mut want = Vec::new();
+            for (lane, b) in alone.iter_mut().enumerate() {
+                proptest::prop_assert!(BiquadLanes::ready(b));
+                let x: Vec<f32> = (0..n).map(|i| input(lane, i)).collect();
+                want.push(render(b, &x));
+            }
+            let mut lanes = BiquadLanes::default();
+            for (lane, b) in side.iter().enumerate() {
+                lanes.load(lane, b);
+            }
+            let x: Vec<Vec<f32>> = (0..4).map(|lane| (0..n).map(|i| input(lane, i)).collect()).collect();
+            let mut y = vec![vec![0.0f32; n]; 4];
+            let cut = n / 3;
+            for range in [0..cut, cut..n] {
+                let xs = [0, 1, 2, 3].map(|l| &x[l][range.clone()]);
+                let [y0, y1, y2, y3] = &mut y[..] else { unreachable!() };
+                let ys = [y0, y1, y2, y3].map(|v| &mut v[range.clone()]);
+                lanes.run(xs, ys);
+            }
+            for (lane, b) in side.iter_mut().enumerate() {
+                lanes.store(lane, b);
+                let got: Vec<u32> = y[lane].iter().map(|f| f.to_bits()).collect();
+                let expected: Vec<u32> = want[lane].iter().map(|v| v.to_bits()).collect();
+                proptest::prop_assert_eq!(got, expected, "lane {}", lane);
+                proptest::prop_assert_eq!(b.mem, alone[lane].mem);
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@
 //! below 1e-20 every 16 samples.
 
 use crate::params::Params;
-use crate::module::{sane_sample_rate, Module};
+use crate::module::{sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
 use crate::modules::common::{flush64, input, sanitize};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -224,18 +224,32 @@ impl Ladder {
         }
     }
 
-    /// A whole block with constant coefficients: the memories stay in registers, and
-    /// the feedback term is carried from sample to sample (see [`Ladder::fb`]), which
-    /// leaves only the saturator and a few multiplies on the per-sample dependency chain.
-    fn run_settled(&mut self, x: &[f32], out: &mut [f32]) {
+    /// True when the next block takes the settled path (no parameter glides): what
+    /// [`LadderLanes`] renders.
+    pub fn is_settled(&self) -> bool {
+        !self.gliding
+    }
+
+    /// The settled path's constants: `din` ([`Ladder::loop_constants`] at the resting
+    /// parameters), then `d = A^T ck`, `e = ck . b` (the next feedback term is
+    /// `d . s + e u`) and `e` times the saturator's cubic coefficient.
+    #[inline(always)]
+    fn settled_constants(&self) -> (f64, [f64; 4], f64, f64) {
         let (ck, din) = self.loop_constants(self.params[RESONANCE].current(), self.params[DRIVE].current());
-        let Coefs { c, g4, a, b } = self.coefs;
-        // d = A^T ck and e = ck . b: the next feedback term is d . s + e u.
+        let Coefs { a, b, .. } = self.coefs;
         let d: [f64; 4] = std::array::from_fn(|j| {
             (ck[0] * a[0][j] + ck[1] * a[1][j]) + (ck[2] * a[2][j] + ck[3] * a[3][j])
         });
         let e = (ck[0] * b[0] + ck[1] * b[1]) + (ck[2] * b[2] + ck[3] * b[3]);
-        let eq = e * SAT_CUBIC;
+        (din, d, e, e * SAT_CUBIC)
+    }
+
+    /// A whole block with constant coefficients: the memories stay in registers, and
+    /// the feedback term is carried from sample to sample (see [`Ladder::fb`]), which
+    /// leaves only the saturator and a few multiplies on the per-sample dependency chain.
+    fn run_settled(&mut self, x: &[f32], out: &mut [f32]) {
+        let (din, d, e, eq) = self.settled_constants();
+        let Coefs { c, g4, a, b } = self.coefs;
         let mut s = self.s;
         let mut fb = self.fb;
         let mut countdown = self.flush_countdown;
@@ -267,6 +281,175 @@ impl Ladder {
         self.s = s;
         self.fb = fb;
         self.flush_countdown = countdown;
+    }
+}
+
+/// `L` settled ladders (one per voice of an instrument) rendered side by side: the loop
+/// of [`Ladder::run_settled`] with every value an array over the lanes, written lane by
+/// lane with the same operations in the same order, so each lane gives the bits its
+/// ladder gives alone (`lanes_match_ladders_alone` compares them). The lanes are
+/// independent, so the compiler packs them into vectors, and their chains overlap.
+///
+/// Used as [`LadderLanes::load`] each ladder, [`LadderLanes::run`] over interleaved
+/// samples (frame-major, `[frame][lane]`), [`LadderLanes::store`] each ladder back.
+#[derive(Debug, Clone, Copy)]
+pub struct LadderLanes<const L: usize> {
+    c: [[f64; L]; 4],
+    g4: [f64; L],
+    a: [[[f64; L]; 4]; 4],
+    b: [[f64; L]; 4],
+    d: [[f64; L]; 4],
+    e: [f64; L],
+    eq: [f64; L],
+    din: [f64; L],
+    s: [[f64; L]; 4],
+    fb: [f64; L],
+    countdown: [u32; L],
+}
+
+impl VoiceLanes for LadderLanes<VOICE_LANES> {
+    type Module = Ladder;
+
+    fn ready(m: &Ladder) -> bool {
+        m.is_settled()
+    }
+
+    fn load(&mut self, lane: usize, m: &Ladder) {
+        LadderLanes::load(self, lane, m);
+    }
+
+    fn store(&self, lane: usize, m: &mut Ladder) {
+        LadderLanes::store(self, lane, m);
+    }
+
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
+        let n = x.iter().map(|s| s.len()).chain(y.iter().map(|s| s.len())).min().unwrap_or(0);
+        self.run_with(n, |i| x.map(|s| s.get(i).copied().unwrap_or(0.0)), |i, v| {
+            for (s, v) in y.iter_mut().zip(v) {
+                if let Some(o) = s.get_mut(i) {
+                    *o = v;
+                }
+            }
+        });
+    }
+}
+
+impl<const L: usize> Default for LadderLanes<L> {
+    fn default() -> Self {
+        LadderLanes {
+            c: [[0.0; L]; 4],
+            g4: [0.0; L],
+            a: [[[0.0; L]; 4]; 4],
+            b: [[0.0; L]; 4],
+            d: [[0.0; L]; 4],
+            e: [0.0; L],
+            eq: [0.0; L],
+            din: [0.0; L],
+            s: [[0.0; L]; 4],
+            fb: [0.0; L],
+            countdown: [FLUSH_INTERVAL; L],
+        }
+    }
+}
+
+impl<const L: usize> LadderLanes<L> {
+    /// Takes `ladder` (settled: [`Ladder::is_settled`]) into lane `lane`: the constants
+    /// of its resting parameters, its memories, feedback term and flush countdown.
+    /// Ignored for a lane past `L`.
+    pub fn load(&mut self, lane: usize, ladder: &Ladder) {
+        if lane >= L {
+            return;
+        }
+        let (din, d, e, eq) = ladder.settled_constants();
+        let Coefs { c, g4, a, b } = ladder.coefs;
+        for k in 0..4 {
+            self.c[k][lane] = c[k];
+            self.b[k][lane] = b[k];
+            self.d[k][lane] = d[k];
+            self.s[k][lane] = ladder.s[k];
+            for (to, &from) in self.a[k].iter_mut().zip(&a[k]) {
+                to[lane] = from;
+            }
+        }
+        self.g4[lane] = g4;
+        self.e[lane] = e;
+        self.eq[lane] = eq;
+        self.din[lane] = din;
+        self.fb[lane] = ladder.fb;
+        self.countdown[lane] = ladder.flush_countdown;
+    }
+
+    /// Writes lane `lane`'s state back into `ladder` (the one loaded there).
+    pub fn store(&self, lane: usize, ladder: &mut Ladder) {
+        if lane >= L {
+            return;
+        }
+        ladder.s = [0, 1, 2, 3].map(|k| self.s[k][lane]);
+        ladder.fb = self.fb[lane];
+        ladder.flush_countdown = self.countdown[lane];
+    }
+
+    /// Renders `x` (frame-major: `x[i][lane]`) into `y` as far as both reach.
+    pub fn run(&mut self, x: &[[f32; L]], y: &mut [[f32; L]]) {
+        self.run_with(x.len().min(y.len()), |i| x.get(i).copied().unwrap_or([0.0; L]), |i, v| {
+            if let Some(o) = y.get_mut(i) {
+                *o = v;
+            }
+        });
+    }
+
+    /// Renders `n` frames, frame `i`'s lanes read from `input(i)` and written to
+    /// `output(i, lanes)`: [`LadderLanes::run`] on interleaved buffers, the instrument on
+    /// each voice's own buffers (no interleaving copies).
+    #[inline(always)]
+    pub fn run_with(
+        &mut self,
+        n: usize,
+        mut input: impl FnMut(usize) -> [f32; L],
+        mut output: impl FnMut(usize, [f32; L]),
+    ) {
+        let LadderLanes {
+            c, g4, a, b, d, e, eq, din, ..
+        } = *self;
+        let mut s = self.s;
+        let mut fb = self.fb;
+        let mut countdown = self.countdown;
+        for i in 0..n {
+            let xi = input(i);
+            let mut yo = [0.0f32; L];
+            // Lane by lane, exactly the statements of `run_settled`.
+            for l in 0..L {
+                let [s0, s1, s2, s3] = [s[0][l], s[1][l], s[2][l], s[3][l]];
+                #[allow(clippy::manual_clamp)]
+                let xc = (f64::from(sanitize(xi[l])) * din[l] - fb[l]).max(-1.5).min(1.5);
+                let x2 = xc * xc;
+                let u = xc - (xc * SAT_CUBIC) * x2;
+                let ds = (d[0][l] * s0 + d[1][l] * s1) + (d[2][l] * s2 + d[3][l] * s3);
+                fb[l] = (ds + e[l] * xc) - (eq[l] * xc) * x2;
+                let sigma = (c[0][l] * s0 + c[1][l] * s1) + (c[2][l] * s2 + c[3][l] * s3);
+                yo[l] = (sigma + g4[l] * u) as f32;
+                s[0][l] = a[0][0][l] * s0 + b[0][l] * u;
+                s[1][l] = (a[1][0][l] * s0 + a[1][1][l] * s1) + b[1][l] * u;
+                s[2][l] = (a[2][0][l] * s0 + a[2][1][l] * s1 + a[2][2][l] * s2) + b[2][l] * u;
+                s[3][l] = ((a[3][0][l] * s0 + a[3][1][l] * s1)
+                    + (a[3][2][l] * s2 + a[3][3][l] * s3))
+                    + b[3][l] * u;
+            }
+            for l in 0..L {
+                countdown[l] = countdown[l].wrapping_sub(1);
+                if countdown[l] == 0 {
+                    countdown[l] = FLUSH_INTERVAL;
+                    for sk in &mut s {
+                        sk[l] = flush64(sk[l]);
+                    }
+                    fb[l] = flush64(fb[l]);
+                }
+            }
+            output(i, yo);
+        }
+        self.s = s;
+        self.fb = fb;
+        self.countdown = countdown;
     }
 }
 
@@ -345,6 +528,10 @@ impl Module for Ladder {
                 return;
             }
         }
+    }
+
+    fn side_by_side(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn clear(&mut self) {
@@ -559,6 +746,67 @@ mod tests {
             let mut out = [0.0f32; 64];
             l.process(&[block], &mut [&mut out]);
             assert!(out.iter().all(|v| v.is_finite() && v.abs() < 4.0));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Four ladders (their own parameters, memories, feedback terms and flush
+        /// phases) rendered side by side give exactly the bits each gives alone.
+        #[test]
+        fn lanes_match_ladders_alone(
+            settings in proptest::collection::vec(
+                (10.0f32..20_000.0, 0.0f32..1.2, 0.0f32..4.0, 1usize..200), 4),
+            signal in proptest::collection::vec(-3.0f32..3.0, 64..300),
+            loud in 0usize..4,
+        ) {
+            let mut alone: Vec<Ladder> = settings
+                .iter()
+                .map(|&(cutoff, resonance, drive, warm)| {
+                    let mut l = ladder(cutoff, resonance);
+                    l.set_param(DRIVE, drive);
+                    l.reset();
+                    // Different memories and flush countdowns in every lane.
+                    let warm_up: Vec<f32> = (0..warm).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.3).collect();
+                    let _ = render(&mut l, &[warm_up], 1);
+                    l
+                })
+                .collect();
+            let mut side: Vec<Ladder> = alone.clone();
+            // Lane `loud` gets an input far past the saturator and the sanitizer.
+            let input = |lane: usize, i: usize| {
+                let x = signal[(i + 17 * lane) % signal.len()];
+                if lane == loud { x * 1e12 } else { x }
+            };
+            let n = signal.len();
+            let mut want = Vec::new();
+            for (lane, l) in alone.iter_mut().enumerate() {
+                proptest::prop_assert!(l.is_settled());
+                let x: Vec<f32> = (0..n).map(|i| input(lane, i)).collect();
+                want.push(render(l, &[x], 1).remove(0));
+            }
+            let mut lanes = LadderLanes::<4>::default();
+            for (lane, l) in side.iter().enumerate() {
+                lanes.load(lane, l);
+            }
+            let x: Vec<[f32; 4]> = (0..n).map(|i| [0, 1, 2, 3].map(|lane| input(lane, i))).collect();
+            let mut y = vec![[0.0f32; 4]; n];
+            // In two uneven pieces: the state carries across calls.
+            let cut = n / 3;
+            lanes.run(&x[..cut], &mut y[..cut]);
+            lanes.run(&x[cut..], &mut y[cut..]);
+            for (lane, l) in side.iter_mut().enumerate() {
+                lanes.store(lane, l);
+                let got: Vec<u32> = y.iter().map(|f| f[lane].to_bits()).collect();
+                let expected: Vec<u32> = want[lane].iter().map(|v| v.to_bits()).collect();
+                proptest::prop_assert_eq!(got, expected, "lane {}", lane);
+                // And the state left behind continues identically.
+                let tail = vec![0.25f32; 100];
+                let a = render(l, std::slice::from_ref(&tail), 1).remove(0);
+                let b = render(&mut alone[lane], &[tail], 1).remove(0);
+                proptest::prop_assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+            }
         }
     }
 }

@@ -19,8 +19,10 @@ use instrument::Instrument;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::module::{Module, MAX_PORTS};
+use crate::module::{Module, VoiceLanes, MAX_PORTS, VOICE_LANES};
 use crate::modules;
+use crate::modules::biquad::BiquadLanes;
+use crate::modules::ladder::LadderLanes;
 use crate::spec::{ModuleSpec, Rate};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -835,6 +837,14 @@ impl Patch {
     pub(crate) fn process_mono(&mut self, out: &mut [f32]) {
         let n = out.len().min(self.max_block);
         self.render(n);
+        self.mono_output(out);
+    }
+
+    /// Copies the first `out.len()` frames of the output's left input, as the last
+    /// render left them, into `out`: a voice's block after
+    /// [`Patch::render_side_by_side`].
+    pub(crate) fn mono_output(&self, out: &mut [f32]) {
+        let n = out.len().min(self.max_block);
         let left = match self.nodes.get(self.output_exec).map(|n| &n.inputs[..]) {
             Some(&[left, ..]) => left,
             _ => Source::Zero,
@@ -860,48 +870,155 @@ impl Patch {
     /// copies its sources itself).
     fn render(&mut self, n: usize) {
         for i in 0..self.nodes.len() {
-            if i == self.output_exec && !self.output_is_read {
-                continue;
-            }
-            let (done, rest) = self.nodes.split_at_mut(i);
-            let Some((node, _)) = rest.split_first_mut() else {
-                break;
-            };
-            let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
-            for (slot, src) in ins.iter_mut().zip(&node.inputs) {
-                *slot = match *src {
-                    Source::Zero => self.zeros.get(..n),
-                    Source::Node { exec, port } => done
-                        .get(exec)
-                        .and_then(|d| d.outputs.get(port))
-                        .and_then(|b| b.get(..n)),
-                }
-                .unwrap_or(&[]);
-            }
-            let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
-            let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
-            for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
-                *slot = buf.get_mut(..n).unwrap_or(&mut []);
-            }
-            let ins = ins.get(..n_in).unwrap_or(&[]);
-            let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
-            if self.panic_in_process {
-                // Stands for a bug in a module's code, asked for explicitly by a server
-                // started with fault injection enabled.
-                panic!("fault injection: a panic in module '{}''s process", node.id);
-            }
-            node.unit.process(ins, outs);
+            self.render_node(i, n);
+        }
+    }
 
-            // NaN guard: a module that produced NaN/inf is reset and its block silenced,
-            // so the bad value never reaches another module or the speakers.
-            if outs.iter().any(|o| has_nonfinite(o)) {
-                node.unit.reset();
-                for o in outs.iter_mut() {
-                    o.fill(0.0);
+    /// Runs the node at execution position `i` for `n` (<= max_block) frames (the
+    /// output module only when it is read), then guards its outputs (as
+    /// [`Patch::guard_node`] does, on the slices at hand). Inlined into [`Patch::render`]:
+    /// this is every patch's inner loop.
+    #[inline(always)]
+    fn render_node(&mut self, i: usize, n: usize) {
+        if i == self.output_exec && !self.output_is_read {
+            return;
+        }
+        let (done, rest) = self.nodes.split_at_mut(i);
+        let Some((node, _)) = rest.split_first_mut() else {
+            return;
+        };
+        let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
+        for (slot, src) in ins.iter_mut().zip(&node.inputs) {
+            *slot = match *src {
+                Source::Zero => self.zeros.get(..n),
+                Source::Node { exec, port } => done
+                    .get(exec)
+                    .and_then(|d| d.outputs.get(port))
+                    .and_then(|b| b.get(..n)),
+            }
+            .unwrap_or(&[]);
+        }
+        let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
+        let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
+        for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
+            *slot = buf.get_mut(..n).unwrap_or(&mut []);
+        }
+        let ins = ins.get(..n_in).unwrap_or(&[]);
+        let outs = outs.get_mut(..n_out).unwrap_or(&mut []);
+        if self.panic_in_process {
+            // Stands for a bug in a module's code, asked for explicitly by a server
+            // started with fault injection enabled.
+            panic!("fault injection: a panic in module '{}''s process", node.id);
+        }
+        node.unit.process(ins, outs);
+
+        // NaN guard: a module that produced NaN/inf is reset and its block silenced,
+        // so the bad value never reaches another module or the speakers.
+        if outs.iter().any(|o| has_nonfinite(o)) {
+            node.unit.reset();
+            for o in outs.iter_mut() {
+                o.fill(0.0);
+            }
+            self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
+        }
+    }
+
+    /// The NaN guard of the node at execution position `i`, for the side-by-side path:
+    /// if it produced NaN/inf in its first `n` frames, it is reset and its block
+    /// silenced, so the bad value never reaches another module or the speakers.
+    fn guard_node(&mut self, i: usize, n: usize) {
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if node
+            .outputs
+            .iter()
+            .any(|o| has_nonfinite(o.get(..n).unwrap_or(&[])))
+        {
+            node.unit.reset();
+            for o in node.outputs.iter_mut() {
+                o.get_mut(..n).unwrap_or(&mut []).fill(0.0);
+            }
+            self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
+        }
+    }
+
+    /// Renders the voice patches `voices` (compiled from one description, so the same
+    /// nodes in the same order) for `n` (<= max_block) frames, node by node: side by
+    /// side where the node's type has a lane kernel and every voice's instance can use
+    /// it now, voice by voice elsewhere. Each patch ends exactly as [`Patch::render`]
+    /// would leave it, bit for bit; [`Patch::mono_output`] then reads each voice.
+    pub(crate) fn render_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], n: usize) {
+        let count = voices.iter().map(|p| p.nodes.len()).min().unwrap_or(0);
+        for i in 0..count {
+            let done = Self::kernel_side_by_side::<LadderLanes<VOICE_LANES>>(voices, i, n)
+                || Self::kernel_side_by_side::<BiquadLanes>(voices, i, n);
+            if !done {
+                for p in voices.iter_mut() {
+                    p.render_node(i, n);
                 }
-                self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
             }
         }
+    }
+
+    /// Node `i` of every voice through one `K` kernel, if it is a `K::Module` ready for
+    /// it in all of them (then true); otherwise nothing is done and the result is false.
+    /// The kernel reads and writes each voice's own buffers.
+    fn kernel_side_by_side<K: VoiceLanes>(
+        voices: &mut [&mut Patch; VOICE_LANES],
+        i: usize,
+        n: usize,
+    ) -> bool {
+        let parts = voices.each_mut().map(|p| p.lane_parts::<K>(i, n));
+        // Four lanes spelled out: a change of VOICE_LANES is a compile error here.
+        let [Some(p0), Some(p1), Some(p2), Some(p3)] = parts else {
+            return false;
+        };
+        if ![&p0, &p1, &p2, &p3].iter().all(|p| K::ready(p.0)) {
+            return false;
+        }
+        let mut lanes = K::default();
+        for (lane, p) in [&p0, &p1, &p2, &p3].into_iter().enumerate() {
+            lanes.load(lane, p.0);
+        }
+        let (m0, x0, y0) = p0;
+        let (m1, x1, y1) = p1;
+        let (m2, x2, y2) = p2;
+        let (m3, x3, y3) = p3;
+        lanes.run([x0, x1, x2, x3], [y0, y1, y2, y3]);
+        for (lane, m) in [m0, m1, m2, m3].into_iter().enumerate() {
+            lanes.store(lane, m);
+        }
+        for p in voices.iter_mut() {
+            p.guard_node(i, n);
+        }
+        true
+    }
+
+    /// For [`Patch::kernel_side_by_side`]: node `i` as a `K::Module`, the first `n`
+    /// frames of its input and of its output buffer; `None` if it is another type (or
+    /// fault injection is armed, which the voice-by-voice path performs).
+    #[allow(clippy::type_complexity)]
+    fn lane_parts<K: VoiceLanes>(
+        &mut self,
+        i: usize,
+        n: usize,
+    ) -> Option<(&mut K::Module, &[f32], &mut [f32])> {
+        if self.panic_in_process {
+            return None;
+        }
+        let (done, rest) = self.nodes.split_at_mut(i);
+        let node = rest.first_mut()?;
+        let input = match *node.inputs.first()? {
+            Source::Zero => self.zeros.get(..n)?,
+            Source::Node { exec, port } => done.get(exec)?.outputs.get(port)?.get(..n)?,
+        };
+        let output = node.outputs.first_mut()?.get_mut(..n)?;
+        let module = match &mut node.unit {
+            Unit::Module(m) => m.side_by_side()?.downcast_mut::<K::Module>()?,
+            Unit::Instrument(_) => return None,
+        };
+        Some((module, input, output))
     }
 
     /// How many voices are sounding: the envelopes of the patch that are not idle, and
