@@ -16,10 +16,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use chronus_bench::{self as cb, env_or, median, time};
-use common::{Chronus, Fundsp};
+use chronus_bench::{self as cb, median, time};
+use common::{Chronus, Fundsp, Settings};
 use fundsp::prelude32::*;
 
 /// Chain 2 in fundsp: sine times a held ADSR, through a 1 kHz lowpass, scaled.
@@ -46,12 +44,8 @@ fn fundsp_chain(n: usize) -> Box<dyn AudioUnit> {
 }
 
 fn main() {
-    let rounds: usize = Ord::max(env_or("BENCH_ROUNDS", 7), 1);
-    let round = Duration::from_secs_f64(env_or("BENCH_ROUND_SECONDS", 0.2));
-    let only: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let settings = Settings::from_env();
+    let (rounds, round) = (settings.rounds, settings.round);
 
     println!(
         "Chronus vs fundsp 0.23: {} Hz, {}-frame blocks, median of {rounds} alternating rounds of {:.2} s",
@@ -65,7 +59,7 @@ fn main() {
     );
     for (i, chain) in cb::chains().into_iter().enumerate() {
         let n = i + 1;
-        if !only.is_empty() && !only.contains(&n) {
+        if !settings.runs(n) {
             continue;
         }
         let Some(desc) = chain.desc else {

@@ -35,10 +35,10 @@ mod common;
 
 use std::time::Duration;
 
-use chronus_bench::{self as cb, env_or, summary, time_cpu as time};
+use chronus_bench::{self as cb, summary, time_cpu as time};
 use chronus_dsp::modules::note::note_hz;
 use chronus_dsp::patch::{InstrumentDesc, MAX_VOICES};
-use common::{Chronus, Fundsp};
+use common::{Chronus, Fundsp, Settings};
 use fundsp::prelude32::*;
 
 /// Parameter `param` of module `module` of the `keys` instrument, so the fundsp voice
@@ -162,13 +162,9 @@ fn most_voices(rounds: usize, round: Duration) -> (usize, f64) {
 }
 
 fn main() {
-    let rounds: usize = Ord::max(env_or("BENCH_ROUNDS", 7), 1);
-    let round = Duration::from_secs_f64(env_or("BENCH_ROUND_SECONDS", 0.2));
-    let only: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let run = |row: usize| only.is_empty() || only.contains(&row);
+    let settings = Settings::from_env();
+    let (rounds, round) = (settings.rounds, settings.round);
+    let run = |row: usize| settings.runs(row);
 
     println!(
         "Voices, Chronus vs fundsp 0.23: {} Hz, {}-frame blocks, one core, every note held in its sustain; thread CPU time, median of {rounds} rounds of {:.2} s",

@@ -2,8 +2,9 @@
 //! [`Render`], block by block as their engines render.
 
 use std::hint::black_box;
+use std::time::Duration;
 
-use chronus_bench::{self as cb, Render};
+use chronus_bench::{self as cb, env_or, Render};
 use fundsp::prelude32::*;
 
 /// Chronus: a compiled patch and its stereo output buffers.
@@ -63,5 +64,35 @@ impl Render for Fundsp {
             &mut self.output.buffer_mut(),
         );
         black_box(&mut self.output);
+    }
+}
+
+/// What a run was asked for: rounds per measurement (`BENCH_ROUNDS`, default 7, at least
+/// 1), the length of a round (`BENCH_ROUND_SECONDS`, default 0.2 s), and the rows to run
+/// (the command line's numbers; none: every row).
+pub struct Settings {
+    /// Timed rounds per measurement.
+    pub rounds: usize,
+    /// Length of one round.
+    pub round: Duration,
+    only: Vec<usize>,
+}
+
+impl Settings {
+    /// Reads the environment and the command line.
+    pub fn from_env() -> Settings {
+        Settings {
+            rounds: Ord::max(env_or("BENCH_ROUNDS", 7), 1),
+            round: Duration::from_secs_f64(env_or("BENCH_ROUND_SECONDS", 0.2)),
+            only: std::env::args()
+                .skip(1)
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// Whether row `row` (counted from 1) is to run.
+    pub fn runs(&self, row: usize) -> bool {
+        self.only.is_empty() || self.only.contains(&row)
     }
 }
