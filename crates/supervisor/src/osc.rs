@@ -234,13 +234,10 @@ impl OscServer {
                 Request::Engine(command) => {
                     let (at_frame, at) = match decoded.time {
                         When::Now => (None, Instant::now()),
-                        When::At(time) => (
-                            Some(self.frame_for(time)),
-                            Instant::now()
-                                + ahead_of(time, SystemTime::now())
-                                    .unwrap_or_default()
-                                    .min(MAX_AHEAD),
-                        ),
+                        When::At(time) => {
+                            let (frame, ahead) = self.frame_for(time);
+                            (Some(frame), Instant::now() + ahead)
+                        }
                     };
                     self.editor.observe(&command, at);
                     let item = Inbound::Command {
@@ -580,21 +577,24 @@ impl OscServer {
     /// at that moment, so bundles timed 100 ms apart land 4,800 frames apart whenever they
     /// were sent. Before the output's first period, an estimate from the blocks played.
     /// Packets timed beyond [`MAX_AHEAD`] were refused before; the bound is kept here too,
-    /// so the frame stays far from overflowing whatever the timetag.
-    fn frame_for(&self, time: rosc::OscTime) -> u64 {
+    /// so the frame stays far from overflowing whatever the timetag. Also how far ahead
+    /// `time` is (zero if it has passed), for the editor's view of parameters.
+    fn frame_for(&self, time: rosc::OscTime) -> (u64, Duration) {
         let (system, monotonic_ns) = self.clock_pair();
         let Some(ahead) = ahead_of(time, system) else {
-            return 0; // in the past: as soon as possible (counted late by the clock)
+            // In the past: as soon as possible (counted late by the clock).
+            return (0, Duration::ZERO);
         };
         let ahead = ahead.min(MAX_AHEAD);
-        match self.shared.clock.mapping() {
+        let frame = match self.shared.clock.mapping() {
             Some(line) => line.frame_at(monotonic_ns as f64 + ahead.as_nanos() as f64),
             None => {
                 let played = self.shared.played.load(Ordering::Acquire);
                 let ahead_frames = ahead.as_secs_f64() * f64::from(self.shared.sample_rate);
                 played * self.shared.block_frames as u64 + ahead_frames as u64
             }
-        }
+        };
+        (frame, ahead)
     }
 
     /// The system clock (which timetags name) and the monotonic clock (which the clock
