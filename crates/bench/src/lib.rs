@@ -115,6 +115,8 @@ pub fn sine() -> Chain {
         ],
         connections: vec![Connection::new("sine", "out:left")],
         instruments: Vec::new(),
+        clock: None,
+        tracks: Vec::new(),
     };
     Chain {
         name: "1 sine 440 Hz",
@@ -135,6 +137,8 @@ pub fn voice_chain() -> Chain {
             modules,
             connections,
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         }),
     }
 }
@@ -159,6 +163,8 @@ pub fn saw_ladder() -> Chain {
             Connection::new("gain", "out:left"),
         ],
         instruments: Vec::new(),
+        clock: None,
+        tracks: Vec::new(),
     });
     Chain {
         name: "3 saw>ladder>gain",
@@ -203,6 +209,8 @@ pub fn poly() -> Chain {
             modules,
             connections,
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         }),
     }
 }
@@ -223,6 +231,8 @@ pub fn reverb() -> Chain {
             modules,
             connections,
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         }
     });
     Chain {
@@ -270,6 +280,8 @@ pub fn keys(voices: usize, reverb: bool) -> PatchDesc {
         modules,
         connections,
         instruments: vec![instrument],
+        clock: None,
+        tracks: Vec::new(),
     }
 }
 
@@ -308,6 +320,8 @@ pub fn poly_instrument() -> PatchDesc {
         modules: vec![ModuleDesc::new("out", "output")],
         connections: vec![Connection::new("poly:out", "out:left")],
         instruments: vec![instrument],
+        clock: None,
+        tracks: Vec::new(),
     }
 }
 

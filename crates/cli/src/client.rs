@@ -64,6 +64,7 @@ pub fn client_table(patch: Option<&PathBuf>) -> anyhow::Result<AddressTable> {
     let compiled = Patch::compile(&desc, 48_000.0, 64, 0).context("the patch does not compile")?;
     let modules: Vec<_> = (0..compiled.node_count() as u16)
         .filter_map(|n| Some((compiled.node_id(n)?.to_string(), compiled.node_spec(n)?)))
+        .chain(chronus_engine::sequencer::track_nodes(&desc))
         .collect();
     Ok(AddressTable::new(&modules, true))
 }

@@ -127,6 +127,8 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
         modules,
         connections,
         instruments: Vec::new(),
+        clock: None,
+        tracks: Vec::new(),
     }
 }
 

@@ -42,12 +42,16 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
             ],
             connections: vec![Connection::new("src:out", "out:left")],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
     }
     PatchDesc {
         modules,
         connections,
         instruments: Vec::new(),
+        clock: None,
+        tracks: Vec::new(),
     }
 }
 

@@ -104,6 +104,8 @@ fn chain() -> impl Strategy<Value = PatchDesc> {
                 modules,
                 connections,
                 instruments: Vec::new(),
+                clock: None,
+                tracks: Vec::new(),
             }
         })
 }

@@ -104,6 +104,30 @@ pub enum Command {
     },
     /// Every voice of every instrument fades to silence at once.
     Panic,
+    /// The clock's tempo, in beats per minute (20..=400): it lands on the next whole
+    /// beat, so bar lines stay on exact frames.
+    ClockTempo {
+        /// Beats per minute.
+        bpm: f32,
+    },
+    /// The clock's swing: where the off-beat sixteenth falls in its pair (0.5 straight
+    /// to 0.75), from now on.
+    ClockSwing {
+        /// 0.5..=0.75.
+        swing: f32,
+    },
+    /// Start the clock (from beat 0 at this frame, if it was stopped) or stop it.
+    ClockRun {
+        /// Start (true) or stop.
+        on: bool,
+    },
+    /// Start or stop a sequencer track, on the next bar line.
+    TrackRun {
+        /// The track's place in the patch's `[[tracks]]`.
+        track: u16,
+        /// Start (true) or stop.
+        on: bool,
+    },
     /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
     /// [`Instruction::PatchChunk`] records before this command, with a short crossfade.
     SwitchPatch {
@@ -130,6 +154,10 @@ mod kind {
     pub const NOTE_EXPRESSION: u32 = 12;
     pub const SUSTAIN: u32 = 13;
     pub const PANIC: u32 = 14;
+    pub const CLOCK_TEMPO: u32 = 15;
+    pub const CLOCK_SWING: u32 = 16;
+    pub const CLOCK_RUN: u32 = 17;
+    pub const TRACK_RUN: u32 = 18;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -370,6 +398,23 @@ impl StampedCommand {
                 kind::SUSTAIN
             }
             Command::Panic => kind::PANIC,
+            Command::ClockTempo { bpm } => {
+                payload[0] = u64::from(bpm.to_bits());
+                kind::CLOCK_TEMPO
+            }
+            Command::ClockSwing { swing } => {
+                payload[0] = u64::from(swing.to_bits());
+                kind::CLOCK_SWING
+            }
+            Command::ClockRun { on } => {
+                payload[0] = u64::from(on);
+                kind::CLOCK_RUN
+            }
+            Command::TrackRun { track, on } => {
+                payload[0] = u64::from(track);
+                payload[1] = u64::from(on);
+                kind::TRACK_RUN
+            }
         };
         CommandRecord {
             seq: self.seq,
@@ -496,6 +541,15 @@ impl Instruction {
                 on: flag(p[1])?,
             }),
             kind::PANIC => stamped(Command::Panic),
+            kind::CLOCK_TEMPO => stamped(Command::ClockTempo { bpm: float(p[0])? }),
+            kind::CLOCK_SWING => stamped(Command::ClockSwing {
+                swing: float(p[0])?,
+            }),
+            kind::CLOCK_RUN => stamped(Command::ClockRun { on: flag(p[0])? }),
+            kind::TRACK_RUN => stamped(Command::TrackRun {
+                track: small(p[0])?,
+                on: flag(p[1])?,
+            }),
             kind::ENGINE_GAIN => stamped(Command::EngineGain(float(p[0])?)),
             kind::TEST_TONE => stamped(Command::TestTone),
             kind::DEBUG_POISON => stamped(Command::DebugPoison),
@@ -616,6 +670,10 @@ mod tests {
                 on: true,
             },
             Command::Panic,
+            Command::ClockTempo { bpm: 133.5 },
+            Command::ClockSwing { swing: 0.66 },
+            Command::ClockRun { on: false },
+            Command::TrackRun { track: 3, on: true },
         ];
         for (i, command) in commands.into_iter().enumerate() {
             let stamped = StampedCommand {

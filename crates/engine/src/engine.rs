@@ -16,6 +16,7 @@ use chronus_ipc::CommandRecord;
 
 use crate::command::{Command, Instruction, PatchChunk, StampedCommand};
 use crate::master::{Master, MasterConfig};
+use crate::sequencer::Sequencer;
 
 /// How many stamped commands the stamping side lets wait for a frame beyond the block being
 /// played; it refuses more with `/fail`. Admission is decided there, where every command is
@@ -49,7 +50,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG3");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG4");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,6 +179,17 @@ struct StagedPatch {
     text: String,
     patch: Patch,
     carry: CarryPlan,
+    /// Its clock and tracks, compiled with it.
+    sequencer: Sequencer,
+    /// Whether it declares a `[clock]` of its own (else it keeps the running tempo).
+    declares_clock: bool,
+}
+
+/// What the engine is done with (an old patch, an old sequencer), held only to be dropped
+/// by the caller outside the render path: dropping frees memory.
+pub struct Retired {
+    _patch: Option<Patch>,
+    _sequencer: Option<Sequencer>,
 }
 
 /// How a new patch takes over the state of the modules it shares with the running one,
@@ -273,8 +285,10 @@ pub struct Engine {
     /// Patches compiled and waiting for their switch frame, in arrival order.
     staged: Vec<StagedPatch>,
     fading: Option<FadingPatch>,
-    /// Patches done with, to be dropped outside the render path.
-    retired: Vec<Patch>,
+    /// Patches and sequencers done with, to be dropped outside the render path.
+    retired: Vec<Retired>,
+    /// The tempo clock and the tracks of the running patch.
+    sequencer: Sequencer,
     /// Block to render next.
     next_block: u64,
     /// Commands waiting for their frame, the next due on top; preallocated for
@@ -306,14 +320,16 @@ impl Engine {
         start_block: u64,
     ) -> Result<Engine, PatchError> {
         let patch = compile(desc, config)?;
+        let sequencer = Sequencer::new(desc, &patch, config.sample_rate)?;
         Ok(Engine {
             config,
+            sequencer,
             patch,
             patch_text: desc.to_toml_string(),
             incoming: BTreeMap::new(),
             staged: Vec::new(),
             fading: None,
-            retired: Vec::with_capacity(4),
+            retired: Vec::with_capacity(16),
             next_block: start_block,
             pending: BinaryHeap::with_capacity(MAX_PENDING),
             ramps: Vec::with_capacity(MAX_RAMPS),
@@ -387,7 +403,7 @@ impl Engine {
 
     /// Takes the patches the engine is done with, so the caller drops them outside the
     /// render path (dropping frees memory).
-    pub fn take_retired(&mut self) -> Option<Patch> {
+    pub fn take_retired(&mut self) -> Option<Retired> {
         self.retired.pop()
     }
 
@@ -440,12 +456,16 @@ impl Engine {
         let text = String::from_utf8(bytes).map_err(|_| "text is not UTF-8".to_string())?;
         let desc = PatchDesc::from_toml_str(&text).map_err(|e| e.to_string())?;
         let patch = compile(&desc, self.config).map_err(|e| e.to_string())?;
+        let sequencer =
+            Sequencer::new(&desc, &patch, self.config.sample_rate).map_err(|e| e.to_string())?;
         let carry = CarryPlan::for_patch(&patch);
         self.staged.push(StagedPatch {
             version,
             text,
             patch,
             carry,
+            sequencer,
+            declares_clock: desc.clock.is_some(),
         });
         Ok(())
     }
@@ -476,16 +496,27 @@ impl Engine {
                     self.counters.late += 1;
                 }
                 applying(first.seq);
-                self.apply(first.command, first.seq);
+                self.apply(first.command, first.seq, now);
             }
+            // The clock's changes and the tracks' notes due at this frame.
+            let patch = &mut self.patch;
+            self.sequencer
+                .run_due(now, |instrument, note, velocity, length| {
+                    patch.note_on(instrument, note, velocity, 0, length);
+                });
             self.advance_ramps();
-            // Render up to the next command's frame, the next ramp step, or the block's end.
+            // Render up to the next command's frame, the sequencer's next moment, the
+            // next ramp step, or the block's end.
             let mut segment_end = match self.pending.peek() {
                 Some(Waiting(next)) if next.frame < block_end => {
                     (next.frame - block_start) as usize
                 }
                 _ => frames,
             };
+            let sequenced = self.sequencer.next_frame();
+            if sequenced < block_end {
+                segment_end = segment_end.min(sequenced.saturating_sub(block_start) as usize);
+            }
             if !self.ramps.is_empty() {
                 segment_end = segment_end.min(cursor + RAMP_STEP_FRAMES);
             }
@@ -538,7 +569,10 @@ impl Engine {
 
     fn retire(&mut self, patch: Patch) {
         // Capacity is reserved; the caller collects after every block.
-        self.retired.push(patch);
+        self.retired.push(Retired {
+            _patch: Some(patch),
+            _sequencer: None,
+        });
     }
 
     /// Sets every ramping parameter to its value at the current frame.
@@ -583,7 +617,7 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, command: Command, seq: u64) {
+    fn apply(&mut self, command: Command, seq: u64, now: u64) {
         self.counters.applied += 1;
         match command {
             Command::SetParam { node, param, value } => {
@@ -624,6 +658,10 @@ impl Engine {
             } => self.patch.note_expression(instrument, target, kind, value),
             Command::Sustain { instrument, on } => self.patch.sustain(instrument, on),
             Command::Panic => self.patch.panic_notes(),
+            Command::ClockTempo { bpm } => self.sequencer.set_tempo(now, f64::from(bpm)),
+            Command::ClockSwing { swing } => self.sequencer.set_swing(f64::from(swing)),
+            Command::ClockRun { on } => self.sequencer.run_clock(now, on),
+            Command::TrackRun { track, on } => self.sequencer.run_track(now, track, on),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
             Command::DebugPoison => {
                 // Fault injection, asked for explicitly by a server started with it enabled.
@@ -668,6 +706,14 @@ impl Engine {
                 self.counters.stale += (before - self.pending.len()) as u64;
                 let mut staged = self.staged.remove(index);
                 staged.carry.apply(&self.patch, &mut staged.patch);
+                staged
+                    .sequencer
+                    .take_over(&self.sequencer, now, staged.declares_clock);
+                let old_sequencer = std::mem::replace(&mut self.sequencer, staged.sequencer);
+                self.retired.push(Retired {
+                    _patch: None,
+                    _sequencer: Some(old_sequencer),
+                });
                 let old_patch = std::mem::replace(&mut self.patch, staged.patch);
                 let old_text = std::mem::replace(&mut self.patch_text, staged.text);
                 if let Some(previous) = self.fading.take() {
@@ -762,6 +808,7 @@ impl Engine {
         w.smoother(&self.master_gain);
         w.master(&self.master);
         w.state(&self.patch);
+        w.sequencer(&self.sequencer);
     }
 
     /// An engine restored from `bytes` ([`save_snapshot`](Self::save_snapshot) of an engine
@@ -825,12 +872,15 @@ impl Engine {
             let text = read_text(&mut r)?;
             let desc = PatchDesc::from_toml_str(&text)?;
             let patch = compile(&desc, config)?;
+            let sequencer = Sequencer::new(&desc, &patch, config.sample_rate)?;
             let carry = CarryPlan::for_patch(&patch);
             engine.staged.push(StagedPatch {
                 version,
                 text,
                 patch,
                 carry,
+                sequencer,
+                declares_clock: desc.clock.is_some(),
             });
         }
         let remaining =
@@ -885,6 +935,7 @@ impl Engine {
         engine.master_gain.load_state(&mut r)?;
         engine.master.load_state(&mut r)?;
         engine.patch.load_state(&mut r)?;
+        engine.sequencer.load_state(&mut r)?;
         Ok(engine)
     }
 }
@@ -941,6 +992,7 @@ trait SnapshotSink {
     fn smoother(&mut self, s: &Smoother);
     fn master(&mut self, m: &Master);
     fn state(&mut self, p: &Patch);
+    fn sequencer(&mut self, s: &Sequencer);
 }
 
 impl SnapshotSink for StateWriter<'_> {
@@ -959,6 +1011,9 @@ impl SnapshotSink for StateWriter<'_> {
     }
     fn master(&mut self, m: &Master) {
         m.save_state(self);
+    }
+    fn sequencer(&mut self, s: &Sequencer) {
+        s.save_state(self);
     }
     fn state(&mut self, p: &Patch) {
         p.save_state(self);
@@ -1078,6 +1133,78 @@ mod tests {
         assert_eq!(render(&mut fresh, 30), expected);
         assert_eq!(fresh.counters(), straight.counters());
         assert_eq!(fresh.counters().applied, 2);
+    }
+
+    /// The default patch with a groove on `keys` (two tracks, swung, at 133 bpm).
+    fn groove() -> PatchDesc {
+        let mut desc = PatchDesc::default_patch();
+        desc.clock = Some(chronus_dsp::ClockDesc {
+            bpm: 133.0,
+            swing: 0.62,
+        });
+        for (name, pattern, bars) in [
+            ("bass", "c2 ~ c2 <eb2 [g2 bb2]*2>", 1),
+            ("chords", "c4'min7 ~ ab3'maj7 _", 2),
+        ] {
+            desc.tracks.push(chronus_dsp::TrackDesc {
+                name: name.to_string(),
+                instrument: None,
+                pattern: pattern.to_string(),
+                bars,
+                playing: true,
+            });
+        }
+        desc
+    }
+
+    #[test]
+    fn tracks_play_the_same_samples_whatever_the_block_size() {
+        let frames = 48_000 * 5;
+        let mut by_block = Vec::new();
+        for block in [64usize, 100, 37] {
+            let config = EngineConfig::new(48_000, block, 7);
+            let mut engine = Engine::new(&groove(), config, 0).unwrap();
+            engine
+                .receive(StampedCommand {
+                    seq: 1,
+                    frame: 100_003,
+                    command: Command::ClockTempo { bpm: 90.5 },
+                })
+                .unwrap();
+            let mut out = Vec::new();
+            let mut buf = vec![0.0; 2 * block];
+            while out.len() < 2 * frames {
+                engine.render_block(&mut buf);
+                out.extend_from_slice(&buf);
+            }
+            out.truncate(2 * frames);
+            by_block.push(out);
+        }
+        assert!(by_block[0].iter().any(|&x| x != 0.0), "the groove sounds");
+        assert!(by_block[0] == by_block[1] && by_block[0] == by_block[2]);
+    }
+
+    #[test]
+    fn a_groove_restored_from_a_snapshot_plays_on_bit_for_bit() {
+        let mut straight = Engine::new(&groove(), config(), 0).unwrap();
+        straight
+            .receive(StampedCommand {
+                seq: 1,
+                frame: 64 * 700 + 3,
+                command: Command::TrackRun {
+                    track: 1,
+                    on: false,
+                },
+            })
+            .unwrap();
+        let _ = render(&mut straight, 1000);
+        let mut snapshot = vec![0u8; straight.snapshot_len()];
+        assert_eq!(straight.save_snapshot(&mut snapshot), snapshot.len());
+        let expected = render(&mut straight, 3000);
+        let mut fresh = engine();
+        fresh.load_snapshot(&snapshot).unwrap();
+        assert_eq!(render(&mut fresh, 3000), expected);
+        assert!(expected.iter().any(|&x| x != 0.0));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`command`]: the commands and the fixed-size records they travel in.
 //! - [`engine`]: [`Engine`], a patch plus pending commands, rendered block by block,
 //!   snapshotted and restored as bytes.
+//! - [`sequencer`]: the tempo clock and the tracks that play patterns on instruments.
 //! - [`worker`]: the worker process loop over one shared-memory slot.
 //!
 //! The engine renders the same samples in any process for the same patch, seed and
@@ -12,11 +13,12 @@
 pub mod command;
 pub mod engine;
 pub mod master;
+pub mod sequencer;
 pub mod worker;
 
 pub use command::{Command, Control, Fault, Instruction, NodeIndex, PatchChunk, StampedCommand};
 pub use engine::{
-    Engine, EngineConfig, EngineCounters, ReceiveError, SnapshotError, MAX_ADMITTED,
+    Engine, EngineConfig, EngineCounters, ReceiveError, Retired, SnapshotError, MAX_ADMITTED,
     MAX_ADMITTED_TIMED, MAX_PENDING,
 };
 pub use master::MasterConfig;

@@ -2,7 +2,7 @@
 //! stamped commands on their frames, rendering, and writing the block into the slot's
 //! audio ring, measured with a counting global allocator.
 
-use chronus_dsp::PatchDesc;
+use chronus_dsp::{PatchDesc, TrackDesc};
 use chronus_engine::{Command, Engine, EngineConfig, Instruction, StampedCommand};
 use chronus_ipc::{Slot, SlotLayout, WriteOutcome};
 
@@ -12,7 +12,25 @@ static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter:
 #[test]
 fn render_loop_allocates_nothing() {
     let config = EngineConfig::new(48_000, 64, 1);
-    let mut engine = Engine::new(&PatchDesc::default_patch(), config, 0).unwrap();
+    // The default patch with two sequencer tracks playing on `keys` at 300 bpm.
+    let mut desc = PatchDesc::default_patch();
+    desc.clock = Some(chronus_dsp::ClockDesc {
+        bpm: 300.0,
+        swing: 0.6,
+    });
+    for (name, pattern) in [
+        ("arp", "c4 [e4 g4] <b4 d5>*2"),
+        ("chords", "c3'maj7 ~ a2'min7:80"),
+    ] {
+        desc.tracks.push(TrackDesc {
+            name: name.to_string(),
+            instrument: None,
+            pattern: pattern.to_string(),
+            bars: 1,
+            playing: true,
+        });
+    }
+    let mut engine = Engine::new(&desc, config, 0).unwrap();
     let slot = Slot::create(
         "chronus-test-noalloc",
         SlotLayout::new(64, 2, 64, 4096).unwrap(),
@@ -60,6 +78,18 @@ fn render_loop_allocates_nothing() {
                 on: n % 24 == 8,
             },
             9 if n % 600 == 9 => Command::Panic,
+            // The clock and the tracks: tempo and swing changes, stops and starts.
+            10 if n % 48 == 10 => Command::ClockTempo {
+                bpm: 200.0 + (n % 97) as f32,
+            },
+            10 if n % 48 == 22 => Command::ClockSwing {
+                swing: 0.5 + (n % 25) as f32 / 100.0,
+            },
+            11 if n % 96 == 11 => Command::TrackRun {
+                track: (n % 2) as u16,
+                on: n % 192 == 11,
+            },
+            11 if n % 480 == 35 => Command::ClockRun { on: n % 960 == 35 },
             9 => Command::SetParam {
                 node: keys_cutoff,
                 param: 0,
@@ -113,4 +143,5 @@ fn render_loop_allocates_nothing() {
     );
     assert!(heard.iter().any(|&s| s != 0.0), "it did render sound");
     assert!(engine.patch().voice_steals() > 0, "notes stole voices");
+    assert!(engine.counters().applied > 1_900);
 }

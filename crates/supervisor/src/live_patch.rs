@@ -71,10 +71,11 @@ impl LivePatch {
         fault_injection: bool,
     ) -> anyhow::Result<(AddressTable, usize)> {
         let engine = Engine::new(patch, config, 0).context("the patch does not compile")?;
-        let patch = engine.patch();
-        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..patch.node_count()
+        let compiled = engine.patch();
+        let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..compiled.node_count()
             as u16)
-            .filter_map(|n| Some((patch.node_id(n)?.to_string(), patch.node_spec(n)?)))
+            .filter_map(|n| Some((compiled.node_id(n)?.to_string(), compiled.node_spec(n)?)))
+            .chain(chronus_engine::sequencer::track_nodes(patch))
             .collect();
         let table = AddressTable::new(&modules, fault_injection);
         Ok((table, engine.snapshot_len()))

@@ -413,7 +413,12 @@ impl PatchEditor {
         Ok(CommittedPatch {
             version: self.version,
             text: self.current.to_toml_string(),
-            modules: self.modules.clone(),
+            modules: self
+                .modules
+                .iter()
+                .cloned()
+                .chain(chronus_engine::sequencer::track_nodes(&self.current))
+                .collect(),
         })
     }
 }

@@ -24,6 +24,79 @@ pub struct PatchDesc {
     /// one output, `out`, the sum of its voices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instruments: Vec<InstrumentDesc>,
+    /// The tempo clock's settings (`[clock]`); without it the clock runs at
+    /// [`ClockDesc::default`]. A patch switch to a patch that has one sets the tempo on
+    /// the next beat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockDesc>,
+    /// Sequencer tracks (`[[tracks]]`): patterns played on instruments in time with the
+    /// clock. The engine plays them; this crate only carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackDesc>,
+}
+
+/// The tempo clock of a patch: its tempo and swing. Bars are four beats.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockDesc {
+    /// Beats per minute (20..=400; kept to thousandths of a beat per minute, so bar lines
+    /// are exact frames).
+    #[serde(default = "ClockDesc::default_bpm")]
+    pub bpm: f64,
+    /// Where the off-beat sixteenth falls within its pair, as a fraction of the pair:
+    /// 0.5 is straight, 0.66 a triplet feel, up to 0.75 (the swing of drum machines).
+    #[serde(default = "ClockDesc::default_swing")]
+    pub swing: f64,
+}
+
+impl ClockDesc {
+    fn default_bpm() -> f64 {
+        120.0
+    }
+
+    fn default_swing() -> f64 {
+        0.5
+    }
+}
+
+impl Default for ClockDesc {
+    /// 120 beats per minute, straight.
+    fn default() -> ClockDesc {
+        ClockDesc {
+            bpm: ClockDesc::default_bpm(),
+            swing: ClockDesc::default_swing(),
+        }
+    }
+}
+
+/// A sequencer track: a pattern (see `docs/patterns.md`) played on an instrument, each
+/// cycle of the pattern spread over `bars` bars.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackDesc {
+    /// Unique among the patch's tracks; addressed as `/seq/<name>/…`.
+    pub name: String,
+    /// The instrument that plays it; the patch's first instrument when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
+    /// The pattern, in the notation of `docs/patterns.md` (`"bd ~ sn ~, hh*8"`).
+    pub pattern: String,
+    /// Bars one cycle of the pattern lasts (1..=64).
+    #[serde(default = "TrackDesc::one_bar")]
+    pub bars: u32,
+    /// Whether it plays from the start (true when left out).
+    #[serde(default = "TrackDesc::plays")]
+    pub playing: bool,
+}
+
+impl TrackDesc {
+    fn one_bar() -> u32 {
+        1
+    }
+
+    fn plays() -> bool {
+        true
+    }
 }
 
 /// A polyphonic instrument: a voice's sub-graph, instantiated `voices` times.
@@ -162,6 +235,8 @@ impl PatchDesc {
                 Connection::new("mix:out", "out:left"),
             ],
             instruments: vec![InstrumentDesc::keys()],
+            clock: None,
+            tracks: Vec::new(),
         }
     }
 

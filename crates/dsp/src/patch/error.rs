@@ -185,6 +185,15 @@ pub enum PatchError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A sequencer track or the clock that cannot be played (its pattern, its
+    /// instrument, its length or tempo), found by the engine, which plays them.
+    #[error("track '{name}': {reason}")]
+    Track {
+        /// The track's name (`clock` for the `[clock]` table).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

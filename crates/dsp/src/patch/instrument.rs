@@ -296,6 +296,8 @@ impl Instrument {
             modules,
             connections,
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let mut voices = Vec::with_capacity(desc.voices);
         for v in 0..desc.voices {
@@ -779,6 +781,8 @@ mod tests {
             modules: vec![ModuleDesc::new("out", "output")],
             connections: vec![Connection::new(&format!("{name}:out"), "out:left")],
             instruments: vec![instrument],
+            clock: None,
+            tracks: Vec::new(),
         };
         Patch::compile(&desc, SR, BLOCK, 3).unwrap()
     }
@@ -1303,6 +1307,8 @@ mod tests {
                 modules: vec![ModuleDesc::new("out", "output")],
                 connections: vec![],
                 instruments: vec![i],
+                clock: None,
+                tracks: Vec::new(),
             };
             Patch::compile(&desc, SR, BLOCK, 3).unwrap_err().to_string()
         };

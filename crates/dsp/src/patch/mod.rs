@@ -11,7 +11,7 @@ mod error;
 mod instrument;
 mod module_state;
 
-pub use desc::{Connection, InstrumentDesc, ModuleDesc, PatchDesc};
+pub use desc::{ClockDesc, Connection, InstrumentDesc, ModuleDesc, PatchDesc, TrackDesc};
 pub use error::PatchError;
 pub use instrument::{Expression, FADE_SECONDS, INSTRUMENT_SPEC, MAX_VOICES, VOICE_OUT};
 
@@ -1282,6 +1282,8 @@ mod tests {
                 Connection::new("s2", "out:right"),
             ],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let p = compile(&desc);
         // Ready set ordered by declaration index: s2 (2) before s1 (3), then g, then out.
@@ -1302,6 +1304,8 @@ mod tests {
                 Connection::new("b", "out:right"),
             ],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let mut p = compile(&desc);
         let (l, r) = render(&mut p, 256, 64);
@@ -1314,6 +1318,8 @@ mod tests {
             ],
             connections: vec![Connection::new("a", "out:right")],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let (l, r) = render(&mut compile(&desc), 256, 64);
         assert!(l.iter().all(|&x| x == 0.0));
@@ -1337,6 +1343,8 @@ mod tests {
             ],
             connections: vec![Connection::new("s", "out")],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let (l, _) = render(&mut compile(&desc2), 48, 48);
         // 1 kHz at 48 kHz: period 48 samples, so sample 12 is the positive peak.
@@ -1513,6 +1521,8 @@ mod tests {
                 Connection::new("out:left", "g"),
             ],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let mut p = compile(&desc);
         let (l, _) = render(&mut p, 64, 64);
@@ -1533,6 +1543,8 @@ mod tests {
             ],
             connections: vec![Connection::new("s", "out")],
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         };
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
@@ -1575,6 +1587,8 @@ mod tests {
             modules: types.iter().map(|(id, t)| ModuleDesc::new(id, t)).collect(),
             connections: conns.iter().map(|(f, t)| Connection::new(f, t)).collect(),
             instruments: Vec::new(),
+            clock: None,
+            tracks: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@
 //! name module instances and parameter addresses of this same table.
 
 mod notes;
+mod sequencer;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +28,7 @@ use std::fmt::Write as _;
 use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
 use chronus_dsp::PatchDesc;
 use chronus_engine::command::{Command, Fault, NodeIndex};
+use chronus_engine::sequencer::TRACK_SPEC;
 use chronus_engine::JoinPoint;
 use rosc::OscType;
 
@@ -1109,6 +1111,13 @@ pub(crate) enum Target {
     },
     /// A fixed address of [`FIXED`].
     Fixed(&'static Fixed),
+    /// `/seq/<track>/start` (`on`) or `…/stop` of the `track`-th track.
+    Track {
+        /// The track's place among the patch's tracks.
+        track: u16,
+        /// Start or stop.
+        on: bool,
+    },
 }
 
 /// One address with its signature, its reply and what it does.
@@ -1170,7 +1179,7 @@ impl Entry {
     /// and logs).
     pub fn is_engine_command(&self) -> bool {
         match self.target {
-            Target::Param { .. } | Target::Gate { .. } => true,
+            Target::Param { .. } | Target::Gate { .. } | Target::Track { .. } => true,
             Target::Fixed(fixed) => fixed.engine,
         }
     }
@@ -1189,6 +1198,7 @@ impl Entry {
                 on: call.gate(0)?,
             })),
             Target::Fixed(fixed) => (fixed.build)(call),
+            Target::Track { track, on } => Ok(Request::Engine(Command::TrackRun { track, on })),
         }
     }
 }
@@ -1196,11 +1206,16 @@ impl Entry {
 /// The addresses that may appear in command files and logs, as the reason for a line that
 /// is not an engine command lists them: "/mod/…, /gate/…, /engine/gain, /test and /ramp".
 pub fn engine_command_addresses() -> String {
-    let mut names = vec![format!("{MOD_PREFIX}…"), format!("{GATE_PREFIX}…")];
+    let mut names = vec![
+        format!("{MOD_PREFIX}…"),
+        format!("{GATE_PREFIX}…"),
+        format!("{}…", sequencer::SEQ_PREFIX),
+    ];
     names.extend(
         FIXED
             .iter()
             .chain(notes::FIXED)
+            .chain(sequencer::FIXED)
             .filter(|fixed| fixed.engine && !fixed.fault_injection)
             .map(|fixed| fixed.address.to_string()),
     );
@@ -1224,6 +1239,8 @@ pub struct AddressTable {
     modules: Vec<(String, &'static ModuleSpec)>,
     /// Whether the fault-injection addresses are in.
     fault_injection: bool,
+    /// The patch's sequencer tracks, in order (listed after its nodes, as type `track`).
+    tracks: Vec<String>,
 }
 
 /// The slot argument of the debug addresses: which worker to hit (default: the active one).
@@ -1253,12 +1270,17 @@ impl AddressTable {
             gate_addresses: Vec::with_capacity(modules.len()),
             modules: Vec::with_capacity(modules.len()),
             fault_injection,
+            tracks: Vec::new(),
         };
         for (index, (id, spec)) in modules.iter().enumerate() {
             let Ok(node) = NodeIndex::try_from(index) else {
                 break;
             };
             table.modules.push((id.clone(), *spec));
+            if spec.type_name == TRACK_SPEC.type_name {
+                table.insert_track(id);
+                continue;
+            }
             let mut params = Vec::with_capacity(spec.params.len());
             // A voice's note (its pitch, velocity and expression) belongs to the
             // allocator, each voice its own: `/note/…` sets it, not `/mod/…`.
@@ -1317,8 +1339,33 @@ impl AddressTable {
         self.entries.insert(entry.address.clone(), entry);
     }
 
+    /// The next track's `/seq/<name>/start` and `…/stop` (a track has no parameter or
+    /// gate address; its place in the node-indexed lists stays empty).
+    fn insert_track(&mut self, name: &str) {
+        let Ok(track) = u16::try_from(self.tracks.len()) else {
+            return;
+        };
+        self.tracks.push(name.to_string());
+        self.param_addresses.push(Vec::new());
+        self.gate_addresses.push(None);
+        for on in [true, false] {
+            self.insert(Entry {
+                address: sequencer::track_address(name, on),
+                args: Vec::new(),
+                reply: "none",
+                doc: sequencer::track_doc(name, on),
+                target: Target::Track { track, on },
+            });
+        }
+    }
+
+    /// The name of the `track`-th track.
+    pub fn track_name(&self, track: u16) -> Option<&str> {
+        self.tracks.get(usize::from(track)).map(String::as_str)
+    }
+
     fn insert_fixed(&mut self, fault_injection: bool) {
-        for fixed in FIXED.iter().chain(notes::FIXED) {
+        for fixed in FIXED.iter().chain(notes::FIXED).chain(sequencer::FIXED) {
             if fixed.fault_injection && !fault_injection {
                 continue;
             }
@@ -1404,6 +1451,7 @@ impl AddressTable {
                         (type_name == chronus_dsp::INSTRUMENT_SPEC.type_name)
                             .then_some(&chronus_dsp::INSTRUMENT_SPEC)
                     })
+                    .or_else(|| (type_name == TRACK_SPEC.type_name).then_some(&TRACK_SPEC))
                     .map(|spec| (id.clone(), spec))
                     .ok_or_else(|| format!("module '{id}' is of type '{type_name}', which this chronus does not know (is the server another version?)"))
             })
@@ -1533,6 +1581,10 @@ impl AddressTable {
             | Command::NoteExpression { .. }
             | Command::Sustain { .. }
             | Command::Panic => notes::describe(self, command),
+            Command::ClockTempo { .. }
+            | Command::ClockSwing { .. }
+            | Command::ClockRun { .. }
+            | Command::TrackRun { .. } => sequencer::describe(self, command),
         }
     }
 }
@@ -1580,6 +1632,7 @@ pub fn table_for_patch(desc: &PatchDesc, fault_injection: bool) -> Result<Addres
     let members = nodes.split_off(desc.modules.len());
     nodes.extend(instruments.collect::<Result<Vec<_>, String>>()?);
     nodes.extend(members);
+    nodes.extend(chronus_engine::sequencer::track_nodes(desc));
     Ok(AddressTable::new(&nodes, fault_injection))
 }
 
@@ -1997,7 +2050,7 @@ pub(crate) mod tests {
     fn engine_command_addresses_are_the_tables_engine_commands() {
         assert_eq!(
             engine_command_addresses(),
-            "/mod/…, /gate/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain and /panic"
+            "/mod/…, /gate/…, /seq/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
         );
         let t = AddressTable::new(&[], false);
         for address in [ENGINE_GAIN, TEST, RAMP] {
@@ -2011,6 +2064,10 @@ pub(crate) mod tests {
         assert_eq!(
             engine,
             [
+                "/clock/bpm",
+                "/clock/start",
+                "/clock/stop",
+                "/clock/swing",
                 ENGINE_GAIN,
                 "/note/bend",
                 "/note/off",
