@@ -8,16 +8,16 @@
 //!
 //! | key | name  | drum          | how it is made                                              |
 //! |-----|-------|---------------|-------------------------------------------------------------|
-//! | 36  | `bd`  | kick          | sine swept 160 -> 50 Hz (25 ms), a 1 ms sweep click, 500 ms |
-//! | 37  | `rim` | rim shot      | sines at 1.7 kHz and 480 Hz plus a noise tick, 40 ms        |
-//! | 38  | `sn`  | snare         | sines at 180 and 330 Hz (200 ms) plus high-passed noise     |
-//! | 39  | `cp`  | hand clap     | noise band-passed at 1.25 kHz: three bursts 10 ms apart, then a 300 ms tail |
-//! | 42  | `hh`  | closed hi-hat | the 808's six square partials (205–800 Hz) band-passed at 10 kHz, 90 ms |
-//! | 45  | `lt`  | low tom       | sine at 100 Hz swept down from 150 Hz, 650 ms               |
-//! | 46  | `oh`  | open hi-hat   | the same six partials, band-passed lower (8 kHz), 600 ms    |
-//! | 47  | `mt`  | mid tom       | sine at 145 Hz, 550 ms                                      |
-//! | 50  | `ht`  | high tom      | sine at 210 Hz, 450 ms                                      |
-//! | 56  | `cb`  | cowbell       | squares at 540 and 800 Hz band-passed at 1 kHz, 450 ms      |
+//! | 36  | `bd`  | kick          | sine swept 160 -> 50 Hz (25 ms), a 1 ms sweep click; 500 ms |
+//! | 37  | `rim` | rim shot      | sines at 1.7 kHz and 480 Hz plus a high-passed noise tick; 70 ms |
+//! | 38  | `sn`  | snare         | sines at 180 and 330 Hz (250 ms) plus noise band-passed at 3 kHz; 300 ms |
+//! | 39  | `cp`  | hand clap     | noise band-passed at 1.25 kHz: three bursts 10 ms apart, then a tail; 330 ms |
+//! | 42  | `hh`  | closed hi-hat | the 808's six square partials (205–800 Hz) band-passed at 10 kHz, soft-clipped, high-passed at 9 kHz; 150 ms |
+//! | 45  | `lt`  | low tom       | sine at 100 Hz swept down from 150 Hz, a low noise thud; 650 ms |
+//! | 46  | `oh`  | open hi-hat   | the same partials band-passed at 7 kHz, high-passed at 5 kHz; 600 ms |
+//! | 47  | `mt`  | mid tom       | the same at 145 Hz; 550 ms                                  |
+//! | 50  | `ht`  | high tom      | the same at 210 Hz; 450 ms                                  |
+//! | 56  | `cb`  | cowbell       | squares at 540 and 800 Hz band-passed at 1 kHz, a fast and a slow decay; 450 ms |
 //!
 //! The times are where a hit ends in exact silence (at `decay` 1); the level has fallen
 //! 60 dB at three quarters of it. The other keys of the GM percussion map (35–81) play
