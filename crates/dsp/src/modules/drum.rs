@@ -595,7 +595,7 @@ impl Drum {
                 self.filter[0].tune(1_500.0, 0.7, sr);
                 self.start_env(0, ms);
                 self.start_env(1, 40.0);
-                0.6
+                0.45
             }
             Kind::Cowbell => {
                 self.freq[0] = 540.0 * ratio;
