@@ -611,6 +611,8 @@ impl Instrument {
                 continue;
             }
             let mut done = 0;
+            // Where this call's loudness measure starts: after a fade that freed the voice.
+            let mut level_from = 0;
             while done < n {
                 let v = &mut self.voices[i];
                 let mut end = n;
@@ -657,6 +659,7 @@ impl Instrument {
                 let v = &mut self.voices[i];
                 if v.phase == Phase::Fading && v.fade_left == 0 {
                     v.free();
+                    level_from = done;
                     if let Some(next) = v.next.take() {
                         self.start(i, next);
                     }
@@ -664,9 +667,13 @@ impl Instrument {
             }
             let v = &mut self.voices[i];
             let mut level = v.level;
-            for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
+            for (k, (o, &x)) in out.iter_mut().zip(&self.scratch[..n]).enumerate() {
                 *o += x;
-                level = x.abs().max(level * self.level_fall);
+                // A voice freed during this call measures only what followed (its new
+                // note), as it would had the call been split there.
+                if k >= level_from {
+                    level = x.abs().max(level * self.level_fall);
+                }
             }
             v.level = level;
             // Its envelopes ended (at some frame of this call: after it, it rendered
