@@ -2,8 +2,8 @@
 //!
 //! For each type and each parameter, the module plays a steady signal through a compiled
 //! patch as the engine renders it (`sine 220 Hz, 0.5 -> <type> -> out`, odd-numbered inputs
-//! fed a constant 0.5 so a VCA's cv or a crossfader's second input is steady too; the gate
-//! open where the type has one). After [`SETTLE`] the parameter jumps from one in-range
+//! and control inputs, which take no audio, fed a constant 0.5 so a VCA's cv or a
+//! crossfader's second input is steady too; the gate open where the type has one). After [`SETTLE`] the parameter jumps from one in-range
 //! value to another: min -> max, max -> min, default -> min, default -> max, and for a
 //! stepped parameter (a `Number` with whole bounds at most 8 apart: modes, shapes, tables)
 //! every switch between two of its values.
@@ -41,7 +41,7 @@
 //! the one target value where they are; the test fails if one stops clicking, so the
 //! list stays honest.
 
-use chronus_dsp::{all_specs, Connection, ModuleDesc, ModuleSpec, Patch, PatchDesc, Unit};
+use chronus_dsp::{all_specs, Connection, ModuleDesc, ModuleSpec, Patch, PatchDesc, Rate, Unit};
 
 const SR: f32 = 48_000.0;
 const BLOCK: usize = 64;
@@ -114,7 +114,12 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
     ];
     let mut connections = Vec::new();
     for (i, port) in spec.inputs.iter().enumerate() {
-        let source = if i % 2 == 0 { "src:out" } else { "dc:out" };
+        // A control input (a drum's key) cannot take the audio sine: it gets the constant.
+        let source = if i % 2 == 0 && port.rate == Rate::Audio {
+            "src:out"
+        } else {
+            "dc:out"
+        };
         connections.push(Connection::new(source, &format!("m:{}", port.name)));
     }
     if let Some(first) = spec.outputs.first() {

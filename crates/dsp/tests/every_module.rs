@@ -5,7 +5,7 @@
 //! bit-identically in a fresh patch. Types added later are covered automatically.
 
 use chronus_dsp::{
-    all_specs, Connection, ModuleDesc, ModuleSpec, Patch, PatchDesc, StateReader, StateWriter,
+    all_specs, Connection, ModuleDesc, ModuleSpec, Patch, PatchDesc, Rate, StateReader, StateWriter,
 };
 use proptest::prelude::*;
 
@@ -13,7 +13,8 @@ use proptest::prelude::*;
 static GLOBAL: chronus_alloc_counter::CountingAllocator = chronus_alloc_counter::CountingAllocator;
 
 /// `noise -> <type> -> out` (or `<type> -> out` for a source), with every input of the
-/// type fed, so every code path that reads inputs runs.
+/// type fed (audio inputs alternately the noise and the LFO, control inputs the LFO), so
+/// every code path that reads inputs runs.
 fn patch_for(spec: &ModuleSpec) -> PatchDesc {
     let mut modules = vec![
         ModuleDesc::new("src", "noise"),
@@ -24,7 +25,12 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
     modules[0].params.insert("gain".into(), 0.5);
     let mut connections = Vec::new();
     for (i, port) in spec.inputs.iter().enumerate() {
-        let source = if i % 2 == 0 { "src:out" } else { "lfo:out" };
+        // A control input (a drum's key) cannot take the audio noise: it gets the LFO.
+        let source = if i % 2 == 0 && port.rate == Rate::Audio {
+            "src:out"
+        } else {
+            "lfo:out"
+        };
         connections.push(Connection::new(source, &format!("m:{}", port.name)));
     }
     if let Some(first) = spec.outputs.first() {

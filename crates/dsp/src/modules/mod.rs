@@ -68,6 +68,7 @@ module_types! {
     distortion: |sr, _, _| Box::new(distortion::Distortion::new(sr)),
     chorus: |sr, _, _| Box::new(chorus::Chorus::new(sr)),
     note: |sr, _, _| Box::new(note::Note::new(sr)),
+    drum: |sr, _, seed| Box::new(drum::Drum::new(sr, seed)),
 }
 
 /// Every module type's spec, in registry order; what the protocol builds its address

@@ -5,8 +5,10 @@
 //! `velocity`, and the per-note expression `bend`, `pressure`, `timbre`) and opening its
 //! gate. The module turns them into control signals the rest of the voice reads: `freq`
 //! (Hz, bend included) for an oscillator's `fm` input (with the oscillator's own `freq`
-//! at 0), `velocity` for a VCA's `cv`, and `gate`, `pressure`, `timbre` for anything
-//! else. Keeping the note in parameters means it is saved, restored and carried like any
+//! at 0), `velocity` for a VCA's `cv`, `gate`, `pressure`, `timbre` for anything
+//! else, and `key`, the note number itself (bend included) for modules that choose by
+//! note rather than play a frequency: a `drum` picks its drum from it, as a MIDI drum
+//! machine does. `key` comes last so the older ports keep their indices. Keeping the note in parameters means it is saved, restored and carried like any
 //! other module state, with nothing special in snapshots.
 //!
 //! Pitch changes while the gate is open glide over `glide` milliseconds, evenly in
@@ -38,11 +40,13 @@ pub const PER_NOTE: [usize; 5] = [PITCH, VELOCITY, BEND, PRESSURE, TIMBRE];
 
 /// Index of the `freq` output.
 pub const FREQ_OUT: usize = 0;
+/// Index of the `key` output (the note number, bend included), the last port.
+pub const KEY_OUT: usize = 5;
 
 /// Static description of the `note` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "note",
-    doc: "A voice's note inside an instrument: pitch as a frequency (bend included), gate, velocity and per-note expression, set by the voice allocator (/note/on …).",
+    doc: "A voice's note inside an instrument: pitch as a frequency (bend included), gate, velocity, per-note expression and the note number itself (key), set by the voice allocator (/note/on …).",
     inputs: &[],
     outputs: &[
         PortSpec::control("freq"),
@@ -50,6 +54,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         PortSpec::control("velocity"),
         PortSpec::control("pressure"),
         PortSpec::control("timbre"),
+        PortSpec::control("key"),
     ],
     params: &[
         ParamSpec::new("pitch", Unit::Number, 0.0..=127.0, 60.0)
@@ -149,9 +154,11 @@ impl Module for Note {
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let gate = if self.gate { 1.0 } else { 0.0 };
         let velocity = self.params.get(VELOCITY);
-        let [freq, gate_out, velocity_out, pressure, timbre, ..] = outputs else {
+        let [freq, gate_out, velocity_out, pressure, timbre, rest @ ..] = outputs else {
             return;
         };
+        // `key` is optional: a caller that predates it passes five outputs.
+        let mut key = rest.first_mut().map(|k| &mut **k);
         gate_out.fill(gate);
         velocity_out.fill(velocity);
         for (i, p) in [(PRESSURE, &mut **pressure), (TIMBRE, &mut **timbre)] {
@@ -165,13 +172,20 @@ impl Module for Note {
             }
         }
         if self.glide_left == 0 && self.params[BEND].is_settled() {
-            // A held note: one frequency for the whole block.
-            let hz = note_hz(self.pitch_now + f64::from(self.params[BEND].current()));
-            freq.fill(hz);
+            // A held note: one frequency (and one key) for the whole block.
+            let note = self.pitch_now + f64::from(self.params[BEND].current());
+            freq.fill(note_hz(note));
+            if let Some(k) = key.as_deref_mut() {
+                k.fill(note as f32);
+            }
         } else {
-            for o in freq.iter_mut() {
+            for (i, o) in freq.iter_mut().enumerate() {
                 let bend = f64::from(self.params[BEND].next());
-                *o = note_hz(self.next_pitch() + bend);
+                let note = self.next_pitch() + bend;
+                *o = note_hz(note);
+                if let Some(k) = key.as_deref_mut().and_then(|k| k.get_mut(i)) {
+                    *k = note as f32;
+                }
             }
         }
     }
@@ -234,6 +248,7 @@ mod tests {
         assert!(out[0].iter().all(|&f| f == 440.0));
         assert!(out[1].iter().all(|&g| g == 1.0));
         assert!(out[2].iter().all(|&v| v == 0.5));
+        assert!(out[KEY_OUT].iter().all(|&k| k == 69.0));
         n.set_gate(false);
         assert!(outputs(&mut n, 8)[1].iter().all(|&g| g == 0.0));
     }
@@ -244,9 +259,17 @@ mod tests {
         n.set_param(PITCH, 69.0);
         n.reset();
         n.set_param(BEND, 12.0);
-        let freq = outputs(&mut n, 1000).remove(0);
+        let out = outputs(&mut n, 1000);
+        let (freq, key) = (&out[FREQ_OUT], &out[KEY_OUT]);
         assert!(freq.windows(2).all(|w| w[1] >= w[0]), "rises smoothly");
         assert_eq!(freq[999], 880.0);
+        // The key follows the same glide, in note numbers.
+        assert!(key.windows(2).all(|w| w[1] >= w[0]));
+        assert!(key[0] > 69.0 && key[0] < 70.0);
+        assert_eq!(key[999], 81.0);
+        for (&f, &k) in freq.iter().zip(key) {
+            assert!((note_hz(f64::from(k)) / f - 1.0).abs() < 1e-5);
+        }
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! over [`FADE_SECONDS`] and is reset before the new note starts on it, so a steal never
 //! clicks; the new note starts that much later. `/panic` fades every voice the same way.
 //!
-//! Only voices that sound are rendered: a released voice whose envelopes are idle (or,
-//! in an instrument without an envelope, whose release fade has ended) is free and costs
-//! nothing. Everything here is in the snapshot, so a spare continues every note exactly.
+//! Only voices that sound are rendered: a voice whose envelopes are idle (released, or
+//! held but percussive: an `ar` that does not hold, a `drum`, which end on their own) or,
+//! in an instrument without an envelope, whose release fade has ended, is free and costs
+//! nothing; a note-off for a note whose voice was freed so finds nothing to release. Everything here is in the snapshot, so a spare continues every note exactly.
 
 use super::{Patch, PatchDesc, PatchError};
 use crate::modules::note;
@@ -612,6 +613,8 @@ impl Instrument {
                 continue;
             }
             let mut done = 0;
+            // Where this call's loudness measure starts: after a fade that freed the voice.
+            let mut level_from = 0;
             while done < n {
                 let v = &mut self.voices[i];
                 let mut end = n;
@@ -658,6 +661,7 @@ impl Instrument {
                 let v = &mut self.voices[i];
                 if v.phase == Phase::Fading && v.fade_left == 0 {
                     v.free();
+                    level_from = done;
                     if let Some(next) = v.next.take() {
                         self.start(i, next);
                     }
@@ -665,14 +669,26 @@ impl Instrument {
             }
             let v = &mut self.voices[i];
             let mut level = v.level;
-            for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
+            for (k, (o, &x)) in out.iter_mut().zip(&self.scratch[..n]).enumerate() {
                 *o += x;
-                level = x.abs().max(level * self.level_fall);
+                // A voice freed during this call measures only what followed (its new
+                // note), as it would had the call been split there.
+                if k >= level_from {
+                    level = x.abs().max(level * self.level_fall);
+                }
             }
             v.level = level;
             // Its envelopes ended (at some frame of this call: after it, it rendered
             // exact silence). Freed here or at an earlier split, the voice is the same.
-            if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
+            // A held or sustained note whose envelopes ended on their own (a percussive
+            // `ar`, a `drum`) is silent for good too: it frees its voice without waiting
+            // for a note-off, which a sequencer may send at any time or never.
+            let ended = match v.phase {
+                Phase::Released => true,
+                Phase::Held | Phase::Sustained => self.has_envelope,
+                Phase::Free | Phase::Fading => false,
+            };
+            if ended && v.patch.voices_sounding() == 0 {
                 v.free();
             }
         }
@@ -1095,6 +1111,54 @@ mod tests {
         joined.extend(&after[..fade + 10]);
         assert!(largest_jump(&joined) <= 1.1 * largest_jump(&before[2400..]));
         assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn a_held_note_whose_percussive_envelope_ended_frees_its_voice() {
+        // note -> triangle -> ar (percussive: ends on its own while the key is down).
+        let mut p = patch_with(InstrumentDesc {
+            name: "perc".to_string(),
+            voices: 2,
+            modules: vec![
+                ModuleDesc::new("note", "note"),
+                ModuleDesc::new("osc", "triangle").with_param("freq", 0.0),
+                ModuleDesc::new("env", "ar")
+                    .with_param("attack", 1.0)
+                    .with_param("release", 50.0),
+            ],
+            connections: vec![
+                Connection::new("note:freq", "osc:fm"),
+                Connection::new("osc:out", "env:in"),
+                Connection::new("env:out", "out"),
+            ],
+        });
+        let perc = node(&p, "perc");
+        p.note_on(perc, 60.0, 100.0, 0, 0);
+        p.sustain(perc, true);
+        p.note_on(perc, 64.0, 100.0, 0, 0);
+        p.note_off(perc, 64.0, 0); // sustained by the pedal
+        assert_eq!(p.voices_sounding(), 2);
+        let rang = render(&mut p, 4_800);
+        assert!(rang.iter().any(|&x| x != 0.0));
+        // Both ended, one held, one sustained: both voices are free, no note-off needed.
+        assert_eq!(p.voices_sounding(), 0);
+        // Three new notes on two voices: the free ones first, so only the third steals.
+        for note in [62.0, 65.0, 69.0] {
+            p.note_on(perc, note, 100.0, 0, 0);
+        }
+        assert_eq!(p.voice_steals(), 1);
+        // A note-off for the long-freed note finds nothing to release.
+        p.note_off(perc, 60.0, 0);
+        assert_eq!(p.voices_sounding(), 2);
+    }
+
+    #[test]
+    fn a_held_note_with_a_sustaining_envelope_keeps_its_voice() {
+        let mut p = keys(2);
+        let keys = node(&p, "keys");
+        p.note_on(keys, 60.0, 100.0, 0, 0);
+        let _ = render(&mut p, 96_000);
+        assert_eq!(p.voices_sounding(), 1);
     }
 
     #[test]
