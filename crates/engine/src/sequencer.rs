@@ -341,10 +341,12 @@ impl Sequencer {
             let events = chronus_pattern::parse(&t.pattern)
                 .and_then(|p| p.events())
                 .map_err(|e| {
-                    invalid(
-                        &t.name,
-                        format!("pattern {:?}: {}", t.pattern, e.pointing_into(&t.pattern)),
-                    )
+                    // The pattern on a line of its own, the caret under the culprit.
+                    let caret = e
+                        .at
+                        .map(|at| format!("\n    {}^", " ".repeat(at)))
+                        .unwrap_or_default();
+                    invalid(&t.name, format!("{e}\n    {}{caret}", t.pattern))
                 })?;
             tracks.push(Track {
                 name: t.name.clone(),
