@@ -94,9 +94,9 @@ impl Module for TableOscillator {
 }
 
 /// The value every sample of `signal` holds, if they are all the same (bit for bit), 0.0
-/// for an empty signal; `None` if it varies.
+/// for an empty signal; `None` if it varies. (Also `sine`'s test of a steady `fm`.)
 #[inline]
-fn constant(signal: &[f32]) -> Option<f32> {
+pub(crate) fn constant(signal: &[f32]) -> Option<f32> {
     let Some(&first) = signal.first() else {
         return Some(0.0);
     };
