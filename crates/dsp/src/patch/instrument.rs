@@ -187,6 +187,19 @@ impl Voice {
     }
 }
 
+/// One step of a voice's loudness measure: `level` falls by `fall` and rises at once to
+/// `|x|`. The samples are finite (the NaN guard silences a module's non-finite block),
+/// so a plain comparison is `f32::max` without its NaN handling, in fewer instructions.
+#[inline(always)]
+fn follow(level: f32, x: f32, fall: f32) -> f32 {
+    let (x, fallen) = (x.abs(), level * fall);
+    if x > fallen {
+        x
+    } else {
+        fallen
+    }
+}
+
 /// Unit gain of a fade at `left` frames left of `total`: 1 just before it starts, exactly
 /// 0 on its last frame.
 #[inline]
@@ -585,8 +598,9 @@ impl Instrument {
     ///
     /// Voices that play the whole block with nothing happening to them (no release, no
     /// fade, no note starting) are rendered first, [`crate::module::VOICE_LANES`] at a time side by
-    /// side ([`Patch::render_side_by_side`]); then every voice is summed in index order
-    /// as before, the others rendered there, so the sum has the same bits either way.
+    /// side ([`Patch::render_side_by_side`]), their loudness measures four side by side
+    /// too; then every voice is summed in index order as before, the others rendered
+    /// and measured there, so the sum and the levels have the same bits either way.
     pub(crate) fn process(&mut self, out: &mut [f32]) {
         out.fill(0.0);
         let n = out.len();
@@ -596,17 +610,57 @@ impl Instrument {
             .voices
             .iter_mut()
             .filter(|v| side_by_side && v.plays_whole_block(n));
+        let fall = self.level_fall;
         while let (Some(a), Some(b), Some(c), Some(d)) =
             (whole.next(), whole.next(), whole.next(), whole.next())
         {
             let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
             Patch::render_side_by_side(&mut patches, n);
-            for v in [a, b, c, d] {
+            // The four loudness measures side by side: four independent chains where
+            // one alone waits on its own latency, each lane the per-voice loop below.
+            let mut levels = [a.level, b.level, c.level, d.level];
+            let blocks = [&a.patch, &b.patch, &c.patch, &d.patch].map(|p| p.mono_block(n));
+            for i in 0..n {
+                for (level, block) in levels.iter_mut().zip(&blocks) {
+                    *level = follow(*level, block.get(i).copied().unwrap_or(0.0), fall);
+                }
+            }
+            for (v, level) in [a, b, c, d].into_iter().zip(levels) {
                 v.rendered = true;
+                v.level = level;
             }
         }
         for i in 0..self.voices.len() {
             if self.voices[i].phase == Phase::Free {
+                continue;
+            }
+            let v = &mut self.voices[i];
+            if v.rendered {
+                // The whole block (see `plays_whole_block`), rendered and measured
+                // already: summed straight from its patch (no copy); at most its
+                // `/note/play` length ends with the block.
+                v.rendered = false;
+                for (o, &x) in out.iter_mut().zip(v.patch.mono_block(n)) {
+                    *o += x;
+                }
+                if v.release_in != u64::MAX {
+                    v.release_in -= n as u64;
+                }
+                if v.release_in == 0 {
+                    // Its `/note/play` length ends with the block, as below.
+                    v.release_in = u64::MAX;
+                    if v.phase == Phase::Held {
+                        if self.sustain {
+                            v.phase = Phase::Sustained;
+                        } else {
+                            self.release(i);
+                        }
+                    }
+                }
+                let v = &mut self.voices[i];
+                if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
+                    v.free();
+                }
                 continue;
             }
             let mut done = 0;
@@ -625,13 +679,7 @@ impl Instrument {
                 }
                 if end > done {
                     let block = &mut self.scratch[done..end];
-                    if v.rendered {
-                        // The whole block (see `plays_whole_block`), rendered already.
-                        v.rendered = false;
-                        v.patch.mono_output(block);
-                    } else {
-                        v.patch.process_mono(block);
-                    }
+                    v.patch.process_mono(block);
                     if v.phase == Phase::Fading {
                         for x in block.iter_mut() {
                             *x *= fade_gain(v.fade_left, self.fade_frames);
@@ -665,7 +713,7 @@ impl Instrument {
             let mut level = v.level;
             for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
                 *o += x;
-                level = x.abs().max(level * self.level_fall);
+                level = follow(level, x, fall);
             }
             v.level = level;
             // Its envelopes ended (at some frame of this call: after it, it rendered
@@ -982,6 +1030,41 @@ mod tests {
             x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn played_notes_ending_with_a_side_by_side_block_match_one_by_one() {
+        // Eight `/note/play` notes whose lengths end exactly on block edges (and one
+        // not), with and without the pedal: released on the same frame either way.
+        for sustain in [false, true] {
+            let mut a = keys(16);
+            let mut b = keys(16);
+            let inst = node(&a, "keys");
+            instrument_mut(&mut b, inst).side_by_side = false;
+            for p in [&mut a, &mut b] {
+                p.sustain(inst, sustain);
+                for k in 0..8u64 {
+                    let length = if k == 7 {
+                        1000
+                    } else {
+                        BLOCK as u64 * (3 + k % 2)
+                    };
+                    p.note_on(inst, 40.0 + 3.0 * k as f32, 90.0, 0, length);
+                }
+            }
+            let (x, y) = (render(&mut a, 12_000), render(&mut b, 12_000));
+            assert!(x.iter().any(|&v| v != 0.0));
+            assert_eq!(
+                x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(a.voices_sounding(), b.voices_sounding());
+            let mut sa = vec![0u8; a.state_len()];
+            a.save_state(&mut StateWriter::new(&mut sa));
+            let mut sb = vec![0u8; b.state_len()];
+            b.save_state(&mut StateWriter::new(&mut sb));
+            assert!(sa == sb, "the states differ");
+        }
     }
 
     fn node(p: &Patch, id: &str) -> u16 {

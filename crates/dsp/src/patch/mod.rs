@@ -841,15 +841,21 @@ impl Patch {
     }
 
     /// Copies the first `out.len()` frames of the output's left input, as the last
-    /// render left them, into `out`: a voice's block after
-    /// [`Patch::render_side_by_side`].
+    /// render left them, into `out`.
     pub(crate) fn mono_output(&self, out: &mut [f32]) {
-        let n = out.len().min(self.max_block);
+        copy_into(out, self.mono_block(out.len()));
+    }
+
+    /// The first `n` (<= max_block) frames of the output's left input, as the last
+    /// render left them: a voice's block after [`Patch::render_side_by_side`], read in
+    /// place.
+    pub(crate) fn mono_block(&self, n: usize) -> &[f32] {
+        let n = n.min(self.max_block);
         let left = match self.nodes.get(self.output_exec).map(|n| &n.inputs[..]) {
             Some(&[left, ..]) => left,
             _ => Source::Zero,
         };
-        copy_into(out, self.source(left, n));
+        self.source(left, n)
     }
 
     /// The first `n` samples of what `src` reads: a node's output buffer or the zeros.
