@@ -87,6 +87,10 @@ pub struct Note {
     /// Samples of glide left (0: `pitch_now` is the parameter).
     glide_left: u32,
     gate: bool,
+    /// The last held note's pitch (bend included) and its frequency, so a held note
+    /// computes its `exp2` once rather than every block. Derived, not state: a miss
+    /// (NaN after creation or a snapshot) recomputes the same value.
+    held: (f64, f32),
 }
 
 impl Note {
@@ -99,6 +103,7 @@ impl Note {
             glide_step: 0.0,
             glide_left: 0,
             gate: false,
+            held: (f64::NAN, 0.0),
         }
     }
 
@@ -166,8 +171,11 @@ impl Module for Note {
         }
         if self.glide_left == 0 && self.params[BEND].is_settled() {
             // A held note: one frequency for the whole block.
-            let hz = note_hz(self.pitch_now + f64::from(self.params[BEND].current()));
-            freq.fill(hz);
+            let pitch = self.pitch_now + f64::from(self.params[BEND].current());
+            if pitch.to_bits() != self.held.0.to_bits() {
+                self.held = (pitch, note_hz(pitch));
+            }
+            freq.fill(self.held.1);
         } else {
             for o in freq.iter_mut() {
                 let bend = f64::from(self.params[BEND].next());
