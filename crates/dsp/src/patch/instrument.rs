@@ -15,6 +15,7 @@
 //! nothing. Everything here is in the snapshot, so a spare continues every note exactly.
 
 use super::{Patch, PatchDesc, PatchError};
+use crate::module::VOICE_LANES;
 use crate::modules::note;
 use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -146,9 +147,6 @@ struct Voice {
     /// How loud it is, for stealing the quietest: a peak follower (instant rise, 50 ms
     /// fall) run sample by sample, so it does not depend on where blocks are split.
     level: f32,
-    /// Rendered side by side for the current block already (its block waits in its
-    /// patch); only true inside [`Instrument::process`], so never part of the state.
-    rendered: bool,
 }
 
 /// A compiled instrument: its voices and their allocator.
@@ -326,7 +324,6 @@ impl Instrument {
                 fade_left: 0,
                 next: None,
                 level: 0.0,
-                rendered: false,
             });
         }
         let first = &voices[0].patch;
@@ -594,133 +591,181 @@ impl Instrument {
         }
     }
 
-    /// Renders `out.len()` (<= max_block) frames: the sum of the sounding voices.
+    /// Renders `out.len()` (<= max_block) frames: the sum of the sounding voices, in
+    /// index order.
     ///
     /// Voices that play the whole block with nothing happening to them (no release, no
-    /// fade, no note starting) are rendered first, [`crate::module::VOICE_LANES`] at a time side by
-    /// side ([`Patch::render_side_by_side`]), their loudness measures four side by side
-    /// too; then every voice is summed in index order as before, the others rendered
-    /// and measured there, so the sum and the levels have the same bits either way.
+    /// fade, no note starting) are gathered [`VOICE_LANES`] at a time and rendered side
+    /// by side ([`Instrument::render_group`]); a voice with something happening in the
+    /// block renders alone ([`Instrument::render_voice`]), after the whole-block voices
+    /// gathered before it, which then render alone too, so every voice is summed in
+    /// index order and the sum has the same bits either way. A group is summed right
+    /// after it renders, while its blocks are still in the caches.
     pub(crate) fn process(&mut self, out: &mut [f32]) {
         out.fill(0.0);
         let n = out.len();
-        // (An empty block renders nothing, so no voice is marked rendered for it.)
         let side_by_side = self.side_by_side && n > 0;
-        let mut whole = self
-            .voices
-            .iter_mut()
-            .filter(|v| side_by_side && v.plays_whole_block(n));
+        let mut group = [0usize; VOICE_LANES];
+        let mut gathered = 0;
+        for i in 0..self.voices.len() {
+            let v = &self.voices[i];
+            if v.phase == Phase::Free {
+                continue;
+            }
+            if side_by_side && v.plays_whole_block(n) {
+                if let Some(slot) = group.get_mut(gathered) {
+                    *slot = i;
+                    gathered += 1;
+                }
+                if gathered == VOICE_LANES {
+                    self.render_group(group, out);
+                    gathered = 0;
+                }
+                continue;
+            }
+            for g in group.into_iter().take(gathered) {
+                self.render_voice(g, out);
+            }
+            gathered = 0;
+            self.render_voice(i, out);
+        }
+        for g in group.into_iter().take(gathered) {
+            self.render_voice(g, out);
+        }
+    }
+
+    /// Renders the whole-block voices `group` (ascending indices) side by side
+    /// ([`Patch::render_side_by_side`]), measures their loudness side by side too, and
+    /// adds them to `out` in order, each straight from its patch.
+    fn render_group(&mut self, group: [usize; VOICE_LANES], out: &mut [f32]) {
+        let n = out.len();
         let fall = self.level_fall;
-        while let (Some(a), Some(b), Some(c), Some(d)) =
-            (whole.next(), whole.next(), whole.next(), whole.next())
+        let (first, last) = (group[0], group[VOICE_LANES - 1]);
+        let Some(range) = self.voices.get_mut(first..=last) else {
+            return;
+        };
+        let mut members = range
+            .iter_mut()
+            .enumerate()
+            .filter(|(k, _)| group.contains(&(first + k)))
+            .map(|(_, v)| v);
+        let (Some(a), Some(b), Some(c), Some(d)) = (
+            members.next(),
+            members.next(),
+            members.next(),
+            members.next(),
+        ) else {
+            return;
+        };
+        let mut voices = [a, b, c, d];
         {
+            let [a, b, c, d] = &mut voices;
             let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
             Patch::render_side_by_side(&mut patches, n);
-            // The four loudness measures side by side: four independent chains where
-            // one alone waits on its own latency, each lane the per-voice loop below.
-            let mut levels = [a.level, b.level, c.level, d.level];
-            let blocks = [&a.patch, &b.patch, &c.patch, &d.patch].map(|p| p.mono_block(n));
-            for i in 0..n {
-                for (level, block) in levels.iter_mut().zip(&blocks) {
-                    *level = follow(*level, block.get(i).copied().unwrap_or(0.0), fall);
-                }
-            }
-            for (v, level) in [a, b, c, d].into_iter().zip(levels) {
-                v.rendered = true;
-                v.level = level;
+        }
+        // The four loudness measures side by side: four independent chains where one
+        // alone waits on its own latency, each lane the loop of `render_voice`.
+        let mut levels = voices.each_ref().map(|v| v.level);
+        let blocks = voices.each_ref().map(|v| v.patch.mono_block(n));
+        for i in 0..n {
+            for (level, block) in levels.iter_mut().zip(&blocks) {
+                *level = follow(*level, block.get(i).copied().unwrap_or(0.0), fall);
             }
         }
-        for i in 0..self.voices.len() {
-            if self.voices[i].phase == Phase::Free {
-                continue;
-            }
-            let v = &mut self.voices[i];
-            if v.rendered {
-                // The whole block (see `plays_whole_block`), rendered and measured
-                // already: summed straight from its patch (no copy); at most its
-                // `/note/play` length ends with the block.
-                v.rendered = false;
-                for (o, &x) in out.iter_mut().zip(v.patch.mono_block(n)) {
-                    *o += x;
-                }
-                if v.release_in != u64::MAX {
-                    v.release_in -= n as u64;
-                }
-                if v.release_in == 0 {
-                    // Its `/note/play` length ends with the block, as below.
-                    v.release_in = u64::MAX;
-                    if v.phase == Phase::Held {
-                        if self.sustain {
-                            v.phase = Phase::Sustained;
-                        } else {
-                            self.release(i);
-                        }
-                    }
-                }
-                let v = &mut self.voices[i];
-                if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
-                    v.free();
-                }
-                continue;
-            }
-            let mut done = 0;
-            while done < n {
-                let v = &mut self.voices[i];
-                let mut end = n;
-                if v.release_in < (n - done) as u64 {
-                    end = done + v.release_in as usize;
-                }
-                if v.phase == Phase::Fading && (v.fade_left as usize) < end - done {
-                    end = done + v.fade_left as usize;
-                }
-                if v.phase == Phase::Free {
-                    self.scratch[done..n].fill(0.0);
-                    break;
-                }
-                if end > done {
-                    let block = &mut self.scratch[done..end];
-                    v.patch.process_mono(block);
-                    if v.phase == Phase::Fading {
-                        for x in block.iter_mut() {
-                            *x *= fade_gain(v.fade_left, self.fade_frames);
-                            v.fade_left -= 1;
-                        }
-                    }
-                    if v.release_in != u64::MAX {
-                        v.release_in -= (end - done) as u64;
-                    }
-                }
-                done = end;
-                if v.release_in == 0 {
-                    v.release_in = u64::MAX;
-                    if v.phase == Phase::Held {
-                        if self.sustain {
-                            v.phase = Phase::Sustained;
-                        } else {
-                            self.release(i);
-                        }
-                    }
-                }
-                let v = &mut self.voices[i];
-                if v.phase == Phase::Fading && v.fade_left == 0 {
-                    v.free();
-                    if let Some(next) = v.next.take() {
-                        self.start(i, next);
-                    }
-                }
-            }
-            let v = &mut self.voices[i];
-            let mut level = v.level;
-            for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
-                *o += x;
-                level = follow(level, x, fall);
-            }
+        for (v, level) in voices.iter_mut().zip(levels) {
             v.level = level;
-            // Its envelopes ended (at some frame of this call: after it, it rendered
-            // exact silence). Freed here or at an earlier split, the voice is the same.
+            for (o, &x) in out.iter_mut().zip(v.patch.mono_block(n)) {
+                *o += x;
+            }
+        }
+        for i in group {
+            let Some(v) = self.voices.get_mut(i) else {
+                continue;
+            };
+            if v.release_in != u64::MAX {
+                v.release_in -= n as u64;
+            }
+            if v.release_in == 0 {
+                // Its `/note/play` length ends with the block, as in `render_voice`.
+                v.release_in = u64::MAX;
+                if v.phase == Phase::Held {
+                    if self.sustain {
+                        v.phase = Phase::Sustained;
+                    } else {
+                        self.release(i);
+                    }
+                }
+            }
+            let v = &mut self.voices[i];
             if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
                 v.free();
             }
+        }
+    }
+
+    /// Renders voice `i` alone for `out.len()` frames, split where something happens
+    /// to it (a release, the end of a fade and the note waiting for it), measures its
+    /// loudness and adds it to `out`.
+    fn render_voice(&mut self, i: usize, out: &mut [f32]) {
+        let n = out.len();
+        let fall = self.level_fall;
+        let mut done = 0;
+        while done < n {
+            let v = &mut self.voices[i];
+            let mut end = n;
+            if v.release_in < (n - done) as u64 {
+                end = done + v.release_in as usize;
+            }
+            if v.phase == Phase::Fading && (v.fade_left as usize) < end - done {
+                end = done + v.fade_left as usize;
+            }
+            if v.phase == Phase::Free {
+                self.scratch[done..n].fill(0.0);
+                break;
+            }
+            if end > done {
+                let block = &mut self.scratch[done..end];
+                v.patch.process_mono(block);
+                if v.phase == Phase::Fading {
+                    for x in block.iter_mut() {
+                        *x *= fade_gain(v.fade_left, self.fade_frames);
+                        v.fade_left -= 1;
+                    }
+                }
+                if v.release_in != u64::MAX {
+                    v.release_in -= (end - done) as u64;
+                }
+            }
+            done = end;
+            if v.release_in == 0 {
+                v.release_in = u64::MAX;
+                if v.phase == Phase::Held {
+                    if self.sustain {
+                        v.phase = Phase::Sustained;
+                    } else {
+                        self.release(i);
+                    }
+                }
+            }
+            let v = &mut self.voices[i];
+            if v.phase == Phase::Fading && v.fade_left == 0 {
+                v.free();
+                if let Some(next) = v.next.take() {
+                    self.start(i, next);
+                }
+            }
+        }
+        let v = &mut self.voices[i];
+        let mut level = v.level;
+        for (o, &x) in out.iter_mut().zip(&self.scratch[..n]) {
+            *o += x;
+            level = follow(level, x, fall);
+        }
+        v.level = level;
+        // Its envelopes ended (at some frame of this call: after it, it rendered
+        // exact silence). Freed here or at an earlier split, the voice is the same.
+        if v.phase == Phase::Released && v.patch.voices_sounding() == 0 {
+            v.free();
         }
     }
 
