@@ -135,6 +135,9 @@ struct Node {
     first: usize,
     /// Number of output ports.
     outputs: usize,
+    /// Whether the NaN guard scans its outputs (not for a module that is
+    /// [`Module::always_finite`]).
+    guarded: bool,
 }
 
 /// A compiled, runnable patch.
@@ -543,6 +546,7 @@ impl Patch {
             fp.bytes(spec.type_name.as_bytes());
             fp.bytes(&[0xff]);
             let state_len = unit.state_len();
+            let guarded = !matches!(&unit, Unit::Module(m) if m.always_finite());
             fp.u64(state_len as u64);
             for s in &inputs[decl] {
                 match *s {
@@ -561,6 +565,7 @@ impl Patch {
                 inputs: srcs,
                 unit,
                 state_len,
+                guarded,
             });
         }
 
@@ -927,7 +932,7 @@ impl Patch {
 
         // NaN guard: a module that produced NaN/inf is reset and its block silenced,
         // so the bad value never reaches another module or the speakers.
-        if outs.iter().any(|o| has_nonfinite(o)) {
+        if node.guarded && outs.iter().any(|o| has_nonfinite(o)) {
             node.unit.reset();
             for o in outs.iter_mut() {
                 o.fill(0.0);
