@@ -2,9 +2,9 @@
 //!
 //! Compilation does all the checking and all the allocation: ids, types, parameters,
 //! ports, single-driver inputs, acyclicity, exactly one output; then a deterministic
-//! topological order and one preallocated buffer per output port. Rendering then walks
-//! the nodes in that order with no allocation, no locks and no panics, and guards the
-//! graph against NaN/inf with a per-module reset.
+//! topological order and one preallocated buffer per output port (all of a patch's in
+//! one allocation). Rendering then walks the nodes in that order with no allocation, no
+//! locks and no panics, and guards the graph against NaN/inf with a per-module reset.
 
 mod desc;
 mod error;
