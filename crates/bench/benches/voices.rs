@@ -16,8 +16,8 @@
 //! 1. the `keys` voice (note -> saw -> ladder -> adsr -> vca), 16 voices, nanoseconds per
 //!    voice per sample;
 //! 2. chain 2 (sine -> adsr -> biquad -> gain) as a 16-voice instrument beside fundsp's
-//!    16 voices of it (chain 4 of `dsp_vs_fundsp`); the Chronus voice is a band-limited
-//!    triangle, since `sine` has no `fm` input to take the note's pitch;
+//!    16 voices of it (chain 4 of `dsp_vs_fundsp`); the Chronus voice's `note` drives
+//!    the sine's `fm` (its `freq` at 0);
 //! 3. `keys` at 1,000 voices plus a shared stereo `reverb`: load (render time / real time);
 //! 4. the largest number of `keys` voices (a multiple of 16) plus the reverb rendered
 //!    under 70 % load, found by doubling and bisection on real renders.
@@ -217,7 +217,7 @@ fn main() {
         );
         println!(
             "{:<46} {:>12.2} {:>12.2} {:>15.2} {:>9.2}",
-            "2 16 voices tri|sine>adsr>biquad>gain: ns/smp",
+            "2 16 voices sine>adsr>biquad>gain: ns/smp",
             c,
             f,
             c / f,

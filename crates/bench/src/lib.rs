@@ -285,17 +285,16 @@ pub fn keys(voices: usize, reverb: bool) -> PatchDesc {
     }
 }
 
-/// Chain 2 as a 16-voice instrument `poly`: note -> triangle (freq 0, pitch at `fm`) ->
-/// adsr -> biquad -> gain, every parameter as in chain 2. The honest polyphonic form of
-/// chain 4: a triangle because `sine` has no `fm` input for the note's pitch (the band-
-/// limited triangle reads a table; the sine computes a polynomial).
+/// Chain 2 as a 16-voice instrument `poly`: note -> sine (freq 0, the note's pitch at
+/// `fm`) -> adsr -> biquad -> gain, every parameter as in chain 2. The honest polyphonic
+/// form of chain 4.
 pub fn poly_instrument() -> PatchDesc {
     let instrument = InstrumentDesc {
         name: "poly".to_string(),
         voices: VOICES,
         modules: vec![
             ModuleDesc::new("note", "note"),
-            ModuleDesc::new("osc", "triangle")
+            ModuleDesc::new("osc", "sine")
                 .with_param("freq", 0.0)
                 .with_param("gain", 1.0),
             ModuleDesc::new("adsr", "adsr")

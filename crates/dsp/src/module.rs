@@ -76,6 +76,14 @@ pub trait Module: Send {
     /// Opens or closes the gate, for modules whose spec has `has_gate`; others ignore it.
     fn set_gate(&mut self, _on: bool) {}
 
+    /// True if every output is finite by construction, whatever the inputs and state
+    /// (clamped parameters and bounded arithmetic only): the patch then skips the NaN
+    /// guard's scan of its outputs. False, the default, for everything else; a module
+    /// that says true wrongly lets a NaN through, so say it only when it is proved.
+    fn always_finite(&self) -> bool {
+        false
+    }
+
     /// True while the module is making sound on its own account (an envelope not idle);
     /// summed into the "voices sounding" metric.
     fn is_sounding(&self) -> bool {

@@ -342,10 +342,9 @@ impl Sequencer {
                 .and_then(|p| p.events())
                 .map_err(|e| {
                     // The pattern on a line of its own, the caret under the culprit.
-                    let caret = e
-                        .at
-                        .map(|at| format!("\n    {}^", " ".repeat(at)))
-                        .unwrap_or_default();
+                    let caret =
+                        e.at.map(|at| format!("\n    {}^", " ".repeat(at)))
+                            .unwrap_or_default();
                     invalid(&t.name, format!("{e}\n    {}{caret}", t.pattern))
                 })?;
             tracks.push(Track {

@@ -76,7 +76,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 /// Frequency of a (fractional) MIDI note number, A4 = 69 = 440 Hz.
 #[inline]
 pub fn note_hz(note: f64) -> f32 {
-    (440.0 * ((note - 69.0) / 12.0).exp2()) as f32
+    // The clamp keeps a corrupt but accepted glide from reaching infinity (the note
+    // module is `always_finite`); every playable note is far inside it.
+    (440.0 * ((note.clamp(-1000.0, 1000.0) - 69.0) / 12.0).exp2()) as f32
 }
 
 /// The note module's state: the pitch it sounds now (gliding towards the `pitch`
@@ -92,6 +94,10 @@ pub struct Note {
     /// Samples of glide left (0: `pitch_now` is the parameter).
     glide_left: u32,
     gate: bool,
+    /// The last held note's pitch (bend included) and its frequency, so a held note
+    /// computes its `exp2` once rather than every block. Derived, not state: a miss
+    /// (NaN after creation or a snapshot) recomputes the same value.
+    held: (f64, f32),
 }
 
 impl Note {
@@ -104,6 +110,7 @@ impl Note {
             glide_step: 0.0,
             glide_left: 0,
             gate: false,
+            held: (f64::NAN, 0.0),
         }
     }
 
@@ -151,6 +158,14 @@ impl Module for Note {
         self.gate = on;
     }
 
+    /// Its outputs are clamped parameters, 0 or 1, and `note_hz` of a pitch within
+    /// 0..=127 plus a bend within ±96 (a snapshot's pitch is checked finite): at most
+    /// 440 * 2^(154/12) Hz, far from overflow. Five outputs a voice, scanned for
+    /// nothing at every block, were a tenth of a thousand voices' time.
+    fn always_finite(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let gate = if self.gate { 1.0 } else { 0.0 };
         let velocity = self.params.get(VELOCITY);
@@ -173,10 +188,13 @@ impl Module for Note {
         }
         if self.glide_left == 0 && self.params[BEND].is_settled() {
             // A held note: one frequency (and one key) for the whole block.
-            let note = self.pitch_now + f64::from(self.params[BEND].current());
-            freq.fill(note_hz(note));
+            let pitch = self.pitch_now + f64::from(self.params[BEND].current());
+            if pitch.to_bits() != self.held.0.to_bits() {
+                self.held = (pitch, note_hz(pitch));
+            }
+            freq.fill(self.held.1);
             if let Some(k) = key.as_deref_mut() {
-                k.fill(note as f32);
+                k.fill(pitch as f32);
             }
         } else {
             for (i, o) in freq.iter_mut().enumerate() {
@@ -207,14 +225,24 @@ impl Module for Note {
     fn load_dsp(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let offset = r.position();
         let pitch_now = r.get_f64()?;
-        if !pitch_now.is_finite() {
+        // A pitch glides between values of the `pitch` parameter (0..=127), by steps
+        // no larger than that range: finite, so its frequency is (see `always_finite`).
+        if !(0.0..=127.0).contains(&pitch_now) {
             return Err(StateError::InvalidValue {
                 what: "note pitch",
                 offset,
             });
         }
+        let offset = r.position();
+        let glide_step = r.get_f64()?;
+        if !(-127.0..=127.0).contains(&glide_step) {
+            return Err(StateError::InvalidValue {
+                what: "note glide",
+                offset,
+            });
+        }
         self.pitch_now = pitch_now;
-        self.glide_step = r.get_f64()?;
+        self.glide_step = glide_step;
         self.glide_left = r.get_u32()?;
         self.gate = r.get_u8()? != 0;
         Ok(())
@@ -235,6 +263,34 @@ mod tests {
         assert_eq!(note_hz(69.0), 440.0);
         assert!((note_hz(60.0) - 261.6256).abs() < 1e-3);
         assert!((note_hz(60.5) / note_hz(60.0) - 2f32.powf(1.0 / 24.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn always_finite_holds_at_the_extremes_and_for_accepted_snapshots() {
+        use crate::state::{StateReader, StateWriter};
+        for (pitch, bend) in [(127.0, 96.0), (0.0, -96.0)] {
+            let mut n = Note::new(SR);
+            n.set_param(PITCH, pitch);
+            n.set_param(BEND, bend);
+            n.reset();
+            assert!(n.always_finite());
+            let out = outputs(&mut n, 256);
+            assert!(out.iter().flatten().all(|x| x.is_finite()), "{pitch} {bend}");
+        }
+        // A corrupt pitch or glide step is refused; an extreme accepted glide stays finite.
+        let mut n = Note::new(SR);
+        let mut buf = vec![0u8; n.state_len()];
+        n.save_state(&mut StateWriter::new(&mut buf));
+        let at = buf.len() - (8 + 8 + 4 + 1);
+        for (offset, bad) in [(0, 128.0f64), (0, -1.0), (0, f64::NAN), (8, 200.0), (8, f64::INFINITY)] {
+            let mut b = buf.clone();
+            b[at + offset..at + offset + 8].copy_from_slice(&bad.to_le_bytes());
+            assert!(Note::new(SR).load_state(&mut StateReader::new(&b)).is_err(), "{bad}");
+        }
+        buf[at + 8..at + 16].copy_from_slice(&127.0f64.to_le_bytes());
+        buf[at + 16..at + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+        n.load_state(&mut StateReader::new(&buf)).unwrap();
+        assert!(outputs(&mut n, 4096).iter().flatten().all(|x| x.is_finite()));
     }
 
     #[test]

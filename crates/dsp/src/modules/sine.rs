@@ -9,11 +9,19 @@
 //! The sine itself is a degree-9 odd minimax-style polynomial on a quarter cycle, in f32:
 //! its own error is below 7e-9 of full scale, and the 24 phase bits it reads bound the
 //! phase error to 2^-24 cycle, so harmonics and spurs stay far below -100 dB (the
-//! `purity_*` test measures them). While neither parameter glides, a block is one
-//! branch-free loop that the compiler vectorises.
+//! `purity_*` test measures them). While neither parameter glides and the `fm` input
+//! holds one value for the block, a block is one branch-free loop that the compiler
+//! vectorises.
+//!
+//! The `fm` input is linear FM in Hz, added to `freq` per sample (through zero: a
+//! negative sum runs the phase backwards), as the table oscillators' `fm`; a `note`
+//! module's `freq` output drives it, with the sine's own `freq` at 0. Unconnected it
+//! reads 0, and the sine gives the same bits as without the input.
 
-use crate::params::Params;
+use super::bandlimited::fm_freq;
+use super::table_oscillator::{constant, FM_IN};
 use crate::module::{sane_sample_rate, Module};
+use crate::params::Params;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -26,11 +34,11 @@ pub const GAIN: usize = 1;
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "sine",
     doc: "Sine oscillator: the plainest tone source, and a test signal.",
-    inputs: &[],
+    inputs: FM_IN,
     outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec::hz("freq", 0.01..=20_000.0, 440.0)
-            .doc("Oscillator frequency (glides over 10 ms)."),
+        ParamSpec::hz("freq", 0.0..=20_000.0, 440.0)
+            .doc("Oscillator frequency (glides over 10 ms); the fm input in Hz is added to it."),
         ParamSpec::linear("gain", 0.0..=1.0, 0.5).doc("Output amplitude (glides over 10 ms)."),
     ],
     has_gate: false,
@@ -107,11 +115,14 @@ impl Sine {
         self.phase as f64 / PHASE_ONE
     }
 
-    /// Phase increment per sample at `freq` Hz (rounded to the nearest unit).
+    /// Phase increment per sample at `freq` Hz (rounded to the nearest unit), as the
+    /// two's complement of the decrement for a negative frequency.
     #[inline]
     fn increment(&self, freq: f32) -> u64 {
-        // freq is clamped to 0.01..=20 kHz, so this is finite, positive and far below 2^63.
-        (f64::from(freq) * self.units_per_hz).round() as u64
+        // freq (with fm, through `fm_freq`) is within ±20 kHz, so this is finite and far
+        // inside ±2^63; the cast through i64 wraps a negative one (the same bits as a
+        // plain cast to u64 for a positive one).
+        (f64::from(freq) * self.units_per_hz).round() as i64 as u64
     }
 }
 
@@ -124,23 +135,27 @@ impl Module for Sine {
         &mut self.params
     }
 
-    fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+    fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let Some(out) = outputs.get_mut(0) else {
             return;
         };
+        let fm = inputs.first().copied().unwrap_or(&[]);
         // The phase wraps modulo 2^64 inside the loops (a plain induction variable the
         // vectoriser understands); only its low 52 bits are ever read.
         let mut phase = self.phase;
-        if self.params[FREQ].is_settled() && self.params[GAIN].is_settled() {
-            let inc = self.increment(self.params[FREQ].current());
+        let steady = self.params[FREQ].is_settled() && self.params[GAIN].is_settled();
+        if let (Some(fm), true) = (constant(fm), steady) {
+            // `fm_freq(freq, 0.0)` is `freq` itself: unconnected, the same bits as a
+            // sine without the input.
+            let inc = self.increment(fm_freq(self.params[FREQ].current(), fm));
             let neg_gain = -self.params[GAIN].current();
             for o in out.iter_mut() {
                 *o = neg_sin_cycle(cycle_position(phase)) * neg_gain;
                 phase = phase.wrapping_add(inc);
             }
         } else {
-            for o in out.iter_mut() {
-                let freq = self.params[FREQ].next();
+            for (i, o) in out.iter_mut().enumerate() {
+                let freq = fm_freq(self.params[FREQ].next(), fm.get(i).copied().unwrap_or(0.0));
                 let inc = self.increment(freq);
                 let neg_gain = -self.params[GAIN].next();
                 *o = neg_sin_cycle(cycle_position(phase)) * neg_gain;
@@ -269,6 +284,53 @@ mod tests {
         // And it arrives.
         let peak = out[2400..].iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!((peak - 1.0).abs() < 1e-3);
+    }
+
+    fn render_fm(m: &mut Sine, fm: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; fm.len()];
+        for (o, f) in out.chunks_mut(64).zip(fm.chunks(64)) {
+            m.process(&[f], &mut [o]);
+        }
+        out
+    }
+
+    #[test]
+    fn fm_adds_hertz_and_a_steady_fm_is_a_plain_freq() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // freq 0 with the pitch at fm (a note's freq output) gives the bits of freq alone;
+        // so does an fm of zeros beside no input at all.
+        let mut plain = Sine::new(SR);
+        plain.set_param(FREQ, 261.625_58);
+        plain.reset();
+        let mut by_fm = Sine::new(SR);
+        by_fm.set_param(FREQ, 0.0);
+        by_fm.reset();
+        let mut zeros = Sine::new(SR);
+        zeros.set_param(FREQ, 261.625_58);
+        zeros.reset();
+        let n = 4096;
+        let expected = render(&mut plain, n);
+        assert_eq!(bits(&render_fm(&mut by_fm, &vec![261.625_58; n])), bits(&expected));
+        assert_eq!(bits(&render_fm(&mut zeros, &vec![0.0; n])), bits(&expected));
+        // A varying fm moves the pitch per sample: 440 + 440 Hz counts 880 crossings.
+        let mut s = Sine::new(SR);
+        s.set_param(FREQ, 440.0);
+        s.reset();
+        let fm: Vec<f32> = (0..SR as usize).map(|i| 440.0 + (i % 2) as f32 * 1e-3).collect();
+        let out = render_fm(&mut s, &fm);
+        let rising = out.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        assert!((rising as f32 - 880.0).abs() <= 1.0, "{rising}");
+        // Through zero: a negative sum runs the phase backwards (a sine of the opposite
+        // sign), and the phase stays in range.
+        let mut fwd = Sine::new(SR);
+        fwd.set_param(FREQ, 300.0);
+        fwd.reset();
+        let mut back = Sine::new(SR);
+        back.set_param(FREQ, 0.0);
+        back.reset();
+        let (x, y) = (render(&mut fwd, 960), render_fm(&mut back, &vec![-300.0; 960]));
+        assert!(x.iter().zip(&y).all(|(a, b)| (a + b).abs() < 1e-6));
+        assert!((0.0..1.0).contains(&back.phase()));
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //! Only voices that sound are rendered: a voice whose envelopes are idle (released, or
 //! held but percussive: an `ar` that does not hold, a `drum`, which end on their own) or,
 //! in an instrument without an envelope, whose release fade has ended, is free and costs
-//! nothing; a note-off for a note whose voice was freed so finds nothing to release. Everything here is in the snapshot, so a spare continues every note exactly.
+//! nothing; a note-off for a note whose voice was freed so finds nothing to release.
+//! Everything here is in the snapshot, so a spare continues every note exactly.
 
 use super::{Patch, PatchDesc, PatchError};
+use crate::module::VOICE_LANES;
 use crate::modules::note;
 use crate::spec::{ModuleSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -147,9 +149,6 @@ struct Voice {
     /// How loud it is, for stealing the quietest: a peak follower (instant rise, 50 ms
     /// fall) run sample by sample, so it does not depend on where blocks are split.
     level: f32,
-    /// Rendered side by side for the current block already (its block waits in its
-    /// patch); only true inside [`Instrument::process`], so never part of the state.
-    rendered: bool,
 }
 
 /// A compiled instrument: its voices and their allocator.
@@ -185,6 +184,19 @@ impl Voice {
         self.level = 0.0;
         self.phase = Phase::Free;
         self.release_in = u64::MAX;
+    }
+}
+
+/// One step of a voice's loudness measure: `level` falls by `fall` and rises at once to
+/// `|x|`. The samples are finite (the NaN guard silences a module's non-finite block),
+/// so a plain comparison is `f32::max` without its NaN handling, in fewer instructions.
+#[inline(always)]
+fn follow(level: f32, x: f32, fall: f32) -> f32 {
+    let (x, fallen) = (x.abs(), level * fall);
+    if x > fallen {
+        x
+    } else {
+        fallen
     }
 }
 
@@ -316,7 +328,6 @@ impl Instrument {
                 fade_left: 0,
                 next: None,
                 level: 0.0,
-                rendered: false,
             });
         }
         let first = &voices[0].patch;
@@ -584,113 +595,201 @@ impl Instrument {
         }
     }
 
-    /// Renders `out.len()` (<= max_block) frames: the sum of the sounding voices.
+    /// Renders `out.len()` (<= max_block) frames: the sum of the sounding voices, in
+    /// index order.
     ///
     /// Voices that play the whole block with nothing happening to them (no release, no
-    /// fade, no note starting) are rendered first, [`crate::module::VOICE_LANES`] at a time side by
-    /// side ([`Patch::render_side_by_side`]); then every voice is summed in index order
-    /// as before, the others rendered there, so the sum has the same bits either way.
+    /// fade, no note starting) are gathered [`VOICE_LANES`] at a time and rendered side
+    /// by side ([`Instrument::render_group`]); a voice with something happening in the
+    /// block renders alone ([`Instrument::render_voice`]), after the whole-block voices
+    /// gathered before it, which then render alone too, so every voice is summed in
+    /// index order and the sum has the same bits either way. A group is summed right
+    /// after it renders, while its blocks are still in the caches.
     pub(crate) fn process(&mut self, out: &mut [f32]) {
         out.fill(0.0);
         let n = out.len();
-        // (An empty block renders nothing, so no voice is marked rendered for it.)
         let side_by_side = self.side_by_side && n > 0;
-        let mut whole = self
-            .voices
-            .iter_mut()
-            .filter(|v| side_by_side && v.plays_whole_block(n));
-        while let (Some(a), Some(b), Some(c), Some(d)) =
-            (whole.next(), whole.next(), whole.next(), whole.next())
-        {
-            let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
-            Patch::render_side_by_side(&mut patches, n);
-            for v in [a, b, c, d] {
-                v.rendered = true;
-            }
-        }
+        let mut group = [0usize; VOICE_LANES];
+        let mut gathered = 0;
         for i in 0..self.voices.len() {
-            if self.voices[i].phase == Phase::Free {
+            let v = &self.voices[i];
+            if v.phase == Phase::Free {
                 continue;
             }
-            let mut done = 0;
-            // Where this call's loudness measure starts: after a fade that freed the voice.
-            let mut level_from = 0;
-            while done < n {
-                let v = &mut self.voices[i];
-                let mut end = n;
-                if v.release_in < (n - done) as u64 {
-                    end = done + v.release_in as usize;
+            if side_by_side && v.plays_whole_block(n) {
+                if let Some(slot) = group.get_mut(gathered) {
+                    *slot = i;
+                    gathered += 1;
                 }
-                if v.phase == Phase::Fading && (v.fade_left as usize) < end - done {
-                    end = done + v.fade_left as usize;
+                if gathered == VOICE_LANES {
+                    self.render_group(group, out);
+                    gathered = 0;
                 }
-                if v.phase == Phase::Free {
-                    self.scratch[done..n].fill(0.0);
-                    break;
-                }
-                if end > done {
-                    let block = &mut self.scratch[done..end];
-                    if v.rendered {
-                        // The whole block (see `plays_whole_block`), rendered already.
-                        v.rendered = false;
-                        v.patch.mono_output(block);
+                continue;
+            }
+            for g in group.into_iter().take(gathered) {
+                self.render_voice(g, out);
+            }
+            gathered = 0;
+            self.render_voice(i, out);
+        }
+        for g in group.into_iter().take(gathered) {
+            self.render_voice(g, out);
+        }
+    }
+
+    /// Renders the whole-block voices `group` (ascending indices) side by side
+    /// ([`Patch::render_side_by_side`]), measures their loudness side by side too, and
+    /// adds them to `out` in order, each straight from its patch.
+    fn render_group(&mut self, group: [usize; VOICE_LANES], out: &mut [f32]) {
+        let n = out.len();
+        let fall = self.level_fall;
+        let (first, last) = (group[0], group[VOICE_LANES - 1]);
+        let Some(range) = self.voices.get_mut(first..=last) else {
+            return;
+        };
+        let mut members = range
+            .iter_mut()
+            .enumerate()
+            .filter(|(k, _)| group.contains(&(first + k)))
+            .map(|(_, v)| v);
+        let (Some(a), Some(b), Some(c), Some(d)) = (
+            members.next(),
+            members.next(),
+            members.next(),
+            members.next(),
+        ) else {
+            return;
+        };
+        let mut voices = [a, b, c, d];
+        {
+            let [a, b, c, d] = &mut voices;
+            let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
+            Patch::render_side_by_side(&mut patches, n);
+        }
+        // The four loudness measures side by side: four independent chains where one
+        // alone waits on its own latency, each lane the loop of `render_voice`.
+        let mut levels = voices.each_ref().map(|v| v.level);
+        let blocks = voices.each_ref().map(|v| v.patch.mono_block(n));
+        for i in 0..n {
+            for (level, block) in levels.iter_mut().zip(&blocks) {
+                *level = follow(*level, block.get(i).copied().unwrap_or(0.0), fall);
+            }
+        }
+        for (v, level) in voices.iter_mut().zip(levels) {
+            v.level = level;
+            for (o, &x) in out.iter_mut().zip(v.patch.mono_block(n)) {
+                *o += x;
+            }
+        }
+        for i in group {
+            let Some(v) = self.voices.get_mut(i) else {
+                continue;
+            };
+            if v.release_in != u64::MAX {
+                v.release_in -= n as u64;
+            }
+            if v.release_in == 0 {
+                // Its `/note/play` length ends with the block, as in `render_voice`.
+                v.release_in = u64::MAX;
+                if v.phase == Phase::Held {
+                    if self.sustain {
+                        v.phase = Phase::Sustained;
                     } else {
-                        v.patch.process_mono(block);
-                    }
-                    if v.phase == Phase::Fading {
-                        for x in block.iter_mut() {
-                            *x *= fade_gain(v.fade_left, self.fade_frames);
-                            v.fade_left -= 1;
-                        }
-                    }
-                    if v.release_in != u64::MAX {
-                        v.release_in -= (end - done) as u64;
+                        self.release(i);
                     }
                 }
-                done = end;
-                if v.release_in == 0 {
-                    v.release_in = u64::MAX;
-                    if v.phase == Phase::Held {
-                        if self.sustain {
-                            v.phase = Phase::Sustained;
-                        } else {
-                            self.release(i);
-                        }
+            }
+            self.free_if_ended(i);
+        }
+    }
+
+    /// Renders voice `i` alone for `out.len()` frames, split where something happens
+    /// to it (a release, the end of a fade and the note waiting for it), measures its
+    /// loudness and adds it to `out`.
+    fn render_voice(&mut self, i: usize, out: &mut [f32]) {
+        let n = out.len();
+        let fall = self.level_fall;
+        let mut done = 0;
+        // Where this call's loudness measure starts: after a fade that freed the voice.
+        let mut level_from = 0;
+        while done < n {
+            let v = &mut self.voices[i];
+            let mut end = n;
+            if v.release_in < (n - done) as u64 {
+                end = done + v.release_in as usize;
+            }
+            if v.phase == Phase::Fading && (v.fade_left as usize) < end - done {
+                end = done + v.fade_left as usize;
+            }
+            if v.phase == Phase::Free {
+                self.scratch[done..n].fill(0.0);
+                break;
+            }
+            if end > done {
+                let block = &mut self.scratch[done..end];
+                v.patch.process_mono(block);
+                if v.phase == Phase::Fading {
+                    for x in block.iter_mut() {
+                        *x *= fade_gain(v.fade_left, self.fade_frames);
+                        v.fade_left -= 1;
                     }
                 }
-                let v = &mut self.voices[i];
-                if v.phase == Phase::Fading && v.fade_left == 0 {
-                    v.free();
-                    level_from = done;
-                    if let Some(next) = v.next.take() {
-                        self.start(i, next);
+                if v.release_in != u64::MAX {
+                    v.release_in -= (end - done) as u64;
+                }
+            }
+            done = end;
+            if v.release_in == 0 {
+                v.release_in = u64::MAX;
+                if v.phase == Phase::Held {
+                    if self.sustain {
+                        v.phase = Phase::Sustained;
+                    } else {
+                        self.release(i);
                     }
                 }
             }
             let v = &mut self.voices[i];
-            let mut level = v.level;
-            for (k, (o, &x)) in out.iter_mut().zip(&self.scratch[..n]).enumerate() {
-                *o += x;
-                // A voice freed during this call measures only what followed (its new
-                // note), as it would had the call been split there.
-                if k >= level_from {
-                    level = x.abs().max(level * self.level_fall);
+            if v.phase == Phase::Fading && v.fade_left == 0 {
+                v.free();
+                level_from = done;
+                if let Some(next) = v.next.take() {
+                    self.start(i, next);
                 }
             }
-            v.level = level;
-            // Its envelopes ended (at some frame of this call: after it, it rendered
-            // exact silence). Freed here or at an earlier split, the voice is the same.
-            // A held or sustained note whose envelopes ended on their own (a percussive
-            // `ar`, a `drum`) is silent for good too: it frees its voice without waiting
-            // for a note-off, which a sequencer may send at any time or never.
-            let ended = match v.phase {
-                Phase::Released => true,
-                Phase::Held | Phase::Sustained => self.has_envelope,
-                Phase::Free | Phase::Fading => false,
-            };
-            if ended && v.patch.voices_sounding() == 0 {
-                v.free();
+        }
+        let v = &mut self.voices[i];
+        let mut level = v.level;
+        for (k, (o, &x)) in out.iter_mut().zip(&self.scratch[..n]).enumerate() {
+            *o += x;
+            // A voice freed during this call measures only what followed (its new
+            // note), as it would had the call been split there.
+            if k >= level_from {
+                level = follow(level, x, fall);
             }
+        }
+        v.level = level;
+        self.free_if_ended(i);
+    }
+
+    /// Frees voice `i` if its envelopes have ended (at some frame of this call: after it,
+    /// it rendered exact silence; freed here or at an earlier split, the voice is the
+    /// same). A held or sustained note whose envelopes ended on their own (a percussive
+    /// `ar`, a `drum`) is silent for good too: it frees its voice without waiting for a
+    /// note-off, which a sequencer may send at any time or never.
+    fn free_if_ended(&mut self, i: usize) {
+        let has_envelope = self.has_envelope;
+        let Some(v) = self.voices.get_mut(i) else {
+            return;
+        };
+        let ended = match v.phase {
+            Phase::Released => true,
+            Phase::Held | Phase::Sustained => has_envelope,
+            Phase::Free | Phase::Fading => false,
+        };
+        if ended && v.patch.voices_sounding() == 0 {
+            v.free();
         }
     }
 
@@ -1002,6 +1101,41 @@ mod tests {
             x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn played_notes_ending_with_a_side_by_side_block_match_one_by_one() {
+        // Eight `/note/play` notes whose lengths end exactly on block edges (and one
+        // not), with and without the pedal: released on the same frame either way.
+        for sustain in [false, true] {
+            let mut a = keys(16);
+            let mut b = keys(16);
+            let inst = node(&a, "keys");
+            instrument_mut(&mut b, inst).side_by_side = false;
+            for p in [&mut a, &mut b] {
+                p.sustain(inst, sustain);
+                for k in 0..8u64 {
+                    let length = if k == 7 {
+                        1000
+                    } else {
+                        BLOCK as u64 * (3 + k % 2)
+                    };
+                    p.note_on(inst, 40.0 + 3.0 * k as f32, 90.0, 0, length);
+                }
+            }
+            let (x, y) = (render(&mut a, 12_000), render(&mut b, 12_000));
+            assert!(x.iter().any(|&v| v != 0.0));
+            assert_eq!(
+                x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(a.voices_sounding(), b.voices_sounding());
+            let mut sa = vec![0u8; a.state_len()];
+            a.save_state(&mut StateWriter::new(&mut sa));
+            let mut sb = vec![0u8; b.state_len()];
+            b.save_state(&mut StateWriter::new(&mut sb));
+            assert!(sa == sb, "the states differ");
+        }
     }
 
     fn node(p: &Patch, id: &str) -> u16 {

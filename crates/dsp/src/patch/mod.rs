@@ -2,9 +2,9 @@
 //!
 //! Compilation does all the checking and all the allocation: ids, types, parameters,
 //! ports, single-driver inputs, acyclicity, exactly one output; then a deterministic
-//! topological order and one preallocated buffer per output port. Rendering then walks
-//! the nodes in that order with no allocation, no locks and no panics, and guards the
-//! graph against NaN/inf with a per-module reset.
+//! topological order and one preallocated buffer per output port (all of a patch's in
+//! one allocation). Rendering then walks the nodes in that order with no allocation, no
+//! locks and no panics, and guards the graph against NaN/inf with a per-module reset.
 
 mod desc;
 mod error;
@@ -40,8 +40,13 @@ const HEADER_LEN: usize = 4 + 4 + 8 + 8;
 enum Source {
     /// Unconnected: the shared zero buffer.
     Zero,
-    /// An output buffer of a node earlier in execution order.
-    Node { exec: usize, port: usize },
+    /// An output buffer of a node earlier in execution order: its node, its port, and
+    /// its place in the patch's buffers ([`Patch::buffers`], in `max_block`s).
+    Node {
+        exec: usize,
+        port: usize,
+        buffer: usize,
+    },
 }
 
 /// What renders at a node: a module, or an instrument (all its voices, summed).
@@ -125,8 +130,14 @@ struct Node {
     state_len: usize,
     /// One source per input port.
     inputs: Vec<Source>,
-    /// One `max_block`-long buffer per output port.
-    outputs: Vec<Vec<f32>>,
+    /// Place of its first output port's buffer in [`Patch::buffers`] (in `max_block`s);
+    /// the others follow.
+    first: usize,
+    /// Number of output ports.
+    outputs: usize,
+    /// Whether the NaN guard scans its outputs (not for a module that is
+    /// [`Module::always_finite`]).
+    guarded: bool,
 }
 
 /// A compiled, runnable patch.
@@ -150,8 +161,15 @@ pub struct Patch {
     /// Whether some module reads the output module's outputs, so it must run; otherwise
     /// `render` skips this pass-through and `process` copies its sources directly.
     output_is_read: bool,
-    /// `max_block` zeros, read by unconnected inputs.
-    zeros: Vec<f32>,
+    /// Every block buffer of the patch in one allocation, `max_block` each: first the
+    /// zeros unconnected inputs read, then each node's outputs, in execution order (so
+    /// a node's inputs all lie before its outputs). One contiguous block per patch,
+    /// rather than one allocation per port, keeps a voice's buffers together in the
+    /// caches and saves a pointer to chase per port.
+    buffers: Vec<f32>,
+    /// What the output module's left input reads: a voice's output
+    /// ([`Patch::mono_block`]).
+    mono: Source,
     nonfinite_resets: u64,
     fingerprint: u64,
     /// Fault injection ([`Patch::panic_in_next_process`]): panic in the next module's
@@ -520,6 +538,7 @@ impl Patch {
                     Some(Wire { src, port, .. }) => Source::Node {
                         exec: exec_of[src],
                         port,
+                        buffer: nodes.get(exec_of[src]).map_or(0, |n: &Node| n.first + port),
                     },
                     None => Source::Zero,
                 })
@@ -527,6 +546,7 @@ impl Patch {
             fp.bytes(spec.type_name.as_bytes());
             fp.bytes(&[0xff]);
             let state_len = unit.state_len();
+            let guarded = !matches!(&unit, Unit::Module(m) if m.always_finite());
             fp.u64(state_len as u64);
             for s in &inputs[decl] {
                 match *s {
@@ -537,12 +557,15 @@ impl Patch {
                     None => fp.u64(0),
                 }
             }
+            let first = nodes.last().map_or(1, |n: &Node| n.first + n.outputs);
             nodes.push(Node {
                 id: ids[decl].to_string(),
-                outputs: vec![vec![0.0; max_block]; spec.outputs.len()],
+                first,
+                outputs: spec.outputs.len(),
                 inputs: srcs,
                 unit,
                 state_len,
+                guarded,
             });
         }
 
@@ -568,6 +591,11 @@ impl Patch {
                 .iter()
                 .any(|s| matches!(*s, Source::Node { exec, .. } if exec == output_exec))
         });
+        let buffer_count = nodes.last().map_or(1, |n| n.first + n.outputs);
+        let mono = nodes
+            .get(output_exec)
+            .and_then(|n| n.inputs.first().copied())
+            .unwrap_or(Source::Zero);
         Ok(Patch {
             sample_rate,
             max_block,
@@ -577,7 +605,8 @@ impl Patch {
             exec_of,
             by_id,
             members,
-            zeros: vec![0.0; max_block],
+            buffers: vec![0.0; buffer_count * max_block],
+            mono,
             nonfinite_resets: 0,
             fingerprint: fp.0,
             panic_in_process: false,
@@ -841,28 +870,21 @@ impl Patch {
     }
 
     /// Copies the first `out.len()` frames of the output's left input, as the last
-    /// render left them, into `out`: a voice's block after
-    /// [`Patch::render_side_by_side`].
+    /// render left them, into `out`.
     pub(crate) fn mono_output(&self, out: &mut [f32]) {
-        let n = out.len().min(self.max_block);
-        let left = match self.nodes.get(self.output_exec).map(|n| &n.inputs[..]) {
-            Some(&[left, ..]) => left,
-            _ => Source::Zero,
-        };
-        copy_into(out, self.source(left, n));
+        copy_into(out, self.mono_block(out.len()));
+    }
+
+    /// The first `n` (<= max_block) frames of the output's left input, as the last
+    /// render left them: a voice's block after [`Patch::render_side_by_side`], read in
+    /// place.
+    pub(crate) fn mono_block(&self, n: usize) -> &[f32] {
+        self.source(self.mono, n.min(self.max_block))
     }
 
     /// The first `n` samples of what `src` reads: a node's output buffer or the zeros.
     fn source(&self, src: Source, n: usize) -> &[f32] {
-        match src {
-            Source::Zero => self.zeros.get(..n),
-            Source::Node { exec, port } => self
-                .nodes
-                .get(exec)
-                .and_then(|d| d.outputs.get(port))
-                .and_then(|b| b.get(..n)),
-        }
-        .unwrap_or(&[])
+        read(&self.buffers, self.max_block, src, n)
     }
 
     /// Runs every node once for `n` (<= max_block) frames, in execution order; the output
@@ -883,24 +905,20 @@ impl Patch {
         if i == self.output_exec && !self.output_is_read {
             return;
         }
-        let (done, rest) = self.nodes.split_at_mut(i);
-        let Some((node, _)) = rest.split_first_mut() else {
+        let Some(node) = self.nodes.get_mut(i) else {
             return;
         };
+        let mb = self.max_block;
+        // Every input lies before the node's own outputs (execution order).
+        let at = (node.first * mb).min(self.buffers.len());
+        let (done, rest) = self.buffers.split_at_mut(at);
         let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
-        for (slot, src) in ins.iter_mut().zip(&node.inputs) {
-            *slot = match *src {
-                Source::Zero => self.zeros.get(..n),
-                Source::Node { exec, port } => done
-                    .get(exec)
-                    .and_then(|d| d.outputs.get(port))
-                    .and_then(|b| b.get(..n)),
-            }
-            .unwrap_or(&[]);
+        for (slot, &src) in ins.iter_mut().zip(&node.inputs) {
+            *slot = read(done, mb, src, n);
         }
-        let (n_in, n_out) = (node.inputs.len(), node.outputs.len());
+        let (n_in, n_out) = (node.inputs.len(), node.outputs);
         let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
-        for (slot, buf) in outs.iter_mut().zip(node.outputs.iter_mut()) {
+        for (slot, buf) in outs.iter_mut().zip(rest.chunks_mut(mb).take(n_out)) {
             *slot = buf.get_mut(..n).unwrap_or(&mut []);
         }
         let ins = ins.get(..n_in).unwrap_or(&[]);
@@ -914,7 +932,7 @@ impl Patch {
 
         // NaN guard: a module that produced NaN/inf is reset and its block silenced,
         // so the bad value never reaches another module or the speakers.
-        if outs.iter().any(|o| has_nonfinite(o)) {
+        if node.guarded && outs.iter().any(|o| has_nonfinite(o)) {
             node.unit.reset();
             for o in outs.iter_mut() {
                 o.fill(0.0);
@@ -930,13 +948,17 @@ impl Patch {
         let Some(node) = self.nodes.get_mut(i) else {
             return;
         };
-        if node
-            .outputs
-            .iter()
+        let mb = self.max_block;
+        let outputs = self
+            .buffers
+            .get_mut(node.first * mb..(node.first + node.outputs) * mb)
+            .unwrap_or(&mut []);
+        if outputs
+            .chunks(mb)
             .any(|o| has_nonfinite(o.get(..n).unwrap_or(&[])))
         {
             node.unit.reset();
-            for o in node.outputs.iter_mut() {
+            for o in outputs.chunks_mut(mb) {
                 o.get_mut(..n).unwrap_or(&mut []).fill(0.0);
             }
             self.nonfinite_resets = self.nonfinite_resets.wrapping_add(1);
@@ -1007,13 +1029,15 @@ impl Patch {
         if self.panic_in_process {
             return None;
         }
-        let (done, rest) = self.nodes.split_at_mut(i);
-        let node = rest.first_mut()?;
-        let input = match *node.inputs.first()? {
-            Source::Zero => self.zeros.get(..n)?,
-            Source::Node { exec, port } => done.get(exec)?.outputs.get(port)?.get(..n)?,
-        };
-        let output = node.outputs.first_mut()?.get_mut(..n)?;
+        let node = self.nodes.get_mut(i)?;
+        let mb = self.max_block;
+        let at = (node.first * mb).min(self.buffers.len());
+        let (done, rest) = self.buffers.split_at_mut(at);
+        let input = read(done, mb, *node.inputs.first()?, n);
+        if node.outputs == 0 {
+            return None;
+        }
+        let output = rest.get_mut(..n)?;
         let module = match &mut node.unit {
             Unit::Module(m) => m.side_by_side()?.downcast_mut::<K::Module>()?,
             Unit::Instrument(_) => return None,
@@ -1117,6 +1141,18 @@ impl Patch {
         self.nonfinite_resets = resets;
         Ok(())
     }
+}
+
+/// The first `n` samples of what `src` reads in `buffers` (a patch's buffers, or the
+/// part before a node's outputs; `max_block` each): a node's output or the zeros;
+/// empty if it lies beyond them (never, for a compiled patch).
+#[inline(always)]
+fn read(buffers: &[f32], max_block: usize, src: Source, n: usize) -> &[f32] {
+    let at = match src {
+        Source::Zero => 0,
+        Source::Node { buffer, .. } => buffer * max_block,
+    };
+    buffers.get(at..at + n).unwrap_or(&[])
 }
 
 /// True if any sample of `block` is NaN or infinite.
@@ -1527,7 +1563,12 @@ mod tests {
         let mut p = compile(&desc);
         let (l, _) = render(&mut p, 64, 64);
         let g = p.exec_of[2];
-        assert_eq!(bits(&l), bits(&p.nodes[g].outputs[0]));
+        let gain_out = Source::Node {
+            exec: g,
+            port: 0,
+            buffer: p.nodes[g].first,
+        };
+        assert_eq!(bits(&l), bits(p.source(gain_out, 64)));
     }
 
     /// Snapshot offset of the first sine's gain smoother's current value.
@@ -1636,12 +1677,12 @@ mod tests {
 
     #[test]
     fn error_param_out_of_range_gives_range() {
-        for bad in [25_000.0, 0.0, f32::NAN] {
+        for bad in [25_000.0, -1.0, f32::NAN] {
             let mut d = PatchDesc::default_patch();
             d.modules[0].params.insert("freq".into(), bad);
             let msg = compile_err(&d);
             assert!(msg.contains("module 'sine': freq ="), "{msg}");
-            assert!(msg.contains("out of range 0.01..=20000 Hz"), "{msg}");
+            assert!(msg.contains("out of range 0..=20000 Hz"), "{msg}");
         }
     }
 
@@ -1657,9 +1698,10 @@ mod tests {
         assert_eq!(msg, "module 'sine' has no output 'sig' (outputs: out)");
         // Bare name of a module without inputs.
         let mut d = PatchDesc::default_patch();
-        d.connections.push(Connection::new("gain", "sine"));
+        d.modules.push(ModuleDesc::new("noise", "noise"));
+        d.connections.push(Connection::new("gain", "noise"));
         let msg = compile_err(&d);
-        assert!(msg.contains("module 'sine' has no input"), "{msg}");
+        assert!(msg.contains("module 'noise' has no input"), "{msg}");
         assert!(msg.contains("(inputs: none)"), "{msg}");
     }
 
