@@ -540,7 +540,19 @@ pub fn assert_replay_equals_served_but_for_restarts(
     restarts: usize,
     underruns: f64,
 ) -> usize {
-    let (interleaved, replayed) = render_replay(log, served, None);
+    assert_replay_of_patch_equals_served_but_for_restarts(log, served, None, restarts, underruns)
+}
+
+/// [`assert_replay_equals_served_but_for_restarts`] for a server started with `--patch
+/// patch` (the replay renders the same patch).
+pub fn assert_replay_of_patch_equals_served_but_for_restarts(
+    log: &Path,
+    served: &Path,
+    patch: Option<&Path>,
+    restarts: usize,
+    underruns: f64,
+) -> usize {
+    let (interleaved, replayed) = render_replay(log, served, patch);
     assert_eq!(replayed.len(), interleaved.len());
     let before_fade = interleaved.len().saturating_sub(SHUTDOWN_FADE_SAMPLES);
     let block = 64 * 2;
