@@ -145,7 +145,11 @@ fn a_groove_plays_at_once_and_bad_messages_are_refused() {
         ("/seq/piano/start", vec![], "/seq/piano/start"),
         ("/clock/bpm", vec![OscType::Float(1000.0)], "/clock/bpm"),
         ("/clock/swing", vec![OscType::Float(0.2)], "/clock/swing"),
-        ("/seq/drums/start", vec![OscType::Int(1)], "/seq/drums/start"),
+        (
+            "/seq/drums/start",
+            vec![OscType::Int(1)],
+            "/seq/drums/start",
+        ),
     ] {
         server.send(address, args);
         let fail = loop {

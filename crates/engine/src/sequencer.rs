@@ -896,6 +896,16 @@ mod tests {
     }
 
     #[test]
+    fn the_notations_drum_names_play_their_drums() {
+        // The pattern crate and the drum module know nothing of each other; here, where
+        // both meet, their General MIDI numbers must agree.
+        use chronus_dsp::modules::drum::kind_for_key;
+        for (name, key) in chronus_pattern::sound::DRUMS {
+            assert_eq!(kind_for_key(f32::from(key)).name(), name, "{name} = {key}");
+        }
+    }
+
+    #[test]
     fn bad_tracks_are_refused_with_the_reason() {
         let patch = Patch::compile(&PatchDesc::default_patch(), RATE as f32, 64, 0).unwrap();
         for (tracks, says) in [
