@@ -193,6 +193,9 @@ struct Track {
     pending_run: Option<(u64, bool)>,
     /// The next event, when the track plays and the clock runs.
     cursor: Option<Cursor>,
+    /// The frame the cursor's event falls on with the clock as it is (`u64::MAX`: none):
+    /// worked out when the cursor or the clock changes, not every time it is asked for.
+    due: u64,
 }
 
 impl Track {
@@ -356,6 +359,7 @@ impl Sequencer {
                 playing: t.playing,
                 pending_run: None,
                 cursor: None,
+                due: u64::MAX,
             });
         }
         let mut sequencer = Sequencer {
@@ -399,6 +403,15 @@ impl Sequencer {
                 None
             };
         }
+        self.refresh();
+    }
+
+    /// Works out every track's `due` frame again: after the clock changed.
+    fn refresh(&mut self) {
+        let clock = self.clock;
+        for track in &mut self.tracks {
+            track.due = Sequencer::event_frame(&clock, track).unwrap_or(u64::MAX);
+        }
     }
 
     /// The frame a track's next event falls on (with swing).
@@ -415,9 +428,7 @@ impl Sequencer {
         }
         let mut next = self.clock.pending_tempo_frame().unwrap_or(u64::MAX);
         for track in &self.tracks {
-            if let Some(frame) = Sequencer::event_frame(&self.clock, track) {
-                next = next.min(frame);
-            }
+            next = next.min(track.due);
             if let Some((beat, _)) = track.pending_run {
                 if let Some(frame) = self.clock.frame_of(Time::whole(beat)) {
                     next = next.min(frame);
@@ -440,6 +451,7 @@ impl Sequencer {
         {
             if frame <= now {
                 self.clock.re_anchor(frame, beat, millibpm);
+                self.refresh();
             }
         }
         let clock = self.clock;
@@ -453,7 +465,11 @@ impl Sequencer {
                     } else {
                         None
                     };
+                    track.due = Sequencer::event_frame(&clock, track).unwrap_or(u64::MAX);
                 }
+            }
+            if track.due > now {
+                continue;
             }
             let mut played = 0;
             while let Some(cursor) = track.cursor {
@@ -465,6 +481,7 @@ impl Sequencer {
                     track.cursor = None;
                     break;
                 };
+                track.due = onset;
                 if onset > now || played >= MAX_EVENTS_PER_FRAME {
                     break;
                 }
@@ -484,6 +501,9 @@ impl Sequencer {
                 );
                 played += 1;
                 track.cursor = track.after(cursor);
+            }
+            if track.cursor.is_none() {
+                track.due = u64::MAX;
             }
         }
     }
@@ -506,6 +526,7 @@ impl Sequencer {
     /// `/clock/swing`: from now on.
     pub fn set_swing(&mut self, swing: f64) {
         self.clock.swing = swing_permille(swing);
+        self.refresh();
     }
 
     /// `/clock/start` (from beat 0 at `now`, when stopped; running on otherwise) or
@@ -654,6 +675,7 @@ impl Sequencer {
                 Some(Cursor { lap, index })
             };
         }
+        self.refresh();
         Ok(())
     }
 }
