@@ -13,8 +13,11 @@ mod common;
 
 #[test]
 fn a_minute_of_soak_holds_every_figure() {
+    // The server logs at info into the captured stderr, shown only if a figure fails:
+    // the story of each kill, failover and underrun, to tell what a rare failure was.
     let out = common::chronus()
         .args(["bench", "soak", "--seconds", "60"])
+        .env("CHRONUS_LOG", "info")
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
