@@ -88,10 +88,17 @@ pub(crate) fn type_message(table: &AddressTable, address: &str, args: &[&str]) -
         })
         .flatten();
     let exact = first_match.as_ref().map_or(address, |m| m.addr.as_str());
-    // A word that reads as a number is not the leading optional text (an instrument).
-    let first_is_text = args
-        .first()
-        .is_some_and(|word| word.trim().parse::<f64>().is_err());
+    // The leading optional text (an instrument) is a word naming one, or any other word
+    // but a number and a gate's words (`/sustain T` is the pedal down, not an instrument).
+    let first_is_text = args.first().is_some_and(|word| {
+        let word = word.trim();
+        table.instrument(word).is_some()
+            || (word.parse::<f64>().is_err()
+                && !matches!(
+                    word.to_ascii_lowercase().as_str(),
+                    "on" | "off" | "true" | "false" | "t" | "f"
+                ))
+    });
     let kinds: Vec<ArgKind> = table
         .lookup(exact)
         .map(|entry| {
@@ -114,6 +121,23 @@ mod tests {
     use super::*;
     use crate::decode::validate_message;
     use crate::table::tests::table;
+
+    #[test]
+    fn a_gate_word_after_an_optional_instrument_is_the_gate() {
+        let t = crate::table_for_patch(&chronus_dsp::PatchDesc::default_patch(), false).unwrap();
+        for (word, on) in [("T", 1), ("on", 1), ("off", 0), ("1", 1)] {
+            let m = build_message(&t, "/sustain", &[word]).unwrap();
+            assert_eq!(m.args, vec![OscType::Int(on)], "{word}");
+        }
+        let m = build_message(&t, "/sustain", &["keys", "T"]).unwrap();
+        assert_eq!(
+            m.args,
+            vec![OscType::String("keys".into()), OscType::Int(1)]
+        );
+        // An unknown name is still taken for an instrument, and refused as one.
+        let e = build_message(&t, "/note/on", &["piano", "60", "100"]).unwrap_err();
+        assert!(e.to_string().contains("unknown instrument 'piano'"), "{e}");
+    }
 
     #[test]
     fn build_message_sends_text_as_strings() {
