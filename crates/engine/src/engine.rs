@@ -181,8 +181,6 @@ struct StagedPatch {
     carry: CarryPlan,
     /// Its clock and tracks, compiled with it.
     sequencer: Sequencer,
-    /// Whether it declares a `[clock]` of its own (else it keeps the running tempo).
-    declares_clock: bool,
 }
 
 /// What the engine is done with (an old patch, an old sequencer), held only to be dropped
@@ -465,7 +463,6 @@ impl Engine {
             patch,
             carry,
             sequencer,
-            declares_clock: desc.clock.is_some(),
         });
         Ok(())
     }
@@ -706,9 +703,7 @@ impl Engine {
                 self.counters.stale += (before - self.pending.len()) as u64;
                 let mut staged = self.staged.remove(index);
                 staged.carry.apply(&self.patch, &mut staged.patch);
-                staged
-                    .sequencer
-                    .take_over(&self.sequencer, now, staged.declares_clock);
+                staged.sequencer.take_over(&self.sequencer, now);
                 let old_sequencer = std::mem::replace(&mut self.sequencer, staged.sequencer);
                 self.retired.push(Retired {
                     _patch: None,
@@ -880,7 +875,6 @@ impl Engine {
                 patch,
                 carry,
                 sequencer,
-                declares_clock: desc.clock.is_some(),
             });
         }
         let remaining =

@@ -248,6 +248,10 @@ impl Track {
 pub struct Sequencer {
     clock: Clock,
     tracks: Vec<Track>,
+    /// The patch's own `[clock]` (tempo in thousandths, swing in thousandths), if it has
+    /// one: a patch switch changes the running clock only when this differs from the
+    /// previous patch's, so an edit of the patch keeps a tempo set live.
+    declared: Option<(u32, u32)>,
 }
 
 impl Sequencer {
@@ -265,23 +269,18 @@ impl Sequencer {
             name: name.to_string(),
             reason,
         };
+        let bad_clock = |reason: String| PatchError::Clock { reason };
         if !(MIN_BPM..=MAX_BPM).contains(&clock_desc.bpm) {
-            return Err(invalid(
-                "clock",
-                format!(
-                    "bpm = {}: the tempo is {MIN_BPM} to {MAX_BPM}",
-                    clock_desc.bpm
-                ),
-            ));
+            return Err(bad_clock(format!(
+                "bpm = {}: the tempo is {MIN_BPM} to {MAX_BPM}",
+                clock_desc.bpm
+            )));
         }
         if !(STRAIGHT..=MAX_SWING).contains(&clock_desc.swing) {
-            return Err(invalid(
-                "clock",
-                format!(
-                    "swing = {}: {STRAIGHT} (straight) to {MAX_SWING}",
-                    clock_desc.swing
-                ),
-            ));
+            return Err(bad_clock(format!(
+                "swing = {}: {STRAIGHT} (straight) to {MAX_SWING}",
+                clock_desc.swing
+            )));
         }
         if desc.tracks.len() > MAX_TRACKS {
             return Err(invalid(
@@ -301,7 +300,7 @@ impl Sequencer {
             if !valid_name {
                 return Err(invalid(
                     &t.name,
-                    "a track name is letters, digits, '_' and '-'".to_string(),
+                    "a track name is ASCII letters, digits, '_' and '-'".to_string(),
                 ));
             }
             let instrument = match &t.instrument {
@@ -343,13 +342,7 @@ impl Sequencer {
             }
             let events = chronus_pattern::parse(&t.pattern)
                 .and_then(|p| p.events())
-                .map_err(|e| {
-                    // The pattern on a line of its own, the caret under the culprit.
-                    let caret =
-                        e.at.map(|at| format!("\n    {}^", " ".repeat(at)))
-                            .unwrap_or_default();
-                    invalid(&t.name, format!("{e}\n    {}{caret}", t.pattern))
-                })?;
+                .map_err(|e| invalid(&t.name, pointed(&e, &t.pattern)))?;
             tracks.push(Track {
                 name: t.name.clone(),
                 instrument,
@@ -373,6 +366,9 @@ impl Sequencer {
                 pending_tempo: None,
             },
             tracks,
+            declared: desc
+                .clock
+                .map(|c| (millibpm(c.bpm), swing_permille(c.swing))),
         };
         sequencer.place_tracks(Time::ZERO);
         Ok(sequencer)
@@ -571,13 +567,15 @@ impl Sequencer {
     }
 
     /// After a patch switch at `now`: this sequencer (the new patch's) keeps `old`'s
-    /// clock (its tempo changes to this patch's own on the next beat, if it declares
-    /// one) and the running state of the tracks of the same name, and falls into phase.
-    pub fn take_over(&mut self, old: &Sequencer, now: u64, declares_clock: bool) {
+    /// clock and the running state of the tracks of the same name, and falls into phase.
+    /// Only a patch whose own `[clock]` differs from the previous patch's changes the
+    /// tempo (on the next beat) and the swing: an edit that leaves `[clock]` alone keeps
+    /// what was set live with `/clock/…`.
+    pub fn take_over(&mut self, old: &Sequencer, now: u64) {
         let own_tempo = self.clock.millibpm;
         let own_swing = self.clock.swing;
         self.clock = old.clock;
-        if declares_clock {
+        if self.declared.is_some() && self.declared != old.declared {
             self.clock.swing = own_swing;
             if own_tempo != self.clock.millibpm {
                 self.set_tempo(now, f64::from(own_tempo) / 1000.0);
@@ -682,6 +680,23 @@ impl Sequencer {
 
 fn millibpm_range() -> std::ops::RangeInclusive<u32> {
     millibpm(MIN_BPM)..=millibpm(MAX_BPM)
+}
+
+/// A pattern's error with the pattern on a line of its own and a caret under the
+/// culprit; a long pattern shows only the 60 characters around it.
+fn pointed(e: &chronus_pattern::PatternError, pattern: &str) -> String {
+    const AROUND: usize = 30;
+    let chars: Vec<char> = pattern.chars().collect();
+    let at = e.at.unwrap_or(0).min(chars.len());
+    let from = at.saturating_sub(AROUND);
+    let to = (at + AROUND).min(chars.len());
+    let before = if from > 0 { "…" } else { "" };
+    let after = if to < chars.len() { "…" } else { "" };
+    let shown: String = chars[from..to].iter().collect();
+    let caret =
+        e.at.map(|_| format!("\n    {}^", " ".repeat(before.chars().count() + at - from)))
+            .unwrap_or_default();
+    format!("{e}\n    {before}{shown}{after}{caret}")
 }
 
 /// The tracks of `desc` as the address table lists them, after the patch's nodes:
@@ -910,11 +925,43 @@ mod tests {
             }),
         );
         let mut new = sequencer(&new_desc);
-        new.take_over(&old, 130_000, true);
+        new.take_over(&old, 130_000);
         let played = run(&mut new, 130_000, 300_000, &mut []);
         // Beat 6 (144,000) is still at 120 bpm (the tempo changes on it), then 60 bpm.
         assert_eq!(frames(&played), [144_000, 192_000, 240_000, 288_000]);
         assert!(played.iter().all(|p| p.1 == 62.0));
+    }
+
+    #[test]
+    fn an_edit_that_leaves_the_clock_alone_keeps_the_tempo_set_live() {
+        let clock = Some(ClockDesc {
+            bpm: 120.0,
+            swing: 0.56,
+        });
+        let d = desc(&[("t", "c4*4", 1)], clock);
+        let mut old = sequencer(&d);
+        let mut faster = |s: &mut Sequencer, now: u64| {
+            s.set_tempo(now, 150.0);
+            s.set_swing(0.7);
+        };
+        let _ = run(&mut old, 0, 100_000, &mut [(10, &mut faster)]);
+        // The same [clock] (an edit of other parts): 150 bpm and 0.7 go on.
+        let mut edited = sequencer(&d);
+        edited.take_over(&old, 100_000);
+        assert!((edited.bpm() - 150.0).abs() < 1e-9);
+        assert_eq!(edited.clock.swing, 700);
+        // Another [clock] (another patch): its own tempo, on the next beat.
+        let other = desc(
+            &[("t", "c4*4", 1)],
+            Some(ClockDesc {
+                bpm: 90.0,
+                swing: 0.5,
+            }),
+        );
+        let mut switched = sequencer(&other);
+        switched.take_over(&old, 100_000);
+        assert_eq!(switched.clock.pending_tempo.map(|(_, m)| m), Some(90_000));
+        assert_eq!(switched.clock.swing, 500);
     }
 
     #[test]
@@ -955,7 +1002,8 @@ mod tests {
                 swing: 0.5,
             }),
         );
-        assert!(Sequencer::new(&d, &patch, RATE).is_err());
+        let err = Sequencer::new(&d, &patch, RATE).unwrap_err().to_string();
+        assert_eq!(err, "[clock]: bpm = 1000: the tempo is 20 to 400");
         let d = desc(
             &[],
             Some(ClockDesc {
@@ -963,6 +1011,7 @@ mod tests {
                 swing: 0.9,
             }),
         );
-        assert!(Sequencer::new(&d, &patch, RATE).is_err());
+        let err = Sequencer::new(&d, &patch, RATE).unwrap_err().to_string();
+        assert_eq!(err, "[clock]: swing = 0.9: 0.5 (straight) to 0.75");
     }
 }

@@ -302,6 +302,9 @@ impl Parser {
             self.pos += 1;
             let at = self.pos;
             let word = self.word();
+            if word.is_empty() {
+                return error(at - 1, "':' is followed by a velocity, a number 0 to 127");
+            }
             let velocity: f64 = word
                 .parse()
                 .ok()
@@ -343,10 +346,21 @@ impl Parser {
     fn factor(&mut self, what: &str) -> Result<Time> {
         let at = self.pos;
         let word = self.word();
+        let decimal = !word.is_empty()
+            && word.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && word.bytes().filter(|&b| b == b'.').count() <= 1;
         match Time::from_decimal(&word) {
             Some(t) if !t.is_zero() => Ok(t),
             _ if word.is_empty() => error(at, format!("{what}: a number must follow")),
-            _ => error(at, format!("{what}: '{word}' is not a positive number")),
+            Some(_) => error(at, format!("{what}: '{word}' is not a positive number")),
+            None if decimal => error(
+                at,
+                format!("{what}: '{word}' has too many digits (at most 18 after the point, and below 10^19)"),
+            ),
+            None => error(
+                at,
+                format!("{what}: '{word}' is not a decimal number (write 2, 1.5 or 0.25)"),
+            ),
         }
     }
 
@@ -421,7 +435,11 @@ mod tests {
             ("c3 200", 3, "out of range"),
             ("c3*", 3, "a number must follow"),
             ("c3*0", 3, "not a positive number"),
-            ("c3/x", 3, "'x' is not a positive number"),
+            ("c3/x", 3, "'x' is not a decimal number"),
+            ("c3*1e10", 3, "'1e10' is not a decimal number"),
+            ("c3*0.1234567890123456789", 3, "too many digits"),
+            ("c3@99999999999999999999", 3, "too many digits"),
+            ("c3:", 2, "':' is followed by a velocity"),
             ("c3@2@3", 4, "given twice"),
             ("c3'foo", 3, "unknown chord 'foo'"),
             ("bd'maj", 2, "a drum has no chords"),

@@ -150,7 +150,9 @@ impl Sound {
             octave,
         };
         if !(0.0..=127.0).contains(&sound.midi()) {
-            return Err(format!("'{word}' is beyond MIDI's range (c-1 to g9)"));
+            return Err(format!(
+                "'{word}' is beyond MIDI's range (by name c0 to g9; as a number 0 to 127)"
+            ));
         }
         Ok(sound)
     }

@@ -185,12 +185,18 @@ pub enum PatchError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A sequencer track or the clock that cannot be played (its pattern, its
-    /// instrument, its length or tempo), found by the engine, which plays them.
+    /// A sequencer track that cannot be played (its pattern, its instrument, its
+    /// length, its name), found by the engine, which plays it.
     #[error("track '{name}': {reason}")]
     Track {
-        /// The track's name (`clock` for the `[clock]` table).
+        /// The track's name.
         name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `[clock]` that cannot run (its tempo or swing out of range).
+    #[error("[clock]: {reason}")]
+    Clock {
         /// What is wrong with it.
         reason: String,
     },

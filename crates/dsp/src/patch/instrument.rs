@@ -484,9 +484,9 @@ impl Instrument {
         v.next = None;
     }
 
-    /// Releases the oldest held voice playing `note` (with `id`, if not 0), or
-    /// sustains it while the pedal is down. A note still waiting for its voice is
-    /// released as soon as it starts.
+    /// Releases the oldest held voice playing `note` (with `id`, if not 0) that waits
+    /// for a note-off (not one with its own length), or sustains it while the pedal is
+    /// down. A note still waiting for its voice is released as soon as it starts.
     pub(crate) fn note_off(&mut self, note: f32, id: u32) {
         let matches = |v_note: f32, v_id: u32| {
             if id != 0 {
@@ -495,10 +495,12 @@ impl Instrument {
                 v_note == note
             }
         };
+        // Only notes waiting for a note-off: a note with its own length (`/note/play`, a
+        // sequencer track's) ends by itself, and a client's note-off never cuts it.
         let held = (0..self.voices.len())
             .filter(|&i| {
                 let v = &self.voices[i];
-                v.phase == Phase::Held && matches(v.note, v.id)
+                v.phase == Phase::Held && v.release_in == u64::MAX && matches(v.note, v.id)
             })
             .min_by_key(|&i| self.voices[i].started);
         if let Some(i) = held {
@@ -513,7 +515,7 @@ impl Instrument {
             .voices
             .iter_mut()
             .filter_map(|v| v.next.as_mut())
-            .find(|n| matches(n.note, n.id) && n.length != 1)
+            .find(|n| matches(n.note, n.id) && n.length == 0)
         {
             next.length = 1;
         }
@@ -1471,6 +1473,29 @@ mod tests {
         assert_eq!(i.voices[0].phase, Phase::Released);
         let _ = render(&mut p, 48_000);
         assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn a_note_off_leaves_notes_with_their_own_length_alone() {
+        let mut p = keys(4);
+        let keys = node(&p, "keys");
+        // A sequencer's (or /note/play's) note of one second, then a client's held note
+        // of the same pitch: the client's note-off releases the client's note.
+        p.note_on(keys, 60.0, 100.0, 0, 48_000);
+        let _ = render(&mut p, 100);
+        p.note_on(keys, 60.0, 100.0, 0, 0);
+        let _ = render(&mut p, 100);
+        p.note_off(keys, 60.0, 0);
+        let i = instrument(&p, keys);
+        assert_eq!(
+            (i.voices[0].phase, i.voices[1].phase),
+            (Phase::Held, Phase::Released)
+        );
+        // With nothing waiting for a note-off, a note-off changes nothing.
+        p.note_off(keys, 60.0, 0);
+        assert_eq!(instrument(&p, keys).voices[0].phase, Phase::Held);
+        let _ = render(&mut p, 48_000);
+        assert_eq!(instrument(&p, keys).voices[0].phase, Phase::Released);
     }
 
     #[test]

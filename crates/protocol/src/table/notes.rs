@@ -127,7 +127,7 @@ pub(crate) static FIXED: &[Fixed] = &[
         address: NOTE_OFF,
         args: &[INSTRUMENT, NOTE, ID],
         reply: "none",
-        doc: "Releases the oldest held instance of the note (the one started with `id`, if given); with the sustain pedal down it sounds on until the pedal is up.",
+        doc: "Releases the oldest held instance of the note (the one started with `id`, if given) that waits for a note-off: notes with their own length (/note/play, a sequencer track's) end by themselves. With the sustain pedal down it sounds on until the pedal is up.",
         engine: true,
         fault_injection: false,
         build: |call| {
