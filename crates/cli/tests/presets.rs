@@ -303,7 +303,7 @@ fn every_preset_sounds_clean_at_a_sane_level_and_unlike_the_others() {
     for m in &measures {
         let bands: Vec<String> = m.bands.iter().map(|b| format!("{b:5.0}")).collect();
         eprintln!(
-            "{:<8} {:8.1} {:7.3} {:9.1} {:12.0}   {}",
+            "{:<8} {:8.2} {:7.3} {:9.1} {:12.0}   {}",
             m.name,
             m.rms_db,
             m.peak,
