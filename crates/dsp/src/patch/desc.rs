@@ -271,6 +271,14 @@ mod tests {
             include_str!("../../../../patches/bass.toml"),
             include_str!("../../../../patches/pad.toml"),
             include_str!("../../../../patches/poly.toml"),
+            include_str!("../../../../patches/presets/pad.toml"),
+            include_str!("../../../../patches/presets/bass.toml"),
+            include_str!("../../../../patches/presets/lead.toml"),
+            include_str!("../../../../patches/presets/pluck.toml"),
+            include_str!("../../../../patches/presets/keys.toml"),
+            include_str!("../../../../patches/presets/bell.toml"),
+            include_str!("../../../../patches/presets/drone.toml"),
+            include_str!("../../../../patches/presets/drums.toml"),
         ] {
             let desc = PatchDesc::from_toml_str(text).unwrap();
             crate::Patch::compile(&desc, 48_000.0, 64, 1).unwrap();
