@@ -139,56 +139,22 @@ fn phrase(name: &str) -> String {
     plays(name, &notes)
 }
 
-/// In-place radix-2 FFT (decimation in time) of `re`/`im`, length a power of two.
-fn fft(re: &mut [f64], im: &mut [f64]) {
-    let n = re.len();
-    let mut j = 0;
-    for i in 1..n {
-        let mut bit = n >> 1;
-        while j & bit != 0 {
-            j ^= bit;
-            bit >>= 1;
-        }
-        j |= bit;
-        if i < j {
-            re.swap(i, j);
-            im.swap(i, j);
-        }
-    }
-    let mut len = 2;
-    while len <= n {
-        let angle = -2.0 * std::f64::consts::PI / len as f64;
-        for start in (0..n).step_by(len) {
-            for k in 0..len / 2 {
-                let (s, c) = (angle * k as f64).sin_cos();
-                let (a, b) = (start + k, start + k + len / 2);
-                let (xr, xi) = (re[b] * c - im[b] * s, re[b] * s + im[b] * c);
-                re[b] = re[a] - xr;
-                im[b] = im[a] - xi;
-                re[a] += xr;
-                im[a] += xi;
-            }
-        }
-        len <<= 1;
-    }
-}
-
 /// Average power spectrum (bins 0..=WINDOW/2) of `mono` over Hann windows, no overlap.
 fn power_spectrum(mono: &[f32]) -> Vec<f64> {
     let mut power = vec![0.0; WINDOW / 2 + 1];
     let hann: Vec<f64> = (0..WINDOW)
         .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / WINDOW as f64).cos())
         .collect();
+    let fft = rustfft::FftPlanner::<f64>::new().plan_fft_forward(WINDOW);
     for chunk in mono.chunks_exact(WINDOW) {
-        let mut re: Vec<f64> = chunk
+        let mut bins: Vec<rustfft::num_complex::Complex<f64>> = chunk
             .iter()
             .zip(&hann)
-            .map(|(x, w)| f64::from(*x) * w)
+            .map(|(x, w)| rustfft::num_complex::Complex::new(f64::from(*x) * w, 0.0))
             .collect();
-        let mut im = vec![0.0; WINDOW];
-        fft(&mut re, &mut im);
-        for (k, p) in power.iter_mut().enumerate() {
-            *p += re[k] * re[k] + im[k] * im[k];
+        fft.process(&mut bins);
+        for (p, bin) in power.iter_mut().zip(&bins) {
+            *p += bin.norm_sqr();
         }
     }
     power
