@@ -369,6 +369,17 @@ pub fn get(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name} in /metrics.reply: {metrics:?}"))
 }
 
+/// Asserts several metrics at once, each by name, so that a failure prints the names
+/// beside their values in its last lines (a CI log keeps only those: a whole metrics map
+/// in the message would push them out).
+pub fn assert_metrics(metrics: &BTreeMap<String, f64>, expected: &[(&str, f64)]) {
+    let got: Vec<(&str, f64)> = expected
+        .iter()
+        .map(|&(name, _)| (name, get(metrics, name)))
+        .collect();
+    assert_eq!(got, expected, "the metrics: {metrics:?}");
+}
+
 /// How much metric `name` grew from `before` to `after`.
 pub fn grew(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, name: &str) -> f64 {
     get(after, name) - get(before, name)
