@@ -68,7 +68,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(&patch, config, 0).context("the patch does not compile")?;
     let mut commands: Vec<StampedCommand> = Vec::new();
     // Patch switches from a command log: (frame, seq, TOML text).
-    let mut patches: Vec<(u64, u64, String)> = Vec::new();
+    let mut patches: Vec<(u64, u64, String, chronus_engine::SwitchAt)> = Vec::new();
     if let Some(path) = &args.commands {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -97,16 +97,19 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
                     frame: c.frame,
                     command: c.command,
                 }),
-                chronus_protocol::LogEntry::Patch { frame, seq, toml } => {
-                    patches.push((frame, seq, toml))
-                }
+                chronus_protocol::LogEntry::Patch {
+                    frame,
+                    seq,
+                    toml,
+                    at,
+                } => patches.push((frame, seq, toml, at)),
             }
         }
     }
     // A patch switch travels as its text then a stamped switch command, exactly as the
     // server sends it to its workers.
     let mut texts = std::collections::BTreeMap::new();
-    for (i, (frame, seq, toml)) in patches.into_iter().enumerate() {
+    for (i, (frame, seq, toml, at)) in patches.into_iter().enumerate() {
         let version = i as u32 + 2;
         commands.push(StampedCommand {
             seq,
@@ -114,6 +117,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             command: chronus_engine::Command::SwitchPatch {
                 version,
                 len: toml.len() as u32,
+                at,
             },
         });
         texts.insert(version, toml);

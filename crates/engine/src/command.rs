@@ -129,13 +129,60 @@ pub enum Command {
         on: bool,
     },
     /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
-    /// [`Instruction::PatchChunk`] records before this command, with a short crossfade.
+    /// [`Instruction::PatchChunk`] records before this command: the whole patch with a
+    /// short crossfade, or only its tracks on the next bar line or beat (`at`).
     SwitchPatch {
         /// Version of the patch text to switch to.
         version: u32,
         /// Total length of the patch text in bytes.
         len: u32,
+        /// When the switch takes effect, and what it changes.
+        at: SwitchAt,
     },
+}
+
+/// When a patch switch takes effect, and what it changes. A live edit of a track
+/// (`/seq/<track>/pattern`, `…/instrument`, `…/length`) is sent as the whole patch text
+/// with the track changed, like any patch edit, so logs, replays and restarts carry it
+/// the same way; but it must not restart the sound nor land mid-bar, hence the tracks
+/// switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwitchAt {
+    /// At its frame: the whole patch, crossfaded from the running one.
+    #[default]
+    Now,
+    /// Only the clock and tracks, on the next bar line (at once when the clock is
+    /// stopped); the sound (modules, voices, parameter values) plays on untouched. A
+    /// patch whose sound differs from the running one's is switched [`SwitchAt::Now`].
+    TracksAtBar,
+    /// As [`SwitchAt::TracksAtBar`], on the next beat.
+    TracksAtBeat,
+}
+
+impl SwitchAt {
+    /// Its code in records, snapshots and logs.
+    pub fn code(self) -> u64 {
+        match self {
+            SwitchAt::Now => 0,
+            SwitchAt::TracksAtBar => 1,
+            SwitchAt::TracksAtBeat => 2,
+        }
+    }
+
+    /// The switch of code `code`, if any.
+    pub fn from_code(code: u64) -> Option<SwitchAt> {
+        match code {
+            0 => Some(SwitchAt::Now),
+            1 => Some(SwitchAt::TracksAtBar),
+            2 => Some(SwitchAt::TracksAtBeat),
+            _ => None,
+        }
+    }
+
+    /// Whether only the tracks switch.
+    pub fn tracks_only(self) -> bool {
+        self != SwitchAt::Now
+    }
 }
 
 /// Record kinds. Lockstep kinds go to every worker; control kinds address one worker.
@@ -336,9 +383,10 @@ impl StampedCommand {
                 payload[3] = u64::from(seconds.to_bits());
                 kind::RAMP
             }
-            Command::SwitchPatch { version, len } => {
+            Command::SwitchPatch { version, len, at } => {
                 payload[0] = u64::from(version);
                 payload[1] = u64::from(len);
+                payload[2] = at.code();
                 kind::SWITCH_PATCH
             }
             Command::DebugPoison => kind::DEBUG_POISON,
@@ -568,6 +616,7 @@ impl Instruction {
             kind::SWITCH_PATCH => stamped(Command::SwitchPatch {
                 version: u32::try_from(p[0]).map_err(|_| RecordError::Malformed(record.kind))?,
                 len: u32::try_from(p[1]).map_err(|_| RecordError::Malformed(record.kind))?,
+                at: SwitchAt::from_code(p[2]).ok_or(RecordError::Malformed(record.kind))?,
             }),
             kind::PATCH_CHUNK => {
                 let len = (p[0] >> 32) as usize;
@@ -628,6 +677,17 @@ mod tests {
             Command::SwitchPatch {
                 version: 3,
                 len: 900,
+                at: SwitchAt::Now,
+            },
+            Command::SwitchPatch {
+                version: 4,
+                len: 901,
+                at: SwitchAt::TracksAtBar,
+            },
+            Command::SwitchPatch {
+                version: 5,
+                len: 902,
+                at: SwitchAt::TracksAtBeat,
             },
             Command::DebugPoison,
             Command::NoteOn {

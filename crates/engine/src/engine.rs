@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use chronus_dsp::{Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter};
 use chronus_ipc::CommandRecord;
 
-use crate::command::{Command, Instruction, PatchChunk, StampedCommand};
+use crate::command::{Command, Instruction, PatchChunk, StampedCommand, SwitchAt};
 use crate::master::{Master, MasterConfig};
 use crate::sequencer::Sequencer;
 
@@ -50,7 +50,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG4");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG5");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,17 +177,30 @@ struct Ramp {
 struct StagedPatch {
     version: u32,
     text: String,
-    patch: Patch,
-    carry: CarryPlan,
+    /// What the switch changes: [`SwitchAt::Now`] also for a tracks switch whose patch
+    /// sounds different from the one before it (decided when staged, alike everywhere).
+    at: SwitchAt,
+    /// The compiled patch and how it takes over its namesakes' state: a whole switch's
+    /// only (a tracks switch keeps the running patch).
+    whole: Option<(Patch, CarryPlan)>,
     /// Its clock and tracks, compiled with it.
     sequencer: Sequencer,
 }
 
-/// What the engine is done with (an old patch, an old sequencer), held only to be dropped
-/// by the caller outside the render path: dropping frees memory.
+/// A tracks switch applied and waiting for its bar line or beat: then `sequencer` (the
+/// new patch's clock and tracks) takes over and `text` becomes the running patch's.
+struct TracksSwitch {
+    beat: u64,
+    text: String,
+    sequencer: Sequencer,
+}
+
+/// What the engine is done with (an old patch, an old sequencer, an old patch text),
+/// held only to be dropped by the caller outside the render path: dropping frees memory.
 pub struct Retired {
     _patch: Option<Patch>,
     _sequencer: Option<Sequencer>,
+    _text: Option<String>,
 }
 
 /// How a new patch takes over the state of the modules it shares with the running one,
@@ -282,6 +295,8 @@ pub struct Engine {
     incoming: BTreeMap<u32, Vec<u8>>,
     /// Patches compiled and waiting for their switch frame, in arrival order.
     staged: Vec<StagedPatch>,
+    /// A tracks switch waiting for its bar line or beat.
+    tracks_switch: Option<TracksSwitch>,
     fading: Option<FadingPatch>,
     /// Patches and sequencers done with, to be dropped outside the render path.
     retired: Vec<Retired>,
@@ -326,6 +341,7 @@ impl Engine {
             patch_text: desc.to_toml_string(),
             incoming: BTreeMap::new(),
             staged: Vec::new(),
+            tracks_switch: None,
             fading: None,
             retired: Vec::with_capacity(16),
             next_block: start_block,
@@ -373,9 +389,23 @@ impl Engine {
     }
 
     /// TOML text of the patch the commands after the last one received address: the last
-    /// patch switched to, even if its switch is still waiting for its frame.
+    /// patch switched to, even if its switch is still waiting for its frame (or its
+    /// tracks for their bar line).
     pub fn latest_patch_text(&self) -> &str {
-        self.staged.last().map_or(&self.patch_text, |s| &s.text)
+        match (self.staged.last(), &self.tracks_switch) {
+            (Some(staged), _) => &staged.text,
+            (None, Some(tracks)) => &tracks.text,
+            (None, None) => &self.patch_text,
+        }
+    }
+
+    /// The compiled patch the last switch received leaves sounding.
+    fn latest_patch(&self) -> &Patch {
+        self.staged
+            .iter()
+            .rev()
+            .find_map(|s| s.whole.as_ref().map(|(patch, _)| patch))
+            .unwrap_or(&self.patch)
     }
 
     /// The block [`render_block`](Self::render_block) renders next.
@@ -432,8 +462,8 @@ impl Engine {
             return Err(ReceiveError::Full);
         }
         self.last_seq = self.last_seq.max(command.seq);
-        if let Command::SwitchPatch { version, len } = command.command {
-            if let Err(reason) = self.stage_patch(version, len) {
+        if let Command::SwitchPatch { version, len, at } = command.command {
+            if let Err(reason) = self.stage_patch(version, len, at) {
                 self.counters.bad_patches += 1;
                 return Err(ReceiveError::BadPatch { version, reason });
             }
@@ -443,7 +473,7 @@ impl Engine {
         Ok(())
     }
 
-    fn stage_patch(&mut self, version: u32, len: u32) -> Result<(), String> {
+    fn stage_patch(&mut self, version: u32, len: u32, at: SwitchAt) -> Result<(), String> {
         let bytes = self
             .incoming
             .remove(&version)
@@ -452,16 +482,38 @@ impl Engine {
             return Err(format!("text is {} bytes, expected {len}", bytes.len()));
         }
         let text = String::from_utf8(bytes).map_err(|_| "text is not UTF-8".to_string())?;
-        let desc = PatchDesc::from_toml_str(&text).map_err(|e| e.to_string())?;
-        let patch = compile(&desc, self.config).map_err(|e| e.to_string())?;
-        let sequencer =
-            Sequencer::new(&desc, &patch, self.config.sample_rate).map_err(|e| e.to_string())?;
-        let carry = CarryPlan::for_patch(&patch);
+        self.stage_text(version, text, at)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Compiles a patch switch ahead of its frame: for a tracks switch only its clock and
+    /// tracks (against the patch the switches before it leave sounding), if its sound is
+    /// that patch's; else the whole patch.
+    fn stage_text(&mut self, version: u32, text: String, at: SwitchAt) -> Result<(), PatchError> {
+        let desc = PatchDesc::from_toml_str(&text)?;
+        let same_sound = || {
+            PatchDesc::from_toml_str(self.latest_patch_text())
+                .is_ok_and(|latest| latest.same_sound(&desc))
+        };
+        let at = if at.tracks_only() && same_sound() {
+            at
+        } else {
+            SwitchAt::Now
+        };
+        let (whole, sequencer) = if at.tracks_only() {
+            let sequencer = Sequencer::new(&desc, self.latest_patch(), self.config.sample_rate)?;
+            (None, sequencer)
+        } else {
+            let patch = compile(&desc, self.config)?;
+            let sequencer = Sequencer::new(&desc, &patch, self.config.sample_rate)?;
+            let carry = CarryPlan::for_patch(&patch);
+            (Some((patch, carry)), sequencer)
+        };
         self.staged.push(StagedPatch {
             version,
             text,
-            patch,
-            carry,
+            at,
+            whole,
             sequencer,
         });
         Ok(())
@@ -495,6 +547,9 @@ impl Engine {
                 applying(first.seq);
                 self.apply(first.command, first.seq, now);
             }
+            // A tracks switch landing here plays its tracks' notes due at this frame,
+            // instead of the old tracks'.
+            self.land_tracks_switch(now);
             // The clock's changes and the tracks' notes due at this frame.
             let patch = &mut self.patch;
             self.sequencer
@@ -510,7 +565,7 @@ impl Engine {
                 }
                 _ => frames,
             };
-            let sequenced = self.sequencer.next_frame();
+            let sequenced = self.sequencer.next_frame().min(self.tracks_switch_frame());
             if sequenced < block_end {
                 segment_end = segment_end.min(sequenced.saturating_sub(block_start) as usize);
             }
@@ -569,6 +624,39 @@ impl Engine {
         self.retired.push(Retired {
             _patch: Some(patch),
             _sequencer: None,
+            _text: None,
+        });
+    }
+
+    /// The frame the waiting tracks switch lands on (`u64::MAX`: none waits; 0: at once,
+    /// the clock having stopped since).
+    fn tracks_switch_frame(&self) -> u64 {
+        match &self.tracks_switch {
+            Some(switch) => self.sequencer.frame_of_beat(switch.beat).unwrap_or(0),
+            None => u64::MAX,
+        }
+    }
+
+    /// Lands the waiting tracks switch if its frame is `now` or past.
+    fn land_tracks_switch(&mut self, now: u64) {
+        if self.tracks_switch_frame() > now {
+            return;
+        }
+        if let Some(switch) = self.tracks_switch.take() {
+            self.take_over_tracks(switch.text, switch.sequencer, now);
+        }
+    }
+
+    /// The new patch's clock and tracks take over from the running ones at `now`, in
+    /// phase; the sound plays on.
+    fn take_over_tracks(&mut self, text: String, mut sequencer: Sequencer, now: u64) {
+        sequencer.take_over(&self.sequencer, now);
+        let old_sequencer = std::mem::replace(&mut self.sequencer, sequencer);
+        let old_text = std::mem::replace(&mut self.patch_text, text);
+        self.retired.push(Retired {
+            _patch: None,
+            _sequencer: Some(old_sequencer),
+            _text: Some(old_text),
         });
     }
 
@@ -696,21 +784,52 @@ impl Engine {
                 let Some(index) = self.staged.iter().position(|s| s.version == version) else {
                     return;
                 };
+                let StagedPatch {
+                    text,
+                    at,
+                    whole,
+                    mut sequencer,
+                    ..
+                } = self.staged.remove(index);
+                // A tracks switch still waiting is replaced: the newer text holds its
+                // change too (each is the whole patch as edited so far).
+                if let Some(older) = self.tracks_switch.take() {
+                    self.retired.push(Retired {
+                        _patch: None,
+                        _sequencer: Some(older.sequencer),
+                        _text: Some(older.text),
+                    });
+                }
+                let Some((mut patch, mut carry)) = whole else {
+                    let on_beat = at == SwitchAt::TracksAtBeat;
+                    match self.sequencer.boundary_beat(now, on_beat) {
+                        Some(beat) => {
+                            self.tracks_switch = Some(TracksSwitch {
+                                beat,
+                                text,
+                                sequencer,
+                            })
+                        }
+                        None => self.take_over_tracks(text, sequencer, now),
+                    }
+                    return;
+                };
                 // Commands stamped before the switch but due after it were addressed to
                 // the old patch's modules: drop them rather than apply them to the wrong ones.
+                // (A tracks switch keeps every module where it was.)
                 let before = self.pending.len();
                 self.pending.retain(|p| p.0.seq > seq);
                 self.counters.stale += (before - self.pending.len()) as u64;
-                let mut staged = self.staged.remove(index);
-                staged.carry.apply(&self.patch, &mut staged.patch);
-                staged.sequencer.take_over(&self.sequencer, now);
-                let old_sequencer = std::mem::replace(&mut self.sequencer, staged.sequencer);
+                carry.apply(&self.patch, &mut patch);
+                sequencer.take_over(&self.sequencer, now);
+                let old_sequencer = std::mem::replace(&mut self.sequencer, sequencer);
                 self.retired.push(Retired {
                     _patch: None,
                     _sequencer: Some(old_sequencer),
+                    _text: None,
                 });
-                let old_patch = std::mem::replace(&mut self.patch, staged.patch);
-                let old_text = std::mem::replace(&mut self.patch_text, staged.text);
+                let old_patch = std::mem::replace(&mut self.patch, patch);
+                let old_text = std::mem::replace(&mut self.patch_text, text);
                 if let Some(previous) = self.fading.take() {
                     self.retire(previous.patch);
                 }
@@ -759,9 +878,18 @@ impl Engine {
             w.u64(u64::from(*version));
             w.bytes(bytes);
         }
+        match &self.tracks_switch {
+            Some(switch) => {
+                w.u64(1);
+                w.u64(switch.beat);
+                w.text(&switch.text);
+            }
+            None => w.u64(0),
+        }
         w.u64(self.staged.len() as u64);
         for staged in &self.staged {
             w.u64(u64::from(staged.version));
+            w.u64(staged.at.code());
             w.text(&staged.text);
         }
         match &self.fading {
@@ -862,20 +990,23 @@ impl Engine {
             let bytes = read_bytes(&mut r)?;
             engine.incoming.insert(version, bytes);
         }
-        for _ in 0..read_count(&mut r, 64)? {
-            let version = read_u32(&mut r)?;
+        if read_count(&mut r, 1)? == 1 {
+            let beat = r.get_u64()?;
             let text = read_text(&mut r)?;
             let desc = PatchDesc::from_toml_str(&text)?;
-            let patch = compile(&desc, config)?;
-            let sequencer = Sequencer::new(&desc, &patch, config.sample_rate)?;
-            let carry = CarryPlan::for_patch(&patch);
-            engine.staged.push(StagedPatch {
-                version,
+            let sequencer = Sequencer::new(&desc, &engine.patch, config.sample_rate)?;
+            engine.tracks_switch = Some(TracksSwitch {
+                beat,
                 text,
-                patch,
-                carry,
                 sequencer,
             });
+        }
+        for _ in 0..read_count(&mut r, 64)? {
+            let version = read_u32(&mut r)?;
+            let at =
+                SwitchAt::from_code(r.get_u64()?).ok_or(SnapshotError::Invalid("patch switch"))?;
+            let text = read_text(&mut r)?;
+            engine.stage_text(version, text, at)?;
         }
         let remaining =
             u32::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("crossfade"))?;
@@ -1044,6 +1175,166 @@ mod tests {
         all
     }
 
+    /// A patch with one instrument and one track playing `PATTERN` on it, at 120 bpm (a
+    /// bar is 96,000 frames).
+    const GROOVE: &str = r#"
+[clock]
+bpm = 120.0
+
+[[instruments]]
+name = "lead"
+voices = 8
+modules = [
+  { id = "note", type = "note" },
+  { id = "osc", type = "saw", params = { freq = 0.0, gain = 0.3 } },
+  { id = "env", type = "adsr", params = { attack = 0.5, decay = 10.0, sustain = 0.5, release = 5.0 } },
+]
+connections = [
+  { from = "note:freq", to = "osc:fm" },
+  { from = "osc:out", to = "env:in" },
+  { from = "env:out", to = "out" },
+]
+
+[[modules]]
+id = "out"
+type = "output"
+
+[[connections]]
+from = "lead:out"
+to = "out:left"
+
+[[tracks]]
+name = "t"
+pattern = "PATTERN"
+"#;
+
+    fn groove(pattern: &str) -> String {
+        GROOVE.replace("PATTERN", pattern)
+    }
+
+    fn groove_engine(pattern: &str) -> Engine {
+        let desc = PatchDesc::from_toml_str(&groove(pattern)).unwrap();
+        Engine::new(&desc, config(), 0).unwrap()
+    }
+
+    /// Sends `text` as patch `version` and its switch, stamped `seq` for `frame`.
+    fn send_switch(
+        engine: &mut Engine,
+        seq: u64,
+        frame: u64,
+        version: u32,
+        text: &str,
+        at: SwitchAt,
+    ) {
+        for chunk in PatchChunk::split(version, text.as_bytes()) {
+            engine.receive_chunk(&chunk);
+        }
+        let len = text.len() as u32;
+        let command = Command::SwitchPatch { version, len, at };
+        engine
+            .receive(StampedCommand {
+                seq,
+                frame,
+                command,
+            })
+            .unwrap();
+    }
+
+    /// The pattern of the running patch's track.
+    fn track_pattern(engine: &Engine) -> String {
+        let desc = PatchDesc::from_toml_str(engine.patch_text()).unwrap();
+        desc.tracks[0].pattern.clone()
+    }
+
+    fn first_sound(out: &[f32]) -> Option<usize> {
+        out.chunks(2).position(|f| f[0] != 0.0)
+    }
+
+    /// Where `pattern`'s first note sounds when it plays from the start.
+    fn onset_of(pattern: &str) -> usize {
+        first_sound(&render(&mut groove_engine(pattern), 200)).expect("the pattern plays")
+    }
+
+    #[test]
+    fn a_pattern_edit_lands_on_the_next_bar_line_and_the_sound_plays_on() {
+        let offset = onset_of("c4");
+        let mut engine = groove_engine("~");
+        // Timed for after the bar line: a tracks switch leaves nothing stale.
+        let gain = Command::EngineGain(0.5);
+        let later = StampedCommand {
+            seq: 1,
+            frame: 120_000,
+            command: gain,
+        };
+        engine.receive(later).unwrap();
+        send_switch(
+            &mut engine,
+            2,
+            30_000,
+            2,
+            &groove("c4"),
+            SwitchAt::TracksAtBar,
+        );
+        let before = render(&mut engine, 1_000);
+        assert_eq!(track_pattern(&engine), "~", "waits for the bar line");
+        let after = render(&mut engine, 1_000);
+        let out = [before, after].concat();
+        assert_eq!(first_sound(&out), Some(96_000 + offset));
+        assert_eq!(track_pattern(&engine), "c4");
+        assert_eq!(engine.counters().stale, 0);
+        assert_eq!(
+            engine.commands_waiting(),
+            0,
+            "the timed command was applied"
+        );
+    }
+
+    #[test]
+    fn a_pattern_edit_asked_on_the_beat_lands_on_the_next_beat() {
+        let offset = onset_of("c4*4");
+        let mut engine = groove_engine("~");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("c4*4"),
+            SwitchAt::TracksAtBeat,
+        );
+        let out = render(&mut engine, 1_000);
+        assert_eq!(first_sound(&out), Some(48_000 + offset));
+    }
+
+    #[test]
+    fn a_tracks_switch_that_changes_the_sound_switches_the_whole_patch_at_once() {
+        let mut engine = groove_engine("c4");
+        let louder = groove("c4").replace("gain = 0.3", "gain = 0.4");
+        send_switch(&mut engine, 1, 30_000, 2, &louder, SwitchAt::TracksAtBar);
+        render(&mut engine, 480);
+        assert_eq!(engine.patch_text(), louder);
+    }
+
+    #[test]
+    fn a_snapshot_taken_while_a_tracks_switch_waits_plays_on_bit_for_bit() {
+        let mut engine = groove_engine("c4 e4");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("g4*3"),
+            SwitchAt::TracksAtBar,
+        );
+        render(&mut engine, 700);
+        let mut bytes = vec![0u8; engine.snapshot_len()];
+        let len = engine.save_snapshot(&mut bytes);
+        assert!(len > 0);
+        let mut joined = Engine::from_snapshot(&bytes[..len], config()).unwrap();
+        let expected = render(&mut engine, 2_000);
+        assert_eq!(render(&mut joined, 2_000), expected);
+        assert_eq!(track_pattern(&joined), "g4*3");
+    }
+
     #[test]
     fn gate_opens_sound_on_its_exact_frame() {
         let mut engine = engine();
@@ -1130,7 +1421,7 @@ mod tests {
     }
 
     /// The default patch with a groove on `keys` (two tracks, swung, at 133 bpm).
-    fn groove() -> PatchDesc {
+    fn groove_desc() -> PatchDesc {
         let mut desc = PatchDesc::default_patch();
         desc.clock = Some(chronus_dsp::ClockDesc {
             bpm: 133.0,
@@ -1157,7 +1448,7 @@ mod tests {
         let mut by_block = Vec::new();
         for block in [64usize, 100, 37] {
             let config = EngineConfig::new(48_000, block, 7);
-            let mut engine = Engine::new(&groove(), config, 0).unwrap();
+            let mut engine = Engine::new(&groove_desc(), config, 0).unwrap();
             engine
                 .receive(StampedCommand {
                     seq: 1,
@@ -1180,7 +1471,7 @@ mod tests {
 
     #[test]
     fn a_groove_restored_from_a_snapshot_plays_on_bit_for_bit() {
-        let mut straight = Engine::new(&groove(), config(), 0).unwrap();
+        let mut straight = Engine::new(&groove_desc(), config(), 0).unwrap();
         straight
             .receive(StampedCommand {
                 seq: 1,
@@ -1324,7 +1615,11 @@ mod tests {
             .receive(StampedCommand {
                 seq,
                 frame: switch_frame,
-                command: Command::SwitchPatch { version: 2, len },
+                command: Command::SwitchPatch {
+                    version: 2,
+                    len,
+                    at: SwitchAt::Now,
+                },
             })
             .unwrap();
         let before = render(&mut engine, 20);
@@ -1369,6 +1664,7 @@ mod tests {
             command: Command::SwitchPatch {
                 version: 9,
                 len: 10,
+                at: SwitchAt::Now,
             },
         });
         assert!(matches!(
@@ -1412,7 +1708,11 @@ mod tests {
             .receive(StampedCommand {
                 seq,
                 frame: 64 * 5,
-                command: Command::SwitchPatch { version: 2, len },
+                command: Command::SwitchPatch {
+                    version: 2,
+                    len,
+                    at: SwitchAt::Now,
+                },
             })
             .unwrap();
         let _ = render(&mut engine, 20);

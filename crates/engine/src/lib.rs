@@ -16,7 +16,9 @@ pub mod master;
 pub mod sequencer;
 pub mod worker;
 
-pub use command::{Command, Control, Fault, Instruction, NodeIndex, PatchChunk, StampedCommand};
+pub use command::{
+    Command, Control, Fault, Instruction, NodeIndex, PatchChunk, StampedCommand, SwitchAt,
+};
 pub use engine::{
     Engine, EngineConfig, EngineCounters, ReceiveError, Retired, SnapshotError, MAX_ADMITTED,
     MAX_ADMITTED_TIMED, MAX_PENDING,

@@ -389,6 +389,29 @@ impl Sequencer {
         f64::from(self.clock.millibpm) / 1000.0
     }
 
+    /// The beat a tracks switch made at `now` lands on: the next bar line
+    /// ([`SwitchAt::TracksAtBar`](crate::SwitchAt)) or whole beat at or after `now`;
+    /// `None` when the clock is stopped (it lands at once).
+    pub fn boundary_beat(&self, now: u64, on_beat: bool) -> Option<u64> {
+        if !self.clock.running {
+            return None;
+        }
+        if on_beat {
+            self.clock.beat_at_or_after(now)
+        } else {
+            self.clock.bar_at_or_after(now)
+        }
+    }
+
+    /// The frame whole beat `beat` falls on, with the clock as it is (`None` when the
+    /// clock is stopped, or before its anchor).
+    pub fn frame_of_beat(&self, beat: u64) -> Option<u64> {
+        if !self.clock.running {
+            return None;
+        }
+        self.clock.frame_of(Time::whole(beat))
+    }
+
     /// Puts every playing track's cursor on its first event at or after `beat`.
     fn place_tracks(&mut self, beat: Time) {
         let running = self.clock.running;

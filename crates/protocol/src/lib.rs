@@ -74,6 +74,7 @@ pub use reply::{
 pub use signature::{check_arg, ArgKind, ArgSpec, Value};
 pub use table::{
     table_for_patch, AddressTable, Entry, PatchEdit, Request, Subscription, Topic, Topics,
+    TrackChange,
 };
 pub use text::{
     format_log_line, format_patch_log_line, parse_command_file, parse_command_log, LogEntry,

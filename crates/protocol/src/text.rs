@@ -18,7 +18,7 @@
 //! always text: `"440"` is never read as a number.
 
 use chronus_dsp::PatchDesc;
-use chronus_engine::command::Command;
+use chronus_engine::command::{Command, SwitchAt};
 use rosc::OscType;
 
 use crate::args::type_message;
@@ -54,7 +54,8 @@ pub struct LoggedCommand {
 pub enum LogEntry {
     /// `@<frame> <seq> <address> [args…]`: an engine command.
     Command(LoggedCommand),
-    /// `@<frame> <seq> /patch/load <toml>`: the server switched to this patch.
+    /// `@<frame> <seq> /patch/load <toml> [bar|beat]`: the server switched to this patch
+    /// (with `bar` or `beat`, only to its tracks, on the next bar line or beat).
     Patch {
         /// Absolute frame at which the switch took effect.
         frame: u64,
@@ -62,6 +63,8 @@ pub enum LogEntry {
         seq: u64,
         /// The patch's TOML text, exactly as it was logged.
         toml: String,
+        /// The whole patch, or its tracks only.
+        at: SwitchAt,
     },
 }
 
@@ -264,13 +267,19 @@ pub fn format_log_line(table: &AddressTable, frame: u64, seq: u64, command: &Com
 }
 
 /// Formats the command-log line of a patch switch:
-/// `@<frame> <seq> /patch/load <toml as one JSON string>`.
+/// `@<frame> <seq> /patch/load <toml as one JSON string>`, followed by `bar` or `beat`
+/// for a switch of the tracks only (a live edit of a track).
 ///
 /// The TOML text is kept byte for byte (quotes, newlines, `#`, any Unicode), so a replay
 /// switches to exactly the same patch at the same frame, and [`parse_command_log`] reads
 /// the lines after it against that patch's address table.
-pub fn format_patch_log_line(frame: u64, seq: u64, toml: &str) -> String {
-    format!("@{frame} {seq} {PATCH_LOAD} {}", json_string(toml))
+pub fn format_patch_log_line(frame: u64, seq: u64, toml: &str, at: SwitchAt) -> String {
+    let line = format!("@{frame} {seq} {PATCH_LOAD} {}", json_string(toml));
+    match at {
+        SwitchAt::Now => line,
+        SwitchAt::TracksAtBar => line + " bar",
+        SwitchAt::TracksAtBeat => line + " beat",
+    }
 }
 
 /// Parses a command log written with [`format_log_line`] and [`format_patch_log_line`],
@@ -323,12 +332,16 @@ pub fn parse_command_log(table: &AddressTable, text: &str) -> Result<Vec<LogEntr
         };
         let address = address_of(address).map_err(error)?;
         if address == PATCH_LOAD {
-            let toml = match args {
-                [Token::Quoted(toml)] => toml.clone(),
+            let (toml, at) = match args {
+                [Token::Quoted(toml)] => (toml.clone(), SwitchAt::Now),
+                [Token::Quoted(toml), Token::Bare("bar")] => (toml.clone(), SwitchAt::TracksAtBar),
+                [Token::Quoted(toml), Token::Bare("beat")] => {
+                    (toml.clone(), SwitchAt::TracksAtBeat)
+                }
                 _ => {
                     return Err(error(format!(
                         "{PATCH_LOAD}: expected `@<frame> <seq> {PATCH_LOAD} <patch TOML as one \
-                         JSON string>`"
+                         JSON string> [bar|beat]`"
                     )))
                 }
             };
@@ -337,7 +350,12 @@ pub fn parse_command_log(table: &AddressTable, text: &str) -> Result<Vec<LogEntr
             let table =
                 table_for_patch(&desc, false).map_err(|e| error(format!("{PATCH_LOAD}: {e}")))?;
             loaded = Some(table);
-            entries.push(LogEntry::Patch { frame, seq, toml });
+            entries.push(LogEntry::Patch {
+                frame,
+                seq,
+                toml,
+                at,
+            });
             continue;
         }
         let current = loaded.as_ref().unwrap_or(table);
@@ -442,7 +460,16 @@ mod tests {
         let unknown = format_log_line(&t, 5, 4, &Command::Gate { node: 0, on: true });
         assert!(unknown.starts_with('#'));
         assert_eq!(parse_command_log(&t, &unknown), Ok(vec![]));
-        let switch = format_log_line(&t, 5, 5, &Command::SwitchPatch { version: 1, len: 9 });
+        let switch = format_log_line(
+            &t,
+            5,
+            5,
+            &Command::SwitchPatch {
+                version: 1,
+                len: 9,
+                at: SwitchAt::Now,
+            },
+        );
         assert!(switch.starts_with("# @5 5 "), "{switch}");
         assert_eq!(parse_command_log(&t, &switch), Ok(vec![]));
     }
@@ -585,7 +612,7 @@ type = \"sine\"\r\n\
             "a\u{0}b\u{1f}c\u{7f}\u{2028}",
             "\n\n\r\n",
         ] {
-            let line = format_patch_log_line(96000, 12, toml);
+            let line = format_patch_log_line(96000, 12, toml, SwitchAt::Now);
             assert!(line.starts_with("@96000 12 /patch/load \""), "{line}");
             assert_eq!(line.lines().count(), 1, "{line}");
             let words = tokens(&line).unwrap();
@@ -606,12 +633,12 @@ type = \"sine\"\r\n\
         let text = [
             "@0 1 /mod/sine/freq 440".to_string(),
             "@10 2 /gate/env 1".to_string(),
-            format_patch_log_line(100, 3, &toml),
+            format_patch_log_line(100, 3, &toml, SwitchAt::Now),
             // The new patch: env = node 0, 'osc "b"' = node 1, sine = node 2.
             "@200 4 /mod/sine/freq 330".to_string(),
             "@201 5 /gate/env 0".to_string(),
             "@202 6 /ramp \"/mod/osc \\\"b\\\"/freq\" 110 2".to_string(),
-            format_patch_log_line(300, 7, &toml),
+            format_patch_log_line(300, 7, &toml, SwitchAt::Now),
             "@300 8 /test".to_string(),
         ]
         .join("\n");
@@ -632,7 +659,8 @@ type = \"sine\"\r\n\
                 LogEntry::Patch {
                     frame: 100,
                     seq: 3,
-                    toml: toml.clone()
+                    toml: toml.clone(),
+                    at: SwitchAt::Now,
                 },
                 logged(
                     200,
@@ -648,7 +676,8 @@ type = \"sine\"\r\n\
                 LogEntry::Patch {
                     frame: 300,
                     seq: 7,
-                    toml: toml.clone()
+                    toml: toml.clone(),
+                    at: SwitchAt::Now,
                 },
                 logged(300, 8, Command::TestTone),
             ]
@@ -664,7 +693,7 @@ type = \"sine\"\r\n\
         // an address of the old patch only is refused after the switch.
         let stale = format!(
             "{}\n@400 9 /mod/sine/gain 0.5\n@401 10 /mod/old/freq 1\n",
-            format_patch_log_line(1, 1, &toml)
+            format_patch_log_line(1, 1, &toml, SwitchAt::Now)
         );
         let e = parse_command_log(&t, &stale).unwrap_err();
         assert_eq!(e.line, 3);
@@ -688,7 +717,12 @@ type = \"sine\"\r\n\
         assert!(err("@2 2 /patch/load \"\" \"\"")
             .reason
             .contains("as one JSON string"));
-        let e = err(&format_patch_log_line(2, 2, "[[modules]]\nid = 1\n"));
+        let e = err(&format_patch_log_line(
+            2,
+            2,
+            "[[modules]]\nid = 1\n",
+            SwitchAt::Now,
+        ));
         assert!(
             e.reason.starts_with("/patch/load: patch TOML:"),
             "{}",
@@ -698,6 +732,7 @@ type = \"sine\"\r\n\
             2,
             2,
             "[[modules]]\nid = \"x\"\ntype = \"sinee\"\n",
+            SwitchAt::Now,
         ));
         assert_eq!(
             e.reason,
@@ -836,7 +871,7 @@ type = \"sine\"\r\n\
             seq in any::<u64>(),
             toml in "(?s).{0,200}",
         ) {
-            let line = format_patch_log_line(frame, seq, &toml);
+            let line = format_patch_log_line(frame, seq, &toml, SwitchAt::Now);
             prop_assert_eq!(line.lines().count(), 1);
             let words = tokens(&line).unwrap();
             prop_assert_eq!(words.len(), 4);

@@ -1,13 +1,14 @@
 //! The clock and track addresses through the crate's public surface: each track of the
 //! patch gets `/seq/<track>/start` and `…/stop`, a client rebuilds them from
-//! `/table.reply`'s instances, bad values are refused, and command-log lines replay the
-//! same commands.
+//! `/table.reply`'s instances, bad values are refused, command-log lines replay the
+//! same commands, and each track's live edits (`…/pattern`, `…/instrument`, `…/length`)
+//! decode to patch edits that land on the bar or the beat.
 
 use chronus_dsp::{PatchDesc, TrackDesc};
-use chronus_engine::Command;
+use chronus_engine::{Command, SwitchAt};
 use chronus_protocol::{
-    format_log_line, parse_command_log, table_for_patch, validate_message, AddressTable, LogEntry,
-    LoggedCommand, Request,
+    format_log_line, format_patch_log_line, parse_command_log, table_for_patch, validate_message,
+    AddressTable, LogEntry, LoggedCommand, PatchEdit, Request, TrackChange,
 };
 use rosc::{OscMessage, OscType};
 
@@ -130,4 +131,71 @@ fn clock_and_track_commands_are_logged_and_replay_the_same() {
     }
     let line = format_log_line(&t, 0, 1, &commands[4]);
     assert!(line.ends_with("/seq/chords/stop"), "{line}");
+}
+
+fn edit(table: &AddressTable, address: &str, args: Vec<OscType>) -> Result<Request, String> {
+    let msg = OscMessage {
+        addr: address.to_string(),
+        args,
+    };
+    validate_message(table, &msg).map_err(|fail| fail.reason)
+}
+
+#[test]
+fn each_track_can_be_edited_live_on_the_bar_or_the_beat() {
+    let t = table_for_patch(&groove(), false).unwrap();
+    let text = |s: &str| OscType::String(s.to_string());
+    let track = |change, at| {
+        Ok(Request::Patch(PatchEdit::Track {
+            track: "bass".to_string(),
+            change,
+            at,
+        }))
+    };
+    assert_eq!(
+        edit(&t, "/seq/bass/pattern", vec![text("c2*4")]),
+        track(TrackChange::Pattern("c2*4".into()), SwitchAt::TracksAtBar)
+    );
+    assert_eq!(
+        edit(&t, "/seq/bass/pattern", vec![text("c2*4"), text("beat")]),
+        track(TrackChange::Pattern("c2*4".into()), SwitchAt::TracksAtBeat)
+    );
+    assert_eq!(
+        edit(&t, "/seq/bass/instrument", vec![text("keys"), text("bar")]),
+        track(
+            TrackChange::Instrument("keys".into()),
+            SwitchAt::TracksAtBar
+        )
+    );
+    assert_eq!(
+        edit(&t, "/seq/bass/length", vec![OscType::Int(2)]),
+        track(TrackChange::Bars(2), SwitchAt::TracksAtBar)
+    );
+    // Refused, with the reason: when is bar or beat; bars 1..=64; a pattern is text.
+    let when = edit(&t, "/seq/bass/pattern", vec![text("c2"), text("now")]).unwrap_err();
+    assert!(when.contains("'bar'") && when.contains("'beat'"), "{when}");
+    assert!(edit(&t, "/seq/bass/length", vec![OscType::Int(65)]).is_err());
+    assert!(edit(&t, "/seq/bass/length", vec![OscType::Int(0)]).is_err());
+    assert!(edit(&t, "/seq/bass/pattern", vec![OscType::Int(3)]).is_err());
+    assert!(edit(&t, "/seq/drums/pattern", vec![text("bd")]).is_err());
+    let too_long = "c4 ".repeat(2000);
+    assert!(edit(&t, "/seq/bass/pattern", vec![text(&too_long)]).is_err());
+}
+
+#[test]
+fn a_tracks_switch_is_logged_with_its_bar_or_beat_and_read_back() {
+    let toml = groove().to_toml_string();
+    for at in [SwitchAt::Now, SwitchAt::TracksAtBar, SwitchAt::TracksAtBeat] {
+        let line = format_patch_log_line(96_000, 4, &toml, at);
+        let t = table_for_patch(&groove(), false).unwrap();
+        assert_eq!(
+            parse_command_log(&t, &line),
+            Ok(vec![LogEntry::Patch {
+                frame: 96_000,
+                seq: 4,
+                toml: toml.clone(),
+                at
+            }])
+        );
+    }
 }

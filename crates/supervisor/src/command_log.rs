@@ -298,15 +298,19 @@ impl Writer {
 
     /// Appends the line of `stamped` to the batch.
     fn format(&mut self, stamped: &StampedCommand) {
-        let line = if let Command::SwitchPatch { version, .. } = stamped.command {
+        let line = if let Command::SwitchPatch { version, at, .. } = stamped.command {
             let Some(patch) = self.committed_patch(version) else {
                 tracing::error!(
                     "command log: patch {version} was stamped but its text is unknown; not logged"
                 );
                 return;
             };
-            let line =
-                chronus_protocol::format_patch_log_line(stamped.frame, stamped.seq, &patch.text);
+            let line = chronus_protocol::format_patch_log_line(
+                stamped.frame,
+                stamped.seq,
+                &patch.text,
+                at,
+            );
             self.table = patch.table;
             line
         } else {
@@ -391,6 +395,7 @@ mod tests {
             command: Command::SwitchPatch {
                 version: 2,
                 len: text.len() as u32,
+                at: chronus_engine::SwitchAt::Now,
             },
         };
         queue
@@ -402,7 +407,7 @@ mod tests {
         let expected = format!(
             "{}\n{}\n",
             crate::state_file::session_line(0),
-            chronus_protocol::format_patch_log_line(128, 7, text)
+            chronus_protocol::format_patch_log_line(128, 7, text, chronus_engine::SwitchAt::Now)
         );
         // Written without any flush or stop: it is in the file within a few ms.
         let deadline = Instant::now() + Duration::from_secs(10);

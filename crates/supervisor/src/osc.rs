@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronus_engine::command::PATCH_CHUNK_BYTES;
-use chronus_engine::{Command, PatchChunk};
+use chronus_engine::{Command, PatchChunk, SwitchAt};
 use chronus_protocol::reply::ParamInfo;
 use chronus_protocol::table::PanicThread;
-use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, When};
+use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, TrackChange, When};
 
 use crate::exposure::{Exposure, ReplyBudget, ReplyDecision};
-use crate::patch_editor::PatchEditor;
+use crate::patch_editor::{CommittedPatch, PatchEditor};
 use crate::transport::{Incoming, Replier, ReplyTo};
 
 use crate::log_limit::{self, escaped};
@@ -486,7 +486,7 @@ impl OscServer {
     fn edit_patch(&mut self, edit: PatchEdit, address: &str, from: ReplyTo) {
         let shared = Arc::clone(&self.shared);
         let metrics = &shared.metrics;
-        let applied_by_engine = matches!(edit, PatchEdit::Commit);
+        let applied_by_engine = matches!(edit, PatchEdit::Commit | PatchEdit::Track { .. });
         let result = match edit {
             PatchEdit::Add { id, type_name } => self.editor.add(&id, &type_name),
             PatchEdit::Remove { id } => self.editor.remove(&id),
@@ -503,6 +503,7 @@ impl OscServer {
                 return;
             }
             PatchEdit::Commit => self.commit_patch(),
+            PatchEdit::Track { track, change, at } => self.edit_track(&track, &change, at),
         };
         match result {
             Ok(()) => {
@@ -529,12 +530,54 @@ impl OscServer {
     /// Compiles the draft and queues its text and the switch for the output clock, all
     /// or nothing; from now on messages are decoded against the new patch's table.
     fn commit_patch(&mut self) -> Result<(), String> {
-        let chunks_needed = self.editor.dump().len().div_ceil(PATCH_CHUNK_BYTES) + 1;
+        self.room_for(self.editor.dump().len())?;
+        let committed = self.editor.commit()?;
+        self.send_patch(committed, SwitchAt::Now);
+        Ok(())
+    }
+
+    /// A live edit of a track: the running patch with the track changed, sent as a
+    /// tracks switch (the engines apply it on the next bar line or beat; the sound plays
+    /// on), the same way as a commit otherwise.
+    fn edit_track(
+        &mut self,
+        track: &str,
+        change: &TrackChange,
+        at: SwitchAt,
+    ) -> Result<(), String> {
+        // The text grows by the change at most (quoted, twice its length).
+        let grows = match change {
+            TrackChange::Pattern(text) | TrackChange::Instrument(text) => 2 * text.len(),
+            TrackChange::Bars(_) => 4,
+        };
+        self.room_for(self.editor.dump().len() + grows)?;
+        let committed = self.editor.edit_track(track, change)?;
+        tracing::info!(
+            "track {track} edited ({}): patch {}",
+            match at {
+                SwitchAt::TracksAtBeat => "on the next beat",
+                _ => "on the next bar line",
+            },
+            committed.version
+        );
+        self.send_patch(committed, at);
+        Ok(())
+    }
+
+    /// Whether the queue to the output clock has room for a patch text of `len` bytes in
+    /// chunks and its switch.
+    fn room_for(&self, len: usize) -> Result<(), String> {
+        let chunks_needed = len.div_ceil(PATCH_CHUNK_BYTES) + 1;
         let room = self.shared.inbound.capacity() - self.shared.inbound.len();
         if chunks_needed > room {
             return Err("server busy: too many commands waiting; try again".to_string());
         }
-        let committed = self.editor.commit()?;
+        Ok(())
+    }
+
+    /// Queues the text of `committed` and its switch for the output clock (room was
+    /// checked): from now on messages are decoded against its table.
+    fn send_patch(&mut self, committed: CommittedPatch, at: SwitchAt) {
         let table = AddressTable::new(&committed.modules, self.fault_injection);
         let _ = self.control.send(ControlRequest::PatchCommitted {
             version: committed.version,
@@ -558,6 +601,7 @@ impl OscServer {
             command: Command::SwitchPatch {
                 version: committed.version,
                 len: committed.text.len() as u32,
+                at,
             },
             received_ns: self.shared.now_ns(),
             at_frame: None,
@@ -570,7 +614,6 @@ impl OscServer {
             committed.version,
             committed.modules.len()
         );
-        Ok(())
     }
 
     /// The frame the output hands over at `time` (an OSC timetag): the clock model's line

@@ -795,7 +795,8 @@ impl OutputCore {
                         );
                         continue;
                     }
-                    if switch {
+                    // A tracks switch leaves every module where it was: nothing is stale.
+                    if matches!(command, Command::SwitchPatch { at, .. } if !at.tracks_only()) {
                         self.refuse_stale(shared, frame);
                     }
                     self.keep_waiting(Waiting {

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chronus_dsp::modules::note;
-use chronus_dsp::{ModuleDesc, Patch, PatchDesc};
+use chronus_dsp::{ModuleDesc, Patch, PatchDesc, TrackDesc};
 use chronus_engine::{Command, Engine, EngineConfig};
+use chronus_protocol::TrackChange;
 
 /// The running patch, the draft being edited, and the parameter values.
 #[derive(Clone)]
@@ -398,14 +399,7 @@ impl PatchEditor {
             }
         }
         let patch = self.compile(&draft)?;
-        let engine = Engine::new(&draft, self.config, 0).map_err(|e| e.to_string())?;
-        if engine.snapshot_len() > self.snapshot_capacity {
-            return Err(format!(
-                "the patch's state ({} bytes) would not fit the snapshot area ({} bytes) that lets a spare join; use fewer or smaller modules",
-                engine.snapshot_len(),
-                self.snapshot_capacity
-            ));
-        }
+        self.check_fits(&draft, 0)?;
         self.version += 1;
         self.adopt(&patch);
         self.current = draft;
@@ -420,6 +414,71 @@ impl PatchEditor {
                 .chain(chronus_engine::sequencer::track_nodes(&self.current))
                 .collect(),
         })
+    }
+}
+
+impl PatchEditor {
+    /// A live edit of track `track` (`/seq/<track>/pattern`, `…/instrument`,
+    /// `…/length`): the running patch with that track changed, checked as a commit is
+    /// (a pattern that does not parse, an unknown instrument: the reason, pointing at the
+    /// mistake), ready to be sent as a tracks switch. A draft being edited gets the same
+    /// change, so committing it later keeps it.
+    ///
+    /// # Errors
+    /// No such track, or the changed patch does not compile or would not fit.
+    pub fn edit_track(
+        &mut self,
+        track: &str,
+        change: &TrackChange,
+    ) -> Result<CommittedPatch, String> {
+        let mut edited = self.current.clone();
+        let Some(desc) = edited.tracks.iter_mut().find(|t| t.name == track) else {
+            return Err(format!("no track '{track}' in the running patch"));
+        };
+        apply_track_change(desc, change);
+        // Until the switch lands, a snapshot holds the new text beside the running one.
+        let waiting = edited.to_toml_string().len();
+        self.check_fits(&edited, waiting)?;
+        if let Some(draft) = &mut self.draft {
+            if let Some(desc) = draft.tracks.iter_mut().find(|t| t.name == track) {
+                apply_track_change(desc, change);
+            }
+        }
+        self.version += 1;
+        self.current = edited;
+        Ok(CommittedPatch {
+            version: self.version,
+            text: self.current.to_toml_string(),
+            modules: self
+                .modules
+                .iter()
+                .cloned()
+                .chain(chronus_engine::sequencer::track_nodes(&self.current))
+                .collect(),
+        })
+    }
+
+    /// Whether `desc` compiles (its tracks too) and an engine playing it fits the
+    /// snapshot area that lets a spare join, with `extra` bytes more.
+    fn check_fits(&self, desc: &PatchDesc, extra: usize) -> Result<(), String> {
+        let engine = Engine::new(desc, self.config, 0).map_err(|e| e.to_string())?;
+        let needed = engine.snapshot_len() + extra;
+        if needed > self.snapshot_capacity {
+            return Err(format!(
+                "the patch's state ({needed} bytes) would not fit the snapshot area ({} bytes) that lets a spare join; use fewer or smaller modules",
+                self.snapshot_capacity
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Changes a track as a live edit asks.
+fn apply_track_change(track: &mut TrackDesc, change: &TrackChange) {
+    match change {
+        TrackChange::Pattern(pattern) => track.pattern.clone_from(pattern),
+        TrackChange::Instrument(name) => track.instrument = Some(name.clone()),
+        TrackChange::Bars(bars) => track.bars = *bars,
     }
 }
 

@@ -516,7 +516,11 @@ mod tests {
         let switch = StampedCommand {
             seq: 6,
             frame: 6 * FRAMES,
-            command: Command::SwitchPatch { version: 2, len: 4 },
+            command: Command::SwitchPatch {
+                version: 2,
+                len: 4,
+                at: chronus_engine::SwitchAt::Now,
+            },
         };
         r.stamped_switch(switch, "text".to_string());
         r.stamped(command(7, 7 * FRAMES), None);

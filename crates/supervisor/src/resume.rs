@@ -84,7 +84,12 @@ impl Resume {
                     };
                     (stamped, Replayed::Command(stamped))
                 }
-                LogEntry::Patch { frame, seq, toml } => {
+                LogEntry::Patch {
+                    frame,
+                    seq,
+                    toml,
+                    at,
+                } => {
                     last_patch_version += 1;
                     let switch = StampedCommand {
                         seq,
@@ -92,6 +97,7 @@ impl Resume {
                         command: Command::SwitchPatch {
                             version: last_patch_version,
                             len: toml.len() as u32,
+                            at,
                         },
                     };
                     patch_text.clone_from(&toml);

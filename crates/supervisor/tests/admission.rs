@@ -130,6 +130,7 @@ fn a_patch_switch_refuses_the_commands_timed_after_it_and_is_never_refused_itsel
         command: Command::SwitchPatch {
             version: 2,
             len: 10,
+            at: chronus_engine::SwitchAt::Now,
         },
         received_ns: 0,
         at_frame: None,

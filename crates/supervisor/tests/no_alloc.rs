@@ -87,6 +87,7 @@ fn output_clock_allocates_nothing() {
                 command: Command::SwitchPatch {
                     version: 2,
                     len: 10,
+                    at: chronus_engine::SwitchAt::Now,
                 },
                 received_ns: 0,
                 at_frame: None,

@@ -253,6 +253,15 @@ impl PatchDesc {
         })
     }
 
+    /// Whether `other` makes the same sound: the same modules with the same settings, the
+    /// same connections and instruments; only the clock and the tracks may differ. A live
+    /// edit of a track switches just the tracks of such a patch, and the sound plays on.
+    pub fn same_sound(&self, other: &PatchDesc) -> bool {
+        self.modules == other.modules
+            && self.connections == other.connections
+            && self.instruments == other.instruments
+    }
+
     /// Writes the patch as TOML that [`PatchDesc::from_toml_str`] reads back to an equal
     /// description (used to save the running patch).
     pub fn to_toml_string(&self) -> String {

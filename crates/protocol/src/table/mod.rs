@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 
 use chronus_dsp::spec::{ModuleSpec, ParamSpec, Unit};
 use chronus_dsp::PatchDesc;
-use chronus_engine::command::{Command, Fault, NodeIndex};
+use chronus_engine::command::{Command, Fault, NodeIndex, SwitchAt};
 use chronus_engine::sequencer::TRACK_SPEC;
 use chronus_engine::JoinPoint;
 use rosc::OscType;
@@ -467,6 +467,28 @@ pub enum PatchEdit {
     Revert,
     /// `/patch/dump`: reply with the draft as TOML.
     Dump,
+    /// `/seq/<track>/pattern`, `…/instrument`, `…/length`: a live edit of a track of the
+    /// running patch, which takes effect on the next bar line (or beat) while the sound
+    /// plays on.
+    Track {
+        /// The track's name.
+        track: String,
+        /// What changes.
+        change: TrackChange,
+        /// The next bar line ([`SwitchAt::TracksAtBar`]) or beat.
+        at: SwitchAt,
+    },
+}
+
+/// What a live edit of a track changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackChange {
+    /// A new pattern, in mini-notation (docs/patterns.md).
+    Pattern(String),
+    /// The instrument it plays, by name.
+    Instrument(String),
+    /// How many bars one cycle of its pattern lasts.
+    Bars(u32),
 }
 
 /// One fixed address (the same in every patch): its signature, reply and docs, and how a
@@ -1118,6 +1140,13 @@ pub(crate) enum Target {
         /// Start or stop.
         on: bool,
     },
+    /// `/seq/<track>/pattern`, `…/instrument` or `…/length` of the `track`-th track.
+    TrackEdit {
+        /// The track's place among the patch's tracks.
+        track: u16,
+        /// What the message changes.
+        field: sequencer::TrackField,
+    },
 }
 
 /// One address with its signature, its reply and what it does.
@@ -1181,6 +1210,7 @@ impl Entry {
         match self.target {
             Target::Param { .. } | Target::Gate { .. } | Target::Track { .. } => true,
             Target::Fixed(fixed) => fixed.engine,
+            Target::TrackEdit { .. } => false,
         }
     }
 
@@ -1199,6 +1229,7 @@ impl Entry {
             })),
             Target::Fixed(fixed) => (fixed.build)(call),
             Target::Track { track, on } => Ok(Request::Engine(Command::TrackRun { track, on })),
+            Target::TrackEdit { track, field } => sequencer::track_edit(call, track, field),
         }
     }
 }
@@ -1355,6 +1386,15 @@ impl AddressTable {
                 reply: "none",
                 doc: sequencer::track_doc(name, on),
                 target: Target::Track { track, on },
+            });
+        }
+        for field in sequencer::TrackField::ALL {
+            self.insert(Entry {
+                address: field.address(name),
+                args: field.args().to_vec(),
+                reply: "/done",
+                doc: field.doc(name),
+                target: Target::TrackEdit { track, field },
             });
         }
     }
@@ -1916,7 +1956,8 @@ pub(crate) mod tests {
         assert_eq!(
             t.describe(&Command::SwitchPatch {
                 version: 2,
-                len: 10
+                len: 10,
+                at: chronus_engine::SwitchAt::Now,
             }),
             None
         );

@@ -1,17 +1,25 @@
 //! The sequencer's addresses: the tempo clock (`/clock/bpm`, `/clock/swing`,
-//! `/clock/start`, `/clock/stop`) and each track's `/seq/<track>/start` and `…/stop`.
+//! `/clock/start`, `/clock/stop`), each track's `/seq/<track>/start` and `…/stop`, and
+//! the live edits of a track: `/seq/<track>/pattern`, `…/instrument` and `…/length`.
 //!
 //! The clock's are fixed entries of the address table; a track's are made for each track
 //! the patch declares, which the table lists after the patch's nodes as instances of type
-//! `track` (`chronus_engine::sequencer::TRACK_SPEC`). Every one is an engine command:
-//! stamped, logged, replayed and applied in lockstep.
+//! `track` (`chronus_engine::sequencer::TRACK_SPEC`). The clock's and start/stop are
+//! engine commands: stamped, logged, replayed and applied in lockstep. An edit is a patch
+//! edit: the supervisor checks it and sends the running patch with the track changed as
+//! a tracks switch (`chronus_engine::SwitchAt`), which the engines apply on the next bar
+//! line (or beat) while the sound plays on.
 
 use chronus_dsp::spec::Unit;
-use chronus_engine::command::Command;
-use chronus_engine::sequencer::{MAX_BPM, MAX_SWING, MIN_BPM, STRAIGHT};
+use chronus_engine::command::{Command, SwitchAt};
+use chronus_engine::sequencer::{MAX_BARS, MAX_BPM, MAX_SWING, MIN_BPM, STRAIGHT};
 
-use super::{AddressTable, Fixed, Request};
+use super::{AddressTable, Call, Fixed, PatchEdit, Request, TrackChange, MAX_NAME_BYTES};
 use crate::signature::{ArgKind, ArgSpec, Value};
+
+/// Longest pattern text `/seq/<track>/pattern` accepts, in bytes. (The events one cycle
+/// of a pattern may hold are bounded too: `chronus_pattern::MAX_EVENTS`.)
+pub const MAX_PATTERN_BYTES: usize = 4096;
 
 /// Address of the tempo: `/clock/bpm <bpm>`.
 pub const CLOCK_BPM: &str = "/clock/bpm";
@@ -117,4 +125,128 @@ pub(crate) fn describe(table: &AddressTable, command: &Command) -> Option<(Strin
         Command::TrackRun { track, on } => (track_address(table.track_name(track)?, on), vec![]),
         _ => return None,
     })
+}
+
+/// What a live edit of a track changes: one address each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrackField {
+    /// `/seq/<track>/pattern <pattern> [bar|beat]`.
+    Pattern,
+    /// `/seq/<track>/instrument <name> [bar|beat]`.
+    Instrument,
+    /// `/seq/<track>/length <bars> [bar|beat]`.
+    Length,
+}
+
+/// The optional last argument of a track edit: when it lands.
+const WHEN: ArgSpec = ArgSpec {
+    name: "when",
+    kind: ArgKind::Text { max_len: 4 },
+    optional: true,
+};
+
+impl TrackField {
+    /// Every edit, in the order they are documented.
+    pub(crate) const ALL: [TrackField; 3] = [
+        TrackField::Pattern,
+        TrackField::Instrument,
+        TrackField::Length,
+    ];
+
+    /// The address of this edit of track `name`.
+    pub(crate) fn address(self, name: &str) -> String {
+        let what = match self {
+            TrackField::Pattern => "pattern",
+            TrackField::Instrument => "instrument",
+            TrackField::Length => "length",
+        };
+        format!("{SEQ_PREFIX}{name}/{what}")
+    }
+
+    /// Its arguments.
+    pub(crate) fn args(self) -> &'static [ArgSpec] {
+        match self {
+            TrackField::Pattern => &[
+                ArgSpec {
+                    name: "pattern",
+                    kind: ArgKind::Text {
+                        max_len: MAX_PATTERN_BYTES,
+                    },
+                    optional: false,
+                },
+                WHEN,
+            ],
+            TrackField::Instrument => &[
+                ArgSpec {
+                    name: "instrument",
+                    kind: ArgKind::Text {
+                        max_len: MAX_NAME_BYTES,
+                    },
+                    optional: false,
+                },
+                WHEN,
+            ],
+            TrackField::Length => &[
+                ArgSpec {
+                    name: "bars",
+                    kind: ArgKind::Int {
+                        min: 1,
+                        max: MAX_BARS as i64,
+                    },
+                    optional: false,
+                },
+                WHEN,
+            ],
+        }
+    }
+
+    /// Its doc line.
+    pub(crate) fn doc(self, name: &str) -> String {
+        let what = match self {
+            TrackField::Pattern => format!(
+                "Plays a new pattern on track `{name}` (TidalCycles mini-notation, docs/patterns.md; a mistake gets /fail pointing at it)"
+            ),
+            TrackField::Instrument => format!("Plays track `{name}` on another instrument"),
+            TrackField::Length => format!("Sets how many bars one cycle of track `{name}`'s pattern lasts"),
+        };
+        format!(
+            "{what}, from the next bar line (`beat`: the next beat), in phase; the sound and the notes playing go on."
+        )
+    }
+}
+
+/// The request of a track edit: the change and when it lands.
+pub(crate) fn track_edit(
+    call: &Call<'_>,
+    track: u16,
+    field: TrackField,
+) -> Result<Request, String> {
+    let name = call
+        .table
+        .track_name(track)
+        .ok_or_else(|| call.internal())?
+        .to_string();
+    let change = match field {
+        TrackField::Pattern => TrackChange::Pattern(call.text(0)?),
+        TrackField::Instrument => TrackChange::Instrument(call.text(0)?),
+        TrackField::Length => {
+            TrackChange::Bars(u32::try_from(call.int(0)?).map_err(|_| call.internal())?)
+        }
+    };
+    let at = match call.values.get(1) {
+        None => SwitchAt::TracksAtBar,
+        Some(Value::Text(when)) if when == "bar" => SwitchAt::TracksAtBar,
+        Some(Value::Text(when)) if when == "beat" => SwitchAt::TracksAtBeat,
+        Some(_) => {
+            return Err(format!(
+                "{}: when is 'bar' (the next bar line, the default) or 'beat' (the next beat)",
+                call.address
+            ))
+        }
+    };
+    Ok(Request::Patch(PatchEdit::Track {
+        track: name,
+        change,
+        at,
+    }))
 }
