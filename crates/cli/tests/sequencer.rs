@@ -1,17 +1,18 @@
 //! The sequencer end to end: a real server plays `patches/groove.toml` (drums, bass and
 //! chords on three tracks) while a client changes the tempo and the swing, stops and
-//! starts tracks and the clock, and the workers are killed; the clock and the tracks are
+//! starts tracks and the clock, edits the tracks' patterns, instruments and lengths, and
+//! the workers are killed; the clock and the tracks are
 //! engine state, so the served WAV equals an offline render of the server's own command
 //! log.
 //!
-//! Real time: the server plays at its default depth to a WAV file, paced, for about 8 s; a
+//! Real time: the server plays at its default depth to a WAV file, paced, for about 15 s; a
 //! client sends a clock or track command every 150–450 ms. Nothing depends on timing
 //! beyond "eventually, within 30 s".
 
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +25,15 @@ fn groove() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../patches/groove.toml")
 }
 
+/// Bass lines the jam switches between.
+const BASS_LINES: [&str; 3] = ["c2*4", "c2 ~ eb2 [g2 bb2]", "<c2 f2> ~ c3 ~"];
+/// Beats the jam switches between.
+const BEATS: [&str; 2] = ["bd*4, hh*8", "bd ~ sn ~, hh(5,8)"];
+
 /// Changes the groove until `stop`: tempo and swing, tracks and the clock stopped and
-/// started, a few notes of its own on `keys`. Returns how many messages it sent.
-fn jam(to: std::net::SocketAddr, stop: Arc<AtomicBool>) -> u64 {
+/// started, a few notes of its own on `keys`, and live edits of the tracks' patterns,
+/// instruments and lengths. Returns how many messages it sent.
+fn jam(to: std::net::SocketAddr, stop: Arc<AtomicBool>, steps: Arc<AtomicU64>) -> u64 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |address: &str, args: Vec<OscType>| {
         socket.send_to(&encode(address, args), to).unwrap();
@@ -64,13 +71,38 @@ fn jam(to: std::net::SocketAddr, stop: Arc<AtomicBool>) -> u64 {
             ),
             6 if step % 24 == 6 => send("/clock/stop", vec![]),
             6 => send("/clock/start", vec![]),
-            _ => send(
-                "/mod/bass.filter/cutoff",
-                vec![OscType::Float(300.0 + (step % 9) as f32 * 100.0)],
-            ),
+            // Live edits of the tracks, on the bar or the beat, among the sound's.
+            _ => match step % 32 {
+                7 | 39 => send(
+                    "/seq/bass/pattern",
+                    vec![OscType::String(BASS_LINES[(step / 32 % 3) as usize].into())],
+                ),
+                15 => send(
+                    "/seq/drums/pattern",
+                    vec![
+                        OscType::String(BEATS[(step / 32 % 2) as usize].into()),
+                        OscType::String("beat".into()),
+                    ],
+                ),
+                23 => send(
+                    "/seq/chords/length",
+                    vec![OscType::Int(1 + (step / 32 % 2) as i32)],
+                ),
+                31 => send(
+                    "/seq/bass/instrument",
+                    vec![OscType::String(
+                        ["keys", "bass"][(step / 32 % 2) as usize].into(),
+                    )],
+                ),
+                _ => send(
+                    "/mod/bass.filter/cutoff",
+                    vec![OscType::Float(300.0 + (step % 9) as f32 * 100.0)],
+                ),
+            },
         }
         sent += 1;
         step += 1;
+        steps.store(step, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(150 + step * 37 % 300));
     }
     send("/clock/start", vec![]);
@@ -91,9 +123,10 @@ fn a_groove_survives_ten_failovers_and_a_double_fault_as_the_replay_renders_it()
         log,
     } = Recorded::start("groove-failover", &["--patch", patch.to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
+    let steps = Arc::new(AtomicU64::new(0));
     let client = {
-        let (to, stop) = (server.addr, Arc::clone(&stop));
-        std::thread::spawn(move || jam(to, stop))
+        let (to, stop, steps) = (server.addr, Arc::clone(&stop), Arc::clone(&steps));
+        std::thread::spawn(move || jam(to, stop, steps))
     };
     std::thread::sleep(Duration::from_millis(500));
     for (kill, pause) in (1..=10).zip(common::random_pauses(150, 300)) {
@@ -102,6 +135,10 @@ fn a_groove_survives_ten_failovers_and_a_double_fault_as_the_replay_renders_it()
         server.wait_until(Duration::from_secs(30), |m| {
             m["replacements"] >= kill as f64 && m["spare_ready"] == 1.0
         });
+    }
+    // Every kind of edit made (a step every 150-450 ms).
+    while steps.load(Ordering::Relaxed) < 33 {
+        std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(400));
     let pids = server.signal_both_workers("KILL");
@@ -121,6 +158,15 @@ fn a_groove_survives_ten_failovers_and_a_double_fault_as_the_replay_renders_it()
     assert_eq!(metrics["commands_dropped"], 0.0, "{metrics:?}");
     assert_eq!(metrics["commands_rejected"], 0.0, "{metrics:?}");
     assert_eq!(metrics["cold_restarts"], 1.0, "{metrics:?}");
+    // The edits are in the log as tracks switches, on the bar and on the beat.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let switches = |at: &str| {
+        logged
+            .lines()
+            .filter(|l| l.contains("/patch/load") && l.ends_with(at))
+            .count()
+    };
+    assert!(switches(" bar") >= 3 && switches(" beat") >= 1, "{logged}");
     let (left, _) = read_wav(&wav);
     let loud = left.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(loud > 0.05, "the groove sounded (peak {loud})");
@@ -150,6 +196,22 @@ fn a_groove_plays_at_once_and_bad_messages_are_refused() {
             vec![OscType::Int(1)],
             "/seq/drums/start",
         ),
+        // Pointing at the mistake.
+        (
+            "/seq/drums/pattern",
+            vec![OscType::String("bd [sn hh".into())],
+            "character",
+        ),
+        (
+            "/seq/drums/instrument",
+            vec![OscType::String("tuba".into())],
+            "unknown instrument 'tuba'",
+        ),
+        (
+            "/seq/drums/length",
+            vec![OscType::Int(65)],
+            "/seq/drums/length",
+        ),
     ] {
         server.send(address, args);
         let fail = loop {
@@ -165,6 +227,6 @@ fn a_groove_plays_at_once_and_bad_messages_are_refused() {
     server.send("/seq/drums/stop", vec![]);
     server.sync(1);
     let metrics = server.metrics();
-    assert_eq!(metrics["commands_rejected"], 4.0, "{metrics:?}");
+    assert_eq!(metrics["commands_rejected"], 7.0, "{metrics:?}");
     server.quit();
 }
