@@ -484,6 +484,7 @@ pub fn summary(metrics: &serde_json::Value) -> String {
             percent("worker_load_peak_percent")
         ),
         format!("voices     {}", count("voices_sounding")),
+        clock_line(metrics),
         format!(
             "commands   {} received, {} accepted, {} rejected, {} dropped",
             count("commands_received"),
@@ -494,6 +495,24 @@ pub fn summary(metrics: &serde_json::Value) -> String {
     ];
     lines.push(String::new());
     lines.join("\n")
+}
+
+/// The sequencer's clock: its tempo, and where it is as bar.beat (both from 1).
+fn clock_line(metrics: &serde_json::Value) -> String {
+    let number = |name: &str| metrics.get(name).and_then(serde_json::Value::as_f64);
+    let running = number("clock_running").map(|on| on != 0.0);
+    match (running, number("clock_bpm"), number("clock_beats")) {
+        (Some(true), Some(bpm), Some(beats)) => {
+            let whole = beats.floor() as u64;
+            format!(
+                "clock      {bpm} bpm, bar {}.{}",
+                whole / 4 + 1,
+                whole % 4 + 1
+            )
+        }
+        (Some(false), Some(bpm), _) => format!("clock      {bpm} bpm, stopped"),
+        _ => "clock      ?".to_string(),
+    }
 }
 
 /// Whether a metric is a time, load or rate (shown with decimals) rather than a count.

@@ -10,6 +10,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{encode, serve_command, temp_dir, Server};
@@ -410,5 +411,57 @@ fn a_tcp_subscription_holds_its_connection_open_past_the_idle_timeout() {
     server.send("/debug/crash", vec![]);
     let push = tcp_receive(&mut tcp);
     assert_eq!(push.addr, "/chronus/failover", "{push:?}");
+    server.quit();
+}
+
+/// Real time, paced null output at the default depth. A `seq` subscriber follows the
+/// groove's clock a sixteenth at a time (bars counted from 1, sixteenths 0 to 15, at the
+/// patch's 120 bpm), hears it stop, and follows the new tempo.
+#[test]
+fn a_seq_subscriber_follows_the_clock_step_by_step() {
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../patches/groove.toml");
+    let server = Server::start(&["--output", "null", "--patch", patch.to_str().unwrap()]);
+    let subscriber = Subscriber::new(&server);
+    assert!(done_notify(&subscriber.subscribe(&["seq"])));
+    let step = |m: &OscMessage| -> (i32, i32, f32, i32) {
+        match m.args[..] {
+            [OscType::Int(bar), OscType::Int(sixteenth), OscType::Float(_), OscType::Float(bpm), OscType::Int(running)] => {
+                (bar, sixteenth, bpm, running)
+            }
+            _ => panic!("{m:?}"),
+        }
+    };
+    let mut steps = Vec::new();
+    while steps.len() < 12 {
+        let m = subscriber
+            .wait_for(|m| m.addr == "/chronus/seq", PATIENCE)
+            .expect("a /chronus/seq push");
+        steps.push(step(&m));
+    }
+    for pair in steps.windows(2) {
+        let ((bar_a, six_a, bpm, running), (bar_b, six_b, _, _)) = (pair[0], pair[1]);
+        assert_eq!((bpm, running), (120.0, 1), "{steps:?}");
+        assert!(bar_a >= 1 && (0..16).contains(&six_a), "{steps:?}");
+        assert!(
+            (bar_b, six_b) > (bar_a, six_a),
+            "each push a later step: {steps:?}"
+        );
+    }
+    server.send("/clock/stop", vec![]);
+    let stopped = subscriber
+        .wait_for(|m| m.addr == "/chronus/seq" && step(m).3 == 0, PATIENCE)
+        .expect("a push saying the clock stopped");
+    assert_eq!(step(&stopped).0, 1, "{stopped:?}");
+    server.send("/clock/bpm", vec![OscType::Float(90.0)]);
+    server.send("/clock/start", vec![]);
+    subscriber
+        .wait_for(
+            |m| m.addr == "/chronus/seq" && step(m).3 == 1 && step(m).2 == 90.0,
+            PATIENCE,
+        )
+        .expect("the clock runs again at 90 bpm");
+    let metrics = server.metrics();
+    assert_eq!(metrics["clock_running"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["clock_bpm"], 90.0, "{metrics:?}");
     server.quit();
 }

@@ -408,6 +408,11 @@ impl Engine {
             .unwrap_or(&self.patch)
     }
 
+    /// The clock and its tracks (for reports: where the clock is, its tempo).
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.sequencer
+    }
+
     /// The block [`render_block`](Self::render_block) renders next.
     pub fn next_block(&self) -> u64 {
         self.next_block

@@ -384,6 +384,23 @@ impl Sequencer {
         self.clock.running
     }
 
+    /// Where the clock is at `frame`, in thousandths of a beat since bar 1 (rounded down);
+    /// `None` when it is stopped. For screens: it is reported, never computed with.
+    pub fn millibeats_at(&self, frame: u64) -> Option<u64> {
+        if !self.clock.running {
+            return None;
+        }
+        let beat = self.clock.beat_at(frame)?;
+        let millibeats =
+            u128::from(beat.numerator()) * 1000 / u128::from(beat.denominator().max(1));
+        u64::try_from(millibeats).ok()
+    }
+
+    /// The tempo, in thousandths of a beat per minute.
+    pub fn millibpm(&self) -> u32 {
+        self.clock.millibpm
+    }
+
     /// The tempo, in beats per minute.
     pub fn bpm(&self) -> f64 {
         f64::from(self.clock.millibpm) / 1000.0

@@ -415,6 +415,11 @@ fn worker_counts(engine: &Engine) -> WorkerCounts {
         bad_patches: counters.bad_patches,
         waiting: engine.commands_waiting() as u64,
         voice_steals: engine.patch().voice_steals(),
+        clock_millibeats: engine
+            .sequencer()
+            .millibeats_at(engine.next_block() * engine.config().block_frames as u64)
+            .unwrap_or(WorkerCounts::CLOCK_STOPPED),
+        clock_millibpm: u64::from(engine.sequencer().millibpm()),
     }
 }
 

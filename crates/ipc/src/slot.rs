@@ -135,11 +135,19 @@ pub struct WorkerCounts {
     pub waiting: u64,
     /// Notes that took a voice from another note (instruments with too few voices).
     pub voice_steals: u64,
+    /// Where the tempo clock is at the start of the next block, in thousandths of a beat
+    /// since bar 1 ([`WorkerCounts::CLOCK_STOPPED`] when it is stopped): for screens.
+    pub clock_millibeats: u64,
+    /// The clock's tempo, in thousandths of a beat per minute.
+    pub clock_millibpm: u64,
 }
 
 impl WorkerCounts {
     /// Words the counts take in the header.
-    const WORDS: usize = 6;
+    const WORDS: usize = 8;
+
+    /// [`WorkerCounts::clock_millibeats`] of a stopped clock.
+    pub const CLOCK_STOPPED: u64 = u64::MAX;
 
     fn to_words(self) -> [u64; WorkerCounts::WORDS] {
         [
@@ -149,11 +157,14 @@ impl WorkerCounts {
             self.bad_patches,
             self.waiting,
             self.voice_steals,
+            self.clock_millibeats,
+            self.clock_millibpm,
         ]
     }
 
     fn from_words(words: [u64; WorkerCounts::WORDS]) -> WorkerCounts {
-        let [applied, late, stale, bad_patches, waiting, voice_steals] = words;
+        let [applied, late, stale, bad_patches, waiting, voice_steals, clock_millibeats, clock_millibpm] =
+            words;
         WorkerCounts {
             applied,
             late,
@@ -161,18 +172,22 @@ impl WorkerCounts {
             bad_patches,
             waiting,
             voice_steals,
+            clock_millibeats,
+            clock_millibpm,
         }
     }
 }
 
 /// Per-binding u64 header fields, zeroed by [`Slot::rebind`].
-const BINDING_U64: [usize; 23] = [
+const BINDING_U64: [usize; 25] = [
     OFF_COUNTS,
     OFF_COUNTS + 8,
     OFF_COUNTS + 16,
     OFF_COUNTS + 24,
     OFF_COUNTS + 32,
     OFF_COUNTS + 40,
+    OFF_COUNTS + 48,
+    OFF_COUNTS + 56,
     OFF_HORIZON,
     OFF_CMD_WRITE,
     OFF_CMD_READ,
@@ -1091,6 +1106,8 @@ mod tests {
             bad_patches: 4,
             waiting: 5,
             voice_steals: 6,
+            clock_millibeats: 12_345,
+            clock_millibpm: 120_000,
         };
         s.publish_counts(&counts);
         assert_eq!(s.counts(), counts);

@@ -371,6 +371,9 @@ pub const PUSH_SPECTRUM: &str = "/chronus/spectrum";
 pub const PUSH_PARAMS: &str = "/chronus/params";
 /// Address of the `patch` push: `/chronus/patch <version:i> <frame:h>`.
 pub const PUSH_PATCH: &str = "/chronus/patch";
+/// Address of the `seq` push:
+/// `/chronus/seq <bar:i> <sixteenth:i> <beats:f> <bpm:f> <running:i>`.
+pub const PUSH_SEQ: &str = "/chronus/seq";
 
 /// `/chronus/failover <slot> <frame> <cause>` (`,ihs`): the output now reads `slot`, from
 /// the block starting at `frame`, because of `cause` (`worker died`, `missed deadline`).
@@ -441,6 +444,22 @@ pub fn push_patch(version: u32, frame: u64) -> Vec<u8> {
     encode(
         PUSH_PATCH,
         vec![OscType::Int(version as i32), OscType::Long(frame as i64)],
+    )
+}
+
+/// `/chronus/seq <bar> <sixteenth> <beats> <bpm> <running>`: the sequencer's clock is in
+/// bar `bar` (from 1), on sixteenth `sixteenth` of it (0 to 15), `beats` beats since bar
+/// 1, at `bpm`; `running` 0 once it stopped.
+pub fn push_seq(bar: u64, sixteenth: u64, beats: f64, bpm: f64, running: bool) -> Vec<u8> {
+    encode(
+        PUSH_SEQ,
+        vec![
+            OscType::Int(i32::try_from(bar).unwrap_or(i32::MAX)),
+            OscType::Int(sixteenth as i32),
+            OscType::Float(beats as f32),
+            OscType::Float(bpm as f32),
+            OscType::Int(i32::from(running)),
+        ],
     )
 }
 

@@ -452,6 +452,13 @@ metrics! {
         /// Notes that took a voice from another note (an instrument with too few voices
         /// for what is played), in the active worker's engine.
         voice_steals: u64, Counter;
+        /// Whether the sequencer's tempo clock runs (in the active worker's engine).
+        clock_running: bool, Gauge;
+        /// The tempo clock's tempo, in beats per minute.
+        clock_bpm: f64, Gauge;
+        /// Where the tempo clock is, in beats since bar 1 (a bar is 4 beats), to a
+        /// thousandth; 0 while it is stopped.
+        clock_beats: f64, Gauge;
         /// Average worker load in % of the block period (active and standby).
         worker_load_percent: f64, Gauge;
         /// Peak worker load in % over the last second.
@@ -614,6 +621,13 @@ impl MetricsReport {
         self.engine_late_commands = engine.late;
         self.engine_commands_waiting = engine.waiting;
         self.voice_steals = engine.voice_steals;
+        self.clock_running = engine.clock_millibeats != WorkerCounts::CLOCK_STOPPED;
+        self.clock_bpm = engine.clock_millibpm as f64 / 1000.0;
+        self.clock_beats = if self.clock_running {
+            engine.clock_millibeats as f64 / 1000.0
+        } else {
+            0.0
+        };
         self.commands_rejected = self.commands_rejected_undecodable
             + self.commands_rejected_invalid
             + self.commands_rejected_busy

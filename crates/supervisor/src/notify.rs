@@ -30,6 +30,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use chronus_ipc::WorkerCounts;
 use chronus_protocol::table::NOTIFY;
 use chronus_protocol::{reply, Subscription, Topic, Topics};
 use rustfft::num_complex::Complex;
@@ -458,6 +459,8 @@ pub struct Notifier {
     /// Whether the audio topics were wanted at the last tick (to start afresh when they
     /// are wanted again, not from sound minutes old).
     audio_was_wanted: bool,
+    /// The clock's (bar, sixteenth) last pushed to `seq` (`None`: stopped).
+    last_step: Option<Option<(u64, u64)>>,
 }
 
 impl Notifier {
@@ -487,6 +490,7 @@ impl Notifier {
             next_levels: now,
             next_spectrum: now,
             audio_was_wanted: false,
+            last_step: None,
         };
         let thread = std::thread::Builder::new()
             .name("chronus-notify".into())
@@ -675,6 +679,11 @@ impl Notifier {
             let push = reply::push_spectrum(SPECTRUM_LOW_HZ, spectrum_high_hz(rate), &bands);
             self.push(Topic::Spectrum, &push);
         }
+        if wanted.contains(Topic::Seq) {
+            self.push_step();
+        } else {
+            self.last_step = None;
+        }
         let due = self.subscribers.metrics_due(now);
         if !due.is_empty() {
             let report = self
@@ -688,6 +697,33 @@ impl Notifier {
                 Metrics::bump(&self.shared.metrics.notify_pushes);
             }
         }
+    }
+}
+
+impl Notifier {
+    /// Pushes `seq` when the clock reached another sixteenth since the last push (or
+    /// stopped, or started).
+    fn push_step(&mut self) {
+        let counts = self.shared.engine_counts();
+        let running = counts.clock_millibeats != WorkerCounts::CLOCK_STOPPED;
+        let beats = if running {
+            counts.clock_millibeats as f64 / 1000.0
+        } else {
+            0.0
+        };
+        // Sixteenths since bar 1, from the exact thousandths of a beat.
+        let sixteenths = running.then(|| counts.clock_millibeats * 4 / 1000);
+        let step = sixteenths.map(|s| (s / 16 + 1, s % 16));
+        if self.last_step == Some(step) {
+            return;
+        }
+        self.last_step = Some(step);
+        let (bar, sixteenth) = step.unwrap_or((1, 0));
+        let bpm = counts.clock_millibpm as f64 / 1000.0;
+        self.push(
+            Topic::Seq,
+            &reply::push_seq(bar, sixteenth, beats, bpm, running),
+        );
     }
 }
 

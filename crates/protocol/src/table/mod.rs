@@ -238,11 +238,15 @@ pub enum Topic {
     Params,
     /// `/chronus/patch <version> <frame>`: a committed patch was switched in.
     Patch,
+    /// `/chronus/seq <bar> <sixteenth> <beats> <bpm> <running>`: where the sequencer's
+    /// clock is, each time it reaches the next sixteenth (and when it stops or starts),
+    /// for screens that show the step.
+    Seq,
 }
 
 impl Topic {
     /// Every topic, in the order they are documented.
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Failover,
         Topic::Worker,
         Topic::Metrics,
@@ -251,6 +255,7 @@ impl Topic {
         Topic::Spectrum,
         Topic::Params,
         Topic::Patch,
+        Topic::Seq,
     ];
 
     /// The topics a `/notify 1` without topics subscribes to: the events, none of the
@@ -268,6 +273,7 @@ impl Topic {
             Topic::Spectrum => "spectrum",
             Topic::Params => "params",
             Topic::Patch => "patch",
+            Topic::Seq => "seq",
         }
     }
 
@@ -285,7 +291,7 @@ impl Topic {
     /// Whether it is pushed at a rate (the notify thread then looks often), rather than
     /// when something happens.
     pub fn is_periodic(self) -> bool {
-        matches!(self, Topic::Metrics) || self.is_audio()
+        matches!(self, Topic::Metrics | Topic::Seq) || self.is_audio()
     }
 
     fn bit(self) -> u16 {
@@ -648,9 +654,10 @@ static FIXED: &[Fixed] = &[
             TOPIC_ARG,
             TOPIC_ARG,
             TOPIC_ARG,
+            TOPIC_ARG,
         ],
         reply: "/done /notify, then pushes; or /fail /notify <reason>",
-        doc: "1 subscribes the sender to pushes (again: renews and replaces its subscription), 0 ends it. Topics: failover (`/chronus/failover <slot:i> <frame:h> <cause:s>`), worker (`/chronus/worker <slot:i> <role:s> <pid:i>`), params (`/chronus/params <address:s> <value:f> [seconds:f]`, every parameter change accepted, whoever sent it; a /ramp gives its target and seconds), patch (`/chronus/patch <version:i> <frame:h>`), metrics (`/chronus/metrics` name value …, 2 Hz, or `metrics=<Hz>` from 0.1 to 30), levels (`/chronus/levels <peak L> <rms L> <peak R> <rms R>`, linear, 30 Hz), scope (`/chronus/scope <step:i>` then 256 frames L R …, one frame in `step` of the last 2,048, 30 Hz), spectrum (`/chronus/spectrum <low Hz> <high Hz>` then 32 band levels in dBFS, log-spaced, 15 Hz). No topic: failover, worker, params and patch. Over TCP, or UDP to loopback and `--allow`ed clients only; at most 32 subscribers; a UDP subscription ends after 60 s unless renewed, a TCP one with its connection.",
+        doc: "1 subscribes the sender to pushes (again: renews and replaces its subscription), 0 ends it. Topics: failover (`/chronus/failover <slot:i> <frame:h> <cause:s>`), worker (`/chronus/worker <slot:i> <role:s> <pid:i>`), params (`/chronus/params <address:s> <value:f> [seconds:f]`, every parameter change accepted, whoever sent it; a /ramp gives its target and seconds), patch (`/chronus/patch <version:i> <frame:h>`), metrics (`/chronus/metrics` name value …, 2 Hz, or `metrics=<Hz>` from 0.1 to 30), levels (`/chronus/levels <peak L> <rms L> <peak R> <rms R>`, linear, 30 Hz), scope (`/chronus/scope <step:i>` then 256 frames L R …, one frame in `step` of the last 2,048, 30 Hz), spectrum (`/chronus/spectrum <low Hz> <high Hz>` then 32 band levels in dBFS, log-spaced, 15 Hz), seq (`/chronus/seq <bar:i> <sixteenth:i> <beats:f> <bpm:f> <running:i>`: where the sequencer's clock is, bar 1 first, each time it reaches the next sixteenth of a bar, and when it stops or starts). No topic: failover, worker, params and patch. Over TCP, or UDP to loopback and `--allow`ed clients only; at most 32 subscribers; a UDP subscription ends after 60 s unless renewed, a TCP one with its connection.",
         engine: false,
         fault_injection: false,
         build: |call| {
@@ -995,7 +1002,7 @@ fn ramp(call: &Call<'_>) -> Result<Request, String> {
 }
 
 /// The arguments as the docs list them, a run of the same argument once with its count
-/// (`/notify`'s eight optional topics: "topic: …, optional, up to 8 times").
+/// (`/notify`'s nine optional topics: "topic: …, optional, up to 9 times").
 fn describe_args(args: &[ArgSpec]) -> String {
     let mut parts: Vec<(String, usize)> = Vec::new();
     for arg in args {
