@@ -230,3 +230,85 @@ fn a_groove_plays_at_once_and_bad_messages_are_refused() {
     assert_eq!(metrics["commands_rejected"], 7.0, "{metrics:?}");
     server.quit();
 }
+
+/// Real time, paced WAV output at the default depth, about 12 s. The sequencer's own steps
+/// time the faults: a `seq` subscriber kills the active worker at every third sixteenth
+/// (375 ms at 120 bpm) once a spare is ready, twelve times, then both workers once; a
+/// pattern edit is sent mid-bar between them. The served WAV equals the replay of the log.
+#[test]
+fn killed_at_every_third_step_the_groove_plays_on_as_the_replay_renders_it() {
+    let patch = groove();
+    let Recorded {
+        server,
+        dir,
+        wav,
+        log,
+    } = Recorded::start("groove-steps", &["--patch", patch.to_str().unwrap()]);
+    let steps = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    steps
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify = encode(
+        "/notify",
+        vec![OscType::Int(1), OscType::String("seq".into())],
+    );
+    steps.send_to(&notify, server.addr).unwrap();
+    let mut buf = vec![0u8; 1024];
+    let mut next_step = || loop {
+        let Ok((len, _)) = steps.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) {
+            if let [OscType::Int(bar), OscType::Int(sixteenth), ..] = m.args[..] {
+                return bar * 16 + sixteenth;
+            }
+        }
+    };
+    let mut kills = 0;
+    let mut last_kill = next_step();
+    while kills < 12 {
+        let step = next_step();
+        if step < last_kill + 3 {
+            continue;
+        }
+        if server.metrics()["spare_ready"] != 1.0 {
+            continue;
+        }
+        signal(server.active_pid(), "KILL");
+        kills += 1;
+        last_kill = step;
+        if kills == 6 {
+            server.send(
+                "/seq/bass/pattern",
+                vec![OscType::String("c2 eb2 [g2 c3] bb2".into())],
+            );
+        }
+    }
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["replacements"] >= 12.0 && m["spare_ready"] == 1.0
+    });
+    let pids = server.signal_both_workers("KILL");
+    server.wait_for_new_pair(&pids);
+    std::thread::sleep(Duration::from_millis(1_000));
+    server.sync(1);
+    let metrics = server.metrics();
+    server.quit();
+    common::assert_metrics(
+        &metrics,
+        &[
+            ("lockstep_mismatches", 0.0),
+            ("commands_dropped", 0.0),
+            ("commands_rejected", 0.0),
+            ("cold_restarts", 1.0),
+        ],
+    );
+    assert!(metrics["replacements"] >= 12.0, "{metrics:?}");
+    assert_replay_of_patch_equals_served_but_for_restarts(
+        &log,
+        &wav,
+        Some(&patch),
+        1,
+        metrics["underruns"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
