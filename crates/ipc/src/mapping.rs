@@ -40,6 +40,17 @@ pub fn live_segments() -> usize {
     LIVE_SEGMENTS.load(Ordering::Relaxed)
 }
 
+/// When the pages of a mapping become memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Residency {
+    /// All at once, when mapped: what the audio path touches (rings, headers) never
+    /// waits for a page.
+    Populated,
+    /// Each when first touched: a large area of which a part is used (the snapshot
+    /// area, sized for the largest patch that may ever run) costs only that part.
+    OnTouch,
+}
+
 /// A memfd together with a read/write `MAP_SHARED` mapping of all of it.
 ///
 /// Unmapped on drop (the fd is closed with it). The mapping's length is a
@@ -60,19 +71,29 @@ unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
     /// Creates a new zero-filled, sealed memfd segment of `len` bytes and maps
-    /// it. `len` must be a non-zero multiple of 8.
+    /// it, every page resident at once. `len` must be a non-zero multiple of 8.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
+        Self::create_with(name, len, Residency::Populated)
+    }
+
+    /// As [`create`](Self::create), with pages resident as `residency` says.
+    pub(crate) fn create_with(name: &str, len: usize, residency: Residency) -> io::Result<Self> {
         check_len(len)?;
         let fd = fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         fs::ftruncate(&fd, len as u64)?;
         fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        Self::map(fd, len)
+        Self::map(fd, len, residency)
     }
 
     /// Maps an existing segment (for instance an inherited memfd) with the
     /// length the file has now, which must not exceed `max_len` (so a bogus fd
     /// cannot make us map and populate an absurd amount of memory).
     pub(crate) fn open(fd: OwnedFd, max_len: usize) -> io::Result<Self> {
+        Self::open_with(fd, max_len, Residency::Populated)
+    }
+
+    /// As [`open`](Self::open), with pages resident as `residency` says.
+    pub(crate) fn open_with(fd: OwnedFd, max_len: usize, residency: Residency) -> io::Result<Self> {
         let stat = fs::fstat(&fd)?;
         let len = usize::try_from(stat.st_size)
             .ok()
@@ -87,10 +108,14 @@ impl SharedMapping {
                 )
             })?;
         check_len(len)?;
-        Self::map(fd, len)
+        Self::map(fd, len, residency)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+    fn map(fd: OwnedFd, len: usize, residency: Residency) -> io::Result<Self> {
+        let populate = match residency {
+            Residency::Populated => MapFlags::POPULATE,
+            Residency::OnTouch => MapFlags::empty(),
+        };
         // SAFETY: we ask the kernel for a fresh mapping at an address of its
         // choice (null hint, no MAP_FIXED), so no existing memory is
         // affected. `fd` is an open file of at least `len` bytes (checked by
@@ -100,7 +125,7 @@ impl SharedMapping {
                 ptr::null_mut(),
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::POPULATE,
+                MapFlags::SHARED | populate,
                 &fd,
                 0,
             )

@@ -1,7 +1,11 @@
 //! The snapshot area: a memfd through which a joining worker receives the
 //! active worker's engine state at a block boundary (DESIGN.md invariant 5).
 //!
-//! It is its own segment, sized by the supervisor once the patch is compiled.
+//! It is its own segment, sized by the supervisor for the largest patch that may ever
+//! run ([`MAX_SNAPSHOT_BYTES`]), so a live edit to a patch of any size loads without a
+//! new segment; its pages become memory only when a snapshot first touches them (the
+//! mapping is not populated, and the processes lock pages on fault), so the area costs
+//! the largest snapshot written, not its capacity.
 //! One writer at a time (the active worker; the supervisor guarantees it by
 //! having only one active worker), any number of readers (joining workers, or
 //! the supervisor keeping the last good snapshot). The area holds one
@@ -34,7 +38,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::error::IpcError;
-use crate::mapping::SharedMapping;
+use crate::mapping::{Residency, SharedMapping};
 
 /// "CHRNSNAP" as a little-endian u64: identifies a snapshot area.
 pub const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNSNAP");
@@ -109,9 +113,11 @@ impl SnapshotArea {
             });
         }
         let len = byte_len_for(capacity_bytes);
-        let map = SharedMapping::create(name, len).map_err(|source| IpcError::Create {
-            name: name.to_owned(),
-            source,
+        let map = SharedMapping::create_with(name, len, Residency::OnTouch).map_err(|source| {
+            IpcError::Create {
+                name: name.to_owned(),
+                source,
+            }
         })?;
         let w = map.words();
         w[W_VERSION].store(SNAPSHOT_VERSION, Ordering::Relaxed);
@@ -133,8 +139,9 @@ impl SnapshotArea {
     /// [`IpcError::TooLarge`] or [`IpcError::SizeMismatch`] if the header does
     /// not describe this segment.
     pub fn attach(fd: OwnedFd) -> Result<Self, IpcError> {
-        let map = SharedMapping::open(fd, byte_len_for(MAX_SNAPSHOT_BYTES))
-            .map_err(|source| IpcError::Map { source })?;
+        let map =
+            SharedMapping::open_with(fd, byte_len_for(MAX_SNAPSHOT_BYTES), Residency::OnTouch)
+                .map_err(|source| IpcError::Map { source })?;
         if map.len() < HEADER_BYTES {
             return Err(IpcError::TooSmall {
                 what: "snapshot area",
@@ -306,6 +313,34 @@ mod tests {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         })
+    }
+
+    /// Memory the area's memfd holds, in KiB (its allocated blocks).
+    fn held_kib(area: &SnapshotArea) -> u64 {
+        rustix::fs::fstat(area.fd()).unwrap().st_blocks as u64 / 2
+    }
+
+    #[test]
+    fn the_largest_area_costs_only_the_snapshot_written_in_it() {
+        let area = SnapshotArea::create("chronus-test-big", MAX_SNAPSHOT_BYTES).unwrap();
+        let mapped = held_kib(&area);
+        let snapshot = vec![7u8; 4 << 20];
+        let meta = SnapshotMeta {
+            request: 1,
+            block: 10,
+            last_seq: 0,
+            len: 0,
+        };
+        area.publish(meta, &snapshot).unwrap();
+        let written = held_kib(&area);
+        assert!(mapped <= 64, "{mapped} KiB held once mapped");
+        assert!(
+            (4 * 1024..4 * 1024 + 64).contains(&written),
+            "{written} KiB held once a 4 MiB snapshot is written"
+        );
+        let mut out = Vec::new();
+        assert_eq!(area.read(1, &mut out).map(|m| m.len), Some(4 << 20));
+        assert_eq!(out, snapshot);
     }
 
     #[test]

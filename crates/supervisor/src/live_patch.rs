@@ -60,8 +60,7 @@ impl LivePatch {
     }
 
     /// Compiles `patch` as a worker would, never to render: for its address table, built
-    /// from the real module instances, and the length of its state (to size the snapshot
-    /// area).
+    /// from the real module instances.
     ///
     /// # Errors
     /// When the patch does not compile.
@@ -69,7 +68,7 @@ impl LivePatch {
         patch: &PatchDesc,
         config: EngineConfig,
         fault_injection: bool,
-    ) -> anyhow::Result<(AddressTable, usize)> {
+    ) -> anyhow::Result<AddressTable> {
         let engine = Engine::new(patch, config, 0).context("the patch does not compile")?;
         let compiled = engine.patch();
         let modules: Vec<(String, &'static chronus_dsp::ModuleSpec)> = (0..compiled.node_count()
@@ -78,7 +77,7 @@ impl LivePatch {
             .chain(chronus_engine::sequencer::track_nodes(patch))
             .collect();
         let table = AddressTable::new(&modules, fault_injection);
-        Ok((table, engine.snapshot_len()))
+        Ok(table)
     }
 
     /// The address table of the stamped patch.

@@ -140,12 +140,10 @@ impl Supervisor {
             master: config.master,
             ..EngineConfig::new(config.sample_rate, config.block_frames, config.seed)
         };
-        let (table, state_len) =
-            LivePatch::compile(&config.patch, engine_config, config.allow_fault_injection)?;
-        // Room for the state of a patch several times larger than the first one, so
-        // live edits can grow it; at least 2 MiB.
-        let resumed_len = resume.as_ref().map_or(0, |r| r.saved.point.snapshot.len());
-        let snapshot_capacity = (state_len * 4).max(resumed_len * 2).max(2 << 20);
+        let table = LivePatch::compile(&config.patch, engine_config, config.allow_fault_injection)?;
+        // Room for the state of any patch that fits in memory (the pages are memory only
+        // once a snapshot touches them): a live edit never outgrows it.
+        let snapshot_capacity = chronus_ipc::MAX_SNAPSHOT_BYTES;
         let mut editor = crate::patch_editor::PatchEditor::new(
             config.patch.clone(),
             engine_config,
