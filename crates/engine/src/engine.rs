@@ -506,7 +506,17 @@ impl Engine {
             SwitchAt::Now
         };
         let (whole, sequencer) = if at.tracks_only() {
-            let sequencer = Sequencer::new(&desc, self.latest_patch(), self.config.sample_rate)?;
+            let latest = match (self.staged.last(), &self.tracks_switch) {
+                (Some(staged), _) => &staged.sequencer,
+                (None, Some(tracks)) => &tracks.sequencer,
+                (None, None) => &self.sequencer,
+            };
+            let sequencer = Sequencer::new_reusing(
+                &desc,
+                self.latest_patch(),
+                self.config.sample_rate,
+                Some(latest),
+            )?;
             (None, sequencer)
         } else {
             let patch = compile(&desc, self.config)?;

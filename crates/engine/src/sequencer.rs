@@ -181,6 +181,8 @@ struct Cursor {
 #[derive(Debug, Clone)]
 struct Track {
     name: String,
+    /// Its pattern's text, to know a table that can be reused.
+    pattern: String,
     /// The instrument's node.
     instrument: u16,
     /// Beats one cycle of the pattern lasts.
@@ -264,6 +266,21 @@ impl Sequencer {
     /// instrument (or none in the patch), `bars` out of `1..=64`, a repeated track name,
     /// too many tracks, a tempo or swing out of range.
     pub fn new(desc: &PatchDesc, patch: &Patch, sample_rate: u32) -> Result<Sequencer, PatchError> {
+        Sequencer::new_reusing(desc, patch, sample_rate, None)
+    }
+
+    /// [`Sequencer::new`], taking over from `previous` the table of each track whose
+    /// pattern is the same text: a live edit of one track evaluates that track's pattern
+    /// only (a table of thousands of events costs milliseconds, paid in the workers).
+    ///
+    /// # Errors
+    /// As [`Sequencer::new`].
+    pub fn new_reusing(
+        desc: &PatchDesc,
+        patch: &Patch,
+        sample_rate: u32,
+        previous: Option<&Sequencer>,
+    ) -> Result<Sequencer, PatchError> {
         let clock_desc = desc.clock.unwrap_or_default();
         let invalid = |name: &str, reason: String| PatchError::Track {
             name: name.to_string(),
@@ -340,15 +357,26 @@ impl Sequencer {
                     format!("bars = {}: a cycle lasts 1 to {MAX_BARS} bars", t.bars),
                 ));
             }
-            let events = chronus_pattern::parse(&t.pattern)
-                .and_then(|p| p.events())
-                .map_err(|e| invalid(&t.name, pointed(&e, &t.pattern)))?;
+            let same = previous
+                .into_iter()
+                .flat_map(|p| &p.tracks)
+                .find(|known| known.pattern == t.pattern);
+            let (cycles, events) = match same {
+                Some(known) => (known.cycles, known.events.clone()),
+                None => {
+                    let table = chronus_pattern::parse(&t.pattern)
+                        .and_then(|p| p.events())
+                        .map_err(|e| invalid(&t.name, pointed(&e, &t.pattern)))?;
+                    (table.cycles, table.events)
+                }
+            };
             tracks.push(Track {
                 name: t.name.clone(),
+                pattern: t.pattern.clone(),
                 instrument,
                 beats_per_cycle: u64::from(t.bars) * BEATS_PER_BAR,
-                cycles: events.cycles,
-                events: events.events,
+                cycles,
+                events,
                 playing: t.playing,
                 pending_run: None,
                 cursor: None,
@@ -724,6 +752,18 @@ fn millibpm_range() -> std::ops::RangeInclusive<u32> {
 
 /// A pattern's error with the pattern on a line of its own and a caret under the
 /// culprit; a long pattern shows only the 60 characters around it.
+/// Whether `pattern` can be played by a track: it parses and one cycle of it is within
+/// the limits; else the reason, pointing at the mistake (as a patch file's error does).
+///
+/// # Errors
+/// The parser's error, with the part of the pattern around it and a caret.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    chronus_pattern::parse(pattern)
+        .and_then(|p| p.events())
+        .map(|_| ())
+        .map_err(|e| pointed(&e, pattern))
+}
+
 fn pointed(e: &chronus_pattern::PatternError, pattern: &str) -> String {
     const AROUND: usize = 30;
     let chars: Vec<char> = pattern.chars().collect();

@@ -174,6 +174,25 @@ fn each_track_can_be_edited_live_on_the_bar_or_the_beat() {
     // Refused, with the reason: when is bar or beat; bars 1..=64; a pattern is text.
     let when = edit(&t, "/seq/bass/pattern", vec![text("c2"), text("now")]).unwrap_err();
     assert!(when.contains("'bar'") && when.contains("'beat'"), "{when}");
+    let when = edit(
+        &t,
+        "/seq/bass/length",
+        vec![OscType::Int(2), text("sixteenth")],
+    );
+    assert!(when.unwrap_err().contains("'beat'"));
+    // Checked when decoded, so a bundle holding a bad edit is refused whole: a pattern
+    // that does not parse (pointing at the mistake), an instrument the patch lacks.
+    let pattern = edit(&t, "/seq/bass/pattern", vec![text("c2 [e2")]).unwrap_err();
+    assert!(
+        pattern.starts_with("/seq/bass/pattern: ") && pattern.contains("never closed"),
+        "{pattern}"
+    );
+    assert!(pattern.contains("^"), "{pattern}");
+    let tuba = edit(&t, "/seq/bass/instrument", vec![text("tuba")]).unwrap_err();
+    assert!(
+        tuba.contains("unknown instrument 'tuba' (instruments: keys)"),
+        "{tuba}"
+    );
     assert!(edit(&t, "/seq/bass/length", vec![OscType::Int(65)]).is_err());
     assert!(edit(&t, "/seq/bass/length", vec![OscType::Int(0)]).is_err());
     assert!(edit(&t, "/seq/bass/pattern", vec![OscType::Int(3)]).is_err());

@@ -702,9 +702,16 @@ impl Notifier {
 
 impl Notifier {
     /// Pushes `seq` when the clock reached another sixteenth since the last push (or
-    /// stopped, or started).
+    /// stopped, or started). Only a joined, live worker is listened to (a pair restored
+    /// after a double fault says where it is catching up, behind the music, until it
+    /// joins), so each step is pushed once.
     fn push_step(&mut self) {
-        let counts = self.shared.engine_counts();
+        let Some(counts) = self.shared.joined_engine_counts() else {
+            return;
+        };
+        if counts.clock_millibpm == 0 {
+            return;
+        }
         let running = counts.clock_millibeats != WorkerCounts::CLOCK_STOPPED;
         let beats = if running {
             counts.clock_millibeats as f64 / 1000.0

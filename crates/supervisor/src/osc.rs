@@ -310,6 +310,13 @@ impl OscServer {
                         .unwrap_or_default();
                     self.send(&reply::params_reply(&id, &params), from);
                 }
+                // A track edit carries the whole running patch; timed for later, it would
+                // undo the edits sent after it once it lands: refused, with the reason.
+                Request::Patch(PatchEdit::Track { .. }) if matches!(decoded.time, When::At(_)) => {
+                    Metrics::bump(&metrics.commands_rejected_patch_edit);
+                    let reason = "a track edit is not timed: it lands on the next bar line (or beat) after it arrives; send it outside a timed bundle";
+                    self.send(&reply::fail(&decoded.address, reason), from);
+                }
                 Request::Patch(edit) => self.edit_patch(edit, &decoded.address, from),
                 Request::Status => {
                     answered(metrics);

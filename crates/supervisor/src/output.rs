@@ -435,6 +435,16 @@ impl OutputShared {
         self.slots[active].slot.counts()
     }
 
+    /// [`engine_counts`](Self::engine_counts), but only from a worker that has joined and
+    /// lives: what it says of its engine is where the music is (a pair restored after a
+    /// double fault says where it is catching up, behind it, until it joins).
+    pub fn joined_engine_counts(&self) -> Option<WorkerCounts> {
+        let link = &self.slots[self.active.load(Ordering::Acquire).min(1)];
+        let live =
+            link.ready.load(Ordering::Acquire) && link.dead_since_ns.load(Ordering::Acquire) == 0;
+        live.then(|| link.slot.counts())
+    }
+
     /// The depth now, in blocks (see [`crate::depth`]).
     pub fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)

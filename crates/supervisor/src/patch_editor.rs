@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chronus_dsp::modules::note;
 use chronus_dsp::{ModuleDesc, Patch, PatchDesc, TrackDesc};
+use chronus_engine::engine::MAX_PATCH_TEXT;
 use chronus_engine::{Command, Engine, EngineConfig};
 use chronus_protocol::TrackChange;
 
@@ -399,7 +400,7 @@ impl PatchEditor {
             }
         }
         let patch = self.compile(&draft)?;
-        self.check_fits(&draft, 0)?;
+        self.check_fits(&draft)?;
         self.version += 1;
         self.adopt(&patch);
         self.current = draft;
@@ -419,13 +420,14 @@ impl PatchEditor {
 
 impl PatchEditor {
     /// A live edit of track `track` (`/seq/<track>/pattern`, `…/instrument`,
-    /// `…/length`): the running patch with that track changed, checked as a commit is
-    /// (a pattern that does not parse, an unknown instrument: the reason, pointing at the
-    /// mistake), ready to be sent as a tracks switch. A draft being edited gets the same
-    /// change, so committing it later keeps it.
+    /// `…/length`): the running patch with that track changed, ready to be sent as a
+    /// tracks switch. The change itself was checked when the message was decoded (the
+    /// pattern parses, the instrument exists, the length is in range), so nothing is
+    /// compiled here: an edit costs the OSC thread the patch's text, not its sound. A
+    /// draft being edited gets the same change, so committing it later keeps it.
     ///
     /// # Errors
-    /// No such track, or the changed patch does not compile or would not fit.
+    /// No such track, or the patch's text grows beyond what a switch carries.
     pub fn edit_track(
         &mut self,
         track: &str,
@@ -436,9 +438,13 @@ impl PatchEditor {
             return Err(format!("no track '{track}' in the running patch"));
         };
         apply_track_change(desc, change);
-        // Until the switch lands, a snapshot holds the new text beside the running one.
-        let waiting = edited.to_toml_string().len();
-        self.check_fits(&edited, waiting)?;
+        let text = edited.to_toml_string();
+        if text.len() > MAX_PATCH_TEXT {
+            return Err(format!(
+                "the patch's text would grow to {} bytes, beyond the {MAX_PATCH_TEXT} a patch switch carries",
+                text.len()
+            ));
+        }
         if let Some(draft) = &mut self.draft {
             if let Some(desc) = draft.tracks.iter_mut().find(|t| t.name == track) {
                 apply_track_change(desc, change);
@@ -448,7 +454,7 @@ impl PatchEditor {
         self.current = edited;
         Ok(CommittedPatch {
             version: self.version,
-            text: self.current.to_toml_string(),
+            text,
             modules: self
                 .modules
                 .iter()
@@ -459,10 +465,10 @@ impl PatchEditor {
     }
 
     /// Whether `desc` compiles (its tracks too) and an engine playing it fits the
-    /// snapshot area that lets a spare join, with `extra` bytes more.
-    fn check_fits(&self, desc: &PatchDesc, extra: usize) -> Result<(), String> {
+    /// snapshot area that lets a spare join.
+    fn check_fits(&self, desc: &PatchDesc) -> Result<(), String> {
         let engine = Engine::new(desc, self.config, 0).map_err(|e| e.to_string())?;
-        let needed = engine.snapshot_len() + extra;
+        let needed = engine.snapshot_len();
         if needed > self.snapshot_capacity {
             return Err(format!(
                 "the patch's state ({needed} bytes) would not fit the snapshot area ({} bytes) that lets a spare join; use fewer or smaller modules",

@@ -1247,7 +1247,7 @@ pub fn engine_command_addresses() -> String {
     let mut names = vec![
         format!("{MOD_PREFIX}…"),
         format!("{GATE_PREFIX}…"),
-        format!("{}…", sequencer::SEQ_PREFIX),
+        format!("{}<track>/start|stop", sequencer::SEQ_PREFIX),
     ];
     names.extend(
         FIXED
@@ -2098,7 +2098,7 @@ pub(crate) mod tests {
     fn engine_command_addresses_are_the_tables_engine_commands() {
         assert_eq!(
             engine_command_addresses(),
-            "/mod/…, /gate/…, /seq/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
+            "/mod/…, /gate/…, /seq/<track>/start|stop, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
         );
         let t = AddressTable::new(&[], false);
         for address in [ENGINE_GAIN, TEST, RAMP] {

@@ -12,7 +12,7 @@
 
 use chronus_dsp::spec::Unit;
 use chronus_engine::command::{Command, SwitchAt};
-use chronus_engine::sequencer::{MAX_BARS, MAX_BPM, MAX_SWING, MIN_BPM, STRAIGHT};
+use chronus_engine::sequencer::{check_pattern, MAX_BARS, MAX_BPM, MAX_SWING, MIN_BPM, STRAIGHT};
 
 use super::{AddressTable, Call, Fixed, PatchEdit, Request, TrackChange, MAX_NAME_BYTES};
 use crate::signature::{ArgKind, ArgSpec, Value};
@@ -141,7 +141,9 @@ pub(crate) enum TrackField {
 /// The optional last argument of a track edit: when it lands.
 const WHEN: ArgSpec = ArgSpec {
     name: "when",
-    kind: ArgKind::Text { max_len: 4 },
+    kind: ArgKind::Text {
+        max_len: MAX_NAME_BYTES,
+    },
     optional: true,
 };
 
@@ -226,9 +228,25 @@ pub(crate) fn track_edit(
         .track_name(track)
         .ok_or_else(|| call.internal())?
         .to_string();
+    // Checked here, so a bundle holding a bad edit is refused whole.
     let change = match field {
-        TrackField::Pattern => TrackChange::Pattern(call.text(0)?),
-        TrackField::Instrument => TrackChange::Instrument(call.text(0)?),
+        TrackField::Pattern => {
+            let pattern = call.text(0)?;
+            check_pattern(&pattern).map_err(|reason| format!("{}: {reason}", call.address))?;
+            TrackChange::Pattern(pattern)
+        }
+        TrackField::Instrument => {
+            let name = call.text(0)?;
+            if call.table.instrument(&name).is_none() {
+                let known: Vec<&str> = call.table.instruments().map(|(n, _)| n).collect();
+                return Err(format!(
+                    "{}: unknown instrument '{name}' (instruments: {})",
+                    call.address,
+                    known.join(", ")
+                ));
+            }
+            TrackChange::Instrument(name)
+        }
         TrackField::Length => {
             TrackChange::Bars(u32::try_from(call.int(0)?).map_err(|_| call.internal())?)
         }
