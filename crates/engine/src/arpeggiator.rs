@@ -83,22 +83,33 @@ pub enum ArpSetting {
 /// # Errors
 /// The reason, for `/fail` and patch errors.
 pub fn rate_ticks(beats: f64) -> Result<u32, String> {
+    let shown = shown(beats);
     let min = f64::from(MIN_RATE_TICKS) / f64::from(TICKS_PER_BEAT);
     let max = f64::from(MAX_RATE_TICKS) / f64::from(TICKS_PER_BEAT);
     if !beats.is_finite() || beats < min - 1e-9 || beats > max + 1e-9 {
         return Err(format!(
-            "rate {beats}: a step lasts 1/32 ({min}) to {max} beats"
+            "rate {shown}: a step lasts 1/32 ({min}) to {max} beats"
         ));
     }
     let ticks = beats * f64::from(TICKS_PER_BEAT);
     let whole = ticks.round();
     if (ticks - whole).abs() > 0.05 {
         return Err(format!(
-            "rate {beats}: steps are whole 96ths of a beat (0.25 sixteenths, 0.3333 triplet eighths, 0.5 eighths); nearest {:.4}",
+            "rate {shown}: steps are whole 96ths of a beat (0.25 sixteenths, 0.3333 triplet eighths, 0.5 eighths); nearest {:.4}",
             whole / f64::from(TICKS_PER_BEAT)
         ));
     }
     Ok(whole as u32)
+}
+
+/// `value` as a person wrote it: an `f32` from OSC widened to `f64` shows as 0.33, not
+/// 0.33000001311302185.
+fn shown(value: f64) -> f64 {
+    if value.is_finite() {
+        (value * 1e6).round() / 1e6
+    } else {
+        value
+    }
 }
 
 /// The gate in thousandths of a step, or why it is out of range.
@@ -108,7 +119,8 @@ pub fn rate_ticks(beats: f64) -> Result<u32, String> {
 pub fn gate_permille(gate: f64) -> Result<u16, String> {
     if !gate.is_finite() || gate < f64::from(MIN_GATE) - 1e-6 || gate > f64::from(MAX_GATE) + 1e-6 {
         return Err(format!(
-            "gate {gate}: a note lasts {MIN_GATE} to {MAX_GATE} of its step"
+            "gate {}: a note lasts {MIN_GATE} to {MAX_GATE} of its step",
+            shown(gate)
         ));
     }
     Ok((gate.clamp(f64::from(MIN_GATE), f64::from(MAX_GATE)) * 1000.0).round() as u16)
@@ -1064,6 +1076,45 @@ mod tests {
         assert_eq!(r.remaining(), 0);
         before.extend(run(&mut restored, 150_001, 400_000, &mut []));
         assert_eq!(before, all);
+    }
+
+    #[test]
+    fn a_patch_switch_keeps_the_arpeggio_unless_its_declaration_changed() {
+        let declared = ArpDesc {
+            mode: ArpMode::Down,
+            ..ArpDesc::default()
+        };
+        let mut old = rig_with(Some(declared), 1);
+        let mut chord = |r: &mut Rig, now: u64| press(r, now, &[60.0, 64.0, 67.0]);
+        let mut faster = |r: &mut Rig, now: u64| {
+            let keys = r.keys;
+            r.arps
+                .set(now, &r.seq, &mut r.patch, keys, ArpSetting::Rate(12));
+        };
+        let before = run(
+            &mut old,
+            0,
+            20_000,
+            &mut [(0, &mut chord), (10, &mut faster)],
+        );
+        assert_eq!(notes(&before)[..3], [67.0, 64.0, 60.0]);
+        // The same declaration (an edit of other parts): keys, place and the rate set
+        // live go on.
+        let mut same = rig_with(Some(declared), 1);
+        same.arps.take_over(&old.arps, 20_001, &old.seq);
+        same.seq = old.seq.clone();
+        let after = run(&mut same, 20_001, 30_000, &mut []);
+        assert_eq!(frames(&after), [21_000, 24_000, 27_000, 30_000]);
+        assert_eq!(after[0].1, [67.0, 64.0, 60.0][before.len() % 3]);
+        // Another declaration: its own settings, the keys still held.
+        let mut other = rig_with(Some(ArpDesc::default()), 1);
+        other.arps.take_over(&old.arps, 20_001, &old.seq);
+        other.seq = old.seq.clone();
+        let after = run(&mut other, 20_001, 30_000, &mut []);
+        assert_eq!(frames(&after), [24_000, 30_000]);
+        let up = [60.0, 64.0, 67.0];
+        let n = before.len();
+        assert_eq!(notes(&after), [up[n % 3], up[(n + 1) % 3]]);
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn bad_values_are_refused_with_the_reason() {
     );
     let r = reason("/arp/keys/rate", vec![OscType::Float(0.33)]);
     assert!(
-        r.starts_with("/arp/keys/rate: rate 0.33")
+        r.starts_with("/arp/keys/rate: rate 0.33: ")
             && r.contains("whole 96ths of a beat")
             && r.contains("nearest 0.3333"),
         "{r}"
