@@ -1647,6 +1647,55 @@ pattern = "PATTERN"
     }
 
     #[test]
+    fn an_arpeggio_plays_on_unmoved_through_a_tracks_switch() {
+        let mut desc = PatchDesc::default_patch();
+        desc.instruments[0].arp = Some(chronus_dsp::ArpDesc {
+            octaves: 3,
+            ..chronus_dsp::ArpDesc::default()
+        });
+        desc.tracks.push(chronus_dsp::TrackDesc {
+            name: "t".to_string(),
+            instrument: None,
+            pattern: "~".to_string(),
+            bars: 1,
+            playing: true,
+        });
+        let play = |switch: bool| {
+            let mut engine = Engine::new(&desc, config(), 0).unwrap();
+            let keys = engine.patch().node_index("keys").unwrap();
+            for (seq, note) in [(1, 60.0), (2, 64.0)] {
+                let command = Command::NoteOn {
+                    instrument: keys,
+                    note,
+                    velocity: 100.0,
+                    id: 0,
+                };
+                let frame = 1_000;
+                engine
+                    .receive(StampedCommand {
+                        seq,
+                        frame,
+                        command,
+                    })
+                    .unwrap();
+            }
+            let mut edited = desc.clone();
+            edited.tracks[0].pattern = "~ ~".to_string();
+            if switch {
+                let text = edited.to_toml_string();
+                send_switch(&mut engine, 3, 30_000, 2, &text, SwitchAt::TracksAtBar);
+            }
+            let out = render(&mut engine, 2_000);
+            (out, track_pattern(&engine))
+        };
+        let (switched, pattern) = play(true);
+        assert_eq!(pattern, "~ ~", "the tracks switch landed");
+        let (straight, _) = play(false);
+        assert!(switched.iter().any(|&x| x != 0.0));
+        assert!(switched == straight, "the arpeggio did not move");
+    }
+
+    #[test]
     fn garbled_snapshot_is_refused_and_engine_untouched() {
         let mut engine = engine();
         let before = render(&mut engine, 1);
