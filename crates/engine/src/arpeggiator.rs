@@ -25,8 +25,10 @@
 //! on its grid, the multiples of the rate from beat 0 (so an arpeggio stays in phase with
 //! the tracks), and the first key waits for the next grid line. While the clock is
 //! stopped, an arpeggio still plays, at the clock's tempo, its grid anchored on the first
-//! key: what a musician expects from pressing keys on a stopped synth. Starting or
-//! stopping the clock puts a running arpeggio on the new grid at once.
+//! key: what a musician expects from pressing keys on a stopped synth. Stopping the clock,
+//! or changing its tempo while stopped, leaves the next step where it was due (the
+//! arpeggio goes on in rhythm, straight, at the clock's tempo); starting the clock puts a
+//! running arpeggio on bar 1's grid at once.
 //!
 //! **Turning it off** with keys held makes them sound as plain held notes until they are
 //! released (their note-offs reach the instrument as always); turning it on starts with
@@ -212,6 +214,10 @@ struct Arpeggiator {
     next: Option<Time>,
     /// State of the random order's generator (xorshift64*, never 0).
     rng: u64,
+    /// The frame of the next step, kept while the clock's beats move under it
+    /// ([`Arpeggiators::keep_steps_through`]); only meaningful during that call, so not
+    /// in the snapshot.
+    kept_frame: Option<u64>,
 }
 
 impl Arpeggiator {
@@ -399,6 +405,7 @@ impl Arpeggiators {
                 origin: Time::ZERO,
                 next: None,
                 rng: splitmix(seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                kept_frame: None,
             });
         }
         Ok(Arpeggiators { arps })
@@ -497,18 +504,43 @@ impl Arpeggiators {
         }
     }
 
-    /// The clock started or stopped (its beats start again from 0 at `now`), or its
-    /// tempo changed while stopped: each running arpeggio goes on, from `now`, on the
-    /// new grid.
-    pub fn clock_changed(&mut self, now: u64, seq: &Sequencer) {
+    /// The clock started (its beats start again from 0 at `now`): each running arpeggio
+    /// goes on from `now`, on the new grid, in phase with the tracks starting with it.
+    pub fn clock_started(&mut self, now: u64, seq: &Sequencer) {
         for arp in &mut self.arps {
             if arp.next.is_some() {
-                arp.origin = if seq.running() {
-                    Time::ZERO
-                } else {
-                    seq.beat_at_frame(now).unwrap_or(Time::ZERO)
-                };
+                arp.origin = Time::ZERO;
                 arp.place(now, seq);
+            }
+        }
+    }
+
+    /// Applies `change` to the clock at `now` (a stop, or a tempo change while stopped:
+    /// changes that move its beats to other frames at once) keeping each running
+    /// arpeggio's next step on the frame it was due: the arpeggio goes on in rhythm, its
+    /// steps after that one at the clock's (new) tempo, anchored there.
+    pub fn keep_steps_through(
+        &mut self,
+        now: u64,
+        seq: &mut Sequencer,
+        change: impl FnOnce(&mut Sequencer),
+    ) {
+        for arp in &mut self.arps {
+            arp.kept_frame = arp.next.and_then(|beat| seq.note_frame(beat));
+        }
+        change(seq);
+        for arp in &mut self.arps {
+            let Some(frame) = arp.kept_frame.take() else {
+                continue;
+            };
+            let frame = frame.max(now);
+            match seq.beat_at_frame(frame) {
+                Some(beat) if !seq.running() => {
+                    arp.origin = beat;
+                    arp.next = Some(beat);
+                }
+                // Running (a change that moved no beat): the grid stays.
+                _ => {}
             }
         }
     }
@@ -976,13 +1008,13 @@ mod tests {
     fn starting_the_clock_puts_the_arpeggio_on_its_grid() {
         let mut rig = rig(ArpMode::Up, 1, 0.5);
         let mut stop = |r: &mut Rig, now: u64| {
-            r.seq.run_clock(now, false);
-            r.arps.clock_changed(now, &r.seq);
+            r.arps
+                .keep_steps_through(now, &mut r.seq, |s| s.run_clock(now, false));
         };
         let mut chord = |r: &mut Rig, now: u64| press(r, now, &[60.0, 64.0]);
         let mut start = |r: &mut Rig, now: u64| {
             r.seq.run_clock(now, true);
-            r.arps.clock_changed(now, &r.seq);
+            r.arps.clock_started(now, &r.seq);
         };
         let played = run(
             &mut rig,
@@ -994,6 +1026,46 @@ mod tests {
         assert_eq!(
             frames(&played),
             [1_000, 7_000, 13_000, 19_000, 20_001, 26_001, 32_001, 38_001]
+        );
+    }
+
+    #[test]
+    fn stopping_the_clock_or_changing_its_tempo_while_stopped_keeps_the_rhythm() {
+        let clock = chronus_dsp::ClockDesc {
+            bpm: 120.0,
+            swing: 0.6,
+        };
+        let mut desc = PatchDesc::default_patch();
+        desc.clock = Some(clock);
+        desc.instruments[0].arp = Some(ArpDesc::default());
+        let patch = Patch::compile(&desc, RATE as f32, 64, 0).unwrap();
+        let mut rig = Rig {
+            seq: Sequencer::new(&desc, &patch, RATE).unwrap(),
+            arps: Arpeggiators::new(&desc, &patch, 0).unwrap(),
+            keys: patch.node_index("keys").unwrap(),
+            patch,
+        };
+        let mut chord = |r: &mut Rig, now: u64| press(r, now, &[60.0, 64.0]);
+        let mut stop = |r: &mut Rig, now: u64| {
+            r.arps
+                .keep_steps_through(now, &mut r.seq, |s| s.run_clock(now, false));
+        };
+        let mut slower = |r: &mut Rig, now: u64| {
+            r.arps
+                .keep_steps_through(now, &mut r.seq, |s| s.set_tempo(now, 60.0));
+        };
+        let played = run(
+            &mut rig,
+            0,
+            72_000,
+            &mut [(0, &mut chord), (13_000, &mut stop), (31_000, &mut slower)],
+        );
+        // Swung sixteenths (pairs of 12,000, the off-beat at 0.6: 7,200) while the clock
+        // runs; stopped at 13,000 the step due at 19,200 stays and the arpeggio goes on
+        // straight from it at 120 bpm; at 60 bpm from 31,200 (the step due then).
+        assert_eq!(
+            frames(&played),
+            [0, 7_200, 12_000, 19_200, 25_200, 31_200, 43_200, 55_200, 67_200]
         );
     }
 

@@ -788,21 +788,30 @@ impl Engine {
                 self.patch.panic_notes();
                 self.arps.panic();
             }
-            Command::ClockTempo { bpm } => {
+            Command::ClockTempo { bpm } if self.sequencer.running() => {
+                // On the next beat: no beat moves, no arpeggio step either.
                 self.sequencer.set_tempo(now, f64::from(bpm));
-                // A stopped clock changes tempo at once, moving its beats: the arpeggios
-                // go on from here. A running one changes on a beat, moving none.
-                if !self.sequencer.running() {
-                    self.arps.clock_changed(now, &self.sequencer);
-                }
+            }
+            Command::ClockTempo { bpm } => {
+                // A stopped clock changes tempo at once, moving its beats: each arpeggio's
+                // next step stays where it was due, the ones after at the new tempo.
+                self.arps.keep_steps_through(now, &mut self.sequencer, |s| {
+                    s.set_tempo(now, f64::from(bpm));
+                });
             }
             Command::ClockSwing { swing } => self.sequencer.set_swing(f64::from(swing)),
-            Command::ClockRun { on } => {
+            Command::ClockRun { on: true } => {
                 let was = self.sequencer.running();
-                self.sequencer.run_clock(now, on);
-                if was != on {
-                    self.arps.clock_changed(now, &self.sequencer);
+                self.sequencer.run_clock(now, true);
+                if !was {
+                    // Bar 1 starts now: the arpeggios fall onto its grid.
+                    self.arps.clock_started(now, &self.sequencer);
                 }
+            }
+            Command::ClockRun { on: false } => {
+                // The arpeggios go on in rhythm, at the tempo the clock stopped with.
+                self.arps
+                    .keep_steps_through(now, &mut self.sequencer, |s| s.run_clock(now, false));
             }
             Command::Arp {
                 instrument,
