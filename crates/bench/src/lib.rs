@@ -314,6 +314,7 @@ pub fn poly_instrument() -> PatchDesc {
             Connection::new("filter", "gain"),
             Connection::new("gain", "out"),
         ],
+        arp: None,
     };
     PatchDesc {
         modules: vec![ModuleDesc::new("out", "output")],

@@ -41,8 +41,8 @@ pub use module::{Module, MAX_PORTS};
 pub use modules::{all_specs, create, spec_for};
 pub use params::{Params, MAX_PARAMS};
 pub use patch::{
-    ClockDesc, Connection, Expression, InstrumentDesc, ModuleDesc, Patch, PatchDesc, PatchError,
-    TrackDesc, INSTRUMENT_SPEC,
+    ArpDesc, ArpMode, ClockDesc, Connection, Expression, InstrumentDesc, ModuleDesc, Patch,
+    PatchDesc, PatchError, TrackDesc, INSTRUMENT_SPEC,
 };
 pub use smoother::Smoother;
 pub use spec::{ModuleSpec, ParamSpec, PortSpec, Rate, Unit};

@@ -5,7 +5,11 @@
 //! every worker as a fixed-size [`CommandRecord`]. Both workers apply the same records at
 //! the same frames, which is what keeps them in lockstep.
 
-use chronus_dsp::Expression;
+use chronus_dsp::{ArpMode, Expression};
+
+use crate::arpeggiator::{
+    ArpSetting, MAX_GATE, MAX_OCTAVES, MAX_RATE_TICKS, MIN_GATE, MIN_OCTAVES, MIN_RATE_TICKS,
+};
 use chronus_ipc::CommandRecord;
 
 /// Index of a module instance in a compiled patch (its position in the patch description).
@@ -128,6 +132,13 @@ pub enum Command {
         /// Start (true) or stop.
         on: bool,
     },
+    /// Change a setting of an instrument's arpeggiator (`/arp/<instrument>/…`).
+    Arp {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// The setting and its new value (already checked by the address table).
+        setting: ArpSetting,
+    },
     /// Switch to patch `version`, whose TOML text (`len` bytes) arrived in
     /// [`Instruction::PatchChunk`] records before this command: the whole patch with a
     /// short crossfade, or only its tracks on the next bar line or beat (`at`).
@@ -205,6 +216,7 @@ mod kind {
     pub const CLOCK_SWING: u32 = 16;
     pub const CLOCK_RUN: u32 = 17;
     pub const TRACK_RUN: u32 = 18;
+    pub const ARP: u32 = 19;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -463,6 +475,20 @@ impl StampedCommand {
                 payload[1] = u64::from(on);
                 kind::TRACK_RUN
             }
+            Command::Arp {
+                instrument,
+                setting,
+            } => {
+                payload[0] = u64::from(instrument);
+                (payload[1], payload[2]) = match setting {
+                    ArpSetting::On(on) => (0, u64::from(on)),
+                    ArpSetting::Mode(mode) => (1, u64::from(mode.code())),
+                    ArpSetting::Octaves(octaves) => (2, u64::from(octaves)),
+                    ArpSetting::Rate(ticks) => (3, u64::from(ticks)),
+                    ArpSetting::Gate(gate) => (4, u64::from(gate.to_bits())),
+                };
+                kind::ARP
+            }
         };
         CommandRecord {
             seq: self.seq,
@@ -598,6 +624,37 @@ impl Instruction {
                 track: small(p[0])?,
                 on: flag(p[1])?,
             }),
+            kind::ARP => {
+                let malformed = RecordError::Malformed(record.kind);
+                let setting = match p[1] {
+                    0 => ArpSetting::On(flag(p[2])?),
+                    1 => ArpSetting::Mode(ArpMode::from_code(p[2]).ok_or(malformed)?),
+                    2 => ArpSetting::Octaves(
+                        u8::try_from(p[2])
+                            .ok()
+                            .filter(|o| (MIN_OCTAVES..=MAX_OCTAVES).contains(o))
+                            .ok_or(malformed)?,
+                    ),
+                    3 => ArpSetting::Rate(
+                        u32::try_from(p[2])
+                            .ok()
+                            .filter(|t| (MIN_RATE_TICKS..=MAX_RATE_TICKS).contains(t))
+                            .ok_or(malformed)?,
+                    ),
+                    4 => {
+                        let gate = float(p[2])?;
+                        if !(MIN_GATE..=MAX_GATE).contains(&gate) {
+                            return Err(malformed);
+                        }
+                        ArpSetting::Gate(gate)
+                    }
+                    _ => return Err(malformed),
+                };
+                stamped(Command::Arp {
+                    instrument: small(p[0])?,
+                    setting,
+                })
+            }
             kind::ENGINE_GAIN => stamped(Command::EngineGain(float(p[0])?)),
             kind::TEST_TONE => stamped(Command::TestTone),
             kind::DEBUG_POISON => stamped(Command::DebugPoison),
@@ -734,6 +791,30 @@ mod tests {
             Command::ClockSwing { swing: 0.66 },
             Command::ClockRun { on: false },
             Command::TrackRun { track: 3, on: true },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::On(true),
+            },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::Mode(ArpMode::UpDown),
+            },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::Mode(ArpMode::Random),
+            },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::Octaves(4),
+            },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::Rate(32),
+            },
+            Command::Arp {
+                instrument: 5,
+                setting: ArpSetting::Gate(0.05),
+            },
         ];
         for (i, command) in commands.into_iter().enumerate() {
             let stamped = StampedCommand {

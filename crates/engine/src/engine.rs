@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use chronus_dsp::{Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter};
 use chronus_ipc::CommandRecord;
 
+use crate::arpeggiator::Arpeggiators;
 use crate::command::{Command, Instruction, PatchChunk, StampedCommand, SwitchAt};
 use crate::master::{Master, MasterConfig};
 use crate::sequencer::Sequencer;
@@ -50,7 +51,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG5");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG6");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,9 +181,10 @@ struct StagedPatch {
     /// What the switch changes: [`SwitchAt::Now`] also for a tracks switch whose patch
     /// sounds different from the one before it (decided when staged, alike everywhere).
     at: SwitchAt,
-    /// The compiled patch and how it takes over its namesakes' state: a whole switch's
-    /// only (a tracks switch keeps the running patch).
-    whole: Option<(Patch, CarryPlan)>,
+    /// The compiled patch, how it takes over its namesakes' state, and its instruments'
+    /// arpeggiators: a whole switch's only (a tracks switch keeps the running patch and
+    /// its arpeggiators).
+    whole: Option<(Patch, CarryPlan, Arpeggiators)>,
     /// Its clock and tracks, compiled with it.
     sequencer: Sequencer,
 }
@@ -201,6 +203,7 @@ pub struct Retired {
     _patch: Option<Patch>,
     _sequencer: Option<Sequencer>,
     _text: Option<String>,
+    _arps: Option<Arpeggiators>,
 }
 
 /// How a new patch takes over the state of the modules it shares with the running one,
@@ -302,6 +305,8 @@ pub struct Engine {
     retired: Vec<Retired>,
     /// The tempo clock and the tracks of the running patch.
     sequencer: Sequencer,
+    /// The arpeggiators of the running patch's instruments.
+    arps: Arpeggiators,
     /// Block to render next.
     next_block: u64,
     /// Commands waiting for their frame, the next due on top; preallocated for
@@ -334,9 +339,11 @@ impl Engine {
     ) -> Result<Engine, PatchError> {
         let patch = compile(desc, config)?;
         let sequencer = Sequencer::new(desc, &patch, config.sample_rate)?;
+        let arps = Arpeggiators::new(desc, &patch, config.seed)?;
         Ok(Engine {
             config,
             sequencer,
+            arps,
             patch,
             patch_text: desc.to_toml_string(),
             incoming: BTreeMap::new(),
@@ -404,7 +411,7 @@ impl Engine {
         self.staged
             .iter()
             .rev()
-            .find_map(|s| s.whole.as_ref().map(|(patch, _)| patch))
+            .find_map(|s| s.whole.as_ref().map(|(patch, _, _)| patch))
             .unwrap_or(&self.patch)
     }
 
@@ -521,8 +528,9 @@ impl Engine {
         } else {
             let patch = compile(&desc, self.config)?;
             let sequencer = Sequencer::new(&desc, &patch, self.config.sample_rate)?;
+            let arps = Arpeggiators::new(&desc, &patch, self.config.seed)?;
             let carry = CarryPlan::for_patch(&patch);
-            (Some((patch, carry)), sequencer)
+            (Some((patch, carry, arps)), sequencer)
         };
         self.staged.push(StagedPatch {
             version,
@@ -565,12 +573,20 @@ impl Engine {
             // A tracks switch landing here plays its tracks' notes due at this frame,
             // instead of the old tracks'.
             self.land_tracks_switch(now);
-            // The clock's changes and the tracks' notes due at this frame.
+            // The clock's changes, the tracks' notes and the arpeggios' steps due at
+            // this frame.
             let patch = &mut self.patch;
             self.sequencer
                 .run_due(now, |instrument, note, velocity, length| {
                     patch.note_on(instrument, note, velocity, 0, length);
                 });
+            self.arps.run_due(
+                now,
+                &self.sequencer,
+                |instrument, note, velocity, length| {
+                    patch.note_on(instrument, note, velocity, 0, length);
+                },
+            );
             self.advance_ramps();
             // Render up to the next command's frame, the sequencer's next moment, the
             // next ramp step, or the block's end.
@@ -583,6 +599,12 @@ impl Engine {
             let sequenced = self.sequencer.next_frame().min(self.tracks_switch_frame());
             if sequenced < block_end {
                 segment_end = segment_end.min(sequenced.saturating_sub(block_start) as usize);
+            }
+            // Always after `now` once `run_due` ran; checked anyway, so a segment can
+            // never end before it starts.
+            let arpeggiated = self.arps.next_frame(&self.sequencer);
+            if arpeggiated > now && arpeggiated < block_end {
+                segment_end = segment_end.min((arpeggiated - block_start) as usize);
             }
             if !self.ramps.is_empty() {
                 segment_end = segment_end.min(cursor + RAMP_STEP_FRAMES);
@@ -640,6 +662,7 @@ impl Engine {
             _patch: Some(patch),
             _sequencer: None,
             _text: None,
+            _arps: None,
         });
     }
 
@@ -672,6 +695,7 @@ impl Engine {
             _patch: None,
             _sequencer: Some(old_sequencer),
             _text: Some(old_text),
+            _arps: None,
         });
     }
 
@@ -731,12 +755,25 @@ impl Engine {
                 note,
                 velocity,
                 id,
-            } => self.patch.note_on(instrument, note, velocity, id, 0),
+            } => {
+                // An instrument whose arpeggiator is on gives it the key instead.
+                if !self
+                    .arps
+                    .note_on(now, &self.sequencer, instrument, note, velocity, id)
+                {
+                    self.patch.note_on(instrument, note, velocity, id, 0);
+                }
+            }
             Command::NoteOff {
                 instrument,
                 note,
                 id,
-            } => self.patch.note_off(instrument, note, id),
+            } => {
+                // The instrument hears it too: a note it sounds itself (pressed before
+                // its arpeggiator was turned on) must end.
+                self.arps.note_off(instrument, note, id);
+                self.patch.note_off(instrument, note, id);
+            }
             Command::NotePlay {
                 instrument,
                 note,
@@ -757,10 +794,41 @@ impl Engine {
                 value,
             } => self.patch.note_expression(instrument, target, kind, value),
             Command::Sustain { instrument, on } => self.patch.sustain(instrument, on),
-            Command::Panic => self.patch.panic_notes(),
-            Command::ClockTempo { bpm } => self.sequencer.set_tempo(now, f64::from(bpm)),
+            Command::Panic => {
+                self.patch.panic_notes();
+                self.arps.panic();
+            }
+            Command::ClockTempo { bpm } if self.sequencer.running() => {
+                // On the next beat: no beat moves, no arpeggio step either.
+                self.sequencer.set_tempo(now, f64::from(bpm));
+            }
+            Command::ClockTempo { bpm } => {
+                // A stopped clock changes tempo at once, moving its beats: each arpeggio's
+                // next step stays where it was due, the ones after at the new tempo.
+                self.arps.keep_steps_through(now, &mut self.sequencer, |s| {
+                    s.set_tempo(now, f64::from(bpm));
+                });
+            }
             Command::ClockSwing { swing } => self.sequencer.set_swing(f64::from(swing)),
-            Command::ClockRun { on } => self.sequencer.run_clock(now, on),
+            Command::ClockRun { on: true } => {
+                let was = self.sequencer.running();
+                self.sequencer.run_clock(now, true);
+                if !was {
+                    // Bar 1 starts now: the arpeggios fall onto its grid.
+                    self.arps.clock_started(now, &self.sequencer);
+                }
+            }
+            Command::ClockRun { on: false } => {
+                // The arpeggios go on in rhythm, at the tempo the clock stopped with.
+                self.arps
+                    .keep_steps_through(now, &mut self.sequencer, |s| s.run_clock(now, false));
+            }
+            Command::Arp {
+                instrument,
+                setting,
+            } => self
+                .arps
+                .set(now, &self.sequencer, &mut self.patch, instrument, setting),
             Command::TrackRun { track, on } => self.sequencer.run_track(now, track, on),
             Command::EngineGain(gain) => self.master_gain.set_target(gain.clamp(0.0, 1.0)),
             Command::DebugPoison => {
@@ -813,9 +881,10 @@ impl Engine {
                         _patch: None,
                         _sequencer: Some(older.sequencer),
                         _text: Some(older.text),
+                        _arps: None,
                     });
                 }
-                let Some((mut patch, mut carry)) = whole else {
+                let Some((mut patch, mut carry, mut arps)) = whole else {
                     let on_beat = at == SwitchAt::TracksAtBeat;
                     match self.sequencer.boundary_beat(now, on_beat) {
                         Some(beat) => {
@@ -837,11 +906,14 @@ impl Engine {
                 self.counters.stale += (before - self.pending.len()) as u64;
                 carry.apply(&self.patch, &mut patch);
                 sequencer.take_over(&self.sequencer, now);
+                arps.take_over(&self.arps, now, &sequencer);
                 let old_sequencer = std::mem::replace(&mut self.sequencer, sequencer);
+                let old_arps = std::mem::replace(&mut self.arps, arps);
                 self.retired.push(Retired {
                     _patch: None,
                     _sequencer: Some(old_sequencer),
                     _text: None,
+                    _arps: Some(old_arps),
                 });
                 let old_patch = std::mem::replace(&mut self.patch, patch);
                 let old_text = std::mem::replace(&mut self.patch_text, text);
@@ -947,6 +1019,7 @@ impl Engine {
         w.master(&self.master);
         w.state(&self.patch);
         w.sequencer(&self.sequencer);
+        w.arps(&self.arps);
     }
 
     /// An engine restored from `bytes` ([`save_snapshot`](Self::save_snapshot) of an engine
@@ -1076,6 +1149,7 @@ impl Engine {
         engine.master.load_state(&mut r)?;
         engine.patch.load_state(&mut r)?;
         engine.sequencer.load_state(&mut r)?;
+        engine.arps.load_state(&mut r)?;
         Ok(engine)
     }
 }
@@ -1133,6 +1207,7 @@ trait SnapshotSink {
     fn master(&mut self, m: &Master);
     fn state(&mut self, p: &Patch);
     fn sequencer(&mut self, s: &Sequencer);
+    fn arps(&mut self, a: &Arpeggiators);
 }
 
 impl SnapshotSink for StateWriter<'_> {
@@ -1154,6 +1229,9 @@ impl SnapshotSink for StateWriter<'_> {
     }
     fn sequencer(&mut self, s: &Sequencer) {
         s.save_state(self);
+    }
+    fn arps(&mut self, a: &Arpeggiators) {
+        a.save_state(self);
     }
     fn state(&mut self, p: &Patch) {
         p.save_state(self);
@@ -1505,6 +1583,135 @@ pattern = "PATTERN"
         fresh.load_snapshot(&snapshot).unwrap();
         assert_eq!(render(&mut fresh, 3000), expected);
         assert!(expected.iter().any(|&x| x != 0.0));
+    }
+
+    /// The default patch with `keys` arpeggiated (random, 2 octaves, sixteenths, swung at
+    /// 128 bpm) and a chord held from frame 1,000, the mode changed at 30,011.
+    fn arpeggio(config: EngineConfig) -> Engine {
+        let mut desc = PatchDesc::default_patch();
+        desc.clock = Some(chronus_dsp::ClockDesc {
+            bpm: 128.0,
+            swing: 0.6,
+        });
+        desc.instruments[0].arp = Some(chronus_dsp::ArpDesc {
+            mode: chronus_dsp::ArpMode::Random,
+            octaves: 2,
+            rate: 0.25,
+            gate: 0.6,
+            on: true,
+        });
+        let mut engine = Engine::new(&desc, config, 0).unwrap();
+        let keys = engine.patch().node_index("keys").unwrap();
+        for (seq, note) in [(1, 60.0), (2, 63.0), (3, 67.0)] {
+            engine
+                .receive(StampedCommand {
+                    seq,
+                    frame: 1_000 + seq,
+                    command: Command::NoteOn {
+                        instrument: keys,
+                        note,
+                        velocity: 90.0,
+                        id: 0,
+                    },
+                })
+                .unwrap();
+        }
+        engine
+            .receive(StampedCommand {
+                seq: 4,
+                frame: 30_011,
+                command: Command::Arp {
+                    instrument: keys,
+                    setting: crate::arpeggiator::ArpSetting::Mode(chronus_dsp::ArpMode::UpDown),
+                },
+            })
+            .unwrap();
+        engine
+    }
+
+    #[test]
+    fn an_arpeggio_plays_the_same_samples_whatever_the_block_size() {
+        let frames = 48_000 * 2;
+        let mut by_block = Vec::new();
+        for block in [64usize, 100, 37] {
+            let mut engine = arpeggio(EngineConfig::new(48_000, block, 7));
+            let mut out = Vec::new();
+            let mut buf = vec![0.0; 2 * block];
+            while out.len() < 2 * frames {
+                engine.render_block(&mut buf);
+                out.extend_from_slice(&buf);
+            }
+            out.truncate(2 * frames);
+            by_block.push(out);
+        }
+        assert!(
+            by_block[0][..2_000].iter().all(|&x| x == 0.0),
+            "silent until the first step"
+        );
+        assert!(by_block[0].iter().any(|&x| x != 0.0), "the arpeggio sounds");
+        assert!(by_block[0] == by_block[1] && by_block[0] == by_block[2]);
+    }
+
+    #[test]
+    fn an_arpeggio_restored_from_a_snapshot_plays_on_bit_for_bit() {
+        let mut straight = arpeggio(config());
+        let _ = render(&mut straight, 300); // mid-pattern, random order running
+        let mut snapshot = vec![0u8; straight.snapshot_len()];
+        assert_eq!(straight.save_snapshot(&mut snapshot), snapshot.len());
+        let expected = render(&mut straight, 1500);
+        let mut fresh = engine();
+        fresh.load_snapshot(&snapshot).unwrap();
+        assert_eq!(render(&mut fresh, 1500), expected);
+        assert!(expected.iter().any(|&x| x != 0.0));
+    }
+
+    #[test]
+    fn an_arpeggio_plays_on_unmoved_through_a_tracks_switch() {
+        let mut desc = PatchDesc::default_patch();
+        desc.instruments[0].arp = Some(chronus_dsp::ArpDesc {
+            octaves: 3,
+            ..chronus_dsp::ArpDesc::default()
+        });
+        desc.tracks.push(chronus_dsp::TrackDesc {
+            name: "t".to_string(),
+            instrument: None,
+            pattern: "~".to_string(),
+            bars: 1,
+            playing: true,
+        });
+        let play = |switch: bool| {
+            let mut engine = Engine::new(&desc, config(), 0).unwrap();
+            let keys = engine.patch().node_index("keys").unwrap();
+            for (seq, note) in [(1, 60.0), (2, 64.0)] {
+                let command = Command::NoteOn {
+                    instrument: keys,
+                    note,
+                    velocity: 100.0,
+                    id: 0,
+                };
+                let frame = 1_000;
+                engine
+                    .receive(StampedCommand {
+                        seq,
+                        frame,
+                        command,
+                    })
+                    .unwrap();
+            }
+            let mut edited = desc.clone();
+            edited.tracks[0].pattern = "~ ~".to_string();
+            if switch {
+                let text = edited.to_toml_string();
+                send_switch(&mut engine, 3, 30_000, 2, &text, SwitchAt::TracksAtBar);
+            }
+            let out = render(&mut engine, 2_000);
+            (out, track_pattern(&engine))
+        };
+        let (switched, pattern) = play(true);
+        assert_eq!(pattern, "~ ~", "the tracks switch landed");
+        let (straight, _) = play(false);
+        assert!(switched.iter().any(|&x| x != 0.0));
+        assert!(switched == straight, "the arpeggio did not move");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Chronus engine: turns frame-stamped commands and a compiled patch into blocks of audio.
 //!
+//! - [`arpeggiator`]: each instrument's arpeggiator, playing the keys held in time.
 //! - [`command`]: the commands and the fixed-size records they travel in.
 //! - [`engine`]: [`Engine`], a patch plus pending commands, rendered block by block,
 //!   snapshotted and restored as bytes.
@@ -10,6 +11,7 @@
 //! stamped commands: that determinism is what lets two workers run in lockstep.
 #![deny(unsafe_code)]
 
+pub mod arpeggiator;
 pub mod command;
 pub mod engine;
 pub mod master;

@@ -457,6 +457,25 @@ impl Sequencer {
         self.clock.frame_of(Time::whole(beat))
     }
 
+    /// The exact beat at `frame` on the clock's timeline (counted from its start, or
+    /// from where it stopped), before swing: what the arpeggiators place their steps by.
+    /// `None` before the clock's last re-anchoring.
+    pub fn beat_at_frame(&self, frame: u64) -> Option<Time> {
+        self.clock.beat_at(frame)
+    }
+
+    /// The frame a note placed on `beat` sounds on with the clock as it is now, swung as the tracks' notes
+    /// are while the clock runs (straight while it is stopped): the arpeggiators' steps
+    /// land on the same exact frames as a track's notes would. `None` before the clock's
+    /// last re-anchoring or beyond 64 bits.
+    pub fn note_frame(&self, beat: Time) -> Option<u64> {
+        if self.clock.running {
+            self.clock.frame_of(self.clock.swung(beat)?)
+        } else {
+            self.clock.frame_of(beat)
+        }
+    }
+
     /// Puts every playing track's cursor on its first event at or after `beat`.
     fn place_tracks(&mut self, beat: Time) {
         let running = self.clock.running;

@@ -2,7 +2,8 @@
 //! stamped commands on their frames, rendering, and writing the block into the slot's
 //! audio ring, measured with a counting global allocator.
 
-use chronus_dsp::{PatchDesc, TrackDesc};
+use chronus_dsp::{ArpMode, PatchDesc, TrackDesc};
+use chronus_engine::arpeggiator::ArpSetting;
 use chronus_engine::{Command, Engine, EngineConfig, Instruction, StampedCommand};
 use chronus_ipc::{Slot, SlotLayout, WriteOutcome};
 
@@ -90,6 +91,21 @@ fn render_loop_allocates_nothing() {
                 on: n % 192 == 11,
             },
             11 if n % 480 == 35 => Command::ClockRun { on: n % 960 == 35 },
+            // The arpeggiator: on and off, its settings (the notes above feed it).
+            10 if n % 48 == 34 => Command::Arp {
+                instrument: keys,
+                setting: match n % 240 {
+                    34 => ArpSetting::On(true),
+                    82 => ArpSetting::Mode(ArpMode::ALL[(n / 240 % 4) as usize]),
+                    130 => ArpSetting::Octaves((n / 240 % 4) as u8 + 1),
+                    178 => ArpSetting::Rate(3 + (n / 240 % 8) as u32 * 12),
+                    _ => ArpSetting::On(false),
+                },
+            },
+            10 if n % 48 == 46 => Command::Arp {
+                instrument: keys,
+                setting: ArpSetting::Gate(0.05 + (n % 19) as f32 * 0.05),
+            },
             9 => Command::SetParam {
                 node: keys_cutoff,
                 param: 0,

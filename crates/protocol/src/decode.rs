@@ -1414,6 +1414,10 @@ mod tests {
             ArgKind::Number { .. } if (address, spec.name) == ("/ramp", "target") => {
                 OscType::Float((0.01 + 19_999.99 * unit) as f32)
             }
+            // An arpeggiator's rate is a whole number of 96ths of a beat (3..=384).
+            ArgKind::Number { .. } if address.starts_with("/arp/") && spec.name == "beats" => {
+                OscType::Float((3 + seed % 382) as f32 / 96.0)
+            }
             ArgKind::Number { min, max, .. } => {
                 let value = f64::from(min) + (f64::from(max) - f64::from(min)) * unit;
                 OscType::Float((value as f32).clamp(min, max))
@@ -1442,6 +1446,7 @@ mod tests {
                     (_, "param") => "freq",
                     (_, "point") => "ready",
                     (_, "instrument") => "keys",
+                    (_, "mode") => ["up", "down", "updown", "random"][(seed % 4) as usize],
                     (_, "topic") => ["failover", "levels", "metrics=5"][(seed % 3) as usize],
                     (_, other) => panic!("no valid text for {address} {other}: add one here"),
                 }

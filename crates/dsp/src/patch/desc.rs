@@ -118,6 +118,119 @@ pub struct InstrumentDesc {
     /// Connections inside one voice; `out` (or `out:out`) is the voice's output.
     #[serde(default)]
     pub connections: Vec<Connection>,
+    /// Its arpeggiator's settings (`arp = { mode = "up", … }`); without it the
+    /// arpeggiator is off at [`ArpDesc::default`] settings, ready for `/arp/<name>/on 1`.
+    /// The engine plays it; this crate only carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp: Option<ArpDesc>,
+}
+
+/// The order an arpeggiator plays the notes held in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArpMode {
+    /// Lowest to highest, octave after octave.
+    Up,
+    /// Highest to lowest.
+    Down,
+    /// Up then down, the top and bottom notes played once per turn.
+    UpDown,
+    /// A seeded random choice each step: the same in every worker and every replay.
+    Random,
+}
+
+impl ArpMode {
+    /// Every mode, in the order of their codes ([`ArpMode::code`]).
+    pub const ALL: [ArpMode; 4] = [ArpMode::Up, ArpMode::Down, ArpMode::UpDown, ArpMode::Random];
+
+    /// The name used in patch files and OSC (`up`, `down`, `updown`, `random`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArpMode::Up => "up",
+            ArpMode::Down => "down",
+            ArpMode::UpDown => "updown",
+            ArpMode::Random => "random",
+        }
+    }
+
+    /// The mode called `name`.
+    pub fn from_name(name: &str) -> Option<ArpMode> {
+        ArpMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// A small number for command records and snapshots.
+    pub fn code(self) -> u8 {
+        match self {
+            ArpMode::Up => 0,
+            ArpMode::Down => 1,
+            ArpMode::UpDown => 2,
+            ArpMode::Random => 3,
+        }
+    }
+
+    /// The mode of [`ArpMode::code`] `code`.
+    pub fn from_code(code: u64) -> Option<ArpMode> {
+        ArpMode::ALL
+            .into_iter()
+            .find(|m| u64::from(m.code()) == code)
+    }
+}
+
+/// An instrument's arpeggiator as a patch file declares it: it plays the notes held on
+/// the instrument one after another, on the clock's grid.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArpDesc {
+    /// Whether it plays from the start (true when left out: declaring one means using it).
+    #[serde(default = "ArpDesc::default_on")]
+    pub on: bool,
+    /// The order of the notes.
+    #[serde(default = "ArpDesc::default_mode")]
+    pub mode: ArpMode,
+    /// Octaves the held notes are spread over (1..=4).
+    #[serde(default = "ArpDesc::default_octaves")]
+    pub octaves: u32,
+    /// Beats from one step to the next (0.25: sixteenths), in 96ths of a beat.
+    #[serde(default = "ArpDesc::default_rate")]
+    pub rate: f64,
+    /// How long each note sounds, as a fraction of its step (0.05..=1).
+    #[serde(default = "ArpDesc::default_gate")]
+    pub gate: f64,
+}
+
+impl ArpDesc {
+    fn default_on() -> bool {
+        true
+    }
+
+    fn default_mode() -> ArpMode {
+        ArpMode::Up
+    }
+
+    fn default_octaves() -> u32 {
+        1
+    }
+
+    fn default_rate() -> f64 {
+        0.25
+    }
+
+    fn default_gate() -> f64 {
+        0.5
+    }
+}
+
+impl Default for ArpDesc {
+    /// On, up, one octave, sixteenths, half-step notes.
+    fn default() -> ArpDesc {
+        ArpDesc {
+            on: ArpDesc::default_on(),
+            mode: ArpDesc::default_mode(),
+            octaves: ArpDesc::default_octaves(),
+            rate: ArpDesc::default_rate(),
+            gate: ArpDesc::default_gate(),
+        }
+    }
 }
 
 /// One module instance in a patch.
@@ -206,6 +319,7 @@ impl InstrumentDesc {
                 Connection::new("note:velocity", "vca:cv"),
                 Connection::new("vca:out", "out"),
             ],
+            arp: None,
         }
     }
 }

@@ -200,6 +200,14 @@ pub enum PatchError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An instrument's `arp` that cannot play (a setting out of range).
+    #[error("instrument '{instrument}': arp: {reason}")]
+    Arp {
+        /// The instrument's name.
+        instrument: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

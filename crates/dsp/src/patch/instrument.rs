@@ -944,6 +944,7 @@ mod tests {
                 Connection::new("note:velocity", "vca:cv"),
                 Connection::new("vca", "out"),
             ],
+            arp: None,
         })
     }
 
@@ -1267,6 +1268,7 @@ mod tests {
                 Connection::new("osc:out", "env:in"),
                 Connection::new("env:out", "out"),
             ],
+            arp: None,
         });
         let perc = node(&p, "perc");
         p.note_on(perc, 60.0, 100.0, 0, 0);
@@ -1395,6 +1397,7 @@ mod tests {
                 Connection::new("note:velocity", "vca:cv"),
                 Connection::new("vca", "out"),
             ],
+            arp: None,
         });
         let organ = node(&p, "organ");
         for note in [53.0, 57.0, 60.0, 65.0] {

@@ -11,7 +11,9 @@ mod error;
 mod instrument;
 mod module_state;
 
-pub use desc::{ClockDesc, Connection, InstrumentDesc, ModuleDesc, PatchDesc, TrackDesc};
+pub use desc::{
+    ArpDesc, ArpMode, ClockDesc, Connection, InstrumentDesc, ModuleDesc, PatchDesc, TrackDesc,
+};
 pub use error::PatchError;
 pub use instrument::{Expression, FADE_SECONDS, INSTRUMENT_SPEC, MAX_VOICES, VOICE_OUT};
 

@@ -19,6 +19,7 @@
 //! patch-editing addresses (`/ramp`, `/get`, `/params`, `/patch/…`) whose text arguments
 //! name module instances and parameter addresses of this same table.
 
+mod arp;
 mod notes;
 mod sequencer;
 
@@ -1154,6 +1155,13 @@ pub(crate) enum Target {
         /// What the message changes.
         field: sequencer::TrackField,
     },
+    /// `/arp/<instrument>/<knob>`: a setting of an instrument's arpeggiator.
+    Arp {
+        /// The instrument's node.
+        instrument: NodeIndex,
+        /// Which setting.
+        knob: arp::Knob,
+    },
 }
 
 /// One address with its signature, its reply and what it does.
@@ -1215,7 +1223,10 @@ impl Entry {
     /// and logs).
     pub fn is_engine_command(&self) -> bool {
         match self.target {
-            Target::Param { .. } | Target::Gate { .. } | Target::Track { .. } => true,
+            Target::Param { .. }
+            | Target::Gate { .. }
+            | Target::Track { .. }
+            | Target::Arp { .. } => true,
             Target::Fixed(fixed) => fixed.engine,
             Target::TrackEdit { .. } => false,
         }
@@ -1237,6 +1248,9 @@ impl Entry {
             Target::Fixed(fixed) => (fixed.build)(call),
             Target::Track { track, on } => Ok(Request::Engine(Command::TrackRun { track, on })),
             Target::TrackEdit { track, field } => sequencer::track_edit(call, track, field),
+            Target::Arp { instrument, knob } => {
+                Ok(Request::Engine(knob.request(instrument, call)?))
+            }
         }
     }
 }
@@ -1248,6 +1262,7 @@ pub fn engine_command_addresses() -> String {
         format!("{MOD_PREFIX}…"),
         format!("{GATE_PREFIX}…"),
         format!("{}<track>/start|stop", sequencer::SEQ_PREFIX),
+        format!("{}…", arp::ARP_PREFIX),
     ];
     names.extend(
         FIXED
@@ -1318,6 +1333,9 @@ impl AddressTable {
             if spec.type_name == TRACK_SPEC.type_name {
                 table.insert_track(id);
                 continue;
+            }
+            if std::ptr::eq(*spec, &chronus_dsp::INSTRUMENT_SPEC) {
+                table.insert_arp(id, node);
             }
             let mut params = Vec::with_capacity(spec.params.len());
             // A voice's note (its pitch, velocity and expression) belongs to the
@@ -1402,6 +1420,19 @@ impl AddressTable {
                 reply: "/done",
                 doc: field.doc(name),
                 target: Target::TrackEdit { track, field },
+            });
+        }
+    }
+
+    /// The `/arp/<instrument>/…` addresses of the instrument `name` at `node`.
+    fn insert_arp(&mut self, name: &str, instrument: NodeIndex) {
+        for knob in arp::Knob::ALL {
+            self.insert(Entry {
+                address: knob.address(name),
+                args: vec![knob.arg()],
+                reply: "none",
+                doc: knob.doc(name),
+                target: Target::Arp { instrument, knob },
             });
         }
     }
@@ -1632,6 +1663,10 @@ impl AddressTable {
             | Command::ClockSwing { .. }
             | Command::ClockRun { .. }
             | Command::TrackRun { .. } => sequencer::describe(self, command),
+            Command::Arp {
+                instrument,
+                setting,
+            } => Some(arp::describe(self.instrument_name(instrument)?, setting)),
         }
     }
 }
@@ -2098,7 +2133,7 @@ pub(crate) mod tests {
     fn engine_command_addresses_are_the_tables_engine_commands() {
         assert_eq!(
             engine_command_addresses(),
-            "/mod/…, /gate/…, /seq/<track>/start|stop, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
+            "/mod/…, /gate/…, /seq/<track>/start|stop, /arp/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
         );
         let t = AddressTable::new(&[], false);
         for address in [ENGINE_GAIN, TEST, RAMP] {
