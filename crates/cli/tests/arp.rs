@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_replay_of_patch_equals_served, encode, read_wav, signal, Recorded};
+use common::{assert_replay_of_patch_equals_served, encode, read_wav, Recorded};
 use rosc::OscType;
 
 fn arp_patch() -> PathBuf {
@@ -109,13 +109,7 @@ fn an_arpeggio_survives_eight_failovers_as_the_replay_renders_it() {
         std::thread::spawn(move || jam(to, stop))
     };
     std::thread::sleep(Duration::from_millis(500));
-    for (kill, pause) in (1..=8).zip(common::random_pauses(150, 400)) {
-        std::thread::sleep(pause);
-        signal(server.active_pid(), "KILL");
-        server.wait_until(Duration::from_secs(30), |m| {
-            m["replacements"] >= kill as f64 && m["spare_ready"] == 1.0
-        });
-    }
+    server.kill_active_worker(8, 150, 400);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let sent = client.join().unwrap();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_replay_equals_served_but_for_restarts, encode, read_wav, signal, Recorded};
+use common::{assert_replay_equals_served_but_for_restarts, encode, read_wav, Recorded};
 use rosc::OscType;
 
 /// Plays notes until `stop`: chords, releases, notes with their own length, bends and
@@ -75,13 +75,7 @@ fn notes_survive_ten_failovers_and_a_double_fault_as_the_replay_renders_them() {
         std::thread::spawn(move || play(to, stop))
     };
     std::thread::sleep(Duration::from_millis(500));
-    for (kill, pause) in (1..=10).zip(common::random_pauses(100, 300)) {
-        std::thread::sleep(pause);
-        signal(server.active_pid(), "KILL");
-        server.wait_until(Duration::from_secs(30), |m| {
-            m["replacements"] >= kill as f64 && m["spare_ready"] == 1.0
-        });
-    }
+    server.kill_active_worker(10, 100, 300);
     std::thread::sleep(Duration::from_millis(400));
     let pids = server.signal_both_workers("KILL");
     server.wait_for_new_pair(&pids);

@@ -129,13 +129,7 @@ fn a_groove_survives_ten_failovers_and_a_double_fault_as_the_replay_renders_it()
         std::thread::spawn(move || jam(to, stop, steps))
     };
     std::thread::sleep(Duration::from_millis(500));
-    for (kill, pause) in (1..=10).zip(common::random_pauses(150, 300)) {
-        std::thread::sleep(pause);
-        signal(server.active_pid(), "KILL");
-        server.wait_until(Duration::from_secs(30), |m| {
-            m["replacements"] >= kill as f64 && m["spare_ready"] == 1.0
-        });
-    }
+    server.kill_active_worker(10, 150, 300);
     // Every kind of edit made (a step every 150-450 ms).
     while steps.load(Ordering::Relaxed) < 33 {
         std::thread::sleep(Duration::from_millis(50));

@@ -233,6 +233,20 @@ impl Server {
         panic!("no active slot: {texts:?}");
     }
 
+    /// Kills the active worker `times` times with SIGKILL, each after a random pause of
+    /// `least_ms` plus up to `spread_ms`, and waits after each until a spare is ready
+    /// (workers a loaded machine made miss a deadline are replaced too: at least
+    /// `times` replacements).
+    pub fn kill_active_worker(&self, times: u32, least_ms: u64, spread_ms: u64) {
+        for (kill, pause) in (1..=times).zip(random_pauses(least_ms, spread_ms)) {
+            std::thread::sleep(pause);
+            signal(self.active_pid(), "KILL");
+            self.wait_until(Duration::from_secs(30), |m| {
+                m["replacements"] >= f64::from(kill) && m["spare_ready"] == 1.0
+            });
+        }
+    }
+
     /// Sends `signal` to both workers with one `kill`, so they are hit microseconds apart,
     /// not a process spawn apart; returns their pids.
     pub fn signal_both_workers(&self, signal: &str) -> Vec<u32> {
