@@ -119,6 +119,7 @@ fn failover(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         tcp_framing: chronus_supervisor::framing::Framing::default(),
         state: None,
         resume: None,
+        library: chronus_supervisor::library::Library::new(None),
     };
     let mut server = Supervisor::start(config, Arc::clone(&stop))?;
     // This thread plays the supervisor loop: schedule it as `serve` would.

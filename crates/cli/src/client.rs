@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chronus_dsp::Patch;
 use chronus_protocol::{AddressTable, Reply};
+use chronus_supervisor::library::Library;
 use rosc::{OscMessage, OscPacket, OscType};
 
 /// Arguments of `chronus send`.
@@ -28,7 +29,8 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     /// Patch to check against when the server does not answer `/table` (default: the
-    /// built-in patch); with `--list`, the patch whose table is printed.
+    /// built-in patch); with `--list`, the patch whose table is printed. A file (with a /
+    /// or ending in .toml) or a library name.
     #[arg(long)]
     patch: Option<PathBuf>,
     /// Print the address table (Markdown) of `--patch` or the built-in patch, and exit.
@@ -57,14 +59,22 @@ pub struct StatusArgs {
     timeout: f64,
 }
 
-/// The address table for `patch` (fault-injection addresses included, so `send` can type
-/// them; the server refuses them unless started with them enabled).
+/// The address table for `patch` (a file or a library name; fault-injection addresses
+/// included, so `send` can type them; the server refuses them unless started with them
+/// enabled).
 pub fn client_table(patch: Option<&PathBuf>) -> anyhow::Result<AddressTable> {
-    let desc = crate::load_patch(patch)?;
-    let compiled = Patch::compile(&desc, 48_000.0, 64, 0).context("the patch does not compile")?;
+    table_of(&crate::load_patch(patch, &Library::from_env(None))?)
+}
+
+/// The address table of `desc`, as [`client_table`] builds it.
+///
+/// # Errors
+/// A patch that does not compile.
+pub fn table_of(desc: &chronus_dsp::PatchDesc) -> anyhow::Result<AddressTable> {
+    let compiled = Patch::compile(desc, 48_000.0, 64, 0).context("the patch does not compile")?;
     let modules: Vec<_> = (0..compiled.node_count() as u16)
         .filter_map(|n| Some((compiled.node_id(n)?.to_string(), compiled.node_spec(n)?)))
-        .chain(chronus_engine::sequencer::track_nodes(&desc))
+        .chain(chronus_engine::sequencer::track_nodes(desc))
         .collect();
     Ok(AddressTable::new(&modules, true))
 }
@@ -259,6 +269,12 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Reply::Table { modules, .. } => {
             for (id, type_name) in modules {
                 println!("{id} {type_name}");
+            }
+            None
+        }
+        Reply::LibraryList(patches) => {
+            for (name, kind) in patches {
+                println!("{name} ({kind})");
             }
             None
         }

@@ -64,8 +64,39 @@ pub fn parse_osc(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:5005"))
 }
 
-/// Loads `--patch FILE`, or the built-in default patch.
-pub fn load_patch(path: Option<&PathBuf>) -> anyhow::Result<chronus_dsp::PatchDesc> {
+/// Loads `--patch FILE|NAME`: a file when it has a `/` or ends in `.toml`, else a patch
+/// of `library` (saved, or a preset); the built-in default patch when absent.
+///
+/// # Errors
+/// A file that cannot be read or parsed; an unknown name (the reason lists the names
+/// there are).
+pub fn load_patch(
+    arg: Option<&PathBuf>,
+    library: &chronus_supervisor::library::Library,
+) -> anyhow::Result<chronus_dsp::PatchDesc> {
+    use chronus_supervisor::library::PatchArg;
+    let Some(arg) = arg else {
+        return Ok(chronus_dsp::PatchDesc::default_patch());
+    };
+    match PatchArg::of(arg.as_os_str()) {
+        PatchArg::File(path) => load_patch_file(Some(path)),
+        PatchArg::Name(name) => {
+            let (text, kind) = library.read(name).map_err(|reason| {
+                anyhow::anyhow!(
+                    "--patch {name}: {reason} (a patch file is named with a / or .toml)"
+                )
+            })?;
+            chronus_dsp::PatchDesc::from_toml_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} patch '{name}': {e}", kind.name()))
+        }
+    }
+}
+
+/// Loads the patch file at `path`, or the built-in default patch.
+///
+/// # Errors
+/// A file that cannot be read or parsed.
+pub fn load_patch_file(path: Option<&std::path::Path>) -> anyhow::Result<chronus_dsp::PatchDesc> {
     use anyhow::Context;
     match path {
         None => Ok(chronus_dsp::PatchDesc::default_patch()),

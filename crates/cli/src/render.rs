@@ -21,9 +21,14 @@ pub struct RenderArgs {
     /// Command log written by `serve --command-log`: replays the exact stamped frames.
     #[arg(long)]
     replay: Option<PathBuf>,
-    /// Patch file (default patch when absent).
-    #[arg(long)]
+    /// Patch to render: a file (with a / or ending in .toml) or a library name (a saved
+    /// patch, else a preset such as `demo`); the built-in default patch when absent.
+    #[arg(long, value_name = "FILE|NAME")]
     patch: Option<PathBuf>,
+    /// Library directory the patch name is looked up in (default
+    /// $XDG_DATA_HOME/chronus/patches, else ~/.local/share/chronus/patches).
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
     /// Frames per block.
     #[arg(long, default_value_t = 64)]
     block: usize,
@@ -58,8 +63,9 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             args.block
         );
     }
-    let patch = crate::load_patch(args.patch.as_ref())?;
-    let table = crate::client::client_table(args.patch.as_ref())?;
+    let library = chronus_supervisor::library::Library::from_env(args.library.clone());
+    let patch = crate::load_patch(args.patch.as_ref(), &library)?;
+    let table = crate::client::table_of(&patch)?;
     let mut config = EngineConfig::new(args.sample_rate, args.block, args.seed);
     config.master = chronus_engine::MasterConfig {
         dc_blocker: !args.no_dc_blocker,

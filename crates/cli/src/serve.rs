@@ -69,9 +69,15 @@ pub struct ServeArgs {
     /// Seed for everything random in the patch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Patch file (TOML); the built-in default patch when absent.
-    #[arg(long)]
+    /// Patch to play: a file (TOML; with a / or ending in .toml) or a library name (a
+    /// saved patch, else a preset such as `demo`); the built-in default patch when absent.
+    #[arg(long, value_name = "FILE|NAME")]
     patch: Option<PathBuf>,
+    /// Library directory: where /library/save writes and /library/load and --patch NAME
+    /// look first (default $XDG_DATA_HOME/chronus/patches, else
+    /// ~/.local/share/chronus/patches). Presets are built in.
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
     /// Enable the /debug/* fault-injection addresses (for tests).
     #[arg(long)]
     allow_fault_injection: bool,
@@ -121,7 +127,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install signal handlers")?;
     }
-    let patch = crate::load_patch(args.patch.as_ref())?;
+    let library = chronus_supervisor::library::Library::from_env(args.library.clone());
+    let patch = crate::load_patch(args.patch.as_ref(), &library)?;
+    // A library name is not a file: the server keeps its own copy for its workers.
+    let patch_file = args.patch.as_ref().filter(|arg| {
+        matches!(
+            chronus_supervisor::library::PatchArg::of(arg.as_os_str()),
+            chronus_supervisor::library::PatchArg::File(_)
+        )
+    });
     let mut config = ServeConfig {
         osc: args.osc,
         output: args.output,
@@ -130,7 +144,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         depth: args.depth,
         seed: args.seed,
         patch,
-        patch_path: args.patch.clone(),
+        patch_path: patch_file.cloned(),
         allow_fault_injection: args.allow_fault_injection,
         command_log: args.command_log,
         record: args.record,
@@ -154,6 +168,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tcp_framing: args.tcp_framing,
         state: args.state.clone(),
         resume: None,
+        library,
     };
     if let Some(warning) = config.exposure.bind_warning(config.osc) {
         tracing::warn!("{warning}");
@@ -186,6 +201,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 resume.start_block * config.block_frames as u64
             ),
             (None, Some(p)) => format!("patch {}", p.display()),
+            (None, None) if args.patch.is_some() => format!(
+                "patch '{}' of the library",
+                args.patch.as_deref().unwrap_or(Path::new("")).display()
+            ),
             (None, None) => "default patch sine -> adsr -> filter -> gain, and instrument keys (16 voices of saw -> ladder -> adsr -> vca), mixed into out".to_string(),
         }
     );

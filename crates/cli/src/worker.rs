@@ -92,7 +92,7 @@ pub fn run(args: WorkerCli) -> anyhow::Result<ExitCode> {
             block: block.unwrap_or(0),
         },
     };
-    let patch = crate::load_patch(args.patch.as_ref())?;
+    let patch = crate::load_patch_file(args.patch.as_deref())?;
     let worker_args = WorkerArgs {
         slot_fd,
         snapshot_fd,

@@ -1053,6 +1053,44 @@ mod tests {
     }
 
     #[test]
+    fn library_requests_decode_and_bad_names_are_refused_with_the_reason() {
+        use crate::LibraryRequest;
+        let request = |m: OscMessage| {
+            let table = table();
+            decode_packet(&table, &msg_bytes(&m.addr, m.args))
+                .unwrap()
+                .remove(0)
+                .map(|d| d.request)
+        };
+        assert_eq!(
+            request(message("/library/load", vec![text("demo")])),
+            Ok(Request::Library(LibraryRequest::Load("demo".into())))
+        );
+        assert_eq!(
+            request(message("/library/save", vec![text("my-patch_2")])),
+            Ok(Request::Library(LibraryRequest::Save("my-patch_2".into())))
+        );
+        assert_eq!(
+            request(message("/library/list", vec![])),
+            Ok(Request::Library(LibraryRequest::List))
+        );
+        for (address, name) in [
+            ("/library/load", "../../etc/passwd"),
+            ("/library/save", "a/b"),
+            ("/library/save", ""),
+        ] {
+            let fail = request(message(address, vec![text(name)])).unwrap_err();
+            assert_eq!(fail.address, address);
+            assert!(
+                fail.reason.contains("not allowed") || fail.reason.contains("empty"),
+                "{}",
+                fail.reason
+            );
+        }
+        assert!(reason(message("/library/load", vec![OscType::Int(3)])).contains("string"));
+    }
+
+    #[test]
     fn osc_symbols_are_read_as_strings() {
         // `/params ,S "env"`: rosc cannot encode a symbol, so patch the tag by hand.
         let mut bytes = msg_bytes("/params", vec![text("env")]);
@@ -1447,6 +1485,7 @@ mod tests {
                     (_, "point") => "ready",
                     (_, "instrument") => "keys",
                     (_, "mode") => ["up", "down", "updown", "random"][(seed % 4) as usize],
+                    (_, "name") => ["demo", "my-patch_2"][(seed % 2) as usize],
                     (_, "topic") => ["failover", "levels", "metrics=5"][(seed % 3) as usize],
                     (_, other) => panic!("no valid text for {address} {other}: add one here"),
                 }

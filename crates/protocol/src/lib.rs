@@ -72,6 +72,7 @@ pub use reply::{
     parse_reply, MetricValue, ParamInfo, Reply, ReplyError, StatusReply, VersionReply,
 };
 pub use signature::{check_arg, ArgKind, ArgSpec, Value};
+pub use table::library::{check_library_name, LibraryRequest};
 pub use table::{
     table_for_patch, AddressTable, Entry, PatchEdit, Request, Subscription, Topic, Topics,
     TrackChange,

@@ -30,6 +30,8 @@ pub const PARAMS_REPLY: &str = "/params.reply";
 pub const PATCH_DUMP_REPLY: &str = "/patch/dump.reply";
 /// Address of the answer to `/table`.
 pub const TABLE_REPLY: &str = "/table.reply";
+/// Address of the answer to `/library/list`.
+pub const LIBRARY_LIST_REPLY: &str = "/library/list.reply";
 
 /// One parameter as `/params.reply` describes it, so a client can discover a module
 /// (build a UI, check a range) without reading the docs.
@@ -215,6 +217,9 @@ pub enum Reply {
         /// (instance id, type name) of each module, in patch order.
         modules: Vec<(String, String)>,
     },
+    /// `/library/list.reply [<name> <kind>]…`: the library's patches, each `saved` or
+    /// `preset`.
+    LibraryList(Vec<(String, String)>),
     /// Any other message (shown raw by `chronus send`).
     Other(OscMessage),
 }
@@ -353,6 +358,16 @@ pub fn params_reply(id: &str, params: &[ParamInfo]) -> Vec<u8> {
 /// `/patch/dump.reply <toml>` (`,s`): the answer to `/patch/dump`.
 pub fn patch_dump_reply(toml: &str) -> Vec<u8> {
     encode(PATCH_DUMP_REPLY, vec![toml.into()])
+}
+
+/// `/library/list.reply [<name> <kind>]…` (`ss` per patch): the answer to
+/// `/library/list`, each patch's name and whether it is `saved` or a `preset`.
+pub fn library_list_reply(patches: &[(String, &str)]) -> Vec<u8> {
+    let args = patches
+        .iter()
+        .flat_map(|(name, kind)| [OscType::String(name.clone()), (*kind).into()])
+        .collect();
+    encode(LIBRARY_LIST_REPLY, args)
 }
 
 /// Address of the `failover` push: `/chronus/failover <slot:i> <frame:h> <cause:s>`.
@@ -591,6 +606,16 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
                 modules,
             }
         }
+        LIBRARY_LIST_REPLY => {
+            if args.len() % 2 != 0 {
+                return Err(malformed("expected a name and a kind per patch"));
+            }
+            let patches = (0..args.len())
+                .step_by(2)
+                .map(|i| Ok((string(i)?, string(i + 1)?)))
+                .collect::<Result<Vec<_>, ReplyError>>()?;
+            Reply::LibraryList(patches)
+        }
         _ => Reply::Other(msg),
     };
     Ok(reply)
@@ -624,6 +649,27 @@ mod tests {
             nominal_sample_rate: 48000.0,
             actual_sample_rate: 47999.5,
         }
+    }
+
+    #[test]
+    fn a_library_list_round_trips() {
+        let patches = [
+            ("mine".to_string(), "saved"),
+            ("demo".to_string(), "preset"),
+        ];
+        let bytes = library_list_reply(&patches);
+        assert_eq!(type_tags(&bytes), ",ssss");
+        assert_eq!(
+            parse_reply(&bytes),
+            Ok(Reply::LibraryList(vec![
+                ("mine".into(), "saved".into()),
+                ("demo".into(), "preset".into())
+            ]))
+        );
+        assert_eq!(
+            parse_reply(&library_list_reply(&[])),
+            Ok(Reply::LibraryList(vec![]))
+        );
     }
 
     #[test]

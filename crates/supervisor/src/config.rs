@@ -104,6 +104,9 @@ pub struct ServeConfig {
     pub state: Option<PathBuf>,
     /// Start from a dead server's state (`--resume`) instead of from scratch.
     pub resume: Option<crate::resume::Resume>,
+    /// Where `/library/save` writes and `/library/load` reads (`--library`), with the
+    /// presets.
+    pub library: crate::library::Library,
 }
 
 impl ServeConfig {

@@ -26,7 +26,8 @@
 //! - [`wake`]: the eventfd the supervisor loop sleeps on between events;
 //!   [`log_limit`]: rate-limited log lines and escaped client text.
 //! - [`command_log`]: the `--command-log` file and its writer thread; [`live_patch`]: the
-//!   stamped patch the loop follows through live edits.
+//!   stamped patch the loop follows through live edits; [`library`]: patches saved by
+//!   name and the presets built in (`/library/…`, `--patch NAME`).
 
 pub mod clock_model;
 pub mod command_log;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod depth;
 pub mod exposure;
 pub mod framing;
+pub mod library;
 pub mod live_patch;
 pub mod log_limit;
 pub mod metrics;

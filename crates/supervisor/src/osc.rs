@@ -22,9 +22,12 @@ use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk, SwitchAt};
 use chronus_protocol::reply::ParamInfo;
 use chronus_protocol::table::PanicThread;
-use chronus_protocol::{reply, AddressTable, Decoded, Fail, PatchEdit, Request, TrackChange, When};
+use chronus_protocol::{
+    reply, AddressTable, Decoded, Fail, LibraryRequest, PatchEdit, Request, TrackChange, When,
+};
 
 use crate::exposure::{Exposure, ReplyBudget, ReplyDecision};
+use crate::library::Library;
 use crate::patch_editor::{CommittedPatch, PatchEditor};
 use crate::transport::{Incoming, Replier, ReplyTo};
 
@@ -102,6 +105,8 @@ pub struct OscServer {
     pub die: bool,
     /// Committed patches for the command log's writer (`None`: no `--command-log`).
     pub command_log: Option<crate::command_log::PatchSender>,
+    /// Patches saved by name and the presets (`/library/…`).
+    pub library: Library,
 }
 
 impl OscServer {
@@ -318,6 +323,7 @@ impl OscServer {
                     self.send(&reply::fail(&decoded.address, reason), from);
                 }
                 Request::Patch(edit) => self.edit_patch(edit, &decoded.address, from),
+                Request::Library(request) => self.library_request(request, &decoded.address, from),
                 Request::Status => {
                     answered(metrics);
                     let reply = self.status_reply();
@@ -582,6 +588,74 @@ impl OscServer {
         Ok(())
     }
 
+    /// Answers a `/library/…` request, `/done` (a load, when its switch is queued) or the
+    /// list, or `/fail` with the reason, the running patch playing on. A load is applied
+    /// by the engine, as a commit is; a save and a list when answered.
+    fn library_request(&mut self, request: LibraryRequest, address: &str, from: ReplyTo) {
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
+        let applied_by_engine = matches!(request, LibraryRequest::Load(_));
+        let result = match request {
+            LibraryRequest::List => self.library.list().map(|patches| {
+                let listed: Vec<(String, &str)> = patches
+                    .into_iter()
+                    .map(|(name, kind)| (name, kind.name()))
+                    .collect();
+                reply::library_list_reply(&listed)
+            }),
+            LibraryRequest::Save(name) => {
+                let text = saved_patch_text(&self.editor.running(), &name);
+                self.library.save(&name, &text).map(|path| {
+                    tracing::info!("patch saved as '{name}' in {}", path.display());
+                    reply::done(address)
+                })
+            }
+            LibraryRequest::Load(name) => {
+                self.load_from_library(&name).map(|()| reply::done(address))
+            }
+        };
+        match result {
+            Ok(answer) => {
+                Metrics::bump(&metrics.commands_accepted);
+                if !applied_by_engine {
+                    Metrics::bump(&metrics.commands_answered);
+                }
+                self.send(&answer, from);
+            }
+            Err(reason) => {
+                Metrics::bump(&metrics.commands_rejected_patch_edit);
+                if log_limit::REFUSED.allow() {
+                    tracing::info!(
+                        "refused {} from {from}: {}",
+                        escaped(address),
+                        escaped(&reason)
+                    );
+                }
+                self.send(&reply::fail(address, &reason), from);
+            }
+        }
+    }
+
+    /// Switches to patch `name` of the library the way a commit switches to a draft:
+    /// all or nothing, the same switch in lockstep, logged as the patch's text.
+    fn load_from_library(&mut self, name: &str) -> Result<(), String> {
+        let (text, kind) = self.library.read(name)?;
+        let desc = chronus_dsp::PatchDesc::from_toml_str(&text)
+            .map_err(|e| format!("{} patch '{name}': {e}", kind.name()))?;
+        self.room_for(desc.to_toml_string().len())?;
+        let committed = self
+            .editor
+            .load(desc)
+            .map_err(|e| format!("{} patch '{name}': {e}", kind.name()))?;
+        tracing::info!(
+            "loading {} patch '{name}' as patch {}",
+            kind.name(),
+            committed.version
+        );
+        self.send_patch(committed, SwitchAt::Now);
+        Ok(())
+    }
+
     /// Queues the text of `committed` and its switch for the output clock (room was
     /// checked): from now on messages are decoded against its table.
     fn send_patch(&mut self, committed: CommittedPatch, at: SwitchAt) {
@@ -803,6 +877,14 @@ fn dump_text(bytes: &[u8]) -> String {
         }
         Err(error) => format!("({} bytes: {error})", bytes.len()),
     }
+}
+
+/// The TOML of a patch saved as `name`: a line saying what it is, then the patch.
+fn saved_patch_text(patch: &chronus_dsp::PatchDesc, name: &str) -> String {
+    format!(
+        "# Patch '{name}', saved by /library/save: the patch as it played, with its parameters, tempo and tracks.\n{}",
+        patch.to_toml_string()
+    )
 }
 
 /// Commands received but not yet accepted or rejected. Only this thread moves these

@@ -115,6 +115,7 @@ impl PacketPath {
             handling: None,
             die: false,
             command_log: None,
+            library: crate::library::Library::new(None),
         };
         Ok(PacketPath {
             fresh_table: table.clone(),

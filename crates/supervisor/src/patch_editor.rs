@@ -11,12 +11,16 @@
 //! `/get` and `/params` report the value a parameter has *now* (mid-ramp, the ramped
 //! value; before a timed bundle's moment, the value it replaces), and a committed draft
 //! keeps what was played (each parameter's last target).
+//!
+//! It follows the tempo, the swing and which tracks play as well, as the engine does
+//! across patch switches, so `/library/save` writes the patch as it sounds now, and
+//! `/library/load` switches to a library patch as `/patch/commit` switches to a draft.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chronus_dsp::modules::note;
-use chronus_dsp::{ModuleDesc, Patch, PatchDesc, TrackDesc};
+use chronus_dsp::{ClockDesc, ModuleDesc, Patch, PatchDesc, TrackDesc};
 use chronus_engine::engine::MAX_PATCH_TEXT;
 use chronus_engine::{Command, Engine, EngineConfig};
 use chronus_protocol::TrackChange;
@@ -35,6 +39,11 @@ pub struct PatchEditor {
     modules: Vec<(String, &'static chronus_dsp::ModuleSpec)>,
     config: EngineConfig,
     snapshot_capacity: usize,
+    /// The tempo and swing as last set (`/clock/…`, or by a patch switch).
+    clock: ClockDesc,
+    /// Whether each track of the running patch plays (`/seq/<track>/start|stop`), by
+    /// its place in `[[tracks]]`.
+    playing: Vec<bool>,
 }
 
 /// A parameter's course: `from` until `start`, then a straight line to `to` at `end` (a
@@ -105,6 +114,8 @@ impl PatchEditor {
             modules: Vec::new(),
             config,
             snapshot_capacity,
+            clock: desc.clock.unwrap_or_default(),
+            playing: desc.tracks.iter().map(|t| t.playing).collect(),
         };
         let patch = editor.compile(&desc)?;
         editor.adopt(&patch);
@@ -125,6 +136,32 @@ impl PatchEditor {
             self.config.seed,
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// Follows the clock and the tracks through a switch from the running patch to
+    /// `next`, as the engine's sequencer does (`Sequencer::take_over`): only a `[clock]`
+    /// that differs from the running patch's sets the tempo and swing; a track keeps
+    /// playing or not as its namesake did, and a new one starts as `next` says.
+    fn follow_switch(&mut self, next: &PatchDesc) {
+        if let Some(clock) = next.clock {
+            if next.clock != self.current.clock {
+                self.clock = clock;
+            }
+        }
+        self.playing = next
+            .tracks
+            .iter()
+            .map(|track| {
+                let before = self
+                    .current
+                    .tracks
+                    .iter()
+                    .position(|t| t.name == track.name);
+                before
+                    .and_then(|i| self.playing.get(i).copied())
+                    .unwrap_or(track.playing)
+            })
+            .collect();
     }
 
     fn adopt(&mut self, patch: &Patch) {
@@ -174,6 +211,21 @@ impl PatchEditor {
                 target,
                 seconds,
             } => (node, param, target, seconds),
+            // To thousandths, as the engine keeps them (and a saved file shows them).
+            Command::ClockTempo { bpm } => {
+                self.clock.bpm = thousandths(bpm);
+                return;
+            }
+            Command::ClockSwing { swing } => {
+                self.clock.swing = thousandths(swing);
+                return;
+            }
+            Command::TrackRun { track, on } => {
+                if let Some(playing) = self.playing.get_mut(usize::from(track)) {
+                    *playing = on;
+                }
+                return;
+            }
             _ => return,
         };
         let spec = self.modules.get(usize::from(node)).map(|m| m.1);
@@ -368,15 +420,52 @@ impl PatchEditor {
                     .to_string(),
             );
         };
-        // Keep what was played: parameters not set in the draft take their current values,
-        // the instruments' members' too (`<instrument>.<id>`), but for a voice's own note.
+        self.fold_played_values(&mut draft);
+        self.switch_to(draft)
+    }
+
+    /// `/library/load`: `desc` (a patch of the library) becomes the running patch, its
+    /// own parameter values as written; a draft being edited is dropped. The tempo and
+    /// the tracks follow as the engine's switch makes them: a `[clock]` that differs
+    /// from the running patch's sets the tempo, and tracks of the same name keep playing
+    /// or not.
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit): a patch that does not compile or would not fit the
+    /// snapshot area.
+    pub fn load(&mut self, desc: PatchDesc) -> Result<CommittedPatch, String> {
+        self.switch_to(desc)
+    }
+
+    /// `/library/save`: the running patch as it sounds now: every parameter at its
+    /// current value (the draft's edits are not in it), the tempo and swing as set, and
+    /// each track playing or not.
+    pub fn running(&self) -> PatchDesc {
+        let mut desc = self.current.clone();
+        self.fold_played_values(&mut desc);
+        desc.clock = Some(self.clock);
+        for (track, playing) in desc.tracks.iter_mut().zip(&self.playing) {
+            track.playing = *playing;
+        }
+        desc
+    }
+
+    /// The tempo and swing as last set, for a saved patch.
+    pub fn clock(&self) -> ClockDesc {
+        self.clock
+    }
+
+    /// Keeps what was played: parameters of `desc` not set in the draft take their current
+    /// values, the instruments' members' too (`<instrument>.<id>`), but for a voice's own
+    /// note.
+    fn fold_played_values(&self, desc: &mut PatchDesc) {
         let mut members: Vec<(String, &mut ModuleDesc)> = Vec::new();
-        for instrument in &mut draft.instruments {
+        for instrument in &mut desc.instruments {
             for module in &mut instrument.modules {
                 members.push((format!("{}.{}", instrument.name, module.id), module));
             }
         }
-        let top = draft.modules.iter_mut().map(|m| (m.id.clone(), m));
+        let top = desc.modules.iter_mut().map(|m| (m.id.clone(), m));
         for (id, module) in top.chain(members) {
             let Some(node) = self.modules.iter().position(|(known, _)| *known == id) else {
                 continue;
@@ -399,10 +488,16 @@ impl PatchEditor {
                 }
             }
         }
+    }
+
+    /// Compiles `draft` and makes it the running patch (the switch the workers make
+    /// at the stamped frame), or says why not and changes nothing.
+    fn switch_to(&mut self, draft: PatchDesc) -> Result<CommittedPatch, String> {
         let patch = self.compile(&draft)?;
         self.check_fits(&draft)?;
         self.version += 1;
         self.adopt(&patch);
+        self.follow_switch(&draft);
         self.current = draft;
         self.revert();
         Ok(CommittedPatch {
@@ -486,6 +581,11 @@ fn apply_track_change(track: &mut TrackDesc, change: &TrackChange) {
         TrackChange::Instrument(name) => track.instrument = Some(name.clone()),
         TrackChange::Bars(bars) => track.bars = *bars,
     }
+}
+
+/// A number as the engine keeps a tempo or a swing: to thousandths.
+fn thousandths(value: f32) -> f64 {
+    (f64::from(value) * 1000.0).round() / 1000.0
 }
 
 /// `module:port` for a connection end, filling in the module's first output (or input)
@@ -658,6 +758,81 @@ mod tests {
         played.set_param(2, 0, 1234.0);
         fresh.follow(&played);
         assert_eq!(fresh.value(2, 0), Some(1234.0));
+    }
+
+    #[test]
+    fn the_running_patch_keeps_live_values_tempo_and_tracks_and_a_load_follows_the_switch() {
+        let groove =
+            PatchDesc::from_toml_str(include_str!("../../../patches/groove.toml")).unwrap();
+        let mut e =
+            PatchEditor::new(groove.clone(), EngineConfig::new(48_000, 64, 0), 1 << 26).unwrap();
+        let table = chronus_protocol::table_for_patch(&groove, false).unwrap();
+        let (node, param) = table.param_at("/mod/bass.filter/cutoff").unwrap();
+        let now = Instant::now();
+        e.observe(
+            &Command::SetParam {
+                node,
+                param,
+                value: 900.0,
+            },
+            now,
+        );
+        e.observe(&Command::ClockTempo { bpm: 132.5 }, now);
+        e.observe(&Command::ClockSwing { swing: 0.6 }, now);
+        e.observe(
+            &Command::TrackRun {
+                track: 2,
+                on: false,
+            },
+            now,
+        );
+        let saved = e.running();
+        assert_eq!(saved.instruments[1].modules[2].params["cutoff"], 900.0);
+        assert_eq!(
+            saved.clock,
+            Some(ClockDesc {
+                bpm: 132.5,
+                swing: 0.6
+            })
+        );
+        let playing: Vec<bool> = saved.tracks.iter().map(|t| t.playing).collect();
+        assert_eq!(playing, [true, true, false]);
+        // What is saved reads back equal.
+        let text = saved.to_toml_string();
+        assert_eq!(PatchDesc::from_toml_str(&text).unwrap(), saved);
+
+        // Loading a patch with another [clock] takes its tempo; its own values, not the
+        // played ones; the track of the same name stays stopped.
+        let mut other = groove.clone();
+        other.clock = Some(ClockDesc {
+            bpm: 90.0,
+            swing: 0.5,
+        });
+        let loaded = e.load(other).unwrap();
+        assert_eq!(loaded.version, 2);
+        let desc = PatchDesc::from_toml_str(&loaded.text).unwrap();
+        assert_eq!(desc.instruments[1].modules[2].params["cutoff"], 500.0);
+        let after = e.running();
+        assert_eq!(
+            after.clock,
+            Some(ClockDesc {
+                bpm: 90.0,
+                swing: 0.5
+            })
+        );
+        assert!(!after.tracks[2].playing);
+        assert_eq!(after.instruments[1].modules[2].params["cutoff"], 500.0);
+        // The same [clock] again keeps a tempo set live, as the engine does.
+        e.observe(&Command::ClockTempo { bpm: 100.0 }, now);
+        e.load(after.clone()).unwrap();
+        assert_eq!(e.clock().bpm, 100.0);
+        // A patch that does not compile is refused and nothing changes.
+        let mut broken = after;
+        broken
+            .connections
+            .push(chronus_dsp::Connection::new("nope", "out"));
+        assert!(e.load(broken).is_err());
+        assert_eq!(e.running().tracks.len(), 3);
     }
 
     #[test]

@@ -249,6 +249,7 @@ impl Supervisor {
             handling: None,
             die: false,
             command_log: log_patches,
+            library: config.library.clone(),
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())

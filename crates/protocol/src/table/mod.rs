@@ -20,6 +20,7 @@
 //! name module instances and parameter addresses of this same table.
 
 mod arp;
+pub mod library;
 mod notes;
 mod sequencer;
 
@@ -157,6 +158,9 @@ pub enum Request {
     },
     /// A `/patch/…` edit of the draft patch; the server checks ids and types against it.
     Patch(PatchEdit),
+    /// A `/library/…` request: load, save or list patches of the library (the name is
+    /// checked already).
+    Library(library::LibraryRequest),
     /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
     Sync(i32),
     /// `/status`: answer `/status.reply`.
@@ -1443,7 +1447,12 @@ impl AddressTable {
     }
 
     fn insert_fixed(&mut self, fault_injection: bool) {
-        for fixed in FIXED.iter().chain(notes::FIXED).chain(sequencer::FIXED) {
+        let every = FIXED
+            .iter()
+            .chain(notes::FIXED)
+            .chain(sequencer::FIXED)
+            .chain(library::FIXED);
+        for fixed in every {
             if fixed.fault_injection && !fault_injection {
                 continue;
             }
