@@ -273,7 +273,9 @@ metrics! {
         /// Rejected with `/fail`: the queue to the output clock had no room (a bundle that
         /// does not fit is refused whole).
         commands_rejected_busy = "commands_rejected.busy";
-        /// Rejected with `/fail`: a `/patch/...` edit the patch editor refused.
+        /// Rejected with `/fail`: a `/patch/...` edit the patch editor refused, or a
+        /// `/library/...` request that failed (unknown name, unreadable file, a patch that
+        /// does not compile).
         commands_rejected_patch_edit = "commands_rejected.patch_edit";
         /// Rejected: handling the message panicked (a bug; counted in `handler_panics`), or
         /// it came after that message in the same packet.

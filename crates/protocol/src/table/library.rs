@@ -59,11 +59,12 @@ pub fn check_library_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The name argument: any text the decoder takes; its form is checked by the build.
+/// The name argument: its length is checked with the other arguments, its characters by
+/// the build ([`check_library_name`]).
 const NAME: ArgSpec = ArgSpec {
     name: "name",
     kind: ArgKind::Text {
-        max_len: super::MAX_NAME_BYTES,
+        max_len: MAX_LIBRARY_NAME_BYTES,
     },
     optional: false,
 };
@@ -74,7 +75,7 @@ pub(crate) static FIXED: &[Fixed] = &[
         address: LIBRARY_LOAD,
         args: &[NAME],
         reply: "/done /library/load",
-        doc: "Switches to patch `name` of the library (a saved patch, else a preset), crossfaded and in lockstep like /patch/commit; the command log records the patch text. An unknown name or a patch that does not compile gets /fail and the running patch plays on.",
+        doc: "Switches to patch `name` (letters, digits, _ and -) of the library (a saved patch, else a preset), crossfaded and in lockstep like /patch/commit; the command log records the patch text. An unknown name or a patch that does not compile gets /fail and the running patch plays on.",
         engine: false,
         fault_injection: false,
         build: |call| {
