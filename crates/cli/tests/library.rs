@@ -97,7 +97,8 @@ fn demo_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../patches/demo.toml")
 }
 
-/// A `/mod` change survives a save and a load (of another patch in between); the list
+/// A `/mod` change (and a tempo, a stopped track, a pattern edited live) survives a save
+/// and a load (of another patch in between); the list
 /// shows the saved patch before the presets; bad and unknown names get `/fail` with the
 /// reason while the server plays on, every command accounted for; the saved patch renders
 /// by name as by file.
@@ -117,6 +118,8 @@ fn a_saved_patch_keeps_a_live_change_and_loads_back_while_bad_names_are_refused(
     server.send("/mod/sweep/freq", vec![OscType::Float(0.25)]);
     server.send("/clock/bpm", vec![OscType::Float(132.0)]);
     server.send("/seq/chords/stop", vec![]);
+    server.send("/seq/drums/pattern", vec![text("bd*4, hh*8")]);
+    assert_eq!(answer(&server, "/seq/drums/pattern").addr, "/done");
     expect_done(&server, "/library/save", "mine");
     let saved = library.join("mine.toml");
     let saved_text = std::fs::read_to_string(&saved).unwrap();
@@ -125,6 +128,7 @@ fn a_saved_patch_keeps_a_live_change_and_loads_back_while_bad_names_are_refused(
         "freq = 0.25",
         "bpm = 132.0",
         "playing = false",
+        "pattern = \"bd*4, hh*8\"",
     ] {
         assert!(saved_text.contains(wanted), "{wanted}: {saved_text}");
     }

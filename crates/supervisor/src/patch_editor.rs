@@ -438,8 +438,8 @@ impl PatchEditor {
     }
 
     /// `/library/save`: the running patch as it sounds now: every parameter at its
-    /// current value (the draft's edits are not in it), the tempo and swing as set, and
-    /// each track playing or not.
+    /// current value (the draft's edits are not in it), the tracks as edited live, the
+    /// tempo and swing as set, and each track playing or not.
     pub fn running(&self) -> PatchDesc {
         let mut desc = self.current.clone();
         self.fold_played_values(&mut desc);

@@ -88,7 +88,7 @@ pub(crate) static FIXED: &[Fixed] = &[
         address: LIBRARY_SAVE,
         args: &[NAME],
         reply: "/done /library/save",
-        doc: "Saves the running patch as `name` in the library directory: its parameters as set live, instruments, tracks (playing or not), tempo and swing, as TOML (written whole, then renamed into place). A saved patch shadows a preset of the same name.",
+        doc: "Saves the running patch as `name` in the library directory: its parameters as set live, instruments, tracks (patterns as edited live, playing or not), tempo and swing, as TOML (written whole, then renamed into place). A saved patch shadows a preset of the same name.",
         engine: false,
         fault_injection: false,
         build: |call| {
