@@ -225,19 +225,21 @@ fn a_groove_plays_at_once_and_bad_messages_are_refused() {
     server.quit();
 }
 
-/// Real time, paced WAV output at the default depth, about 12 s. The sequencer's own steps
-/// time the faults: a `seq` subscriber kills the active worker at every third sixteenth
-/// (375 ms at 120 bpm) once a spare is ready, twelve times, then both workers once; a
-/// pattern edit is sent mid-bar between them. The served WAV equals the replay of the log.
+/// Real time, paced WAV output at the default depth, about 12 s. The demo (drums, a bass
+/// line, chords and a slow sweep on tracks at 120 bpm), its faults timed by the
+/// sequencer's own steps: a `seq` subscriber kills the active worker at every third
+/// sixteenth (375 ms at 120 bpm) once a spare is ready, twelve times, then both workers
+/// once; a pattern edit is sent mid-bar between them. The served WAV equals the replay of
+/// the log sample for sample, but for the double fault's gap.
 #[test]
-fn killed_at_every_third_step_the_groove_plays_on_as_the_replay_renders_it() {
-    let patch = groove();
+fn the_demo_killed_at_every_third_step_plays_on_as_the_replay_renders_it() {
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../patches/demo.toml");
     let Recorded {
         server,
         dir,
         wav,
         log,
-    } = Recorded::start("groove-steps", &["--patch", patch.to_str().unwrap()]);
+    } = Recorded::start("demo-steps", &["--patch", patch.to_str().unwrap()]);
     let steps = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     steps
         .set_read_timeout(Some(Duration::from_millis(200)))

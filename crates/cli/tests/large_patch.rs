@@ -1,0 +1,66 @@
+//! A patch grown live far beyond the one the server started with: its state travels
+//! through the snapshot area to a joining spare and to a pair restarted after a double
+//! fault. A test binary of its own, so its load (forty delay lines, snapshots of 15 MB)
+//! never runs beside a test that counts underruns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{signal, Server};
+use rosc::OscType;
+
+fn s(text: &str) -> OscType {
+    OscType::String(text.to_string())
+}
+
+fn expect_done(server: &Server, address: &str) {
+    let replies = server.sync(42);
+    assert!(
+        replies
+            .iter()
+            .any(|m| m.addr == "/done" && m.args == vec![s(address)]),
+        "no /done {address}: {replies:?}"
+    );
+}
+
+/// Real time, paced null output at the default depth, a few seconds. Before: the snapshot
+/// area was sized once at start (at least 2 MiB), and a live edit that grew the patch's
+/// state beyond it was refused; each delay line holds 2 s (384 KB of state), so about
+/// five delays were the limit. Now the area has room for any patch that fits in memory
+/// (its pages are memory only once written): 40 delays (15 MB of state) commit, a spare
+/// joins from a snapshot of them after the active worker is killed, and a pair restarts
+/// from them after both are.
+#[test]
+fn a_live_edit_to_forty_delays_commits_and_survives_failover_and_a_double_fault() {
+    let server = Server::start(&["--output", "null", "--allow-fault-injection"]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    for i in 0..40 {
+        let id = format!("echo{i}");
+        server.send("/patch/add", vec![s(&id), s("delay")]);
+        let from = if i == 0 {
+            "filter".to_string()
+        } else {
+            format!("echo{}", i - 1)
+        };
+        server.send("/patch/connect", vec![s(&from), s(&id)]);
+    }
+    server.send("/patch/commit", vec![]);
+    expect_done(&server, "/patch/commit");
+    signal(server.active_pid(), "KILL");
+    server.wait_until(Duration::from_secs(30), |m| {
+        m["replacements"] >= 1.0 && m["spare_ready"] == 1.0
+    });
+    let pids = server.signal_both_workers("KILL");
+    let metrics = server.wait_for_new_pair(&pids);
+    server.quit();
+    common::assert_metrics(
+        &metrics,
+        &[
+            ("lockstep_mismatches", 0.0),
+            ("commands_rejected", 0.0),
+            ("cold_restarts", 1.0),
+        ],
+    );
+    assert!(metrics["voices_sounding"] >= 1.0, "{metrics:?}");
+}
