@@ -11,12 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chronus_engine::MAX_ADMITTED_TIMED;
-use common::{assert_replay_equals_served, grew, signal, timetag_in, Recorded};
+use common::{assert_replay_equals_served, grew, signal, text_arg as s, timetag_in, Recorded};
 use rosc::{OscBundle, OscMessage, OscPacket, OscType};
-
-fn s(text: &str) -> OscType {
-    OscType::String(text.to_string())
-}
 
 fn freq(hz: f32) -> OscPacket {
     OscPacket::Message(OscMessage {

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{chronus, encode, get, grew, Server};
+use common::{chronus, encode, get, grew, text_arg as s, Server};
 use rosc::{OscMessage, OscPacket, OscType};
 
 /// This machine's non-loopback address, or `None` and a line saying the test is skipped.
@@ -109,10 +109,6 @@ fn tcp_receive(stream: &mut TcpStream) -> Option<OscMessage> {
         OscPacket::Message(m) => Some(m),
         OscPacket::Bundle(_) => panic!("a bundle as a reply"),
     }
-}
-
-fn s(text: &str) -> OscType {
-    OscType::String(text.into())
 }
 
 #[test]

@@ -7,22 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{signal, Server};
+use common::{expect_done, signal, text_arg as s, Server};
 use rosc::OscType;
-
-fn s(text: &str) -> OscType {
-    OscType::String(text.to_string())
-}
-
-fn expect_done(server: &Server, address: &str) {
-    let replies = server.sync(42);
-    assert!(
-        replies
-            .iter()
-            .any(|m| m.addr == "/done" && m.args == vec![s(address)]),
-        "no /done {address}: {replies:?}"
-    );
-}
 
 /// Real time, paced null output at the default depth, a few seconds. Before: the snapshot
 /// area was sized once at start (at least 2 MiB), and a live edit that grew the patch's

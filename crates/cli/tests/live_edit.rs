@@ -7,22 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_ends_at, assert_replay_equals_served, signal, Recorded, Server};
+use common::{
+    assert_ends_at, assert_replay_equals_served, expect_done, signal, text_arg as s, Recorded,
+};
 use rosc::OscType;
-
-fn s(text: &str) -> OscType {
-    OscType::String(text.to_string())
-}
-
-fn expect_done(server: &Server, address: &str) {
-    let replies = server.sync(42);
-    assert!(
-        replies
-            .iter()
-            .any(|m| m.addr == "/done" && m.args == vec![s(address)]),
-        "no /done {address}: {replies:?}"
-    );
-}
 
 #[test]
 fn live_patch_edit_ramp_and_failover_replay_exactly() {

@@ -399,6 +399,22 @@ pub fn grew(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, name:
     get(after, name) - get(before, name)
 }
 
+/// An OSC string argument.
+pub fn text_arg(text: &str) -> OscType {
+    OscType::String(text.to_string())
+}
+
+/// Waits for `/sync` and asserts that `/done <address>` came back before it.
+pub fn expect_done(server: &Server, address: &str) {
+    let replies = server.sync(42);
+    assert!(
+        replies
+            .iter()
+            .any(|m| m.addr == "/done" && m.args == vec![text_arg(address)]),
+        "no /done {address}: {replies:?}"
+    );
+}
+
 /// Encodes one OSC message.
 pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
     rosc::encoder::encode(&OscPacket::Message(OscMessage {
