@@ -1535,6 +1535,18 @@ pattern = "PATTERN"
         desc
     }
 
+    /// Exactly `frames` frames of `engine` (blocks of `block` frames), interleaved.
+    fn render_frames(engine: &mut Engine, block: usize, frames: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut buf = vec![0.0; 2 * block];
+        while out.len() < 2 * frames {
+            engine.render_block(&mut buf);
+            out.extend_from_slice(&buf);
+        }
+        out.truncate(2 * frames);
+        out
+    }
+
     #[test]
     fn tracks_play_the_same_samples_whatever_the_block_size() {
         let frames = 48_000 * 5;
@@ -1549,14 +1561,7 @@ pattern = "PATTERN"
                     command: Command::ClockTempo { bpm: 90.5 },
                 })
                 .unwrap();
-            let mut out = Vec::new();
-            let mut buf = vec![0.0; 2 * block];
-            while out.len() < 2 * frames {
-                engine.render_block(&mut buf);
-                out.extend_from_slice(&buf);
-            }
-            out.truncate(2 * frames);
-            by_block.push(out);
+            by_block.push(render_frames(&mut engine, block, frames));
         }
         assert!(by_block[0].iter().any(|&x| x != 0.0), "the groove sounds");
         assert!(by_block[0] == by_block[1] && by_block[0] == by_block[2]);
@@ -1635,14 +1640,7 @@ pattern = "PATTERN"
         let mut by_block = Vec::new();
         for block in [64usize, 100, 37] {
             let mut engine = arpeggio(EngineConfig::new(48_000, block, 7));
-            let mut out = Vec::new();
-            let mut buf = vec![0.0; 2 * block];
-            while out.len() < 2 * frames {
-                engine.render_block(&mut buf);
-                out.extend_from_slice(&buf);
-            }
-            out.truncate(2 * frames);
-            by_block.push(out);
+            by_block.push(render_frames(&mut engine, block, frames));
         }
         assert!(
             by_block[0][..2_000].iter().all(|&x| x == 0.0),
