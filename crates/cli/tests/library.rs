@@ -11,7 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{assert_replay_equals_served, chronus, read_wav, temp_dir, Recorded, Server};
+use common::{
+    assert_replay_of_patch_equals_served_but_for_underruns, chronus, read_wav, temp_dir, Recorded,
+    Server,
+};
 use rosc::{OscMessage, OscType};
 
 fn text(s: &str) -> OscType {
@@ -319,7 +322,9 @@ fn a_preset_loaded_live_replays_from_the_command_log_as_served() {
     assert!(!logged.contains("/library/"), "{logged}");
     let (left, _) = read_wav(&wav);
     assert!(left.iter().any(|x| x.abs() > 0.05), "it sounded");
-    assert_replay_equals_served(&log, &wav);
+    // A load compiles on the workers' render threads: on a loaded machine it may miss a
+    // block, which the replay cannot know of.
+    assert_replay_of_patch_equals_served_but_for_underruns(&log, &wav, None, &metrics);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&library);
 }
