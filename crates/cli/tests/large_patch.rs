@@ -50,3 +50,78 @@ fn a_live_edit_to_forty_delays_commits_and_survives_failover_and_a_double_fault(
     );
     assert!(metrics["voices_sounding"] >= 1.0, "{metrics:?}");
 }
+
+/// Real time, paced null output at the default depth, a few seconds. Sixty delays whose
+/// lines hold 250 ms (`max_time`: 48 KB each, where a 2 s line is 384 KB) commit live.
+/// `max_time` sizes memory, so it is no live parameter: `/mod` of it gets `/fail` saying
+/// how to change it, and that way (`/patch/set`, `/patch/commit`) works; a spare joins
+/// from a snapshot of the resized lines.
+#[test]
+fn sixty_short_delays_commit_and_their_line_length_changes_with_the_patch() {
+    let server = Server::start(&["--output", "null", "--allow-fault-injection"]);
+    server.send("/gate/adsr", vec![OscType::Int(1)]);
+    for i in 0..60 {
+        let id = format!("echo{i}");
+        server.send("/patch/add", vec![s(&id), s("delay")]);
+        server.send(
+            "/patch/set",
+            vec![s(&id), s("max_time"), OscType::Float(250.0)],
+        );
+        server.send("/patch/set", vec![s(&id), s("time"), OscType::Float(100.0)]);
+        let from = if i == 0 {
+            "filter".to_string()
+        } else {
+            format!("echo{}", i - 1)
+        };
+        server.send("/patch/connect", vec![s(&from), s(&id)]);
+    }
+    server.send("/patch/commit", vec![]);
+    expect_done(&server, "/patch/commit");
+
+    server.send("/mod/echo7/max_time", vec![OscType::Float(500.0)]);
+    let replies = server.sync(43);
+    assert!(
+        replies.iter().any(|m| m.addr == "/fail"
+            && m.args.iter().any(|a| matches!(a, OscType::String(why)
+                if why.contains("fixed when the patch compiles")
+                    && why.contains("/patch/set echo7 max_time")))),
+        "{replies:?}"
+    );
+    server.send(
+        "/patch/set",
+        vec![s("echo7"), s("max_time"), OscType::Float(500.0)],
+    );
+    server.send(
+        "/patch/set",
+        vec![s("echo7"), s("time"), OscType::Float(400.0)],
+    );
+    server.send("/patch/commit", vec![]);
+    expect_done(&server, "/patch/commit");
+    server.send("/params", vec![s("echo7")]);
+    let replies = server.sync(44);
+    let params = replies
+        .iter()
+        .find(|m| m.addr == "/params.reply")
+        .expect("a /params.reply");
+    let at = params
+        .args
+        .iter()
+        .position(|a| *a == s("max_time"))
+        .expect("max_time listed");
+    // name, unit, min, max, default, current
+    assert_eq!(params.args[at + 5], OscType::Float(500.0), "{params:?}");
+
+    signal(server.active_pid(), "KILL");
+    let metrics = server.wait_until(Duration::from_secs(30), |m| {
+        m["replacements"] >= 1.0 && m["spare_ready"] == 1.0
+    });
+    server.quit();
+    common::assert_metrics(
+        &metrics,
+        &[
+            ("lockstep_mismatches", 0.0),
+            ("commands_dropped", 0.0),
+            ("cold_restarts", 0.0),
+        ],
+    );
+}

@@ -73,6 +73,12 @@ pub trait Module: Send {
     /// modules read their parameters per block and need nothing here.
     fn param_changed(&mut self, _index: usize) {}
 
+    /// Sizes the memory the fixed parameters ask for (a delay's line for its `max_time`;
+    /// see [`ParamSpec::live`](crate::spec::ParamSpec::live)). The patch compiler calls
+    /// it once, after setting the patch's values and before [`Module::reset`]: it may
+    /// allocate, so nothing on the render path calls it. Most modules size nothing.
+    fn allocate_for_params(&mut self) {}
+
     /// Opens or closes the gate, for modules whose spec has `has_gate`; others ignore it.
     fn set_gate(&mut self, _on: bool) {}
 

@@ -55,6 +55,10 @@ pub struct ParamSpec {
     pub default: f32,
     /// One line for users: what the parameter does.
     pub doc: &'static str,
+    /// Whether it may change while the patch plays (`/mod`, `/ramp`). A fixed parameter
+    /// sizes memory when the patch compiles (a delay's `max_time`), and the render path
+    /// never allocates: it changes with the patch (`/patch/set` and `/patch/commit`).
+    pub live: bool,
 }
 
 impl ParamSpec {
@@ -73,6 +77,7 @@ impl ParamSpec {
             max: *range.end(),
             default,
             doc: "",
+            live: true,
         }
     }
 
@@ -109,6 +114,14 @@ impl ParamSpec {
     /// The same parameter with its one line for users.
     pub const fn doc(self, doc: &'static str) -> ParamSpec {
         ParamSpec { doc, ..self }
+    }
+
+    /// The same parameter, fixed when the patch compiles (see [`ParamSpec::live`]).
+    pub const fn fixed(self) -> ParamSpec {
+        ParamSpec {
+            live: false,
+            ..self
+        }
     }
 
     /// Clamps `value` into the documented range (the DSP's second line of defence;

@@ -224,7 +224,10 @@ struct CarriedModule {
 }
 
 impl CarryPlan {
-    fn for_patch(patch: &Patch) -> CarryPlan {
+    /// The plan for switching from `old` (the patch that will be sounding at the switch)
+    /// to `patch`; its scratch holds the state of either side of every namesake (a delay
+    /// whose `max_time` changed has a line of another length).
+    fn for_patch(patch: &Patch, old: &Patch) -> CarryPlan {
         let mut modules = Vec::new();
         let mut largest = 0;
         for node in 0..patch.node_count() as u16 {
@@ -235,6 +238,9 @@ impl CarryPlan {
                 .filter_map(|p| Some((p, patch.param(node, p)?)))
                 .collect();
             largest = largest.max(patch.module_state_len(node).unwrap_or(0));
+            if let Some(old_node) = old.node_index(id) {
+                largest = largest.max(old.module_state_len(old_node).unwrap_or(0));
+            }
             modules.push(CarriedModule {
                 node,
                 id: id.to_string(),
@@ -529,7 +535,7 @@ impl Engine {
             let patch = compile(&desc, self.config)?;
             let sequencer = Sequencer::new(&desc, &patch, self.config.sample_rate)?;
             let arps = Arpeggiators::new(&desc, &patch, self.config.seed)?;
-            let carry = CarryPlan::for_patch(&patch);
+            let carry = CarryPlan::for_patch(&patch, self.latest_patch());
             (Some((patch, carry, arps)), sequencer)
         };
         self.staged.push(StagedPatch {
@@ -875,7 +881,11 @@ impl Engine {
                     ..
                 } = self.staged.remove(index);
                 // A tracks switch still waiting is replaced: the newer text holds its
-                // change too (each is the whole patch as edited so far).
+                // change too (each is the whole patch as edited so far). So the newer one
+                // lands on the later of the two boundaries: an edit asked on the beat
+                // after one asked on the bar line waits for that bar line with it, and
+                // nothing lands before its time (mid-bar, mid-note).
+                let older_beat = self.tracks_switch.as_ref().map(|older| older.beat);
                 if let Some(older) = self.tracks_switch.take() {
                     self.retired.push(Retired {
                         _patch: None,
@@ -886,7 +896,8 @@ impl Engine {
                 }
                 let Some((mut patch, mut carry, mut arps)) = whole else {
                     let on_beat = at == SwitchAt::TracksAtBeat;
-                    match self.sequencer.boundary_beat(now, on_beat) {
+                    let boundary = self.sequencer.boundary_beat(now, on_beat);
+                    match boundary.map(|beat| older_beat.map_or(beat, |older| older.max(beat))) {
                         Some(beat) => {
                             self.tracks_switch = Some(TracksSwitch {
                                 beat,
@@ -1399,6 +1410,22 @@ pattern = "PATTERN"
     }
 
     #[test]
+    fn an_edit_on_the_beat_after_one_on_the_bar_waits_for_the_bar_with_it() {
+        // Two edits before the bar line: the first asked on the bar, the second (whose
+        // text holds both) on the beat. Before: the second replaced the first and landed
+        // on the next beat, taking the first's change into the middle of the bar.
+        let offset = onset_of("c4*4");
+        let mut engine = groove_engine("~");
+        let first = groove("c4*4");
+        send_switch(&mut engine, 1, 30_000, 2, &first, SwitchAt::TracksAtBar);
+        let both = format!("{first}\n[[tracks]]\nname = \"u\"\npattern = \"~\"\n");
+        send_switch(&mut engine, 2, 40_000, 3, &both, SwitchAt::TracksAtBeat);
+        let out = render(&mut engine, 2_000);
+        assert_eq!(first_sound(&out), Some(96_000 + offset));
+        assert_eq!(track_pattern(&engine), "c4*4");
+    }
+
+    #[test]
     fn a_tracks_switch_that_changes_the_sound_switches_the_whole_patch_at_once() {
         let mut engine = groove_engine("c4");
         let louder = groove("c4").replace("gain = 0.3", "gain = 0.4");
@@ -1869,6 +1896,90 @@ pattern = "PATTERN"
             after,
             "a spare joining mid-crossfade"
         );
+    }
+
+    /// A tone of `gain` into a delay line of `max_time` ms, heard wet only.
+    fn echo_patch(max_time: f32, gain: f32) -> PatchDesc {
+        PatchDesc::from_toml_str(&format!(
+            r#"
+[[modules]]
+id = "tone"
+type = "sine"
+params = {{ freq = 330.0, gain = {gain} }}
+
+[[modules]]
+id = "echo"
+type = "delay"
+params = {{ time = 150.0, feedback = 0.6, mix = 1.0, max_time = {max_time} }}
+
+[[modules]]
+id = "out"
+type = "output"
+
+[[connections]]
+from = "tone:out"
+to = "echo:in"
+
+[[connections]]
+from = "echo:out"
+to = "out:left"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_switch_that_resizes_a_delay_line_keeps_its_echoes() {
+        // The tone stops; a switch to a line of another length comes 50 ms later: the
+        // echoes in flight go on from the new line exactly as from the old one, once the
+        // crossfade is over (before: a switch to a smaller line found no room to carry
+        // the old state, and the new line started silent).
+        for (from, to) in [(2_000.0, 2_000.0), (2_000.0, 400.0), (400.0, 2_000.0)] {
+            let mut engine = Engine::new(&echo_patch(from, 0.5), config(), 0).unwrap();
+            let mut reference = Engine::new(&echo_patch(from, 0.5), config(), 0).unwrap();
+            let mute = StampedCommand {
+                seq: 1,
+                frame: 300 * 64,
+                command: Command::SetParam {
+                    node: 0,
+                    param: 1,
+                    value: 0.0,
+                },
+            };
+            engine.receive(mute).unwrap();
+            reference.receive(mute).unwrap();
+            // The patch as played (the tone muted), its line resized.
+            let (seq, len) = chunks_of(&mut engine, 2, &echo_patch(to, 0.0), 2);
+            let switch = StampedCommand {
+                seq,
+                frame: 340 * 64,
+                command: Command::SwitchPatch {
+                    version: 2,
+                    len,
+                    at: SwitchAt::Now,
+                },
+            };
+            engine.receive(switch).unwrap();
+            let _ = render(&mut engine, 380);
+            let _ = render(&mut reference, 380);
+            while engine.take_retired().is_some() {}
+            assert!(engine.patch_text().contains(&format!("max_time = {to}")));
+            // 50 to 300 ms after the switch: the echoes of the tone, decaying.
+            let after = render(&mut engine, 190);
+            let peak = after.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(
+                peak > 0.05,
+                "{from} ms -> {to} ms: echoes carried, peak {peak}"
+            );
+            let expected = render(&mut reference, 190);
+            let first = after.iter().zip(&expected).position(|(a, b)| a != b);
+            assert_eq!(
+                first,
+                None,
+                "{from} ms -> {to} ms: the same echoes as from the old line {:?}",
+                first.map(|i| (after[i], expected[i], after.len()))
+            );
+        }
     }
 
     fn engine_from_scratch() -> Engine {

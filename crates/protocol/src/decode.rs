@@ -101,6 +101,9 @@ pub fn validate_message(table: &AddressTable, msg: &OscMessage) -> Result<Reques
         reason,
     };
     let Some(entry) = table.lookup(&msg.addr) else {
+        if let Some(why) = table.fixed_param(&msg.addr) {
+            return Err(fail(why));
+        }
         let hint = match table.suggest(&msg.addr) {
             Some(known) => format!("did you mean {known}?"),
             None => "`chronus send --list` shows every address".to_string(),
@@ -1141,6 +1144,36 @@ mod tests {
             fail.reason.contains("chronus send --list"),
             "{}",
             fail.reason
+        );
+    }
+
+    #[test]
+    fn a_fixed_parameter_is_no_address_and_says_how_to_change_it() {
+        let modules = [("echo".to_string(), chronus_dsp::spec_for("delay").unwrap())];
+        let t = AddressTable::new(&modules, false);
+        let how = "max_time of delay `echo` is fixed when the patch compiles (it sizes memory, which the audio path never allocates): change it with /patch/set echo max_time <value> and /patch/commit";
+        let fail = validate_message(
+            &t,
+            &message("/mod/echo/max_time", vec![OscType::Float(100.0)]),
+        )
+        .unwrap_err();
+        assert_eq!(fail.reason, how);
+        for (addr, args) in [
+            ("/get", vec![OscType::String("/mod/echo/max_time".into())]),
+            (
+                "/ramp",
+                vec![
+                    OscType::String("/mod/echo/max_time".into()),
+                    OscType::Float(100.0),
+                    OscType::Float(1.0),
+                ],
+            ),
+        ] {
+            let fail = validate_message(&t, &message(addr, args)).unwrap_err();
+            assert_eq!(fail.reason, format!("{addr}: {how}"));
+        }
+        assert!(
+            validate_message(&t, &message("/mod/echo/time", vec![OscType::Float(100.0)])).is_ok()
         );
     }
 

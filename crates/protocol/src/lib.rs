@@ -35,6 +35,7 @@
 //!         max: 20000.0,
 //!         default: 440.0,
 //!         doc: "frequency",
+//!         live: true,
 //!     }],
 //!     has_gate: false,
 //! };

@@ -911,6 +911,7 @@ mod tests {
             max: 20000.0,
             default: 440.0,
             doc: "frequency",
+            live: true,
         };
         let mut expected = params()[0].clone();
         expected.current = 880.0;

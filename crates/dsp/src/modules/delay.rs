@@ -11,9 +11,12 @@
 //! read is exact: an impulse comes back at exactly the set time, scaled by `feedback` on
 //! every further trip.
 //!
-//! The 2 s buffer is allocated when the module is created from the sample rate and is
-//! part of the snapshot (about 384 KB at 48 kHz): a spare that loads it plays the same
-//! echoes. What is written back is flushed below 1e-20 and clamped, so the loop can never
+//! The line holds `max_time` (2 s unless the patch says less), is allocated when the
+//! patch compiles and is part of the snapshot (4 bytes a sample: 384 KB for 2 s at
+//! 48 kHz, 48 KB for 250 ms): a spare that loads it plays the same echoes. `max_time` is
+//! fixed (it sizes memory, and the render path allocates nothing): a patch of many short
+//! delays sets it to the longest time it will turn them to, and `time` (or `beats` at
+//! `bpm`) is held to it. A patch switch that changes it keeps the newest echoes that fit. What is written back is flushed below 1e-20 and clamped, so the loop can never
 //! hold denormals or overflow. `mix` crossfades linearly: `dry * (1 - mix) + wet * mix`.
 //! A patch may only feed back through a module like this one (the graph itself is acyclic).
 
@@ -34,9 +37,14 @@ pub const MIX: usize = 2;
 pub const BPM: usize = 3;
 /// Index of the `beats` parameter.
 pub const BEATS: usize = 4;
+/// Index of the `max_time` parameter (fixed: it sizes the line).
+pub const MAX_TIME: usize = 5;
 
-/// Longest delay, in seconds (the buffer is sized for it).
+/// Longest delay, in seconds: the largest `max_time`.
 pub const MAX_SECONDS: f64 = 2.0;
+/// Samples the line holds beyond its longest delay: the cubic read's newer taps and one
+/// spare.
+const LINE_MARGIN: usize = 4;
 /// Crossfade time between the old and the new read head when the delay time changes.
 pub const TIME_FADE_MS: f32 = 50.0;
 /// Shortest delay in samples: the cubic read needs one newer sample than the one it reads.
@@ -45,15 +53,16 @@ pub const MIN_DELAY_SAMPLES: f32 = 2.0;
 /// Static description of the `delay` type.
 pub static SPEC: ModuleSpec = ModuleSpec {
     type_name: "delay",
-    doc: "Feedback delay up to 2 s, cubic-interpolated, gliding time changes, optional tempo sync (bpm x beats).",
+    doc: "Feedback delay up to 2 s (its line sized by max_time), cubic-interpolated, gliding time changes, optional tempo sync (bpm x beats).",
     inputs: &[PortSpec::audio("in")],
     outputs: &[PortSpec::audio("out")],
     params: &[
-        ParamSpec::ms("time", 0.0..=2_000.0, 250.0).doc("Delay time when bpm is 0 (at least 2 samples); a change crossfades from the old time to the new over 50 ms (no pitch bend)."),
+        ParamSpec::ms("time", 0.0..=2_000.0, 250.0).doc("Delay time when bpm is 0 (at least 2 samples, at most max_time); a change crossfades from the old time to the new over 50 ms (no pitch bend)."),
         ParamSpec::linear("feedback", 0.0..=0.95, 0.3).doc("Share of the output fed back into the line (echo decay per trip); glides over 10 ms."),
         ParamSpec::linear("mix", 0.0..=1.0, 0.5).doc("Wet share, linear: dry x (1 - mix) + wet x mix; glides over 10 ms."),
-        ParamSpec::number("bpm", 0.0..=300.0, 0.0).doc("Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to 2 s); 0 uses `time`. Changes crossfade like `time`."),
+        ParamSpec::number("bpm", 0.0..=300.0, 0.0).doc("Tempo for sync: above 0 the time is beats x 60 / bpm seconds (held to max_time); 0 uses `time`. Changes crossfade like `time`."),
         ParamSpec::number("beats", 0.0625..=4.0, 1.0).doc("Delay in beats when bpm is above 0 (0.25 = a sixteenth at 4/4, 0.75 = dotted eighth). Changes crossfade like `time`."),
+        ParamSpec::ms("max_time", 10.0..=2_000.0, 2_000.0).fixed().doc("Longest time the line holds, fixed when the patch compiles (4 bytes a sample of memory and snapshot: 384 KB at 2 s); time and beats are held to it. Change it with /patch/set and /patch/commit."),
     ],
     has_gate: false,
 };
@@ -81,15 +90,14 @@ impl Delay {
     /// A delay at the default settings with a silent 2 s line; allocates the line.
     pub fn new(sample_rate: f32) -> Self {
         let sr = sane_sample_rate(sample_rate);
-        // Longest read reaches 2 samples past the delay (cubic taps) plus one spare.
-        let len = (MAX_SECONDS * f64::from(sr)).ceil() as usize + 4;
+        let len = line_len(sr, SPEC.params[MAX_TIME].default);
         let mut d = Delay {
             sample_rate: sr,
             delay: 0.0,
             from: 0.0,
             remaining: 0,
             fade_len: ramp_samples(sr, TIME_FADE_MS).max(1),
-            params: Params::new(&SPEC, sr).instant(&[TIME, BPM, BEATS]),
+            params: Params::new(&SPEC, sr).instant(&[TIME, BPM, BEATS, MAX_TIME]),
             buf: vec![0.0; len],
             pos: 0,
         };
@@ -100,7 +108,12 @@ impl Delay {
 
     /// Longest delay in samples the line supports.
     fn max_delay(&self) -> f32 {
-        (self.buf.len() - 4) as f32
+        (self.buf.len() - LINE_MARGIN) as f32
+    }
+
+    /// Samples in the line (its memory is 4 bytes each).
+    pub fn line_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The delay in samples the parameters ask for (tempo sync or ms), held in range.
@@ -144,6 +157,11 @@ impl Delay {
     }
 }
 
+/// Samples of a line that holds `max_ms` at `sample_rate`.
+fn line_len(sample_rate: f32, max_ms: f32) -> usize {
+    (f64::from(max_ms) / 1000.0 * f64::from(sample_rate)).ceil() as usize + LINE_MARGIN
+}
+
 impl Delay {
     /// Starts a crossfade from the head playing to one at the parameters' delay, if it
     /// differs.
@@ -164,6 +182,18 @@ impl Module for Delay {
 
     fn params_mut(&mut self) -> &mut Params {
         &mut self.params
+    }
+
+    /// Sizes the line for `max_time` (the patch compiler calls it, never the render path).
+    fn allocate_for_params(&mut self) {
+        let len = line_len(self.sample_rate, self.params[MAX_TIME].target());
+        if len != self.buf.len() {
+            self.buf = vec![0.0; len];
+            self.pos = 0;
+            self.delay = self.target_delay();
+            self.from = self.delay;
+            self.remaining = 0;
+        }
     }
 
     /// A new time or tempo starts a crossfade to a head there, unless one runs: then
@@ -221,6 +251,7 @@ impl Module for Delay {
         w.put_f32(self.delay);
         w.put_f32(self.from);
         w.put_u32(self.remaining);
+        w.put_u32(self.buf.len() as u32);
         w.put_u32(self.pos as u32);
         save_buffer(w, &self.buf);
     }
@@ -233,8 +264,44 @@ impl Module for Delay {
         self.delay = sane(r.get_f32()?);
         self.from = sane(r.get_f32()?);
         self.remaining = r.get_u32()?.min(self.fade_len);
-        self.pos = load_index(r, self.buf.len(), "delay write position")?;
-        load_buffer(r, &mut self.buf)
+        let offset = r.position();
+        let saved_len = r.get_u32()? as usize;
+        if saved_len <= LINE_MARGIN {
+            return Err(StateError::InvalidValue {
+                what: "delay line length",
+                offset,
+            });
+        }
+        let saved_pos = load_index(r, saved_len, "delay write position")?;
+        if saved_len == self.buf.len() {
+            self.pos = saved_pos;
+            return load_buffer(r, &mut self.buf);
+        }
+        // A patch switch changed `max_time` (the state is carried to the new line):
+        // keep the newest samples that fit, in order, without allocating.
+        if r.remaining() < saved_len * 4 {
+            return Err(StateError::Truncated {
+                offset: r.position(),
+                needed: saved_len * 4,
+                remaining: r.remaining(),
+            });
+        }
+        let len = self.buf.len();
+        self.buf.fill(0.0);
+        self.pos = 0;
+        for i in 0..saved_len {
+            let x = r.get_f32()?;
+            // Written `age` samples before the saved write position (1..=saved_len).
+            let age = (saved_pos + saved_len - i - 1) % saved_len + 1;
+            if age <= len {
+                if let Some(slot) = self.buf.get_mut(len - age) {
+                    *slot = x;
+                }
+            }
+        }
+        self.delay = self.delay.min(self.max_delay());
+        self.from = self.from.min(self.max_delay());
+        Ok(())
     }
 }
 
@@ -350,6 +417,73 @@ mod tests {
     fn buffer_is_two_seconds_and_in_the_snapshot() {
         let d = Delay::new(SR);
         assert_eq!(d.buf.len(), 96_004);
-        assert_eq!(d.state_len(), 12 + 2 * Smoother::STATE_LEN + 4 + 4 + 4 + 4 + 4 * 96_004);
+        assert_eq!(
+            d.state_len(),
+            16 + 2 * Smoother::STATE_LEN + 4 + 4 + 4 + 4 + 4 + 4 * 96_004
+        );
+    }
+
+    /// A delay compiled with `max_time` (as the patch compiler makes it).
+    fn sized(max_ms: f32, time: f32) -> Delay {
+        let mut d = Delay::new(SR);
+        d.set_param(MAX_TIME, max_ms);
+        d.set_param(TIME, time);
+        d.set_param(MIX, 1.0);
+        d.set_param(FEEDBACK, 0.0);
+        d.allocate_for_params();
+        d.reset();
+        d
+    }
+
+    #[test]
+    fn the_line_holds_max_time_and_the_time_is_held_to_it() {
+        let d = sized(250.0, 100.0);
+        assert_eq!(d.line_len(), 12_004);
+        assert!(d.state_len() < 50_000, "{}", d.state_len());
+        assert_eq!(d.delay_samples(), 4_800.0);
+        let d = sized(250.0, 1_000.0);
+        assert_eq!(d.delay_samples(), 12_000.0);
+        // An impulse comes back at exactly max_time.
+        let mut d = sized(250.0, 1_000.0);
+        let out = render(&mut d, &[impulse(20_000)], 1).remove(0);
+        assert_eq!(out[12_000], 1.0);
+        assert_eq!(out.iter().filter(|&&y| y != 0.0).count(), 1);
+    }
+
+    #[test]
+    fn a_new_max_time_keeps_the_newest_echoes_in_order() {
+        // Echoes in flight in a 2 s line move to a 300 ms one (as a patch switch's carry
+        // does: the old state loaded into the new module): those that fit come back at
+        // the same moment as from the old line.
+        for (from_ms, to_ms) in [(2_000.0, 300.0), (300.0, 2_000.0), (300.0, 300.0)] {
+            let mut old = sized(from_ms, 250.0);
+            let mut reference = sized(from_ms, 250.0);
+            let x = sine(300.0, 0.5, 20_000);
+            let _ = render(&mut old, std::slice::from_ref(&x), 1);
+            let _ = render(&mut reference, std::slice::from_ref(&x), 1);
+            let mut bytes = vec![0u8; old.state_len()];
+            old.save_state(&mut StateWriter::new(&mut bytes));
+            let mut new = sized(to_ms, 250.0);
+            new.load_state(&mut StateReader::new(&bytes)).unwrap();
+            new.set_param(MAX_TIME, to_ms);
+            let silence = vec![0.0f32; 12_000];
+            let a = render(&mut new, std::slice::from_ref(&silence), 1).remove(0);
+            let b = render(&mut reference, std::slice::from_ref(&silence), 1).remove(0);
+            assert_eq!(a, b, "{from_ms} ms -> {to_ms} ms");
+            assert!(a.iter().any(|y| y.abs() > 0.1));
+        }
+    }
+
+    #[test]
+    fn a_damaged_line_length_is_refused() {
+        let d = sized(250.0, 100.0);
+        let mut bytes = vec![0u8; d.state_len()];
+        d.save_state(&mut StateWriter::new(&mut bytes));
+        let at = bytes.len() - 4 * d.line_len() - 8;
+        for bad in [0u32, 3, u32::MAX] {
+            bytes[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+            let mut e = sized(250.0, 100.0);
+            assert!(e.load_state(&mut StateReader::new(&bytes)).is_err(), "{bad}");
+        }
     }
 }

@@ -520,6 +520,7 @@ impl Patch {
                             module.set_param(i, value);
                         }
                     }
+                    module.allocate_for_params();
                     // Initial values are where the module starts, not something to glide to.
                     module.reset();
                     Unit::Module(module)
@@ -1846,5 +1847,40 @@ mod tests {
         d.connections[last] = Connection::new("sine:out", "to_cv:in");
         d.connections.push(Connection::new("to_cv:out", "amp:cv"));
         Patch::compile(&d, SR, 64, 7).unwrap();
+    }
+
+    #[test]
+    fn sixty_short_delays_cost_what_their_lines_hold() {
+        // A chain of 60 delays of at most 250 ms: 48 KB of line each, where the default
+        // (2 s) line is 384 KB.
+        let chain = |max_time: Option<f32>| {
+            let mut d = PatchDesc {
+                modules: vec![ModuleDesc::new("src", "sine")],
+                connections: Vec::new(),
+                instruments: Vec::new(),
+                clock: None,
+                tracks: Vec::new(),
+            };
+            let mut last = "src".to_string();
+            for i in 0..60 {
+                let id = format!("d{i}");
+                let mut m = ModuleDesc::new(&id, "delay");
+                m.params.insert("time".into(), 200.0);
+                if let Some(max) = max_time {
+                    m.params.insert("max_time".into(), max);
+                }
+                d.modules.push(m);
+                d.connections
+                    .push(Connection::new(&format!("{last}:out"), &format!("{id}:in")));
+                last = id;
+            }
+            d.modules.push(ModuleDesc::new("out", "output"));
+            d.connections
+                .push(Connection::new(&format!("{last}:out"), "out:left"));
+            Patch::compile(&d, SR, 64, 7).unwrap().state_len()
+        };
+        let (short, default) = (chain(Some(250.0)), chain(None));
+        assert!(short < 60 * 50_000, "{short}");
+        assert!(default > 60 * 384_000, "{default}");
     }
 }

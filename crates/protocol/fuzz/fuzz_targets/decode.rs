@@ -20,6 +20,7 @@ static SINE: ModuleSpec = ModuleSpec {
         max: 20000.0,
         default: 440.0,
         doc: "frequency",
+        live: true,
     }],
     has_gate: true,
 };

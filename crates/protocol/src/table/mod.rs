@@ -1093,6 +1093,9 @@ impl Call<'_> {
         match self.table.param_at(&text) {
             Some((node, param)) => Ok((text, node, param)),
             None => {
+                if let Some(why) = self.table.fixed_param(&text) {
+                    return Err(format!("{}: {why}", self.address));
+                }
                 let hint = match self.table.suggest_param(&text) {
                     Some(known) => format!("did you mean {known}?"),
                     None => "parameters are /mod/<id>/<param>; `chronus send --list` shows them"
@@ -1350,7 +1353,8 @@ impl AddressTable {
                     && chronus_dsp::modules::note::PER_NOTE.contains(&index)
             };
             for (param_index, param) in spec.params.iter().enumerate() {
-                if per_note(param_index) {
+                // A fixed parameter changes with the patch only (see `fixed_param`).
+                if per_note(param_index) || !param.live {
                     params.push(None);
                     continue;
                 }
@@ -1492,6 +1496,18 @@ impl AddressTable {
     /// address (at most a third of its length, at least 2); very long inputs get no hint.
     pub fn suggest(&self, address: &str) -> Option<&str> {
         suggest_among(address, self.entries.keys().map(String::as_str))
+    }
+
+    /// Why `address` is no address when it names a fixed parameter (`/mod/<id>/<param>`
+    /// of one that sizes memory when the patch compiles): how to change it instead.
+    pub fn fixed_param(&self, address: &str) -> Option<String> {
+        let (id, param) = address.strip_prefix(MOD_PREFIX)?.rsplit_once('/')?;
+        let (_, spec) = self.modules.iter().find(|(known, _)| known == id)?;
+        let fixed = spec.params.iter().find(|p| p.name == param && !p.live)?;
+        Some(format!(
+            "{} of {} `{id}` is fixed when the patch compiles (it sizes memory, which the audio path never allocates): change it with /patch/set {id} {} <value> and /patch/commit",
+            fixed.name, spec.type_name, fixed.name
+        ))
     }
 
     /// The closest parameter address (`/mod/<id>/<param>`) to a mistyped one, for the
@@ -1817,6 +1833,7 @@ pub(crate) mod tests {
                 max: 20000.0,
                 default: 440.0,
                 doc: "frequency",
+                live: true,
             },
             ParamSpec {
                 name: "amp",
@@ -1825,6 +1842,7 @@ pub(crate) mod tests {
                 max: 1.0,
                 default: 0.5,
                 doc: "output level",
+                live: true,
             },
         ],
         has_gate: false,
@@ -1844,6 +1862,7 @@ pub(crate) mod tests {
                 max: 10000.0,
                 default: 10.0,
                 doc: "attack time",
+                live: true,
             },
             ParamSpec {
                 name: "level",
@@ -1852,6 +1871,7 @@ pub(crate) mod tests {
                 max: 0.0,
                 default: -6.0,
                 doc: "sustain level | in dB",
+                live: true,
             },
         ],
         has_gate: true,
