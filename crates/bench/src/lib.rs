@@ -117,6 +117,7 @@ pub fn sine() -> Chain {
         instruments: Vec::new(),
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     };
     Chain {
         name: "1 sine 440 Hz",
@@ -139,6 +140,7 @@ pub fn voice_chain() -> Chain {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         }),
     }
 }
@@ -165,6 +167,7 @@ pub fn saw_ladder() -> Chain {
         instruments: Vec::new(),
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     });
     Chain {
         name: "3 saw>ladder>gain",
@@ -211,6 +214,7 @@ pub fn poly() -> Chain {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         }),
     }
 }
@@ -233,6 +237,7 @@ pub fn reverb() -> Chain {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         }
     });
     Chain {
@@ -282,6 +287,7 @@ pub fn keys(voices: usize, reverb: bool) -> PatchDesc {
         instruments: vec![instrument],
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     }
 }
 
@@ -322,6 +328,7 @@ pub fn poly_instrument() -> PatchDesc {
         instruments: vec![instrument],
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     }
 }
 

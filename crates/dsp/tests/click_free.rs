@@ -134,6 +134,7 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
         instruments: Vec::new(),
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     }
 }
 

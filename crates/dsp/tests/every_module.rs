@@ -50,6 +50,7 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
     }
     PatchDesc {
@@ -58,6 +59,7 @@ fn patch_for(spec: &ModuleSpec) -> PatchDesc {
         instruments: Vec::new(),
         clock: None,
         tracks: Vec::new(),
+        midi: Default::default(),
     }
 }
 

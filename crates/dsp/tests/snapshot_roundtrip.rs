@@ -106,6 +106,7 @@ fn chain() -> impl Strategy<Value = PatchDesc> {
                 instruments: Vec::new(),
                 clock: None,
                 tracks: Vec::new(),
+                midi: Default::default(),
             }
         })
 }

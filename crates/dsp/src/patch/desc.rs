@@ -33,6 +33,10 @@ pub struct PatchDesc {
     /// clock. The engine plays them; this crate only carries them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<TrackDesc>,
+    /// Controllers mapped to parameters (`[midi]`, keys `cc0` to `cc127`; see
+    /// [`super::controllers`]). The server applies them; the engine never sees them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub midi: BTreeMap<String, super::controllers::CcMapping>,
 }
 
 /// The tempo clock of a patch: its tempo and swing. Bars are four beats.
@@ -351,6 +355,7 @@ impl PatchDesc {
             instruments: vec![InstrumentDesc::keys()],
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         }
     }
 

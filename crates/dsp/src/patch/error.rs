@@ -200,6 +200,14 @@ pub enum PatchError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `[midi]` controller mapping that cannot work (its key, its parameter, its range).
+    #[error("[midi] {key}: {reason}")]
+    Midi {
+        /// The mapping's key (`cc74`).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An instrument's `arp` that cannot play (a setting out of range).
     #[error("instrument '{instrument}': arp: {reason}")]
     Arp {

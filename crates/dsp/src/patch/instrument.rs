@@ -311,6 +311,7 @@ impl Instrument {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let mut voices = Vec::with_capacity(desc.voices);
         for v in 0..desc.voices {
@@ -900,6 +901,7 @@ mod tests {
             instruments: vec![instrument],
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         Patch::compile(&desc, SR, BLOCK, 3).unwrap()
     }
@@ -1535,6 +1537,7 @@ mod tests {
                 instruments: vec![i],
                 clock: None,
                 tracks: Vec::new(),
+                midi: Default::default(),
             };
             Patch::compile(&desc, SR, BLOCK, 3).unwrap_err().to_string()
         };

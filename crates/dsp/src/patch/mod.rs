@@ -6,6 +6,7 @@
 //! one allocation). Rendering then walks the nodes in that order with no allocation, no
 //! locks and no panics, and guards the graph against NaN/inf with a per-module reset.
 
+pub mod controllers;
 mod desc;
 mod error;
 mod instrument;
@@ -284,6 +285,7 @@ impl Patch {
                 max_block,
             });
         }
+        controllers::check(desc)?;
         // Declarations: the modules, then the instruments (each a source in the graph).
         let module_count = desc.modules.len();
         let count = module_count + desc.instruments.len();
@@ -1323,6 +1325,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let p = compile(&desc);
         // Ready set ordered by declaration index: s2 (2) before s1 (3), then g, then out.
@@ -1345,6 +1348,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let mut p = compile(&desc);
         let (l, r) = render(&mut p, 256, 64);
@@ -1359,6 +1363,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let (l, r) = render(&mut compile(&desc), 256, 64);
         assert!(l.iter().all(|&x| x == 0.0));
@@ -1384,6 +1389,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let (l, _) = render(&mut compile(&desc2), 48, 48);
         // 1 kHz at 48 kHz: period 48 samples, so sample 12 is the positive peak.
@@ -1562,6 +1568,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let mut p = compile(&desc);
         let (l, _) = render(&mut p, 64, 64);
@@ -1589,6 +1596,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         };
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
@@ -1633,6 +1641,7 @@ mod tests {
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
+            midi: Default::default(),
         }
     }
 
@@ -1860,6 +1869,7 @@ mod tests {
                 instruments: Vec::new(),
                 clock: None,
                 tracks: Vec::new(),
+                midi: Default::default(),
             };
             let mut last = "src".to_string();
             for i in 0..60 {
