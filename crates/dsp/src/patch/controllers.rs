@@ -159,7 +159,7 @@ pub fn controller_of(key: &str) -> Option<u8> {
 
 /// The spec of parameter `param` of module `id` in `desc` (`"keys.filter"`: the module
 /// `filter` of instrument `keys`).
-pub fn param_spec<'a>(desc: &'a PatchDesc, id: &str, param: &str) -> Option<&'static ParamSpec> {
+pub fn param_spec(desc: &PatchDesc, id: &str, param: &str) -> Option<&'static ParamSpec> {
     let module = match id.split_once('.') {
         None => desc.modules.iter().find(|m| m.id == id)?,
         Some((instrument, member)) => desc
