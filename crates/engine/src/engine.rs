@@ -11,7 +11,10 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use chronus_dsp::{Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter};
+use chronus_dsp::{
+    ClockDesc, Patch, PatchDesc, PatchError, Smoother, StateError, StateReader, StateWriter,
+    TrackDesc,
+};
 use chronus_ipc::CommandRecord;
 
 use crate::arpeggiator::Arpeggiators;
@@ -51,7 +54,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG6");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG7");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,10 +193,12 @@ struct StagedPatch {
 }
 
 /// A tracks switch applied and waiting for its bar line or beat: then `sequencer` (the
-/// new patch's clock and tracks) takes over and `text` becomes the running patch's.
+/// new patch's clock and tracks) takes over and `text` becomes the running patch's
+/// (`None`: the running patch's text is already this switch's, as after a whole switch
+/// that carried the edit while it waited; see `Command::SwitchPatch`).
 struct TracksSwitch {
     beat: u64,
-    text: String,
+    text: Option<String>,
     sequencer: Sequencer,
 }
 
@@ -407,7 +412,7 @@ impl Engine {
     pub fn latest_patch_text(&self) -> &str {
         match (self.staged.last(), &self.tracks_switch) {
             (Some(staged), _) => &staged.text,
-            (None, Some(tracks)) => &tracks.text,
+            (None, Some(tracks)) => tracks.text.as_deref().unwrap_or(&self.patch_text),
             (None, None) => &self.patch_text,
         }
     }
@@ -672,6 +677,22 @@ impl Engine {
         });
     }
 
+    /// Hands a tracks switch that will not land (a newer one holds its change) to the
+    /// caller to drop, outside the render path.
+    fn retire_tracks_switch(&mut self, switch: Option<TracksSwitch>) {
+        if let Some(TracksSwitch {
+            text, sequencer, ..
+        }) = switch
+        {
+            self.retired.push(Retired {
+                _patch: None,
+                _sequencer: Some(sequencer),
+                _text: text,
+                _arps: None,
+            });
+        }
+    }
+
     /// The frame the waiting tracks switch lands on (`u64::MAX`: none waits; 0: at once,
     /// the clock having stopped since).
     fn tracks_switch_frame(&self) -> u64 {
@@ -692,15 +713,16 @@ impl Engine {
     }
 
     /// The new patch's clock and tracks take over from the running ones at `now`, in
-    /// phase; the sound plays on.
-    fn take_over_tracks(&mut self, text: String, mut sequencer: Sequencer, now: u64) {
+    /// phase; the sound plays on. `text`: the patch text that goes with them (`None`: the
+    /// running one's already).
+    fn take_over_tracks(&mut self, text: Option<String>, mut sequencer: Sequencer, now: u64) {
         sequencer.take_over(&self.sequencer, now);
         let old_sequencer = std::mem::replace(&mut self.sequencer, sequencer);
-        let old_text = std::mem::replace(&mut self.patch_text, text);
+        let old_text = text.map(|text| std::mem::replace(&mut self.patch_text, text));
         self.retired.push(Retired {
             _patch: None,
             _sequencer: Some(old_sequencer),
-            _text: Some(old_text),
+            _text: old_text,
             _arps: None,
         });
     }
@@ -816,6 +838,15 @@ impl Engine {
                 });
             }
             Command::ClockSwing { swing } => self.sequencer.set_swing(f64::from(swing)),
+            // A track edit waiting for a boundary of the clock lands when the clock stops
+            // or starts: the beats it counted towards are gone (a restart counts from
+            // bar 1 again).
+            Command::ClockRun { .. } if self.tracks_switch.is_some() => {
+                if let Some(switch) = self.tracks_switch.take() {
+                    self.take_over_tracks(switch.text, switch.sequencer, now);
+                }
+                self.apply(command, seq, now);
+            }
             Command::ClockRun { on: true } => {
                 let was = self.sequencer.running();
                 self.sequencer.run_clock(now, true);
@@ -885,30 +916,34 @@ impl Engine {
                 // lands on the later of the two boundaries: an edit asked on the beat
                 // after one asked on the bar line waits for that bar line with it, and
                 // nothing lands before its time (mid-bar, mid-note).
-                let older_beat = self.tracks_switch.as_ref().map(|older| older.beat);
-                if let Some(older) = self.tracks_switch.take() {
-                    self.retired.push(Retired {
-                        _patch: None,
-                        _sequencer: Some(older.sequencer),
-                        _text: Some(older.text),
-                        _arps: None,
-                    });
-                }
+                let older = self.tracks_switch.take();
+                let older_beat = older.as_ref().map(|older| older.beat);
                 let Some((mut patch, mut carry, mut arps)) = whole else {
+                    self.retire_tracks_switch(older);
                     let on_beat = at == SwitchAt::TracksAtBeat;
                     let boundary = self.sequencer.boundary_beat(now, on_beat);
                     match boundary.map(|beat| older_beat.map_or(beat, |older| older.max(beat))) {
                         Some(beat) => {
                             self.tracks_switch = Some(TracksSwitch {
                                 beat,
-                                text,
+                                text: Some(text),
                                 sequencer,
                             })
                         }
-                        None => self.take_over_tracks(text, sequencer, now),
+                        None => self.take_over_tracks(Some(text), sequencer, now),
                     }
                     return;
                 };
+                // A whole switch whose tracks are those of an edit still waiting (a
+                // commit of the sound while a track edit waits for its bar line) changes
+                // the sound now and leaves the edit to land on its boundary: the tracks
+                // playing play on, if the new patch's instruments are where they were
+                // (their nodes are what the tracks play). Else (a patch with tracks of
+                // its own, as a library load) everything switches now.
+                let carries_edit = older.as_ref().is_some_and(|older| {
+                    older.sequencer.same_tracks(&sequencer)
+                        && self.patch.instruments().eq(patch.instruments())
+                });
                 // Commands stamped before the switch but due after it were addressed to
                 // the old patch's modules: drop them rather than apply them to the wrong ones.
                 // (A tracks switch keeps every module where it was.)
@@ -916,13 +951,24 @@ impl Engine {
                 self.pending.retain(|p| p.0.seq > seq);
                 self.counters.stale += (before - self.pending.len()) as u64;
                 carry.apply(&self.patch, &mut patch);
-                sequencer.take_over(&self.sequencer, now);
-                arps.take_over(&self.arps, now, &sequencer);
-                let old_sequencer = std::mem::replace(&mut self.sequencer, sequencer);
+                self.retire_tracks_switch(older);
+                let old_sequencer = if carries_edit {
+                    arps.take_over(&self.arps, now, &self.sequencer);
+                    self.tracks_switch = older_beat.map(|beat| TracksSwitch {
+                        beat,
+                        text: None,
+                        sequencer,
+                    });
+                    None
+                } else {
+                    sequencer.take_over(&self.sequencer, now);
+                    arps.take_over(&self.arps, now, &sequencer);
+                    Some(std::mem::replace(&mut self.sequencer, sequencer))
+                };
                 let old_arps = std::mem::replace(&mut self.arps, arps);
                 self.retired.push(Retired {
                     _patch: None,
-                    _sequencer: Some(old_sequencer),
+                    _sequencer: old_sequencer,
                     _text: None,
                     _arps: Some(old_arps),
                 });
@@ -980,7 +1026,7 @@ impl Engine {
             Some(switch) => {
                 w.u64(1);
                 w.u64(switch.beat);
-                w.text(&switch.text);
+                w.text(switch.text.as_deref().unwrap_or(&self.patch_text));
             }
             None => w.u64(0),
         }
@@ -1029,6 +1075,23 @@ impl Engine {
         w.smoother(&self.master_gain);
         w.master(&self.master);
         w.state(&self.patch);
+        // The tracks playing, by their sources: while an edit waits for its boundary they
+        // may differ from the patch text's (see `TracksSwitch`).
+        match self.sequencer.declared() {
+            Some((millibpm, swing)) => {
+                w.u64(1);
+                w.u64(u64::from(millibpm));
+                w.u64(u64::from(swing));
+            }
+            None => w.u64(0),
+        }
+        w.u64(self.sequencer.sources().count() as u64);
+        for (name, pattern, instrument, bars) in self.sequencer.sources() {
+            w.text(name);
+            w.text(pattern);
+            w.u64(u64::from(instrument));
+            w.u64(bars);
+        }
         w.sequencer(&self.sequencer);
         w.arps(&self.arps);
     }
@@ -1096,7 +1159,7 @@ impl Engine {
             let sequencer = Sequencer::new(&desc, &engine.patch, config.sample_rate)?;
             engine.tracks_switch = Some(TracksSwitch {
                 beat,
-                text,
+                text: Some(text),
                 sequencer,
             });
         }
@@ -1159,6 +1222,35 @@ impl Engine {
         engine.master_gain.load_state(&mut r)?;
         engine.master.load_state(&mut r)?;
         engine.patch.load_state(&mut r)?;
+        let mut playing = desc;
+        playing.clock = match read_count(&mut r, 1)? {
+            1 => Some(ClockDesc {
+                bpm: r.get_u64()? as f64 / 1000.0,
+                swing: r.get_u64()? as f64 / 1000.0,
+            }),
+            _ => None,
+        };
+        playing.tracks = Vec::new();
+        for _ in 0..read_count(&mut r, crate::sequencer::MAX_TRACKS)? {
+            let name = read_text(&mut r)?;
+            let pattern = read_text(&mut r)?;
+            let node = r.get_u64()?;
+            let instrument = engine
+                .patch
+                .instruments()
+                .find(|&(_, known)| u64::from(known) == node)
+                .map(|(name, _)| name.to_string())
+                .ok_or(SnapshotError::Invalid("track instrument"))?;
+            let bars = u32::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("bars"))?;
+            playing.tracks.push(TrackDesc {
+                name,
+                instrument: Some(instrument),
+                pattern,
+                bars,
+                playing: true,
+            });
+        }
+        engine.sequencer = Sequencer::new(&playing, &engine.patch, config.sample_rate)?;
         engine.sequencer.load_state(&mut r)?;
         engine.arps.load_state(&mut r)?;
         Ok(engine)
@@ -1422,6 +1514,86 @@ pattern = "PATTERN"
         send_switch(&mut engine, 2, 40_000, 3, &both, SwitchAt::TracksAtBeat);
         let out = render(&mut engine, 2_000);
         assert_eq!(first_sound(&out), Some(96_000 + offset));
+        assert_eq!(track_pattern(&engine), "c4*4");
+    }
+
+    #[test]
+    fn a_commit_of_the_sound_while_an_edit_waits_leaves_the_edit_to_its_bar_line() {
+        // The review's case: a track edit waits for the bar line; a commit that changes
+        // the sound (its text holds the edit, as every commit's does) comes mid-bar.
+        // Before: the commit took the edit along at once, mid-bar. Now the sound changes
+        // at once, the edit lands on the bar line, and a snapshot taken in between plays
+        // on bit for bit.
+        let offset = onset_of("c4*4");
+        let mut engine = groove_engine("~");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("c4*4"),
+            SwitchAt::TracksAtBar,
+        );
+        let louder = groove("c4*4").replace("gain = 0.3", "gain = 0.4");
+        send_switch(&mut engine, 2, 40_000, 3, &louder, SwitchAt::Now);
+        let before = render(&mut engine, 700);
+        assert_eq!(engine.patch_text(), louder, "the sound switched at once");
+        assert_eq!(track_pattern(&engine), "c4*4");
+        let mut bytes = vec![0u8; engine.snapshot_len()];
+        let len = engine.save_snapshot(&mut bytes);
+        let mut joined = Engine::from_snapshot(&bytes[..len], config()).unwrap();
+        let after = render(&mut engine, 1_000);
+        assert_eq!(
+            render(&mut joined, 1_000),
+            after,
+            "a spare joining meanwhile"
+        );
+        let out = [before, after].concat();
+        assert_eq!(first_sound(&out), Some(96_000 + offset));
+
+        // A patch with tracks of its own (a library load) switches them at once, in phase:
+        // its second half note (beat 2) sounds, not the bar line's.
+        let mut engine = groove_engine("~");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("c4*4"),
+            SwitchAt::TracksAtBar,
+        );
+        let other = groove("c4*2").replace("gain = 0.3", "gain = 0.4");
+        send_switch(&mut engine, 2, 40_000, 3, &other, SwitchAt::Now);
+        let out = render(&mut engine, 1_000);
+        assert_eq!(first_sound(&out), Some(48_000 + onset_of("c4*2")));
+    }
+
+    #[test]
+    fn a_clock_restart_lands_a_waiting_edit_at_once() {
+        // The review's case: an edit waits for the bar line, and the clock is stopped and
+        // started in one block. Before: the edit waited for its beat number on the new
+        // count, eight bars late.
+        let offset = onset_of("c4*4");
+        let mut engine = groove_engine("~");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("c4*4"),
+            SwitchAt::TracksAtBar,
+        );
+        for (seq, on) in [(2, false), (3, true)] {
+            engine
+                .receive(StampedCommand {
+                    seq,
+                    frame: 40_000,
+                    command: Command::ClockRun { on },
+                })
+                .unwrap();
+        }
+        let out = render(&mut engine, 1_000);
+        assert_eq!(first_sound(&out), Some(40_000 + offset));
         assert_eq!(track_pattern(&engine), "c4*4");
     }
 

@@ -683,6 +683,40 @@ impl Sequencer {
         self.place_tracks(beat);
     }
 
+    /// Whether `other` plays the same tracks (names, patterns, instruments, lengths) and
+    /// declares the same clock: a patch switch that carries exactly the tracks of an edit
+    /// still waiting leaves that edit to land on its boundary. Allocates nothing.
+    pub fn same_tracks(&self, other: &Sequencer) -> bool {
+        self.declared == other.declared
+            && self.tracks.len() == other.tracks.len()
+            && self.tracks.iter().zip(&other.tracks).all(|(a, b)| {
+                a.name == b.name
+                    && a.pattern == b.pattern
+                    && a.instrument == b.instrument
+                    && a.beats_per_cycle == b.beats_per_cycle
+            })
+    }
+
+    /// The patch's own `[clock]` as this sequencer keeps it: (tempo in thousandths of a
+    /// beat per minute, swing in thousandths), if it has one.
+    pub fn declared(&self) -> Option<(u32, u32)> {
+        self.declared
+    }
+
+    /// Where each track comes from: (name, pattern, instrument node, bars). What a
+    /// snapshot writes so that a restore rebuilds these very tracks, which may differ
+    /// from the patch text's while an edit waits for its boundary.
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &str, u16, u64)> {
+        self.tracks.iter().map(|t| {
+            (
+                t.name.as_str(),
+                t.pattern.as_str(),
+                t.instrument,
+                t.beats_per_cycle / BEATS_PER_BAR,
+            )
+        })
+    }
+
     /// Writes the clock and the tracks' running state (the tables come from the patch).
     pub fn save_state(&self, w: &mut StateWriter<'_>) {
         let c = &self.clock;

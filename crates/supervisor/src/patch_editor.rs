@@ -367,13 +367,22 @@ impl PatchEditor {
         Ok(())
     }
 
-    /// `/patch/set <id> <param> <value>` in the draft (the range is checked on commit).
+    /// `/patch/set <id> <param> <value>` in the draft (the range is checked on commit);
+    /// `<instrument>.<id>` sets a module of every voice of an instrument.
     ///
     /// # Errors
     /// An unknown module or parameter.
     pub fn set(&mut self, id: &str, param: &str, value: f32) -> Result<(), String> {
         let draft = self.draft_mut();
-        let Some(module) = draft.modules.iter_mut().find(|m| m.id == id) else {
+        let module = match id.split_once('.') {
+            None => draft.modules.iter_mut().find(|m| m.id == id),
+            Some((instrument, member)) => draft
+                .instruments
+                .iter_mut()
+                .find(|i| i.name == instrument)
+                .and_then(|i| i.modules.iter_mut().find(|m| m.id == member)),
+        };
+        let Some(module) = module else {
             return Err(format!("no module '{id}' in the patch"));
         };
         let spec = chronus_dsp::spec_for(&module.type_name)
@@ -849,6 +858,28 @@ mod tests {
         e.remove("keys").unwrap();
         let committed = e.commit().unwrap();
         assert!(!committed.text.contains("keys"), "{}", committed.text);
+    }
+
+    #[test]
+    fn a_member_of_an_instrument_is_set_for_every_voice() {
+        let mut e = editor();
+        e.set("keys.filter", "cutoff", 1234.0).unwrap();
+        assert!(e
+            .set("keys.nope", "cutoff", 1.0)
+            .unwrap_err()
+            .contains("no module 'keys.nope'"));
+        assert!(e
+            .set("nope.filter", "cutoff", 1.0)
+            .unwrap_err()
+            .contains("no module 'nope.filter'"));
+        let committed = e.commit().unwrap();
+        let desc = PatchDesc::from_toml_str(&committed.text).unwrap();
+        let filter = desc.instruments[0]
+            .modules
+            .iter()
+            .find(|m| m.id == "filter")
+            .unwrap();
+        assert_eq!(filter.params["cutoff"], 1234.0);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub const MAX_SECONDS: f64 = 2.0;
 /// Samples the line holds beyond its longest delay: the cubic read's newer taps and one
 /// spare.
 const LINE_MARGIN: usize = 4;
+/// Samples over which the oldest history carried into a longer line is mirrored and
+/// faded out (2 ms at 48 kHz).
+const CARRY_FADE_SAMPLES: usize = 96;
 /// Crossfade time between the old and the new read head when the delay time changes.
 pub const TIME_FADE_MS: f32 = 50.0;
 /// Shortest delay in samples: the cubic read needs one newer sample than the one it reads.
@@ -277,8 +280,13 @@ impl Module for Delay {
             self.pos = saved_pos;
             return load_buffer(r, &mut self.buf);
         }
-        // A patch switch changed `max_time` (the state is carried to the new line):
-        // keep the newest samples that fit, in order, without allocating.
+        // A patch switch changed `max_time` (the state is carried to the new line),
+        // without allocating: the newest samples that fit, in order. Where a longer line
+        // has nothing older, the oldest history is mirrored and faded out, so a head that
+        // later moves past it reads no edge (an edge would come round on every trip). A
+        // line too short for the head playing now starts empty: reading it at the
+        // shorter time would write a step into the loop, which would come back on every
+        // trip; the patch switch's crossfade fades the old line's echoes out.
         if r.remaining() < saved_len * 4 {
             return Err(StateError::Truncated {
                 offset: r.position(),
@@ -289,18 +297,33 @@ impl Module for Delay {
         let len = self.buf.len();
         self.buf.fill(0.0);
         self.pos = 0;
+        let carried = saved_len.min(len);
+        let fits = self.delay.max(self.from) <= self.max_delay();
         for i in 0..saved_len {
             let x = r.get_f32()?;
             // Written `age` samples before the saved write position (1..=saved_len).
             let age = (saved_pos + saved_len - i - 1) % saved_len + 1;
-            if age <= len {
+            if fits && age <= carried {
                 if let Some(slot) = self.buf.get_mut(len - age) {
                     *slot = x;
                 }
             }
         }
-        self.delay = self.delay.min(self.max_delay());
-        self.from = self.from.min(self.max_delay());
+        let mirrored = CARRY_FADE_SAMPLES.min(carried).min(len - carried);
+        if fits {
+            for j in 1..=mirrored {
+                let gain = 1.0 - j as f32 / (mirrored + 1) as f32;
+                let mirror = self.buf.get(len - (carried + 1 - j)).copied().unwrap_or(0.0);
+                if let Some(slot) = self.buf.get_mut(len - (carried + j)) {
+                    *slot = mirror * gain;
+                }
+            }
+        }
+        if !fits {
+            self.delay = self.target_delay();
+            self.from = self.delay;
+            self.remaining = 0;
+        }
         Ok(())
     }
 }
@@ -471,6 +494,45 @@ mod tests {
             let b = render(&mut reference, std::slice::from_ref(&silence), 1).remove(0);
             assert_eq!(a, b, "{from_ms} ms -> {to_ms} ms");
             assert!(a.iter().any(|y| y.abs() > 0.1));
+        }
+    }
+
+    #[test]
+    fn a_line_resized_under_the_playing_time_starts_empty_and_a_longer_one_has_no_edge() {
+        // The review's cases: echoes of 250 ms ringing in a 300 ms line, moved to a 120
+        // ms one (the head cannot stay at 250 ms), and echoes held at 120 ms in a 120 ms
+        // line moved to a 2 s one, then the head moved to the 250 ms asked for, past the
+        // start of the history carried. Neither may write a step into the loop: no step
+        // in the 2 s after is larger than the steady echoes' own (before: a step came
+        // round on every trip).
+        let steepest = |x: &[f32]| x.windows(2).fold(0.0f32, |m, w| m.max((w[1] - w[0]).abs()));
+        for (from_ms, to_ms) in [(300.0, 120.0), (120.0, 2_000.0)] {
+            let mut old = sized(from_ms, 250.0);
+            old.set_param(FEEDBACK, 0.6);
+            // The tone, then 50 ms of its echoes alone, as when a tone is muted before
+            // the commit.
+            let mut x = sine(300.0, 0.5, 48_000);
+            x.extend([0.0; 2_400]);
+            let played = render(&mut old, std::slice::from_ref(&x), 1).remove(0);
+            let own = steepest(&played[24_000..]);
+            let mut bytes = vec![0u8; old.state_len()];
+            old.save_state(&mut StateWriter::new(&mut bytes));
+            let mut new = sized(to_ms, 250.0);
+            new.load_state(&mut StateReader::new(&bytes)).unwrap();
+            new.set_param(MAX_TIME, to_ms);
+            new.set_param(FEEDBACK, 0.6);
+            let mut out = render(&mut new, &[vec![0.0f32; 4_800]], 1).remove(0);
+            new.set_param(TIME, 240.0);
+            new.set_param(TIME, 250.0);
+            out.extend(render(&mut new, &[vec![0.0f32; 96_000]], 1).remove(0));
+            // The last sample played before the switch, then the new line.
+            let joined: Vec<f32> = played[played.len() - 1..].iter().chain(&out).copied().collect();
+            let step = steepest(if to_ms < from_ms { &out } else { &joined });
+            assert!(
+                step <= own * 1.05,
+                "{from_ms} -> {to_ms} ms: a step of {step}, the echoes' own {own}"
+            );
+            assert!(out.iter().all(|y| y.is_finite()));
         }
     }
 

@@ -793,7 +793,7 @@ static FIXED: &[Fixed] = &[
         address: PATCH_SET,
         args: &[name_arg("id"), name_arg("param"), any_number("value")],
         reply: "/done /patch/set",
-        doc: "Draft patch: sets parameter `param` of module instance `id` (range-checked when the draft is committed).",
+        doc: "Draft patch: sets parameter `param` of module instance `id` (`<instrument>.<id>`: a module of every voice of an instrument; range-checked when the draft is committed). The way to change a fixed parameter, such as a delay's `max_time`.",
         engine: false,
         fault_injection: false,
         build: |call| {
