@@ -101,10 +101,21 @@ impl Jackd {
 }
 
 impl Drop for Jackd {
+    /// SIGTERM, so that the server leaves JACK's shared registry (it has room for 8
+    /// servers, and one killed with SIGKILL keeps its place under its unique name); SIGKILL
+    /// only if it does not exit within 10 s.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
