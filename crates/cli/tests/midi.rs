@@ -12,7 +12,8 @@
 //! after the bend is 2^(2/12) times the one before (within 1 %).
 //!
 //! Real-time depth: the server runs at depth 24 (64-frame blocks, 32 ms, `serve_command`'s
-//! default), so `chronus midi` adds its control latency plus 2 ms: about 34 ms. The phrase
+//! default) on the WAV sink (a period of 8 blocks, 10.7 ms), so `chronus midi` adds its
+//! control latency, its period and 2 ms: 44.7 ms. The phrase
 //! plays about 3.5 s in real time. The JACK server runs with a period of 1024 frames (as in
 //! `jack.rs`, for a loaded 2-core machine).
 //!
