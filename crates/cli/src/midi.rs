@@ -611,17 +611,9 @@ fn open_alsa(
             &p,
             "in",
             move |stamp, bytes, _| {
-                let now = now_us();
-                let time = opened.saturating_add(stamp);
-                // A stamp that strays more than a second from now is not believed.
-                let time = if time.abs_diff(now) > 1_000_000 {
-                    now
-                } else {
-                    time
-                };
                 let _ = tx.send(AlsaEvent {
                     port: number,
-                    time_us: time,
+                    time_us: alsa_time(opened, stamp, now_us()),
                     bytes: bytes.to_vec(),
                 });
             },
@@ -635,6 +627,18 @@ fn open_alsa(
         }
     }
     Ok(connections)
+}
+
+/// The system time (µs since the epoch) of an ALSA event midir stamped `stamp` µs after
+/// its port was opened at `opened`, read at `now`: a stamp that strays more than a second
+/// from now (a queue that did not start with the connection) is not believed.
+fn alsa_time(opened: u64, stamp: u64, now: u64) -> u64 {
+    let time = opened.saturating_add(stamp);
+    if time.abs_diff(now) > 1_000_000 {
+        now
+    } else {
+        time
+    }
 }
 
 /// The active JACK client, how many ports `--port` connected it to, and whether the JACK
@@ -816,6 +820,12 @@ mod tests {
         // A frame far from the line's (a JACK restart): JACK's own time, window anew.
         assert_eq!(clock.time_of(7, 5), 5);
         assert!(clock.samples.is_empty());
+    }
+
+    #[test]
+    fn alsa_stamps_count_from_the_ports_opening() {
+        assert_eq!(alsa_time(5_000_000, 250_000, 5_251_000), 5_250_000);
+        assert_eq!(alsa_time(5_000_000, 9_000_000, 5_251_000), 5_251_000);
     }
 
     #[test]
