@@ -1,6 +1,6 @@
 //! The `chronus` binary: parses the command line and hands over to the crates.
 //!
-//! `serve` runs the server (supervisor, output, OSC); `send` and `status` are OSC clients;
+//! `serve` runs the server (supervisor, output, OSC); `send`, `status` and `midi` are OSC clients;
 //! `render` runs the engine offline; `devices` lists the sound systems; `bench` measures failover; `worker` (hidden) is the
 //! entry point of the re-executed worker processes.
 
@@ -9,6 +9,7 @@ mod client;
 mod devices;
 mod latency;
 mod logging;
+mod midi;
 mod modules;
 mod render;
 mod serve;
@@ -40,6 +41,9 @@ enum Commands {
     /// Show how the server is doing: workers, failovers, latency, depth, load, voices
     /// (`--json`: every metric).
     Status(client::StatusArgs),
+    /// Play the server from MIDI: ALSA and JACK MIDI inputs, MPE, each event sent as a
+    /// timetagged OSC bundle (its time + the server's control latency + 2 ms).
+    Midi(midi::MidiArgs),
     /// Render a patch offline, as fast as possible, with the same engine.
     Render(render::RenderArgs),
     /// Print every module type with its ports and parameters (Markdown).
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Commands::Serve(args) => serve::run(args),
         Commands::Send(args) => client::send(args),
         Commands::Status(args) => client::status(args),
+        Commands::Midi(args) => midi::run(args),
         Commands::Render(args) => render::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Modules => modules::run(),

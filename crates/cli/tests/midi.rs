@@ -1,0 +1,368 @@
+//! `chronus midi` end to end, through a real JACK server: the test starts its own dummy
+//! JACK server, `chronus serve --output wav:… --command-log …` (the default patch, whose
+//! instrument `keys` plays the notes), `chronus midi --port midi_test` on that JACK server,
+//! and a small JACK client of its own whose MIDI output port writes a phrase at chosen
+//! frames: four notes 250 ms (12,000 frames) apart with velocities 40, 70, 100 and 127, then
+//! a held note bent up 2 semitones (full pitch bend at the default range of 2).
+//!
+//! From the server's command log (the frames each command was stamped with, exact) the note
+//! ons keep the sent spacing (±1 frame; a paced sink's clock restart, counted by the server,
+//! excuses one spacing each, as in `timetags.rs`) and carry the sent velocities, and the
+//! bend lands 500 ms after its note; from the recording, the held note's dominant frequency
+//! after the bend is 2^(2/12) times the one before (within 1 %).
+//!
+//! Real-time depth: the server runs at depth 24 (64-frame blocks, 32 ms, `serve_command`'s
+//! default) on the WAV sink (a period of 8 blocks, 10.7 ms), so `chronus midi` adds its
+//! control latency, its period and 2 ms: 44.7 ms. The phrase
+//! plays about 3.5 s in real time. The JACK server runs with a period of 1024 frames (as in
+//! `jack.rs`, for a loaded 2-core machine).
+//!
+//! Also: with no JACK server (and no ALSA sequencer, as in CI containers, or no ALSA input)
+//! `chronus midi` says so and exits non-zero; `--list` says what there is.
+//!
+//! libjack reads `JACK_DEFAULT_SERVER` at each client open, so the phrase test sets it once,
+//! before its client opens (the other test opens no JACK client in this process, and names
+//! its own server for the processes it starts).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{dominant_frequency, get, read_wav, signal, Recorded};
+
+/// The JACK period, in frames (see `jack.rs`).
+const PERIOD: &str = "1024";
+
+/// 250 ms at 48 kHz.
+const SPACING: u32 = 12_000;
+
+/// The phrase: (frame from its start, MIDI bytes). Note ons on channel 1, then the held
+/// note (A4) bent full up half a second after it starts, released a second later.
+const PHRASE: [(u32, [u8; 3]); 12] = [
+    (0, [0x90, 60, 40]),
+    (6_000, [0x80, 60, 0]),
+    (SPACING, [0x90, 62, 70]),
+    (SPACING + 6_000, [0x80, 62, 0]),
+    (2 * SPACING, [0x90, 64, 100]),
+    (2 * SPACING + 6_000, [0x80, 64, 0]),
+    (3 * SPACING, [0x90, 65, 127]),
+    (3 * SPACING + 6_000, [0x80, 65, 0]),
+    (4 * SPACING, [0x90, 69, 100]),
+    (4 * SPACING + 24_000, [0xE0, 0x7F, 0x7F]),
+    (4 * SPACING + 72_000, [0x80, 69, 0]),
+    (4 * SPACING + 72_001, [0xE0, 0x00, 0x40]),
+];
+
+/// A private dummy JACK server (as in `jack.rs`).
+struct Jackd {
+    child: Option<Child>,
+}
+
+impl Jackd {
+    /// Starts `jackd` under `name`, its output appended to `log`, and waits until it takes
+    /// clients.
+    fn start(name: &str, log: &Path) -> Jackd {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap()
+        };
+        let scheduling: &[&str] = if may_use_realtime() {
+            &["-R", "-P", "89"]
+        } else {
+            &["-r"]
+        };
+        let child = Command::new("jackd")
+            .args(scheduling)
+            .args(["-n", name, "-d", "dummy", "-r", "48000", "-p", PERIOD])
+            .stdin(Stdio::null())
+            .stdout(file())
+            .stderr(file())
+            .spawn()
+            .expect("jackd starts (install jackd2: scripts/setup.sh)");
+        let status = Command::new("jack_wait")
+            .args(["-w", "-s", name, "-t", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("jack_wait runs");
+        assert!(
+            status.success(),
+            "the JACK server {name} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        Jackd { child: Some(child) }
+    }
+}
+
+impl Drop for Jackd {
+    /// SIGTERM, so that the server leaves JACK's shared registry (it has room for 8
+    /// servers, and one killed with SIGKILL keeps its place under its unique name); SIGKILL
+    /// only if it does not exit within 10 s.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Whether this process may use real-time scheduling (SCHED_FIFO).
+fn may_use_realtime() -> bool {
+    Command::new("chrt")
+        .args(["-f", "1", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The phrase's player: writes each event of [`PHRASE`] in the period that holds its frame.
+struct Player {
+    out: jack::Port<jack::MidiOut>,
+    /// The JACK frame the phrase starts at; 0 until armed.
+    start: Arc<AtomicU32>,
+    /// Events written so far.
+    written: Arc<AtomicUsize>,
+}
+
+impl jack::ProcessHandler for Player {
+    fn process(&mut self, _: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
+        let mut writer = self.out.writer(scope);
+        let start = self.start.load(Ordering::Acquire);
+        if start == 0 {
+            return jack::Control::Continue;
+        }
+        let first = scope.last_frame_time();
+        let frames = scope.n_frames();
+        let mut next = self.written.load(Ordering::Relaxed);
+        while let Some((at, bytes)) = PHRASE.get(next) {
+            let offset = start.wrapping_add(*at).wrapping_sub(first);
+            // Due before this period (armed late): at its start. Due later: not yet.
+            let offset = if offset > u32::MAX / 2 { 0 } else { offset };
+            if offset >= frames {
+                break;
+            }
+            writer
+                .write(&jack::RawMidi {
+                    time: offset,
+                    bytes: &bytes[..],
+                })
+                .expect("the MIDI event fits");
+            next += 1;
+        }
+        self.written.store(next, Ordering::Relaxed);
+        jack::Control::Continue
+    }
+}
+
+/// The commands the log stamped: (frame, address, arguments). A line is `@<frame> <n>
+/// <address> <arguments…>`, the instrument named (`keys`) even where the client left it out.
+fn stamped(log: &Path) -> Vec<(u64, String, Vec<String>)> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let frame = words.next()?.strip_prefix('@')?.parse().ok()?;
+            words.next()?;
+            let address = words.next()?.to_string();
+            Some((frame, address, words.map(str::to_string).collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
+    let name = format!("chronus-midi-test-{}", std::process::id());
+    // Before any JACK client of this process opens.
+    std::env::set_var("JACK_DEFAULT_SERVER", &name);
+    let run = Recorded::start("midi", &[]);
+    let _jackd = Jackd::start(&name, &run.dir.join("jackd.log"));
+
+    // The test's MIDI source.
+    let (client, _) = jack::Client::new("midi_test", jack::ClientOptions::NO_START_SERVER)
+        .expect("the test's JACK client opens");
+    let out = client
+        .register_port("out", jack::MidiOut::default())
+        .unwrap();
+    let start = Arc::new(AtomicU32::new(0));
+    let written = Arc::new(AtomicUsize::new(0));
+    let player = client
+        .activate_async(
+            (),
+            Player {
+                out,
+                start: Arc::clone(&start),
+                written: Arc::clone(&written),
+            },
+        )
+        .unwrap();
+
+    // `chronus midi`, connected to it by `--port`.
+    let midi_log = run.dir.join("midi.stderr");
+    let mut midi = common::chronus()
+        .args([
+            "midi",
+            "--osc",
+            &run.server.addr.to_string(),
+            "--port",
+            "midi_test",
+        ])
+        .env("JACK_DEFAULT_SERVER", &name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&midi_log).unwrap())
+        .spawn()
+        .expect("chronus midi starts");
+    let ours = player.as_client().port_by_name("midi_test:out").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ours.connected_count().unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline && midi.try_wait().unwrap().is_none(),
+            "chronus midi did not connect to midi_test:out: {}",
+            std::fs::read_to_string(&midi_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Play: the phrase starts half a second from now.
+    let restarts_before = get(&run.server.metrics(), "clock_restarts");
+    let now = player.as_client().frame_time();
+    start.store(now.wrapping_add(24_000).max(1), Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while written.load(Ordering::Relaxed) < PHRASE.len() {
+        assert!(Instant::now() < deadline, "the phrase was not played");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last events' latency, then the commands are surely stamped.
+    std::thread::sleep(Duration::from_millis(500));
+    run.server.sync(1);
+    let restarts = (get(&run.server.metrics(), "clock_restarts") - restarts_before) as usize;
+    println!(
+        "late commands: {}",
+        get(&run.server.metrics(), "late_commands")
+    );
+
+    // SIGTERM ends `chronus midi` cleanly.
+    signal(midi.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = midi.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chronus midi did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let midi_said = std::fs::read_to_string(&midi_log).unwrap();
+    println!("chronus midi said:\n{midi_said}");
+    assert!(status.success(), "chronus midi exited with {status}");
+    assert!(midi_said.contains("latency "), "{midi_said}");
+    assert!(!midi_said.contains("refused"), "{midi_said}");
+    drop(player);
+
+    let (wav, log, dir) = (run.wav.clone(), run.log.clone(), run.dir.clone());
+    run.server.quit();
+
+    let commands = stamped(&log);
+    let ons: Vec<&(u64, String, Vec<String>)> = commands
+        .iter()
+        .filter(|(_, a, _)| a == "/note/on")
+        .collect();
+    assert_eq!(ons.len(), 5, "note ons in the command log: {commands:?}");
+    // The velocities sent (the argument after the instrument and the note number).
+    let velocities: Vec<&str> = ons.iter().map(|(_, _, args)| args[2].as_str()).collect();
+    assert_eq!(velocities, ["40", "70", "100", "127", "100"], "{ons:?}");
+    let frames: Vec<u64> = ons.iter().map(|(f, _, _)| *f).collect();
+    let spacing: Vec<i64> = frames
+        .windows(2)
+        .map(|w| w[1] as i64 - w[0] as i64)
+        .collect();
+    println!("note ons stamped at {frames:?}, spacing {spacing:?}, {restarts} clock restarts");
+    let off = spacing
+        .iter()
+        .filter(|d| (**d - i64::from(SPACING)).abs() > 1)
+        .count();
+    assert!(
+        off <= restarts,
+        "notes 12,000 frames apart were stamped {spacing:?} frames apart ({restarts} clock \
+         restarts)"
+    );
+
+    // The bend: stamped 24,000 frames after the held note (±1), and audible.
+    let bends: Vec<&(u64, String, Vec<String>)> = commands
+        .iter()
+        .filter(|(_, a, _)| a == "/note/bend")
+        .collect();
+    // (The centre bend after the note off reaches no held note: nothing sent.)
+    assert_eq!(bends.len(), 1, "bends in the command log: {commands:?}");
+    let (held, bend) = (frames[4], bends[0].0);
+    assert!(
+        (bend as i64 - held as i64 - 24_000).abs() <= 1 + restarts as i64 * 2_000,
+        "the bend was stamped {} frames after its note",
+        bend as i64 - held as i64
+    );
+    let (left, _) = read_wav(&wav);
+    let window = |from: u64| &left[from as usize..from as usize + 7_200];
+    let before = dominant_frequency(window(bend - 9_600), 48_000.0);
+    let after = dominant_frequency(window(bend + 4_800), 48_000.0);
+    let ratio = after / before;
+    let expected = 2f64.powf(2.0 / 12.0);
+    println!("held note: {before} Hz, bent: {after} Hz, ratio {ratio:.4} (expected {expected:.4})");
+    assert!(
+        (ratio / expected - 1.0).abs() < 0.01,
+        "the bend is not 2 semitones: {before} Hz -> {after} Hz"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_no_midi_to_read_it_says_so_and_fails() {
+    let server = common::Server::start(&[]);
+    let no_server = "chronus-midi-test-no-such-server";
+    let output = common::chronus()
+        .args(["midi", "--osc", &server.addr.to_string()])
+        .env("JACK_DEFAULT_SERVER", no_server)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("no MIDI to read"), "{said}");
+    assert!(said.contains("no JACK server running"), "{said}");
+    if !Path::new("/dev/snd/seq").exists() {
+        assert!(
+            said.contains("no ALSA sequencer here (/dev/snd/seq): JACK MIDI only"),
+            "{said}"
+        );
+    }
+    let listed = common::chronus()
+        .args(["midi", "--list"])
+        .env("JACK_DEFAULT_SERVER", no_server)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success());
+    assert!(text.contains("ALSA MIDI inputs:"), "{text}");
+    assert!(
+        text.contains("JACK MIDI outputs: no JACK server running"),
+        "{text}"
+    );
+    server.quit();
+}
