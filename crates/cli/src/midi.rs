@@ -103,19 +103,24 @@ struct JackEvent {
     bytes: [u8; JACK_EVENT_BYTES],
 }
 
-/// How far back the [`FrameClock`] looks, in µs.
-const FRAME_CLOCK_WINDOW_US: u64 = 2_000_000;
+/// How far back the [`FrameClock`] looks, in µs: long, so that the line's slope (the
+/// card's rate) is known to a few ppm and the newest frames, at its end, to a few µs.
+const FRAME_CLOCK_WINDOW_US: u64 = 10_000_000;
+/// Most periods the [`FrameClock`] keeps (10 s of 64-frame periods at 48 kHz).
+const FRAME_CLOCK_MOST_PERIODS: usize = 8_192;
+/// A gap between two periods longer than this (µs) is a restart: the line starts again.
+const FRAME_CLOCK_GAP_US: u64 = 1_000_000;
 
 /// A fit that strays further than this from JACK's own time of a frame (µs) is not believed
 /// (JACK restarted, or its clock jumped): the window starts again.
 const FRAME_CLOCK_TRUST_US: f64 = 2_000.0;
 
 /// JACK frames to JACK time, smoothed: a least-squares line through the (frame, time) of
-/// the periods of the last 2 s.
+/// the periods of the last 10 s.
 ///
 /// JACK's `frames_to_time` of a single frame follows the wake-up time of its period, which
 /// jitters by up to ~100 µs (5 frames) on a loaded machine without real-time scheduling, as
-/// the dummy driver measured; the line through a hundred periods keeps the sound card's
+/// the dummy driver measured; the line through the periods of 10 s keeps the sound card's
 /// true rate and averages the jitter out, so notes sent 12,000 frames apart are timetagged
 /// 250 ms apart to the microsecond.
 #[derive(Debug, Default)]
@@ -128,13 +133,15 @@ impl FrameClock {
     /// Notes the start of a period.
     fn observe(&mut self, frame: u32, jack_us: u64) {
         if let Some(&(_, last)) = self.samples.back() {
-            if jack_us < last || jack_us - last > FRAME_CLOCK_WINDOW_US {
+            if jack_us < last || jack_us - last > FRAME_CLOCK_GAP_US {
                 self.samples.clear();
             }
         }
         self.samples.push_back((frame, jack_us));
         while let Some(&(_, first)) = self.samples.front() {
-            if jack_us - first <= FRAME_CLOCK_WINDOW_US && self.samples.len() <= 1_024 {
+            if jack_us - first <= FRAME_CLOCK_WINDOW_US
+                && self.samples.len() <= FRAME_CLOCK_MOST_PERIODS
+            {
                 break;
             }
             self.samples.pop_front();
@@ -171,6 +178,48 @@ impl FrameClock {
             return jack_us;
         }
         fitted.round() as u64
+    }
+}
+
+/// Readings of JACK's clock against the system clock further apart than this (µs: the
+/// thread was preempted between them) say little, and are not taken.
+const CLOCK_PAIR_MAX_US: u64 = 20;
+
+/// JACK's clock onto the system clock: the offset between the two, from readings of the
+/// system clock just before and just after JACK's (their midpoint; a pair too far apart is
+/// not taken), smoothed over about 30 readings. One reading alone jitters by tens of µs
+/// when the thread is preempted between the two (a frame is 21 µs): notes 12,000 frames
+/// apart came out 12,002 apart now and then. The two clocks run at one rate (JACK keeps
+/// CLOCK_MONOTONIC's), so the offset hardly moves and the smoothing costs nothing.
+#[derive(Debug, Default)]
+struct ClockOffset {
+    /// System µs minus JACK µs.
+    offset_us: Option<f64>,
+}
+
+impl ClockOffset {
+    /// Takes a reading: system time `before`, JACK's time `jack`, system time `after`.
+    fn observe(&mut self, before: u64, jack: u64, after: u64) {
+        let Some(spread) = after.checked_sub(before) else {
+            return;
+        };
+        let offset = (before as f64 + spread as f64 / 2.0) - jack as f64;
+        match self.offset_us {
+            // A jump (a clock was set, JACK restarted) is taken at once.
+            Some(old) if (offset - old).abs() < 1_000.0 => {
+                if spread <= CLOCK_PAIR_MAX_US {
+                    self.offset_us = Some(old + (offset - old) / 32.0);
+                }
+            }
+            _ if spread <= CLOCK_PAIR_MAX_US => self.offset_us = Some(offset),
+            _ => {}
+        }
+    }
+
+    /// The system time (µs) of JACK time `jack_us`, or `None` before any reading.
+    fn system_us(&self, jack_us: u64) -> Option<u64> {
+        let offset = self.offset_us?;
+        Some((jack_us as f64 + offset).round().max(0.0) as u64)
     }
 }
 
@@ -519,6 +568,7 @@ pub fn run(args: MidiArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|(client, _, gone)| (client.as_client(), gone));
     let mut frame_clock = FrameClock::default();
+    let mut clock_offset = ClockOffset::default();
     while !stop.load(Ordering::Relaxed) {
         match alsa_rx.recv_timeout(Duration::from_millis(1)) {
             Ok(event) => sender.play(event.port, &event.bytes, event.time_us),
@@ -539,17 +589,17 @@ pub fn run(args: MidiArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some((client, _)) = jack_client {
             if !queue.is_empty() {
-                // JACK's clock onto the system clock, sampled side by side now.
-                let (jack_now, system_now) = (client.time(), now_us());
+                // JACK's clock onto the system clock, read side by side now.
+                let before = now_us();
+                let jack_now = client.time();
+                clock_offset.observe(before, jack_now, now_us());
                 while let Some(event) = queue.pop() {
                     if event.len == 0 {
                         frame_clock.observe(event.frame, event.jack_us);
                         continue;
                     }
                     let jack_us = frame_clock.time_of(event.frame, event.jack_us);
-                    // Signed: an event of the current period lies ahead of JACK's now.
-                    let time =
-                        system_now.saturating_add_signed(jack_us.wrapping_sub(jack_now) as i64);
+                    let time = clock_offset.system_us(jack_us).unwrap_or(before);
                     let len = usize::from(event.len).min(JACK_EVENT_BYTES);
                     sender.play(0, &event.bytes[..len], time);
                 }
@@ -768,6 +818,26 @@ fn report_replies(socket: &UdpSocket, stop: &AtomicBool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_clock_offset_ignores_preempted_readings_and_follows_a_jump() {
+        let mut offset = super::ClockOffset::default();
+        assert_eq!(offset.system_us(5), None);
+        offset.observe(1_000_000, 400, 1_000_010);
+        assert_eq!(offset.system_us(1_400), Some(1_001_005));
+        // Preempted between the readings: 300 µs apart, not taken (nor as a first one).
+        let mut first = super::ClockOffset::default();
+        first.observe(1_000_000, 400, 1_000_300);
+        assert_eq!(first.system_us(400), None);
+        offset.observe(2_000_000, 1_000_400, 2_000_300);
+        assert_eq!(offset.system_us(1_400), Some(1_001_005));
+        // A close pair 8 µs off moves it by a 32nd.
+        offset.observe(3_000_008, 2_000_400, 3_000_018);
+        assert_eq!(offset.system_us(1_400), Some(1_001_005));
+        // A clock set forward by a second: taken at once.
+        offset.observe(5_000_000, 3_000_400, 5_000_010);
+        assert_eq!(offset.system_us(3_000_400), Some(5_000_005));
+    }
+
     use super::*;
 
     #[test]

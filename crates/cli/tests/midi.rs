@@ -40,9 +40,18 @@ const PERIOD: &str = "1024";
 /// 250 ms at 48 kHz.
 const SPACING: u32 = 12_000;
 
+/// Where the controller part starts: after the bent note's release.
+const SWEEP: u32 = 4 * SPACING + 96_000;
+/// Frames between the steps of the controller 74 sweep.
+const SWEEP_STEP: u32 = 3_000;
+/// Where controller 1 moves, a second after the test's `/midi/learn`.
+const LEARNED: u32 = SWEEP + 120_000;
+
 /// The phrase: (frame from its start, MIDI bytes). Note ons on channel 1, then the held
-/// note (A4) bent full up half a second after it starts, released a second later.
-const PHRASE: [(u32, [u8; 3]); 12] = [
+/// note (A4) bent full up half a second after it starts, released a second later; then a
+/// held A3 whose cutoff controller 74 sweeps from 0 to 127 in eight steps (mapped by the
+/// patch's `[midi]`), and controller 1 moved once (mapped by `/midi/learn`).
+const PHRASE: [(u32, [u8; 3]); 24] = [
     (0, [0x90, 60, 40]),
     (6_000, [0x80, 60, 0]),
     (SPACING, [0x90, 62, 70]),
@@ -55,7 +64,45 @@ const PHRASE: [(u32, [u8; 3]); 12] = [
     (4 * SPACING + 24_000, [0xE0, 0x7F, 0x7F]),
     (4 * SPACING + 72_000, [0x80, 69, 0]),
     (4 * SPACING + 72_001, [0xE0, 0x00, 0x40]),
+    (SWEEP, [0xB0, 74, 0]),
+    (SWEEP + 1, [0x90, 57, 100]),
+    (SWEEP + 24_000, [0xB0, 74, 16]),
+    (SWEEP + 24_000 + SWEEP_STEP, [0xB0, 74, 32]),
+    (SWEEP + 24_000 + 2 * SWEEP_STEP, [0xB0, 74, 48]),
+    (SWEEP + 24_000 + 3 * SWEEP_STEP, [0xB0, 74, 64]),
+    (SWEEP + 24_000 + 4 * SWEEP_STEP, [0xB0, 74, 80]),
+    (SWEEP + 24_000 + 5 * SWEEP_STEP, [0xB0, 74, 96]),
+    (SWEEP + 24_000 + 6 * SWEEP_STEP, [0xB0, 74, 112]),
+    (SWEEP + 24_000 + 7 * SWEEP_STEP, [0xB0, 74, 127]),
+    (SWEEP + 72_000, [0x80, 57, 0]),
+    (LEARNED, [0xB0, 1, 127]),
 ];
+
+/// Index in [`PHRASE`] of the event after which the test sends `/midi/learn`.
+const LEARN_AFTER: usize = 22;
+
+/// The default patch with controller 74 mapped to the cutoff of every voice of `keys`.
+fn patch_with_a_mapping() -> String {
+    let default = chronus_dsp::PatchDesc::default_patch().to_toml_string();
+    format!(
+        "{default}\n[midi]\ncc74 = {{ param = \"keys.filter.cutoff\", min = 200.0, max = 8000.0 }}\n"
+    )
+}
+
+/// The RMS frequency (Hz) of `x`: by Parseval, the square root of the power-weighted mean
+/// of the squared frequencies of its spectrum, from the RMS of its first difference
+/// against its own (exact for a sine, higher the brighter the sound).
+fn rms_frequency(x: &[f32]) -> f64 {
+    let rms = |v: &mut dyn Iterator<Item = f64>| {
+        let (sum, n) = v.fold((0.0, 0usize), |(s, n), y| (s + y * y, n + 1));
+        (sum / n.max(1) as f64).sqrt()
+    };
+    let level = rms(&mut x.iter().map(|&y| f64::from(y)));
+    let slope = rms(&mut x.windows(2).map(|w| f64::from(w[1] - w[0])));
+    // A difference of a sine at f has RMS 2 sin(pi f / sr) times its own.
+    let ratio = (slope / level / 2.0).min(1.0);
+    48_000.0 / std::f64::consts::PI * ratio.asin()
+}
 
 /// A private dummy JACK server (as in `jack.rs`).
 struct Jackd {
@@ -190,7 +237,10 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
     let name = format!("chronus-midi-test-{}", std::process::id());
     // Before any JACK client of this process opens.
     std::env::set_var("JACK_DEFAULT_SERVER", &name);
-    let run = Recorded::start("midi", &[]);
+    let dir = common::temp_dir("midi-patch");
+    let patch = dir.join("mapped.toml");
+    std::fs::write(&patch, patch_with_a_mapping()).unwrap();
+    let run = Recorded::start("midi", &["--patch", patch.to_str().unwrap()]);
     let _jackd = Jackd::start(&name, &run.dir.join("jackd.log"));
 
     // The test's MIDI source.
@@ -228,6 +278,7 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         .stderr(std::fs::File::create(&midi_log).unwrap())
         .spawn()
         .expect("chronus midi starts");
+    let started = Instant::now();
     let ours = player.as_client().port_by_name("midi_test:out").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while ours.connected_count().unwrap_or(0) == 0 {
@@ -239,18 +290,44 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // The server's clock model narrows its loop over its first 4 s of audio, and `chronus
+    // midi` fits its line through JACK's periods over up to 10 s (either moves by a frame
+    // or two meanwhile on a loaded machine): the phrase is played 5 s after both started.
+    std::thread::sleep(
+        (started + Duration::from_secs(5)).saturating_duration_since(Instant::now()),
+    );
     // Play: the phrase starts half a second from now.
     let restarts_before = get(&run.server.metrics(), "clock_restarts");
     let now = player.as_client().frame_time();
     start.store(now.wrapping_add(24_000).max(1), Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut learning = false;
     while written.load(Ordering::Relaxed) < PHRASE.len() {
         assert!(Instant::now() < deadline, "the phrase was not played");
+        if !learning && written.load(Ordering::Relaxed) > LEARN_AFTER {
+            // A second before controller 1 moves (and after every controller 74 move).
+            run.server.send(
+                "/midi/learn",
+                vec![rosc::OscType::String("/mod/keys.filter/resonance".into())],
+            );
+            learning = true;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     // The last events' latency, then the commands are surely stamped.
     std::thread::sleep(Duration::from_millis(500));
-    run.server.sync(1);
+    let replies = run.server.sync(1);
+    assert!(
+        replies.iter().any(|m| m.addr == "/done"
+            && m.args
+                == [
+                    rosc::OscType::String("/midi/learn".into()),
+                    rosc::OscType::String("/mod/keys.filter/resonance".into()),
+                    rosc::OscType::Int(1),
+                    rosc::OscType::Int(1),
+                ]),
+        "the learner is told what it learned: {replies:?}"
+    );
     let restarts = (get(&run.server.metrics(), "clock_restarts") - restarts_before) as usize;
     println!(
         "late commands: {}",
@@ -285,11 +362,15 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         .iter()
         .filter(|(_, a, _)| a == "/note/on")
         .collect();
-    assert_eq!(ons.len(), 5, "note ons in the command log: {commands:?}");
+    assert_eq!(ons.len(), 6, "note ons in the command log: {commands:?}");
     // The velocities sent (the argument after the instrument and the note number).
     let velocities: Vec<&str> = ons.iter().map(|(_, _, args)| args[2].as_str()).collect();
-    assert_eq!(velocities, ["40", "70", "100", "127", "100"], "{ons:?}");
-    let frames: Vec<u64> = ons.iter().map(|(f, _, _)| *f).collect();
+    assert_eq!(
+        velocities,
+        ["40", "70", "100", "127", "100", "100"],
+        "{ons:?}"
+    );
+    let frames: Vec<u64> = ons.iter().take(5).map(|(f, _, _)| *f).collect();
     let spacing: Vec<i64> = frames
         .windows(2)
         .map(|w| w[1] as i64 - w[0] as i64)
@@ -329,7 +410,60 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         (ratio / expected - 1.0).abs() < 0.01,
         "the bend is not 2 semitones: {before} Hz -> {after} Hz"
     );
+
+    // The sweep: nine /mod lines, from 200 Hz to 8 kHz, each on its controller's frame
+    // (the steps 3,000 frames apart, ±1), and the held note brighter after it.
+    let cutoffs: Vec<(u64, f64)> = commands
+        .iter()
+        .filter(|(_, a, _)| a == "/mod/keys.filter/cutoff")
+        .map(|(f, _, args)| (*f, args[0].parse().unwrap()))
+        .collect();
+    assert_eq!(cutoffs.len(), 9, "cutoffs in the command log: {commands:?}");
+    assert_eq!(cutoffs[0].1, 200.0, "{cutoffs:?}");
+    assert_eq!(cutoffs[8].1, 8_000.0, "{cutoffs:?}");
+    assert!(cutoffs.windows(2).all(|w| w[1].1 > w[0].1), "{cutoffs:?}");
+    let steps: Vec<i64> = cutoffs[1..]
+        .windows(2)
+        .map(|w| w[1].0 as i64 - w[0].0 as i64)
+        .collect();
+    let off = steps
+        .iter()
+        .filter(|d| (**d - i64::from(SWEEP_STEP)).abs() > 1)
+        .count();
+    assert!(
+        off <= restarts,
+        "the sweep's steps were stamped {steps:?} apart"
+    );
+    let held = ons[5].0 as usize;
+    let (dark, bright) = (
+        rms_frequency(&left[held + 4_800..held + 14_400]),
+        rms_frequency(&left[cutoffs[8].0 as usize + 4_800..cutoffs[8].0 as usize + 14_400]),
+    );
+    println!("A3 at a cutoff of 200 Hz: {dark:.0} Hz RMS; at 8 kHz: {bright:.0} Hz RMS");
+    assert!(
+        bright > 3.0 * dark,
+        "the sweep brightens the note: {dark} -> {bright} Hz"
+    );
+
+    // The learned mapping: a patch switch that maps controller 1 of channel 1 (in the
+    // log, so a replay and a resumed server keep it), then the controller's move, at the
+    // top of resonance's range.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("/patch/load")
+            && l.contains("[midi.cc1]")
+            && l.contains("keys.filter.resonance")),
+        "{logged}"
+    );
+    let resonance: Vec<f64> = commands
+        .iter()
+        .filter(|(_, a, _)| a == "/mod/keys.filter/resonance")
+        .map(|(_, _, args)| args[0].parse().unwrap())
+        .collect();
+    assert_eq!(resonance.len(), 1, "{commands:?}");
+    assert!((resonance[0] - 1.2).abs() < 1e-4, "{resonance:?}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(common::temp_dir("midi-patch"));
 }
 
 #[test]

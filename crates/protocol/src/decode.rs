@@ -1056,6 +1056,62 @@ mod tests {
     }
 
     #[test]
+    fn midi_requests_decode_and_out_of_range_ones_are_refused() {
+        use crate::MidiRequest;
+        let table = table();
+        let request = |m: OscMessage| {
+            decode_packet(&table, &msg_bytes(&m.addr, m.args))
+                .unwrap()
+                .remove(0)
+                .map(|d| d.request)
+        };
+        assert_eq!(
+            request(message(
+                "/midi/cc",
+                vec![OscType::Int(2), OscType::Int(74), OscType::Int(100)]
+            )),
+            Ok(Request::Midi(MidiRequest::Cc {
+                channel: 2,
+                controller: 74,
+                value: 100.0
+            }))
+        );
+        assert_eq!(
+            request(message("/midi/learn", vec![text("/mod/sine/freq")])),
+            Ok(Request::Midi(MidiRequest::Learn {
+                address: "/mod/sine/freq".into()
+            }))
+        );
+        for (args, says) in [
+            (
+                vec![OscType::Int(0), OscType::Int(74), OscType::Int(1)],
+                "channel",
+            ),
+            (
+                vec![OscType::Int(17), OscType::Int(74), OscType::Int(1)],
+                "channel",
+            ),
+            (
+                vec![OscType::Int(1), OscType::Int(128), OscType::Int(1)],
+                "controller",
+            ),
+            (
+                vec![OscType::Int(1), OscType::Int(7), OscType::Float(127.5)],
+                "127.5 is out of range 0..127",
+            ),
+        ] {
+            let fail = request(message("/midi/cc", args)).unwrap_err();
+            assert!(fail.reason.contains(says), "{}", fail.reason);
+        }
+        let fail = request(message("/midi/learn", vec![text("/mod/sine/frq")])).unwrap_err();
+        assert!(
+            fail.reason.contains("did you mean /mod/sine/freq"),
+            "{}",
+            fail.reason
+        );
+    }
+
+    #[test]
     fn library_requests_decode_and_bad_names_are_refused_with_the_reason() {
         use crate::LibraryRequest;
         let request = |m: OscMessage| {

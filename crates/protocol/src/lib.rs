@@ -74,6 +74,7 @@ pub use reply::{
 };
 pub use signature::{check_arg, ArgKind, ArgSpec, Value};
 pub use table::library::{check_library_name, LibraryRequest};
+pub use table::midi::MidiRequest;
 pub use table::{
     table_for_patch, AddressTable, Entry, PatchEdit, Request, Subscription, Topic, Topics,
     TrackChange,

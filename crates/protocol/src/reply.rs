@@ -263,6 +263,20 @@ pub fn done(address: &str) -> Vec<u8> {
     encode(DONE, vec![address.into()])
 }
 
+/// `/done /midi/learn <address> <channel> <controller>` (`,ssii`): a learned mapping,
+/// sent to the learner when the controller moves.
+pub fn learned(address: &str, channel: u8, controller: u8) -> Vec<u8> {
+    encode(
+        DONE,
+        vec![
+            crate::table::midi::MIDI_LEARN.into(),
+            address.into(),
+            OscType::Int(i32::from(channel)),
+            OscType::Int(i32::from(controller)),
+        ],
+    )
+}
+
 /// `/synced <id>` (`,i`): the answer to `/sync <id>`.
 pub fn synced(id: i32) -> Vec<u8> {
     encode(SYNCED, vec![OscType::Int(id)])

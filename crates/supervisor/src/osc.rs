@@ -21,9 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk, SwitchAt};
 use chronus_protocol::reply::ParamInfo;
+use chronus_protocol::table::midi::MIDI_LEARN;
 use chronus_protocol::table::PanicThread;
+use chronus_protocol::table::MOD_PREFIX;
 use chronus_protocol::{
-    reply, AddressTable, Decoded, Fail, LibraryRequest, PatchEdit, Request, TrackChange, When,
+    reply, AddressTable, Decoded, Fail, LibraryRequest, MidiRequest, PatchEdit, Request,
+    TrackChange, When,
 };
 
 use crate::exposure::{Exposure, ReplyBudget, ReplyDecision};
@@ -107,6 +110,9 @@ pub struct OscServer {
     pub command_log: Option<crate::command_log::PatchSender>,
     /// Patches saved by name and the presets (`/library/…`).
     pub library: Library,
+    /// A `/midi/learn` waiting for a controller to move: the parameter's address and who
+    /// asked.
+    pub learning: Option<(String, ReplyTo)>,
 }
 
 impl OscServer {
@@ -237,33 +243,23 @@ impl OscServer {
             self.handling = Some(decoded.address.clone());
             match decoded.request {
                 Request::Engine(command) => {
-                    let (at_frame, at) = match decoded.time {
-                        When::Now => (None, Instant::now()),
-                        When::At(time) => {
-                            let (frame, ahead) = self.frame_for(time);
-                            (Some(frame), Instant::now() + ahead)
-                        }
-                    };
-                    self.editor.observe(&command, at);
-                    let item = Inbound::Command {
-                        command,
-                        received_ns,
-                        at_frame,
-                        reply_to: Some(from),
-                    };
-                    if self.shared.inbound.push(item).is_ok() {
-                        Metrics::bump(&metrics.commands_accepted);
-                        self.report_param_change(&command);
-                    } else {
-                        Metrics::bump(&metrics.commands_rejected_busy);
-                        self.send(
-                            &reply::fail(
-                                &decoded.address,
-                                "server busy: too many commands waiting",
-                            ),
-                            from,
-                        );
+                    self.queue_command(command, decoded.time, received_ns, &decoded.address, from);
+                }
+                Request::Midi(MidiRequest::Learn { address }) => {
+                    answered(metrics);
+                    tracing::info!("learning: the next controller moved maps to {address}");
+                    if let Some((earlier, learner)) = self.learning.replace((address, from)) {
+                        let why = format!("{earlier}: replaced by a later /midi/learn");
+                        self.send(&reply::fail(MIDI_LEARN, &why), learner);
                     }
+                }
+                Request::Midi(MidiRequest::Cc {
+                    channel,
+                    controller,
+                    value,
+                }) => {
+                    let time = decoded.time;
+                    self.controller_moved(channel, controller, value, time, received_ns, from);
                 }
                 Request::Sync(id) => {
                     // Applied when the output clock reaches it (`commands_applied.answered`).
@@ -575,6 +571,103 @@ impl OscServer {
         );
         self.send_patch(committed, at);
         Ok(())
+    }
+
+    /// Queues an engine command for stamping (at the frame of `time`, when timed) and
+    /// follows it in the editor, or answers `/fail` when the queue is full.
+    fn queue_command(
+        &mut self,
+        command: Command,
+        time: When,
+        received_ns: u64,
+        address: &str,
+        from: ReplyTo,
+    ) {
+        let (at_frame, at) = match time {
+            When::Now => (None, Instant::now()),
+            When::At(time) => {
+                let (frame, ahead) = self.frame_for(time);
+                (Some(frame), Instant::now() + ahead)
+            }
+        };
+        self.editor.observe(&command, at);
+        let item = Inbound::Command {
+            command,
+            received_ns,
+            at_frame,
+            reply_to: Some(from),
+        };
+        let metrics = &self.shared.metrics;
+        if self.shared.inbound.push(item).is_ok() {
+            Metrics::bump(&metrics.commands_accepted);
+            self.report_param_change(&command);
+        } else {
+            Metrics::bump(&metrics.commands_rejected_busy);
+            self.send(
+                &reply::fail(address, "server busy: too many commands waiting"),
+                from,
+            );
+        }
+    }
+
+    /// `/midi/cc`: maps the controller first if a `/midi/learn` waits, then sets the
+    /// parameter the running patch maps it to (if any) as its `/mod` would, at `time`.
+    fn controller_moved(
+        &mut self,
+        channel: u8,
+        controller: u8,
+        value: f32,
+        time: When,
+        received_ns: u64,
+        from: ReplyTo,
+    ) {
+        if let Some((address, learner)) = self.learning.take() {
+            self.learn(&address, channel, controller, learner);
+        }
+        let target = self
+            .editor
+            .midi_mapping(channel, controller)
+            .and_then(|mapping| {
+                let (id, param) = mapping.target()?;
+                let address = format!("{MOD_PREFIX}{id}/{param}");
+                let (node, index) = self.table.param_at(&address)?;
+                let spec = self.editor.modules().get(usize::from(node))?.1;
+                let value = mapping.value_for(spec.params.get(usize::from(index))?, value);
+                Some((address, node, index, value))
+            });
+        match target {
+            Some((address, node, param, value)) => {
+                let command = Command::SetParam { node, param, value };
+                self.queue_command(command, time, received_ns, &address, from);
+            }
+            // A controller mapped to nothing changes nothing.
+            None => answered(&self.shared.metrics),
+        }
+    }
+
+    /// Maps controller `controller` of `channel` to the parameter at `address` (a
+    /// `/mod/<id>/<param>`) in the running patch, sent as a switch that changes neither
+    /// sound nor tracks (it lands with any track edit waiting), and answers the learner.
+    fn learn(&mut self, address: &str, channel: u8, controller: u8, learner: ReplyTo) {
+        let param = address
+            .strip_prefix(MOD_PREFIX)
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(id, param)| format!("{id}.{param}"))
+            .unwrap_or_default();
+        let mapped = self
+            .room_for(self.editor.dump().len() + param.len() + 64)
+            .and_then(|()| self.editor.map_controller(channel, controller, &param));
+        match mapped {
+            Ok(committed) => {
+                tracing::info!(
+                    "learned: controller {controller} of channel {channel} moves {address} (patch {})",
+                    committed.version
+                );
+                self.send_patch(committed, SwitchAt::TracksAtBeat);
+                self.send(&reply::learned(address, channel, controller), learner);
+            }
+            Err(reason) => self.send(&reply::fail(MIDI_LEARN, &reason), learner),
+        }
     }
 
     /// Whether the queue to the output clock has room for a patch text of `len` bytes in

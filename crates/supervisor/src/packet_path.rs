@@ -116,6 +116,7 @@ impl PacketPath {
             die: false,
             command_log: None,
             library: crate::library::Library::new(None),
+            learning: None,
         };
         Ok(PacketPath {
             fresh_table: table.clone(),

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chronus_dsp::modules::note;
+use chronus_dsp::patch::controllers::{self, CcMapping, RangedCc};
 use chronus_dsp::{ClockDesc, ModuleDesc, Patch, PatchDesc, TrackDesc};
 use chronus_engine::engine::MAX_PATCH_TEXT;
 use chronus_engine::{Command, Engine, EngineConfig};
@@ -542,17 +543,65 @@ impl PatchEditor {
             return Err(format!("no track '{track}' in the running patch"));
         };
         apply_track_change(desc, change);
+        let committed = self.adopt_edit(edited)?;
+        if let Some(draft) = &mut self.draft {
+            if let Some(desc) = draft.tracks.iter_mut().find(|t| t.name == track) {
+                apply_track_change(desc, change);
+            }
+        }
+        Ok(committed)
+    }
+
+    /// The mapping of controller `controller` of MIDI channel `channel` in the running
+    /// patch's `[midi]`, if it has one for that channel.
+    pub fn midi_mapping(&self, channel: u8, controller: u8) -> Option<&CcMapping> {
+        let mapping = self.current.midi.get(&format!("cc{controller}"))?;
+        match mapping.channel() {
+            Some(only) if only != channel => None,
+            _ => Some(mapping),
+        }
+    }
+
+    /// A learned mapping (`/midi/learn`): the running patch with controller `controller`
+    /// of `channel` mapped to `param` (`"module.param"`) over its whole range, replacing
+    /// that controller's mapping, ready to be sent as a switch that changes neither the
+    /// sound nor the tracks. A draft being edited gets it too.
+    ///
+    /// # Errors
+    /// A parameter no controller may move, or a text too long for a switch.
+    pub fn map_controller(
+        &mut self,
+        channel: u8,
+        controller: u8,
+        param: &str,
+    ) -> Result<CommittedPatch, String> {
+        let key = format!("cc{controller}");
+        let mapping = CcMapping::Ranged(RangedCc {
+            param: param.to_string(),
+            min: None,
+            max: None,
+            curve: None,
+            channel: Some(channel),
+        });
+        let mut edited = self.current.clone();
+        edited.midi.insert(key.clone(), mapping.clone());
+        controllers::check(&edited).map_err(|e| e.to_string())?;
+        let committed = self.adopt_edit(edited)?;
+        if let Some(draft) = &mut self.draft {
+            draft.midi.insert(key, mapping);
+        }
+        Ok(committed)
+    }
+
+    /// Makes `edited` (the running patch with a change that needs no compiling) the
+    /// running patch, under a new version.
+    fn adopt_edit(&mut self, edited: PatchDesc) -> Result<CommittedPatch, String> {
         let text = edited.to_toml_string();
         if text.len() > MAX_PATCH_TEXT {
             return Err(format!(
                 "the patch's text would grow to {} bytes, beyond the {MAX_PATCH_TEXT} a patch switch carries",
                 text.len()
             ));
-        }
-        if let Some(draft) = &mut self.draft {
-            if let Some(desc) = draft.tracks.iter_mut().find(|t| t.name == track) {
-                apply_track_change(desc, change);
-            }
         }
         self.version += 1;
         self.current = edited;

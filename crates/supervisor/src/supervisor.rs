@@ -250,6 +250,7 @@ impl Supervisor {
             die: false,
             command_log: log_patches,
             library: config.library.clone(),
+            learning: None,
         };
         let osc_thread = std::thread::Builder::new()
             .name("chronus-osc".into())

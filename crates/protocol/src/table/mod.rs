@@ -21,6 +21,7 @@
 
 mod arp;
 pub mod library;
+pub mod midi;
 mod notes;
 mod sequencer;
 
@@ -161,6 +162,9 @@ pub enum Request {
     /// A `/library/…` request: load, save or list patches of the library (the name is
     /// checked already).
     Library(library::LibraryRequest),
+    /// `/midi/cc` or `/midi/learn`: a controller moved, or map the next one (applied by
+    /// the server through the running patch's `[midi]` mappings).
+    Midi(midi::MidiRequest),
     /// `/sync <id>`: answer `/synced <id>` once everything before it has been stamped.
     Sync(i32),
     /// `/status`: answer `/status.reply`.
@@ -1455,7 +1459,8 @@ impl AddressTable {
             .iter()
             .chain(notes::FIXED)
             .chain(sequencer::FIXED)
-            .chain(library::FIXED);
+            .chain(library::FIXED)
+            .chain(midi::FIXED);
         for fixed in every {
             if fixed.fault_injection && !fault_injection {
                 continue;
