@@ -203,17 +203,15 @@ impl ClockOffset {
         let Some(spread) = after.checked_sub(before) else {
             return;
         };
-        let offset = (before as f64 + spread as f64 / 2.0) - jack as f64;
-        match self.offset_us {
-            // A jump (a clock was set, JACK restarted) is taken at once.
-            Some(old) if (offset - old).abs() < 1_000.0 => {
-                if spread <= CLOCK_PAIR_MAX_US {
-                    self.offset_us = Some(old + (offset - old) / 32.0);
-                }
-            }
-            _ if spread <= CLOCK_PAIR_MAX_US => self.offset_us = Some(offset),
-            _ => {}
+        if spread > CLOCK_PAIR_MAX_US {
+            return;
         }
+        let offset = (before as f64 + spread as f64 / 2.0) - jack as f64;
+        self.offset_us = Some(match self.offset_us {
+            Some(old) if (offset - old).abs() < 1_000.0 => old + (offset - old) / 32.0,
+            // The first, or a jump (a clock was set, JACK restarted): taken at once.
+            _ => offset,
+        });
     }
 
     /// The system time (µs) of JACK time `jack_us`, or `None` before any reading.
