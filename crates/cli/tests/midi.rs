@@ -500,3 +500,88 @@ fn with_no_midi_to_read_it_says_so_and_fails() {
     );
     server.quit();
 }
+
+/// The server's side alone, over plain OSC (what `chronus midi` sends): a mapped
+/// controller becomes its `/mod` in the command log, an unmapped one nothing; `/midi/learn`
+/// maps the next one moved and a second learn replaces the first (`/fail` to the first
+/// learner); `/midi/forget` removes a mapping, and a second forget of it gets `/fail`.
+/// Real time: `Recorded` plays at depth 24 (32 ms); nothing depends on timing.
+#[test]
+fn controllers_map_learn_and_forget_over_plain_osc() {
+    let dir = common::temp_dir("midi-osc-patch");
+    let patch = dir.join("mapped.toml");
+    std::fs::write(&patch, patch_with_a_mapping()).unwrap();
+    let run = Recorded::start("midi-osc", &["--patch", patch.to_str().unwrap()]);
+    let s = |text: &str| rosc::OscType::String(text.to_string());
+    let cc = |channel: i32, controller: i32, value: i32| {
+        vec![
+            rosc::OscType::Int(channel),
+            rosc::OscType::Int(controller),
+            rosc::OscType::Int(value),
+        ]
+    };
+    run.server.send("/midi/cc", cc(3, 74, 127));
+    run.server.send("/midi/cc", cc(1, 7, 64));
+    run.server.send("/midi/learn", vec![s("/mod/sine/freq")]);
+    run.server
+        .send("/midi/learn", vec![s("/mod/keys.filter/resonance")]);
+    run.server.send("/midi/cc", cc(2, 7, 0));
+    run.server.send("/midi/cc", cc(2, 7, 127));
+    run.server.send("/midi/cc", cc(3, 7, 127));
+    run.server
+        .send("/midi/forget", vec![rosc::OscType::Int(74)]);
+    run.server
+        .send("/midi/forget", vec![rosc::OscType::Int(74)]);
+    run.server.send("/midi/cc", cc(3, 74, 0));
+    let replies = run.server.sync(5);
+    let fails: Vec<String> = replies
+        .iter()
+        .filter(|m| m.addr == "/fail")
+        .map(|m| format!("{:?}", m.args))
+        .collect();
+    assert_eq!(fails.len(), 2, "{replies:?}");
+    assert!(fails[0].contains("/mod/sine/freq: replaced by a later /midi/learn"));
+    assert!(fails[1].contains("controller 74 is mapped to nothing"));
+    assert!(replies.iter().any(|m| m.addr == "/done"
+        && m.args
+            == [
+                s("/midi/learn"),
+                s("/mod/keys.filter/resonance"),
+                rosc::OscType::Int(2),
+                rosc::OscType::Int(7)
+            ]));
+    assert!(replies
+        .iter()
+        .any(|m| m.addr == "/done" && m.args == [s("/midi/forget")]));
+    let (log, dir2) = (run.log.clone(), run.dir.clone());
+    run.server.quit();
+    let mods: Vec<(String, String)> = stamped(&log)
+        .into_iter()
+        .filter(|(_, a, _)| a.starts_with("/mod/"))
+        .map(|(_, a, args)| (a, args.join(" ")))
+        .collect();
+    // cc74 of any channel at 127: 8 kHz; cc7 before the learn: nothing; the learned cc7
+    // of channel 2 at 0 and 127 (channel 3's move is not its channel); after the forget,
+    // cc74 nothing.
+    let expected = [
+        ("/mod/keys.filter/cutoff", "8000"),
+        ("/mod/keys.filter/resonance", "0"),
+        ("/mod/keys.filter/resonance", "1.2"),
+    ];
+    assert_eq!(mods.len(), expected.len(), "{mods:?}");
+    for ((address, value), (want, want_value)) in mods.iter().zip(expected) {
+        assert_eq!(address, want);
+        let (got, want_value): (f64, f64) = (value.parse().unwrap(), want_value.parse().unwrap());
+        assert!((got - want_value).abs() < 1e-4, "{mods:?}");
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let switches: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("/patch/load"))
+        .collect();
+    assert_eq!(switches.len(), 2, "the learn and the forget: {logged}");
+    assert!(switches[0].contains("[midi.cc7]") && switches[0].contains("[midi.cc74]"));
+    assert!(switches[1].contains("[midi.cc7]") && !switches[1].contains("[midi.cc74]"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}

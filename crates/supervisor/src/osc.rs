@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chronus_engine::command::PATCH_CHUNK_BYTES;
 use chronus_engine::{Command, PatchChunk, SwitchAt};
 use chronus_protocol::reply::ParamInfo;
-use chronus_protocol::table::midi::MIDI_LEARN;
+use chronus_protocol::table::midi::{MIDI_FORGET, MIDI_LEARN};
 use chronus_protocol::table::PanicThread;
 use chronus_protocol::table::MOD_PREFIX;
 use chronus_protocol::{
@@ -251,6 +251,26 @@ impl OscServer {
                     if let Some((earlier, learner)) = self.learning.replace((address, from)) {
                         let why = format!("{earlier}: replaced by a later /midi/learn");
                         self.send(&reply::fail(MIDI_LEARN, &why), learner);
+                    }
+                }
+                Request::Midi(MidiRequest::Forget { controller }) => {
+                    let forgotten = self
+                        .room_for(self.editor.dump().len())
+                        .and_then(|()| self.editor.unmap_controller(controller));
+                    match forgotten {
+                        Ok(committed) => {
+                            answered(metrics);
+                            tracing::info!(
+                                "controller {controller} mapped to nothing (patch {})",
+                                committed.version
+                            );
+                            self.send_patch(committed, SwitchAt::TracksAtBeat);
+                            self.send(&reply::done(MIDI_FORGET), from);
+                        }
+                        Err(reason) => {
+                            Metrics::bump(&metrics.commands_rejected_patch_edit);
+                            self.send(&reply::fail(MIDI_FORGET, &reason), from);
+                        }
                     }
                 }
                 Request::Midi(MidiRequest::Cc {

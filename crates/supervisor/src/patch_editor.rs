@@ -593,6 +593,25 @@ impl PatchEditor {
         Ok(committed)
     }
 
+    /// The running patch without controller `controller`'s mapping (`/midi/forget`),
+    /// ready to be sent as a switch that changes neither the sound nor the tracks; a
+    /// draft loses it too.
+    ///
+    /// # Errors
+    /// The controller has no mapping.
+    pub fn unmap_controller(&mut self, controller: u8) -> Result<CommittedPatch, String> {
+        let key = format!("cc{controller}");
+        let mut edited = self.current.clone();
+        if edited.midi.remove(&key).is_none() {
+            return Err(format!("controller {controller} is mapped to nothing"));
+        }
+        let committed = self.adopt_edit(edited)?;
+        if let Some(draft) = &mut self.draft {
+            draft.midi.remove(&key);
+        }
+        Ok(committed)
+    }
+
     /// Makes `edited` (the running patch with a change that needs no compiling) the
     /// running patch, under a new version.
     fn adopt_edit(&mut self, edited: PatchDesc) -> Result<CommittedPatch, String> {

@@ -18,6 +18,8 @@ use crate::signature::{ArgKind, ArgSpec};
 pub const MIDI_CC: &str = "/midi/cc";
 /// Address that maps the next controller moved: `/midi/learn <address>`.
 pub const MIDI_LEARN: &str = "/midi/learn";
+/// Address that removes a controller's mapping: `/midi/forget <controller>`.
+pub const MIDI_FORGET: &str = "/midi/forget";
 
 /// What a client asks of the MIDI mappings.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,11 @@ pub enum MidiRequest {
     Learn {
         /// A `/mod/<id>/<param>` address of the running patch.
         address: String,
+    },
+    /// Remove the mapping of controller `controller`.
+    Forget {
+        /// Controller number, 0..=127.
+        controller: u8,
     },
 }
 
@@ -94,6 +101,24 @@ pub(crate) static FIXED: &[Fixed] = &[
         build: |call| {
             let (address, _, _) = call.param(0)?;
             Ok(Request::Midi(MidiRequest::Learn { address }))
+        },
+    },
+    Fixed {
+        address: MIDI_FORGET,
+        args: &[ArgSpec {
+            name: "controller",
+            kind: ArgKind::Int { min: 0, max: 127 },
+            optional: false,
+        }],
+        reply: "/done /midi/forget",
+        doc: "Removes the mapping of controller `controller` from the running patch's `[midi]` (an edit of the running patch, like /midi/learn); /fail when it has none. The parameter keeps its value.",
+        engine: false,
+        fault_injection: false,
+        build: |call| {
+            let controller = call.int(0)?;
+            Ok(Request::Midi(MidiRequest::Forget {
+                controller: u8::try_from(controller).map_err(|_| call.internal())?,
+            }))
         },
     },
 ];
