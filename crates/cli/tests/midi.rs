@@ -26,16 +26,15 @@
 
 mod common;
 
+use common::jackd::Jackd;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{dominant_frequency, get, read_wav, signal, Recorded};
-
-/// The JACK period, in frames (see `jack.rs`).
-const PERIOD: &str = "1024";
 
 /// 250 ms at 48 kHz.
 const SPACING: u32 = 12_000;
@@ -102,79 +101,6 @@ fn rms_frequency(x: &[f32]) -> f64 {
     // A difference of a sine at f has RMS 2 sin(pi f / sr) times its own.
     let ratio = (slope / level / 2.0).min(1.0);
     48_000.0 / std::f64::consts::PI * ratio.asin()
-}
-
-/// A private dummy JACK server (as in `jack.rs`).
-struct Jackd {
-    child: Option<Child>,
-}
-
-impl Jackd {
-    /// Starts `jackd` under `name`, its output appended to `log`, and waits until it takes
-    /// clients.
-    fn start(name: &str, log: &Path) -> Jackd {
-        let file = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap()
-        };
-        let scheduling: &[&str] = if may_use_realtime() {
-            &["-R", "-P", "89"]
-        } else {
-            &["-r"]
-        };
-        let child = Command::new("jackd")
-            .args(scheduling)
-            .args(["-n", name, "-d", "dummy", "-r", "48000", "-p", PERIOD])
-            .stdin(Stdio::null())
-            .stdout(file())
-            .stderr(file())
-            .spawn()
-            .expect("jackd starts (install jackd2: scripts/setup.sh)");
-        let status = Command::new("jack_wait")
-            .args(["-w", "-s", name, "-t", "20"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("jack_wait runs");
-        assert!(
-            status.success(),
-            "the JACK server {name} did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        Jackd { child: Some(child) }
-    }
-}
-
-impl Drop for Jackd {
-    /// SIGTERM, so that the server leaves JACK's shared registry (it has room for 8
-    /// servers, and one killed with SIGKILL keeps its place under its unique name); SIGKILL
-    /// only if it does not exit within 10 s.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// Whether this process may use real-time scheduling (SCHED_FIFO).
-fn may_use_realtime() -> bool {
-    Command::new("chrt")
-        .args(["-f", "1", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The phrase's player: writes each event of [`PHRASE`] in the period that holds its frame.

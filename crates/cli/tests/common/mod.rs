@@ -2,6 +2,8 @@
 //! real UDP, and analyse the WAV files it writes.
 #![allow(dead_code)]
 
+pub mod jackd;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
