@@ -10,6 +10,26 @@ use std::time::Duration;
 use common::{expect_done, signal, text_arg as s, Server};
 use rosc::OscType;
 
+/// Adds `count` delays `echo0`, `echo1`, … after the filter, in a chain, each with the
+/// parameter values `set`, and commits them.
+fn commit_a_chain_of_delays(server: &Server, count: usize, set: &[(&str, f32)]) {
+    for i in 0..count {
+        let id = format!("echo{i}");
+        server.send("/patch/add", vec![s(&id), s("delay")]);
+        for &(param, value) in set {
+            server.send("/patch/set", vec![s(&id), s(param), OscType::Float(value)]);
+        }
+        let from = if i == 0 {
+            "filter".to_string()
+        } else {
+            format!("echo{}", i - 1)
+        };
+        server.send("/patch/connect", vec![s(&from), s(&id)]);
+    }
+    server.send("/patch/commit", vec![]);
+    expect_done(server, "/patch/commit");
+}
+
 /// Real time, paced null output at the default depth, a few seconds. Before: the snapshot
 /// area was sized once at start (at least 2 MiB), and a live edit that grew the patch's
 /// state beyond it was refused; each delay line holds 2 s (384 KB of state), so about
@@ -21,18 +41,7 @@ use rosc::OscType;
 fn a_live_edit_to_forty_delays_commits_and_survives_failover_and_a_double_fault() {
     let server = Server::start(&["--output", "null", "--allow-fault-injection"]);
     server.send("/gate/adsr", vec![OscType::Int(1)]);
-    for i in 0..40 {
-        let id = format!("echo{i}");
-        server.send("/patch/add", vec![s(&id), s("delay")]);
-        let from = if i == 0 {
-            "filter".to_string()
-        } else {
-            format!("echo{}", i - 1)
-        };
-        server.send("/patch/connect", vec![s(&from), s(&id)]);
-    }
-    server.send("/patch/commit", vec![]);
-    expect_done(&server, "/patch/commit");
+    commit_a_chain_of_delays(&server, 40, &[]);
     signal(server.active_pid(), "KILL");
     server.wait_until(Duration::from_secs(30), |m| {
         m["replacements"] >= 1.0 && m["spare_ready"] == 1.0
@@ -60,23 +69,7 @@ fn a_live_edit_to_forty_delays_commits_and_survives_failover_and_a_double_fault(
 fn sixty_short_delays_commit_and_their_line_length_changes_with_the_patch() {
     let server = Server::start(&["--output", "null", "--allow-fault-injection"]);
     server.send("/gate/adsr", vec![OscType::Int(1)]);
-    for i in 0..60 {
-        let id = format!("echo{i}");
-        server.send("/patch/add", vec![s(&id), s("delay")]);
-        server.send(
-            "/patch/set",
-            vec![s(&id), s("max_time"), OscType::Float(250.0)],
-        );
-        server.send("/patch/set", vec![s(&id), s("time"), OscType::Float(100.0)]);
-        let from = if i == 0 {
-            "filter".to_string()
-        } else {
-            format!("echo{}", i - 1)
-        };
-        server.send("/patch/connect", vec![s(&from), s(&id)]);
-    }
-    server.send("/patch/commit", vec![]);
-    expect_done(&server, "/patch/commit");
+    commit_a_chain_of_delays(&server, 60, &[("max_time", 250.0), ("time", 100.0)]);
 
     server.send("/mod/echo7/max_time", vec![OscType::Float(500.0)]);
     let replies = server.sync(43);
