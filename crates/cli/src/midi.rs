@@ -76,14 +76,14 @@ pub struct MidiArgs {
     #[arg(long, default_value = "off", value_parser = MpeZone::parse, value_name = "ZONE")]
     mpe: MpeZone,
     /// Pitch bend range of MPE member channels, in semitones.
-    #[arg(long, default_value_t = 48.0, value_name = "SEMITONES")]
+    #[arg(long, default_value_t = 48.0, value_name = "SEMITONES", value_parser = bend_range)]
     mpe_bend: f32,
     /// Pitch bend range of MPE master channels and ordinary channels, in semitones.
-    #[arg(long, default_value_t = 2.0, value_name = "SEMITONES")]
+    #[arg(long, default_value_t = 2.0, value_name = "SEMITONES", value_parser = bend_range)]
     bend: f32,
-    /// Latency added to each event's time, in ms (default and least: the server's control
-    /// latency plus 2 ms; a smaller value is raised).
-    #[arg(long, value_name = "MS")]
+    /// Latency added to each event's time, in ms, up to 10,000 (default and least: the
+    /// server's control latency plus its period plus 2 ms; a smaller value is raised).
+    #[arg(long, value_name = "MS", value_parser = latency_arg)]
     latency: Option<f64>,
     /// Seconds to wait for the server's answers at start.
     #[arg(long, default_value_t = 2.0)]
@@ -442,6 +442,22 @@ fn latency_ms(server: ServerLatency, asked: Option<f64>) -> (f64, Option<String>
     }
 }
 
+/// A bend range: 0 to 96 semitones (MPE's largest), a finite number.
+fn bend_range(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() && (0.0..=96.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' is not a bend range: 0 to 96 semitones")),
+    }
+}
+
+/// A latency: 0 to 10,000 ms (a timetag the server takes), a finite number.
+fn latency_arg(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=10_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' is not a latency: 0 to 10000 ms")),
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 fn now_us() -> u64 {
     SystemTime::now()
@@ -505,6 +521,25 @@ pub fn run(args: MidiArgs) -> anyhow::Result<ExitCode> {
             Vec::new()
         }
     };
+
+    // An instrument the server's patch does not have would refuse every note.
+    if let Some(name) = &args.instrument {
+        match crate::client::ask_table(&socket, args.osc, timeout) {
+            Ok(table) if table.instrument(name).is_none() => {
+                let known: Vec<&str> = table.instruments().map(|(n, _)| n).collect();
+                anyhow::bail!(
+                    "--instrument {name}: the server's patch has no such instrument (it has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("chronus midi: cannot check --instrument {name}: {e}"),
+        }
+    }
 
     // The inputs.
     let (alsa_tx, alsa_rx) = mpsc::channel::<AlsaEvent>();
@@ -580,6 +615,7 @@ pub fn run(args: MidiArgs) -> anyhow::Result<ExitCode> {
             if gone.load(Ordering::Acquire) {
                 jack_client = None;
                 if alsa_connections.is_empty() {
+                    sender.release_all();
                     anyhow::bail!("the JACK server stopped, and there is no ALSA input to read");
                 }
                 eprintln!("chronus midi: the JACK server stopped: ALSA MIDI only from now on");
@@ -618,6 +654,7 @@ pub fn run(args: MidiArgs) -> anyhow::Result<ExitCode> {
         let _ = client.deactivate();
     }
     drop(alsa_connections);
+    sender.release_all();
     eprintln!("chronus midi: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -755,6 +792,27 @@ impl Sender {
     fn play(&mut self, port: usize, bytes: &[u8], time_us: u64) {
         self.timed.clear();
         self.translator.feed(port, bytes, time_us, &mut self.timed);
+        self.send_timed(time_us);
+    }
+
+    /// Lets go of every note still held and of the sustain pedal, as the client stops: a
+    /// server left with held notes would sound them on for good.
+    fn release_all(&mut self) {
+        self.timed.clear();
+        let now = now_us();
+        self.translator.release_all(now, &mut self.timed);
+        if !self.timed.is_empty() {
+            eprintln!(
+                "chronus midi: letting go of what is held ({} note offs, pedal up)",
+                self.timed.len()
+            );
+        }
+        self.send_timed(now);
+    }
+
+    /// Sends what was translated (`self.timed`) as one bundle timetagged `time_us` + the
+    /// latency.
+    fn send_timed(&mut self, time_us: u64) {
         let mut content = Vec::new();
         for Timed { event, .. } in self.timed.drain(..) {
             match event {

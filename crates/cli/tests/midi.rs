@@ -49,8 +49,9 @@ const LEARNED: u32 = SWEEP + 120_000;
 /// The phrase: (frame from its start, MIDI bytes). Note ons on channel 1, then the held
 /// note (A4) bent full up half a second after it starts, released a second later; then a
 /// held A3 whose cutoff controller 74 sweeps from 0 to 127 in eight steps (mapped by the
-/// patch's `[midi]`), and controller 1 moved once (mapped by `/midi/learn`).
-const PHRASE: [(u32, [u8; 3]); 24] = [
+/// patch's `[midi]`), controller 1 moved once (mapped by `/midi/learn`), and a C5 still
+/// held when the client is stopped.
+const PHRASE: [(u32, [u8; 3]); 25] = [
     (0, [0x90, 60, 40]),
     (6_000, [0x80, 60, 0]),
     (SPACING, [0x90, 62, 70]),
@@ -75,6 +76,8 @@ const PHRASE: [(u32, [u8; 3]); 24] = [
     (SWEEP + 24_000 + 7 * SWEEP_STEP, [0xB0, 74, 127]),
     (SWEEP + 72_000, [0x80, 57, 0]),
     (LEARNED, [0xB0, 1, 127]),
+    // Held when `chronus midi` is stopped: it lets go of it.
+    (LEARNED + 4_800, [0x90, 72, 90]),
 ];
 
 /// Index in [`PHRASE`] of the event after which the test sends `/midi/learn`.
@@ -288,13 +291,21 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         .iter()
         .filter(|(_, a, _)| a == "/note/on")
         .collect();
-    assert_eq!(ons.len(), 6, "note ons in the command log: {commands:?}");
+    assert_eq!(ons.len(), 7, "note ons in the command log: {commands:?}");
     // The velocities sent (the argument after the instrument and the note number).
     let velocities: Vec<&str> = ons.iter().map(|(_, _, args)| args[2].as_str()).collect();
     assert_eq!(
         velocities,
-        ["40", "70", "100", "127", "100", "100"],
+        ["40", "70", "100", "127", "100", "100", "90"],
         "{ons:?}"
+    );
+    // The C5 held when the client stopped: let go of, by its id.
+    let (_, _, held) = ons[6];
+    assert!(
+        commands
+            .iter()
+            .any(|(_, a, args)| a == "/note/off" && args[1] == "72" && args[2] == held[3]),
+        "the note held at the stop is released: {commands:?}"
     );
     let frames: Vec<u64> = ons.iter().take(5).map(|(f, _, _)| *f).collect();
     let spacing: Vec<i64> = frames

@@ -310,7 +310,7 @@ impl Translator {
         Translator {
             config,
             ports: Vec::new(),
-            next_id: 0,
+            next_id: 1,
             sustain: None,
         }
     }
@@ -330,6 +330,33 @@ impl Translator {
             if let Some(message) = message {
                 self.translate(port, message, &mut events);
             }
+        }
+        out.extend(events.into_iter().map(|event| Timed { time, event }));
+    }
+
+    /// Releases everything this client holds, as it stops: a note off for each note held
+    /// (on every port and channel, each with its id) and the sustain pedal up if it is
+    /// down, appended to `out` at `time`. Without it, notes held when the client stops
+    /// (Ctrl-C, the JACK server gone) would sound on in the server for good.
+    pub fn release_all(&mut self, time: u64, out: &mut Vec<Timed>) {
+        let mut events = Vec::new();
+        let held: Vec<(usize, u8, u8)> = self
+            .ports
+            .iter()
+            .enumerate()
+            .flat_map(|(port, p)| {
+                p.channels.iter().enumerate().flat_map(move |(channel, c)| {
+                    c.held.iter().map(move |h| (port, channel as u8, h.note))
+                })
+            })
+            .collect();
+        for (port, channel, note) in held {
+            self.note_off(port, channel, note, &mut events);
+        }
+        if self.sustain == Some(true) {
+            self.sustain = Some(false);
+            let mut args = vec![OscType::Int(0)];
+            events.push(self.note_message("/sustain", &mut args));
         }
         out.extend(events.into_iter().map(|event| Timed { time, event }));
     }
@@ -592,11 +619,12 @@ impl Translator {
         }
     }
 
-    /// A fresh id: the counter's next value not held by any note, over 0..=MAX_ID.
+    /// A fresh id: the counter's next value not held by any note, over 1..=MAX_ID (0 is
+    /// the server's "no id": an off with id 0 releases any instance of its note).
     fn take_id(&mut self) -> u32 {
         loop {
-            let id = self.next_id;
-            self.next_id = if id >= MAX_ID { 0 } else { id + 1 };
+            let id = self.next_id.max(1);
+            self.next_id = if id >= MAX_ID { 1 } else { id + 1 };
             let in_use = self
                 .ports
                 .iter()

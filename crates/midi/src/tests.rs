@@ -5,7 +5,7 @@
 use super::*;
 use proptest::prelude::*;
 
-/// A message as one line: `/note/on 60 100 0`, floats with 3 decimals.
+/// A message as one line: `/note/on 60 100 1`, floats with 3 decimals.
 fn line(event: &Event) -> String {
     match event {
         Event::Program(n) => format!("program {n}"),
@@ -54,11 +54,11 @@ fn mpe_lower() -> Translator {
 #[test]
 fn note_on_and_off_carry_the_same_id() {
     let mut t = plain();
-    assert_eq!(feed(&mut t, &[0x90, 60, 100]), ["/note/on 60 100 0"]);
-    assert_eq!(feed(&mut t, &[0x90, 64, 1]), ["/note/on 64 1 1"]);
-    assert_eq!(feed(&mut t, &[0x80, 60, 50]), ["/note/off 60 0"]);
+    assert_eq!(feed(&mut t, &[0x90, 60, 100]), ["/note/on 60 100 1"]);
+    assert_eq!(feed(&mut t, &[0x90, 64, 1]), ["/note/on 64 1 2"]);
+    assert_eq!(feed(&mut t, &[0x80, 60, 50]), ["/note/off 60 1"]);
     // Note on with velocity 0 is a note off.
-    assert_eq!(feed(&mut t, &[0x90, 64, 0]), ["/note/off 64 1"]);
+    assert_eq!(feed(&mut t, &[0x90, 64, 0]), ["/note/off 64 2"]);
     // An off for a note not held (pressed before we started): no id.
     assert_eq!(feed(&mut t, &[0x80, 62, 0]), ["/note/off 62"]);
 }
@@ -75,11 +75,11 @@ fn the_instrument_leads_every_note_message() {
             &[0x90, 60, 100, 0xB0, 64, 127, 0xE0, 0x7F, 0x7F, 0xD0, 127, 0x80, 60, 0]
         ),
         [
-            "/note/on keys 60 100 0",
+            "/note/on keys 60 100 1",
             "/sustain keys 1",
-            "/note/bend keys 0 2.000",
-            "/note/pressure keys 0 1.000",
-            "/note/off keys 60 0"
+            "/note/bend keys 1 2.000",
+            "/note/pressure keys 1 1.000",
+            "/note/off keys 60 1"
         ]
     );
 }
@@ -88,8 +88,8 @@ fn the_instrument_leads_every_note_message() {
 fn two_instances_of_one_note_are_released_oldest_first() {
     let mut t = plain();
     feed(&mut t, &[0x90, 60, 100, 60, 90]);
-    assert_eq!(feed(&mut t, &[0x80, 60, 0]), ["/note/off 60 0"]);
     assert_eq!(feed(&mut t, &[0x80, 60, 0]), ["/note/off 60 1"]);
+    assert_eq!(feed(&mut t, &[0x80, 60, 0]), ["/note/off 60 2"]);
 }
 
 #[test]
@@ -97,12 +97,12 @@ fn running_status_and_real_time_bytes_mid_message() {
     let mut t = plain();
     assert_eq!(
         feed(&mut t, &[0x90, 60, 0xF8, 100, 62, 0xFE, 90, 0xFA, 60, 0]),
-        ["/note/on 60 100 0", "/note/on 62 90 1", "/note/off 60 0"]
+        ["/note/on 60 100 1", "/note/on 62 90 2", "/note/off 60 1"]
     );
     // A message split across calls, real-time bytes in the split.
     assert_eq!(feed(&mut t, &[0x91, 70]), Vec::<String>::new());
     assert_eq!(feed(&mut t, &[0xF8]), Vec::<String>::new());
-    assert_eq!(feed(&mut t, &[80]), ["/note/on 70 80 2"]);
+    assert_eq!(feed(&mut t, &[80]), ["/note/on 70 80 3"]);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn sysex_split_across_calls_is_skipped() {
     assert_eq!(feed(&mut t, &[0x4C, 60, 100, 0x00]), Vec::<String>::new());
     assert_eq!(
         feed(&mut t, &[0x7F, 0xF7, 0x90, 60, 100]),
-        ["/note/on 60 100 0"]
+        ["/note/on 60 100 1"]
     );
 }
 
@@ -123,24 +123,24 @@ fn pitch_bend_on_an_ordinary_channel_bends_its_notes_and_later_ones() {
     // Full up: +2 semitones (the default range, less a step); centre: 0; full down: -2.
     assert_eq!(
         feed(&mut t, &[0xE0, 0x7F, 0x7F]),
-        ["/note/bend 0 2.000", "/note/bend 1 2.000"]
+        ["/note/bend 1 2.000", "/note/bend 2 2.000"]
     );
     // Another channel is not bent.
-    assert_eq!(feed(&mut t, &[0x91, 67, 100]), ["/note/on 67 100 2"]);
+    assert_eq!(feed(&mut t, &[0x91, 67, 100]), ["/note/on 67 100 3"]);
     // A note started on the bent channel starts bent.
     assert_eq!(
         feed(&mut t, &[0x90, 72, 100]),
-        ["/note/on 72 100 3", "/note/bend 3 2.000"]
+        ["/note/on 72 100 4", "/note/bend 4 2.000"]
     );
     assert_eq!(
         feed(&mut t, &[0xE0, 0, 0x40]),
         [
-            "/note/bend 0 0.000",
             "/note/bend 1 0.000",
-            "/note/bend 3 0.000"
+            "/note/bend 2 0.000",
+            "/note/bend 4 0.000"
         ]
     );
-    assert_eq!(feed(&mut t, &[0xE1, 0, 0]), ["/note/bend 2 -2.000"]);
+    assert_eq!(feed(&mut t, &[0xE1, 0, 0]), ["/note/bend 3 -2.000"]);
 }
 
 #[test]
@@ -149,16 +149,16 @@ fn pressure_aftertouch_and_timbre() {
     feed(&mut t, &[0x90, 60, 100, 64, 100]);
     assert_eq!(
         feed(&mut t, &[0xD0, 127]),
-        ["/note/pressure 0 1.000", "/note/pressure 1 1.000"]
+        ["/note/pressure 1 1.000", "/note/pressure 2 1.000"]
     );
     // Polyphonic aftertouch: the one note.
-    assert_eq!(feed(&mut t, &[0xA0, 64, 0]), ["/note/pressure 1 0.000"]);
+    assert_eq!(feed(&mut t, &[0xA0, 64, 0]), ["/note/pressure 2 0.000"]);
     // CC74 outside MPE is an ordinary controller.
     assert_eq!(feed(&mut t, &[0xB0, 74, 10]), ["/midi/cc 1 74 10"]);
     // A note started under pressure gets it.
     assert_eq!(
         feed(&mut t, &[0x90, 67, 100]),
-        ["/note/on 67 100 2", "/note/pressure 2 1.000"]
+        ["/note/on 67 100 3", "/note/pressure 3 1.000"]
     );
 }
 
@@ -185,9 +185,9 @@ fn all_notes_off_releases_that_channels_held_notes() {
     feed(&mut t, &[0x90, 60, 100, 64, 100, 0x91, 67, 100]);
     assert_eq!(
         feed(&mut t, &[0xB0, 123, 0]),
-        ["/note/off 60 0", "/note/off 64 1"]
+        ["/note/off 60 1", "/note/off 64 2"]
     );
-    assert_eq!(feed(&mut t, &[0x81, 67, 0]), ["/note/off 67 2"]);
+    assert_eq!(feed(&mut t, &[0x81, 67, 0]), ["/note/off 67 3"]);
 }
 
 #[test]
@@ -196,9 +196,9 @@ fn reset_all_controllers_zeroes_bend_and_pressure() {
     feed(&mut t, &[0x90, 60, 100, 0xE0, 0x7F, 0x7F, 0xD0, 90]);
     assert_eq!(
         feed(&mut t, &[0xB0, 121, 0]),
-        ["/note/bend 0 0.000", "/note/pressure 0 0.000"]
+        ["/note/bend 1 0.000", "/note/pressure 1 0.000"]
     );
-    assert_eq!(feed(&mut t, &[0x90, 62, 100]), ["/note/on 62 100 1"]);
+    assert_eq!(feed(&mut t, &[0x90, 62, 100]), ["/note/on 62 100 2"]);
 }
 
 #[test]
@@ -212,24 +212,24 @@ fn mpe_two_notes_of_one_number_on_two_members_bend_apart() {
     let mut t = mpe_lower();
     assert_eq!(
         feed(&mut t, &[0x91, 60, 100, 0x92, 60, 90]),
-        ["/note/on 60 100 0", "/note/on 60 90 1"]
+        ["/note/on 60 100 1", "/note/on 60 90 2"]
     );
     // Member channel 2 bends up a quarter of 48 semitones: only its note.
-    assert_eq!(feed(&mut t, &[0xE1, 0, 0x50]), ["/note/bend 0 12.000"]);
+    assert_eq!(feed(&mut t, &[0xE1, 0, 0x50]), ["/note/bend 1 12.000"]);
     // Member channel 3 bends down: only its note.
-    assert_eq!(feed(&mut t, &[0xE2, 0, 0x20]), ["/note/bend 1 -24.000"]);
+    assert_eq!(feed(&mut t, &[0xE2, 0, 0x20]), ["/note/bend 2 -24.000"]);
     // Pressure and timbre (CC74) per note too.
-    assert_eq!(feed(&mut t, &[0xD2, 127]), ["/note/pressure 1 1.000"]);
-    assert_eq!(feed(&mut t, &[0xB1, 74, 127]), ["/note/timbre 0 1.000"]);
+    assert_eq!(feed(&mut t, &[0xD2, 127]), ["/note/pressure 2 1.000"]);
+    assert_eq!(feed(&mut t, &[0xB1, 74, 127]), ["/note/timbre 1 1.000"]);
     // The master channel's bend (range 2) adds to each member note's own.
     assert_eq!(
         feed(&mut t, &[0xE0, 0x7F, 0x7F]),
-        ["/note/bend 0 14.000", "/note/bend 1 -22.000"]
+        ["/note/bend 1 14.000", "/note/bend 2 -22.000"]
     );
     // The offs name each instance's id.
     assert_eq!(
         feed(&mut t, &[0x82, 60, 0, 0x81, 60, 0]),
-        ["/note/off 60 1", "/note/off 60 0"]
+        ["/note/off 60 2", "/note/off 60 1"]
     );
 }
 
@@ -242,9 +242,9 @@ fn mpe_a_note_starts_with_its_channels_bend_pressure_and_timbre() {
             &[0xE3, 0x7F, 0x7F, 0xD3, 127, 0xB3, 74, 0, 0x93, 60, 100]
         ),
         [
-            "/note/on 60 100 0",
-            "/note/bend 0 47.994",
-            "/note/pressure 0 1.000"
+            "/note/on 60 100 1",
+            "/note/bend 1 47.994",
+            "/note/pressure 1 1.000"
         ]
     );
 }
@@ -261,11 +261,11 @@ fn mpe_upper_zone_and_channels_outside_it() {
     assert_eq!(t.bend_range(0, 11), 2.0);
     feed(&mut t, &[0x9C, 60, 100, 0x9B, 60, 100]);
     // Channel 12 (index 11) is outside the zone: ordinary, range 2, CC74 forwarded.
-    assert_eq!(feed(&mut t, &[0xEB, 0x7F, 0x7F]), ["/note/bend 1 2.000"]);
+    assert_eq!(feed(&mut t, &[0xEB, 0x7F, 0x7F]), ["/note/bend 2 2.000"]);
     assert_eq!(feed(&mut t, &[0xBB, 74, 5]), ["/midi/cc 12 74 5"]);
-    assert_eq!(feed(&mut t, &[0xBC, 74, 127]), ["/note/timbre 0 1.000"]);
+    assert_eq!(feed(&mut t, &[0xBC, 74, 127]), ["/note/timbre 1 1.000"]);
     // Master 16 bends the zone's notes, not channel 12's.
-    assert_eq!(feed(&mut t, &[0xEF, 0, 0]), ["/note/bend 0 -2.000"]);
+    assert_eq!(feed(&mut t, &[0xEF, 0, 0]), ["/note/bend 1 -2.000"]);
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn rpn_0_sets_the_bend_range() {
     feed(&mut t, &[0xB0, 101, 0, 100, 0, 99, 1, 6, 3]);
     assert_eq!(t.bend_range(0, 0), 12.5);
     feed(&mut t, &[0x90, 60, 100]);
-    assert_eq!(feed(&mut t, &[0xE0, 0x7F, 0x7F]), ["/note/bend 0 12.498"]);
+    assert_eq!(feed(&mut t, &[0xE0, 0x7F, 0x7F]), ["/note/bend 1 12.498"]);
 }
 
 #[test]
@@ -325,18 +325,18 @@ fn ids_are_unique_across_ports_wrap_and_skip_held_ones() {
     let mut t = plain();
     assert_eq!(
         feed_port(&mut t, 0, &[0x90, 60, 100]),
-        ["/note/on 60 100 0"]
+        ["/note/on 60 100 1"]
     );
     assert_eq!(
         feed_port(&mut t, 3, &[0x90, 60, 100]),
-        ["/note/on 60 100 1"]
+        ["/note/on 60 100 2"]
     );
     // Each port has its own channels: port 3's off releases its own note.
-    assert_eq!(feed_port(&mut t, 3, &[0x80, 60, 0]), ["/note/off 60 1"]);
+    assert_eq!(feed_port(&mut t, 3, &[0x80, 60, 0]), ["/note/off 60 2"]);
     t.next_id = MAX_ID;
     assert_eq!(feed(&mut t, &[0x91, 61, 100]), ["/note/on 61 100 16777215"]);
-    // Wraps to 0, which is held: skipped; 1 is free again.
-    assert_eq!(feed(&mut t, &[0x91, 62, 100]), ["/note/on 62 100 1"]);
+    // Wraps past 0 (the server's "no id") to 1, which is held: skipped; 2 is free again.
+    assert_eq!(feed(&mut t, &[0x91, 62, 100]), ["/note/on 62 100 2"]);
 }
 
 #[test]
@@ -348,7 +348,7 @@ fn a_channel_holds_at_most_128_notes() {
     }
     assert_eq!(
         feed(&mut t, &[0x90, 60, 100]),
-        ["/note/off 60 0", "/note/on 60 100 128"]
+        ["/note/off 60 1", "/note/on 60 100 129"]
     );
 }
 
@@ -449,4 +449,31 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn release_all_lets_go_of_every_held_note_and_the_pedal() {
+    // What the client sends as it stops: without it, notes held at Ctrl-C (or when the
+    // JACK server goes) would sound on in the server for good.
+    let mut t = mpe_lower();
+    feed(&mut t, &[0x91, 60, 100]);
+    feed(&mut t, &[0x92, 64, 100]);
+    feed_port(&mut t, 2, &[0x90, 67, 100]);
+    feed(&mut t, &[0xB0, 64, 127]);
+    let mut out = Vec::new();
+    t.release_all(9, &mut out);
+    let lines: Vec<String> = out.iter().map(|e| line(&e.event)).collect();
+    assert_eq!(
+        lines,
+        [
+            "/note/off 60 1",
+            "/note/off 64 2",
+            "/note/off 67 3",
+            "/sustain 0"
+        ]
+    );
+    assert!(out.iter().all(|e| e.time == 9));
+    out.clear();
+    t.release_all(10, &mut out);
+    assert!(out.is_empty(), "nothing is held any more");
 }

@@ -151,7 +151,13 @@ impl CcMapping {
 /// The controller number of a `[midi]` key: `"cc74"` is 74.
 pub fn controller_of(key: &str) -> Option<u8> {
     let number = key.strip_prefix("cc")?;
-    if number.is_empty() || number.len() > 3 || !number.bytes().all(|b| b.is_ascii_digit()) {
+    // One spelling per controller: `cc7`, never `cc07` (two keys for one controller, the
+    // second dead).
+    if number.is_empty()
+        || number.len() > 3
+        || (number.len() > 1 && number.starts_with('0'))
+        || !number.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     number.parse().ok().filter(|&n: &u8| n <= 127)
@@ -281,6 +287,7 @@ mod tests {
                 "cc7 = { param = \"filter.cutoff\", min = -5.0 }",
                 "min = -5 is outside cutoff's range",
             ),
+            ("cc07 = \"filter.cutoff\"", "keys are cc0 to cc127"),
             (
                 "cc7 = { param = \"filter.cutoff\", channel = 17 }",
                 "channel 17",
