@@ -1436,6 +1436,21 @@ pattern = "PATTERN"
             .unwrap();
     }
 
+    /// A groove of silence with an edit to `c4*4`, stamped at frame 30,000, waiting for
+    /// the bar line at 96,000.
+    fn an_edit_waiting_for_the_bar_line() -> Engine {
+        let mut engine = groove_engine("~");
+        send_switch(
+            &mut engine,
+            1,
+            30_000,
+            2,
+            &groove("c4*4"),
+            SwitchAt::TracksAtBar,
+        );
+        engine
+    }
+
     /// The pattern of the running patch's track.
     fn track_pattern(engine: &Engine) -> String {
         let desc = PatchDesc::from_toml_str(engine.patch_text()).unwrap();
@@ -1525,15 +1540,7 @@ pattern = "PATTERN"
         // at once, the edit lands on the bar line, and a snapshot taken in between plays
         // on bit for bit.
         let offset = onset_of("c4*4");
-        let mut engine = groove_engine("~");
-        send_switch(
-            &mut engine,
-            1,
-            30_000,
-            2,
-            &groove("c4*4"),
-            SwitchAt::TracksAtBar,
-        );
+        let mut engine = an_edit_waiting_for_the_bar_line();
         let louder = groove("c4*4").replace("gain = 0.3", "gain = 0.4");
         send_switch(&mut engine, 2, 40_000, 3, &louder, SwitchAt::Now);
         let before = render(&mut engine, 700);
@@ -1553,15 +1560,7 @@ pattern = "PATTERN"
 
         // A patch with tracks of its own (a library load) switches them at once, in phase:
         // its second half note (beat 2) sounds, not the bar line's.
-        let mut engine = groove_engine("~");
-        send_switch(
-            &mut engine,
-            1,
-            30_000,
-            2,
-            &groove("c4*4"),
-            SwitchAt::TracksAtBar,
-        );
+        let mut engine = an_edit_waiting_for_the_bar_line();
         let other = groove("c4*2").replace("gain = 0.3", "gain = 0.4");
         send_switch(&mut engine, 2, 40_000, 3, &other, SwitchAt::Now);
         let out = render(&mut engine, 1_000);
@@ -1574,15 +1573,7 @@ pattern = "PATTERN"
         // started in one block. Before: the edit waited for its beat number on the new
         // count, eight bars late.
         let offset = onset_of("c4*4");
-        let mut engine = groove_engine("~");
-        send_switch(
-            &mut engine,
-            1,
-            30_000,
-            2,
-            &groove("c4*4"),
-            SwitchAt::TracksAtBar,
-        );
+        let mut engine = an_edit_waiting_for_the_bar_line();
         for (seq, on) in [(2, false), (3, true)] {
             engine
                 .receive(StampedCommand {
