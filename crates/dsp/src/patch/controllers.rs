@@ -23,8 +23,10 @@ use crate::spec::{ParamSpec, Unit};
 pub const CC_MAX: f32 = 127.0;
 
 /// One controller's mapping: `ccN = "module.param"` or the table form with a range, a
-/// curve and a channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// curve and a channel. (Read by hand, not as an untagged enum: a mistake in the table
+/// form then says what is wrong, `unknown variant `log`, expected `lin` or `exp``, not
+/// only that nothing matched.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum CcMapping {
     /// `"module.param"` (`"instrument.module.param"` for every voice of an instrument):
@@ -32,6 +34,34 @@ pub enum CcMapping {
     Param(String),
     /// `{ param = "…", min, max, curve, channel }`, each but `param` optional.
     Ranged(RangedCc),
+}
+
+impl<'de> Deserialize<'de> for CcMapping {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CcMapping, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = CcMapping;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a parameter as \"module.param\", or a table { param = \"module.param\", min, max, curve = \"lin\" or \"exp\", channel = 1..16 }",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, param: &str) -> Result<CcMapping, E> {
+                Ok(CcMapping::Param(param.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<CcMapping, A::Error> {
+                RangedCc::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CcMapping::Ranged)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
 }
 
 /// The table form of a mapping.
@@ -215,6 +245,30 @@ mod tests {
 
     fn cutoff() -> &'static ParamSpec {
         param_spec(&PatchDesc::default_patch(), "filter", "cutoff").unwrap()
+    }
+
+    #[test]
+    fn a_mapping_of_the_wrong_shape_says_what_is_wrong() {
+        let base = PatchDesc::default_patch().to_toml_string();
+        for (mapping, says) in [
+            (
+                "cc7 = { param = \"filter.cutoff\", curve = \"log\" }",
+                "unknown variant `log`, expected `lin` or `exp`",
+            ),
+            (
+                "cc7 = { param = \"filter.cutoff\", channel = \"1\" }",
+                "invalid type: string \"1\", expected u8",
+            ),
+            (
+                "cc7 = { param = \"filter.cutoff\", colour = 1 }",
+                "unknown field `colour`",
+            ),
+            ("cc7 = 5", "a parameter as \"module.param\", or a table"),
+        ] {
+            let text = format!("{base}\n[midi]\n{mapping}\n");
+            let e = PatchDesc::from_toml_str(&text).unwrap_err().to_string();
+            assert!(e.contains(says), "{mapping}: {e}");
+        }
     }
 
     #[test]
