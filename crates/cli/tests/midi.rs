@@ -490,6 +490,24 @@ fn controllers_map_learn_and_forget_over_plain_osc() {
     assert!(replies
         .iter()
         .any(|m| m.addr == "/done" && m.args == [s("/midi/forget")]));
+    // Every command accounted for: a learn and a forget are applied as the switches that
+    // carry them (before: answered as well, so the engine applied more than was accepted).
+    let metrics = run
+        .server
+        .wait_until(Duration::from_secs(10), |m| m["commands_pending"] == 0.0);
+    common::assert_metrics(
+        &metrics,
+        &[
+            (
+                "commands_received",
+                metrics["commands_accepted"] + metrics["commands_rejected"],
+            ),
+            (
+                "commands_accepted",
+                metrics["commands_applied"] + metrics["commands_dropped"],
+            ),
+        ],
+    );
     let (log, dir2) = (run.log.clone(), run.dir.clone());
     run.server.quit();
     let mods: Vec<(String, String)> = stamped(&log)

@@ -246,9 +246,12 @@ impl OscServer {
                     self.queue_command(command, decoded.time, received_ns, &decoded.address, from);
                 }
                 Request::Midi(MidiRequest::Learn { address }) => {
-                    answered(metrics);
+                    // Accepted now, applied by the engine as the switch that maps it (or
+                    // answered with `/fail` when it cannot map or is replaced).
+                    Metrics::bump(&metrics.commands_accepted);
                     tracing::info!("learning: the next controller moved maps to {address}");
                     if let Some((earlier, learner)) = self.learning.replace((address, from)) {
+                        Metrics::bump(&metrics.commands_answered);
                         let why = format!("{earlier}: replaced by a later /midi/learn");
                         self.send(&reply::fail(MIDI_LEARN, &why), learner);
                     }
@@ -259,7 +262,8 @@ impl OscServer {
                         .and_then(|()| self.editor.unmap_controller(controller));
                     match forgotten {
                         Ok(committed) => {
-                            answered(metrics);
+                            // Applied by the engine, as the switch without the mapping.
+                            Metrics::bump(&metrics.commands_accepted);
                             tracing::info!(
                                 "controller {controller} mapped to nothing (patch {})",
                                 committed.version
@@ -686,7 +690,10 @@ impl OscServer {
                 self.send_patch(committed, SwitchAt::TracksAtBeat);
                 self.send(&reply::learned(address, channel, controller), learner);
             }
-            Err(reason) => self.send(&reply::fail(MIDI_LEARN, &reason), learner),
+            Err(reason) => {
+                Metrics::bump(&self.shared.metrics.commands_answered);
+                self.send(&reply::fail(MIDI_LEARN, &reason), learner);
+            }
         }
     }
 
