@@ -259,23 +259,17 @@ impl OscServer {
                 Request::Midi(MidiRequest::Forget { controller }) => {
                     let forgotten = self
                         .room_for(self.editor.dump().len())
-                        .and_then(|()| self.editor.unmap_controller(controller));
-                    match forgotten {
-                        Ok(committed) => {
-                            // Applied by the engine, as the switch without the mapping.
-                            Metrics::bump(&metrics.commands_accepted);
+                        .and_then(|()| self.editor.unmap_controller(controller))
+                        .map(|committed| {
                             tracing::info!(
                                 "controller {controller} mapped to nothing (patch {})",
                                 committed.version
                             );
                             self.send_patch(committed, SwitchAt::TracksAtBeat);
-                            self.send(&reply::done(MIDI_FORGET), from);
-                        }
-                        Err(reason) => {
-                            Metrics::bump(&metrics.commands_rejected_patch_edit);
-                            self.send(&reply::fail(MIDI_FORGET, &reason), from);
-                        }
-                    }
+                            reply::done(MIDI_FORGET)
+                        });
+                    // Applied by the engine, as the switch without the mapping.
+                    self.answer_edit(forgotten, true, MIDI_FORGET, from);
                 }
                 Request::Midi(MidiRequest::Cc {
                     channel,
@@ -538,13 +532,29 @@ impl OscServer {
             PatchEdit::Commit => self.commit_patch(),
             PatchEdit::Track { track, change, at } => self.edit_track(&track, &change, at),
         };
-        match result {
-            Ok(()) => {
+        let answer = result.map(|()| reply::done(address));
+        self.answer_edit(answer, applied_by_engine, address, from);
+    }
+
+    /// Answers a request the OSC thread carried out on the patch (an edit, a library
+    /// request, a MIDI mapping): `answer`, counted accepted (and answered, unless the
+    /// engine applies it as the patch switch it queued), or `/fail` with the reason,
+    /// counted a refused edit and logged.
+    fn answer_edit(
+        &mut self,
+        answer: Result<Vec<u8>, String>,
+        applied_by_engine: bool,
+        address: &str,
+        from: ReplyTo,
+    ) {
+        let metrics = &self.shared.metrics;
+        match answer {
+            Ok(answer) => {
                 Metrics::bump(&metrics.commands_accepted);
                 if !applied_by_engine {
                     Metrics::bump(&metrics.commands_answered);
                 }
-                self.send(&reply::done(address), from);
+                self.send(&answer, from);
             }
             Err(reason) => {
                 Metrics::bump(&metrics.commands_rejected_patch_edit);
@@ -712,8 +722,6 @@ impl OscServer {
     /// list, or `/fail` with the reason, the running patch playing on. A load is applied
     /// by the engine, as a commit is; a save and a list when answered.
     fn library_request(&mut self, request: LibraryRequest, address: &str, from: ReplyTo) {
-        let shared = Arc::clone(&self.shared);
-        let metrics = &shared.metrics;
         let applied_by_engine = matches!(request, LibraryRequest::Load(_));
         let result = match request {
             LibraryRequest::List => self.library.list().map(|patches| {
@@ -734,26 +742,7 @@ impl OscServer {
                 self.load_from_library(&name).map(|()| reply::done(address))
             }
         };
-        match result {
-            Ok(answer) => {
-                Metrics::bump(&metrics.commands_accepted);
-                if !applied_by_engine {
-                    Metrics::bump(&metrics.commands_answered);
-                }
-                self.send(&answer, from);
-            }
-            Err(reason) => {
-                Metrics::bump(&metrics.commands_rejected_patch_edit);
-                if log_limit::REFUSED.allow() {
-                    tracing::info!(
-                        "refused {} from {from}: {}",
-                        escaped(address),
-                        escaped(&reason)
-                    );
-                }
-                self.send(&reply::fail(address, &reason), from);
-            }
-        }
+        self.answer_edit(result, applied_by_engine, address, from);
     }
 
     /// Switches to patch `name` of the library the way a commit switches to a draft:
