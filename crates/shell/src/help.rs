@@ -19,7 +19,7 @@ commands (words are case-insensitive; `help <topic>` for more: play chords scale
   set <module>.<param> <value> [over N beats|bars|seconds]     get <module>.<param>
   brighter  darker  more reverb  less reverb  more drive  less drive  louder  quieter
   thicker  thinner   (a bit ..., much ...)
-  load <name>   save <name>   list   status   undo   help [topic]   quit".to_string(),
+  load <name>   save <name>   list   status   undo   wait <N beats>   help [topic]   quit".to_string(),
         Some("play" | "notes" | "note") => "\
 play <what> [for N beats|bars|seconds] [on <instrument>] [velocity 0..127]
   <what>: notes C4 (= MIDI 60), F#3, Bb2, c#-1 .. G9, or numbers (60, 60.5); several at once

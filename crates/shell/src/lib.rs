@@ -159,6 +159,14 @@ pub enum Outcome {
     },
     /// Show the server's status summary (`/status` and `/metrics`).
     Status,
+    /// Wait (`wait 4 beats`): in a script, lets a ramp finish or a phrase sound before
+    /// the next line; nothing is sent.
+    Wait {
+        /// How long, in seconds.
+        seconds: f64,
+        /// What to say: `waited 4 beats`.
+        said: String,
+    },
     /// Show a help text.
     Help(String),
     /// Leave the shell.
@@ -205,9 +213,9 @@ impl std::error::Error for ShellError {}
 /// The first words of the commands, for suggestions and completion.
 pub const COMMANDS: &[&str] = &[
     "play", "hold", "release", "panic", "sustain", "bpm", "tempo", "set", "get", "load", "save",
-    "list", "status", "undo", "help", "quit", "exit", "start", "stop", "mute", "unmute", "faster",
-    "slower", "brighter", "darker", "louder", "quieter", "thicker", "thinner", "more", "less",
-    "half", "double",
+    "list", "status", "undo", "wait", "help", "quit", "exit", "start", "stop", "mute", "unmute",
+    "faster", "slower", "brighter", "darker", "louder", "quieter", "thicker", "thinner", "more",
+    "less", "half", "double",
 ];
 
 /// The text of an OSC message as `chronus send` takes it: the address, then each
@@ -365,9 +373,9 @@ pub fn params(table: &AddressTable) -> Vec<Param> {
                 address: e.address.clone(),
                 min,
                 max,
-                // A linear factor's "unit" is its range (0..1): no unit to show.
+                // A linear factor's "unit" is its range (0..1), a Q a plain number: no unit shown.
                 unit: Some(unit.symbol())
-                    .filter(|u| !u.contains(".."))
+                    .filter(|u| !u.contains("..") && *u != "Q")
                     .unwrap_or(""),
             })
         })
@@ -590,6 +598,16 @@ pub fn interpret(
         },
         "list" | "ls" if rest.is_empty() => simple(table, "/library/list", &[], "the library:"),
         "status" if rest.is_empty() => Ok(Outcome::Status),
+        "wait" | "sleep" => {
+            let (seconds, shown) = duration(rest, state.bpm)?;
+            if seconds > 600.0 {
+                return Err(ShellError::new("wait at most 10 minutes at a time"));
+            }
+            Ok(Outcome::Wait {
+                seconds,
+                said: format!("waited {shown}"),
+            })
+        }
         "undo" if rest.is_empty() => undo(state),
         "start" | "unmute" => start_stop(state, first, rest, true),
         "stop" | "mute" => start_stop(state, first, rest, false),

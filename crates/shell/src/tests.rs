@@ -225,3 +225,26 @@ proptest! {
         }
     }
 }
+
+/// docs/shell.md holds the phrase table as `phrases::table_markdown` writes it
+/// (`CHRONUS_BLESS=1 cargo test -p chronus-shell docs` writes it there).
+#[test]
+fn docs_hold_the_phrase_table() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/shell.md");
+    let text = std::fs::read_to_string(&path).expect("docs/shell.md");
+    let start_marker = "a test checks it) -->\n";
+    let end_marker = "<!-- end of phrase table -->";
+    let start = text.find(start_marker).expect("the start marker") + start_marker.len();
+    let end = text.find(end_marker).expect("the end marker");
+    let table = phrases::table_markdown();
+    if std::env::var_os("CHRONUS_BLESS").is_some() {
+        let written = format!("{}{table}{}", &text[..start], &text[end..]);
+        std::fs::write(&path, written).unwrap();
+        return;
+    }
+    assert_eq!(
+        &text[start..end],
+        table,
+        "docs/shell.md's phrase table is stale: run with CHRONUS_BLESS=1"
+    );
+}
