@@ -104,6 +104,9 @@ struct Shell {
     connection: Connection,
     state: Rc<RefCell<State>>,
     timeout: Duration,
+    /// The tempo this shell set and when: the server reports it only from the next beat,
+    /// so until it does (or a few seconds pass) the shell counts with the one it set.
+    tempo_sent: RefCell<Option<(f64, std::time::Instant)>>,
 }
 
 impl Shell {
@@ -133,7 +136,11 @@ impl Shell {
             }));
         }
         // The tempo last seen: another client may have changed it.
-        let bpm = self.bpm();
+        let server = self.bpm();
+        let bpm = match *self.tempo_sent.borrow() {
+            Some((sent, at)) if sent != server && at.elapsed() < Duration::from_secs(5) => sent,
+            _ => server,
+        };
         self.state.borrow_mut().bpm = bpm;
         let outcome = {
             let state = self.state.borrow();
@@ -254,6 +261,9 @@ impl Shell {
             *self.state.borrow_mut() = State::new(table, self.bpm());
         } else {
             self.state.borrow_mut().applied(&run);
+            if let Some(bpm) = run.bpm {
+                *self.tempo_sent.borrow_mut() = Some((bpm, std::time::Instant::now()));
+            }
         }
         Ok(Answer {
             ran: run.ran.iter().map(|s| s.text.clone()).collect(),
@@ -320,6 +330,7 @@ pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
         connection,
         state: Rc::new(RefCell::new(State::new(table, 120.0))),
         timeout,
+        tempo_sent: RefCell::new(None),
     };
     let bpm = shell.bpm();
     shell.state.borrow_mut().bpm = bpm;

@@ -448,7 +448,7 @@ fn a_piped_shell_stops_at_the_first_error_and_json_answers_each_line() {
     );
     assert_eq!(
         lines[1],
-        serde_json::json!({"line": "bpm 100", "ok": true, "ran": ["/clock/bpm 100"], "said": "tempo 120 -> 100 bpm (from the next beat)"})
+        serde_json::json!({"line": "bpm 100", "ok": true, "ran": ["/clock/bpm 100"], "said": "tempo 120 -> 100 bpm, from the next beat"})
     );
     server.quit();
 }

@@ -917,7 +917,7 @@ pub(crate) fn tempo(state: &State, bpm: f64, phrase: Option<&str>) -> Result<Out
     Ok(Outcome::Run(Run {
         command: phrase.map(|_| format!("bpm {text}")),
         ran: vec![Step::new(message, 0.0)],
-        said: format!("tempo {before} -> {text} bpm (from the next beat)"),
+        said: format!("tempo {before} -> {text} bpm, from the next beat"),
         undo,
         bpm: Some(bpm),
         pattern: None,

@@ -220,7 +220,19 @@ pub fn run(
                 "half time" => bpm / 2.0,
                 _ => bpm * 2.0,
             };
-            let target = target.clamp(20.0, 300.0);
+            // Within the clock's range, as the table declares it.
+            let (low, high) = match state
+                .table
+                .lookup("/clock/bpm")
+                .and_then(|e| e.args.first())
+                .map(|a| a.kind)
+            {
+                Some(chronus_protocol::ArgKind::Number { min, max, .. }) => {
+                    (f64::from(min), f64::from(max))
+                }
+                _ => (20.0, 300.0),
+            };
+            let target = target.clamp(low, high);
             let said = if matches!(words, "faster" | "slower") {
                 format!("{}{words}", size.words())
             } else {

@@ -51,9 +51,9 @@ fn lines_become_exact_messages_and_answers() {
         ("release c4", vec!["/note/off keys 60"], "released C4 on keys"),
         ("panic", vec!["/panic"], "every voice silenced"),
         ("sustain on", vec!["/sustain keys 1"], "sustain pedal down on keys"),
-        ("bpm 124", vec!["/clock/bpm 124"], "tempo 120 -> 124 bpm (from the next beat)"),
-        ("faster", vec!["/clock/bpm 124"], "faster -> bpm 124 (tempo 120 -> 124 bpm (from the next beat))"),
-        ("half time", vec!["/clock/bpm 60"], "half time -> bpm 60 (tempo 120 -> 60 bpm (from the next beat))"),
+        ("bpm 124", vec!["/clock/bpm 124"], "tempo 120 -> 124 bpm, from the next beat"),
+        ("faster", vec!["/clock/bpm 124"], "faster -> bpm 124 (tempo 120 -> 124 bpm, from the next beat)"),
+        ("half time", vec!["/clock/bpm 60"], "half time -> bpm 60 (tempo 120 -> 60 bpm, from the next beat)"),
         ("set filter.cutoff 800", vec!["/mod/filter/cutoff 800"], "filter.cutoff 1200 -> 800 Hz"),
         ("set filter.cutoff 800 over 4 beats", vec!["/ramp /mod/filter/cutoff 800 2"], "filter.cutoff 1200 -> 800 Hz over 4 beats"),
         ("set keys.lp.cutoff to 500 over 2 seconds", vec!["/ramp /mod/keys.lp/cutoff 500 2"], "keys.lp.cutoff 500 Hz over 2 seconds"),
@@ -88,6 +88,16 @@ fn phrases_echo_the_exact_command() {
         Some("set filter.cutoff 1800 over 1 beat")
     );
     assert_eq!(run(&state, "faster").command.as_deref(), Some("bpm 124"));
+    // Tempo phrases stay within the clock's range.
+    let fast = State::new(tests_support::table(), 399.0);
+    assert_eq!(
+        run(&fast, "much faster").command.as_deref(),
+        Some("bpm 400")
+    );
+    assert_eq!(
+        run(&fast, "double time").command.as_deref(),
+        Some("bpm 400")
+    );
     // The echoed command runs the same messages.
     assert_eq!(
         texts(&run(&state, "set filter.cutoff 1800 over 1 beat")),
