@@ -332,6 +332,13 @@ fn a_jam_typed_in_tmux_sounds_and_reads_as_typed_and_a_pipe_sends_the_same() {
         assert!(Instant::now() < deadline, "the shell did not quit");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The lines typed are kept for the next session (XDG_STATE_HOME is the test's dir).
+    let history =
+        std::fs::read_to_string(typed.dir.join("chronus/shell_history")).expect("a history file");
+    assert!(
+        history.lines().any(|l| l == "play Cmaj7 for 2 beats"),
+        "{history}"
+    );
     let typed_log = typed.log.clone();
     let typed_wav = typed.wav.clone();
     let typed_dir = typed.dir.clone();
