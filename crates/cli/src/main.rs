@@ -13,6 +13,7 @@ mod midi;
 mod modules;
 mod render;
 mod serve;
+mod shell;
 mod soak;
 mod worker;
 
@@ -54,6 +55,9 @@ enum Commands {
     /// Measure on this machine: failover times over many kills, or a long soak of fast
     /// control while workers are killed (`soak`).
     Bench(bench::BenchArgs),
+    /// Jam with a running server from a terminal: notes, chords, patterns, tempo, ramps and
+    /// plain phrases (`brighter`), with completion and history; from a pipe, one answer a line.
+    Shell(shell::ShellArgs),
     /// A worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker(worker::WorkerCli),
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         Commands::Modules => modules::run(),
         Commands::Devices => devices::run(),
         Commands::Worker(args) => worker::run(args),
+        Commands::Shell(args) => shell::run(args),
     };
     match result {
         Ok(code) => code,
