@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng python3 python3-venv)
+packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng python3 python3-venv tmux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
