@@ -195,3 +195,64 @@ fn a_failover_shows_in_the_timeline_at_80x24_and_q_restores_the_terminal() {
 fn a_failover_shows_in_the_timeline_at_120x40_and_q_restores_the_terminal() {
     watch_a_failover("120x40", 120, 40);
 }
+
+/// `chronus serve` on the fixed `addr` (so a second server can take the first one's place).
+fn serve_on(addr: std::net::SocketAddr) -> Server {
+    let mut command = common::chronus();
+    command
+        .args(["serve", "--osc", &addr.to_string(), "--join-timeout", "20"])
+        .args(["--block", "64", "--depth", "24", "--output", "null"])
+        .env("CHRONUS_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    Server::start_command(command)
+}
+
+/// Depth 24 blocks of 64 (32 ms). The server goes away under the screen: it says so and
+/// keeps trying; a new server on the same address is found, subscribed to, and shown
+/// (its workers' pids), and `q` still restores the terminal.
+#[test]
+fn a_server_restart_is_survived() {
+    // A free port for both servers (UDP and TCP): the first takes it as the kernel gave it.
+    let first = Server::start(&["--output", "null"]);
+    let addr = first.addr;
+    let dir = temp_dir("restart");
+    let binary = env!("CARGO_BIN_EXE_chronus");
+    let script = format!(
+        "cd '{dir}' && stty -g > before && '{binary}' status --watch --osc {addr}; \
+         echo $? > code; stty -g > after; sleep 600",
+        dir = dir.display(),
+    );
+    let tmux = Tmux::start(
+        &format!("chronus-watch-restart-{}", std::process::id()),
+        80,
+        24,
+        &script,
+    );
+    let first_pid = first.active_pid();
+    tmux.wait_for("the first server's active worker", |s| {
+        s.contains("connected") && s.contains(&format!("pid {first_pid} "))
+    });
+
+    first.quit();
+    tmux.wait_for("the server gone", |s| {
+        s.contains("connection lost") && s.contains("retrying every second")
+    });
+
+    let second = serve_on(addr);
+    let second_pid = second.active_pid();
+    let screen = tmux.wait_for("the second server's active worker", |s| {
+        s.contains(" connected ") && s.contains(&format!("pid {second_pid} "))
+    });
+    assert!(!screen.contains("connection lost"), "{screen}");
+    // Subscribed again: the sequencer's pushes arrive from the new server.
+    tmux.wait_for("the sequencer's position", |s| s.contains(" bpm running"));
+
+    tmux.send_keys("q");
+    assert_eq!(wait_for_file(&dir.join("code")).trim(), "0");
+    let after = wait_for_file(&dir.join("after"));
+    assert_eq!(std::fs::read_to_string(dir.join("before")).unwrap(), after);
+    drop(tmux);
+    second.quit();
+    let _ = std::fs::remove_dir_all(&dir);
+}

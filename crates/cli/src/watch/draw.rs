@@ -81,8 +81,8 @@ fn header_line(model: &Model) -> Line<'static> {
     let (state, color) = match &model.link {
         Link::Connecting => ("connecting…".to_string(), Color::Yellow),
         Link::Connected => ("connected".to_string(), Color::Green),
-        Link::Lost { .. } => (
-            "connection lost, server gone: retrying every second".to_string(),
+        Link::Lost { reason } => (
+            format!("connection lost, server gone: retrying every second ({reason})"),
             Color::Red,
         ),
     };
@@ -608,5 +608,26 @@ mod tests {
             "└──────────────────────────────────────────────────────────┘└──────────────────────────────────────────────────────────┘",
         ];
         assert_eq!(render(&jam(), 120, 40), expected);
+    }
+
+    /// A lost server is said on the top line; the rest of the screen stays (the timeline
+    /// is history) and the live views go quiet. The same model drawn at another size and
+    /// back draws the same: the model knows nothing of sizes.
+    #[test]
+    fn a_lost_server_is_said_on_the_top_line() {
+        let mut model = jam();
+        model.lost("no connection to 127.0.0.1:5005: Connection refused");
+        let small = render(&model, 80, 24);
+        assert_eq!(
+            small[0],
+            "chronus 127.0.0.1:5005 connection lost, server gone: retrying every second (no c"
+        );
+        assert!(
+            small[2].contains("05:00:08 → slot 1  worker died"),
+            "{small:?}"
+        );
+        assert!(small[13].contains("-90.0 dB hold  -90.0"), "{small:?}");
+        let _ = render(&model, 120, 40);
+        assert_eq!(render(&model, 80, 24), small);
     }
 }
