@@ -51,7 +51,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most pushes taken in one frame (the rest wait for the next: drawing goes on).
 const PUSHES_PER_FRAME: usize = 4096;
 
-/// Runs the status screen on the terminal until `q`, Esc or Ctrl-C.
+/// Runs the status screen on the terminal until `q`, Esc or Ctrl-C (or SIGINT, SIGTERM,
+/// SIGHUP).
 ///
 /// # Errors
 /// The terminal cannot be put in raw mode or drawn on (not a terminal, say). A server
@@ -62,6 +63,17 @@ pub fn run(server: SocketAddr) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "status --watch draws on a terminal, and stdout is not one (for a program, use `chronus status --json`)"
         );
+    }
+    // A signal (SIGTERM from a supervisor, SIGHUP from a closed terminal, SIGINT from
+    // `kill -INT`: in raw mode Ctrl-C is a key) ends the screen the same way `q` does, so
+    // the terminal is restored.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))?;
     }
     let mut terminal = TerminalGuard::enter()?;
     let origin = Instant::now();
@@ -74,7 +86,7 @@ pub fn run(server: SocketAddr) -> anyhow::Result<ExitCode> {
     let mut model = Model::new(server.to_string());
     let mut connector = Connector::start(server, Duration::ZERO);
     let mut connection: Option<Connection> = None;
-    loop {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         // The network: take a new connection, notice a lost one, take the pushes.
         if connection.is_none() {
             match connector.poll() {
