@@ -630,4 +630,14 @@ mod tests {
         let _ = render(&model, 120, 40);
         assert_eq!(render(&model, 80, 24), small);
     }
+
+    /// Under 80×24 nothing fits well, but nothing panics either (a terminal may be shrunk
+    /// while the screen runs).
+    #[test]
+    fn a_tiny_terminal_draws_without_panicking() {
+        for (width, height) in [(1, 1), (10, 3), (40, 12), (79, 23), (300, 100)] {
+            let lines = render(&jam(), width, height);
+            assert_eq!(lines.len(), usize::from(height));
+        }
+    }
 }
