@@ -19,9 +19,10 @@ pub mod model;
 use std::io::Stdout;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use chronus_client::Connection;
 use chronus_protocol::Reply;
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -83,6 +84,7 @@ pub fn run(server: SocketAddr) -> anyhow::Result<ExitCode> {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
     };
+    let keys = read_keys()?;
     let mut model = Model::new(server.to_string());
     let mut connector = Connector::start(server, Duration::ZERO);
     let mut connection: Option<Connection> = None;
@@ -114,23 +116,86 @@ pub fn run(server: SocketAddr) -> anyhow::Result<ExitCode> {
         }
         model.tick(stamp().mono);
         terminal.terminal.draw(|frame| draw::draw(frame, &model))?;
-        // The keyboard (and resizes: the next draw fits the new size).
-        if event::poll(FRAME)? {
-            match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    let ctrl_c = key.code == KeyCode::Char('c')
-                        && key.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
-                        break;
-                    }
-                }
-                Event::Resize(..) => terminal.terminal.autoresize()?,
-                _ => {}
-            }
+        // The keyboard (and resizes: the next draw fits the new size), waiting at most a
+        // frame; then whatever else came meanwhile.
+        let mut next = keys.recv_timeout(FRAME);
+        let mut quit = false;
+        while let Ok(event) = next {
+            quit |= on_event(&event, &mut terminal.terminal)?;
+            next = keys.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            });
+        }
+        // The terminal went away (its input ended, or it hung up): nothing to draw on.
+        if quit || next == Err(RecvTimeoutError::Disconnected) || hung_up() {
+            break;
         }
     }
     drop(terminal);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Acts on one terminal event: true to quit (`q`, Esc, Ctrl-C); a resize fits the screen
+/// to the new size at once.
+fn on_event(
+    event: &Event,
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+) -> anyhow::Result<bool> {
+    match event {
+        Event::Key(key) if key.kind != KeyEventKind::Release => {
+            let ctrl_c =
+                key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+            Ok(ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc))
+        }
+        Event::Resize(..) => {
+            terminal.autoresize()?;
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Reads the terminal's events on a thread of its own, so the draw loop never calls into
+/// crossterm's reader: once the terminal is gone, crossterm's `poll` never returns (it
+/// re-reads the dead tty forever, crossterm issue 793). The thread ends at a read error;
+/// if it spins instead, the draw loop still sees the hang-up ([`hung_up`]) and the
+/// process ends with it.
+///
+/// # Errors
+/// The thread cannot be started.
+fn read_keys() -> anyhow::Result<Receiver<Event>> {
+    let (tx, keys) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("watch-keys".into())
+        .spawn(move || {
+            while let Ok(event) = event::read() {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the thread that reads the keyboard")?;
+    Ok(keys)
+}
+
+/// Whether the terminal hung up (its window closed, its tmux pane killed): `poll` on
+/// stdout reports `POLLHUP` or `POLLERR` at once, without reading anything.
+fn hung_up() -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::from_borrowed_fd(stdout.as_fd(), PollFlags::empty())];
+    let now = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&now)) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+    }
 }
 
 /// Feeds the pushes that have arrived into the model, at most [`PUSHES_PER_FRAME`].

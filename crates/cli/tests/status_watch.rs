@@ -256,3 +256,46 @@ fn a_server_restart_is_survived() {
     second.quit();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Depth 24 blocks of 64 (32 ms). The terminal closes under the screen (its tmux server is
+/// killed, as when a window is closed): the screen ends, once with the hang-up signal and
+/// once without it (a new session: only the dead terminal tells), rather than being left
+/// behind reading a dead terminal.
+#[test]
+fn a_closed_terminal_ends_the_screen() {
+    let server = Server::start(&["--output", "null"]);
+    let dir = temp_dir("hangup");
+    let binary = env!("CARGO_BIN_EXE_chronus");
+    for (name, wrap) in [("signal", ""), ("no-signal", "setsid ")] {
+        let pid_file = dir.join(format!("{name}.pid"));
+        let script = format!(
+            "{wrap}sh -c 'echo $$ > \"{pid}\"; exec \"{binary}\" status --watch --osc {addr}'; sleep 600",
+            pid = pid_file.display(),
+            addr = server.addr,
+        );
+        let tmux = Tmux::start(
+            &format!("chronus-watch-hangup-{name}-{}", std::process::id()),
+            80,
+            24,
+            &script,
+        );
+        tmux.wait_for("the connected screen", |s| s.contains(" connected "));
+        let pid = wait_for_file(&pid_file).trim().to_string();
+        drop(tmux);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting to be reaped: either way it has ended.
+            if state.is_empty() || state.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status --watch ({name}) still running {PATIENCE:?} after its terminal closed: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    server.quit();
+    let _ = std::fs::remove_dir_all(&dir);
+}
