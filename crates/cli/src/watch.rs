@@ -279,6 +279,7 @@ impl TerminalGuard {
             restore();
             previous(info);
         }));
+        ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
         crossterm::terminal::enable_raw_mode()?;
         let mut stdout = std::io::stdout();
         if let Err(e) = crossterm::execute!(
@@ -305,9 +306,18 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Whether the terminal is in the screen's state (raw, alternate screen) to be undone.
+static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Leaves the alternate screen, shows the cursor and ends raw mode (each step alone, so
-/// one failing does not keep the others from running; safe to call twice).
+/// one failing does not keep the others from running). Only the first call after
+/// [`TerminalGuard::enter`] does it: leaving the alternate screen twice would move the
+/// cursor back over what was printed between (a panic's message, printed by the hook
+/// before the guard is dropped).
 fn restore() {
+    if !ENTERED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let mut stdout = std::io::stdout();
     let _ = crossterm::execute!(
         stdout,
