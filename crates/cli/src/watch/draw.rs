@@ -40,7 +40,13 @@ pub fn draw(frame: &mut Frame, model: &Model) {
     let [workers, metrics] =
         Layout::vertical([Constraint::Length(worker_rows), Constraint::Min(0)]).areas(left);
     frame.render_widget(
-        Paragraph::new(worker_lines(model)).block(Block::bordered().title(" workers ")),
+        Paragraph::new(worker_lines(model)).block(Block::bordered().title(
+            if matches!(model.link, Link::Lost { .. }) {
+                " workers (last known) "
+            } else {
+                " workers "
+            },
+        )),
         workers,
     );
     frame.render_widget(
@@ -621,6 +627,10 @@ mod tests {
         assert_eq!(
             small[0],
             "chronus 127.0.0.1:5005 connection lost, server gone: retrying every second (no c"
+        );
+        assert!(
+            small[1].starts_with("┌ workers (last known) ─"),
+            "{small:?}"
         );
         assert!(
             small[2].contains("05:00:08 → slot 1  worker died"),
