@@ -7,7 +7,9 @@
 //!
 //! The draw loop never waits on the network: a connector thread makes (and remakes) the
 //! connection, the connection's own reader thread reads, and the loop takes what has
-//! arrived with `try_recv`, then waits for a key at most one frame (~30 fps). When the
+//! arrived with `try_recv`, then waits at most one frame (~30 fps) for a key from the
+//! thread that reads the keyboard (crossterm's reader never runs on the draw loop: it
+//! spins forever on a dead terminal; a hang-up ends the screen instead). When the
 //! server goes away the screen says so and the connector tries again every second,
 //! subscribing afresh when the server is back. The terminal is restored however the
 //! screen ends: a guard undoes raw mode and the alternate screen in `Drop`, and a panic
