@@ -50,10 +50,14 @@ pub struct SendArgs {
 pub struct StatusArgs {
     /// Server address.
     #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
-    osc: SocketAddr,
+    pub osc: SocketAddr,
     /// Print every metric as one JSON object instead of the summary.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     json: bool,
+    /// A live screen (workers, failovers, metrics, levels, scope, spectrum, sequencer) fed
+    /// by the server's /notify pushes over TCP, until q, Esc or Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,

@@ -15,6 +15,7 @@ mod render;
 mod serve;
 mod shell;
 mod soak;
+mod watch;
 mod worker;
 
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ enum Commands {
     /// wait for the server's answer.
     Send(client::SendArgs),
     /// Show how the server is doing: workers, failovers, latency, depth, load, voices
-    /// (`--json`: every metric).
+    /// (`--json`: every metric; `--watch`: a live screen fed by the server's pushes).
     Status(client::StatusArgs),
     /// Play the server from MIDI: ALSA and JACK MIDI inputs, MPE, each event sent as a
     /// timetagged OSC bundle (its time + the server's control latency + 2 ms).
@@ -122,6 +123,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
         Commands::Send(args) => client::send(args),
+        Commands::Status(args) if args.watch => watch::run(args.osc),
         Commands::Status(args) => client::status(args),
         Commands::Midi(args) => midi::run(args),
         Commands::Render(args) => render::run(args),
