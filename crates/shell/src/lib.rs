@@ -1032,6 +1032,25 @@ pub(crate) fn change(
     }))
 }
 
+/// The patch's track called `name` (in any case), or an error naming the tracks there are
+/// and the closest one.
+fn track_named(table: &AddressTable, name: &str) -> Result<String, ShellError> {
+    let all = tracks(table);
+    all.iter()
+        .find(|t| t.eq_ignore_ascii_case(name))
+        .cloned()
+        .ok_or_else(|| {
+            ShellError::suggesting(
+                if all.is_empty() {
+                    format!("this patch has no track `{name}` (no tracks at all: `load demo` has drums, bass and chords)")
+                } else {
+                    format!("this patch has no track `{name}` (it has {})", all.join(", "))
+                },
+                closest(name, all.iter().map(String::as_str)),
+            )
+        })
+}
+
 /// `<track> "<pattern>" [bar|beat]`.
 fn set_pattern(
     state: &State,
@@ -1039,21 +1058,7 @@ fn set_pattern(
     pattern: &str,
     tail: &[Token],
 ) -> Result<Outcome, ShellError> {
-    let all = tracks(&state.table);
-    let track = all
-        .iter()
-        .find(|t| t.eq_ignore_ascii_case(track))
-        .cloned()
-        .ok_or_else(|| {
-            ShellError::suggesting(
-                if all.is_empty() {
-                    format!("this patch has no track `{track}` (no tracks at all: `load demo` has drums, bass and chords)")
-                } else {
-                    format!("this patch has no track `{track}` (it has {})", all.join(", "))
-                },
-                closest(track, all.iter().map(String::as_str)),
-            )
-        })?;
+    let track = track_named(&state.table, track)?;
     let when: Vec<String> = tail.iter().map(|t| t.text.to_lowercase()).collect();
     let when = match when.as_slice() {
         [] => None,
@@ -1127,24 +1132,7 @@ fn start_stop(state: &State, verb: &str, rest: &[String], on: bool) -> Result<Ou
     if rest.len() > 1 {
         return Err(ShellError::new(format!("say one track: `{verb} drums`")));
     }
-    let all = tracks(table);
-    let track = all
-        .iter()
-        .find(|t| t.eq_ignore_ascii_case(track))
-        .cloned()
-        .ok_or_else(|| {
-            ShellError::suggesting(
-                if all.is_empty() {
-                    format!("this patch has no track `{track}` (and no tracks at all)")
-                } else {
-                    format!(
-                        "this patch has no track `{track}` (it has {})",
-                        all.join(", ")
-                    )
-                },
-                closest(track, all.iter().map(String::as_str)),
-            )
-        })?;
+    let track = track_named(table, track)?;
     let address = |on: bool| format!("/seq/{track}/{}", if on { "start" } else { "stop" });
     Ok(Outcome::Run(Run {
         command: None,
