@@ -14,6 +14,7 @@ mod modules;
 mod render;
 mod serve;
 mod soak;
+mod web;
 mod worker;
 
 use std::net::SocketAddr;
@@ -54,6 +55,9 @@ enum Commands {
     /// Measure on this machine: failover times over many kills, or a long soak of fast
     /// control while workers are killed (`soak`).
     Bench(bench::BenchArgs),
+    /// Serve a page that plays the server in a browser: sliders, keyboard, meters, scope,
+    /// spectrum, workers and failovers (loopback only; open the URL with the token it prints).
+    Web(web::WebArgs),
     /// A worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker(worker::WorkerCli),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Commands::Midi(args) => midi::run(args),
         Commands::Render(args) => render::run(args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Web(args) => web::run(args),
         Commands::Modules => modules::run(),
         Commands::Devices => devices::run(),
         Commands::Worker(args) => worker::run(args),
