@@ -66,7 +66,7 @@ export class Sliders {
     const scale = scaleOf(param);
     const entry = { param, track, fill, shown, scale, value: param.current, touched: 0, timer: null, pending: null };
     this.byAddress.set(param.address, entry);
-    this.show(entry, param.current);
+    this.show(entry, tidy(param.current));
 
     const setFromUser = (value) => {
       value = tidy(Math.min(param.max, Math.max(param.min, value)));
@@ -112,7 +112,9 @@ export class Sliders {
     const pos = Math.min(1, Math.max(0, entry.scale.toPos(value)));
     entry.fill.style.width = `${(pos * 100).toFixed(2)}%`;
     entry.track.setAttribute("aria-valuenow", String(value));
-    const text = `${value} ${entry.param.unit}`.trim();
+    // Plain ranges ("0..1") need no unit after the number.
+    const unit = entry.param.unit.includes("..") ? "" : entry.param.unit;
+    const text = `${value} ${unit}`.trim();
     entry.track.setAttribute("aria-valuetext", text);
     entry.shown.textContent = text;
   }
