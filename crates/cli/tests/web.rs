@@ -403,7 +403,8 @@ fn web_refuses_foreign_origin_foreign_host_and_no_token() {
 /// The page in headless chromium: no errors; a slider per parameter of the address table;
 /// arrow keys on the cutoff slider reach the command log; computer keys play notes that
 /// sound in the recording; "kill active worker" marks the failover timeline while the
-/// served recording equals its replay; "server gone" within 2 s of the server's exit.
+/// served recording equals its replay; "server gone" within 2 s of the server's exit; the
+/// page follows a server back at the same address.
 /// Depth: the server's test settings (64-frame blocks, depth 24).
 #[test]
 fn web_page_in_a_headless_browser() {
@@ -549,8 +550,38 @@ fn web_page_in_a_headless_browser() {
         "'server gone' took {shown:?}"
     );
     assert!(browser.text("#status").contains("server gone"));
+    // A server again at the same address (without fault injection): the page follows it,
+    // rebuilt from its table, and shows no fault buttons.
+    let addr = server.addr.to_string();
+    let mut again = chronus();
+    again
+        .args([
+            "serve",
+            "--osc",
+            &addr,
+            "--join-timeout",
+            "20",
+            "--block",
+            "64",
+        ])
+        .args(["--depth", "24", "--output", "null"])
+        .env("CHRONUS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    let again = common::Server::start_command(again);
+    browser.wait_for(
+        "return document.getElementById('status').textContent.startsWith('connected') \
+         && document.querySelectorAll('[role=slider]').length > 0",
+        Duration::from_secs(20),
+        "the page did not follow the server back",
+    );
+    assert_eq!(
+        browser.script("return document.getElementById('faults').hidden"),
+        json!(true)
+    );
     let errors = browser.script("return window.__chronusErrors");
     assert_eq!(errors, json!([]), "errors on the page");
+    drop(again);
 
     // The notes sound in the recording, and the recording is the replay of the log.
     let (left, _) = read_wav(&wav);
