@@ -479,17 +479,7 @@ fn web_page_in_a_headless_browser() {
         now > before,
         "the cutoff slider did not move up: {before} -> {now}"
     );
-    let in_log = |what: &dyn Fn(&str) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.lines().any(what) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "not in the command log:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let in_log = |what: &dyn Fn(&str) -> bool| wait_in_log(&log, what);
     in_log(&|line| {
         let words: Vec<&str> = line.split_whitespace().collect();
         words.get(2) == Some(&"/mod/filter/cutoff")
@@ -591,5 +581,72 @@ fn web_page_in_a_headless_browser() {
         "the notes are not in the recording (peak {peak})"
     );
     assert_replay_equals_served(&log, &wav);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits up to 10 s for a line of the command log at `log` that `what` accepts.
+fn wait_in_log(log: &std::path::Path, what: &dyn Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(what) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not in the command log:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sequencer's tracks on the page: their patterns as text with the current step lit
+/// as the clock runs, and an edited pattern (typed, then Enter) reaching the server.
+/// Depth: the server's test settings (64-frame blocks, depth 24).
+#[test]
+fn web_sequencer_patterns_are_editable_and_lit() {
+    if !chromedriver_present() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromedriver is missing in CI: scripts/setup.sh installs chromium and chromium-driver"
+        );
+        println!("skipping web_sequencer_patterns_are_editable_and_lit: no chromedriver (scripts/setup.sh installs chromium and chromium-driver)");
+        return;
+    }
+    let groove = concat!(env!("CARGO_MANIFEST_DIR"), "/../../patches/groove.toml");
+    let Recorded {
+        server, dir, log, ..
+    } = Recorded::start("web-seq", &["--patch", groove]);
+    let (_web, url) = start_web(server.addr);
+    let (_driver, browser) = start_browser();
+    browser.call("POST", "/url", json!({"url": url}));
+    browser.wait_for(
+        "return document.querySelectorAll('.track input').length === 3",
+        Duration::from_secs(20),
+        "the page never showed the groove's three tracks",
+    );
+    server.send("/clock/start", vec![]);
+    browser.wait_for(
+        "return document.querySelectorAll('.steps span.lit').length > 0",
+        Duration::from_secs(20),
+        "no step lit while the clock runs",
+    );
+    let bass = browser.element("input[aria-label=\"/seq/bass/pattern\"]");
+    browser.call("POST", &format!("/element/{bass}/clear"), json!({}));
+    browser.call(
+        "POST",
+        &format!("/element/{bass}/value"),
+        json!({"text": "c2 ~ eb2 ~\u{E007}"}),
+    );
+    // A track edit is logged as the patch it switches to (a /patch/load of its TOML).
+    wait_in_log(&log, &|line| {
+        line.contains("/patch/load") && line.contains(r#"pattern = \"c2 ~ eb2 ~\""#)
+    });
+    // The server's patch push rebuilds the page: the edited pattern is the track's text.
+    browser.wait_for(
+        "return document.querySelector('input[aria-label=\"/seq/bass/pattern\"]').value === 'c2 ~ eb2 ~'",
+        Duration::from_secs(10),
+        "the page did not show the edited pattern",
+    );
+    let errors = browser.script("return window.__chronusErrors");
+    assert_eq!(errors, json!([]), "errors on the page");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
