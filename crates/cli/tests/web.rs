@@ -400,8 +400,8 @@ fn web_refuses_foreign_origin_foreign_host_and_no_token() {
     let _ = std::fs::remove_dir_all(&recorded.dir);
 }
 
-/// The page in headless chromium: no errors; a slider per parameter of the address table;
-/// arrow keys on the cutoff slider reach the command log; computer keys play notes that
+/// The page in headless chromium: no errors; a slider per parameter of the address table,
+/// moved by a change made elsewhere; arrow keys on the cutoff slider reach the command log; computer keys play notes that
 /// sound in the recording; "kill active worker" marks the failover timeline while the
 /// served recording equals its replay; "server gone" within 2 s of the server's exit; the
 /// page follows a server back at the same address.
@@ -454,6 +454,14 @@ fn web_page_in_a_headless_browser() {
          return [s.getAttribute('role'), s.getAttribute('aria-valuemin'), s.getAttribute('aria-valuemax'), s.tabIndex]",
     );
     assert_eq!(slider, json!(["slider", "10", "20000", 0]));
+
+    // A change made elsewhere (here: over UDP) moves the slider.
+    server.send("/mod/filter/q", vec![OscType::Float(2.5)]);
+    browser.wait_for(
+        "return document.querySelector('[aria-label=\"/mod/filter/q\"]').getAttribute('aria-valuenow') === '2.5'",
+        Duration::from_secs(10),
+        "the q slider did not follow a change made elsewhere",
+    );
 
     // Arrow keys on the cutoff slider: its new value lands in the server's command log.
     let before = browser.script(
