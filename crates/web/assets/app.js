@@ -90,6 +90,10 @@ function onEvent(event) {
       drawGraph(document.getElementById("graph"), event.patch);
       break;
     case "gone":
+      if (event.reason === "connecting") {
+        showStatus(`connecting to ${event.server}…`, false);
+        break;
+      }
       showStatus(`server gone (${event.server}: ${event.reason}); retrying every second`, false);
       workers.serverGone();
       break;
