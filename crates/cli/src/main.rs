@@ -13,6 +13,7 @@ mod midi;
 mod modules;
 mod render;
 mod serve;
+mod shell;
 mod soak;
 mod web;
 mod worker;
@@ -55,6 +56,9 @@ enum Commands {
     /// Measure on this machine: failover times over many kills, or a long soak of fast
     /// control while workers are killed (`soak`).
     Bench(bench::BenchArgs),
+    /// Jam with a running server from a terminal: notes, chords, patterns, tempo, ramps and
+    /// plain phrases (`brighter`), with completion and history; from a pipe, one answer a line.
+    Shell(shell::ShellArgs),
     /// Serve a page that plays the server in a browser: sliders, keyboard, meters, scope,
     /// spectrum, workers and failovers (loopback only; open the URL with the token it prints).
     Web(web::WebArgs),
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Commands::Modules => modules::run(),
         Commands::Devices => devices::run(),
         Commands::Worker(args) => worker::run(args),
+        Commands::Shell(args) => shell::run(args),
     };
     match result {
         Ok(code) => code,

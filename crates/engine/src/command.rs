@@ -108,6 +108,14 @@ pub enum Command {
     },
     /// Every voice of every instrument fades to silence at once.
     Panic,
+    /// At most `voices` voices of each instrument sound at once from this frame (0: as
+    /// many as it has): what the supervisor's overload protection lowers when the
+    /// workers cannot render the voices in time, and `/voices/limit` sets. Voices over
+    /// it fade out as a steal does; notes beyond it steal.
+    VoiceLimit {
+        /// The limit; 0 lifts it.
+        voices: u16,
+    },
     /// The clock's tempo, in beats per minute (20..=400): it lands on the next whole
     /// beat, so bar lines stay on exact frames.
     ClockTempo {
@@ -217,6 +225,7 @@ mod kind {
     pub const CLOCK_RUN: u32 = 17;
     pub const TRACK_RUN: u32 = 18;
     pub const ARP: u32 = 19;
+    pub const VOICE_LIMIT: u32 = 20;
     pub const SNAPSHOT: u32 = 100;
     pub const DEBUG_CRASH: u32 = 101;
     pub const DEBUG_HANG: u32 = 102;
@@ -458,6 +467,10 @@ impl StampedCommand {
                 kind::SUSTAIN
             }
             Command::Panic => kind::PANIC,
+            Command::VoiceLimit { voices } => {
+                payload[0] = u64::from(voices);
+                kind::VOICE_LIMIT
+            }
             Command::ClockTempo { bpm } => {
                 payload[0] = u64::from(bpm.to_bits());
                 kind::CLOCK_TEMPO
@@ -615,6 +628,9 @@ impl Instruction {
                 on: flag(p[1])?,
             }),
             kind::PANIC => stamped(Command::Panic),
+            kind::VOICE_LIMIT => stamped(Command::VoiceLimit {
+                voices: small(p[0])?,
+            }),
             kind::CLOCK_TEMPO => stamped(Command::ClockTempo { bpm: float(p[0])? }),
             kind::CLOCK_SWING => stamped(Command::ClockSwing {
                 swing: float(p[0])?,
@@ -787,6 +803,7 @@ mod tests {
                 on: true,
             },
             Command::Panic,
+            Command::VoiceLimit { voices: 12 },
             Command::ClockTempo { bpm: 133.5 },
             Command::ClockSwing { swing: 0.66 },
             Command::ClockRun { on: false },

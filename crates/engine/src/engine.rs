@@ -54,7 +54,7 @@ const TEST_TONE_LEVEL: f32 = 0.25;
 /// Fade in/out of the `/test` tone, so it starts and stops without a click.
 const TEST_TONE_FADE_SECONDS: f64 = 0.01;
 /// Identifies an engine snapshot.
-const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG7");
+const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CHRNENG8");
 
 /// The fixed settings of a stream: the same in every worker of a server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -332,6 +332,9 @@ pub struct Engine {
     test_tone_remaining: u64,
     test_tone_phase: f64,
     counters: EngineCounters,
+    /// Most voices each instrument may sound ([`Command::VoiceLimit`]; 0: no limit),
+    /// kept here so each patch switched to plays under it too.
+    voice_limit: u16,
     left: Vec<f32>,
     right: Vec<f32>,
     fade_left: Vec<f32>,
@@ -371,6 +374,7 @@ impl Engine {
             test_tone_remaining: 0,
             test_tone_phase: 0.0,
             counters: EngineCounters::default(),
+            voice_limit: 0,
             left: vec![0.0; config.block_frames],
             right: vec![0.0; config.block_frames],
             fade_left: vec![0.0; config.block_frames],
@@ -826,6 +830,10 @@ impl Engine {
                 self.patch.panic_notes();
                 self.arps.panic();
             }
+            Command::VoiceLimit { voices } => {
+                self.voice_limit = voices;
+                self.patch.set_voice_limit(voice_limit(voices));
+            }
             Command::ClockTempo { bpm } if self.sequencer.running() => {
                 // On the next beat: no beat moves, no arpeggio step either.
                 self.sequencer.set_tempo(now, f64::from(bpm));
@@ -972,6 +980,7 @@ impl Engine {
                     _text: None,
                     _arps: Some(old_arps),
                 });
+                patch.set_voice_limit(voice_limit(self.voice_limit));
                 let old_patch = std::mem::replace(&mut self.patch, patch);
                 let old_text = std::mem::replace(&mut self.patch_text, text);
                 if let Some(previous) = self.fading.take() {
@@ -1094,6 +1103,7 @@ impl Engine {
         }
         w.sequencer(&self.sequencer);
         w.arps(&self.arps);
+        w.u64(u64::from(self.voice_limit));
     }
 
     /// An engine restored from `bytes` ([`save_snapshot`](Self::save_snapshot) of an engine
@@ -1253,6 +1263,12 @@ impl Engine {
         engine.sequencer = Sequencer::new(&playing, &engine.patch, config.sample_rate)?;
         engine.sequencer.load_state(&mut r)?;
         engine.arps.load_state(&mut r)?;
+        engine.voice_limit =
+            u16::try_from(r.get_u64()?).map_err(|_| SnapshotError::Invalid("voice limit"))?;
+        // The voices were saved within the limit: this sheds none, it only sets it.
+        engine
+            .patch
+            .set_voice_limit(voice_limit(engine.voice_limit));
         Ok(engine)
     }
 }
@@ -1264,6 +1280,11 @@ fn compile(desc: &PatchDesc, config: EngineConfig) -> Result<Patch, PatchError> 
         config.block_frames,
         config.seed,
     )
+}
+
+/// The limit [`Patch::set_voice_limit`] takes for a [`Command::VoiceLimit`]'s `voices`.
+fn voice_limit(voices: u16) -> Option<usize> {
+    (voices > 0).then_some(usize::from(voices))
 }
 
 fn crossfade_frames(sample_rate: u32) -> u32 {
@@ -1701,6 +1722,70 @@ pattern = "PATTERN"
         assert_eq!(render(&mut fresh, 30), expected);
         assert_eq!(fresh.counters(), straight.counters());
         assert_eq!(fresh.counters().applied, 2);
+    }
+
+    #[test]
+    fn a_voice_limit_holds_across_a_snapshot_and_a_patch_switch() {
+        let mut straight = engine();
+        let keys = straight.patch().node_index("keys").unwrap();
+        let note = |seq: u64, note: f32| StampedCommand {
+            seq,
+            frame: 100 + seq,
+            command: Command::NoteOn {
+                instrument: keys,
+                note,
+                velocity: 100.0,
+                id: 0,
+            },
+        };
+        for (seq, n) in [(1, 60.0), (2, 64.0), (3, 67.0), (4, 71.0)] {
+            straight.receive(note(seq, n)).unwrap();
+        }
+        straight
+            .receive(StampedCommand {
+                seq: 5,
+                frame: 64 * 4,
+                command: Command::VoiceLimit { voices: 2 },
+            })
+            .unwrap();
+        let _ = render(&mut straight, 10);
+        assert_eq!(straight.patch().voices_sounding(), 2);
+        let mut snapshot = vec![0u8; straight.snapshot_len()];
+        assert_eq!(straight.save_snapshot(&mut snapshot), snapshot.len());
+        // A note beyond the limit steals: still two.
+        straight.receive(note(6, 74.0)).unwrap();
+        let expected = render(&mut straight, 30);
+        assert_eq!(straight.patch().voices_sounding(), 2);
+
+        let mut fresh = engine();
+        fresh.load_snapshot(&snapshot).unwrap();
+        fresh.receive(note(6, 74.0)).unwrap();
+        assert_eq!(
+            render(&mut fresh, 30),
+            expected,
+            "the limit is in the snapshot"
+        );
+
+        // A patch switched to plays under the limit too.
+        let text = PatchDesc::default_patch().to_toml_string();
+        send_switch(&mut fresh, 7, 64 * 41, 1, &text, SwitchAt::Now);
+        let _ = render(&mut fresh, 10);
+        for (seq, n) in [(8, 48.0), (9, 52.0), (10, 55.0)] {
+            fresh
+                .receive(StampedCommand {
+                    seq,
+                    frame: 64 * 52 + seq,
+                    command: Command::NoteOn {
+                        instrument: keys,
+                        note: n,
+                        velocity: 100.0,
+                        id: 0,
+                    },
+                })
+                .unwrap();
+        }
+        let _ = render(&mut fresh, 20);
+        assert_eq!(fresh.patch().voices_sounding(), 2);
     }
 
     /// The default patch with a groove on `keys` (two tracks, swung, at 133 bpm).

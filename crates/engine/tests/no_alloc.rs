@@ -79,6 +79,9 @@ fn render_loop_allocates_nothing() {
                 on: n % 24 == 8,
             },
             9 if n % 600 == 9 => Command::Panic,
+            // The voice limit: lowered (shedding the voices over it), then lifted.
+            9 if n % 600 == 309 => Command::VoiceLimit { voices: 2 },
+            9 if n % 600 == 429 => Command::VoiceLimit { voices: 0 },
             // The clock and the tracks: tempo and swing changes, stops and starts.
             10 if n % 48 == 10 => Command::ClockTempo {
                 bpm: 200.0 + (n % 97) as f32,

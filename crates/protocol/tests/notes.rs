@@ -174,6 +174,8 @@ fn note_commands_are_logged_with_their_instrument_and_replay_the_same() {
             on: false,
         },
         Command::Panic,
+        Command::VoiceLimit { voices: 0 },
+        Command::VoiceLimit { voices: 4096 },
     ];
     for (seq, command) in commands.iter().enumerate() {
         let line = format_log_line(&t, 4800, seq as u64 + 1, command);
@@ -187,4 +189,21 @@ fn note_commands_are_logged_with_their_instrument_and_replay_the_same() {
     }
     let line = format_log_line(&t, 0, 1, &commands[0]);
     assert!(line.contains("/note/on keys 61.25 99.5 12"), "{line}");
+}
+
+#[test]
+fn the_voice_limit_is_a_count_of_voices_up_to_an_instruments_most() {
+    let t = table();
+    assert_eq!(
+        check(&t, "/voices/limit", vec![OscType::Int(12)]),
+        Ok(Command::VoiceLimit { voices: 12 })
+    );
+    assert_eq!(
+        check(&t, "/voices/limit", vec![OscType::Int(0)]),
+        Ok(Command::VoiceLimit { voices: 0 })
+    );
+    for bad in [OscType::Int(-1), OscType::Int(4097), OscType::Float(3.5)] {
+        let refused = check(&t, "/voices/limit", vec![bad.clone()]);
+        assert!(refused.is_err(), "{bad:?}: {refused:?}");
+    }
 }

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod notify;
 pub mod osc;
 pub mod output;
+pub mod overload;
 pub mod packet_path;
 pub mod patch_editor;
 pub mod record_lock;

@@ -182,6 +182,8 @@ macro_rules! metrics {
             pub double_faults_in_a_row: AtomicU64,
             /// Set by the output: the least depth its sink allows, in blocks.
             pub depth_floor_blocks: AtomicU64,
+            /// Set by the output: the voice limit last stamped, per instrument (0: none).
+            pub voice_limit: AtomicU64,
             /// Set by the output every second: the least slack of a block read in the last
             /// second, in ns (0: none measured yet).
             pub block_slack_min_ns: AtomicU64,
@@ -371,6 +373,11 @@ metrics! {
         /// Times the depth changed (`--depth auto` adapting it, or a depth raised to the
         /// sink's period); each change is logged with its reason.
         depth_changes;
+        /// Voice limits the overload protection stamped (lowered when the workers could
+        /// not render the voices in time, raised again after a calm stretch); each is
+        /// logged with the load that decided it. The engine applies them like the
+        /// clients' commands; `commands_applied` leaves them out.
+        voice_limit_changes;
         /// Messages pushed to `/notify` subscribers (one per subscriber and message).
         notify_pushes;
         /// What the notify thread never got: events its queue had no room for, and played
@@ -383,7 +390,8 @@ metrics! {
     report {
         /// Sum of the `commands_rejected.*` reasons.
         commands_rejected: u64, Counter;
-        /// Commands applied: `commands_applied.engine + commands_applied.answered`.
+        /// Commands applied: `commands_applied.engine + commands_applied.answered`, less
+        /// the server's own (`voice_limit_changes`).
         commands_applied: u64, Counter;
         /// Engine commands applied by the engine of the active worker, at their frame (a
         /// command timed for later is pending until then). Engine state, carried in
@@ -428,6 +436,9 @@ metrics! {
         depth_blocks: u64, Gauge;
         /// The least depth the sink allows: the blocks it takes at a time (its period).
         depth_floor_blocks: u64, Gauge;
+        /// Most voices each instrument may sound now (0: no limit): set by `/voices/limit`
+        /// or by the overload protection (`voice_limit_changes`).
+        voice_limit: u64, Gauge;
         /// The least slack of a block in the last second, in ms: how long before the
         /// output read it both serving workers had written it (under 0.5 ms, `--depth
         /// auto` raises the depth).
@@ -597,6 +608,7 @@ impl MetricsReport {
             command_log_lag_ms_max: m.command_log_lag_max_ns.load(Relaxed) as f64 / 1e6,
             double_faults_in_a_row: m.double_faults_in_a_row.load(Relaxed),
             depth_floor_blocks: m.depth_floor_blocks.load(Relaxed),
+            voice_limit: m.voice_limit.load(Relaxed),
             block_slack_ms_min: match m.block_slack_min_ns.load(Relaxed) {
                 0 => None,
                 ns => Some(ns as f64 / 1e6),
@@ -636,7 +648,10 @@ impl MetricsReport {
             + self.commands_rejected_patch_edit
             + self.commands_rejected_panic
             + self.commands_rejected_not_permitted;
-        self.commands_applied = self.commands_applied_by_engine + self.commands_answered;
+        // The overload protection's voice limits are applied by the engine but were
+        // never received: they are no client's command.
+        self.commands_applied = (self.commands_applied_by_engine + self.commands_answered)
+            .saturating_sub(self.voice_limit_changes);
         self.commands_dropped = self.commands_dropped_stale
             + self.commands_dropped_queue_full
             + self.commands_dropped_bad_patch

@@ -41,6 +41,7 @@ use crate::clock_model::{ClockLoop, ClockModel};
 use crate::command_log::{LogQueue, LoggedCommand};
 use crate::depth::{DepthChange, DepthControl, DepthReason, DepthSetting};
 use crate::metrics::Metrics;
+use crate::overload::{BlockSeen, LimitChange, VoiceGuard};
 use crate::recorder::SampleRing;
 use crate::transport::ReplyTo;
 use crate::wake::Wake;
@@ -176,6 +177,8 @@ pub enum Notice {
     },
     /// The depth changed ([`crate::depth`]).
     DepthChanged(DepthChange),
+    /// The overload protection stamped a voice limit ([`crate::overload`]).
+    VoiceLimitChanged(LimitChange),
     /// The output now reads `to` instead of `from`.
     Failover {
         /// Slot given up.
@@ -496,6 +499,20 @@ pub const STALL_GRACE: Duration = Duration::from_millis(32);
 /// are never refused (the OSC side already decodes against the new patch).
 const SWITCH_ROOM: usize = 256;
 
+/// A command to stamp, and what its stamping needs to know of it.
+struct Stamp {
+    command: Command,
+    /// When it was received (ns since the epoch).
+    received_ns: u64,
+    /// The frame its timetag asks for (`None`: as soon as possible, the horizon).
+    at_frame: Option<u64>,
+    /// Who sent it (`None`: the server itself).
+    reply_to: Option<ReplyTo>,
+    /// Whether its wait counts in the command latency (a client's command does; the
+    /// server's own do not).
+    measured: bool,
+}
+
 /// The output thread's own state. Owned by exactly one thread (or device callback).
 pub struct OutputCore {
     shared: Arc<OutputShared>,
@@ -517,6 +534,10 @@ pub struct OutputCore {
     clock: ClockLoop,
     /// The depth's decisions ([`crate::depth`]).
     depth: DepthControl,
+    /// The overload protection's decisions ([`crate::overload`]).
+    voice_guard: VoiceGuard,
+    /// A voice limit decided, to stamp with the next block's commands.
+    limit_to_stamp: Option<LimitChange>,
     /// The first block of the current run of blocks no slot had ([`NO_BLOCK`]: none).
     lacking_since: u64,
     /// How many blocks of such a run are a stall ridden out, before its workers are
@@ -577,6 +598,8 @@ impl OutputCore {
             fade_out_played: None,
             logged_this_period: false,
             depth,
+            voice_guard: VoiceGuard::new(block_ns),
+            limit_to_stamp: None,
             lacking_since: NO_BLOCK,
             stall_grace_blocks: (STALL_GRACE.as_nanos() as u64).div_ceil(block_ns),
             last_handed: None,
@@ -705,6 +728,7 @@ impl OutputCore {
             shared.slots[1].bound.load(Ordering::Acquire),
         ];
         self.stamp_inbound(shared, bound, block);
+        self.stamp_voice_limit(shared, bound, block);
 
         // The commands above were stamped for block + depth (the old horizon), so workers
         // may now render through it: `depth` blocks ahead of the one playing now.
@@ -712,6 +736,7 @@ impl OutputCore {
         shared.horizon.store(self.horizon, Ordering::Release);
 
         self.read_block(shared, bound, block, out);
+        self.watch_load(shared, bound, block);
         // A callback clock (JACK, a device) asks for blocks until it is closed, after the
         // fade is out; the recordings end with the fade, as the paced sink's do.
         let faded_before = shared.has_faded_out();
@@ -769,8 +794,6 @@ impl OutputCore {
     }
 
     fn stamp_inbound(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {
-        let frames = shared.block_frames as u64;
-        let horizon_frame = self.horizon * frames;
         for _ in 0..MAX_INBOUND_PER_BLOCK {
             let Some(item) = shared.inbound.pop() else {
                 break;
@@ -782,71 +805,17 @@ impl OutputCore {
                     at_frame,
                     reply_to,
                 } => {
-                    let frame = match at_frame {
-                        Some(wanted) if wanted >= horizon_frame => wanted,
-                        Some(_) => {
-                            Metrics::bump(&shared.metrics.late_commands);
-                            horizon_frame
-                        }
-                        None => horizon_frame,
-                    };
-                    let timed = frame > horizon_frame;
-                    let switch = matches!(command, Command::SwitchPatch { .. });
-                    if !switch && !self.admits(timed) {
-                        Metrics::bump(&shared.metrics.commands_dropped_queue_full);
-                        let why = Refusal::QueueFull;
-                        self.notify(
-                            shared,
-                            Notice::Refused {
-                                command,
-                                reply_to,
-                                why,
-                            },
-                        );
-                        continue;
+                    if let Command::VoiceLimit { voices } = command {
+                        self.voice_guard.client_set(voices);
                     }
-                    // A tracks switch leaves every module where it was: nothing is stale.
-                    if matches!(command, Command::SwitchPatch { at, .. } if !at.tracks_only()) {
-                        self.refuse_stale(shared, frame);
-                    }
-                    self.keep_waiting(Waiting {
-                        frame,
-                        timed,
+                    let stamp = Stamp {
                         command,
+                        received_ns,
+                        at_frame,
                         reply_to,
-                    });
-                    self.seq += 1;
-                    let stamped = StampedCommand {
-                        seq: self.seq,
-                        frame,
-                        command,
+                        measured: true,
                     };
-                    push_to_bound(shared, bound, |generation| stamped.to_record(generation));
-                    let now = shared.now_ns();
-                    if let Some(log) = &shared.command_log {
-                        let logged = LoggedCommand {
-                            stamped,
-                            stamped_ns: now,
-                        };
-                        if log.push(logged).is_err() {
-                            Metrics::bump(&shared.metrics.command_log_dropped);
-                        }
-                        self.logged_this_period = true;
-                    }
-                    // How long an untimed command waits to be heard (a timed one waits for
-                    // the time its client chose).
-                    if !timed {
-                        let heard = self.heard_after(shared, frame, block, received_ns, now);
-                        shared.metrics.command_latency.record_ns(heard);
-                    }
-                    self.notify(
-                        shared,
-                        Notice::Stamped {
-                            stamped,
-                            received_ns,
-                            reply_to,
-                        },
-                    );
+                    self.stamp_command(shared, bound, block, stamp);
                 }
                 Inbound::Sync { id, reply_to } => {
                     Metrics::bump(&shared.metrics.commands_answered);
@@ -897,6 +866,152 @@ impl OutputCore {
                     self.push_control(shared, target, control);
                 }
             }
+        }
+    }
+
+    /// Stamps one command at its frame (the horizon, or its timetag's frame if later):
+    /// admitted or refused, kept until its frame is played, pushed to the bound workers,
+    /// logged, its latency measured, and the supervisor told. Says whether it was
+    /// stamped (false: refused, the queue being full).
+    fn stamp_command(
+        &mut self,
+        shared: &OutputShared,
+        bound: [bool; 2],
+        block: u64,
+        stamp: Stamp,
+    ) -> bool {
+        let Stamp {
+            command,
+            received_ns,
+            at_frame,
+            reply_to,
+            measured,
+        } = stamp;
+        let horizon_frame = self.horizon * shared.block_frames as u64;
+        let frame = match at_frame {
+            Some(wanted) if wanted >= horizon_frame => wanted,
+            Some(_) => {
+                Metrics::bump(&shared.metrics.late_commands);
+                horizon_frame
+            }
+            None => horizon_frame,
+        };
+        let timed = frame > horizon_frame;
+        let switch = matches!(command, Command::SwitchPatch { .. });
+        if !switch && !self.admits(timed) {
+            Metrics::bump(&shared.metrics.commands_dropped_queue_full);
+            let why = Refusal::QueueFull;
+            self.notify(
+                shared,
+                Notice::Refused {
+                    command,
+                    reply_to,
+                    why,
+                },
+            );
+            return false;
+        }
+        // A tracks switch leaves every module where it was: nothing is stale.
+        if matches!(command, Command::SwitchPatch { at, .. } if !at.tracks_only()) {
+            self.refuse_stale(shared, frame);
+        }
+        self.keep_waiting(Waiting {
+            frame,
+            timed,
+            command,
+            reply_to,
+        });
+        self.seq += 1;
+        let stamped = StampedCommand {
+            seq: self.seq,
+            frame,
+            command,
+        };
+        push_to_bound(shared, bound, |generation| stamped.to_record(generation));
+        let now = shared.now_ns();
+        if let Some(log) = &shared.command_log {
+            let logged = LoggedCommand {
+                stamped,
+                stamped_ns: now,
+            };
+            if log.push(logged).is_err() {
+                Metrics::bump(&shared.metrics.command_log_dropped);
+            }
+            self.logged_this_period = true;
+        }
+        // How long an untimed command waits to be heard (a timed one waits for
+        // the time its client chose).
+        if !timed && measured {
+            let heard = self.heard_after(shared, frame, block, received_ns, now);
+            shared.metrics.command_latency.record_ns(heard);
+        }
+        self.notify(
+            shared,
+            Notice::Stamped {
+                stamped,
+                received_ns,
+                reply_to,
+            },
+        );
+        true
+    }
+
+    /// Feeds the overload protection what the block just played says of the workers:
+    /// the faster serving worker's render time (a lone slow worker is a fault, not an
+    /// overload), how far the slower has rendered, and the voices sounding.
+    fn watch_load(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {
+        let mut render_ns = u64::MAX;
+        let mut rendered = u64::MAX;
+        for (link, bound) in shared.slots.iter().zip(bound) {
+            let serving = bound
+                && link.ready.load(Ordering::Acquire)
+                && link.dead_since_ns.load(Ordering::Acquire) == 0;
+            if serving {
+                render_ns = render_ns.min(link.slot.last_render_ns());
+                rendered = rendered.min(link.slot.rendered());
+            }
+        }
+        if render_ns == u64::MAX || self.limit_to_stamp.is_some() {
+            return;
+        }
+        let active = shared.active.load(Ordering::Relaxed).min(1);
+        let seen = BlockSeen {
+            block,
+            horizon: self.horizon,
+            render_ns,
+            rendered,
+            voices: shared.slots[active].slot.voices(),
+            now_ns: self.read_at_ns,
+        };
+        self.limit_to_stamp = self.voice_guard.block_played(seen);
+    }
+
+    /// Stamps the voice limit the overload protection decided, with this block's
+    /// commands, when the queue has room for it (else with a later block's).
+    fn stamp_voice_limit(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {
+        let Some(change) = self.limit_to_stamp else {
+            return;
+        };
+        if !self.admits(false) {
+            return;
+        }
+        self.limit_to_stamp = None;
+        let stamp = Stamp {
+            command: Command::VoiceLimit {
+                voices: change.voices,
+            },
+            received_ns: shared.now_ns(),
+            at_frame: None,
+            reply_to: None,
+            measured: false,
+        };
+        if self.stamp_command(shared, bound, block, stamp) {
+            Metrics::bump(&shared.metrics.voice_limit_changes);
+            shared
+                .metrics
+                .voice_limit
+                .store(u64::from(change.voices), Ordering::Relaxed);
+            self.notify(shared, Notice::VoiceLimitChanged(change));
         }
     }
 

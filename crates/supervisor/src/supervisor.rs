@@ -630,6 +630,7 @@ impl Supervisor {
                     self.replay_to_new_pair(restart, first_seq);
                 }
                 Notice::DepthChanged(change) => log_depth_change(change, &self.shared),
+                Notice::VoiceLimitChanged(change) => log_voice_limit(change),
                 Notice::Underrun { block } => {
                     if log_limit::UNDERRUNS.allow() {
                         tracing::warn!("output: underrun at block {block}: no slot had it; played a fade to silence");
@@ -1255,6 +1256,26 @@ impl Supervisor {
 }
 
 /// Says in the log why the depth changed, and what it means for latency.
+fn log_voice_limit(change: crate::overload::LimitChange) {
+    let limit = |voices: u16| match voices {
+        0 => "none".to_string(),
+        n => format!("{n} voices per instrument"),
+    };
+    let (from, to) = (limit(change.from), limit(change.voices));
+    let load = change.load * 100.0;
+    if change.voices != 0 && (change.from == 0 || change.voices < change.from) {
+        tracing::warn!(
+            "overload: the workers take {load:.0} % of a block period to render {} voices; voice limit {from} -> {to} (/voices/limit sets one yourself)",
+            change.sounding
+        );
+    } else {
+        tracing::info!(
+            "voice limit {from} -> {to}: the load has stayed under {:.0} % for 10 s",
+            crate::overload::LOW_LOAD * 100.0
+        );
+    }
+}
+
 fn log_depth_change(change: crate::depth::DepthChange, shared: &OutputShared) {
     use crate::depth::DepthReason;
     let block_ms = shared.block_ns() as f64 / 1e6;

@@ -174,6 +174,12 @@ pub(crate) struct Instrument {
     /// Whether whole-block voices are rendered side by side (always, but for the tests
     /// that compare the two ways bit for bit).
     side_by_side: bool,
+    /// Most voices that may sound at once (see [`Instrument::set_limit`]): all of them
+    /// unless the engine's voice limit is lower.
+    limit: usize,
+    /// Voice indices, sorted when a lower limit sheds voices (preallocated: shedding
+    /// allocates nothing).
+    shed_order: Vec<u32>,
 }
 
 impl Voice {
@@ -361,6 +367,8 @@ impl Instrument {
             scratch: vec![0.0; max_block],
             members,
             side_by_side: true,
+            limit: desc.voices,
+            shed_order: Vec::with_capacity(desc.voices),
         })
     }
 
@@ -389,6 +397,61 @@ impl Instrument {
             .count()
     }
 
+    /// Voices that sound or are about to: every voice but the free ones and those
+    /// fading out with no note waiting for them. What [`Instrument::set_limit`] bounds.
+    fn voices_taken(&self) -> usize {
+        self.voices
+            .iter()
+            .filter(|v| !matches!(v.phase, Phase::Free | Phase::Fading) || v.next.is_some())
+            .count()
+    }
+
+    /// Lets at most `limit` voices sound at once (`None`, or more than the instrument
+    /// has: all of them), the engine's protection against more voices than the machine
+    /// can render in time. Voices over a lower limit fade out now, as a steal fades
+    /// (released longest ago first, then the quietest, ties to the lowest index, so every
+    /// process sheds the same ones), and from then on a note beyond the limit steals.
+    /// Returns how many voices it shed. Allocates nothing.
+    pub(crate) fn set_limit(&mut self, limit: Option<usize>) -> usize {
+        self.limit = limit.map_or(self.voices.len(), |n| n.clamp(1, self.voices.len()));
+        let excess = self.voices_taken().saturating_sub(self.limit);
+        if excess == 0 {
+            return 0;
+        }
+        // Shed first what is least heard: released voices (oldest release first), then
+        // held ones (quietest first), last the notes waiting for a fading voice.
+        let rank = |v: &Voice| -> (u8, u64) {
+            match v.phase {
+                Phase::Released => (0, v.released),
+                Phase::Held | Phase::Sustained => (1, u64::from(v.level.to_bits())),
+                _ => (2, u64::from(v.fade_left)),
+            }
+        };
+        self.shed_order.clear();
+        self.shed_order.extend(
+            (0..self.voices.len() as u32)
+                .filter(|&i| self.voices[i as usize].phase != Phase::Free)
+                .filter(|&i| {
+                    let v = &self.voices[i as usize];
+                    v.phase != Phase::Fading || v.next.is_some()
+                }),
+        );
+        let voices = &self.voices;
+        self.shed_order
+            .sort_unstable_by_key(|&i| (rank(&voices[i as usize]), i));
+        let fade = self.fade_frames;
+        for &i in self.shed_order.iter().take(excess) {
+            let v = &mut self.voices[i as usize];
+            if v.phase != Phase::Fading {
+                v.fade_left = fade;
+            }
+            v.phase = Phase::Fading;
+            v.next = None;
+            v.release_in = u64::MAX;
+        }
+        excess
+    }
+
     /// Notes that took a voice from another note (or replaced one waiting for a voice).
     pub(crate) fn steals(&self) -> u64 {
         self.steals
@@ -413,6 +476,8 @@ impl Instrument {
             length,
             expression: [0.0; 3],
         };
+        // Below the limit a note may take a voice of its own; at it, it steals.
+        let room = self.voices_taken() < self.limit;
         let voices = &self.voices;
         let fading = |waiting: bool| {
             // The fading voice that ends first (ties: the lowest index).
@@ -422,9 +487,13 @@ impl Instrument {
                 })
                 .min_by_key(|&i| voices[i].fade_left)
         };
-        if let Some(i) = voices.iter().position(|v| v.phase == Phase::Free) {
+        if let Some(i) = voices
+            .iter()
+            .position(|v| v.phase == Phase::Free)
+            .filter(|_| room)
+        {
             self.start(i, start);
-        } else if let Some(i) = fading(false) {
+        } else if let Some(i) = fading(false).filter(|_| room) {
             // A voice already fading out (a /panic, a release without an envelope) with
             // no note waiting: the note takes it when the fade ends; nothing is stolen.
             self.voices[i].next = Some(start);
@@ -1250,6 +1319,64 @@ mod tests {
         joined.extend(&after[..fade + 10]);
         assert!(largest_jump(&joined) <= 1.1 * largest_jump(&before[2400..]));
         assert_eq!(p.voices_sounding(), 0);
+    }
+
+    #[test]
+    fn a_lower_voice_limit_sheds_the_oldest_released_then_the_quietest_without_a_jump() {
+        // Six held notes, the last two quiet; then two released.
+        let played = || {
+            let mut p = keys(16);
+            let keys = node(&p, "keys");
+            for (note, velocity) in [(48.0, 127.0), (55.0, 127.0), (60.0, 127.0), (64.0, 127.0)] {
+                p.note_on(keys, note, velocity, 0, 0);
+            }
+            for note in [67.0, 72.0] {
+                p.note_on(keys, note, 20.0, 0, 0);
+            }
+            for note in [76.0, 79.0] {
+                p.note_on(keys, note, 127.0, 0, 0);
+            }
+            let _ = render(&mut p, 2400);
+            p.note_off(keys, 79.0, 0);
+            p.note_off(keys, 76.0, 0);
+            let before = render(&mut p, 480);
+            (p, before)
+        };
+        let (mut unlimited, _) = played();
+        let (mut p, before) = played();
+        let keys = node(&p, "keys");
+        assert_eq!(p.set_voice_limit(Some(4)), 4, "8 sounding, 4 shed");
+        let fade = (FADE_SECONDS * f64::from(SR)).round() as usize;
+        let after = render(&mut p, 4800);
+        // The shed voices fade as a steal does: no jump larger than the same notes make
+        // when every voice plays on.
+        let mut joined = before[380..].to_vec();
+        joined.extend(&after[..fade + 10]);
+        let all_on = render(&mut unlimited, 4800);
+        assert!(largest_jump(&joined) <= 1.1 * largest_jump(&all_on));
+        assert_eq!(p.voices_sounding(), 4);
+        let i = instrument(&p, keys);
+        let held: Vec<f32> = i
+            .voices
+            .iter()
+            .filter(|v| v.phase == Phase::Held)
+            .map(|v| v.note)
+            .collect();
+        assert_eq!(held, [48.0, 55.0, 60.0, 64.0], "the loud held notes stay");
+        // At the limit a new note steals (the quietest held), and never sounds a fifth.
+        p.note_on(keys, 84.0, 100.0, 0, 0);
+        let _ = render(&mut p, 4800);
+        assert_eq!(p.voices_sounding(), 4);
+        assert_eq!(
+            p.set_voice_limit(Some(4)),
+            0,
+            "setting it again sheds nothing"
+        );
+        // Lifted, notes take free voices again.
+        assert_eq!(p.set_voice_limit(None), 0);
+        p.note_on(keys, 36.0, 100.0, 0, 0);
+        let _ = render(&mut p, 480);
+        assert_eq!(p.voices_sounding(), 5);
     }
 
     #[test]

@@ -822,6 +822,20 @@ impl Patch {
         }
     }
 
+    /// Lets at most `limit` voices of each instrument sound at once (`None`: all it
+    /// has); see `Instrument::set_limit`. The engine's voice limit (`/voices/limit`, and
+    /// the supervisor's overload protection) is this, applied to the running patch and
+    /// to each patch switched to. Returns how many voices it shed. Allocates nothing.
+    pub fn set_voice_limit(&mut self, limit: Option<usize>) -> usize {
+        let mut shed = 0;
+        for n in &mut self.nodes {
+            if let Unit::Instrument(i) = &mut n.unit {
+                shed += i.set_limit(limit);
+            }
+        }
+        shed
+    }
+
     /// Notes that took a voice from another note, over every instrument (a metric: an
     /// instrument with too few voices for what is played steals often).
     pub fn voice_steals(&self) -> u64 {

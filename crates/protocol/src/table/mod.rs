@@ -1688,7 +1688,8 @@ impl AddressTable {
             | Command::NotePlay { .. }
             | Command::NoteExpression { .. }
             | Command::Sustain { .. }
-            | Command::Panic => notes::describe(self, command),
+            | Command::Panic
+            | Command::VoiceLimit { .. } => notes::describe(self, command),
             Command::ClockTempo { .. }
             | Command::ClockSwing { .. }
             | Command::ClockRun { .. }
@@ -2167,7 +2168,7 @@ pub(crate) mod tests {
     fn engine_command_addresses_are_the_tables_engine_commands() {
         assert_eq!(
             engine_command_addresses(),
-            "/mod/…, /gate/…, /seq/<track>/start|stop, /arp/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
+            "/mod/…, /gate/…, /seq/<track>/start|stop, /arp/…, /engine/gain, /test, /ramp, /note/on, /note/off, /note/play, /note/bend, /note/pressure, /note/timbre, /sustain, /panic, /voices/limit, /clock/bpm, /clock/swing, /clock/start and /clock/stop"
         );
         let t = AddressTable::new(&[], false);
         for address in [ENGINE_GAIN, TEST, RAMP] {
@@ -2195,7 +2196,8 @@ pub(crate) mod tests {
                 "/panic",
                 RAMP,
                 "/sustain",
-                TEST
+                TEST,
+                "/voices/limit"
             ]
         );
     }

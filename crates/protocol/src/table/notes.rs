@@ -1,5 +1,5 @@
 //! The note addresses: `/note/on`, `/note/off`, `/note/play`, `/note/bend`,
-//! `/note/pressure`, `/note/timbre`, `/sustain` and `/panic`.
+//! `/note/pressure`, `/note/timbre`, `/sustain`, `/panic` and `/voices/limit`.
 //!
 //! Each takes an optional leading instrument name (`/note/on keys 60 100`); without one,
 //! the patch's first instrument plays (`/note/on 60 100`). Notes are MIDI note numbers
@@ -35,6 +35,8 @@ pub const NOTE_TIMBRE: &str = "/note/timbre";
 pub const SUSTAIN: &str = "/sustain";
 /// Address that silences every voice at once: `/panic`.
 pub const PANIC: &str = "/panic";
+/// Address of the voice limit: `/voices/limit <voices>` (0: none).
+pub const VOICES_LIMIT: &str = "/voices/limit";
 
 /// Largest note id: ids travel as `f32` in the expression commands, which hold every
 /// integer up to 2^24 exactly.
@@ -228,6 +230,26 @@ pub(crate) static FIXED: &[Fixed] = &[
         fault_injection: false,
         build: |_| Ok(Request::Engine(Command::Panic)),
     },
+    Fixed {
+        address: VOICES_LIMIT,
+        args: &[ArgSpec {
+            name: "voices",
+            kind: ArgKind::Int {
+                min: 0,
+                max: chronus_dsp::patch::MAX_VOICES as i64,
+            },
+            optional: false,
+        }],
+        reply: "none",
+        doc: "At most `voices` voices of each instrument sound at once (0 lifts the limit): voices over it fade out as a steal does (released longest ago first, then the quietest), and notes beyond it steal. The server sets it itself when the workers cannot render the voices in time (overload protection: `voice_limit` in /metrics); a limit set here holds until the next one.",
+        engine: true,
+        fault_injection: false,
+        build: |call| {
+            Ok(Request::Engine(Command::VoiceLimit {
+                voices: u16::try_from(call.int(0)?).map_err(|_| call.internal())?,
+            }))
+        },
+    },
 ];
 
 /// The instrument named by argument 0, or the patch's first when it is left out.
@@ -346,6 +368,7 @@ pub(crate) fn describe(table: &AddressTable, command: &Command) -> Option<(Strin
         ),
         Command::Sustain { instrument, on } => (SUSTAIN, vec![name(instrument)?, Value::Gate(on)]),
         Command::Panic => (PANIC, vec![]),
+        Command::VoiceLimit { voices } => (VOICES_LIMIT, vec![Value::Int(i64::from(voices))]),
         _ => return None,
     };
     Some((address.to_string(), values))

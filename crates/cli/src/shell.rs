@@ -1,0 +1,456 @@
+//! `chronus shell`: jam with a running server from a terminal, in a musical language
+//! (`play Cmaj7 for 2 beats`, `drums "bd ~ sn ~"`, `brighter`, `set filter.cutoff 800
+//! over 4 beats`), for people at a keyboard and for agents driving a terminal.
+//!
+//! The words are `chronus_shell`'s (pure: a line and the state in, messages and what to
+//! say out); this file is the terminal and the connection around them. It connects over
+//! TCP (`chronus_client::Connection`), asks the address table, and then:
+//! - on a terminal: a line editor (rustyline) with history in
+//!   `$XDG_STATE_HOME/chronus/shell_history` (else `~/.local/state/chronus/…`), Tab
+//!   completion from the server's own table, a prompt with the tempo (`chronus 120bpm> `);
+//! - from a pipe or a file (`chronus shell < set.chr`): nothing decorative, one line of
+//!   answer per command, exit 1 at the first error unless `--keep-going`;
+//! - `--json`: one JSON object per command (`line`, `ok`, `ran`, `said`, or `error` and
+//!   `suggestion`), for programs and agents.
+//!
+//! After each line that sends, it waits for `/sync`: a `/fail` the server sent for it (a
+//! pattern it refused, a library name it does not have) fails the line.
+
+use std::cell::RefCell;
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use chronus_client::{ClientError, Connection};
+use chronus_protocol::Reply;
+use chronus_shell::{interpret, Outcome, Run, ShellError, State};
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+
+/// Arguments of `chronus shell`.
+#[derive(clap::Args)]
+pub struct ShellArgs {
+    /// Server address (its TCP port is the same as its UDP one).
+    #[arg(long, default_value = crate::DEFAULT_OSC, value_parser = crate::parse_osc)]
+    osc: SocketAddr,
+    /// From a pipe or a file: go on after a line that fails (the exit code is still 1).
+    #[arg(long)]
+    keep_going: bool,
+    /// Answer each command with one JSON object on one line (for programs and agents).
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+}
+
+/// What one line did, for the person or the program reading.
+struct Answer {
+    /// The OSC messages sent, as text.
+    ran: Vec<String>,
+    /// What happened, in words (may be several lines: help, status).
+    said: String,
+}
+
+/// Why a line failed.
+struct LineError {
+    message: String,
+    suggestion: Option<String>,
+}
+
+impl From<ShellError> for LineError {
+    fn from(e: ShellError) -> LineError {
+        LineError {
+            message: e.message,
+            suggestion: e.suggestion,
+        }
+    }
+}
+
+impl From<ClientError> for LineError {
+    fn from(e: ClientError) -> LineError {
+        LineError {
+            message: match e {
+                // The protocol's reasons name the address already.
+                ClientError::Failed { address, reason } if reason.contains(&address) => reason,
+                other => other.to_string(),
+            },
+            suggestion: None,
+        }
+    }
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a line asks of the loop.
+enum Next {
+    Go(Answer),
+    Quit,
+}
+
+/// The shell: its connection and its state.
+struct Shell {
+    connection: Connection,
+    state: Rc<RefCell<State>>,
+    timeout: Duration,
+    /// The tempo this shell set and when: the server reports it only from the next beat,
+    /// so until it does (or a few seconds pass) the shell counts with the one it set.
+    tempo_sent: RefCell<Option<(f64, std::time::Instant)>>,
+}
+
+impl Shell {
+    /// The tempo the server plays (its `clock_bpm` metric), else 120.
+    fn bpm(&self) -> f64 {
+        self.connection
+            .metrics(self.timeout)
+            .ok()
+            .and_then(|m| m.get("clock_bpm").copied())
+            .filter(|bpm| *bpm > 0.0)
+            .unwrap_or(120.0)
+    }
+
+    /// Does one line.
+    fn line(&self, line: &str) -> Result<Next, LineError> {
+        if !self.connection.is_open() {
+            return Err(LineError {
+                message: "the server closed the connection (is it still running?)".into(),
+                suggestion: None,
+            });
+        }
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return Ok(Next::Go(Answer {
+                ran: Vec::new(),
+                said: String::new(),
+            }));
+        }
+        // The tempo last seen: another client may have changed it.
+        let server = self.bpm();
+        let bpm = match *self.tempo_sent.borrow() {
+            Some((sent, at)) if sent != server && at.elapsed() < Duration::from_secs(5) => sent,
+            _ => server,
+        };
+        self.state.borrow_mut().bpm = bpm;
+        let outcome = {
+            let state = self.state.borrow();
+            let connection = &self.connection;
+            let timeout = self.timeout;
+            let mut current = |address: &str| -> Option<f32> {
+                let ask = OscMessage {
+                    addr: "/get".into(),
+                    args: vec![OscType::String(address.to_string())],
+                };
+                match connection.ask(ask, timeout) {
+                    Ok(Reply::Get { value, .. }) => Some(value),
+                    _ => None,
+                }
+            };
+            interpret(&state, line, &mut current)?
+        };
+        match outcome {
+            Outcome::Nothing => Ok(Next::Go(Answer {
+                ran: Vec::new(),
+                said: String::new(),
+            })),
+            Outcome::Quit => Ok(Next::Quit),
+            Outcome::Help(text) => Ok(Next::Go(Answer {
+                ran: Vec::new(),
+                said: text,
+            })),
+            Outcome::Get { step, name, unit } => {
+                match self.connection.ask(step.message.clone(), self.timeout)? {
+                    Reply::Get { value, .. } => Ok(Next::Go(Answer {
+                        ran: vec![step.text],
+                        said: format!(
+                            "{name} = {}{}{unit}",
+                            chronus_shell::number(f64::from(value)),
+                            if unit.is_empty() { "" } else { " " }
+                        ),
+                    })),
+                    other => Err(LineError {
+                        message: format!("an unexpected answer to /get: {other:?}"),
+                        suggestion: None,
+                    }),
+                }
+            }
+            Outcome::Status => {
+                let ask = OscMessage {
+                    addr: "/metrics".into(),
+                    args: vec![],
+                };
+                match self.connection.ask(ask, self.timeout)? {
+                    Reply::Metrics(pairs) => Ok(Next::Go(Answer {
+                        ran: vec!["/metrics".into()],
+                        said: crate::client::summary(&crate::client::metrics_to_json(&pairs))
+                            .trim_end()
+                            .to_string(),
+                    })),
+                    other => Err(LineError {
+                        message: format!("an unexpected answer to /metrics: {other:?}"),
+                        suggestion: None,
+                    }),
+                }
+            }
+            Outcome::Wait { seconds, said } => {
+                std::thread::sleep(Duration::from_secs_f64(seconds));
+                Ok(Next::Go(Answer {
+                    ran: Vec::new(),
+                    said,
+                }))
+            }
+            Outcome::Run(run) => self.run(run).map(Next::Go),
+        }
+    }
+
+    /// Sends a run's messages, waits until the server took them in, and reports its
+    /// `/fail`s as the line's error.
+    fn run(&self, run: Run) -> Result<Answer, LineError> {
+        let mut said = run.said.clone();
+        let timed = run.ran.iter().any(|s| s.after > 0.0);
+        // Timed notes (a scale) go as bundles stamped from one moment, a little ahead so
+        // the first is not late.
+        let start = SystemTime::now() + Duration::from_millis(50);
+        let mut loaded = false;
+        for step in &run.ran {
+            let address = step.message.addr.as_str();
+            if address.starts_with("/library/") {
+                match self.connection.ask(step.message.clone(), self.timeout)? {
+                    Reply::LibraryList(patches) => {
+                        let names: Vec<String> = patches
+                            .iter()
+                            .map(|(name, kind)| format!("{name} ({kind})"))
+                            .collect();
+                        said = format!("the library: {}", names.join(", "));
+                    }
+                    _ => loaded |= address == "/library/load",
+                }
+            } else if timed {
+                let at = start + Duration::from_secs_f64(step.after);
+                let bundle = OscBundle {
+                    timetag: OscTime::try_from(at).unwrap_or(OscTime {
+                        seconds: 0,
+                        fractional: 1,
+                    }),
+                    content: vec![OscPacket::Message(step.message.clone())],
+                };
+                self.connection.send(OscPacket::Bundle(bundle))?;
+            } else {
+                self.connection.send(step.message.clone())?;
+            }
+        }
+        if !run.ran.is_empty() {
+            let fails = self.connection.sync(self.timeout)?;
+            if let Some((address, reason)) = fails.into_iter().next() {
+                return Err(ClientError::Failed { address, reason }.into());
+            }
+        }
+        if loaded {
+            // Another patch: its own table, tempo and nothing to undo.
+            let table = self.connection.table(self.timeout)?;
+            *self.state.borrow_mut() = State::new(table, self.bpm());
+        } else {
+            self.state.borrow_mut().applied(&run);
+            if let Some(bpm) = run.bpm {
+                *self.tempo_sent.borrow_mut() = Some((bpm, std::time::Instant::now()));
+            }
+        }
+        Ok(Answer {
+            ran: run.ran.iter().map(|s| s.text.clone()).collect(),
+            said,
+        })
+    }
+}
+
+/// Where the history is kept: `$XDG_STATE_HOME/chronus/shell_history`, else
+/// `~/.local/state/chronus/shell_history`.
+fn history_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+        })?;
+    Some(base.join("chronus").join("shell_history"))
+}
+
+/// Tab completion from the shell's state (the server's table).
+struct Helper {
+    state: Rc<RefCell<State>>,
+}
+
+impl rustyline::completion::Completer for Helper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let before = line.get(..pos).unwrap_or(line);
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        Ok((
+            start,
+            chronus_shell::completions(&self.state.borrow(), before),
+        ))
+    }
+}
+
+impl rustyline::hint::Hinter for Helper {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Helper {}
+impl rustyline::validate::Validator for Helper {}
+impl rustyline::Helper for Helper {}
+
+/// `chronus shell`.
+pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
+    let connection = Connection::connect(args.osc, timeout).with_context(|| {
+        format!(
+            "cannot reach the server at {} (is `chronus serve` running?)",
+            args.osc
+        )
+    })?;
+    let table = connection
+        .table(timeout)
+        .context("the server did not give its address table")?;
+    let shell = Shell {
+        connection,
+        state: Rc::new(RefCell::new(State::new(table, 120.0))),
+        timeout,
+        tempo_sent: RefCell::new(None),
+    };
+    let bpm = shell.bpm();
+    shell.state.borrow_mut().bpm = bpm;
+    if std::io::stdin().is_terminal() && !args.json {
+        interactive(&shell)
+    } else {
+        piped(&shell, &args)
+    }
+}
+
+/// The line editor's loop: banner, prompt with the tempo, history, completion.
+fn interactive(shell: &Shell) -> anyhow::Result<ExitCode> {
+    use rustyline::error::ReadlineError;
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .auto_add_history(true)
+        .max_history_size(10_000)?
+        .build();
+    let mut editor: rustyline::Editor<Helper, rustyline::history::DefaultHistory> =
+        rustyline::Editor::with_config(config)?;
+    editor.set_helper(Some(Helper {
+        state: Rc::clone(&shell.state),
+    }));
+    let history = history_file();
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.load_history(path);
+    }
+    {
+        let state = shell.state.borrow();
+        let instruments = chronus_shell::instruments(&state.table);
+        let tracks = chronus_shell::tracks(&state.table);
+        println!(
+            "chronus shell on {}: instruments {}; tracks {}. `help` lists the commands, Tab completes, Ctrl-D leaves.",
+            shell.connection.server(),
+            if instruments.is_empty() { "none".to_string() } else { instruments.join(", ") },
+            if tracks.is_empty() { "none".to_string() } else { tracks.join(", ") },
+        );
+    }
+    loop {
+        let prompt = format!(
+            "chronus {}bpm> ",
+            chronus_shell::number(shell.state.borrow().bpm)
+        );
+        match editor.readline(&prompt) {
+            Ok(line) => match shell.line(&line) {
+                Ok(Next::Quit) => break,
+                Ok(Next::Go(answer)) => {
+                    if !answer.said.is_empty() {
+                        println!("{}", answer.said);
+                    }
+                }
+                Err(e) => println!("error: {e}"),
+            },
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(path) = &history {
+            let _ = editor.save_history(path);
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// From a pipe or a file (or `--json`): one answer line per command, nothing else.
+fn piped(shell: &Shell, args: &ShellArgs) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for (number, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("cannot read the commands")?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let result = shell.line(&line);
+        match (&result, args.json) {
+            (Ok(Next::Quit), _) => break,
+            (Ok(Next::Go(answer)), false) => {
+                writeln!(out, "{}", answer.said.replace('\n', " | "))?;
+            }
+            (Ok(Next::Go(answer)), true) => {
+                let object = serde_json::json!({
+                    "line": trimmed,
+                    "ok": true,
+                    "ran": answer.ran,
+                    "said": answer.said,
+                });
+                writeln!(out, "{object}")?;
+            }
+            (Err(e), false) => {
+                eprintln!("chronus shell: line {}: {trimmed}: {e}", number + 1);
+            }
+            (Err(e), true) => {
+                let object = serde_json::json!({
+                    "line": trimmed,
+                    "ok": false,
+                    "error": e.message,
+                    "suggestion": e.suggestion,
+                });
+                writeln!(out, "{object}")?;
+            }
+        }
+        out.flush()?;
+        if result.is_err() {
+            failed = true;
+            if !args.keep_going {
+                break;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
