@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng python3 python3-venv tmux)
+# chromium and chromium-driver: the headless browser that tests/web.rs drives (`chronus web`).
+packages=(build-essential pkg-config libasound2-dev libjack-jackd2-dev jackd2 liblo-tools sox stress-ng python3 python3-venv tmux chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

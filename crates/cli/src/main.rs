@@ -16,6 +16,7 @@ mod serve;
 mod shell;
 mod soak;
 mod watch;
+mod web;
 mod worker;
 
 use std::net::SocketAddr;
@@ -59,6 +60,9 @@ enum Commands {
     /// Jam with a running server from a terminal: notes, chords, patterns, tempo, ramps and
     /// plain phrases (`brighter`), with completion and history; from a pipe, one answer a line.
     Shell(shell::ShellArgs),
+    /// Serve a page that plays the server in a browser: sliders, keyboard, meters, scope,
+    /// spectrum, workers and failovers (loopback only; open the URL with the token it prints).
+    Web(web::WebArgs),
     /// A worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker(worker::WorkerCli),
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         Commands::Midi(args) => midi::run(args),
         Commands::Render(args) => render::run(args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Web(args) => web::run(args),
         Commands::Modules => modules::run(),
         Commands::Devices => devices::run(),
         Commands::Worker(args) => worker::run(args),
