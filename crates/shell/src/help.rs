@@ -24,7 +24,7 @@ commands (words are case-insensitive; `help <topic>` for more: play chords scale
 play <what> [for N beats|bars|seconds] [on <instrument>] [velocity 0..127]
   <what>: notes C4 (= MIDI 60), F#3, Bb2, c#-1 .. G9, or numbers (60, 60.5); several at once
   (play C4 E4 G4); a chord (help chords); a scale (help scales). Default: 1 beat, velocity
-  100, the patch's first instrument. Sends /note/play <instrument> <note> <velocity>
+  100, the patch's first pitched instrument. Sends /note/play <instrument> <note> <velocity>
   <seconds> (seconds = beats x 60 / bpm). hold C4 sends /note/on, release C4 /note/off.".to_string(),
         Some("chords" | "chord") => format!("\
 a chord is a root (C, F#, Bb), an optional octave (default 4), an optional ' and a quality:

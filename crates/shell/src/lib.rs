@@ -460,6 +460,16 @@ pub fn instruments(table: &AddressTable) -> Vec<String> {
     table.instruments().map(|(n, _)| n.to_string()).collect()
 }
 
+/// Whether instrument `name` has a `drum` member (a kit, not pitches).
+fn has_drums(table: &AddressTable, name: &str) -> bool {
+    table.module_types().any(|(id, kind)| {
+        kind == "drum"
+            && id
+                .strip_prefix(name)
+                .is_some_and(|member| member.starts_with('.'))
+    })
+}
+
 /// Builds a message from text arguments and checks it as the server will.
 fn build(table: &AddressTable, address: &str, args: &[&str]) -> Result<OscMessage, ShellError> {
     build_message(table, address, args).map_err(|fail| ShellError::new(fail.reason))
@@ -661,7 +671,9 @@ enum Hold {
     Off,
 }
 
-/// The instrument named after `on`, or the patch's first.
+/// The instrument named after `on`, or else the patch's first that plays pitches (one
+/// without a `drum` member: a chord on the demo's drum kit would be noise), or else its
+/// first.
 fn instrument(state: &State, named: Option<&str>) -> Result<String, ShellError> {
     let all = instruments(&state.table);
     match named {
@@ -682,9 +694,16 @@ fn instrument(state: &State, named: Option<&str>) -> Result<String, ShellError> 
                     closest(name, all.iter().map(String::as_str)),
                 )
             }),
-        None => all.first().cloned().ok_or_else(|| {
-            ShellError::new("this patch has no instrument to play notes on (`load keys` loads one)")
-        }),
+        None => all
+            .iter()
+            .find(|i| !has_drums(&state.table, i))
+            .or(all.first())
+            .cloned()
+            .ok_or_else(|| {
+                ShellError::new(
+                    "this patch has no instrument to play notes on (`load keys` loads one)",
+                )
+            }),
     }
 }
 

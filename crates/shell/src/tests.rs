@@ -258,3 +258,37 @@ fn docs_hold_the_phrase_table() {
         "docs/shell.md's phrase table is stale: run with CHRONUS_BLESS=1"
     );
 }
+
+#[test]
+fn notes_without_an_instrument_go_to_the_first_without_drums() {
+    let table = |modules: &[(&str, &str)]| {
+        let modules: Vec<(String, String)> = modules
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        State::new(
+            AddressTable::from_type_names(&modules, false).unwrap(),
+            120.0,
+        )
+    };
+    // The demo's order: a drum kit first, then pitched instruments.
+    let demo = table(&[
+        ("kit", "instrument"),
+        ("kit.kick", "drum"),
+        ("bass", "instrument"),
+        ("bass.osc", "saw"),
+        ("out", "output"),
+    ]);
+    assert_eq!(run(&demo, "play C4").said, "playing C4 for 1 beat on bass");
+    assert_eq!(
+        texts(&run(&demo, "play C4 on kit")),
+        ["/note/play kit 60 100 0.5"]
+    );
+    // Only drums: they play.
+    let kit = table(&[
+        ("kit", "instrument"),
+        ("kit.kick", "drum"),
+        ("out", "output"),
+    ]);
+    assert_eq!(run(&kit, "play C4").said, "playing C4 for 1 beat on kit");
+}
