@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_replay_equals_served, chronus, read_wav, text_arg, Recorded};
+use common::{assert_replay_equals_served, chronus, read_wav, Recorded};
 use rosc::OscType;
 use serde_json::{json, Value};
 
@@ -299,8 +299,8 @@ fn chromedriver_present() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The `/mod/<id>/<param>` addresses of the server's address table, asked over UDP
-/// (`/table`, then `/params` of each module).
+/// The `/mod/<id>/<param>` addresses of the server's address table, rebuilt from its
+/// `/table` answer (over UDP) as `chronus send` does.
 fn table_parameters(server: &common::Server) -> BTreeSet<String> {
     server.send("/table", vec![]);
     let table = loop {
@@ -309,29 +309,19 @@ fn table_parameters(server: &common::Server) -> BTreeSet<String> {
             break m;
         }
     };
-    let ids: Vec<String> = table.args[1..]
+    let modules: Vec<(String, String)> = table.args[1..]
         .chunks(2)
-        .map(|pair| match &pair[0] {
-            OscType::String(s) => s.clone(),
-            other => panic!("module id {other:?}"),
+        .map(|pair| match pair {
+            [OscType::String(id), OscType::String(kind)] => (id.clone(), kind.clone()),
+            other => panic!("module {other:?}"),
         })
         .collect();
-    let mut addresses = BTreeSet::new();
-    for id in ids {
-        server.send("/params", vec![text_arg(&id)]);
-        let reply = loop {
-            let m = server.recv().expect("/params.reply");
-            if m.addr == "/params.reply" {
-                break m;
-            }
-        };
-        for param in reply.args[1..].chunks(6) {
-            if let OscType::String(name) = &param[0] {
-                addresses.insert(format!("/mod/{id}/{name}"));
-            }
-        }
-    }
-    addresses
+    let table = chronus_protocol::AddressTable::from_type_names(&modules, false).unwrap();
+    table
+        .entries()
+        .map(|entry| entry.address.to_string())
+        .filter(|address| address.starts_with("/mod/"))
+        .collect()
 }
 
 /// The guard without a browser: every request needs the token, the bound Host and, when

@@ -807,6 +807,10 @@ impl OutputCore {
                 } => {
                     if let Command::VoiceLimit { voices } = command {
                         self.voice_guard.client_set(voices);
+                        shared
+                            .metrics
+                            .voice_limit
+                            .store(u64::from(voices), Ordering::Relaxed);
                     }
                     let stamp = Stamp {
                         command,

@@ -1257,22 +1257,27 @@ impl Supervisor {
 
 /// Says in the log why the depth changed, and what it means for latency.
 fn log_voice_limit(change: crate::overload::LimitChange) {
+    use crate::overload::{LimitReason, FUTILE_HOLD_NS, LOW_LOAD};
     let limit = |voices: u16| match voices {
         0 => "none".to_string(),
         n => format!("{n} voices per instrument"),
     };
     let (from, to) = (limit(change.from), limit(change.voices));
     let load = change.load * 100.0;
-    if change.voices != 0 && (change.from == 0 || change.voices < change.from) {
-        tracing::warn!(
-            "overload: the workers take {load:.0} % of a block period to render {} voices; voice limit {from} -> {to} (/voices/limit sets one yourself)",
+    match change.reason {
+        LimitReason::Overload => tracing::warn!(
+            "overload: the workers take {load:.0} % of a block period with {} voices sounding; voice limit {from} -> {to} (/voices/limit sets one yourself)",
             change.sounding
-        );
-    } else {
-        tracing::info!(
-            "voice limit {from} -> {to}: the load has stayed under {:.0} % for 10 s",
-            crate::overload::LOW_LOAD * 100.0
-        );
+        ),
+        LimitReason::NotTheVoices => tracing::warn!(
+            "overload: shedding voices did not lower the load ({load:.0} % of a block period with {} voices): the time goes elsewhere; voice limit back {from} -> {to}, no cut for {} s",
+            change.sounding,
+            FUTILE_HOLD_NS / 1_000_000_000
+        ),
+        LimitReason::Calm => tracing::info!(
+            "voice limit {from} -> {to}: the load has stayed under {:.0} % for 10 s ({load:.0} % now)",
+            LOW_LOAD * 100.0
+        ),
     }
 }
 

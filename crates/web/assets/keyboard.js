@@ -13,11 +13,15 @@ export class Keyboard {
     this.chooser = chooser;
     this.send = send;
     this.base = 60;
-    this.held = new Map(); // what holds each sounding note -> note number
+    // What holds each sounding note -> {note, instrument}: a note-off goes to the
+    // instrument its note-on went to, whatever is chosen since.
+    this.held = new Map();
     this.build();
     document.addEventListener("keydown", (event) => this.key(event, true));
     document.addEventListener("keyup", (event) => this.key(event, false));
     window.addEventListener("blur", () => this.releaseAll());
+    // Another instrument chosen: the notes held on the last one end first.
+    this.chooser.addEventListener("change", () => this.releaseAll());
   }
 
   setInstruments(names) {
@@ -68,17 +72,18 @@ export class Keyboard {
 
   on(holder, note) {
     if (this.held.has(holder)) return;
-    this.held.set(holder, note);
-    this.send("/note/on", [...this.instrumentArgs(), String(note), "100"]);
+    const instrument = this.instrumentArgs();
+    this.held.set(holder, { note, instrument });
+    this.send("/note/on", [...instrument, String(note), "100"]);
     this.light(note, true);
   }
 
   off(holder) {
-    const note = this.held.get(holder);
-    if (note === undefined) return;
+    const held = this.held.get(holder);
+    if (held === undefined) return;
     this.held.delete(holder);
-    this.send("/note/off", [...this.instrumentArgs(), String(note)]);
-    this.light(note, [...this.held.values()].includes(note));
+    this.send("/note/off", [...held.instrument, String(held.note)]);
+    this.light(held.note, [...this.held.values()].some((h) => h.note === held.note));
   }
 
   releaseAll() {
@@ -91,10 +96,16 @@ export class Keyboard {
   }
 
   key(event, down) {
+    const letter = event.key.toLowerCase();
+    // A key-up always ends the note its key-down started, wherever the focus went since
+    // (a note held while the instrument menu was clicked must not ring on).
+    if (!down && this.held.has(`key-${letter}`)) {
+      this.off(`key-${letter}`);
+      return;
+    }
     const target = event.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const letter = event.key.toLowerCase();
     if (down && !event.repeat && (letter === "z" || letter === "x")) {
       this.releaseAll();
       this.base = Math.min(108, Math.max(24, this.base + (letter === "z" ? -12 : 12)));

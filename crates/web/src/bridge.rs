@@ -71,6 +71,10 @@ impl Hub {
     }
 }
 
+/// How long without a push (the levels come at 30 Hz) before the server is taken for
+/// gone: the page must say so within 2 s.
+const SILENCE_IS_GONE: Duration = Duration::from_millis(1500);
+
 fn gone(server: SocketAddr, reason: &str) -> Value {
     json!({"t": "gone", "server": server.to_string(), "reason": reason})
 }
@@ -115,17 +119,28 @@ fn serve(
         return format!("/notify refused: {error}");
     }
     tracing::info!("connected to the server at {}", connection.server());
+    let mut last_push = Instant::now();
     loop {
         if !connection.is_open() {
             return "the server closed the connection".into();
         }
+        // The levels alone come 30 times a second while the server plays: silence this
+        // long is a server that hangs (stopped, or its OSC side stuck), not a quiet one.
+        if last_push.elapsed() > SILENCE_IS_GONE {
+            return format!(
+                "no word from the server for {:.1} s: it does not answer",
+                SILENCE_IS_GONE.as_secs_f64()
+            );
+        }
         match connection.pushes().recv_timeout(Duration::from_millis(10)) {
             Ok(push) => {
+                last_push = Instant::now();
                 if push.addr == "/chronus/patch" {
                     match load(connection, hub) {
                         Ok(new) => table = new,
                         Err(reason) => return reason,
                     }
+                    last_push = Instant::now();
                 } else {
                     hub.publish(&push_event(&push), false);
                 }
@@ -182,6 +197,12 @@ fn load(connection: &Connection, hub: &Hub) -> Result<AddressTable, String> {
         other => return Err(format!("/patch/dump: unexpected answer {other:?}")),
     };
     let table = connection.table(ASK).map_err(|e| format!("/table: {e}"))?;
+    // A slider only for what the server takes: `/params` also lists what a voice's
+    // `note` module is given by its notes (pitch, velocity, expression), which has no
+    // address.
+    for (id, _, params) in &mut described {
+        params.retain(|p| table.lookup(&format!("/mod/{id}/{}", p.name)).is_some());
+    }
     hub.publish(
         &state_event(connection.server(), fault_injection, &described, &patch),
         true,
@@ -205,8 +226,9 @@ pub fn state_event(
                 .iter()
                 .map(|p| {
                     json!({
-                        "name": p.name, "unit": p.unit, "min": p.min, "max": p.max,
-                        "default": p.default, "current": p.current,
+                        "name": p.name, "unit": p.unit, "min": shortest(p.min),
+                        "max": shortest(p.max), "default": shortest(p.default),
+                        "current": shortest(p.current),
                         "address": format!("/mod/{id}/{}", p.name),
                     })
                 })
@@ -218,6 +240,17 @@ pub fn state_event(
         "t": "state", "server": server.to_string(), "fault_injection": fault_injection,
         "modules": modules, "instruments": instruments, "tracks": tracks, "patch": patch,
     })
+}
+
+/// `value` as the shortest decimal that reads back as it (`1.2`, not the f64 widening's
+/// `1.2000000476837158`), for the page's labels and `aria-value*`.
+fn shortest(value: f32) -> Value {
+    value
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map_or(Value::Null, |v| json!(v))
 }
 
 /// The patch's instruments (from `/table`: the modules of type `instrument`) and tracks
@@ -284,8 +317,25 @@ pub fn page_message(table: &AddressTable, message: &Value) -> Result<OscMessage,
             .collect(),
         Some(other) => return Err(format!("{address}: arguments must be a list, not {other}")),
     };
+    if !page_may_send(address) {
+        return Err(format!(
+            "{address}: the page sends only what it plays (parameters, notes, patterns and, when the server allows them, the fault buttons)"
+        ));
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     chronus_protocol::build_message(table, address, &args).map_err(|fail| fail.reason)
+}
+
+/// Whether a page may send `address`: what its controls play, nothing more. The server
+/// takes this process for a local client, so the rest (`/quit`, `/notify`, which would
+/// change the one subscription every page shares, `/dumpOSC`, patch edits, library
+/// writes) must not be reachable through the page or a tunnel to it.
+pub fn page_may_send(address: &str) -> bool {
+    const PLAYING: [&str; 4] = ["/mod/", "/note/", "/gate/", "/seq/"];
+    const FAULTS: [&str; 3] = ["/debug/crash", "/debug/hang", "/debug/slow"];
+    PLAYING.iter().any(|prefix| address.starts_with(prefix))
+        || FAULTS.contains(&address)
+        || matches!(address, "/sustain" | "/panic")
 }
 
 #[cfg(test)]
@@ -335,6 +385,21 @@ mod tests {
         .unwrap_err();
         assert!(refused.contains("out of range"), "{refused}");
         assert!(page_message(&table, &json!({"t": "nope"})).is_err());
+        // In the table, but not the page's to send.
+        for address in [
+            "/quit",
+            "/notify",
+            "/dumpOSC",
+            "/patch/commit",
+            "/library/save",
+        ] {
+            let refused =
+                page_message(&table, &json!({"t": "osc", "a": address, "v": ["1"]})).unwrap_err();
+            assert!(
+                refused.contains("the page sends only"),
+                "{address}: {refused}"
+            );
+        }
         assert!(page_message(&table, &json!({"t": "osc"})).is_err());
     }
 
