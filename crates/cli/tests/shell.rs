@@ -550,6 +550,7 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
         serde_json::json!([format!("/clock/bpm {}", bpm + 4.0)])
     );
     drop(write);
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "two lines failed");
     second.quit();
