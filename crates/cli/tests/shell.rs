@@ -549,7 +549,6 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
         answer["ran"],
         serde_json::json!([format!("/clock/bpm {}", bpm + 4.0)])
     );
-    drop(write);
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "two lines failed");
