@@ -14,7 +14,9 @@
 //!   `suggestion`), for programs and agents.
 //!
 //! After each line that sends, it waits for `/sync`: a `/fail` the server sent for it (a
-//! pattern it refused, a library name it does not have) fails the line.
+//! pattern it refused, a library name it does not have) fails the line. If the server
+//! went away, the next line connects again (and says `reconnected to ADDR`), or fails
+//! saying the server is gone.
 
 use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
@@ -27,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use chronus_client::{ClientError, Connection};
 use chronus_protocol::Reply;
-use chronus_shell::{interpret, Outcome, Run, ShellError, State};
+use chronus_shell::{interpret, Heading, Outcome, Run, ShellError, State};
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 /// Arguments of `chronus shell`.
@@ -42,9 +44,23 @@ pub struct ShellArgs {
     /// Answer each command with one JSON object on one line (for programs and agents).
     #[arg(long)]
     json: bool,
-    /// Seconds to wait for each answer.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds to wait for each answer (0.1 to 3600).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_timeout)]
     timeout: f64,
+}
+
+/// `--timeout`: a finite number of seconds from 0.1 to 3600 (an hour is already far
+/// longer than any answer takes; `inf` or `1e30` would not fit a `Duration`).
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 2 or 0.5)"))?;
+    if seconds.is_finite() && (0.1..=3600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("`{text}`: the timeout is from 0.1 to 3600 seconds"))
+    }
 }
 
 /// What one line did, for the person or the program reading.
@@ -101,7 +117,13 @@ enum Next {
 
 /// The shell: its connection and its state.
 struct Shell {
-    connection: Connection,
+    /// The server's address, to connect again after it went away.
+    server: SocketAddr,
+    /// The connection; replaced by a new one when the server went away and came back.
+    connection: RefCell<Connection>,
+    /// Where the parameters this shell ramped are heading (phrases and `undo` start
+    /// from a running ramp's target).
+    heading: RefCell<Heading>,
     state: Rc<RefCell<State>>,
     timeout: Duration,
     /// The tempo this shell set and when: the server reports it only from the next beat,
@@ -113,6 +135,7 @@ impl Shell {
     /// The tempo the server plays (its `clock_bpm` metric), else 120.
     fn bpm(&self) -> f64 {
         self.connection
+            .borrow()
             .metrics(self.timeout)
             .ok()
             .and_then(|m| m.get("clock_bpm").copied())
@@ -120,14 +143,50 @@ impl Shell {
             .unwrap_or(120.0)
     }
 
-    /// Does one line.
-    fn line(&self, line: &str) -> Result<Next, LineError> {
-        if !self.connection.is_open() {
-            return Err(LineError {
-                message: "the server closed the connection (is it still running?)".into(),
-                suggestion: None,
-            });
+    /// Connects again if the server closed the connection: a new connection, its table
+    /// asked again, its tempo from its metrics, and this shell's memory of the old one
+    /// (undo, patterns, held notes, ramps) forgotten. `Ok(Some(notice))` when it did.
+    ///
+    /// # Errors
+    /// The server does not answer at its address: it is gone.
+    fn reconnect(&self) -> Result<Option<String>, LineError> {
+        if self.connection.borrow().is_open() {
+            return Ok(None);
         }
+        let gone = |why: String| LineError {
+            message: format!(
+                "the server at {} is gone ({why}); start it again and the next line reconnects",
+                self.server
+            ),
+            suggestion: None,
+        };
+        let connection = Connection::connect(self.server, self.timeout)
+            .map_err(|e| gone(format!("the connection closed and a new one fails: {e}")))?;
+        let table = connection
+            .table(self.timeout)
+            .map_err(|e| gone(format!("it did not give its address table: {e}")))?;
+        *self.connection.borrow_mut() = connection;
+        *self.state.borrow_mut() = State::new(table, self.bpm());
+        self.heading.borrow_mut().clear();
+        *self.tempo_sent.borrow_mut() = None;
+        Ok(Some(format!("reconnected to {}", self.server)))
+    }
+
+    /// Does one line, connecting again first if the server went away and came back:
+    /// (the notice that it did, what the line did).
+    fn line(&self, line: &str) -> (Option<String>, Result<Next, LineError>) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return (None, self.line_on(line));
+        }
+        match self.reconnect() {
+            Ok(notice) => (notice, self.line_on(line)),
+            Err(e) => (None, Err(e)),
+        }
+    }
+
+    /// Does one line on the connection there is.
+    fn line_on(&self, line: &str) -> Result<Next, LineError> {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             return Ok(Next::Go(Answer {
@@ -144,9 +203,14 @@ impl Shell {
         self.state.borrow_mut().bpm = bpm;
         let outcome = {
             let state = self.state.borrow();
-            let connection = &self.connection;
+            let connection = self.connection.borrow();
+            let heading = self.heading.borrow();
             let timeout = self.timeout;
             let mut current = |address: &str| -> Option<f32> {
+                // Mid-ramp, where the parameter is heading is what a phrase changes.
+                if let Some(target) = heading.target(address, std::time::Instant::now()) {
+                    return Some(target);
+                }
                 let ask = OscMessage {
                     addr: "/get".into(),
                     args: vec![OscType::String(address.to_string())],
@@ -169,7 +233,11 @@ impl Shell {
                 said: text,
             })),
             Outcome::Get { step, name, unit } => {
-                match self.connection.ask(step.message.clone(), self.timeout)? {
+                match self
+                    .connection
+                    .borrow()
+                    .ask(step.message.clone(), self.timeout)?
+                {
                     Reply::Get { value, .. } => Ok(Next::Go(Answer {
                         ran: vec![step.text],
                         said: format!(
@@ -189,7 +257,7 @@ impl Shell {
                     addr: "/metrics".into(),
                     args: vec![],
                 };
-                match self.connection.ask(ask, self.timeout)? {
+                match self.connection.borrow().ask(ask, self.timeout)? {
                     Reply::Metrics(pairs) => Ok(Next::Go(Answer {
                         ran: vec!["/metrics".into()],
                         said: crate::client::summary(&crate::client::metrics_to_json(&pairs))
@@ -225,7 +293,11 @@ impl Shell {
         for step in &run.ran {
             let address = step.message.addr.as_str();
             if address.starts_with("/library/") {
-                match self.connection.ask(step.message.clone(), self.timeout)? {
+                match self
+                    .connection
+                    .borrow()
+                    .ask(step.message.clone(), self.timeout)?
+                {
                     Reply::LibraryList(patches) => {
                         let names: Vec<String> = patches
                             .iter()
@@ -244,23 +316,27 @@ impl Shell {
                     }),
                     content: vec![OscPacket::Message(step.message.clone())],
                 };
-                self.connection.send(OscPacket::Bundle(bundle))?;
+                self.connection.borrow().send(OscPacket::Bundle(bundle))?;
             } else {
-                self.connection.send(step.message.clone())?;
+                self.connection.borrow().send(step.message.clone())?;
             }
         }
         if !run.ran.is_empty() {
-            let fails = self.connection.sync(self.timeout)?;
+            let fails = self.connection.borrow().sync(self.timeout)?;
             if let Some((address, reason)) = fails.into_iter().next() {
                 return Err(ClientError::Failed { address, reason }.into());
             }
         }
         if loaded {
             // Another patch: its own table, tempo and nothing to undo.
-            let table = self.connection.table(self.timeout)?;
+            let table = self.connection.borrow().table(self.timeout)?;
             *self.state.borrow_mut() = State::new(table, self.bpm());
+            self.heading.borrow_mut().clear();
         } else {
             self.state.borrow_mut().applied(&run);
+            self.heading
+                .borrow_mut()
+                .note(&run, std::time::Instant::now());
             if let Some(bpm) = run.bpm {
                 *self.tempo_sent.borrow_mut() = Some((bpm, std::time::Instant::now()));
             }
@@ -316,7 +392,7 @@ impl rustyline::Helper for Helper {}
 
 /// `chronus shell`.
 pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
+    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
     let connection = Connection::connect(args.osc, timeout).with_context(|| {
         format!(
             "cannot reach the server at {} (is `chronus serve` running?)",
@@ -327,7 +403,9 @@ pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
         .table(timeout)
         .context("the server did not give its address table")?;
     let shell = Shell {
-        connection,
+        server: args.osc,
+        connection: RefCell::new(connection),
+        heading: RefCell::new(Heading::default()),
         state: Rc::new(RefCell::new(State::new(table, 120.0))),
         timeout,
         tempo_sent: RefCell::new(None),
@@ -367,7 +445,7 @@ fn interactive(shell: &Shell) -> anyhow::Result<ExitCode> {
         let tracks = chronus_shell::tracks(&state.table);
         println!(
             "chronus shell on {}: instruments {}; tracks {}. `help` lists the commands, Tab completes, Ctrl-D leaves.",
-            shell.connection.server(),
+            shell.server,
             if instruments.is_empty() { "none".to_string() } else { instruments.join(", ") },
             if tracks.is_empty() { "none".to_string() } else { tracks.join(", ") },
         );
@@ -378,15 +456,21 @@ fn interactive(shell: &Shell) -> anyhow::Result<ExitCode> {
             chronus_shell::number(shell.state.borrow().bpm)
         );
         match editor.readline(&prompt) {
-            Ok(line) => match shell.line(&line) {
-                Ok(Next::Quit) => break,
-                Ok(Next::Go(answer)) => {
-                    if !answer.said.is_empty() {
-                        println!("{}", answer.said);
-                    }
+            Ok(line) => {
+                let (notice, result) = shell.line(&line);
+                if let Some(notice) = notice {
+                    println!("{notice}");
                 }
-                Err(e) => println!("error: {e}"),
-            },
+                match result {
+                    Ok(Next::Quit) => break,
+                    Ok(Next::Go(answer)) => {
+                        if !answer.said.is_empty() {
+                            println!("{}", answer.said);
+                        }
+                    }
+                    Err(e) => println!("error: {e}"),
+                }
+            }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
@@ -406,13 +490,49 @@ fn piped(shell: &Shell, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     let mut failed = false;
-    for (number, line) in stdin.lock().lines().enumerate() {
-        let line = line.context("cannot read the commands")?;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+    let mut input = stdin.lock();
+    let mut bytes = Vec::new();
+    let mut number = 0usize;
+    loop {
+        bytes.clear();
+        if input
+            .read_until(b'\n', &mut bytes)
+            .context("cannot read the commands")?
+            == 0
+        {
+            break;
         }
-        let result = shell.line(&line);
+        number += 1;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        // A line that is not UTF-8 is an error of that line, not the end of the session.
+        let (line, result) = match String::from_utf8(bytes.clone()) {
+            Ok(line) => {
+                let trimmed = line.trim();
+                if trimmed.is_empty() || trimmed.starts_with('#') {
+                    continue;
+                }
+                let (notice, result) = shell.line(&line);
+                if let Some(notice) = notice {
+                    if args.json {
+                        let object = serde_json::json!({ "notice": notice });
+                        writeln!(out, "{object}")?;
+                    } else {
+                        eprintln!("chronus shell: {notice}");
+                    }
+                }
+                (line, result)
+            }
+            Err(_) => (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                Err(LineError {
+                    message: "this line is not UTF-8 text (type the commands as UTF-8)".into(),
+                    suggestion: None,
+                }),
+            ),
+        };
+        let trimmed = line.trim();
         match (&result, args.json) {
             (Ok(Next::Quit), _) => break,
             (Ok(Next::Go(answer)), false) => {
@@ -428,7 +548,7 @@ fn piped(shell: &Shell, args: &ShellArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{object}")?;
             }
             (Err(e), false) => {
-                eprintln!("chronus shell: line {}: {trimmed}: {e}", number + 1);
+                eprintln!("chronus shell: line {number}: {trimmed}: {e}");
             }
             (Err(e), true) => {
                 let object = serde_json::json!({
@@ -453,4 +573,22 @@ fn piped(shell: &Shell, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review 16, finding 10: `--timeout` is a finite number from 0.1 to 3600 s, checked
+    /// by clap's value parser, so `inf`, `1e30`, `-1` and `nan` never reach a `Duration`.
+    #[test]
+    fn the_timeout_is_finite_and_sane() {
+        assert_eq!(parse_timeout("2"), Ok(2.0));
+        assert_eq!(parse_timeout("0.1"), Ok(0.1));
+        assert_eq!(parse_timeout("3600"), Ok(3600.0));
+        for bad in ["inf", "1e30", "-1", "nan", "0", "0.05", "3601", "soon"] {
+            let error = parse_timeout(bad).unwrap_err();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
+    }
 }

@@ -117,7 +117,7 @@ const JAM_AFTER_GET: &[(&str, &str)] = &[
     ),
 ];
 
-/// A private tmux server (its own socket), killed when dropped.
+/// A private tmux server (its own socket), killed when dropped (and its socket file removed).
 struct Tmux {
     socket: String,
 }
@@ -208,7 +208,17 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // tmux leaves its socket file behind when its server is killed: remove it too.
+        let socket = self
+            .command()
+            .args(["display-message", "-p", "#{socket_path}"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
         let _ = self.command().arg("kill-server").status();
+        if !socket.is_empty() {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
@@ -458,4 +468,89 @@ fn a_piped_shell_stops_at_the_first_error_and_json_answers_each_line() {
         serde_json::json!({"line": "bpm 100", "ok": true, "ran": ["/clock/bpm 100"], "said": "tempo 120 -> 100 bpm, from the next beat"})
     );
     server.quit();
+}
+
+/// `chronus serve` on the fixed `addr` (so a second server can take the first one's place).
+fn serve_on(addr: std::net::SocketAddr) -> common::Server {
+    let mut command = common::chronus();
+    command
+        .args(["serve", "--osc", &addr.to_string(), "--join-timeout", "20"])
+        .args(["--block", "64", "--depth", "24", "--output", "null"])
+        .env("CHRONUS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    common::Server::start_command(command)
+}
+
+/// Review 16, findings 5 and 11: a piped `--json --keep-going` shell outlives its server.
+/// While the server is away a line fails saying so; once a new server listens on the same
+/// address the next line reconnects (a `notice` object, then the line's answer, with the
+/// tempo counted from the new server's); a line that is not UTF-8 fails alone. Depth: the
+/// real binary against two real servers in turn; about 3 s (two server starts).
+#[test]
+fn a_piped_shell_reconnects_after_the_server_comes_back() {
+    use std::io::{BufRead, BufReader};
+    let first = serve_on("127.0.0.1:0".parse().unwrap());
+    let addr = first.addr;
+    let mut child = common::chronus()
+        .args([
+            "shell",
+            "--json",
+            "--keep-going",
+            "--osc",
+            &addr.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut answers = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> serde_json::Value {
+        serde_json::from_str(&answers.next().expect("an answer").unwrap()).unwrap()
+    };
+    let mut write = |line: &[u8]| {
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    };
+    write(b"bpm 100");
+    let answer = next();
+    assert_eq!(answer["ok"], true, "{answer}");
+    // A line that is not UTF-8: an error object for it, and the session goes on.
+    write(b"play caf\xe9");
+    let answer = next();
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not UTF-8"),
+        "{answer}"
+    );
+    first.quit();
+    write(b"bpm 90");
+    let answer = next();
+    assert_eq!(answer["ok"], false, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("gone") || error.contains("closed"),
+        "{error}"
+    );
+    let second = serve_on(addr);
+    let bpm = common::get(&second.metrics(), "clock_bpm");
+    write(b"faster");
+    assert_eq!(
+        next(),
+        serde_json::json!({ "notice": format!("reconnected to {addr}") })
+    );
+    let answer = next();
+    assert_eq!(answer["ok"], true, "{answer}");
+    // The tempo is the new server's (not the 100 this shell set on the old one).
+    assert_eq!(
+        answer["ran"],
+        serde_json::json!([format!("/clock/bpm {}", bpm + 4.0)])
+    );
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "two lines failed");
+    second.quit();
 }

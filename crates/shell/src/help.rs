@@ -6,8 +6,9 @@ pub const TOPICS: &[&str] = &[
     "keys",
 ];
 
-/// The help text for `topic` (`None`: the overview).
-pub fn text(topic: Option<&str>) -> String {
+/// The help text for `topic` (`None`: the overview), or `None` for a topic there is no
+/// help on (the caller says which topics there are).
+pub fn text(topic: Option<&str>) -> Option<String> {
     let body = match topic {
         None => "\
 commands (words are case-insensitive; `help <topic>` for more: play chords scales patterns tempo set phrases library undo keys):
@@ -61,11 +62,9 @@ undo: reverts this shell's latest set, phrase, tempo, pattern or mute (a set ram
   the value it had, asked with /get, over 1 beat). Again: the one before.".to_string(),
         Some("keys" | "editing") => "\
 Tab completes commands, instruments, module.param names, tracks, chords and notes.
-  Up/Down: history (kept in ~/.local/state/chronus/shell_history). Ctrl-D or quit: leave.".to_string(),
-        Some(other) => format!(
-            "no help on `{other}`; topics: {}",
-            TOPICS.join(", ")
-        ),
+  Up/Down: history (kept in $XDG_STATE_HOME/chronus/shell_history, else
+  ~/.local/state/chronus/shell_history). Ctrl-D or quit: leave.".to_string(),
+        Some(_) => return None,
     };
-    body
+    Some(body)
 }

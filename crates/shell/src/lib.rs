@@ -28,7 +28,7 @@ pub mod phrases;
 #[doc(hidden)]
 pub mod tests_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chronus_protocol::{build_message, AddressTable, ArgKind};
@@ -44,6 +44,8 @@ pub struct State {
     undo: Vec<Undo>,
     /// The pattern this shell last gave each track (the one `undo` of a pattern restores).
     patterns: BTreeMap<String, String>,
+    /// The notes this shell holds (`hold`, not yet `release`d): (instrument, note text).
+    held: BTreeSet<(String, String)>,
 }
 
 impl State {
@@ -54,6 +56,7 @@ impl State {
             bpm,
             undo: Vec::new(),
             patterns: BTreeMap::new(),
+            held: BTreeSet::new(),
         }
     }
 
@@ -73,11 +76,73 @@ impl State {
         if let Some((track, pattern)) = &run.pattern {
             self.patterns.insert(track.clone(), pattern.clone());
         }
+        for step in &run.ran {
+            let args: Vec<String> = step.message.args.iter().map(arg_text).collect();
+            match (step.message.addr.as_str(), args.as_slice()) {
+                ("/note/on", [instrument, note, ..]) => {
+                    self.held.insert((instrument.clone(), note.clone()));
+                }
+                ("/note/off", [instrument, note, ..]) => {
+                    self.held.remove(&(instrument.clone(), note.clone()));
+                }
+                ("/panic", _) => self.held.clear(),
+                _ => {}
+            }
+        }
     }
 
     /// How many changes `undo` can still revert.
     pub fn undo_depth(&self) -> usize {
         self.undo.len()
+    }
+}
+
+/// Where the parameters this shell ramped are heading: address -> (target, when the
+/// ramp ends). Relative phrases and `undo` start from a ramp's target while it runs, not
+/// from `/get`'s value mid-ramp (else `brighter` twice in a row barely moves, and
+/// `brighter` then `a bit darker` ends darker than before). The caller gives the time,
+/// so this stays clock-free.
+#[derive(Debug, Default, Clone)]
+pub struct Heading {
+    targets: BTreeMap<String, (f32, std::time::Instant)>,
+}
+
+impl Heading {
+    /// Takes in a run the server accepted at `now`: each `/ramp` it sent is remembered
+    /// until it ends; a plain set of a parameter forgets that parameter's ramp.
+    pub fn note(&mut self, run: &Run, now: std::time::Instant) {
+        self.targets.retain(|_, (_, end)| *end > now);
+        for step in &run.ran {
+            let args: Vec<String> = step.message.args.iter().map(arg_text).collect();
+            match (step.message.addr.as_str(), args.as_slice()) {
+                ("/ramp", [address, target, seconds, ..]) => {
+                    if let (Ok(target), Ok(seconds)) =
+                        (target.parse::<f32>(), seconds.parse::<f64>())
+                    {
+                        let length = (step.after + seconds).clamp(0.0, 86_400.0);
+                        let end = now + std::time::Duration::from_secs_f64(length);
+                        self.targets.insert(address.clone(), (target, end));
+                    }
+                }
+                (address, _) if address.starts_with("/mod/") => {
+                    self.targets.remove(address);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The target of the ramp of `address` still running at `now`, if there is one.
+    pub fn target(&self, address: &str, now: std::time::Instant) -> Option<f32> {
+        self.targets
+            .get(address)
+            .filter(|(_, end)| *end > now)
+            .map(|(target, _)| *target)
+    }
+
+    /// Forgets every ramp (another patch, another server).
+    pub fn clear(&mut self) {
+        self.targets.clear();
     }
 }
 
@@ -110,6 +175,10 @@ pub struct Undo {
     pub what: String,
     /// The messages that revert it.
     pub steps: Vec<Step>,
+    /// The tempo it restores (so a later `faster` starts from it).
+    pub bpm: Option<f64>,
+    /// The track and pattern it restores (so a later pattern's undo restores this one).
+    pub pattern: Option<(String, String)>,
 }
 
 /// What a run does to the undo history once the server accepted it.
@@ -240,6 +309,22 @@ pub fn message_text(message: &OscMessage) -> String {
     }
     text
 }
+
+/// One argument as [`message_text`] writes it, unquoted.
+fn arg_text(arg: &OscType) -> String {
+    match arg {
+        OscType::Float(v) => number(f64::from(*v)),
+        OscType::Double(v) => number(*v),
+        OscType::Int(v) => v.to_string(),
+        OscType::Long(v) => v.to_string(),
+        OscType::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The most notes one line may play: a line of thousands of notes would overrun the
+/// server's rate limit and lose some of them.
+pub const MAX_NOTES: usize = 128;
 
 /// A number as the shell shows and sends it: at most 3 decimals, none when whole.
 pub fn number(value: f64) -> String {
@@ -554,7 +639,24 @@ pub fn interpret(
     }
     match first.as_str() {
         "quit" | "exit" | "bye" | "q" if rest.is_empty() => Ok(Outcome::Quit),
-        "help" | "?" => Ok(Outcome::Help(help::text(rest.first().map(String::as_str)))),
+        "help" | "?" => match rest {
+            [] | [_] => help::text(rest.first().map(String::as_str))
+                .map(Outcome::Help)
+                .ok_or_else(|| {
+                    ShellError::suggesting(
+                        format!(
+                            "no help on `{}`; the topics are {}",
+                            rest[0],
+                            help::TOPICS.join(", ")
+                        ),
+                        closest(&rest[0], help::TOPICS.iter().copied()),
+                    )
+                }),
+            _ => Err(ShellError::new(format!(
+                "say one topic: `help play`; the topics are {}",
+                help::TOPICS.join(", ")
+            ))),
+        },
         "play" => play(state, &tokens[1..], Hold::Play),
         "hold" => play(state, &tokens[1..], Hold::On),
         "release" => play(state, &tokens[1..], Hold::Off),
@@ -732,9 +834,22 @@ fn play(state: &State, tokens: &[Token], hold: Hold) -> Result<Outcome, ShellErr
     let mut seconds_words: Option<Vec<String>> = None;
     let mut named_instrument = None;
     let mut velocity = 100.0f64;
+    let mut said_clauses: Vec<&str> = Vec::new();
     let mut i = end;
     while i < words.len() {
         let word = words[i].to_lowercase();
+        let clause = match word.as_str() {
+            "vel" | "at" => "velocity",
+            "for" => "for",
+            "on" => "on",
+            _ => "velocity",
+        };
+        if said_clauses.contains(&clause) {
+            return Err(ShellError::new(format!(
+                "`{clause}` is said twice: say it once, e.g. `{verb} C4 on keys velocity 90`"
+            )));
+        }
+        said_clauses.push(clause);
         let value_end = (i + 1..words.len())
             .find(|&j| keyword(&words[j]))
             .unwrap_or(words.len());
@@ -745,13 +860,15 @@ fn play(state: &State, tokens: &[Token], hold: Hold) -> Result<Outcome, ShellErr
                 [name] => named_instrument = Some(name.clone()),
                 _ => return Err(ShellError::new("say one instrument after `on`: `on keys`")),
             },
-            "velocity" | "vel" | "at" => {
+            "velocity" | "vel" | "at" if hold != Hold::Off => {
                 velocity = match values {
-                    [v] => v.parse().ok().filter(|v: &f64| (0.0..=127.0).contains(v)),
+                    [v] => v.parse().ok().filter(|v: &f64| (1.0..=127.0).contains(v)),
                     _ => None,
                 }
                 .ok_or_else(|| {
-                    ShellError::new("a velocity is a number from 0 to 127: `velocity 90`")
+                    ShellError::new(
+                        "a velocity is a number from 1 to 127: `velocity 90` (velocity 0 is a note-off: say `release C4`)",
+                    )
                 })?;
             }
             _ => {
@@ -797,6 +914,12 @@ fn play(state: &State, tokens: &[Token], hold: Hold) -> Result<Outcome, ShellErr
             (notes, shown.join(" "), flats, false)
         }
     };
+    if notes.len() > MAX_NOTES {
+        return Err(ShellError::new(format!(
+            "{} notes in one line: at most {MAX_NOTES} (play the rest in another line)",
+            notes.len()
+        )));
+    }
     if notes.iter().any(|n| !(0.0..=127.0).contains(n)) {
         return Err(ShellError::new(format!(
             "`{name}` goes beyond the notes 0..127 (C-1..G9)"
@@ -807,7 +930,7 @@ fn play(state: &State, tokens: &[Token], hold: Hold) -> Result<Outcome, ShellErr
         None if gap => duration(&["0.5".to_string()], state.bpm)?,
         None => duration(&["1".to_string()], state.bpm)?,
     };
-    if hold == Hold::Play && length <= 0.0 {
+    if hold == Hold::Play && (length <= 0.0 || number(length) == "0") {
         return Err(ShellError::new(
             "a note lasts longer than nothing: `for 1 beat`",
         ));
@@ -846,7 +969,20 @@ fn play(state: &State, tokens: &[Token], hold: Hold) -> Result<Outcome, ShellErr
         Hold::Play if gap => format!("playing {named}, each for {shown_length}, on {instrument}"),
         Hold::Play => format!("playing {named} for {shown_length} on {instrument}"),
         Hold::On => format!("holding {named} on {instrument} (`release {name}` ends it)"),
-        Hold::Off => format!("released {named} on {instrument}"),
+        Hold::Off => {
+            let notes: Vec<String> = notes.iter().map(|n| number(f64::from(*n))).collect();
+            let held = notes
+                .iter()
+                .filter(|n| state.held.contains(&(instrument.clone(), (*n).clone())))
+                .count();
+            if held == notes.len() {
+                format!("released {named} on {instrument}")
+            } else if held == 0 {
+                format!("sent note-off for {named} on {instrument} (this shell was not holding it)")
+            } else {
+                format!("released {named} on {instrument} ({held} of {} notes were held by this shell; note-off sent for all)", notes.len())
+            }
+        }
     };
     Ok(Outcome::Run(Run {
         command: None,
@@ -931,6 +1067,8 @@ pub(crate) fn tempo(state: &State, bpm: f64, phrase: Option<&str>) -> Result<Out
         .map(|m| Undo {
             what: format!("tempo back to {before} bpm"),
             steps: vec![Step::new(m, 0.0)],
+            bpm: Some(state.bpm),
+            pattern: None,
         })
         .map_or(UndoChange::None, UndoChange::Push);
     Ok(Outcome::Run(Run {
@@ -1029,6 +1167,8 @@ pub(crate) fn change(
                     UndoChange::Push(Undo {
                         what: format!("{} back to {before_text}{unit}", param.name),
                         steps: vec![Step::new(m, 0.0)],
+                        bpm: None,
+                        pattern: None,
                     })
                 })
                 .unwrap_or(UndoChange::None)
@@ -1100,6 +1240,8 @@ fn set_pattern(
                 UndoChange::Push(Undo {
                     what: format!("{track} back to \"{before}\""),
                     steps: vec![Step::new(m, 0.0)],
+                    bpm: None,
+                    pattern: Some((track.clone(), before.clone())),
                 })
             })
             .unwrap_or(UndoChange::None),
@@ -1143,6 +1285,8 @@ fn start_stop(state: &State, verb: &str, rest: &[String], on: bool) -> Result<Ou
             undo: UndoChange::Push(Undo {
                 what: format!("the clock {}", if on { "stopped" } else { "started" }),
                 steps: vec![Step::new(build(table, other, &[])?, 0.0)],
+                bpm: None,
+                pattern: None,
             }),
             bpm: None,
             pattern: None,
@@ -1163,6 +1307,8 @@ fn start_stop(state: &State, verb: &str, rest: &[String], on: bool) -> Result<Ou
         undo: UndoChange::Push(Undo {
             what: format!("{track} {}", if on { "stopped" } else { "playing again" }),
             steps: vec![Step::new(build(table, &address(!on), &[])?, 0.0)],
+            bpm: None,
+            pattern: None,
         }),
         bpm: None,
         pattern: None,
@@ -1179,8 +1325,10 @@ fn undo(state: &State) -> Result<Outcome, ShellError> {
         ran: last.steps.clone(),
         said: format!("undone: {}", last.what),
         undo: UndoChange::Pop,
-        bpm: None,
-        pattern: None,
+        // What the change replaced is the shell's again: the tempo later beats count
+        // in, the pattern a later change of the track would restore.
+        bpm: last.bpm,
+        pattern: last.pattern.clone(),
     }))
 }
 

@@ -48,7 +48,7 @@ fn lines_become_exact_messages_and_answers() {
         ("play G7/B on keys", vec!["/note/play keys 59 100 0.5", "/note/play keys 67 100 0.5", "/note/play keys 71 100 0.5", "/note/play keys 74 100 0.5", "/note/play keys 77 100 0.5"], "playing G7/B (B3 G4 B4 D5 F5) for 1 beat on keys"),
         ("play C minor scale", vec!["/note/play keys 60 100 0.25", "/note/play keys 62 100 0.25", "/note/play keys 63 100 0.25", "/note/play keys 65 100 0.25", "/note/play keys 67 100 0.25", "/note/play keys 68 100 0.25", "/note/play keys 70 100 0.25", "/note/play keys 72 100 0.25"], "playing C minor scale (C4 D4 D#4 F4 G4 G#4 A#4 C5), each for 0.5 beats, on keys"),
         ("hold C4", vec!["/note/on keys 60 100"], "holding C4 on keys (`release C4` ends it)"),
-        ("release c4", vec!["/note/off keys 60"], "released C4 on keys"),
+        ("release c4", vec!["/note/off keys 60"], "sent note-off for C4 on keys (this shell was not holding it)"),
         ("panic", vec!["/panic"], "every voice silenced"),
         ("sustain on", vec!["/sustain keys 1"], "sustain pedal down on keys"),
         ("bpm 124", vec!["/clock/bpm 124"], "tempo 120 -> 124 bpm, from the next beat"),
@@ -291,4 +291,123 @@ fn notes_without_an_instrument_go_to_the_first_without_drums() {
         ("out", "output"),
     ]);
     assert_eq!(run(&kit, "play C4").said, "playing C4 for 1 beat on kit");
+}
+
+/// Review 16, finding 4: `undo` of a tempo leaves the shell at the restored tempo, so a
+/// later `faster` starts from it; a pattern's undo never brings back an undone pattern.
+#[test]
+fn undo_restores_the_tempo_and_pops_exactly_one_pattern() {
+    let mut state = state();
+    let bpm = |state: &mut State, line: &str| {
+        let r = run(state, line);
+        state.applied(&r);
+        r
+    };
+    bpm(&mut state, "bpm 90");
+    assert_eq!(state.bpm, 90.0);
+    let undo = bpm(&mut state, "undo");
+    assert_eq!(undo.said, "undone: tempo back to 120 bpm");
+    assert_eq!(state.bpm, 120.0);
+    assert_eq!(texts(&run(&state, "faster")), ["/clock/bpm 124"]);
+    // drums "bd*4", drums "sn*4", undo, drums "hh*8", undo: back to "bd*4", not "sn*4".
+    let mut state = self::state();
+    for line in ["drums \"bd*4\"", "drums \"sn*4\"", "undo", "drums \"hh*8\""] {
+        bpm(&mut state, line);
+    }
+    let undo = bpm(&mut state, "undo");
+    assert_eq!(texts(&undo), ["/seq/drums/pattern bd*4"]);
+    assert_eq!(state.undo_depth(), 0);
+}
+
+/// Review 16, findings 8 and 12: the note cap, velocity 0, repeated clauses, `help` of an
+/// unknown topic, a length that rounds to nothing, and `release` of a note not held.
+#[test]
+fn play_refuses_what_it_cannot_do_truthfully() {
+    let state = state();
+    let many = format!("play {}", "C4 ".repeat(MAX_NOTES + 1));
+    assert_eq!(
+        error(&state, &many),
+        "129 notes in one line: at most 128 (play the rest in another line)"
+    );
+    assert_eq!(
+        run(&state, &format!("play {}", "C4 ".repeat(MAX_NOTES)))
+            .ran
+            .len(),
+        MAX_NOTES
+    );
+    assert!(error(&state, "play C4 velocity 0").contains("from 1 to 127"));
+    assert!(error(&state, "play C4 velocity 0").contains("release"));
+    assert!(error(&state, "hold C4 velocity 0").contains("from 1 to 127"));
+    assert_eq!(
+        texts(&run(&state, "play C4 velocity 1")),
+        ["/note/play keys 60 1 0.5"]
+    );
+    for line in [
+        "play C4 on keys on keys",
+        "play C4 for 1 beat for 2 beats",
+        "play C4 velocity 90 vel 80",
+    ] {
+        assert!(error(&state, line).contains("is said twice"), "{line}");
+    }
+    assert!(error(&state, "play C4 for 0.0000001 seconds").contains("longer than nothing"));
+    let help = error(&state, "help nonsense");
+    assert!(
+        help.starts_with("no help on `nonsense`; the topics are play, notes"),
+        "{help}"
+    );
+    assert!(matches!(
+        interpret(&state, "help keys", &mut values),
+        Ok(Outcome::Help(t)) if t.contains("XDG_STATE_HOME")
+    ));
+    // release: truthful about what this shell held.
+    let mut state = self::state();
+    assert_eq!(
+        run(&state, "release C4").said,
+        "sent note-off for C4 on keys (this shell was not holding it)"
+    );
+    let hold = run(&state, "hold C4");
+    state.applied(&hold);
+    let release = run(&state, "release C4");
+    assert_eq!(release.said, "released C4 on keys");
+    state.applied(&release);
+    assert_eq!(
+        run(&state, "release C4").said,
+        "sent note-off for C4 on keys (this shell was not holding it)"
+    );
+    state.applied(&run(&state, "hold C4"));
+    state.applied(&run(&state, "panic"));
+    assert!(run(&state, "release C4").said.starts_with("sent note-off"));
+}
+
+/// Review 16, finding 7: while a ramp runs, phrases and `undo` start from its target.
+#[test]
+fn heading_remembers_ramp_targets_until_they_end() {
+    use std::time::{Duration, Instant};
+    let state = state();
+    let mut heading = Heading::default();
+    let t0 = Instant::now();
+    // `brighter` from 1200 ramps to 1800 over 1 beat (0.5 s at 120 bpm).
+    let brighter = run(&state, "brighter");
+    assert_eq!(texts(&brighter), ["/ramp /mod/filter/cutoff 1800 0.5"]);
+    heading.note(&brighter, t0);
+    assert_eq!(heading.target("/mod/filter/cutoff", t0), Some(1800.0));
+    assert_eq!(heading.target("/mod/reverb/mix", t0), None);
+    // A second `brighter` mid-ramp starts from 1800, not from /get's 1200.
+    let mut current = |address: &str| heading.target(address, t0).or_else(|| values(address));
+    let Ok(Outcome::Run(again)) = interpret(&state, "brighter", &mut current) else {
+        panic!()
+    };
+    assert_eq!(texts(&again), ["/ramp /mod/filter/cutoff 2700 0.5"]);
+    let UndoChange::Push(undo) = &again.undo else {
+        panic!()
+    };
+    assert_eq!(undo.what, "filter.cutoff back to 1800 Hz");
+    // Once the ramp has ended, /get's value is the truth again.
+    assert_eq!(
+        heading.target("/mod/filter/cutoff", t0 + Duration::from_millis(600)),
+        None
+    );
+    // A plain set forgets the ramp.
+    heading.note(&run(&state, "set filter.cutoff 500"), t0);
+    assert_eq!(heading.target("/mod/filter/cutoff", t0), None);
 }

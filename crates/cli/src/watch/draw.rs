@@ -87,6 +87,10 @@ fn header_line(model: &Model) -> Line<'static> {
     let (state, color) = match &model.link {
         Link::Connecting => ("connecting…".to_string(), Color::Yellow),
         Link::Connected => ("connected".to_string(), Color::Green),
+        Link::Lost { .. } if !model.ever_connected => (
+            format!("no server at {} yet: retrying every second", model.server),
+            Color::Red,
+        ),
         Link::Lost { reason } => (
             format!("connection lost, server gone: retrying every second ({reason})"),
             Color::Red,

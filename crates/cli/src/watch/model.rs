@@ -142,6 +142,8 @@ pub struct Model {
     pub server: String,
     /// Whether we are connected.
     pub link: Link,
+    /// Whether a connection was ever made (before it, a failure is "no server yet").
+    pub ever_connected: bool,
     /// The worker slots, by slot number.
     pub workers: BTreeMap<i32, Worker>,
     /// Failovers, newest first (at most [`TIMELINE_LEN`]).
@@ -199,6 +201,7 @@ impl Model {
         Model {
             server: server.into(),
             link: Link::Connecting,
+            ever_connected: false,
             workers: BTreeMap::new(),
             failovers: VecDeque::new(),
             metrics: BTreeMap::new(),
@@ -221,6 +224,14 @@ impl Model {
     /// The server answered: connected (and subscribed).
     pub fn connected(&mut self) {
         self.link = Link::Connected;
+        // A new connection may be another server: none of the old one's figures
+        // (latency, workers, sequencer) stay; the `/metrics` answer fills them in again.
+        if self.ever_connected {
+            self.metrics.clear();
+            self.workers.clear();
+            self.seq = None;
+        }
+        self.ever_connected = true;
     }
 
     /// The connection broke or could not be made. The rate's baseline goes (a restarted
