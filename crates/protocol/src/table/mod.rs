@@ -667,6 +667,8 @@ static FIXED: &[Fixed] = &[
                 kind: ArgKind::Int { min: 0, max: 1 },
                 optional: false,
             },
+            // One a topic (`Topic::ALL`).
+            TOPIC_ARG,
             TOPIC_ARG,
             TOPIC_ARG,
             TOPIC_ARG,
