@@ -47,14 +47,23 @@ export class Listener {
     }
     const context = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
     this.context = context;
-    await context.audioWorklet.addModule("/audio-worklet.js");
-    const node = new AudioWorkletNode(context, "chronus-player", {
-      numberOfInputs: 0,
-      outputChannelCount: [2],
-    });
-    node.port.onmessage = (event) => { this.report = event.data; };
-    node.connect(context.destination);
-    await context.resume();
+    let node;
+    try {
+      await context.audioWorklet.addModule("/audio-worklet.js");
+      node = new AudioWorkletNode(context, "chronus-player", {
+        numberOfInputs: 0,
+        outputChannelCount: [2],
+      });
+      node.port.onmessage = (event) => { this.report = event.data; };
+      node.connect(context.destination);
+      await context.resume();
+    } catch (error) {
+      // A browser without AudioWorklet, or no audio device: said on the panel.
+      this.context = null;
+      context.close();
+      this.stats.textContent = `cannot play audio here: ${error}`;
+      return;
+    }
     this.node = node;
     this.expected = null;
     this.button.textContent = "stop listening";
@@ -82,7 +91,7 @@ export class Listener {
 
   /** The counters and the latency, a few times a second. */
   show() {
-    if (this.section.hidden) return;
+    if (this.section.hidden || !this.context) return;
     const parts = [`received ${this.frames} frames`, `gaps ${this.gaps}`];
     const context = this.context;
     if (context && this.report) {
