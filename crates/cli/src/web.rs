@@ -16,6 +16,11 @@ pub struct WebArgs {
     /// a free port. The URL to open, with its per-launch token, is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::parse_osc)]
     http: SocketAddr,
+    /// Also stream the server's output to the page (its "listen" button): the `/notify
+    /// audio` topic, played by the browser from a small jitter buffer. Off by default: it
+    /// costs the server about 400 KB/s of copying and sending at 48 kHz.
+    #[arg(long)]
+    audio: bool,
 }
 
 /// Serves the page until stopped.
@@ -27,6 +32,7 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     chronus_web::run(chronus_web::WebConfig {
         osc: args.osc,
         http: args.http,
+        audio: args.audio,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -31,8 +31,14 @@ impl Drop for Killed {
 
 /// `chronus web --osc <server> --http 127.0.0.1:0`: the process and the URL it printed.
 fn start_web(server: SocketAddr) -> (Killed, String) {
+    start_web_with(server, &[])
+}
+
+/// [`start_web`] with `extra` arguments (`--audio`).
+fn start_web_with(server: SocketAddr, extra: &[&str]) -> (Killed, String) {
     let mut child = chronus()
         .args(["web", "--osc", &server.to_string(), "--http", "127.0.0.1:0"])
+        .args(extra)
         .env("CHRONUS_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -272,6 +278,7 @@ fn start_browser() -> (Killed, Browser) {
     let mut options = json!({"args": [
         "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
         "--window-size=1400,1500", "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
     ]});
     if std::path::Path::new("/usr/bin/chromium").exists() {
         options["binary"] = json!("/usr/bin/chromium");
@@ -620,6 +627,11 @@ fn web_sequencer_patterns_are_editable_and_lit() {
         Duration::from_secs(20),
         "the page never showed the groove's three tracks",
     );
+    // Without --audio, no listen panel.
+    assert_eq!(
+        browser.script("return document.getElementById('listen-section').hidden"),
+        json!(true)
+    );
     server.send("/clock/start", vec![]);
     browser.wait_for(
         "return document.querySelectorAll('.steps span.lit').length > 0",
@@ -643,6 +655,75 @@ fn web_sequencer_patterns_are_editable_and_lit() {
         Duration::from_secs(10),
         "the page did not show the edited pattern",
     );
+    let errors = browser.script("return window.__chronusErrors");
+    assert_eq!(errors, json!([]), "errors on the page");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `chronus web --audio`: "listen" plays the server's output in the page, whose counters
+/// show audio frames arriving (and growing) and a latency figure; no error on the page.
+/// Depth: the server's test settings (64-frame blocks, depth 24); the page's jitter
+/// buffer is 80 ms. Only counts and the presence of a figure are asserted, never a timing.
+#[test]
+fn web_audio_listen_plays_the_servers_output() {
+    if !chromedriver_present() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromedriver is missing in CI: scripts/setup.sh installs chromium and chromium-driver"
+        );
+        println!("skipping web_audio_listen_plays_the_servers_output: no chromedriver (scripts/setup.sh installs chromium and chromium-driver)");
+        return;
+    }
+    let Recorded { server, dir, .. } = Recorded::start("web-audio", &[]);
+    let (_web, url) = start_web_with(server.addr, &["--audio"]);
+    let (_driver, browser) = start_browser();
+    browser.call("POST", "/url", json!({"url": url}));
+    browser.wait_for(
+        "return document.getElementById('listen-section').hidden === false",
+        Duration::from_secs(20),
+        "no listen panel with --audio",
+    );
+    server.play_note(440.0);
+    let listen = browser.element("#listen");
+    browser.call("POST", &format!("/element/{listen}/click"), json!({}));
+    let frames = "Number(document.getElementById('listen-stats').dataset.frames || 0)";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.script(&format!("return {frames} > 48000")) != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "no second of audio reached the page after \"listen\": {} {}",
+            browser.text("#listen-stats"),
+            browser.script("return window.__chronusErrors")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    browser.wait_for(
+        &format!("return {frames} > 48000"),
+        Duration::from_secs(30),
+        "no second of audio reached the page after \"listen\"",
+    );
+    browser.wait_for(
+        "return document.getElementById('listen-stats').dataset.latencyMs !== undefined",
+        Duration::from_secs(20),
+        "no latency figure",
+    );
+    let before = browser
+        .script(&format!("return {frames}"))
+        .as_f64()
+        .unwrap();
+    browser.wait_for(
+        &format!("return {frames} > {before} + 24000"),
+        Duration::from_secs(30),
+        "the frames received stopped growing",
+    );
+    let stats = browser.text("#listen-stats");
+    assert!(stats.contains("latency"), "{stats}");
+    let latency =
+        browser.script("return Number(document.getElementById('listen-stats').dataset.latencyMs)");
+    let latency = latency.as_f64().unwrap();
+    assert!(latency.is_finite() && latency >= 0.0, "{stats}");
+    eprintln!("the page says: {stats}");
     let errors = browser.script("return window.__chronusErrors");
     assert_eq!(errors, json!([]), "errors on the page");
     drop(server);

@@ -787,6 +787,13 @@ mod tests {
             unknown.starts_with("/notify: unknown topic 'levles' (topics: failover, worker, metrics, levels, scope, spectrum, params, patch"),
             "{unknown}"
         );
+        // Every topic at once fits the arguments `/notify` takes.
+        let mut all = vec![OscType::Int(1)];
+        all.extend(Topic::ALL.iter().map(|t| text(t.name())));
+        let Ok(Request::Notify(Some(every))) = request(all) else {
+            panic!("/notify with every topic refused");
+        };
+        assert_eq!(every.topics, Topics::of(&Topic::ALL));
         let too_fast = request(vec![OscType::Int(1), text("metrics=1000")]).unwrap_err();
         assert!(too_fast.contains("bad metrics rate"), "{too_fast}");
         assert!(request(vec![OscType::Int(2)]).is_err());

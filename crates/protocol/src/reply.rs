@@ -403,6 +403,8 @@ pub const PUSH_PATCH: &str = "/chronus/patch";
 /// Address of the `seq` push:
 /// `/chronus/seq <bar:i> <sixteenth:i> <beats:f> <bpm:f> <running:i>`.
 pub const PUSH_SEQ: &str = "/chronus/seq";
+/// Address of the `audio` topic's pushes.
+pub const PUSH_AUDIO: &str = "/chronus/audio";
 
 /// `/chronus/failover <slot> <frame> <cause>` (`,ihs`): the output now reads `slot`, from
 /// the block starting at `frame`, because of `cause` (`worker died`, `missed deadline`).
@@ -457,6 +459,16 @@ pub fn push_spectrum(low_hz: f32, high_hz: f32, bands_db: &[f32]) -> Vec<u8> {
     args.extend([OscType::Float(low_hz), OscType::Float(high_hz)]);
     args.extend(bands_db.iter().map(|&v| OscType::Float(v)));
     encode(PUSH_SPECTRUM, args)
+}
+
+/// `/chronus/audio <first frame> <samples>` (`,hb`): the output's samples from frame
+/// `first_frame` on the server's timeline, interleaved stereo, as f32 little-endian bytes.
+pub fn push_audio(first_frame: u64, interleaved: &[f32]) -> Vec<u8> {
+    let bytes = interleaved.iter().flat_map(|v| v.to_le_bytes()).collect();
+    encode(
+        PUSH_AUDIO,
+        vec![OscType::Long(first_frame as i64), OscType::Blob(bytes)],
+    )
 }
 
 /// `/chronus/params <address> <value>` (`,sf`), or with `seconds` (`,sff`) for a glide

@@ -6,8 +6,9 @@
 //!    bounded channel (full: dropped and counted in `notify_dropped`; nothing waits). The
 //!    sources: the OSC thread (subscriptions, parameter changes), the supervisor loop
 //!    (failovers, patch switches, workers changing role). The sound comes another way:
-//!    while a subscriber wants `levels`, `scope` or `spectrum`, the output clock copies
-//!    each played block into [`OutputShared::monitor`], a preallocated wait-free ring.
+//!    while a subscriber wants `levels`, `scope`, `spectrum` or `audio`, the output clock
+//!    copies each played block, stamped with its first frame, into
+//!    [`OutputShared::monitor`], a preallocated wait-free ring.
 //! 2. The notify thread ([`Notifier::run`], normal priority) takes each event, and every
 //!    [`TICK`] (while a periodic topic is wanted; [`IDLE_TICK`] otherwise) drains the monitor ring into its [`Analysis`] and sees which periodic topic
 //!    is due; it encodes the push once (`chronus_protocol::reply::push_*`).
@@ -18,6 +19,10 @@
 //! [`MAX_SUBSCRIBERS`]; UDP only to loopback and `--allow`ed clients, others
 //! are told to use TCP; a UDP subscription ends after [`UDP_LEASE`] unless renewed (sending
 //! `/notify 1 …` again renews and replaces it); a TCP one ends with its connection.
+//! `audio` (the samples themselves, about 400 KB/s at 48 kHz) goes over TCP only and to at
+//! most [`MAX_AUDIO_SUBSCRIBERS`]. A TCP client that does not read is never waited for:
+//! its pushes queue in the transport's bounded reply queue, and when that is full the
+//! client is disconnected ([`Replier::send`]); the sound and the other subscribers go on.
 //!
 //! A panic in the thread is caught per event or tick, logged, counted in `notify_panics`;
 //! the thread keeps its subscribers, starts its analysis afresh, and pushes on. Adding a
@@ -39,11 +44,17 @@ use crate::exposure::Exposure;
 use crate::log_limit::{self, escaped};
 use crate::metrics::Metrics;
 use crate::output::OutputShared;
+use crate::recorder::stamped_blocks;
 use crate::report::Reporter;
 use crate::transport::{Replier, ReplyTo};
 
 /// Most subscribers at once; the next one gets `/fail`.
 pub const MAX_SUBSCRIBERS: usize = 32;
+/// Most subscribers to `audio` at once (each costs the server about 400 KB/s of copying
+/// and sending at 48 kHz); the next one gets `/fail`.
+pub const MAX_AUDIO_SUBSCRIBERS: usize = 4;
+/// Most frames in one `audio` push (a tick's sound is usually fewer: one push a tick).
+pub const AUDIO_PUSH_FRAMES: usize = 1024;
 /// How long a UDP subscription lasts unless renewed by another `/notify 1`.
 pub const UDP_LEASE: Duration = Duration::from_secs(60);
 /// Events waiting for the notify thread; beyond this they are dropped and counted.
@@ -204,9 +215,26 @@ impl Subscribers {
                     "{NOTIFY}: pushes go over UDP only to loopback and --allow'ed clients; subscribe over TCP (same port)"
                 ));
             }
+            ReplyTo::Udp(_) if subscription.topics.contains(Topic::Audio) => {
+                return Err(format!(
+                    "{NOTIFY}: audio goes over TCP only (a stream of samples, not datagrams to lose); subscribe over TCP (same port)"
+                ));
+            }
             ReplyTo::Udp(_) => Some(now + UDP_LEASE),
             ReplyTo::Tcp(_) => None,
         };
+        if subscription.topics.contains(Topic::Audio) {
+            let others = self
+                .list
+                .iter()
+                .filter(|s| s.to != to && s.subscription.topics.contains(Topic::Audio))
+                .count();
+            if others >= MAX_AUDIO_SUBSCRIBERS {
+                return Err(format!(
+                    "{NOTIFY}: {MAX_AUDIO_SUBSCRIBERS} audio subscribers already; try again when one leaves"
+                ));
+            }
+        }
         let subscriber = Subscriber {
             to,
             subscription,
@@ -452,8 +480,14 @@ pub struct Notifier {
     stop: Arc<AtomicBool>,
     subscribers: Subscribers,
     analysis: Analysis,
-    /// Samples taken from the monitor ring (reused).
-    taken: Vec<f32>,
+    /// Words taken from the monitor ring (stamped blocks; reused).
+    taken: Vec<u32>,
+    /// The taken blocks' samples, for the analysis (reused).
+    samples: Vec<f32>,
+    /// `audio` samples not pushed yet (at most [`AUDIO_PUSH_FRAMES`], contiguous; reused).
+    audio_pending: Vec<f32>,
+    /// The frame of `audio_pending`'s first sample.
+    audio_frame: u64,
     next_levels: Instant,
     next_spectrum: Instant,
     /// Whether the audio topics were wanted at the last tick (to start afresh when they
@@ -487,6 +521,9 @@ impl Notifier {
             subscribers: Subscribers::new(replier.exposure().clone()),
             analysis: Analysis::default(),
             taken: Vec::with_capacity(shared.monitor.capacity()),
+            samples: Vec::with_capacity(shared.monitor.capacity()),
+            audio_pending: Vec::with_capacity(2 * AUDIO_PUSH_FRAMES),
+            audio_frame: 0,
             next_levels: now,
             next_spectrum: now,
             audio_was_wanted: false,
@@ -648,8 +685,10 @@ impl Notifier {
         let wanted = self.subscribers.wanted();
 
         // Always drained, so a subscriber arriving later starts from fresh sound.
-        self.shared.monitor.take_into(&mut self.taken);
-        let audio = wanted.any_audio();
+        self.shared.monitor.take_words_into(&mut self.taken);
+        let audio = [Topic::Levels, Topic::Scope, Topic::Spectrum]
+            .into_iter()
+            .any(|t| wanted.contains(t));
         if audio && !self.audio_was_wanted {
             self.analysis = Analysis::default();
             self.next_levels = now;
@@ -657,7 +696,17 @@ impl Notifier {
         }
         self.audio_was_wanted = audio;
         if audio {
-            self.analysis.add(&self.taken);
+            self.samples.clear();
+            for (_, block) in stamped_blocks(&self.taken) {
+                self.samples
+                    .extend(block.iter().map(|&w| f32::from_bits(w)));
+            }
+            self.analysis.add(&self.samples);
+        }
+        if wanted.contains(Topic::Audio) {
+            self.push_audio();
+        } else {
+            self.audio_pending.clear();
         }
 
         if audio && now >= self.next_levels {
@@ -701,6 +750,44 @@ impl Notifier {
 }
 
 impl Notifier {
+    /// Pushes the blocks just taken to the `audio` subscribers: runs of contiguous frames,
+    /// up to [`AUDIO_PUSH_FRAMES`] a push, the last partial one at the end of the tick (so
+    /// the stream lags the output by at most a tick, not a push's length). A block not
+    /// following the one before (lost to a full ring) starts a new push at its own frame.
+    fn push_audio(&mut self) {
+        let taken = std::mem::take(&mut self.taken);
+        for (frame, block) in stamped_blocks(&taken) {
+            let pending_frames = (self.audio_pending.len() / 2) as u64;
+            if !self.audio_pending.is_empty() && self.audio_frame + pending_frames != frame {
+                self.flush_audio();
+            }
+            if self.audio_pending.is_empty() {
+                self.audio_frame = frame;
+            }
+            for pair in block.chunks_exact(2) {
+                self.audio_pending
+                    .extend(pair.iter().map(|&w| f32::from_bits(w)));
+                if self.audio_pending.len() >= 2 * AUDIO_PUSH_FRAMES {
+                    // Moves `audio_frame` on past what it sent.
+                    self.flush_audio();
+                }
+            }
+        }
+        self.taken = taken;
+        self.flush_audio();
+    }
+
+    /// Sends `audio_pending` (if any) as one `audio` push and empties it.
+    fn flush_audio(&mut self) {
+        if self.audio_pending.is_empty() {
+            return;
+        }
+        let push = reply::push_audio(self.audio_frame, &self.audio_pending);
+        self.audio_frame += (self.audio_pending.len() / 2) as u64;
+        self.audio_pending.clear();
+        self.push(Topic::Audio, &push);
+    }
+
     /// Pushes `seq` when the clock reached another sixteenth since the last push (or
     /// stopped, or started). Only a joined, live worker is listened to (a pair restored
     /// after a double fault says where it is catching up, behind the music, until it
@@ -792,6 +879,26 @@ mod tests {
         assert_eq!(table.expire(t0 + Duration::from_secs(3600), |_| false), 1);
         assert!(table.is_empty());
         assert_eq!(table.wanted(), Topics::NONE);
+    }
+
+    /// No real-time thread involved.
+    #[test]
+    fn audio_goes_over_tcp_only_and_to_four_subscribers_at_most() {
+        let mut table = Subscribers::default();
+        let now = Instant::now();
+        let audio = chronus_protocol::table::parse_topics(&["audio".to_string()]).unwrap();
+        let reason = table.subscribe(udp(1), audio, now).unwrap_err();
+        assert!(reason.contains("TCP only"), "{reason}");
+        for id in 0..MAX_AUDIO_SUBSCRIBERS as u64 {
+            table.subscribe(ReplyTo::Tcp(id), audio, now).unwrap();
+        }
+        let reason = table.subscribe(ReplyTo::Tcp(99), audio, now).unwrap_err();
+        assert!(reason.contains("4 audio subscribers"), "{reason}");
+        // Renewing one of the four is not a fifth; other topics are still open to all.
+        table.subscribe(ReplyTo::Tcp(0), audio, now).unwrap();
+        table.subscribe(ReplyTo::Tcp(99), events(), now).unwrap();
+        table.subscribe(udp(1), events(), now).unwrap();
+        assert_eq!(table.to(Topic::Audio).count(), MAX_AUDIO_SUBSCRIBERS);
     }
 
     /// No real-time thread involved.

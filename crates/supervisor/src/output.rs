@@ -305,8 +305,9 @@ pub struct OutputShared {
     pub command_log: Option<Arc<LogQueue>>,
     /// Played blocks for the recorder (`None`: nothing is recorded).
     pub recording: Option<Arc<SampleRing>>,
-    /// Played blocks for the notify thread's analysis (levels, scope, spectrum), filled
-    /// only while [`notify_topics`](Self::notify_topics) has one of them.
+    /// Played blocks for the notify thread (levels, scope, spectrum, audio), each stamped
+    /// with its first frame, filled only while [`notify_topics`](Self::notify_topics) has
+    /// one of them.
     pub monitor: SampleRing,
     /// The `/notify` topics some subscriber has ([`chronus_protocol::Topics`] bits), set by
     /// the notify thread: the output copies blocks to the monitor ring and the OSC thread
@@ -750,7 +751,9 @@ impl OutputCore {
         // thread fell behind) loses the block for the analysis only.
         let topics =
             chronus_protocol::Topics::from_bits(shared.notify_topics.load(Ordering::Relaxed));
-        if topics.any_audio() && !shared.monitor.push(out) {
+        // Stamped with its first frame, for `/notify audio`'s `first frame`.
+        let frame = block * shared.block_frames as u64;
+        if topics.any_audio() && !shared.monitor.push_stamped(frame, out) {
             Metrics::bump(&shared.metrics.notify_dropped);
         }
 

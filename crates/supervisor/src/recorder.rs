@@ -54,11 +54,16 @@ impl SampleRing {
         SampleRing::new(sample_rate as usize * 2 * RING_SECONDS as usize)
     }
 
-    /// A ring for the notify thread's analysis of the sound (`/notify levels`, …): half a
-    /// second of stereo at `sample_rate` (at least 16,384 samples), dozens of that thread's
-    /// ticks.
+    /// A ring for the notify thread's analysis of the sound (`/notify levels`, …) and for
+    /// `/notify audio`: a second of stereo at `sample_rate` (at least 32,768 words), each
+    /// block behind a stamp ([`SampleRing::push_stamped`]).
+    ///
+    /// For `/notify audio` every block must survive until the thread's next tick (10 ms,
+    /// later on a loaded machine: it runs at normal priority), or the listener hears a
+    /// gap; a second (96,000 samples, 384 KB at 48 kHz) rides out a stalled thread 100
+    /// ticks long. Blocks lost anyway are counted in `notify_dropped`.
     pub fn for_monitor(sample_rate: u32) -> SampleRing {
-        SampleRing::new((sample_rate as usize).max(16_384))
+        SampleRing::new((2 * sample_rate as usize).max(32_768))
     }
 
     /// Samples it holds at most.
@@ -86,6 +91,48 @@ impl SampleRing {
         true
     }
 
+    /// Appends `block` whole after a stamp of [`STAMP_WORDS`] words (`frame`'s low and
+    /// high halves, then the block's length in samples), or nothing if it does not fit
+    /// (returns false): the consumer then knows where on the timeline each block was
+    /// played, and sees a block lost to a full ring as a jump. Producer only;
+    /// allocation-, lock- and wait-free.
+    pub fn push_stamped(&self, frame: u64, block: &[f32]) -> bool {
+        let capacity = self.samples.len() as u64;
+        let written = self.written.load(Ordering::Relaxed);
+        let taken = self.taken.load(Ordering::Acquire);
+        let length = (STAMP_WORDS + block.len()) as u64;
+        if written - taken + length > capacity {
+            return false;
+        }
+        let stamp = [frame as u32, (frame >> 32) as u32, block.len() as u32];
+        let words = stamp.into_iter().chain(block.iter().map(|v| v.to_bits()));
+        for (i, word) in words.enumerate() {
+            let index = ((written + i as u64) % capacity) as usize;
+            if let Some(cell) = self.samples.get(index) {
+                cell.store(word, Ordering::Relaxed);
+            }
+        }
+        self.written.store(written + length, Ordering::Release);
+        true
+    }
+
+    /// Moves every word pushed so far into `out` (cleared first), as the bits they were
+    /// pushed with: for a ring filled by [`push_stamped`](Self::push_stamped), read with
+    /// [`stamped_blocks`]. Consumer only.
+    pub fn take_words_into(&self, out: &mut Vec<u32>) {
+        out.clear();
+        let capacity = self.samples.len() as u64;
+        let taken = self.taken.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Acquire);
+        for position in taken..written {
+            let index = (position % capacity) as usize;
+            if let Some(cell) = self.samples.get(index) {
+                out.push(cell.load(Ordering::Relaxed));
+            }
+        }
+        self.taken.store(written, Ordering::Release);
+    }
+
     /// Moves every sample pushed so far into `out` (cleared first). Consumer only.
     pub fn take_into(&self, out: &mut Vec<f32>) {
         out.clear();
@@ -100,6 +147,23 @@ impl SampleRing {
         }
         self.taken.store(written, Ordering::Release);
     }
+}
+
+/// Words of the stamp [`SampleRing::push_stamped`] puts before each block.
+pub const STAMP_WORDS: usize = 3;
+
+/// The blocks in `words` (taken from a ring filled by [`SampleRing::push_stamped`]): each
+/// block's first frame and its samples (as their bits). A truncated last block (never
+/// made by `push_stamped`) ends the list.
+pub fn stamped_blocks(words: &[u32]) -> impl Iterator<Item = (u64, &[u32])> + '_ {
+    let mut rest = words;
+    std::iter::from_fn(move || {
+        let (stamp, after) = rest.split_at_checked(STAMP_WORDS)?;
+        let frame = u64::from(stamp[0]) | (u64::from(stamp[1]) << 32);
+        let (block, after) = after.split_at_checked(stamp[2] as usize)?;
+        rest = after;
+        Some((frame, block))
+    })
 }
 
 /// A file that refuses every write and seek after its first error, so that nothing
@@ -503,6 +567,29 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No real-time thread involved: the stamps come back with their blocks, bit for bit,
+    /// and a block that does not fit is refused whole.
+    #[test]
+    fn stamped_blocks_come_back_with_their_frames() {
+        let ring = SampleRing::new(2 * (STAMP_WORDS + 4));
+        let nan = f32::from_bits(0x7fc0_1234);
+        assert!(ring.push_stamped(5 << 32 | 64, &[0.5, -0.5, nan, 1.0]));
+        assert!(ring.push_stamped(7, &[0.25, 0.125, 0.0, -0.0]));
+        assert!(!ring.push_stamped(9, &[1.0]));
+        let mut words = Vec::new();
+        ring.take_words_into(&mut words);
+        let blocks: Vec<(u64, Vec<u32>)> = stamped_blocks(&words)
+            .map(|(frame, block)| (frame, block.to_vec()))
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0].0, 5 << 32 | 64);
+        assert_eq!(blocks[0].1[2], 0x7fc0_1234);
+        assert_eq!(blocks[1].0, 7);
+        assert_eq!(blocks[1].1[3], (-0.0f32).to_bits());
+        // Room again once taken.
+        assert!(ring.push_stamped(9, &[1.0]));
+    }
 
     /// A recorder of stereo at 48 kHz into `path`, with its ring and its metrics.
     fn record_to(path: &Path) -> (Recorder, Arc<SampleRing>, Arc<Metrics>) {

@@ -1,5 +1,6 @@
 // The page's main module: one WebSocket to the `chronus web` process, and the events on it
-// handed to the panels (sliders, keyboard, scopes, workers, sequencer, graph). When the
+// handed to the panels (sliders, keyboard, scopes, workers, sequencer, graph, and with
+// `--audio` the listen panel, which takes the binary messages). When the
 // server goes the page says "server gone" and keeps its panels; when it is back, a fresh
 // `state` rebuilds them from the server's own address table.
 import { Sliders } from "/sliders.js";
@@ -7,6 +8,7 @@ import { Keyboard } from "/keyboard.js";
 import { Scopes } from "/scopes.js";
 import { Workers } from "/workers.js";
 import { drawGraph } from "/graph.js";
+import { Listener } from "/audio.js";
 
 const status = document.getElementById("status");
 let socket = null;
@@ -26,6 +28,9 @@ const scopes = new Scopes(
   document.getElementById("spectrum"),
 );
 const workers = new Workers(document, send);
+const listener = new Listener(document.getElementById("listen-section"), (message) => {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+});
 const tracks = document.getElementById("tracks");
 const clock = document.getElementById("clock");
 
@@ -97,6 +102,9 @@ function onEvent(event) {
       showStatus(`server gone (${event.server}: ${event.reason}); retrying every second`, false);
       workers.serverGone();
       break;
+    case "audio":
+      listener.available(event.available);
+      break;
     case "error":
       // A refused message is the user's to read, not a page error.
       showStatus(`refused: ${event.reason}`, true);
@@ -123,7 +131,13 @@ function onEvent(event) {
 
 function connect() {
   socket = new WebSocket(`ws://${location.host}/ws`);
+  socket.binaryType = "arraybuffer";
+  socket.addEventListener("open", () => listener.reconnected());
   socket.addEventListener("message", (message) => {
+    if (message.data instanceof ArrayBuffer) {
+      listener.samples(message.data);
+      return;
+    }
     onEvent(JSON.parse(message.data));
   });
   socket.addEventListener("close", () => {

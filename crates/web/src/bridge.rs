@@ -13,7 +13,15 @@
 //!   `pattern`), `patch` (the `/patch/dump` TOML);
 //! - `gone`: `server`, `reason` (the connection dropped, or no server answers);
 //! - `push`: `a` (the push's address without `/chronus/`), `v` (its arguments);
-//! - `error`: `reason` (a message from the page the server or the table refused).
+//! - `error`: `reason` (a message from the page the server or the table refused);
+//! - `audio`: `available` (whether this process runs with `--audio`), sent first.
+//!
+//! With `--audio` the bridge also subscribes to the server's `audio` topic and hands each
+//! `/chronus/audio` push to the pages as one binary WebSocket message
+//! ([`audio_message`]: the first frame as u64 little-endian, then the interleaved stereo
+//! f32 little-endian samples), only to pages that sent `{"t":"listen","on":true}`, through
+//! a short broadcast channel: a page that falls behind loses the oldest, never slows the
+//! bridge or another page.
 //!
 //! Messages from the page: `{"t":"osc","a":"/mod/filter/cutoff","v":["1234"]}`: an address
 //! and its arguments as text, typed and checked against the server's own address table
@@ -34,6 +42,10 @@ pub const TOPICS: &[&str] = &[
     "failover", "worker", "params", "patch", "levels", "scope", "spectrum", "seq", "metrics",
 ];
 
+/// `audio` pushes held for the pages (about 10 ms each): a page further behind loses the
+/// oldest.
+pub const AUDIO_BACKLOG: usize = 32;
+
 /// How long one question to the server may take.
 const ASK: Duration = Duration::from_secs(3);
 
@@ -45,18 +57,28 @@ pub struct Hub {
     pub latest: Mutex<Arc<str>>,
     /// The pages' messages to the server.
     pub to_server: mpsc::UnboundedSender<Value>,
+    /// Whether this process streams the server's audio (`--audio`).
+    pub audio_enabled: bool,
+    /// `audio` pushes as binary page messages ([`audio_message`]), for the pages listening.
+    pub audio: broadcast::Sender<Arc<[u8]>>,
 }
 
 impl Hub {
     /// A hub, and the receiving end of the pages' messages for [`run`].
-    pub fn new(server: SocketAddr) -> (Arc<Hub>, mpsc::UnboundedReceiver<Value>) {
+    pub fn new(
+        server: SocketAddr,
+        audio_enabled: bool,
+    ) -> (Arc<Hub>, mpsc::UnboundedReceiver<Value>) {
         let (events, _) = broadcast::channel(1024);
+        let (audio, _) = broadcast::channel(AUDIO_BACKLOG);
         let (to_server, from_pages) = mpsc::unbounded_channel();
         let first = gone(server, "connecting").to_string();
         let hub = Hub {
             events,
             latest: Mutex::new(first.into()),
             to_server,
+            audio_enabled,
+            audio,
         };
         (Arc::new(hub), from_pages)
     }
@@ -115,7 +137,11 @@ fn serve(
         Ok(table) => table,
         Err(reason) => return reason,
     };
-    if let Err(error) = connection.subscribe(TOPICS, ASK) {
+    let mut topics = TOPICS.to_vec();
+    if hub.audio_enabled {
+        topics.push("audio");
+    }
+    if let Err(error) = connection.subscribe(&topics, ASK) {
         return format!("/notify refused: {error}");
     }
     tracing::info!("connected to the server at {}", connection.server());
@@ -135,7 +161,13 @@ fn serve(
         match connection.pushes().recv_timeout(Duration::from_millis(10)) {
             Ok(push) => {
                 last_push = Instant::now();
-                if push.addr == "/chronus/patch" {
+                if push.addr == chronus_protocol::reply::PUSH_AUDIO {
+                    match audio_message(&push) {
+                        // No page listening: nobody to tell.
+                        Some(bytes) => drop(hub.audio.send(bytes)),
+                        None => tracing::warn!("a malformed {} push", push.addr),
+                    }
+                } else if push.addr == "/chronus/patch" {
                     match load(connection, hub) {
                         Ok(new) => table = new,
                         Err(reason) => return reason,
@@ -275,6 +307,22 @@ pub fn instruments_and_tracks(
     (instruments, tracks)
 }
 
+/// An `audio` push (`/chronus/audio <first frame:h> <samples:b>`) as the page's binary
+/// message: the first frame (u64 little-endian), then the blob as it came (interleaved
+/// stereo f32 little-endian). `None` for a push of another shape.
+pub fn audio_message(push: &OscMessage) -> Option<Arc<[u8]>> {
+    let [OscType::Long(frame), OscType::Blob(samples)] = push.args.as_slice() else {
+        return None;
+    };
+    if samples.len() % 8 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(8 + samples.len());
+    bytes.extend_from_slice(&(*frame as u64).to_le_bytes());
+    bytes.extend_from_slice(samples);
+    Some(bytes.into())
+}
+
 /// A push as a page event: `{"t":"push","a":"levels","v":[…]}`.
 pub fn push_event(push: &OscMessage) -> Value {
     let address = push.addr.strip_prefix("/chronus/").unwrap_or(&push.addr);
@@ -357,6 +405,31 @@ mod tests {
             push_event(&push),
             json!({"t": "push", "a": "levels", "v": [0.5, 0.25, null, 3]})
         );
+    }
+
+    #[test]
+    fn audio_pushes_become_binary_messages() {
+        let push = OscMessage {
+            addr: "/chronus/audio".into(),
+            args: vec![
+                OscType::Long(96_000),
+                OscType::Blob(
+                    [0.5f32, -0.25]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                ),
+            ],
+        };
+        let bytes = audio_message(&push).unwrap();
+        assert_eq!(bytes[..8], 96_000u64.to_le_bytes());
+        assert_eq!(bytes[8..12], 0.5f32.to_le_bytes());
+        assert_eq!(bytes[12..], (-0.25f32).to_le_bytes());
+        let odd = OscMessage {
+            addr: "/chronus/audio".into(),
+            args: vec![OscType::Long(0), OscType::Blob(vec![0; 5])],
+        };
+        assert!(audio_message(&odd).is_none());
     }
 
     #[test]

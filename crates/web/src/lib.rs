@@ -9,8 +9,10 @@
 //! timeline, the sequencer's patterns, the patch as a graph, and (when the server allows
 //! fault injection) buttons that crash, hang or slow the active worker.
 //!
-//! It is not for audio: the page shows what the server's `/notify` pushes say; the sound
-//! plays from the server's own output.
+//! The sound plays from the server's own output. With `--audio` the page can also listen:
+//! the server's `audio` pushes (its played samples, tapped off the real-time path by the
+//! notify thread) reach the page as binary WebSocket messages, and an `AudioWorklet`
+//! (`assets/audio-worklet.js`) plays them from a small jitter buffer.
 
 pub mod bridge;
 pub mod guard;
@@ -36,6 +38,8 @@ pub struct WebConfig {
     pub osc: SocketAddr,
     /// Where to serve the page (loopback only; port 0 picks a free one).
     pub http: SocketAddr,
+    /// Stream the server's output to the pages that ask (`--audio`).
+    pub audio: bool,
 }
 
 /// The page's files, compiled in: (path, content type, body).
@@ -85,6 +89,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../assets/graph.js"),
     ),
+    (
+        "/audio.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/audio.js"),
+    ),
+    (
+        "/audio-worklet.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/audio-worklet.js"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -113,7 +127,7 @@ pub fn run(config: WebConfig) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot serve on {}: {e}", config.http))?;
         let bound = listener.local_addr()?;
         let guard = Arc::new(Guard::new(bound, token));
-        let (hub, from_pages) = Hub::new(config.osc);
+        let (hub, from_pages) = Hub::new(config.osc, config.audio);
         let bridge_hub = hub.clone();
         std::thread::Builder::new()
             .name("osc-bridge".into())
@@ -192,20 +206,33 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
     upgrade.on_upgrade(move |socket| page(socket, state.hub))
 }
 
-/// One page's WebSocket: the latest state first, then every event; the page's messages go
-/// to the bridge.
+/// One page's WebSocket: whether audio is available and the latest state first, then
+/// every event (and, once the page asked with `{"t":"listen","on":true}`, every `audio`
+/// push as a binary message); the page's other messages go to the bridge.
 async fn page(mut socket: WebSocket, hub: Arc<Hub>) {
     let mut events = hub.events.subscribe();
+    let mut audio = hub.audio.subscribe();
+    let mut listening = false;
     let first = hub.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if socket
-        .send(Message::Text(first.as_ref().into()))
-        .await
-        .is_err()
-    {
-        return;
+    let available = serde_json::json!({"t": "audio", "available": hub.audio_enabled});
+    for text in [available.to_string(), first.to_string()] {
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
     }
     loop {
         tokio::select! {
+            samples = audio.recv(), if listening => match samples {
+                Ok(bytes) => {
+                    let bytes = axum::body::Bytes::copy_from_slice(&bytes);
+                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow page loses the oldest pushes: the page sees the jump in frames.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             event = events.recv() => match event {
                 Ok(text) => {
                     if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
@@ -218,7 +245,13 @@ async fn page(mut socket: WebSocket, hub: Arc<Hub>) {
             },
             message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    match serde_json::from_str(text.as_str()) {
+                    match serde_json::from_str::<serde_json::Value>(text.as_str()) {
+                        Ok(value) if value.get("t").and_then(|t| t.as_str()) == Some("listen") => {
+                            let on = value.get("on").and_then(|on| on.as_bool()) == Some(true);
+                            listening = on && hub.audio_enabled;
+                            // Start from fresh sound, not what queued while not listening.
+                            audio = audio.resubscribe();
+                        }
                         Ok(value) => { let _ = hub.to_server.send(value); }
                         Err(e) => tracing::warn!("a page sent what is not JSON: {e}"),
                     }

@@ -251,11 +251,15 @@ pub enum Topic {
     /// clock is, each time it reaches the next sixteenth (and when it stops or starts),
     /// for screens that show the step.
     Seq,
+    /// `/chronus/audio <first frame> <samples>`: the output's samples themselves
+    /// (interleaved stereo f32 little-endian in a blob), as played, for a client that
+    /// plays them (`chronus web --audio`). TCP only, at most a few subscribers.
+    Audio,
 }
 
 impl Topic {
     /// Every topic, in the order they are documented.
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::Failover,
         Topic::Worker,
         Topic::Metrics,
@@ -265,6 +269,7 @@ impl Topic {
         Topic::Params,
         Topic::Patch,
         Topic::Seq,
+        Topic::Audio,
     ];
 
     /// The topics a `/notify 1` without topics subscribes to: the events, none of the
@@ -283,6 +288,7 @@ impl Topic {
             Topic::Params => "params",
             Topic::Patch => "patch",
             Topic::Seq => "seq",
+            Topic::Audio => "audio",
         }
     }
 
@@ -291,10 +297,13 @@ impl Topic {
         Topic::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// Whether its producer analyses the output's blocks (which the output then copies
-    /// for the notify thread).
+    /// Whether its producer needs the output's blocks (which the output then copies for
+    /// the notify thread): the analyses, and `audio` itself.
     pub fn is_audio(self) -> bool {
-        matches!(self, Topic::Levels | Topic::Scope | Topic::Spectrum)
+        matches!(
+            self,
+            Topic::Levels | Topic::Scope | Topic::Spectrum | Topic::Audio
+        )
     }
 
     /// Whether it is pushed at a rate (the notify thread then looks often), rather than
@@ -338,7 +347,10 @@ impl Topics {
 
     /// The topics [`Topic::is_audio`] says analyse the output.
     const AUDIO: Topics = Topics(
-        (1 << Topic::Levels as u16) | (1 << Topic::Scope as u16) | (1 << Topic::Spectrum as u16),
+        (1 << Topic::Levels as u16)
+            | (1 << Topic::Scope as u16)
+            | (1 << Topic::Spectrum as u16)
+            | (1 << Topic::Audio as u16),
     );
 
     /// Whether any topic of the set analyses the output ([`Topic::is_audio`]). One mask
@@ -655,6 +667,8 @@ static FIXED: &[Fixed] = &[
                 kind: ArgKind::Int { min: 0, max: 1 },
                 optional: false,
             },
+            // One a topic (`Topic::ALL`).
+            TOPIC_ARG,
             TOPIC_ARG,
             TOPIC_ARG,
             TOPIC_ARG,
@@ -666,7 +680,7 @@ static FIXED: &[Fixed] = &[
             TOPIC_ARG,
         ],
         reply: "/done /notify, then pushes; or /fail /notify <reason>",
-        doc: "1 subscribes the sender to pushes (again: renews and replaces its subscription), 0 ends it. Topics: failover (`/chronus/failover <slot:i> <frame:h> <cause:s>`), worker (`/chronus/worker <slot:i> <role:s> <pid:i>`), params (`/chronus/params <address:s> <value:f> [seconds:f]`, every parameter change accepted, whoever sent it; a /ramp gives its target and seconds), patch (`/chronus/patch <version:i> <frame:h>`), metrics (`/chronus/metrics` name value …, 2 Hz, or `metrics=<Hz>` from 0.1 to 30), levels (`/chronus/levels <peak L> <rms L> <peak R> <rms R>`, linear, 30 Hz), scope (`/chronus/scope <step:i>` then 256 frames L R …, one frame in `step` of the last 2,048, 30 Hz), spectrum (`/chronus/spectrum <low Hz> <high Hz>` then 32 band levels in dBFS, log-spaced, 15 Hz), seq (`/chronus/seq <bar:i> <sixteenth:i> <beats:f> <bpm:f> <running:i>`: where the sequencer's clock is, bar 1 first, each time it reaches the next sixteenth of a bar, and when it stops or starts). No topic: failover, worker, params and patch. Over TCP, or UDP to loopback and `--allow`ed clients only; at most 32 subscribers; a UDP subscription ends after 60 s unless renewed, a TCP one with its connection.",
+        doc: "1 subscribes the sender to pushes (again: renews and replaces its subscription), 0 ends it. Topics: failover (`/chronus/failover <slot:i> <frame:h> <cause:s>`), worker (`/chronus/worker <slot:i> <role:s> <pid:i>`), params (`/chronus/params <address:s> <value:f> [seconds:f]`, every parameter change accepted, whoever sent it; a /ramp gives its target and seconds), patch (`/chronus/patch <version:i> <frame:h>`), metrics (`/chronus/metrics` name value …, 2 Hz, or `metrics=<Hz>` from 0.1 to 30), levels (`/chronus/levels <peak L> <rms L> <peak R> <rms R>`, linear, 30 Hz), scope (`/chronus/scope <step:i>` then 256 frames L R …, one frame in `step` of the last 2,048, 30 Hz), spectrum (`/chronus/spectrum <low Hz> <high Hz>` then 32 band levels in dBFS, log-spaced, 15 Hz), seq (`/chronus/seq <bar:i> <sixteenth:i> <beats:f> <bpm:f> <running:i>`: where the sequencer's clock is, bar 1 first, each time it reaches the next sixteenth of a bar, and when it stops or starts), audio (`/chronus/audio <first frame:h> <samples:b>`: the output's samples as played, after the fades, the recording's samples; the blob is interleaved stereo f32 little-endian, up to 1,024 frames a push, sent every 10 ms tick; `first frame` is the frame of its first sample on the server's timeline, so a gap (the monitor ring full, a slow client) shows as a jump; TCP only, at most 4 subscribers). No topic: failover, worker, params and patch. Over TCP, or UDP to loopback and `--allow`ed clients only; at most 32 subscribers; a UDP subscription ends after 60 s unless renewed, a TCP one with its connection.",
         engine: false,
         fault_injection: false,
         build: |call| {
