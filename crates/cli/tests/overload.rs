@@ -43,14 +43,9 @@ fn too_many_voices_lower_the_voice_limit_and_the_server_catches_up() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let limited = server.wait_until(Duration::from_secs(60), |m| {
+    server.wait_until(Duration::from_secs(60), |m| {
         get(m, "voice_limit_changes") >= 1.0
     });
-    let limit = get(&limited, "voice_limit");
-    assert!(
-        (4.0..2400.0).contains(&limit),
-        "a limit below the notes held: {limited:?}"
-    );
 
     // Caught up: a /panic is heard and every voice ends within seconds.
     server.send("/panic", vec![]);
@@ -72,11 +67,17 @@ fn too_many_voices_lower_the_voice_limit_and_the_server_catches_up() {
         "the server's own limits are not clients' commands"
     );
 
+    // The first limit stamped is below the notes held (a later one may put it back, if
+    // a loaded machine made a cut look futile).
     let log = std::fs::read_to_string(&recorded.log).unwrap();
-    assert!(
-        log.lines().any(|line| line.contains("/voices/limit")),
-        "the limit is in the command log"
-    );
+    let first: f64 = log
+        .lines()
+        .find_map(|line| line.split("/voices/limit ").nth(1))
+        .expect("the limit is in the command log")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((4.0..2400.0).contains(&first), "first limit {first}");
     let metrics = server.metrics();
     let Recorded {
         server, dir, wav, ..
