@@ -110,8 +110,10 @@ fn output_clock_allocates_nothing() {
         core.render_next(&mut out);
         while shared.notices.pop().is_some() {}
         if n % 100 == 99 {
-            shared.monitor.take_into(&mut monitored);
-            monitored_samples += monitored.len();
+            shared.monitor.take_words_into(&mut monitored);
+            monitored_samples += chronus_supervisor::recorder::stamped_blocks(&monitored)
+                .map(|(_, block)| block.len())
+                .sum::<usize>();
         }
     }
     chronus_alloc_counter::counting(false);
@@ -127,7 +129,7 @@ fn output_clock_allocates_nothing() {
     // Every block and every command went to the recorder's and the log's queues.
     assert_eq!(metrics.record_blocks_dropped.load(Ordering::SeqCst), 0);
     assert_eq!(metrics.command_log_dropped.load(Ordering::SeqCst), 0);
-    // Every block played reached the monitor ring.
+    // Every block played reached the monitor ring (each behind its stamp).
     assert_eq!(metrics.notify_dropped.load(Ordering::SeqCst), 0);
     assert_eq!(monitored_samples, 3_000 * 128);
     let timed_admitted = chronus_engine::MAX_ADMITTED_TIMED;
