@@ -11,7 +11,10 @@
 //! histograms and `/proc`) and [`LoadTracker`] (the workers' view);
 //! [`report`](crate::report) builds it, off the real-time threads.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::time::{Duration, Instant};
 
 use chronus_ipc::WorkerCounts;
@@ -224,9 +227,12 @@ macro_rules! metrics {
 
         impl MetricsReport {
             /// A report holding the counters as they are now; everything else at zero.
+            /// Read in declaration order, each with `Acquire` against [`Metrics::bump`]'s
+            /// `Release`: a counter bumped before another (on one thread) is seen by any
+            /// report that sees the later bump.
             fn read_counters(metrics: &Metrics) -> MetricsReport {
                 MetricsReport {
-                    $( $cfield: metrics.$cfield.load(Relaxed), )*
+                    $( $cfield: metrics.$cfield.load(Acquire), )*
                     ..MetricsReport::default()
                 }
             }
@@ -255,6 +261,10 @@ metrics! {
         replacements;
         /// Times the output switched to the other slot.
         failover_count;
+        /// Blocks played since start. (Read before `underruns`, which the output counts
+        /// before it counts the block played: so a report's `underruns` holds every
+        /// underrun of its first `blocks_played` blocks.)
+        blocks_played;
         /// Blocks the output could fill from neither slot.
         underruns;
         /// Commands that arrived: every OSC message (each message of a bundle counts,
@@ -306,8 +316,6 @@ metrics! {
         /// Standbys retired for leaving the lockstep (a block differed from the active
         /// worker's); each is replaced by a spare joined from the active worker.
         lockstep_standbys_retired;
-        /// Blocks played since start.
-        blocks_played;
         /// Times the paced output woke too late and dropped its backlog.
         output_late_wakeups;
         /// JACK xruns: periods the JACK server could not complete in time (server-wide: a
@@ -531,9 +539,10 @@ pub const SLOT_METRICS: &[MetricInfo] = &[
 ];
 
 impl Metrics {
-    /// Adds one to a counter.
+    /// Adds one to a counter (`Release`: see `read_counters`; on x86 the same
+    /// instruction as a relaxed add).
     pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+        counter.fetch_add(1, Release);
     }
 }
 

@@ -964,17 +964,20 @@ impl OutputCore {
     }
 
     /// Feeds the overload protection what the block just played says of the workers:
-    /// the faster serving worker's render time (a lone slow worker is a fault, not an
+    /// the faster rendering worker's render time (a lone slow worker is a fault, not an
     /// overload), how far the slower has rendered, and the voices sounding.
     fn watch_load(&mut self, shared: &OutputShared, bound: [bool; 2], block: u64) {
         let mut render_ns = u64::MAX;
         let mut rendered = u64::MAX;
         for (link, bound) in shared.slots.iter().zip(bound) {
-            let serving = bound
-                && link.ready.load(Ordering::Acquire)
-                && link.dead_since_ns.load(Ordering::Acquire) == 0;
-            if serving {
-                render_ns = render_ns.min(link.slot.last_render_ns());
+            // Every live worker of this binding that renders counts, ready or not: a pair
+            // restarted from the restore point into an overload catches up only once the
+            // guard sheds voices, and until it catches up it is not ready.
+            let last_render_ns = link.slot.last_render_ns();
+            let rendering =
+                bound && last_render_ns > 0 && link.dead_since_ns.load(Ordering::Acquire) == 0;
+            if rendering {
+                render_ns = render_ns.min(last_render_ns);
                 rendered = rendered.min(link.slot.rendered());
             }
         }

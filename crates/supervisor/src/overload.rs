@@ -8,8 +8,10 @@
 //! cannot help (it buys time once, not speed).
 //!
 //! So the output thread watches how long the workers take to render a block (the faster
-//! of the serving pair: a slow worker alone is a fault of that worker, the failover's
-//! business, not an overload) and how many voices sound. When the median render time of
+//! of the pair: a slow worker alone is a fault of that worker, the failover's business,
+//! not an overload; a pair still catching up counts too, for a pair restarted from the
+//! restore point into an overload would otherwise never catch up) and how many voices
+//! sound. When the median render time of
 //! the last [`WINDOW`] blocks passes [`HIGH_LOAD`] of the block period (a median: a stall
 //! of a few blocks, a snapshot being written, is not an overload), the guard lowers the
 //! engine's voice limit to what would bring it to [`TARGET_LOAD`]: a
@@ -68,9 +70,9 @@ pub struct BlockSeen {
     pub block: u64,
     /// The block the stamping horizon is at: where a limit stamped now takes effect.
     pub horizon: u64,
-    /// The faster serving worker's render time of its last block, in ns.
+    /// The faster rendering worker's render time of its last block, in ns.
     pub render_ns: u64,
-    /// The next block the slower serving worker will render.
+    /// The next block the slower rendering worker will render.
     pub rendered: u64,
     /// Voices sounding, over every instrument.
     pub voices: u64,

@@ -591,24 +591,26 @@ pub fn assert_replay_of_patch_equals_served_but_for_underruns(
             served,
             patch,
             underruns as usize,
-            underruns,
+            metrics,
         );
     }
 }
 
 /// Renders the command log offline ([`render_replay`]) and checks that the served WAV
-/// equals it sample for sample everywhere but in the silences of cold restarts: the blocks
-/// that differ form at most `restarts` runs, and are no more than the `underruns` played
-/// (each faded from the last sample) plus one block per run (the fade back in). So the
-/// state each restart restored is exactly the state of applying every command once.
-/// Returns the blocks that differ.
+/// equals it sample for sample everywhere but in the gaps of underruns and cold restarts:
+/// each block that differs is, by its shape, a gap (a fade from the last sample played to
+/// silence) or the fade-in of the replay's block just after one; the gaps are no more
+/// than the `underruns` in `metrics` (in its first `blocks_played` blocks, where it says),
+/// and the stretches that differ no more than `restarts`. So the state
+/// each restart restored is exactly the state of applying every command once, and no
+/// block but a gap's lost anything. Returns how many blocks differ.
 pub fn assert_replay_equals_served_but_for_restarts(
     log: &Path,
     served: &Path,
     restarts: usize,
-    underruns: f64,
+    metrics: &BTreeMap<String, f64>,
 ) -> usize {
-    assert_replay_of_patch_equals_served_but_for_restarts(log, served, None, restarts, underruns)
+    assert_replay_of_patch_equals_served_but_for_restarts(log, served, None, restarts, metrics)
 }
 
 /// [`assert_replay_equals_served_but_for_restarts`] for a server started with `--patch
@@ -618,23 +620,20 @@ pub fn assert_replay_of_patch_equals_served_but_for_restarts(
     served: &Path,
     patch: Option<&Path>,
     restarts: usize,
-    underruns: f64,
+    metrics: &BTreeMap<String, f64>,
 ) -> usize {
+    let underruns = get(metrics, "underruns");
+    // A report counts every underrun of its first `blocks_played` blocks; the gaps played
+    // after it (while the test quit) are not in it.
+    let counted_blocks = metrics
+        .get("blocks_played")
+        .map_or(usize::MAX, |&blocks| blocks as usize);
     let (interleaved, replayed) = render_replay(log, served, patch);
     assert_eq!(replayed.len(), interleaved.len());
     let before_fade = interleaved.len().saturating_sub(SHUTDOWN_FADE_SAMPLES);
-    let block = 64 * 2;
-    let differing: Vec<usize> = interleaved[..before_fade]
-        .chunks(block)
-        .zip(replayed.chunks(block))
-        .enumerate()
-        .filter(|(_, (a, b))| {
-            a.iter()
-                .zip(b.iter())
-                .any(|(x, y)| x.to_bits() != y.to_bits())
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let served_blocks = interleaved[..before_fade].chunks(BLOCK_SAMPLES);
+    let gaps = explain_differences(served_blocks, replayed.chunks(BLOCK_SAMPLES));
+    let differing: Vec<usize> = gaps.iter().map(|&(block, _)| block).collect();
     // (first block, length) of each run of differing blocks.
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for &block in &differing {
@@ -648,13 +647,109 @@ pub fn assert_replay_of_patch_equals_served_but_for_restarts(
         "served and replayed audio differ in {} places, more than the {restarts} restarts: (first block, blocks) {runs:?}",
         runs.len()
     );
+    let silenced = gaps
+        .iter()
+        .filter(|&&(block, kind)| kind == Difference::Gap && block < counted_blocks)
+        .count();
     assert!(
-        differing.len() as f64 <= underruns + runs.len() as f64,
-        "{} blocks differ, more than the {underruns} underruns and {} fade-ins: {runs:?}",
-        differing.len(),
-        runs.len()
+        silenced as f64 <= underruns,
+        "{silenced} of the first {counted_blocks} blocks were faded to silence, more than the {underruns} underruns counted in them: (first block, blocks) {runs:?} of {} blocks before the shutdown fade",
+        before_fade / BLOCK_SAMPLES
     );
     differing.len()
+}
+
+/// Interleaved samples in one of the tests' 64-frame blocks.
+const BLOCK_SAMPLES: usize = 64 * 2;
+
+/// Why a served block may differ from the replay's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Difference {
+    /// Nothing to play (an underrun, or the silence of a restart or of a recording
+    /// padded where no server played): a fade from the last sample played to 0.0, or
+    /// exact silence.
+    Gap,
+    /// The first block played after a gap: the replay's block, faded in.
+    FadeIn,
+}
+
+/// Walks the served blocks beside the replayed ones and names, for each block that
+/// differs, the [`Difference`] it is, by its shape, computed as the output computes it.
+/// Panics at the first block that is neither: such a block is not a gap, and so the
+/// served and replayed streams disagree about the sound. Returns (block, difference).
+fn explain_differences<'a>(
+    served: impl Iterator<Item = &'a [f32]>,
+    replayed: impl Iterator<Item = &'a [f32]>,
+) -> Vec<(usize, Difference)> {
+    let mut explained = Vec::new();
+    let mut last_frame = [0.0f32; 2];
+    let mut after_gap = false;
+    for (index, (served, replayed)) in served.zip(replayed).enumerate() {
+        let same = served
+            .iter()
+            .zip(replayed)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        if same {
+            after_gap = false;
+        } else if is_fade_to_silence(served, last_frame) {
+            explained.push((index, Difference::Gap));
+            after_gap = true;
+        } else if after_gap && is_faded_in(served, replayed) {
+            explained.push((index, Difference::FadeIn));
+            after_gap = false;
+        } else {
+            let first = served
+                .iter()
+                .zip(replayed)
+                .position(|(a, b)| a.to_bits() != b.to_bits())
+                .unwrap_or(0);
+            panic!(
+                "served block {index} differs from the replay (sample {first}: served {}, replayed {}) and is not a gap{}",
+                served[first],
+                replayed[first],
+                if after_gap { " nor the fade-in after one" } else { "" }
+            );
+        }
+        if let [.., l, r] = served {
+            last_frame = [*l, *r];
+        }
+    }
+    explained
+}
+
+/// Whether `block` is what the output plays with nothing to play: a ramp from
+/// `last_frame` down to 0.0 over the block (exact silence when that frame was 0.0), or
+/// exact silence (a recording padded where no server played).
+fn is_fade_to_silence(block: &[f32], last_frame: [f32; 2]) -> bool {
+    let frames = (block.len() / 2) as f32;
+    let ramp = block.chunks_exact(2).enumerate().all(|(i, frame)| {
+        let gain = 1.0 - (i + 1) as f32 / frames;
+        frame[0].to_bits() == (last_frame[0] * gain).to_bits()
+            && frame[1].to_bits() == (last_frame[1] * gain).to_bits()
+    });
+    ramp || block.iter().all(|&x| x == 0.0)
+}
+
+/// Whether `served` is `replayed` (bounded as the output bounds every block) faded in
+/// over the block: the first block the output plays after a gap.
+fn is_faded_in(served: &[f32], replayed: &[f32]) -> bool {
+    let frames = (served.len() / 2) as f32;
+    served
+        .chunks_exact(2)
+        .zip(replayed.chunks_exact(2))
+        .enumerate()
+        .all(|(i, (s, r))| {
+            let gain = i as f32 / frames;
+            let bounded = |x: f32| {
+                if x.is_finite() {
+                    x.clamp(-1.0, 1.0)
+                } else {
+                    0.0
+                }
+            };
+            s[0].to_bits() == (bounded(r[0]) * gain).to_bits()
+                && s[1].to_bits() == (bounded(r[1]) * gain).to_bits()
+        })
 }
 
 /// Checks that the last 0.2 s of the recording at `wav` (left channel) sound at `hz`
