@@ -10,7 +10,7 @@
 //! whose rate (the two clocks', the test's JACK server's and the server's) is within 200
 //! ppm of the sent one (a paced sink's clock restart, counted by the server, excuses one
 //! note each, as in `timetags.rs`) and carry the sent velocities, and the
-//! bend lands 500 ms after its note; from the recording, the held note's dominant frequency
+//! bend lands 500 ms after its note (±2 frames: each end's rounding and the clocks' wander); from the recording, the held note's dominant frequency
 //! after the bend is 2^(2/12) times the one before (within 1 %).
 //!
 //! Real-time depth: the server runs at depth 24 (64-frame blocks, 32 ms, `serve_command`'s
@@ -353,7 +353,11 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
         (rate - 1.0) * 1e6
     );
 
-    // The bend: stamped 24,000 frames after the held note (±1), and audible.
+    // The bend: stamped 24,000 frames after the held note (±2), and audible. Each of the
+    // two stamped frames lies within half a frame of its exact place (±1 between them),
+    // and the two clock models (`chronus midi`'s JACK line, the server's loop) wander by
+    // up to a frame over the half second between them as the onsets show theirs doing:
+    // 23,998 for 23,999.6 was seen in CI.
     let bends: Vec<&(u64, String, Vec<String>)> = commands
         .iter()
         .filter(|(_, a, _)| a == "/note/bend")
@@ -362,7 +366,7 @@ fn a_jack_midi_phrase_keeps_its_spacing_velocities_and_bend() {
     assert_eq!(bends.len(), 1, "bends in the command log: {commands:?}");
     let (held, bend) = (frames[4], bends[0].0);
     assert!(
-        (bend as f64 - held as f64 - 24_000.0 * rate).abs() <= 1.0 + restarts as f64 * 2_000.0,
+        (bend as f64 - held as f64 - 24_000.0 * rate).abs() <= 2.0 + restarts as f64 * 2_000.0,
         "the bend was stamped {} frames after its note",
         bend as i64 - held as i64
     );
