@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tmux::{Tmux, PATIENCE};
 use common::{read_wav, Recorded};
 
 /// A patch to jam on: an instrument `keys` of pure sines (so the chord's fundamentals
@@ -117,108 +118,32 @@ const JAM_AFTER_GET: &[(&str, &str)] = &[
     ),
 ];
 
-/// A private tmux server (its own socket), killed when dropped (and its socket file removed).
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.command().args(args).output().expect("tmux runs");
+/// Types a line and waits for the prompt to come back after `answer`, which must be
+/// the line just above the new prompt (and the line typed just above it).
+fn say(tmux: &Tmux, line: &str, answer: &str) {
+    tmux.type_keys(line, true);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let screen = tmux.lines();
+        let n = screen.len();
+        if n >= 3
+            && screen[n - 1] == PROMPT.trim_end()
+            && screen[n - 3] == format!("{PROMPT}{line}")
+        {
+            assert_eq!(
+                screen[n - 2],
+                answer,
+                "the answer to {line:?}:\n{}",
+                screen.join("\n")
+            );
+            return;
+        }
         assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            Instant::now() < deadline,
+            "no answer to {line:?}:\n{}",
+            screen.join("\n")
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The screen's lines, trailing spaces and empty lines at the end dropped.
-    fn screen(&self) -> Vec<String> {
-        let text = self.run(&["capture-pane", "-p", "-t", "jam"]);
-        let mut lines: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
-        while lines.last().is_some_and(String::is_empty) {
-            lines.pop();
-        }
-        lines
-    }
-
-    /// Waits until the screen has a line for which `found` holds; returns that line.
-    fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if let Some(line) = screen.iter().rev().find(|l| found(l)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} on the screen:\n{}",
-                screen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Types `text` (literally) and, if `enter`, the Enter key.
-    fn type_keys(&self, text: &str, enter: bool) {
-        if !text.is_empty() {
-            self.run(&["send-keys", "-t", "jam", "-l", text]);
-        }
-        if enter {
-            self.run(&["send-keys", "-t", "jam", "Enter"]);
-        }
-    }
-
-    /// Types a line and waits for the prompt to come back after `answer`, which must be
-    /// the line just above the new prompt (and the line typed just above it).
-    fn say(&self, line: &str, answer: &str) {
-        self.type_keys(line, true);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            let n = screen.len();
-            if n >= 3
-                && screen[n - 1] == PROMPT.trim_end()
-                && screen[n - 3] == format!("{PROMPT}{line}")
-            {
-                assert_eq!(
-                    screen[n - 2],
-                    answer,
-                    "the answer to {line:?}:\n{}",
-                    screen.join("\n")
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no answer to {line:?}:\n{}",
-                screen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // tmux leaves its socket file behind when its server is killed: remove it too.
-        let socket = self
-            .command()
-            .args(["display-message", "-p", "#{socket_path}"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let _ = self.command().arg("kill-server").status();
-        if !socket.is_empty() {
-            let _ = std::fs::remove_file(socket);
-        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -277,68 +202,55 @@ fn a_jam_typed_in_tmux_sounds_and_reads_as_typed_and_a_pipe_sends_the_same() {
     let patch_path = patch_dir.join("jam.toml");
     std::fs::write(&patch_path, PATCH).unwrap();
     let typed = Recorded::start("shell-typed", &["--patch", patch_path.to_str().unwrap()]);
-    let tmux = Tmux {
-        socket: format!("chronus-shell-test-{}", std::process::id()),
-    };
     let shell = format!(
         "env HOME={dir} XDG_STATE_HOME={dir} {bin} shell --osc {addr}",
         dir = typed.dir.display(),
         bin = env!("CARGO_BIN_EXE_chronus"),
         addr = typed.server.addr,
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "jam",
+    let tmux = Tmux::start(
+        &format!("chronus-shell-test-{}", std::process::id()),
+        100,
+        30,
         &shell,
-    ]);
-    tmux.wait_for("the prompt", |l| l == PROMPT.trim_end());
+    );
+    tmux.wait_for_line("the prompt", |l| l == PROMPT.trim_end());
     assert!(
-        tmux.screen()[0].starts_with("chronus shell on 127.0.0.1:")
-            && tmux.screen()[0].contains("instruments keys; tracks d1."),
+        tmux.lines()[0].starts_with("chronus shell on 127.0.0.1:")
+            && tmux.lines()[0].contains("instruments keys; tracks d1."),
         "the banner: {:?}",
-        tmux.screen()
+        tmux.lines()
     );
     for (line, answer) in JAM {
-        tmux.say(line, answer);
+        say(&tmux, line, answer);
     }
     // Mid-ramp (4 s from 5000 Hz to 800 Hz), the value lies strictly between.
     tmux.type_keys("get filter.cutoff", true);
-    let got = tmux.wait_for("the value", |l| l.starts_with("filter.cutoff = "));
+    let got = tmux.wait_for_line("the value", |l| l.starts_with("filter.cutoff = "));
     let value: f64 = got
         .trim_start_matches("filter.cutoff = ")
         .trim_end_matches(" Hz")
         .parse()
         .unwrap_or_else(|_| panic!("a value: {got:?}"));
     assert!(800.0 < value && value < 5000.0, "mid-ramp: {value}");
-    tmux.wait_for("the prompt", |l| l == PROMPT.trim_end());
+    tmux.wait_for_line("the prompt", |l| l == PROMPT.trim_end());
     for (line, answer) in JAM_AFTER_GET {
-        tmux.say(line, answer);
+        say(&tmux, line, answer);
     }
     // Tab completes a parameter from the server's table: `fil` has one continuation
     // (filter.cutoff, filter.gain, filter.mode, filter.q all start `filter.`).
     tmux.type_keys("set fil\t", false);
-    tmux.wait_for("the completion", |l| {
+    tmux.wait_for_line("the completion", |l| {
         l == format!("{PROMPT}set filter.").as_str()
     });
     tmux.type_keys("q 2", true);
-    tmux.wait_for("the answer", |l| l == "filter.q 0.707 -> 2");
-    tmux.wait_for("the prompt", |l| l == PROMPT.trim_end());
-    tmux.say("undo", "undone: filter.q back to 0.707");
+    tmux.wait_for_line("the answer", |l| l == "filter.q 0.707 -> 2");
+    tmux.wait_for_line("the prompt", |l| l == PROMPT.trim_end());
+    say(&tmux, "undo", "undone: filter.q back to 0.707");
     tmux.type_keys("quit", true);
     // The shell leaves, and with it the tmux session.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux
-        .command()
-        .args(["has-session", "-t", "jam"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    while tmux.session_alive() {
         assert!(Instant::now() < deadline, "the shell did not quit");
         std::thread::sleep(Duration::from_millis(50));
     }

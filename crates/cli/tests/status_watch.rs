@@ -14,93 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::{Tmux, PATIENCE};
 use common::{temp_dir, Server};
 use rosc::OscType;
-
-/// How long a test waits for something it expects on the screen.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A private tmux server (its own socket name), killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// Starts a tmux server named `socket` with one detached session of `width`×`height`
-    /// running `command` in `sh`.
-    fn start(socket: &str, width: u16, height: u16, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: socket.to_string(),
-        };
-        let status = tmux
-            .command()
-            .args(["new-session", "-d", "-x", &width.to_string()])
-            .args(["-y", &height.to_string(), "sh", "-c", command])
-            .env("TERM", "xterm-256color")
-            .status()
-            .expect("tmux runs (scripts/setup.sh installs it)");
-        assert!(status.success(), "tmux new-session failed: {status}");
-        tmux
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
-        command
-    }
-
-    /// The pane's text now, one string per row.
-    fn capture(&self) -> String {
-        let output = self
-            .command()
-            .args(["capture-pane", "-p"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Waits until `wanted` holds for the screen; returns that screen, or panics with the
-    /// last one seen.
-    fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let screen = self.capture();
-            if wanted(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} on the screen within {PATIENCE:?}; it shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn send_keys(&self, keys: &str) {
-        let status = self
-            .command()
-            .args(["send-keys", keys])
-            .status()
-            .expect("tmux send-keys");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // tmux leaves its socket file behind when its server is killed: remove it too.
-        let socket = self
-            .command()
-            .args(["display-message", "-p", "#{socket_path}"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let _ = self.command().arg("kill-server").status();
-        if !socket.is_empty() {
-            let _ = std::fs::remove_file(socket);
-        }
-    }
-}
 
 /// Waits until `path` exists (written by the pane's shell).
 fn wait_for_file(path: &Path) -> String {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod jackd;
+pub mod tmux;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
