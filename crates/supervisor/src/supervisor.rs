@@ -54,9 +54,14 @@ use crate::workers::{Worker, WorkerSpec};
 const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest the loop sleeps when nothing happens (it also sees a stop signal then).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// Room kept in the command rings for live commands while a replay is fed to them (the
-/// output stamps at most 512 a block).
-const RING_MARGIN: usize = 2048;
+/// The most of a cold restart's replay queued ahead of the restored workers, as a share
+/// of a command ring (a quarter): the rest is room for the live commands the output keeps
+/// stamping into the rings meanwhile, from the moment the new pair is bound, before its
+/// processes have started and loaded the snapshot (on a loaded machine, most of a second).
+/// With 2,048 places kept (a replay fed up to the brim), 5,000 live commands a second
+/// overflowed both rings of a pair still starting (CI, beside other test files), which
+/// replaced it. The replay loses no speed: this loop tops it up as the workers drain it.
+const REPLAY_AHEAD_DIVISOR: usize = 4;
 
 /// A running server. Build with [`Supervisor::start`], then [`Supervisor::run`] on the
 /// thread that must outlive every worker (it spawns them).
@@ -1074,9 +1079,10 @@ impl Supervisor {
         self.feed_replay();
     }
 
-    /// Queues as much of a cold restart's replay as the rings have room for: the output
-    /// pushes each item into both rings, and the restored workers drain them as the gate
-    /// rises, so the replay never overflows a ring however long it is.
+    /// Queues as much of a cold restart's replay as its share of the rings has room for
+    /// ([`REPLAY_AHEAD_DIVISOR`]): the output pushes each item into both rings, and the
+    /// restored workers drain them as the gate rises, so the replay never overflows a ring
+    /// however long it is, nor leaves the live commands without room.
     fn feed_replay(&mut self) {
         if self.replay_queue.is_empty() {
             return;
@@ -1089,7 +1095,8 @@ impl Supervisor {
             .map(|link| link.slot.commands_pending() as usize)
             .max()
             .unwrap_or(0);
-        let mut room = capacity.saturating_sub(in_rings + self.shared.inbound.len() + RING_MARGIN);
+        let mut room =
+            (capacity / REPLAY_AHEAD_DIVISOR).saturating_sub(in_rings + self.shared.inbound.len());
         while room > 0 {
             let Some(&item) = self.replay_queue.front() else {
                 return;
