@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chronus_client::{ClientError, Connection};
-use chronus_protocol::Reply;
+use chronus_protocol::{AddressTable, Reply};
 use chronus_shell::{interpret, Heading, Outcome, Run, ShellError, State};
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
@@ -160,11 +160,8 @@ impl Shell {
             ),
             suggestion: None,
         };
-        let connection = Connection::connect(self.server, self.timeout)
+        let (connection, table) = connect(self.server, self.timeout)
             .map_err(|e| gone(format!("the connection closed and a new one fails: {e}")))?;
-        let table = connection
-            .table(self.timeout)
-            .map_err(|e| gone(format!("it did not give its address table: {e}")))?;
         *self.connection.borrow_mut() = connection;
         *self.state.borrow_mut() = State::new(table, self.bpm());
         self.heading.borrow_mut().clear();
@@ -179,6 +176,8 @@ impl Shell {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             return (None, self.line_on(line));
         }
+        // The subscription's pushes (see `connect`): nothing to show.
+        while self.connection.borrow().pushes().try_recv().is_ok() {}
         match self.reconnect() {
             Ok(notice) => (notice, self.line_on(line)),
             Err(e) => (None, Err(e)),
@@ -390,18 +389,28 @@ impl rustyline::highlight::Highlighter for Helper {}
 impl rustyline::validate::Validator for Helper {}
 impl rustyline::Helper for Helper {}
 
-/// `chronus shell`.
-pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
-    let connection = Connection::connect(args.osc, timeout).with_context(|| {
-        format!(
-            "cannot reach the server at {} (is `chronus serve` running?)",
-            args.osc
-        )
+/// Connects to the server and asks its address table; the connection subscribed to the
+/// `failover` topic, which keeps it open while the player thinks: the server closes a TCP
+/// connection idle for a minute unless it holds a subscription, and a reconnect forgets
+/// what this shell remembers of the session (undo, held notes, ramps). Failovers are rare,
+/// and their pushes are only drained ([`Shell::line`]).
+fn connect(server: SocketAddr, timeout: Duration) -> Result<(Connection, AddressTable), String> {
+    let connection = Connection::connect(server, timeout).map_err(|e| {
+        format!("cannot reach the server at {server} (is `chronus serve` running?): {e}")
     })?;
     let table = connection
         .table(timeout)
-        .context("the server did not give its address table")?;
+        .map_err(|e| format!("the server at {server} did not give its address table: {e}"))?;
+    connection
+        .subscribe(&["failover"], timeout)
+        .map_err(|e| format!("the server at {server} refused a subscription: {e}"))?;
+    Ok((connection, table))
+}
+
+/// `chronus shell`.
+pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
+    let (connection, table) = connect(args.osc, timeout).map_err(anyhow::Error::msg)?;
     let shell = Shell {
         server: args.osc,
         connection: RefCell::new(connection),

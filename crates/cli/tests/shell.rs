@@ -466,3 +466,53 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
     assert_eq!(out.status.code(), Some(1), "two lines failed");
     second.quit();
 }
+
+/// Found by review: the server closes a TCP connection idle for its timeout (a minute),
+/// and the shell reconnected quietly and forgot its undo: a player who paused for a
+/// minute could not undo. The shell's connection holds a subscription, which the server
+/// keeps open. Depth: a real server with a 1 s idle timeout; a pause of 3 s between a
+/// change and its undo; about 4 s.
+#[test]
+fn a_pause_longer_than_the_idle_timeout_keeps_the_session() {
+    use std::io::{BufRead, BufReader};
+    let mut command = common::chronus();
+    command
+        .args(["serve", "--osc", "127.0.0.1:0", "--join-timeout", "20"])
+        .args(["--block", "64", "--depth", "24", "--output", "null"])
+        .args(["--tcp-idle-timeout", "1"])
+        .env("CHRONUS_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    let server = common::Server::start_command(command);
+    let mut child = common::chronus()
+        .args(["shell", "--json", "--osc", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut answers = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut say = |line: &str| -> serde_json::Value {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        serde_json::from_str(&answers.next().expect("an answer").unwrap()).unwrap()
+    };
+    let answer = say("set filter.cutoff 1000");
+    assert_eq!(answer["ok"], true, "{answer}");
+    std::thread::sleep(Duration::from_secs(3));
+    // No `reconnected` notice first: the same session, which remembers the change.
+    let answer = say("undo");
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(
+        answer["said"]
+            .as_str()
+            .unwrap()
+            .starts_with("undone: filter.cutoff"),
+        "{answer}"
+    );
+    let metrics = server.metrics();
+    assert_eq!(common::get(&metrics, "tcp_idle_clients_closed"), 0.0);
+    drop(child);
+    server.quit();
+}
