@@ -410,7 +410,15 @@ fn connect(server: SocketAddr, timeout: Duration) -> Result<(Connection, Address
 /// `chronus shell`.
 pub fn run(args: ShellArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
-    let (connection, table) = connect(args.osc, timeout).map_err(anyhow::Error::msg)?;
+    let (connection, table) = match connect(args.osc, timeout) {
+        Ok(connected) => connected,
+        Err(why) if args.json => {
+            // A program reading objects gets one for this too (and the exit code).
+            println!("{}", serde_json::json!({ "ok": false, "error": why }));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(why) => anyhow::bail!(why),
+    };
     let shell = Shell {
         server: args.osc,
         connection: RefCell::new(connection),

@@ -516,3 +516,35 @@ fn a_pause_longer_than_the_idle_timeout_keeps_the_session() {
     drop(child);
     server.quit();
 }
+
+/// Found by review: `--json` with no server printed its error as text on stderr and no
+/// object, so a program reading objects got nothing. Now one object says why (exit 1).
+/// No server: a port just freed.
+#[test]
+fn json_with_no_server_answers_one_object() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = common::chronus()
+        .args(["shell", "--json", "--osc", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"bpm 120\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let object: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(object["ok"], false, "{object}");
+    assert!(
+        object["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the server"),
+        "{object}"
+    );
+}

@@ -1262,6 +1262,8 @@ fn set_pattern(
 
 /// `start`/`stop` (the clock), `start drums`, `stop the drums`, `mute drums`, `unmute drums`.
 fn start_stop(state: &State, verb: &str, rest: &[String], on: bool) -> Result<Outcome, ShellError> {
+    // `stop the drums` is the phrase for `stop drums`: echoed as the command it ran.
+    let phrased = rest.iter().any(|w| w == "the");
     let rest: Vec<&str> = rest
         .iter()
         .map(String::as_str)
@@ -1297,13 +1299,18 @@ fn start_stop(state: &State, verb: &str, rest: &[String], on: bool) -> Result<Ou
     }
     let track = track_named(table, track)?;
     let address = |on: bool| format!("/seq/{track}/{}", if on { "start" } else { "stop" });
+    let plain = format!(
+        "{track} {} on the next bar line",
+        if on { "starts" } else { "stops" }
+    );
     Ok(Outcome::Run(Run {
         command: None,
         ran: vec![Step::new(build(table, &address(on), &[])?, 0.0)],
-        said: format!(
-            "{track} {} on the next bar line",
-            if on { "starts" } else { "stops" }
-        ),
+        said: if phrased {
+            format!("{verb} the {track} -> {verb} {track} ({plain})")
+        } else {
+            plain
+        },
         undo: UndoChange::Push(Undo {
             what: format!("{track} {}", if on { "stopped" } else { "playing again" }),
             steps: vec![Step::new(build(table, &address(!on), &[])?, 0.0)],

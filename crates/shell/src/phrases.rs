@@ -106,13 +106,13 @@ pub const PHRASES: &[Phrase] = &[
     },
     Phrase {
         words: "louder",
-        types: &["gain"],
+        types: &["gain", "vca"],
         param: "gain",
         change: Move::Times(1.25),
     },
     Phrase {
         words: "quieter",
-        types: &["gain"],
+        types: &["gain", "vca"],
         param: "gain",
         change: Move::Times(1.0 / 1.25),
     },

@@ -66,7 +66,7 @@ fn lines_become_exact_messages_and_answers() {
         ("thicker", vec!["/ramp /mod/chorus/mix 0.65 0.5"], "thicker -> set chorus.mix 0.65 over 1 beat (chorus.mix 0.5 -> 0.65 over 1 beat)"),
         ("d1 \"c3 e3 g3 ~\"", vec!["/seq/d1/pattern \"c3 e3 g3 ~\""], "d1 plays \"c3 e3 g3 ~\" from the next bar"),
         ("drums \"bd ~ sn ~, hh*8\"", vec!["/seq/drums/pattern \"bd ~ sn ~, hh*8\""], "drums plays \"bd ~ sn ~, hh*8\" from the next bar"),
-        ("stop the drums", vec!["/seq/drums/stop"], "drums stops on the next bar line"),
+        ("stop the drums", vec!["/seq/drums/stop"], "stop the drums -> stop drums (drums stops on the next bar line)"),
         ("mute drums", vec!["/seq/drums/stop"], "drums stops on the next bar line"),
         ("unmute drums", vec!["/seq/drums/start"], "drums starts on the next bar line"),
         ("start", vec!["/clock/start"], "the clock runs from bar 1"),
@@ -142,6 +142,35 @@ fn a_patch_without_the_module_a_phrase_needs_says_so() {
         error(&state, "play C4"),
         "this patch has no instrument to play notes on (`load keys` loads one)"
     );
+}
+
+#[test]
+fn louder_and_quieter_move_an_instruments_vca_in_a_patch_without_a_gain() {
+    // As every preset is built: no `gain` module, the voices' level is their `vca`.
+    let modules: Vec<(String, String)> = [
+        ("keys", "instrument"),
+        ("keys.note", "note"),
+        ("keys.osc", "saw"),
+        ("keys.vca", "vca"),
+        ("out", "output"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let state = State::new(
+        AddressTable::from_type_names(&modules, false).unwrap(),
+        120.0,
+    );
+    for (line, command) in [
+        ("louder", "set keys.vca.gain 1.25 over 1 beat"),
+        ("quieter", "set keys.vca.gain 0.8 over 1 beat"),
+    ] {
+        let mut level = |address: &str| (address == "/mod/keys.vca/gain").then_some(1.0);
+        match interpret(&state, line, &mut level) {
+            Ok(Outcome::Run(run)) => assert_eq!(run.command.as_deref(), Some(command)),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
 }
 
 #[test]
