@@ -497,10 +497,18 @@ pub fn find_param(table: &AddressTable, name: &str) -> Result<Param, ShellError>
             names.join(" or ")
         )));
     }
+    // The names a parameter answers to: its own, and an instrument member's without the
+    // instrument (`filter.cutoff` for `bass.filter.cutoff`), as accepted above.
+    let spoken = || {
+        all.iter().flat_map(|p| {
+            let short = p.name.split_once('.').map(|(_, rest)| rest);
+            std::iter::once(p.name.as_str()).chain(short.filter(|rest| rest.contains('.')))
+        })
+    };
     if !name.contains('.') {
         return Err(ShellError::suggesting(
             format!("`{name}` is not a parameter: name one as module.param, e.g. filter.cutoff"),
-            closest(name, all.iter().map(|p| p.name.as_str())),
+            closest(name, spoken()),
         ));
     }
     let (module, _) = name.rsplit_once('.').unwrap_or((name, ""));
@@ -526,8 +534,7 @@ pub fn find_param(table: &AddressTable, name: &str) -> Result<Param, ShellError>
     }
     Err(ShellError::suggesting(
         format!("this patch has no module `{module}`"),
-        closest(name, all.iter().map(|p| p.name.as_str()))
-            .or_else(|| closest(module, modules.iter().copied())),
+        closest(name, spoken()).or_else(|| closest(module, modules.iter().copied())),
     ))
 }
 
@@ -1364,7 +1371,25 @@ pub fn completions(state: &State, line: &str) -> Vec<String> {
             candidates.extend(tracks(table));
         }
         Some("set" | "get") if before.len() == 1 => {
-            candidates.extend(params(table).into_iter().map(|p| p.name));
+            let names: Vec<String> = params(table).into_iter().map(|p| p.name).collect();
+            // An instrument member's short name too (`lp.cutoff` for `keys.lp.cutoff`),
+            // where it names one parameter, as `find_param` takes it.
+            let shorts: Vec<String> = names
+                .iter()
+                .filter_map(|n| n.split_once('.').map(|(_, rest)| rest))
+                .filter(|rest| rest.contains('.'))
+                .filter(|rest| {
+                    let dotted = format!(".{rest}");
+                    names
+                        .iter()
+                        .filter(|n| n == rest || n.ends_with(&dotted))
+                        .count()
+                        == 1
+                })
+                .map(str::to_string)
+                .collect();
+            candidates.extend(names);
+            candidates.extend(shorts);
         }
         Some("play" | "hold" | "release") => {
             if before.last().is_some_and(|w| w.eq_ignore_ascii_case("on")) {

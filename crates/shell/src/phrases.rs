@@ -232,16 +232,41 @@ pub fn run(
                 }
                 _ => (20.0, 300.0),
             };
+            let wanted = target;
             let target = target.clamp(low, high);
             let said = if matches!(words, "faster" | "slower") {
                 format!("{}{words}", size.words())
             } else {
                 words.to_string()
             };
+            if number(target) == number(bpm) {
+                // At an end of the clock's range already, as a parameter phrase says.
+                let end = if wanted >= bpm { "top" } else { "bottom" };
+                return Ok(Outcome::Run(crate::Run {
+                    command: None,
+                    ran: Vec::new(),
+                    said: format!(
+                        "{said}: the tempo is already {} bpm, its {end}",
+                        number(bpm)
+                    ),
+                    undo: crate::UndoChange::None,
+                    bpm: None,
+                    pattern: None,
+                }));
+            }
             let mut outcome = crate::tempo(state, target, Some(&said))?;
             if let Outcome::Run(run) = &mut outcome {
                 let command = run.command.clone().unwrap_or_default();
-                run.said = format!("{said} -> {command} ({})", run.said);
+                let held = if target == wanted {
+                    String::new()
+                } else {
+                    format!(
+                        "; held to the clock's {}..{} bpm",
+                        number(low),
+                        number(high)
+                    )
+                };
+                run.said = format!("{said} -> {command} ({}{held})", run.said);
             }
             Ok(outcome)
         }
@@ -272,13 +297,12 @@ pub fn run(
                     command: None,
                     ran: Vec::new(),
                     said: format!(
-                        "{words}: {} is already {} {}, its {end}",
+                        "{words}: {} is already {}{}{}, its {end}",
                         param.name,
                         number(now),
+                        if param.unit.is_empty() { "" } else { " " },
                         param.unit
-                    )
-                    .trim_end()
-                    .to_string(),
+                    ),
                     undo: crate::UndoChange::None,
                     bpm: None,
                     pattern: None,

@@ -98,6 +98,29 @@ fn phrases_echo_the_exact_command() {
         run(&fast, "double time").command.as_deref(),
         Some("bpm 400")
     );
+    assert!(
+        run(&fast, "double time")
+            .said
+            .ends_with("; held to the clock's 20..400 bpm)"),
+        "{}",
+        run(&fast, "double time").said
+    );
+    // At an end of the range: said, nothing sent.
+    for (bpm, line, said) in [
+        (
+            400.0,
+            "faster",
+            "faster: the tempo is already 400 bpm, its top",
+        ),
+        (
+            20.0,
+            "half time",
+            "half time: the tempo is already 20 bpm, its bottom",
+        ),
+    ] {
+        let at_end = run(&State::new(tests_support::table(), bpm), line);
+        assert_eq!((at_end.said.as_str(), at_end.ran.len()), (said, 0));
+    }
     // The echoed command runs the same messages.
     assert_eq!(
         texts(&run(&state, "set filter.cutoff 1800 over 1 beat")),
@@ -141,6 +164,20 @@ fn a_patch_without_the_module_a_phrase_needs_says_so() {
     assert_eq!(
         error(&state, "play C4"),
         "this patch has no instrument to play notes on (`load keys` loads one)"
+    );
+}
+
+#[test]
+fn a_misspelt_member_is_suggested_by_the_short_name_the_shell_accepts() {
+    // `keys.lp.cutoff` answers to `lp.cutoff` too: a typo of that is suggested it.
+    let state = state();
+    assert_eq!(
+        error(&state, "set lp.cutof 800"),
+        "this patch has no module `lp` (did you mean `lp.cutoff`?)"
+    );
+    assert_eq!(
+        error(&state, "set lpcutoff 800"),
+        "`lpcutoff` is not a parameter: name one as module.param, e.g. filter.cutoff (did you mean `lp.cutoff`?)"
     );
 }
 
@@ -232,6 +269,8 @@ fn completion_offers_parameters_instruments_and_commands() {
         completions(&state, "set fil"),
         ["filter.cutoff", "filter.gain", "filter.mode", "filter.q"]
     );
+    // An instrument member by the short name the shell takes (`keys.lp.cutoff`).
+    assert!(completions(&state, "set lp.c").contains(&"lp.cutoff".to_string()));
     assert_eq!(completions(&state, "play C4 on k"), ["keys"]);
     assert_eq!(completions(&state, "pl"), ["play"]);
     assert!(completions(&state, "play Cma").contains(&"Cmaj7".to_string()));
