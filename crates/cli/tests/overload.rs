@@ -43,6 +43,28 @@ fn chord_note(i: i32) -> OscMessage {
     }
 }
 
+/// Stops the server, checks that its recording equals the replay of its command log on
+/// `patch` but for the blocks it underran (as `metrics` counts them), and removes the
+/// test's directories.
+fn quit_and_check_the_replay(
+    recorded: Recorded,
+    patch: &std::path::Path,
+    metrics: &std::collections::BTreeMap<String, f64>,
+) {
+    let Recorded {
+        server, dir, wav, ..
+    } = recorded;
+    server.quit();
+    assert_replay_of_patch_equals_served_but_for_underruns(
+        &dir.join("commands.log"),
+        &wav,
+        Some(patch),
+        metrics,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(patch.parent().unwrap());
+}
+
 #[test]
 fn too_many_voices_lower_the_voice_limit_and_the_server_catches_up() {
     let patch = big_pad("overload-patch");
@@ -93,18 +115,7 @@ fn too_many_voices_lower_the_voice_limit_and_the_server_catches_up() {
         .unwrap();
     assert!((4.0..2400.0).contains(&first), "first limit {first}");
     let metrics = server.metrics();
-    let Recorded {
-        server, dir, wav, ..
-    } = recorded;
-    server.quit();
-    assert_replay_of_patch_equals_served_but_for_underruns(
-        &dir.join("commands.log"),
-        &wav,
-        Some(&patch),
-        &metrics,
-    );
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(patch.parent().unwrap());
+    quit_and_check_the_replay(recorded, &patch, &metrics);
 }
 
 /// Before: both workers hung (a machine stall) while a chord of 2,000 notes was due: the
@@ -158,16 +169,5 @@ fn a_pair_restarted_into_an_overload_catches_up() {
         get(&silent, "cold_restarts"),
     );
     let metrics = server.metrics();
-    let Recorded {
-        server, dir, wav, ..
-    } = recorded;
-    server.quit();
-    assert_replay_of_patch_equals_served_but_for_underruns(
-        &dir.join("commands.log"),
-        &wav,
-        Some(&patch),
-        &metrics,
-    );
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(patch.parent().unwrap());
+    quit_and_check_the_replay(recorded, &patch, &metrics);
 }

@@ -384,14 +384,7 @@ fn a_piped_shell_stops_at_the_first_error_and_json_answers_each_line() {
 
 /// `chronus serve` on the fixed `addr` (so a second server can take the first one's place).
 fn serve_on(addr: std::net::SocketAddr) -> common::Server {
-    let mut command = common::chronus();
-    command
-        .args(["serve", "--osc", &addr.to_string(), "--join-timeout", "20"])
-        .args(["--block", "64", "--depth", "24", "--output", "null"])
-        .env("CHRONUS_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    common::Server::start_command(command)
+    common::Server::start(&["--osc", &addr.to_string(), "--output", "null"])
 }
 
 /// Review 16, findings 5 and 11: a piped `--json --keep-going` shell outlives its server.
@@ -475,15 +468,7 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
 #[test]
 fn a_pause_longer_than_the_idle_timeout_keeps_the_session() {
     use std::io::{BufRead, BufReader};
-    let mut command = common::chronus();
-    command
-        .args(["serve", "--osc", "127.0.0.1:0", "--join-timeout", "20"])
-        .args(["--block", "64", "--depth", "24", "--output", "null"])
-        .args(["--tcp-idle-timeout", "1"])
-        .env("CHRONUS_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    let server = common::Server::start_command(command);
+    let server = common::Server::start(&["--output", "null", "--tcp-idle-timeout", "1"]);
     let mut child = common::chronus()
         .args(["shell", "--json", "--osc", &server.addr.to_string()])
         .stdin(Stdio::piped())

@@ -123,14 +123,7 @@ fn a_failover_shows_in_the_timeline_at_120x40_and_q_restores_the_terminal() {
 
 /// `chronus serve` on the fixed `addr` (so a second server can take the first one's place).
 fn serve_on(addr: std::net::SocketAddr) -> Server {
-    let mut command = common::chronus();
-    command
-        .args(["serve", "--osc", &addr.to_string(), "--join-timeout", "20"])
-        .args(["--block", "64", "--depth", "24", "--output", "null"])
-        .env("CHRONUS_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    Server::start_command(command)
+    Server::start(&["--osc", &addr.to_string(), "--output", "null"])
 }
 
 /// Depth 24 blocks of 64 (32 ms). The server goes away under the screen: it says so and

@@ -182,16 +182,22 @@ impl Replier {
                     .map(|client| client.outgoing.try_send(framed));
                 match queued {
                     None | Some(Ok(())) => {}
+                    // Counted by the one thread whose call removes it: the OSC thread and
+                    // the supervisor loop both answer, and may both find the queue full
+                    // (a client dropped once was counted twice).
                     Some(Err(TrySendError::Full(_))) => {
-                        Metrics::bump(&self.metrics.tcp_slow_clients_dropped);
-                        if log_limit::TCP.allow() {
-                            tracing::warn!(
-                                "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
-                            );
+                        if self.disconnect(id) {
+                            Metrics::bump(&self.metrics.tcp_slow_clients_dropped);
+                            if log_limit::TCP.allow() {
+                                tracing::warn!(
+                                    "OSC: {to} has {REPLY_QUEUE} replies unread; disconnecting it"
+                                );
+                            }
                         }
+                    }
+                    Some(Err(TrySendError::Disconnected(_))) => {
                         self.disconnect(id);
                     }
-                    Some(Err(TrySendError::Disconnected(_))) => self.disconnect(id),
                 }
             }
         }
@@ -272,13 +278,15 @@ impl Replier {
     }
 
     /// Forgets client `id` and shuts its connection down (outside the lock), which ends
-    /// its reader and writer.
-    fn disconnect(&self, id: u64) {
+    /// its reader and writer. Whether it was still connected: of two threads closing one
+    /// client, only the first counts it.
+    fn disconnect(&self, id: u64) -> bool {
         let removed = self.lock_clients().remove(&id);
-        if let Some(client) = removed {
+        if let Some(client) = &removed {
             client.activity.closed.store(true, Ordering::Release);
             let _ = client.stream.shutdown(Shutdown::Both);
         }
+        removed.is_some()
     }
 
     /// Closes every client idle for `timeout` or longer.
@@ -294,11 +302,12 @@ impl Replier {
             .map(|(&id, _)| id)
             .collect();
         for id in idle {
-            Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            if log_limit::TCP.allow() {
-                tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
+            if self.disconnect(id) {
+                Metrics::bump(&self.metrics.tcp_idle_clients_closed);
+                if log_limit::TCP.allow() {
+                    tracing::info!("OSC: tcp client {id} idle for {timeout:?}; closing it");
+                }
             }
-            self.disconnect(id);
         }
     }
 
@@ -315,13 +324,14 @@ impl Replier {
                 .map(|(&id, _)| id)
         };
         if let Some(id) = longest_idle {
-            Metrics::bump(&self.metrics.tcp_idle_clients_closed);
-            if log_limit::TCP.allow() {
-                tracing::info!(
-                    "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
-                );
+            if self.disconnect(id) {
+                Metrics::bump(&self.metrics.tcp_idle_clients_closed);
+                if log_limit::TCP.allow() {
+                    tracing::info!(
+                        "OSC: {MAX_TCP_CLIENTS} tcp clients connected; closing the longest idle, client {id}, to make room"
+                    );
+                }
             }
-            self.disconnect(id);
         }
     }
 }

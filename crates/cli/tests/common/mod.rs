@@ -30,10 +30,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// `chronus serve --osc 127.0.0.1:0 <extra>`, logging at `info` to the test's stderr.
 /// Generous real-time settings: 64-frame blocks, depth 24 (32 ms), so a loaded 2-core
 /// machine never makes a healthy worker miss a deadline (unless `extra` sets `--block` or
-/// `--depth`).
+/// `--depth`). `extra` may name the address (`--osc`: a second server in a first one's
+/// place).
 pub fn serve_command(extra: &[&str]) -> Command {
     let mut command = chronus();
-    command.args(["serve", "--osc", "127.0.0.1:0", "--join-timeout", "20"]);
+    command.args(["serve", "--join-timeout", "20"]);
+    if !extra.contains(&"--osc") {
+        command.args(["--osc", "127.0.0.1:0"]);
+    }
     if !extra.contains(&"--block") {
         command.args(["--block", "64"]);
     }
