@@ -130,6 +130,18 @@ pub const PHRASES: &[Phrase] = &[
     },
 ];
 
+/// Other words people use for rows of [`PHRASES`]: each does what its row does and is
+/// echoed as that row (`more chorus -> set chorus.mix …` is `thicker`), so the player
+/// learns the table's word.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("more chorus", "thicker"),
+    ("less chorus", "thinner"),
+    ("more distortion", "more drive"),
+    ("less distortion", "less drive"),
+    ("softer", "quieter"),
+    ("duller", "darker"),
+];
+
 /// The tempo phrases: words and what they do to the tempo (normal size).
 pub const TEMPO_PHRASES: &[(&str, &str)] = &[
     ("faster", "+4 bpm (a bit: +2, much: +8)"),
@@ -140,7 +152,8 @@ pub const TEMPO_PHRASES: &[(&str, &str)] = &[
 
 /// Single words of the phrases, for "did you mean" among first words.
 pub const PHRASE_WORDS: &[&str] = &[
-    "brighter", "darker", "louder", "quieter", "thicker", "thinner", "faster", "slower",
+    "brighter", "darker", "louder", "quieter", "thicker", "thinner", "faster", "slower", "softer",
+    "duller",
 ];
 
 /// A phrase recognised in a line's words.
@@ -172,6 +185,10 @@ pub fn parse(words: &[String]) -> Option<Parsed> {
         }
     }
     let text = text.trim_end_matches(['!', '.', ',']).trim();
+    let text = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == text)
+        .map_or(text, |(_, row)| *row);
     if let Some(row) = PHRASES.iter().find(|p| p.words == text) {
         return Some(Parsed::Patch(row, size));
     }
@@ -369,5 +386,10 @@ pub fn table_markdown() -> String {
         ));
     }
     out.push_str("| stop the <track> | that track | `/seq/<track>/stop` on the next bar line (`start <track>` or `undo` brings it back) |\n");
+    for (alias, row) in ALIASES {
+        out.push_str(&format!(
+            "| {alias} | as `{row}` | the same, echoed as `{row}` |\n"
+        ));
+    }
     out
 }

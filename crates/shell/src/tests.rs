@@ -88,6 +88,14 @@ fn phrases_echo_the_exact_command() {
         Some("set filter.cutoff 1800 over 1 beat")
     );
     assert_eq!(run(&state, "faster").command.as_deref(), Some("bpm 124"));
+    // Another word for a row does what the row does, and says the row's word.
+    let aliased = run(&state, "a bit more chorus");
+    assert_eq!(aliased.command, run(&state, "a bit thicker").command);
+    assert!(
+        aliased.said.starts_with("a bit thicker -> "),
+        "{}",
+        aliased.said
+    );
     // Tempo phrases stay within the clock's range.
     let fast = State::new(tests_support::table(), 399.0);
     assert_eq!(
