@@ -120,21 +120,17 @@ impl SampleRing {
     /// pushed with: for a ring filled by [`push_stamped`](Self::push_stamped), read with
     /// [`stamped_blocks`]. Consumer only.
     pub fn take_words_into(&self, out: &mut Vec<u32>) {
-        out.clear();
-        let capacity = self.samples.len() as u64;
-        let taken = self.taken.load(Ordering::Relaxed);
-        let written = self.written.load(Ordering::Acquire);
-        for position in taken..written {
-            let index = (position % capacity) as usize;
-            if let Some(cell) = self.samples.get(index) {
-                out.push(cell.load(Ordering::Relaxed));
-            }
-        }
-        self.taken.store(written, Ordering::Release);
+        self.take_as(out, |word| word);
     }
 
     /// Moves every sample pushed so far into `out` (cleared first). Consumer only.
     pub fn take_into(&self, out: &mut Vec<f32>) {
+        self.take_as(out, f32::from_bits);
+    }
+
+    /// Moves every word pushed so far into `out` (cleared first), each as `from_bits`
+    /// makes it. Consumer only.
+    fn take_as<T>(&self, out: &mut Vec<T>, from_bits: impl Fn(u32) -> T) {
         out.clear();
         let capacity = self.samples.len() as u64;
         let taken = self.taken.load(Ordering::Relaxed);
@@ -142,7 +138,7 @@ impl SampleRing {
         for position in taken..written {
             let index = (position % capacity) as usize;
             if let Some(cell) = self.samples.get(index) {
-                out.push(f32::from_bits(cell.load(Ordering::Relaxed)));
+                out.push(from_bits(cell.load(Ordering::Relaxed)));
             }
         }
         self.taken.store(written, Ordering::Release);
