@@ -172,12 +172,8 @@ impl Supervisor {
                 }
             }
         }
-        let socket = UdpSocket::bind(config.osc).with_context(|| {
-            format!(
-                "cannot listen for OSC on udp {} (in use? try --osc 127.0.0.1:0)",
-                config.osc
-            )
-        })?;
+        // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
+        let (socket, tcp_listener) = transport::bind_osc(config.osc)?;
         let metrics = &shared.metrics;
         let (command_log, log_patches) = match (&config.command_log, &shared.command_log) {
             (Some(path), Some(queue)) => {
@@ -222,11 +218,9 @@ impl Supervisor {
         let (notify, notify_thread) =
             Notifier::start(&shared, &replier, Arc::clone(&reporter), &stop)
                 .context("cannot start the notify thread")?;
-        // TCP on the same port number as UDP (OSC 1.0 size-prefixed packets).
-        let udp_addr = socket.local_addr().unwrap_or(config.osc);
         let transport_threads = transport::spawn_all(
             &socket,
-            udp_addr,
+            tcp_listener,
             &replier,
             &transport::Readers {
                 packets: packets_tx,

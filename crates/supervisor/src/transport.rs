@@ -350,15 +350,48 @@ pub struct Readers {
     pub metrics: Arc<Metrics>,
 }
 
-/// Starts every transport: the UDP reader on `socket`, and a TCP listener on the same
-/// address `udp_addr` (framed as `framing` says) closing connections idle for
-/// `tcp_idle_timeout`, or UDP only if TCP cannot bind.
+/// How many ports [`bind_osc`] tries when the system chooses one.
+const PORT_TRIES: usize = 64;
+
+/// Binds OSC's UDP socket at `addr` and a TCP listener on the same port number, as OSC
+/// clients expect. When `addr` names port 0 (the system chooses), a port whose number is
+/// free for both is found: the system's choice for UDP may be a TCP port in use (any TCP
+/// connection's local end takes one from the same range), which left a test's server on
+/// UDP only and its TCP clients refused. A named port whose TCP side is taken gives UDP
+/// only, with a warning.
+///
+/// # Errors
+/// When UDP cannot bind at `addr`.
+pub fn bind_osc(addr: SocketAddr) -> anyhow::Result<(UdpSocket, Option<TcpListener>)> {
+    use anyhow::Context;
+    let bind_udp = || {
+        UdpSocket::bind(addr).with_context(|| {
+            format!("cannot listen for OSC on udp {addr} (in use? try --osc 127.0.0.1:0)")
+        })
+    };
+    let mut tries = if addr.port() == 0 { PORT_TRIES } else { 1 };
+    loop {
+        let udp = bind_udp()?;
+        let udp_addr = udp.local_addr().unwrap_or(addr);
+        match TcpListener::bind(udp_addr) {
+            Ok(listener) => return Ok((udp, Some(listener))),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            Err(e) => {
+                tracing::warn!("OSC over TCP unavailable on {udp_addr}: {e}; UDP only");
+                return Ok((udp, None));
+            }
+        }
+    }
+}
+
+/// Starts every transport: the UDP reader on `socket`, and the TCP `listener` if there is
+/// one (framed as `framing` says) closing connections idle for `tcp_idle_timeout`.
 ///
 /// # Errors
 /// When a thread cannot be started.
 pub fn spawn_all(
     socket: &Arc<UdpSocket>,
-    udp_addr: SocketAddr,
+    listener: Option<TcpListener>,
     replier: &Arc<Replier>,
     readers: &Readers,
     framing: Framing,
@@ -367,8 +400,8 @@ pub fn spawn_all(
     use anyhow::Context;
     let mut threads = vec![spawn_udp_reader(Arc::clone(socket), readers.clone())
         .context("cannot start the UDP reader")?];
-    match TcpListener::bind(udp_addr) {
-        Ok(listener) => threads.push(
+    if let Some(listener) = listener {
+        threads.push(
             spawn_tcp_listener(
                 listener,
                 Arc::clone(replier),
@@ -377,8 +410,7 @@ pub fn spawn_all(
                 tcp_idle_timeout,
             )
             .context("cannot start the TCP listener")?,
-        ),
-        Err(e) => tracing::warn!("OSC over TCP unavailable on {udp_addr}: {e}; UDP only"),
+        );
     }
     Ok(threads)
 }
@@ -856,5 +888,36 @@ impl TcpReader<'_> {
             _in_flight: Some(InFlight(Arc::clone(self.in_flight))),
         };
         self.readers.packets.send(packet).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chosen_port_is_free_for_both_udp_and_tcp() {
+        // Held together, so each bind finds the others' ports taken.
+        let bound: Vec<(UdpSocket, Option<TcpListener>)> = (0..32)
+            .map(|_| bind_osc("127.0.0.1:0".parse().unwrap()).unwrap())
+            .collect();
+        for (udp, tcp) in &bound {
+            let tcp = tcp.as_ref().expect("TCP beside UDP");
+            assert_eq!(
+                udp.local_addr().unwrap().port(),
+                tcp.local_addr().unwrap().port()
+            );
+        }
+    }
+
+    #[test]
+    fn a_named_port_whose_tcp_side_is_taken_serves_udp_only() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        // The UDP port of that number is almost surely free; skip if not.
+        if let Ok((udp, tcp)) = bind_osc(addr) {
+            assert_eq!(udp.local_addr().unwrap(), addr);
+            assert!(tcp.is_none());
+        }
     }
 }
