@@ -387,6 +387,18 @@ fn serve_on(addr: std::net::SocketAddr) -> common::Server {
     common::Server::start(&["--osc", &addr.to_string(), "--output", "null"])
 }
 
+/// `chronus shell --json <args>`, its standard streams piped to the test.
+fn json_shell(args: &[&str]) -> std::process::Child {
+    common::chronus()
+        .args(["shell", "--json"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chronus shell starts")
+}
+
 /// Review 16, findings 5 and 11: a piped `--json --keep-going` shell outlives its server.
 /// While the server is away a line fails saying so; once a new server listens on the same
 /// address the next line reconnects (a `notice` object, then the line's answer, with the
@@ -397,19 +409,7 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
     use std::io::{BufRead, BufReader};
     let first = serve_on("127.0.0.1:0".parse().unwrap());
     let addr = first.addr;
-    let mut child = common::chronus()
-        .args([
-            "shell",
-            "--json",
-            "--keep-going",
-            "--osc",
-            &addr.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = json_shell(&["--keep-going", "--osc", &addr.to_string()]);
     let mut stdin = child.stdin.take().unwrap();
     let mut answers = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = || -> serde_json::Value {
@@ -469,13 +469,7 @@ fn a_piped_shell_reconnects_after_the_server_comes_back() {
 fn a_pause_longer_than_the_idle_timeout_keeps_the_session() {
     use std::io::{BufRead, BufReader};
     let server = common::Server::start(&["--output", "null", "--tcp-idle-timeout", "1"]);
-    let mut child = common::chronus()
-        .args(["shell", "--json", "--osc", &server.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = json_shell(&["--osc", &server.addr.to_string()]);
     let mut stdin = child.stdin.take().unwrap();
     let mut answers = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut say = |line: &str| -> serde_json::Value {
@@ -512,13 +506,7 @@ fn json_with_no_server_answers_one_object() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = common::chronus()
-        .args(["shell", "--json", "--osc", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = json_shell(&["--osc", &format!("127.0.0.1:{port}")]);
     child.stdin.take().unwrap().write_all(b"bpm 120\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -257,19 +257,11 @@ pub fn run(
                 words.to_string()
             };
             if number(target) == number(bpm) {
-                // At an end of the clock's range already, as a parameter phrase says.
                 let end = if wanted >= bpm { "top" } else { "bottom" };
-                return Ok(Outcome::Run(crate::Run {
-                    command: None,
-                    ran: Vec::new(),
-                    said: format!(
-                        "{said}: the tempo is already {} bpm, its {end}",
-                        number(bpm)
-                    ),
-                    undo: crate::UndoChange::None,
-                    bpm: None,
-                    pattern: None,
-                }));
+                return Ok(already(format!(
+                    "{said}: the tempo is already {} bpm, its {end}",
+                    number(bpm)
+                )));
             }
             let mut outcome = crate::tempo(state, target, Some(&said))?;
             if let Outcome::Run(run) = &mut outcome {
@@ -310,20 +302,13 @@ pub fn run(
             let words = format!("{}{}", size.words(), row.words);
             if number(target) == number(now) {
                 let end = if target >= now { "top" } else { "bottom" };
-                return Ok(Outcome::Run(crate::Run {
-                    command: None,
-                    ran: Vec::new(),
-                    said: format!(
-                        "{words}: {} is already {}{}{}, its {end}",
-                        param.name,
-                        number(now),
-                        if param.unit.is_empty() { "" } else { " " },
-                        param.unit
-                    ),
-                    undo: crate::UndoChange::None,
-                    bpm: None,
-                    pattern: None,
-                }));
+                return Ok(already(format!(
+                    "{words}: {} is already {}{}{}, its {end}",
+                    param.name,
+                    number(now),
+                    if param.unit.is_empty() { "" } else { " " },
+                    param.unit
+                )));
             }
             let beat = 60.0 / state.bpm;
             let mut asked = Some(now as f32);
@@ -342,6 +327,19 @@ pub fn run(
 /// The closest phrase to mistyped words.
 pub fn suggest(text: &str) -> Option<String> {
     closest(text, PHRASES.iter().map(|p| p.words))
+}
+
+/// A phrase whose parameter (or tempo) is at the end it moves towards already: `said`,
+/// and nothing sent or to undo.
+fn already(said: String) -> Outcome {
+    Outcome::Run(crate::Run {
+        command: None,
+        ran: Vec::new(),
+        said,
+        undo: crate::UndoChange::None,
+        bpm: None,
+        pattern: None,
+    })
 }
 
 /// The phrase table as Markdown (for `help phrases` and docs/shell.md).

@@ -11,8 +11,7 @@
 //! of the pair: a slow worker alone is a fault of that worker, the failover's business,
 //! not an overload; a pair still catching up counts too, for a pair restarted from the
 //! restore point into an overload would otherwise never catch up) and how many voices
-//! sound. When the median render time of
-//! the last [`WINDOW`] blocks passes [`HIGH_LOAD`] of the block period (a median: a stall
+//! sound. When the median render time of the last [`WINDOW`] blocks passes [`HIGH_LOAD`] of the block period (a median: a stall
 //! of a few blocks, a snapshot being written, is not an overload), the guard lowers the
 //! engine's voice limit to what would bring it to [`TARGET_LOAD`]: a
 //! [`Command::VoiceLimit`](chronus_engine::Command::VoiceLimit) stamped like any command,
@@ -28,8 +27,9 @@
 //! processes taking the cores (a loaded machine) only ever add time, so the fastest block
 //! is the best measure of what the voices left cost, and a busy machine does not undo a
 //! cut that worked (seen in CI beside six other test files: a cut from 2,400 voices to 395
-//! put back, and a minute of overload held). When the load has stayed under [`LOW_LOAD`] for [`CALM_NS`], the limit
-//! rises to what the load has room for (at least a quarter more, at most four times),
+//! put back, and a minute of overload held). When the load has stayed under [`LOW_LOAD`]
+//! for [`CALM_NS`], the limit rises to what the load has room for (at least a quarter
+//! more, at most four times),
 //! up to the limit a client set with `/voices/limit` (none: the limit is lifted).
 //! [`VoiceGuard`] is the pure decision, owned by the output thread: it allocates, locks
 //! and panics never.
