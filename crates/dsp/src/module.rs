@@ -45,6 +45,31 @@ pub trait VoiceLanes: Default {
     fn run(&mut self, x: [&[f32]; VOICE_LANES], y: [&mut [f32]; VOICE_LANES]);
 }
 
+/// The frames of [`VOICE_LANES`] voices' input blocks `x` and output blocks `y`, as far
+/// as all of them reach: frame by frame, each lane's input sample and its output place.
+///
+/// What a [`VoiceLanes::run`] iterates: zipped slice iterators, so the compiler sees
+/// every access in bounds and the kernel's loop carries no per-sample bounds check
+/// (indexing four blocks by frame checked each lane of each sample).
+#[inline(always)]
+pub fn lane_frames<'a>(
+    x: [&'a [f32]; VOICE_LANES],
+    y: [&'a mut [f32]; VOICE_LANES],
+) -> impl Iterator<Item = ([f32; VOICE_LANES], [&'a mut f32; VOICE_LANES])> + 'a {
+    // Four lanes spelled out: a change of VOICE_LANES is a compile error here.
+    let [x0, x1, x2, x3] = x;
+    let [y0, y1, y2, y3] = y;
+    let inputs = x0.iter().zip(x1).zip(x2).zip(x3);
+    let outputs = y0
+        .iter_mut()
+        .zip(y1.iter_mut())
+        .zip(y2.iter_mut())
+        .zip(y3.iter_mut());
+    inputs
+        .zip(outputs)
+        .map(|((((a, b), c), d), (((p, q), r), s))| ([*a, *b, *c, *d], [p, q, r, s]))
+}
+
 /// A DSP unit that renders blocks, holds its own state, and can snapshot it as bytes.
 ///
 /// A module type writes only what is its own: [`Module::process`], its [`Params`]

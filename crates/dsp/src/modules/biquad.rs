@@ -27,7 +27,7 @@
 
 use crate::params::Params;
 use crate::smoother::FILTER_RAMP_MS;
-use crate::module::{sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
+use crate::module::{lane_frames, sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
 
@@ -484,36 +484,14 @@ impl VoiceLanes for BiquadLanes {
         };
     }
 
-    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
-        let n = x.iter().map(|s| s.len()).chain(y.iter().map(|s| s.len())).min().unwrap_or(0);
-        self.run_with(n, |i| x.map(|s| s.get(i).copied().unwrap_or(0.0)), |i, v| {
-            for (s, v) in y.iter_mut().zip(v) {
-                if let Some(o) = s.get_mut(i) {
-                    *o = v;
-                }
-            }
-        });
-    }
-}
-
-impl BiquadLanes {
-    /// Renders `n` frames, frame `i`'s lanes read from `input(i)` and written to
-    /// `output(i, lanes)`: the instrument reads and writes each voice's own buffers.
-    #[inline(always)]
-    pub fn run_with(
-        &mut self,
-        n: usize,
-        mut input: impl FnMut(usize) -> [f32; VOICE_LANES],
-        mut output: impl FnMut(usize, [f32; VOICE_LANES]),
-    ) {
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], y: [&mut [f32]; VOICE_LANES]) {
         let BiquadLanes {
             b0, b1, b2, a1, a2, ..
         } = *self;
         let (mut x1, mut x2, mut y1, mut y2) = (self.x1, self.x2, self.y1, self.y2);
-        for i in 0..n {
-            let xi = input(i);
+        for (xi, yo) in lane_frames(x, y) {
             // Statement by statement across the lanes (so the compiler packs them), each
-            // lane exactly the settled loop of `process`; the flush is a select.
+            // lane exactly the settled loop of `process`.
             let x = xi.map(f64::from);
             let mut y = [0.0f64; VOICE_LANES];
             for l in 0..VOICE_LANES {
@@ -523,12 +501,23 @@ impl BiquadLanes {
             x2 = x1;
             x1 = x;
             y2 = y1;
-            for l in 0..VOICE_LANES {
-                let flush = (y[l].abs() < DENORMAL_FLOOR) & (y2[l].abs() < DENORMAL_FLOOR);
-                y1[l] = if flush { 0.0 } else { y[l] };
-                y2[l] = if flush { 0.0 } else { y2[l] };
+            y1 = y;
+            // The flush of `Memories::tick`, lane by lane, behind one branch that is
+            // almost never taken: as a select on every sample it would sit on the
+            // recursion's dependency chain; predicted, the branch keeps it off.
+            let quiet: [bool; VOICE_LANES] =
+                std::array::from_fn(|l| (y[l].abs() < DENORMAL_FLOOR) & (y2[l].abs() < DENORMAL_FLOOR));
+            if quiet.contains(&true) {
+                for l in 0..VOICE_LANES {
+                    if quiet[l] {
+                        y1[l] = 0.0;
+                        y2[l] = 0.0;
+                    }
+                }
             }
-            output(i, y.map(|v| v as f32));
+            for (o, v) in yo.into_iter().zip(y) {
+                *o = v as f32;
+            }
         }
         (self.x1, self.x2, self.y1, self.y2) = (x1, x2, y1, y2);
     }

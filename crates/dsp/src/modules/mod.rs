@@ -146,6 +146,61 @@ mod tests {
         assert!(create("nope", 48_000.0, 64, 1).is_none());
     }
 
+    /// A type that says [`Module::always_finite`] skips the NaN guard, so the claim is
+    /// held to here: every parameter at its extremes and between, the gate both ways,
+    /// every input fed the worst finite values (and NaN and infinity, which no module
+    /// ever receives, but a claim "whatever the inputs" must survive them too).
+    #[test]
+    fn every_always_finite_claim_holds_at_the_extremes() {
+        let worst = [
+            f32::MAX,
+            -f32::MAX,
+            1e30,
+            -1e30,
+            f32::NAN,
+            f32::INFINITY,
+            0.0,
+            1e-38,
+        ];
+        let input: Vec<f32> = (0..256).map(|i| worst[i % worst.len()]).collect();
+        let mut claimants = 0;
+        for spec in all_specs() {
+            if !create(spec.type_name, 48_000.0, 64, 1)
+                .unwrap()
+                .always_finite()
+            {
+                continue;
+            }
+            claimants += 1;
+            for setting in [0.0f32, 1.0, 0.5, 0.001, 0.999] {
+                let mut m = create(spec.type_name, 48_000.0, 64, 7).unwrap();
+                for (i, p) in spec.params.iter().enumerate() {
+                    m.set_param(i, p.min + (p.max - p.min) * setting);
+                }
+                m.set_gate(setting > 0.4);
+                let ins: Vec<&[f32]> = vec![&input[..64]; spec.inputs.len()];
+                let mut bufs = vec![[0.0f32; 64]; spec.outputs.len()];
+                for block in 0..200 {
+                    let ins: Vec<&[f32]> = ins
+                        .iter()
+                        .map(|_| &input[(block * 5) % 192..][..64])
+                        .collect();
+                    let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                    m.process(&ins, &mut outs);
+                    assert!(
+                        bufs.iter().flatten().all(|x| x.is_finite()),
+                        "{} at setting {setting}, block {block}",
+                        spec.type_name
+                    );
+                    if block == 100 {
+                        m.set_gate(setting <= 0.4);
+                    }
+                }
+            }
+        }
+        assert!(claimants >= 1, "at least `note` claims it");
+    }
+
     #[test]
     fn out_of_range_params_and_odd_port_counts_do_not_panic() {
         for spec in all_specs() {

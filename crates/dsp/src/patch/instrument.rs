@@ -739,20 +739,20 @@ impl Instrument {
             let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
             Patch::render_side_by_side(&mut patches, n);
         }
-        // The four loudness measures side by side: four independent chains where one
-        // alone waits on its own latency, each lane the loop of `render_voice`.
+        // One pass over the four blocks: the four loudness measures side by side (four
+        // independent chains, where one alone waits on its own latency; each lane the
+        // loop of `render_voice`), and the sum in voice order, the same additions in the
+        // same order as adding each voice's block in turn.
         let mut levels = voices.each_ref().map(|v| v.level);
-        let blocks = voices.each_ref().map(|v| v.patch.mono_block(n));
-        for i in 0..n {
-            for (level, block) in levels.iter_mut().zip(&blocks) {
-                *level = follow(*level, block.get(i).copied().unwrap_or(0.0), fall);
-            }
+        let [b0, b1, b2, b3] = voices.each_ref().map(|v| v.patch.mono_block(n));
+        let frames = out.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3);
+        for ((((o, &x0), &x1), &x2), &x3) in frames {
+            let x = [x0, x1, x2, x3];
+            levels = std::array::from_fn(|l| follow(levels[l], x[l], fall));
+            *o = (((*o + x0) + x1) + x2) + x3;
         }
         for (v, level) in voices.iter_mut().zip(levels) {
             v.level = level;
-            for (o, &x) in out.iter_mut().zip(v.patch.mono_block(n)) {
-                *o += x;
-            }
         }
         for i in group {
             let Some(v) = self.voices.get_mut(i) else {

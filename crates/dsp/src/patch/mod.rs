@@ -141,6 +141,9 @@ struct Node {
     /// Whether the NaN guard scans its outputs (not for a module that is
     /// [`Module::always_finite`]).
     guarded: bool,
+    /// Whether its module has a [`VoiceLanes`] kernel ([`Module::side_by_side`]), asked
+    /// once here rather than for every voice at every block.
+    has_lanes: bool,
 }
 
 /// A compiled, runnable patch.
@@ -507,7 +510,7 @@ impl Patch {
         for &decl in &order {
             let spec = specs[decl];
             let node_seed = splitmix64(seed ^ splitmix64(decl as u64));
-            let unit = match desc.modules.get(decl) {
+            let mut unit = match desc.modules.get(decl) {
                 Some(m) => {
                     let mut module =
                         modules::create(spec.type_name, sample_rate, max_block, node_seed)
@@ -552,6 +555,10 @@ impl Patch {
             fp.bytes(&[0xff]);
             let state_len = unit.state_len();
             let guarded = !matches!(&unit, Unit::Module(m) if m.always_finite());
+            let has_lanes = match &mut unit {
+                Unit::Module(m) => m.side_by_side().is_some(),
+                Unit::Instrument(_) => false,
+            };
             fp.u64(state_len as u64);
             for s in &inputs[decl] {
                 match *s {
@@ -571,6 +578,7 @@ impl Patch {
                 unit,
                 state_len,
                 guarded,
+                has_lanes,
             });
         }
 
@@ -992,8 +1000,10 @@ impl Patch {
     pub(crate) fn render_side_by_side(voices: &mut [&mut Patch; VOICE_LANES], n: usize) {
         let count = voices.iter().map(|p| p.nodes.len()).min().unwrap_or(0);
         for i in 0..count {
-            let done = Self::kernel_side_by_side::<LadderLanes<VOICE_LANES>>(voices, i, n)
-                || Self::kernel_side_by_side::<BiquadLanes>(voices, i, n);
+            let has_lanes = voices[0].nodes.get(i).is_some_and(|node| node.has_lanes);
+            let done = has_lanes
+                && (Self::kernel_side_by_side::<LadderLanes<VOICE_LANES>>(voices, i, n)
+                    || Self::kernel_side_by_side::<BiquadLanes>(voices, i, n));
             if !done {
                 for p in voices.iter_mut() {
                     p.render_node(i, n);
