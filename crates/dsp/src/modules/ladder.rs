@@ -28,7 +28,7 @@
 //! below 1e-20 every 16 samples.
 
 use crate::params::Params;
-use crate::module::{sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
+use crate::module::{lane_frames, sane_sample_rate, Module, VoiceLanes, VOICE_LANES};
 use crate::modules::common::{flush64, input, sanitize};
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -322,15 +322,8 @@ impl VoiceLanes for LadderLanes<VOICE_LANES> {
         LadderLanes::store(self, lane, m);
     }
 
-    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
-        let n = x.iter().map(|s| s.len()).chain(y.iter().map(|s| s.len())).min().unwrap_or(0);
-        self.run_with(n, |i| x.map(|s| s.get(i).copied().unwrap_or(0.0)), |i, v| {
-            for (s, v) in y.iter_mut().zip(v) {
-                if let Some(o) = s.get_mut(i) {
-                    *o = v;
-                }
-            }
-        });
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], y: [&mut [f32]; VOICE_LANES]) {
+        self.run_frames(lane_frames(x, y));
     }
 }
 
@@ -391,31 +384,21 @@ impl<const L: usize> LadderLanes<L> {
 
     /// Renders `x` (frame-major: `x[i][lane]`) into `y` as far as both reach.
     pub fn run(&mut self, x: &[[f32; L]], y: &mut [[f32; L]]) {
-        self.run_with(x.len().min(y.len()), |i| x.get(i).copied().unwrap_or([0.0; L]), |i, v| {
-            if let Some(o) = y.get_mut(i) {
-                *o = v;
-            }
-        });
+        self.run_frames(x.iter().zip(y.iter_mut()).map(|(x, y)| (*x, y.each_mut())));
     }
 
-    /// Renders `n` frames, frame `i`'s lanes read from `input(i)` and written to
-    /// `output(i, lanes)`: [`LadderLanes::run`] on interleaved buffers, the instrument on
-    /// each voice's own buffers (no interleaving copies).
+    /// Renders each frame's lanes from its input samples into its output places:
+    /// [`LadderLanes::run`] on interleaved buffers, the instrument on each voice's own
+    /// buffers ([`lane_frames`]: no interleaving copies, no bounds checks).
     #[inline(always)]
-    pub fn run_with(
-        &mut self,
-        n: usize,
-        mut input: impl FnMut(usize) -> [f32; L],
-        mut output: impl FnMut(usize, [f32; L]),
-    ) {
+    pub fn run_frames<'a>(&mut self, frames: impl Iterator<Item = ([f32; L], [&'a mut f32; L])>) {
         let LadderLanes {
             c, g4, a, b, d, e, eq, din, ..
         } = *self;
         let mut s = self.s;
         let mut fb = self.fb;
         let mut countdown = self.countdown;
-        for i in 0..n {
-            let xi = input(i);
+        for (xi, places) in frames {
             let mut yo = [0.0f32; L];
             // Lane by lane, exactly the statements of `run_settled`.
             for l in 0..L {
@@ -445,7 +428,9 @@ impl<const L: usize> LadderLanes<L> {
                     fb[l] = flush64(fb[l]);
                 }
             }
-            output(i, yo);
+            for (place, y) in places.into_iter().zip(yo) {
+                *place = y;
+            }
         }
         self.s = s;
         self.fb = fb;
