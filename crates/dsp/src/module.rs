@@ -115,6 +115,13 @@ pub trait Module: Send {
         false
     }
 
+    /// Told once, when the patch is compiled, which of its outputs some module reads
+    /// (bit `i`: output `i`; the patch's output counts as a reader). A module whose
+    /// outputs are computed independently may leave the unread ones unwritten (work
+    /// nobody would hear); the default writes them all. Not state: every compile tells
+    /// its own modules.
+    fn outputs_read(&mut self, _read: u8) {}
+
     /// True while the module is making sound on its own account (an envelope not idle);
     /// summed into the "voices sounding" metric.
     fn is_sounding(&self) -> bool {

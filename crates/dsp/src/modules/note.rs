@@ -40,6 +40,14 @@ pub const PER_NOTE: [usize; 5] = [PITCH, VELOCITY, BEND, PRESSURE, TIMBRE];
 
 /// Index of the `freq` output.
 pub const FREQ_OUT: usize = 0;
+/// Index of the `gate` output.
+const GATE_OUT: usize = 1;
+/// Index of the `velocity` output.
+const VELOCITY_OUT: usize = 2;
+/// Index of the `pressure` output.
+const PRESSURE_OUT: usize = 3;
+/// Index of the `timbre` output.
+const TIMBRE_OUT: usize = 4;
 /// Index of the `key` output (the note number, bend included), the last port.
 pub const KEY_OUT: usize = 5;
 
@@ -73,6 +81,17 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     has_gate: true,
 };
 
+/// `block` if output `port` is read (its bit in `read`), else an empty block, so that
+/// nothing is written to an output nobody reads.
+#[inline(always)]
+fn if_read(read: u8, port: usize, block: &mut [f32]) -> &mut [f32] {
+    if read >> port & 1 == 1 {
+        block
+    } else {
+        &mut []
+    }
+}
+
 /// Frequency of a (fractional) MIDI note number, A4 = 69 = 440 Hz.
 #[inline]
 pub fn note_hz(note: f64) -> f32 {
@@ -98,6 +117,9 @@ pub struct Note {
     /// computes its `exp2` once rather than every block. Derived, not state: a miss
     /// (NaN after creation or a snapshot) recomputes the same value.
     held: (f64, f32),
+    /// The outputs some module reads ([`Module::outputs_read`], bit per output): the
+    /// others are left unwritten. Not state: the patch tells every compiled instance.
+    read: u8,
 }
 
 impl Note {
@@ -111,6 +133,7 @@ impl Note {
             glide_left: 0,
             gate: false,
             held: (f64::NAN, 0.0),
+            read: u8::MAX,
         }
     }
 
@@ -166,23 +189,41 @@ impl Module for Note {
         true
     }
 
+    fn outputs_read(&mut self, read: u8) {
+        self.read = read;
+    }
+
+    /// Every output is a fill or a per-sample ramp of its own, so an output nobody reads
+    /// is left unwritten: a voice's `note` feeds one or two of its six (five fills a
+    /// voice at every block were a fifteenth of a voice's time). Its smoothers advance
+    /// the same either way.
     fn process(&mut self, _inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let gate = if self.gate { 1.0 } else { 0.0 };
         let velocity = self.params.get(VELOCITY);
+        let read = self.read;
         let [freq, gate_out, velocity_out, pressure, timbre, rest @ ..] = outputs else {
             return;
         };
+        let n = freq.len();
         // `key` is optional: a caller that predates it passes five outputs.
-        let mut key = rest.first_mut().map(|k| &mut **k);
-        gate_out.fill(gate);
-        velocity_out.fill(velocity);
-        for (i, p) in [(PRESSURE, &mut **pressure), (TIMBRE, &mut **timbre)] {
+        let mut key = rest.first_mut().map(|k| if_read(read, KEY_OUT, k));
+        let freq = if_read(read, FREQ_OUT, freq);
+        if_read(read, GATE_OUT, gate_out).fill(gate);
+        if_read(read, VELOCITY_OUT, velocity_out).fill(velocity);
+        for (i, port, p) in [
+            (PRESSURE, PRESSURE_OUT, &mut **pressure),
+            (TIMBRE, TIMBRE_OUT, &mut **timbre),
+        ] {
             let s = &mut self.params[i];
             if s.is_settled() {
-                p.fill(s.current());
-            } else {
+                if_read(read, port, p).fill(s.current());
+            } else if read >> port & 1 == 1 {
                 for o in p.iter_mut() {
                     *o = s.next();
+                }
+            } else {
+                for _ in 0..p.len() {
+                    s.next();
                 }
             }
         }
@@ -197,10 +238,13 @@ impl Module for Note {
                 k.fill(pitch as f32);
             }
         } else {
-            for (i, o) in freq.iter_mut().enumerate() {
+            // Every frame of the block, read or not: the glide and the bend advance.
+            for i in 0..n {
                 let bend = f64::from(self.params[BEND].next());
                 let note = self.next_pitch() + bend;
-                *o = note_hz(note);
+                if let Some(o) = freq.get_mut(i) {
+                    *o = note_hz(note);
+                }
                 if let Some(k) = key.as_deref_mut().and_then(|k| k.get_mut(i)) {
                     *k = note as f32;
                 }
@@ -256,6 +300,51 @@ mod tests {
 
     fn outputs(n: &mut Note, frames: usize) -> Vec<Vec<f32>> {
         render_len(n, &[], SPEC.outputs.len(), frames)
+    }
+
+    /// An unread output is left unwritten, and what is read (and the state) has the same
+    /// bits as when everything is read: gliding pitch, bend, pressure and timbre ramps
+    /// advance either way.
+    #[test]
+    fn unread_outputs_are_left_unwritten_and_change_nothing_else() {
+        use crate::state::StateWriter;
+        let play = |n: &mut Note| {
+            n.set_param(GLIDE, 30.0);
+            n.set_gate(true);
+            let mut all = Vec::new();
+            for block in 0..40 {
+                match block {
+                    3 => n.set_param(PITCH, 72.5),
+                    5 => n.set_param(BEND, -2.0),
+                    7 => n.set_param(PRESSURE, 0.8),
+                    9 => n.set_param(TIMBRE, 0.3),
+                    _ => {}
+                }
+                let mut bufs = vec![[f32::NAN; 64]; SPEC.outputs.len()];
+                let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                n.process(&[], &mut outs);
+                all.push(bufs);
+            }
+            let mut state = vec![0u8; n.state_len()];
+            n.save_state(&mut StateWriter::new(&mut state));
+            (all, state)
+        };
+        let (every, every_state) = play(&mut Note::new(SR));
+        let only = (1u8 << KEY_OUT) | (1 << PRESSURE_OUT);
+        let mut some = Note::new(SR);
+        some.outputs_read(only);
+        let (read, read_state) = play(&mut some);
+        assert_eq!(read_state, every_state);
+        for (block, (a, b)) in every.iter().zip(&read).enumerate() {
+            for port in 0..SPEC.outputs.len() {
+                let bits = |x: &[f32; 64]| x.map(f32::to_bits);
+                if only >> port & 1 == 1 {
+                    assert_eq!(bits(&a[port]), bits(&b[port]), "block {block} port {port}");
+                } else {
+                    assert!(b[port].iter().all(|x| x.is_nan()), "port {port} was written");
+                }
+            }
+        }
     }
 
     #[test]

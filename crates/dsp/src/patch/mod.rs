@@ -38,6 +38,9 @@ pub const STATE_VERSION: u32 = 4;
 /// non-finite reset counter.
 const HEADER_LEN: usize = 4 + 4 + 8 + 8;
 
+// A node's outputs are told apart in `u8` masks (the guard's, `Module::outputs_read`).
+const _: () = assert!(MAX_PORTS <= u8::BITS as usize);
+
 /// Where an input port reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -138,9 +141,10 @@ struct Node {
     first: usize,
     /// Number of output ports.
     outputs: usize,
-    /// Whether the NaN guard scans its outputs (not for a module that is
-    /// [`Module::always_finite`]).
-    guarded: bool,
+    /// The outputs the NaN guard scans (bit `i`: output `i`): those another module
+    /// reads (a bad value in an output nobody reads reaches nothing), none for a module
+    /// that is [`Module::always_finite`].
+    guarded: u8,
     /// Whether its module has a [`VoiceLanes`] kernel ([`Module::side_by_side`]), asked
     /// once here rather than for every voice at every block.
     has_lanes: bool,
@@ -554,7 +558,12 @@ impl Patch {
             fp.bytes(spec.type_name.as_bytes());
             fp.bytes(&[0xff]);
             let state_len = unit.state_len();
-            let guarded = !matches!(&unit, Unit::Module(m) if m.always_finite());
+            // Until every node is built, all of them: narrowed to the read ones below.
+            let guarded = if matches!(&unit, Unit::Module(m) if m.always_finite()) {
+                0
+            } else {
+                u8::MAX
+            };
             let has_lanes = match &mut unit {
                 Unit::Module(m) => m.side_by_side().is_some(),
                 Unit::Instrument(_) => false,
@@ -595,6 +604,24 @@ impl Patch {
                     exec,
                     local: local as u16,
                 });
+            }
+        }
+
+        // Which outputs some node reads (the output module's inputs are the patch's
+        // output, so they count): the guard scans only those, and each module is told,
+        // so one whose outputs are independent may leave the others unwritten.
+        let mut read = vec![0u8; nodes.len()];
+        for source in nodes.iter().flat_map(|n| &n.inputs) {
+            if let Source::Node { exec, port, .. } = *source {
+                if let Some(mask) = read.get_mut(exec) {
+                    *mask |= 1u8.checked_shl(port as u32).unwrap_or(0);
+                }
+            }
+        }
+        for (node, read) in nodes.iter_mut().zip(read) {
+            node.guarded &= read;
+            if let Unit::Module(m) = &mut node.unit {
+                m.outputs_read(read);
             }
         }
 
@@ -959,7 +986,13 @@ impl Patch {
 
         // NaN guard: a module that produced NaN/inf is reset and its block silenced,
         // so the bad value never reaches another module or the speakers.
-        if node.guarded && outs.iter().any(|o| has_nonfinite(o)) {
+        let guarded = node.guarded;
+        if guarded != 0
+            && outs
+                .iter()
+                .enumerate()
+                .any(|(k, o)| guarded >> k & 1 == 1 && has_nonfinite(o))
+        {
             node.unit.reset();
             for o in outs.iter_mut() {
                 o.fill(0.0);
@@ -976,13 +1009,16 @@ impl Patch {
             return;
         };
         let mb = self.max_block;
+        let guarded = node.guarded;
         let outputs = self
             .buffers
             .get_mut(node.first * mb..(node.first + node.outputs) * mb)
             .unwrap_or(&mut []);
-        if outputs
-            .chunks(mb)
-            .any(|o| has_nonfinite(o.get(..n).unwrap_or(&[])))
+        if guarded != 0
+            && outputs
+                .chunks(mb)
+                .enumerate()
+                .any(|(k, o)| guarded >> k & 1 == 1 && has_nonfinite(o.get(..n).unwrap_or(&[])))
         {
             node.unit.reset();
             for o in outputs.chunks_mut(mb) {
