@@ -31,6 +31,10 @@ pub const MAX_VOICES: usize = 4096;
 pub const VOICE_OUT: &str = "out";
 /// How fast a voice's loudness measure falls: its time constant, in seconds.
 const LEVEL_FALL_SECONDS: f64 = 0.05;
+/// Whole-block voices whose loudness measures run together ([`Instrument::follow`]):
+/// each measure is a chain of a multiply and a max per sample, so one alone waits on its
+/// own latency; sixteen side by side keep four vectors of them busy.
+const FOLLOW_LANES: usize = 16;
 
 /// What an instrument is to the rest of the patch: a source with one output, the sum of
 /// its voices. Listed as type `instrument` in `/table.reply`.
@@ -180,6 +184,10 @@ pub(crate) struct Instrument {
     /// Voice indices, sorted when a lower limit sheds voices (preallocated: shedding
     /// allocates nothing).
     shed_order: Vec<u32>,
+    /// Whole-block voices rendered in this block whose loudness measures have not run
+    /// yet (the first `following` of them): run [`FOLLOW_LANES`] at a time.
+    to_follow: [usize; FOLLOW_LANES],
+    following: usize,
 }
 
 impl Voice {
@@ -369,6 +377,8 @@ impl Instrument {
             side_by_side: true,
             limit: desc.voices,
             shed_order: Vec::with_capacity(desc.voices),
+            to_follow: [0; FOLLOW_LANES],
+            following: 0,
         })
     }
 
@@ -708,6 +718,7 @@ impl Instrument {
         for g in group.into_iter().take(gathered) {
             self.render_voice(g, out);
         }
+        self.follow(n);
     }
 
     /// Renders the whole-block voices `group` (ascending indices) side by side
@@ -715,7 +726,6 @@ impl Instrument {
     /// adds them to `out` in order, each straight from its patch.
     fn render_group(&mut self, group: [usize; VOICE_LANES], out: &mut [f32]) {
         let n = out.len();
-        let fall = self.level_fall;
         let (first, last) = (group[0], group[VOICE_LANES - 1]);
         let Some(range) = self.voices.get_mut(first..=last) else {
             return;
@@ -739,20 +749,22 @@ impl Instrument {
             let mut patches = [&mut a.patch, &mut b.patch, &mut c.patch, &mut d.patch];
             Patch::render_side_by_side(&mut patches, n);
         }
-        // One pass over the four blocks: the four loudness measures side by side (four
-        // independent chains, where one alone waits on its own latency; each lane the
-        // loop of `render_voice`), and the sum in voice order, the same additions in the
-        // same order as adding each voice's block in turn.
-        let mut levels = voices.each_ref().map(|v| v.level);
+        // The sum, in voice order: per frame the same additions in the same order as
+        // adding each voice's block in turn, four frames to a vector.
         let [b0, b1, b2, b3] = voices.each_ref().map(|v| v.patch.mono_block(n));
-        let frames = out.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3);
-        for ((((o, &x0), &x1), &x2), &x3) in frames {
-            let x = [x0, x1, x2, x3];
-            levels = std::array::from_fn(|l| follow(levels[l], x[l], fall));
+        for ((((o, &x0), &x1), &x2), &x3) in out.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
             *o = (((*o + x0) + x1) + x2) + x3;
         }
-        for (v, level) in voices.iter_mut().zip(levels) {
-            v.level = level;
+        // Their loudness measures run later, with those of the next groups (before
+        // `process` returns; a voice freed meanwhile keeps the level `free` gave it).
+        for i in group {
+            if let Some(slot) = self.to_follow.get_mut(self.following) {
+                *slot = i;
+                self.following += 1;
+            }
+        }
+        if self.following == FOLLOW_LANES {
+            self.follow(n);
         }
         for i in group {
             let Some(v) = self.voices.get_mut(i) else {
@@ -774,6 +786,55 @@ impl Instrument {
             }
             self.free_if_ended(i);
         }
+    }
+
+    /// Runs the loudness measures of the whole-block voices waiting in `to_follow` over
+    /// their `n` frames just rendered, side by side: each lane the loop of
+    /// `render_voice`, sample by sample, so each measure has the bits it would have alone.
+    /// Lanes past the waiting voices measure silence and are dropped.
+    fn follow(&mut self, n: usize) {
+        let fall = self.level_fall;
+        let waiting = self.to_follow.get(..self.following).unwrap_or(&[]);
+        let mut levels = [0.0f32; FOLLOW_LANES];
+        let mut blocks: [&[f32]; FOLLOW_LANES] = [&[]; FOLLOW_LANES];
+        for ((level, block), &i) in levels.iter_mut().zip(&mut blocks).zip(waiting) {
+            if let Some(v) = self.voices.get(i) {
+                *level = v.level;
+                *block = v.patch.mono_block(n);
+            }
+        }
+        // Lanes past the waiting voices measure the first one's block again (the frames
+        // are iterated as far as every lane reaches), and are dropped.
+        let first = blocks[0];
+        for block in blocks.iter_mut().skip(waiting.len()) {
+            *block = first;
+        }
+        // Sixteen lanes as four vectors of four: zipped slice iterators, so no sample is
+        // bounds-checked; the four chains interleave.
+        let quad = |q: usize| {
+            let [a, b, c, d] = [0, 1, 2, 3].map(|k| blocks[4 * q + k]);
+            a.iter()
+                .zip(b)
+                .zip(c)
+                .zip(d)
+                .map(|(((a, b), c), d)| [*a, *b, *c, *d])
+        };
+        let mut quads: [[f32; 4]; 4] =
+            std::array::from_fn(|q| std::array::from_fn(|k| levels[4 * q + k]));
+        for (((x0, x1), x2), x3) in quad(0).zip(quad(1)).zip(quad(2)).zip(quad(3)) {
+            for (q, x) in quads.iter_mut().zip([x0, x1, x2, x3]) {
+                *q = std::array::from_fn(|k| follow(q[k], x[k], fall));
+            }
+        }
+        let levels: [f32; FOLLOW_LANES] = std::array::from_fn(|l| quads[l / 4][l % 4]);
+        for (&i, level) in waiting.iter().zip(levels) {
+            // A voice whose envelopes ended with this block was freed after its render:
+            // fresh, its level 0, as when its measure ran before `free`.
+            if let Some(v) = self.voices.get_mut(i).filter(|v| v.phase != Phase::Free) {
+                v.level = level;
+            }
+        }
+        self.following = 0;
     }
 
     /// Renders voice `i` alone for `out.len()` frames, split where something happens
