@@ -123,7 +123,8 @@ pub trait Module: Send {
     fn outputs_read(&mut self, _read: u8) {}
 
     /// True while the module is making sound on its own account (an envelope not idle);
-    /// summed into the "voices sounding" metric.
+    /// summed into the "voices sounding" metric. Only asked of types with a gate
+    /// ([`ModuleSpec::has_gate`]): what sounds on its own is started by one.
     fn is_sounding(&self) -> bool {
         false
     }

@@ -146,6 +146,23 @@ mod tests {
         assert!(create("nope", 48_000.0, 64, 1).is_none());
     }
 
+    /// The patch asks only gated types whether they sound on their own
+    /// ([`Module::is_sounding`]): no other type ever says so, whatever it plays.
+    #[test]
+    fn only_gated_types_sound_on_their_own() {
+        let input: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).sin()).collect();
+        for spec in all_specs().iter().filter(|s| !s.has_gate) {
+            let mut m = create(spec.type_name, 48_000.0, 64, 3).unwrap();
+            let ins: Vec<&[f32]> = vec![&input; spec.inputs.len()];
+            let mut bufs = vec![[0.0f32; 64]; spec.outputs.len()];
+            for _ in 0..10 {
+                let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                m.process(&ins, &mut outs);
+                assert!(!m.is_sounding(), "{} sounds without a gate", spec.type_name);
+            }
+        }
+    }
+
     /// A type that says [`Module::always_finite`] skips the NaN guard, so the claim is
     /// held to here: every parameter at its extremes and between, the gate both ways,
     /// every input fed the worst finite values (and NaN and infinity, which no module

@@ -166,6 +166,10 @@ pub struct Patch {
     by_id: BTreeMap<String, u16>,
     /// Instrument members, by node index minus `exec_of.len()`.
     members: Vec<Member>,
+    /// Execution positions of the nodes that may sound on their own: modules with a
+    /// gate ([`Module::is_sounding`]) and instruments; what
+    /// [`Patch::voices_sounding`] asks, every voice at every block.
+    may_sound: Vec<usize>,
     /// Execution position of the `output` node.
     output_exec: usize,
     /// Whether some module reads the output module's outputs, so it must run; otherwise
@@ -625,6 +629,15 @@ impl Patch {
             }
         }
 
+        let may_sound = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| match &n.unit {
+                Unit::Module(m) => m.spec().has_gate,
+                Unit::Instrument(_) => true,
+            })
+            .map(|(exec, _)| exec)
+            .collect();
         let output_exec = exec_of[output_decl];
         let output_is_read = nodes.iter().any(|n: &Node| {
             n.inputs
@@ -640,6 +653,7 @@ impl Patch {
             sample_rate,
             max_block,
             nodes,
+            may_sound,
             output_exec,
             output_is_read,
             exec_of,
@@ -1113,7 +1127,11 @@ impl Patch {
     /// How many voices are sounding: the envelopes of the patch that are not idle, and
     /// every instrument's voices that are not free; the "voices sounding" metric.
     pub fn voices_sounding(&self) -> usize {
-        self.nodes.iter().map(|n| n.unit.sounding()).sum()
+        self.may_sound
+            .iter()
+            .filter_map(|&exec| self.nodes.get(exec))
+            .map(|n| n.unit.sounding())
+            .sum()
     }
 
     /// How many times a module produced NaN/inf and was reset (its output for that block
