@@ -484,42 +484,72 @@ impl VoiceLanes for BiquadLanes {
         };
     }
 
-    fn run(&mut self, x: [&[f32]; VOICE_LANES], y: [&mut [f32]; VOICE_LANES]) {
+    /// Runs the block without the denormal flush first, watching the smallest output
+    /// magnitude of each lane: a flush needs an output below [`DENORMAL_FLOOR`], so if
+    /// none came, no flush would have happened and the result is exact. Otherwise (a
+    /// decaying or silent voice: rare) the block runs again from the same state with
+    /// the flush, exactly as `process` does. The flush's check thus stays off the
+    /// recursion's dependency chain and out of its vector ports.
+    fn run(&mut self, x: [&[f32]; VOICE_LANES], mut y: [&mut [f32]; VOICE_LANES]) {
+        let start = *self;
+        if !self.run_frames::<false>(x, y.each_mut().map(|s| &mut **s)) {
+            *self = start;
+            self.run_frames::<true>(x, y);
+        }
+    }
+}
+
+impl BiquadLanes {
+    /// The settled loop of [`Biquad`]'s `process` with every value an array over the
+    /// lanes, the same operations in the same order per lane: with `FLUSH` its denormal
+    /// flush too (then it returns true), without it none, returning whether no output
+    /// came below [`DENORMAL_FLOOR`] (so none would have been flushed).
+    #[inline(always)]
+    fn run_frames<const FLUSH: bool>(
+        &mut self,
+        x: [&[f32]; VOICE_LANES],
+        y: [&mut [f32]; VOICE_LANES],
+    ) -> bool {
         let BiquadLanes {
             b0, b1, b2, a1, a2, ..
         } = *self;
         let (mut x1, mut x2, mut y1, mut y2) = (self.x1, self.x2, self.y1, self.y2);
+        let mut least = [f64::MAX; VOICE_LANES];
         for (xi, yo) in lane_frames(x, y) {
             // Statement by statement across the lanes (so the compiler packs them), each
             // lane exactly the settled loop of `process`.
             let x = xi.map(f64::from);
-            let mut y = [0.0f64; VOICE_LANES];
-            for l in 0..VOICE_LANES {
+            let y: [f64; VOICE_LANES] = std::array::from_fn(|l| {
                 let older = b0[l] * x[l] + b1[l] * x1[l] + b2[l] * x2[l] - a2[l] * y2[l];
-                y[l] = older - a1[l] * y1[l];
-            }
+                older - a1[l] * y1[l]
+            });
             x2 = x1;
             x1 = x;
             y2 = y1;
             y1 = y;
-            // The flush of `Memories::tick`, lane by lane, behind one branch that is
-            // almost never taken: as a select on every sample it would sit on the
-            // recursion's dependency chain; predicted, the branch keeps it off.
-            let quiet: [bool; VOICE_LANES] =
-                std::array::from_fn(|l| (y[l].abs() < DENORMAL_FLOOR) & (y2[l].abs() < DENORMAL_FLOOR));
-            if quiet.contains(&true) {
+            if FLUSH {
                 for l in 0..VOICE_LANES {
-                    if quiet[l] {
+                    if y[l].abs() < DENORMAL_FLOOR && y2[l].abs() < DENORMAL_FLOOR {
                         y1[l] = 0.0;
                         y2[l] = 0.0;
                     }
                 }
+            } else {
+                least = std::array::from_fn(|l| {
+                    let size = y[l].abs();
+                    if size < least[l] {
+                        size
+                    } else {
+                        least[l]
+                    }
+                });
             }
             for (o, v) in yo.into_iter().zip(y) {
                 *o = v as f32;
             }
         }
         (self.x1, self.x2, self.y1, self.y2) = (x1, x2, y1, y2);
+        FLUSH || least.iter().all(|&size| size >= DENORMAL_FLOOR)
     }
 }
 
