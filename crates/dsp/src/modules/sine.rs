@@ -21,6 +21,7 @@
 use super::bandlimited::fm_freq;
 use super::table_oscillator::{constant, FM_IN};
 use crate::module::{sane_sample_rate, Module};
+use crate::modules::common::round_to_i64;
 use crate::params::Params;
 use crate::spec::{ModuleSpec, ParamSpec, PortSpec};
 use crate::state::{StateError, StateReader, StateWriter};
@@ -122,7 +123,7 @@ impl Sine {
         // freq (with fm, through `fm_freq`) is within ±20 kHz, so this is finite and far
         // inside ±2^63; the cast through i64 wraps a negative one (the same bits as a
         // plain cast to u64 for a positive one).
-        (f64::from(freq) * self.units_per_hz).round() as i64 as u64
+        round_to_i64(f64::from(freq) * self.units_per_hz) as u64
     }
 }
 
