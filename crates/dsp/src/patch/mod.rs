@@ -136,6 +136,10 @@ struct Node {
     state_len: usize,
     /// One source per input port.
     inputs: Vec<Source>,
+    /// Where each input's samples start in [`Patch::buffers`] (the zeros for an
+    /// unconnected one): `inputs` resolved once, so reading an input at every block is
+    /// one slice of the buffers.
+    reads: [usize; MAX_PORTS],
     /// Place of its first output port's buffer in [`Patch::buffers`] (in `max_block`s);
     /// the others follow.
     first: usize,
@@ -583,7 +587,14 @@ impl Patch {
                 }
             }
             let first = nodes.last().map_or(1, |n: &Node| n.first + n.outputs);
+            let mut reads = [0; MAX_PORTS];
+            for (at, source) in reads.iter_mut().zip(&srcs) {
+                if let Source::Node { buffer, .. } = *source {
+                    *at = buffer * max_block;
+                }
+            }
             nodes.push(Node {
+                reads,
                 id: ids[decl].to_string(),
                 first,
                 outputs: spec.outputs.len(),
@@ -977,16 +988,17 @@ impl Patch {
             return;
         };
         let mb = self.max_block;
+        let n = n.min(mb);
         // Every input lies before the node's own outputs (execution order).
         let at = (node.first * mb).min(self.buffers.len());
         let (done, rest) = self.buffers.split_at_mut(at);
-        let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
-        for (slot, &src) in ins.iter_mut().zip(&node.inputs) {
-            *slot = read(done, mb, src, n);
-        }
         let (n_in, n_out) = (node.inputs.len(), node.outputs);
+        let mut ins: [&[f32]; MAX_PORTS] = [&[]; MAX_PORTS];
+        for (slot, &from) in ins.iter_mut().zip(&node.reads).take(n_in) {
+            *slot = done.get(from..from + n).unwrap_or(&[]);
+        }
         let mut outs: [&mut [f32]; MAX_PORTS] = Default::default();
-        for (slot, buf) in outs.iter_mut().zip(rest.chunks_mut(mb).take(n_out)) {
+        for (slot, buf) in outs.iter_mut().zip(rest.chunks_exact_mut(mb)).take(n_out) {
             *slot = buf.get_mut(..n).unwrap_or(&mut []);
         }
         let ins = ins.get(..n_in).unwrap_or(&[]);
