@@ -171,16 +171,30 @@ impl Params {
         }
     }
 
-    /// Reads what [`Params::save`] wrote. Values are clamped (and rounded) again, so a
-    /// damaged snapshot cannot put a parameter out of its range.
+    /// Reads what [`Params::save`] wrote. Values are clamped (and rounded) again, and a
+    /// glide is refused unless it stays near its range ([`Smoother::stays_near`]), so a
+    /// damaged snapshot cannot put a parameter out of its range, or make it infinite.
     ///
     /// # Errors
-    /// [`StateError::Truncated`] if the snapshot is short.
+    /// [`StateError::Truncated`] if the snapshot is short; [`StateError::InvalidValue`]
+    /// for a glide no smoother could have saved.
     pub fn load(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
         let params = self.spec.params.iter().zip(self.kinds);
         for ((p, kind), s) in params.zip(&mut self.values) {
             match kind {
-                Kind::Glide => s.load_state(r)?,
+                Kind::Glide => {
+                    // Checked before it is taken: a refused glide leaves the one in use.
+                    let offset = r.position();
+                    let mut loaded = s.clone();
+                    loaded.load_state(r)?;
+                    if !loaded.stays_near(p.min, p.max) {
+                        return Err(StateError::InvalidValue {
+                            what: "parameter glide",
+                            offset,
+                        });
+                    }
+                    *s = loaded;
+                }
                 Kind::Instant => s.set_immediate(p.clamp(r.get_f32()?)),
                 Kind::Whole => s.set_immediate(p.clamp(r.get_f32()?).round()),
             }

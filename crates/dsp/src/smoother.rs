@@ -158,6 +158,25 @@ impl Smoother {
         self.remaining == 0
     }
 
+    /// True if every value this smoother holds or can still reach is finite and lies
+    /// within `[min, max]` widened by the range's width on each side: what any snapshot
+    /// a smoother saved holds (rounding carries a ramp at most a hair past its ends), so
+    /// [`crate::params::Params::load`] refuses the rest. With it, a parameter read from
+    /// a snapshot is as bounded as one that was set, which the modules that are
+    /// [`crate::module::Module::always_finite`] rely on.
+    pub fn stays_near(&self, min: f32, max: f32) -> bool {
+        let span = f64::from(max) - f64::from(min);
+        let (low, high) = (f64::from(min) - span, f64::from(max) + span);
+        let near = |v: f64| v.is_finite() && (low..=high).contains(&v);
+        let (current, step) = (f64::from(self.current), f64::from(self.step));
+        let end = if self.geometric {
+            current * step.powi(self.remaining.min(i32::MAX as u32) as i32)
+        } else {
+            current + step * f64::from(self.remaining)
+        };
+        near(current) && near(f64::from(self.target)) && step.is_finite() && near(end)
+    }
+
     /// Glide length in samples (fixed at construction).
     pub fn ramp_len(&self) -> u32 {
         self.ramp_len

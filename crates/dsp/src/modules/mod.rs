@@ -215,7 +215,10 @@ mod tests {
                 }
             }
         }
-        assert!(claimants >= 1, "at least `note` claims it");
+        assert!(
+            claimants >= 4,
+            "note, sine and the table oscillators claim it"
+        );
     }
 
     #[test]

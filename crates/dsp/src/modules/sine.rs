@@ -136,6 +136,14 @@ impl Module for Sine {
         &mut self.params
     }
 
+    /// Its output is a polynomial of a cycle position in [0, 1) (at most 1 in size)
+    /// times the gain, which stays near its range even when read from a snapshot
+    /// (`Params::load`); the `fm` input only moves the phase, through `fm_freq`, which
+    /// takes a non-finite sample as 0 and clamps the sum.
+    fn always_finite(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let Some(out) = outputs.get_mut(0) else {
             return;

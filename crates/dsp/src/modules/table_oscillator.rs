@@ -57,6 +57,14 @@ impl Module for TableOscillator {
         &mut self.params
     }
 
+    /// Its output interpolates between values of its finite tables (each about 1 at
+    /// most) and scales them by the gain, which stays near its range even when read
+    /// from a snapshot (`Params::load`); the `fm` input only moves the phase, through
+    /// `fm_freq`, which takes a non-finite sample as 0 and clamps the sum.
+    fn always_finite(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let Some(out) = outputs.get_mut(0) else {
             return;

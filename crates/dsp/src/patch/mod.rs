@@ -1671,18 +1671,34 @@ mod tests {
         assert_eq!(bits(&l), bits(p.source(gain_out, 64)));
     }
 
-    /// Snapshot offset of the first sine's gain smoother's current value.
-    const SINE_GAIN_AT: usize = HEADER_LEN + crate::smoother::Smoother::STATE_LEN;
+    /// Where node `id`'s state starts in a snapshot: after the header, the nodes in
+    /// declaration order.
+    fn state_at(p: &Patch, id: &str) -> usize {
+        let decl = usize::from(p.node_index(id).unwrap());
+        HEADER_LEN
+            + p.exec_of[..decl]
+                .iter()
+                .map(|&e| p.nodes[e].state_len)
+                .sum::<usize>()
+    }
+
+    /// Snapshot offset of biquad `id`'s memory y[n-1]: its state ends with the four
+    /// memories (x1, x2, y1, y2, f64 each), then a u32, a bool and a u32.
+    fn biquad_y1_at(p: &Patch, id: &str) -> usize {
+        let exec = p.exec_of[usize::from(p.node_index(id).unwrap())];
+        state_at(p, id) + p.nodes[exec].state_len - (4 + 1 + 4) - 2 * 8
+    }
 
     #[test]
     fn nonfinite_output_resets_module_and_silences_block() {
-        // sine -> out directly, so the silenced block is visible at the output.
+        // sine -> filter -> out, so the silenced block is visible at the output.
         let desc = PatchDesc {
             modules: vec![
                 ModuleDesc::new("s", "sine"),
+                ModuleDesc::new("f", "biquad"),
                 ModuleDesc::new("out", "output"),
             ],
-            connections: vec![Connection::new("s", "out")],
+            connections: vec![Connection::new("s", "f"), Connection::new("f", "out")],
             instruments: Vec::new(),
             clock: None,
             tracks: Vec::new(),
@@ -1691,18 +1707,17 @@ mod tests {
         let mut p = compile(&desc);
         let _ = render(&mut p, 640, 64);
         let mut buf = snapshot(&p);
-        // Poison the sine's current gain (first module, right after the header: its
-        // parameters come first, the freq smoother 16 bytes, then the gain smoother's
-        // current value).
-        buf[SINE_GAIN_AT..SINE_GAIN_AT + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        // Poison the filter's memory: it answers NaN from its first sample on.
+        let at = biquad_y1_at(&p, "f");
+        buf[at..at + 8].copy_from_slice(&f64::NAN.to_le_bytes());
         p.load_state(&mut StateReader::new(&buf)).unwrap();
         let (l, r) = render(&mut p, 64, 64);
         assert!(l.iter().chain(&r).all(|&x| x == 0.0));
         assert_eq!(p.nonfinite_resets(), 1);
-        // The sine was reset to phase 0 and plays again; the counter is in the snapshot.
+        // The filter was reset (its memories silent) and plays again; the counter is in
+        // the snapshot.
         let (l, _) = render(&mut p, 64, 64);
-        assert_eq!(l[0], 0.0);
-        assert!(l.iter().all(|x| x.is_finite()) && l[1] > 0.0);
+        assert!(l.iter().all(|x| x.is_finite()) && l.iter().any(|&x| x != 0.0));
         assert_eq!(p.nonfinite_resets(), 1);
         let buf = snapshot(&p);
         let mut q = compile(&desc);
@@ -1715,11 +1730,45 @@ mod tests {
         let mut p = playing_default();
         let _ = render(&mut p, 640, 64);
         let mut buf = snapshot(&p);
-        buf[SINE_GAIN_AT..SINE_GAIN_AT + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        let at = biquad_y1_at(&p, "filter");
+        buf[at..at + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
         p.load_state(&mut StateReader::new(&buf)).unwrap();
         let (l, r) = render(&mut p, 6400, 64);
         assert!(l.iter().chain(&r).all(|x| x.is_finite()));
         assert_eq!(p.nonfinite_resets(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_whose_glide_leaves_its_range_is_refused() {
+        // The sine's gain smoother comes first after the header (freq, 16 bytes, then
+        // gain: current, target, step, samples left).
+        let mut p = playing_default();
+        let _ = render(&mut p, 640, 64);
+        let gain = state_at(&p, "sine") + crate::smoother::Smoother::STATE_LEN;
+        for (field, bad) in [(0, f32::NAN), (0, f32::INFINITY), (4, 1e30), (8, 1e30)] {
+            let mut buf = snapshot(&p);
+            buf[gain + field..gain + field + 4].copy_from_slice(&bad.to_le_bytes());
+            if field == 8 {
+                // A step that carries the gain far out over the samples left.
+                buf[gain + 12..gain + 16].copy_from_slice(&1000u32.to_le_bytes());
+            }
+            let err = p.load_state(&mut StateReader::new(&buf)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StateError::InvalidValue {
+                        what: "parameter glide",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        // A ramp mid-way, saved as it is, loads.
+        p.set_param(p.node_index("sine").unwrap(), 1, 0.9);
+        let _ = render(&mut p, 64, 64);
+        let buf = snapshot(&p);
+        p.load_state(&mut StateReader::new(&buf)).unwrap();
     }
 
     // ---- compile errors ----
