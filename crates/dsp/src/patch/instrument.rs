@@ -809,20 +809,33 @@ impl Instrument {
         for block in blocks.iter_mut().skip(waiting.len()) {
             *block = first;
         }
-        // Sixteen lanes as four vectors of four: zipped slice iterators, so no sample is
-        // bounds-checked; the four chains interleave.
-        let quad = |q: usize| {
-            let [a, b, c, d] = [0, 1, 2, 3].map(|k| blocks[4 * q + k]);
-            a.iter()
-                .zip(b)
-                .zip(c)
-                .zip(d)
-                .map(|(((a, b), c), d)| [*a, *b, *c, *d])
-        };
+        // Sixteen lanes as four vectors of four, four frames at a time: each voice's
+        // four frames are one load, turned into four frames of four lanes by shuffles
+        // in registers (a gather of single samples was most of the work).
         let mut quads: [[f32; 4]; 4] =
             std::array::from_fn(|q| std::array::from_fn(|k| levels[4 * q + k]));
-        for (((x0, x1), x2), x3) in quad(0).zip(quad(1)).zip(quad(2)).zip(quad(3)) {
-            for (q, x) in quads.iter_mut().zip([x0, x1, x2, x3]) {
+        let n = blocks.iter().map(|b| b.len()).min().unwrap_or(0);
+        let tiles = n / 4;
+        for t in 0..tiles {
+            for (q, lanes) in quads.iter_mut().zip(blocks.chunks_exact(4)) {
+                let rows: [[f32; 4]; 4] = std::array::from_fn(|k| {
+                    lanes
+                        .get(k)
+                        .and_then(|b| b.get(4 * t..4 * t + 4))
+                        .and_then(|f| <[f32; 4]>::try_from(f).ok())
+                        .unwrap_or([0.0; 4])
+                });
+                for j in 0..4 {
+                    let x = [rows[0][j], rows[1][j], rows[2][j], rows[3][j]];
+                    *q = std::array::from_fn(|k| follow(q[k], x[k], fall));
+                }
+            }
+        }
+        for at in 4 * tiles..n {
+            for (q, lanes) in quads.iter_mut().zip(blocks.chunks_exact(4)) {
+                let x: [f32; 4] = std::array::from_fn(|k| {
+                    lanes.get(k).and_then(|b| b.get(at)).copied().unwrap_or(0.0)
+                });
                 *q = std::array::from_fn(|k| follow(q[k], x[k], fall));
             }
         }
