@@ -825,8 +825,9 @@ impl Instrument {
                         .and_then(|f| <[f32; 4]>::try_from(f).ok())
                         .unwrap_or([0.0; 4])
                 });
-                for j in 0..4 {
-                    let x = [rows[0][j], rows[1][j], rows[2][j], rows[3][j]];
+                let [r0, r1, r2, r3] = rows;
+                for (((a, b), c), d) in r0.into_iter().zip(r1).zip(r2).zip(r3) {
+                    let x = [a, b, c, d];
                     *q = std::array::from_fn(|k| follow(q[k], x[k], fall));
                 }
             }
