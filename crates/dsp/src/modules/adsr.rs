@@ -198,6 +198,9 @@ pub struct Adsr {
     release_aim: f64,
     /// Coefficient of an exponential release, fixed at gate-off like `release_step`.
     release_k: f64,
+    /// Whether another module reads the `env` output ([`Module::outputs_read`]): if not,
+    /// it is left unwritten. Not state: the patch tells every compiled instance.
+    env_read: bool,
 }
 
 impl Adsr {
@@ -220,6 +223,7 @@ impl Adsr {
                 release_k: 0.0,
             },
             exp_level: 0.0,
+            env_read: true,
             release_aim: 0.0,
             release_k: 0.0,
         };
@@ -419,11 +423,17 @@ impl Module for Adsr {
         self.stage != Stage::Idle
     }
 
+    /// `env` is the level `out` is scaled by, so nobody reading it, it is not written
+    /// (the level still moves with `out`).
+    fn outputs_read(&mut self, read: u8) {
+        self.env_read = read >> 1 & 1 == 1;
+    }
+
     fn process(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
         let input: &[f32] = inputs.first().copied().unwrap_or(&[]);
         let (out, env) = match outputs {
-            [out, env, ..] => (&mut **out, &mut **env),
-            [out] => (&mut **out, &mut [][..]),
+            [out, env, ..] if self.env_read => (&mut **out, &mut **env),
+            [out, ..] => (&mut **out, &mut [][..]),
             [] => return,
         };
         // Held level (sustaining with a settled sustain, or idle): every sample of the
@@ -504,6 +514,39 @@ mod tests {
     use super::*;
 
     const SR: f32 = 48_000.0;
+
+    /// With `env` unread it is left unwritten, and `out` and the state have the bits
+    /// they have with it read: through attack, decay, sustain and release, straight and
+    /// curved.
+    #[test]
+    fn an_unread_env_is_left_unwritten_and_changes_nothing_else() {
+        use crate::state::StateWriter;
+        for curve in [0.0, 0.6] {
+            let play = |a: &mut Adsr| {
+                a.set_param(CURVE, curve);
+                let input: Vec<f32> = (0..64).map(|i| (i as f32 * 0.1).sin()).collect();
+                let mut blocks = Vec::new();
+                for block in 0..60 {
+                    a.set_gate((3..40).contains(&block));
+                    let (mut out, mut env) = ([f32::NAN; 64], [f32::NAN; 64]);
+                    a.process(&[&input], &mut [&mut out, &mut env]);
+                    blocks.push((out.map(f32::to_bits), env.map(f32::to_bits)));
+                }
+                let mut state = vec![0u8; a.state_len()];
+                a.save_state(&mut StateWriter::new(&mut state));
+                (blocks, state)
+            };
+            let (every, every_state) = play(&mut Adsr::new(SR));
+            let mut only_out = Adsr::new(SR);
+            only_out.outputs_read(1);
+            let (some, some_state) = play(&mut only_out);
+            assert_eq!(some_state, every_state);
+            for ((out_a, _), (out_b, env_b)) in every.iter().zip(&some) {
+                assert_eq!(out_a, out_b);
+                assert!(env_b.iter().all(|&e| f32::from_bits(e).is_nan()));
+            }
+        }
+    }
 
     /// Renders `n` samples with a constant input of 1.0; returns (out, env).
     fn render(a: &mut Adsr, n: usize) -> (Vec<f32>, Vec<f32>) {
