@@ -439,8 +439,9 @@ const DENORMAL_FLOOR: f64 = 1e-20;
 
 /// [`VOICE_LANES`] settled biquads (one per voice of an instrument) side by side: the
 /// settled loop of [`Biquad`]'s `process` with every value an array over the lanes,
-/// the same operations in the same order per lane (the denormal flush a select), so
-/// each lane gives the bits its biquad gives alone (`lanes_match_biquads_alone`).
+/// the same operations in the same order per lane (the denormal flush checked as
+/// [`VoiceLanes::run`] says), so each lane gives the bits its biquad gives alone
+/// (`lanes_match_biquads_alone`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BiquadLanes {
     b0: [f64; VOICE_LANES],

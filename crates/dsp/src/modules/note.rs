@@ -215,15 +215,16 @@ impl Module for Note {
             (TIMBRE, TIMBRE_OUT, &mut **timbre),
         ] {
             let s = &mut self.params[i];
+            let block = if_read(read, port, p);
             if s.is_settled() {
-                if_read(read, port, p).fill(s.current());
-            } else if read >> port & 1 == 1 {
-                for o in p.iter_mut() {
-                    *o = s.next();
-                }
+                block.fill(s.current());
             } else {
-                for _ in 0..p.len() {
-                    s.next();
+                // Every frame, read or not: the ramp advances.
+                for k in 0..n {
+                    let value = s.next();
+                    if let Some(o) = block.get_mut(k) {
+                        *o = value;
+                    }
                 }
             }
         }

@@ -722,8 +722,8 @@ impl Instrument {
     }
 
     /// Renders the whole-block voices `group` (ascending indices) side by side
-    /// ([`Patch::render_side_by_side`]), measures their loudness side by side too, and
-    /// adds them to `out` in order, each straight from its patch.
+    /// ([`Patch::render_side_by_side`]), adds them to `out` in order, each straight from
+    /// its patch, and queues their loudness measures for [`Instrument::follow`].
     fn render_group(&mut self, group: [usize; VOICE_LANES], out: &mut [f32]) {
         let n = out.len();
         let (first, last) = (group[0], group[VOICE_LANES - 1]);
@@ -791,7 +791,6 @@ impl Instrument {
     /// Runs the loudness measures of the whole-block voices waiting in `to_follow` over
     /// their `n` frames just rendered, side by side: each lane the loop of
     /// `render_voice`, sample by sample, so each measure has the bits it would have alone.
-    /// Lanes past the waiting voices measure silence and are dropped.
     fn follow(&mut self, n: usize) {
         let fall = self.level_fall;
         let waiting = self.to_follow.get(..self.following).unwrap_or(&[]);
